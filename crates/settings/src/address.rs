@@ -1,0 +1,211 @@
+//! Network addresses in the forms the Go platform's configuration uses.
+
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs},
+    str::FromStr,
+};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// Where a server listens: `50051` or `:50051` (all interfaces), `host:port`, `[::1]:50051`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl ListenAddr {
+    pub const fn all_interfaces(port: u16) -> Self {
+        Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
+    }
+
+    pub const fn get(self) -> SocketAddr {
+        self.0
+    }
+}
+
+/// Why an address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid address {input:?}: {reason}")]
+pub struct AddressError {
+    input: String,
+    reason: String,
+}
+
+fn parse_port(input: &str, port: &str) -> Result<u16, AddressError> {
+    port.parse::<u16>().map_err(|_| AddressError {
+        input: input.to_owned(),
+        reason: format!("port {port:?} is not a number from 0 to 65535"),
+    })
+}
+
+impl FromStr for ListenAddr {
+    type Err = AddressError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim();
+        let fail = |reason: &str| AddressError {
+            input: input.to_owned(),
+            reason: format!("{reason} (expected a port such as 8080, :8080 or host:8080)"),
+        };
+        if text.is_empty() {
+            return Err(fail("empty"));
+        }
+        if !text.contains(':') {
+            return Ok(Self::all_interfaces(parse_port(input, text)?));
+        }
+        if let Some(port) = text.strip_prefix(':') {
+            return Ok(Self::all_interfaces(parse_port(input, port)?));
+        }
+        if let Ok(addr) = text.parse::<SocketAddr>() {
+            return Ok(Self(addr));
+        }
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| fail("no port"))?;
+        let port = parse_port(input, port)?;
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .map(Self)
+            .ok_or_else(|| fail(&format!("cannot resolve host {host:?}")))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a gRPC server is reached: `host:port` or `http://host:port`.
+/// Always held as a URI with a scheme, which is what tonic's `Endpoint` wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcEndpoint(String);
+
+impl GrpcEndpoint {
+    pub fn as_uri(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for GrpcEndpoint {
+    type Err = AddressError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim().trim_end_matches('/');
+        let fail = |reason: &str| AddressError {
+            input: input.to_owned(),
+            reason: format!("{reason} (expected host:port or http://host:port)"),
+        };
+        let authority = match text.split_once("://") {
+            Some(("http" | "https", authority)) => authority,
+            Some((scheme, _)) => return Err(fail(&format!("unsupported scheme {scheme:?}"))),
+            None => text,
+        };
+        let (host, port) = authority.rsplit_once(':').ok_or_else(|| fail("no port"))?;
+        parse_port(input, port)?;
+        if host.is_empty() || authority.contains('/') {
+            return Err(fail("no host"));
+        }
+        let scheme = text.split_once("://").map_or("http", |(scheme, _)| scheme);
+        Ok(Self(format!("{scheme}://{authority}")))
+    }
+}
+
+impl fmt::Display for GrpcEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! string_form_serde {
+    ($type:ty, $expecting:literal) => {
+        impl Serialize for $type {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $type {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl de::Visitor<'_> for Visitor {
+                    type Value = $type;
+
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str($expecting)
+                    }
+
+                    fn visit_str<E: de::Error>(self, value: &str) -> Result<$type, E> {
+                        value.parse().map_err(E::custom)
+                    }
+
+                    // The environment provider turns a bare port into a number.
+                    fn visit_u64<E: de::Error>(self, value: u64) -> Result<$type, E> {
+                        self.visit_str(&value.to_string())
+                    }
+
+                    fn visit_i64<E: de::Error>(self, value: i64) -> Result<$type, E> {
+                        self.visit_str(&value.to_string())
+                    }
+                }
+                deserializer.deserialize_any(Visitor)
+            }
+        }
+    };
+}
+
+string_form_serde!(
+    ListenAddr,
+    "a listen address such as 8080, :8080 or host:8080"
+);
+string_form_serde!(
+    GrpcEndpoint,
+    "a gRPC address such as host:50051 or http://host:50051"
+);
+
+pub(crate) use string_form_serde;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addr_takes_go_forms() {
+        let all = |port| ListenAddr::all_interfaces(port);
+        assert_eq!("50051".parse::<ListenAddr>().unwrap(), all(50051));
+        assert_eq!(":8081".parse::<ListenAddr>().unwrap(), all(8081));
+        assert_eq!(
+            "127.0.0.1:9000".parse::<ListenAddr>().unwrap().get(),
+            "127.0.0.1:9000".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!("[::1]:80".parse::<ListenAddr>().unwrap().get().port(), 80);
+        assert!(
+            "localhost:80"
+                .parse::<ListenAddr>()
+                .unwrap()
+                .get()
+                .ip()
+                .is_loopback()
+        );
+        for bad in ["", "abc", ":99999", "host:", "1.2.3.4:x"] {
+            assert!(bad.parse::<ListenAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grpc_endpoint_adds_the_scheme() {
+        let uri = |text: &str| text.parse::<GrpcEndpoint>().map(|e| e.as_uri().to_owned());
+        assert_eq!(uri("orders:50051").unwrap(), "http://orders:50051");
+        assert_eq!(
+            uri("http://127.0.0.1:50051/").unwrap(),
+            "http://127.0.0.1:50051"
+        );
+        assert!(uri("orders").is_err());
+        assert!(
+            uri("ftp://orders:1")
+                .unwrap_err()
+                .to_string()
+                .contains("scheme")
+        );
+        assert!(uri("orders:port").is_err());
+    }
+}

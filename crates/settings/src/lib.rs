@@ -1,0 +1,25 @@
+//! Configuration shared by every service of the platform.
+//!
+//! Each service describes its settings as a plain struct whose field names are the
+//! lowercase names of its environment variables (`orders_pg_dsn` <- `ORDERS_PG_DSN`),
+//! so one name is used everywhere: in code, in the optional TOML file and in the
+//! environment. [`load`] layers them: the struct's `Default` < the TOML file named by
+//! an environment variable < the environment. The value types here accept the Go
+//! platform's forms so an existing `.env` keeps working:
+//! - [`GoDuration`]: `1s`, `500ms`, `1h30m`, `48h`, `0`;
+//! - [`ListenAddr`]: `50051`, `:8081`, `host:port`;
+//! - [`GrpcEndpoint`]: `host:port` or `http://host:port`;
+//! - [`BrokerList`]: `host:port,host:port`.
+//!
+//! A bad value fails with a [`ConfigError`] that names the variable, the value and
+//! what was expected.
+
+mod address;
+mod broker_list;
+mod duration;
+mod loader;
+
+pub use address::{GrpcEndpoint, ListenAddr};
+pub use broker_list::BrokerList;
+pub use duration::GoDuration;
+pub use loader::{ConfigError, load};

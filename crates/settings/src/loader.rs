@@ -1,0 +1,232 @@
+//! Layering defaults, the optional TOML file and the environment with figment, and
+//! turning figment's errors into ones that name the variable.
+
+use std::{collections::BTreeMap, path::Path};
+
+use figment::{
+    Figment, Provider,
+    providers::{Format, Serialized, Toml},
+    value::{Dict, Value},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}: configuration file {path:?} cannot be read: {reason}")]
+    File {
+        var: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{var} = {value:?} ({source_name}): {reason}")]
+    Invalid {
+        var: String,
+        value: String,
+        source_name: String,
+        reason: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Other(String),
+}
+
+/// Loads `T` from its `Default`, then the TOML file named by `config_file_var` (if
+/// set), then the process environment restricted to `env_vars`.
+pub fn load<T>(config_file_var: &str, env_vars: &[&str]) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    load_from(&env, config_file_var, env_vars)
+}
+
+/// As [`load`], with the environment given explicitly (tests, embedding).
+pub fn load_from<T>(
+    env: &BTreeMap<String, String>,
+    config_file_var: &str,
+    env_vars: &[&str],
+) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    let mut file_values = BTreeMap::new();
+    if let Some(path) = env.get(config_file_var).filter(|path| !path.is_empty()) {
+        let text = std::fs::read_to_string(Path::new(path)).map_err(|err| ConfigError::File {
+            var: config_file_var.to_owned(),
+            path: path.clone(),
+            reason: err.to_string(),
+        })?;
+        let parsed: Dict = Toml::string(&text)
+            .data()
+            .map_err(|err| ConfigError::File {
+                var: config_file_var.to_owned(),
+                path: path.clone(),
+                reason: err.to_string(),
+            })?
+            .into_values()
+            .next()
+            .unwrap_or_default();
+        file_values = parsed;
+        figment = figment.merge(Toml::string(&text));
+    }
+    // Environment values stay strings: each setting's type parses its own text, so a
+    // password of `123` or a topic named `true` is taken as written.
+    let mut from_env = Dict::new();
+    for var in env_vars {
+        if let Some(value) = env.get(*var) {
+            from_env.insert(var.to_ascii_lowercase(), Value::from(value.clone()));
+        }
+    }
+    figment = figment.merge(Serialized::defaults(from_env));
+    // Lossy: "4" fills a number, "true" a bool; text fields keep their text.
+    figment.extract_lossy().map_err(|err| {
+        let key = err.path.first().cloned().unwrap_or_default();
+        let var = key.to_ascii_uppercase();
+        if let Some(value) = env.get(&var).filter(|_| env_vars.contains(&var.as_str())) {
+            ConfigError::Invalid {
+                var,
+                value: value.clone(),
+                source_name: "environment variable".to_owned(),
+                reason: err.kind.to_string(),
+            }
+        } else if let Some(value) = file_values.get(&key) {
+            ConfigError::Invalid {
+                var: key.clone(),
+                value: value_text(value),
+                source_name: format!("key in the file named by {config_file_var}"),
+                reason: err.kind.to_string(),
+            }
+        } else {
+            ConfigError::Other(err.to_string())
+        }
+    })
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(_, text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GoDuration, ListenAddr};
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Sample {
+        sample_addr: ListenAddr,
+        sample_period: GoDuration,
+        sample_password: String,
+        sample_pool_size: u32,
+    }
+
+    impl Default for Sample {
+        fn default() -> Self {
+            Self {
+                sample_addr: ListenAddr::all_interfaces(8081),
+                sample_period: GoDuration::from_secs(1),
+                sample_password: String::new(),
+                sample_pool_size: 8,
+            }
+        }
+    }
+
+    const VARS: &[&str] = &[
+        "SAMPLE_ADDR",
+        "SAMPLE_PERIOD",
+        "SAMPLE_PASSWORD",
+        "SAMPLE_POOL_SIZE",
+    ];
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_apply_without_environment() {
+        let sample: Sample = load_from(&env(&[]), "SAMPLE_CONFIG", VARS).unwrap();
+        assert_eq!(sample, Sample::default());
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let dir = tempfile_dir();
+        let path = dir.join("sample.toml");
+        std::fs::write(&path, "sample_period = \"5s\"\nsample_pool_size = 3\n").unwrap();
+        let sample: Sample = load_from(
+            &env(&[
+                ("SAMPLE_CONFIG", path.to_str().unwrap()),
+                ("SAMPLE_ADDR", ":9000"),
+                ("SAMPLE_PASSWORD", "123"),
+                ("SAMPLE_POOL_SIZE", "4"),
+                ("UNRELATED", "x"),
+            ]),
+            "SAMPLE_CONFIG",
+            VARS,
+        )
+        .unwrap();
+        assert_eq!(sample.sample_addr, ListenAddr::all_interfaces(9000));
+        assert_eq!(sample.sample_period, GoDuration::from_secs(5));
+        assert_eq!(sample.sample_password, "123");
+        assert_eq!(sample.sample_pool_size, 4);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_the_expectation() {
+        let err = load_from::<Sample>(&env(&[("SAMPLE_PERIOD", "soon")]), "SAMPLE_CONFIG", VARS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("SAMPLE_PERIOD = \"soon\""), "{err}");
+        assert!(err.contains("Go duration"), "{err}");
+
+        let err = load_from::<Sample>(&env(&[("SAMPLE_POOL_SIZE", "-1")]), "SAMPLE_CONFIG", VARS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("SAMPLE_POOL_SIZE = \"-1\""), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_broken_file_is_named() {
+        let err = load_from::<Sample>(
+            &env(&[("SAMPLE_CONFIG", "/nonexistent/x.toml")]),
+            "SAMPLE_CONFIG",
+            VARS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SAMPLE_CONFIG") && err.contains("/nonexistent/x.toml"),
+            "{err}"
+        );
+
+        let dir = tempfile_dir();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "sample_addr = \"nowhere\"\n").unwrap();
+        let err = load_from::<Sample>(
+            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
+            "SAMPLE_CONFIG",
+            VARS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("sample_addr = \"nowhere\""), "{err}");
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "settings-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
