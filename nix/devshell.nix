@@ -1,0 +1,31 @@
+# `nix develop`: the Rust toolchain from the same nixpkgs as the package, plus the
+# servers and clients the tests and the README use.
+{
+  mkShell,
+  rustPackages,
+  rustPlatform,
+  cargo-nextest,
+  postgresql_16,
+  redis,
+  kcat,
+  grpcurl,
+  pkg-config,
+}:
+mkShell {
+  name = "order-platform-dev";
+  packages = [
+    rustPackages.cargo
+    rustPackages.rustc
+    rustPackages.clippy
+    rustPackages.rustfmt
+    cargo-nextest
+    # The same major as docker-compose.yaml's postgres:16.
+    postgresql_16
+    redis
+    kcat
+    grpcurl
+    pkg-config
+  ];
+  # rust-analyzer and friends find the standard library sources here.
+  RUST_SRC_PATH = "${rustPlatform.rustLibSrc}";
+}
