@@ -5,6 +5,7 @@
   rustPlatform,
   rustc,
   runCommand,
+  kcat,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
@@ -57,8 +58,10 @@ let
       # server. Tests that need PostgreSQL or Redis (orders, payments, notifications,
       # gateway, the end-to-end tests) cannot run in the Nix sandbox and are run by CI
       # (.ci/run) instead. devbroker's tests only listen on loopback, which the Linux
-      # sandbox provides.
+      # sandbox provides; they drive it with kcat as a real third-party client, so kcat is
+      # on PATH during the check phase.
       doCheck = true;
+      nativeCheckInputs = [ kcat ];
       cargoTestFlags = [
         "-p"
         "settings"
@@ -88,6 +91,10 @@ let
               };
             }
             ''
+              test -x ${platform}/bin/${name} || {
+                echo "the workspace build installed no ${name} binary" >&2
+                exit 1
+              }
               mkdir -p $out/bin
               ln -s ${platform}/bin/${name} $out/bin/${name}
             ''
