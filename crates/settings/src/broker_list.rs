@@ -11,6 +11,11 @@ use crate::address::string_form_serde;
 pub struct BrokerList(Vec<String>);
 
 impl BrokerList {
+    /// One broker at `host:port`.
+    pub fn single(host: &str, port: u16) -> Self {
+        Self(vec![format!("{host}:{port}")])
+    }
+
     pub fn hosts(&self) -> &[String] {
         &self.0
     }

@@ -1,0 +1,17 @@
+//! The operations HTTP server that every service runs beside its real work.
+//!
+//! - `GET /healthz`: 200 while the process is alive and serving.
+//! - `GET /readyz`: 200 when every dependency the service registered in [`Health`]
+//!   was reachable at its last check, else 503 naming the ones that are not.
+//! - `GET /metrics`: the [`Metrics`] registry in the Prometheus text format.
+//!
+//! The service's own background checker updates [`Health`]; the handlers only read
+//! it, so a probe never waits on a database.
+
+mod health;
+mod metrics;
+mod server;
+
+pub use health::Health;
+pub use metrics::{Counter, Gauge, Metrics};
+pub use server::serve;

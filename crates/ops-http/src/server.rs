@@ -1,0 +1,52 @@
+//! The warp server behind `/healthz`, `/readyz` and `/metrics`.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use warp::{Filter, http::StatusCode};
+
+use crate::{Health, Metrics};
+
+/// Binds `addr` and serves until `shutdown` is cancelled. Returns the bound address
+/// (useful with port 0) and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({ "status": "alive" })));
+    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
+        let (ready, report) = health.report();
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        warp::reply::with_status(warp::reply::json(&report), status)
+    });
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+    });
+    let routes = healthz.or(readyz).or(metrics);
+
+    let task = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
+    });
+    tracing::info!(%bound, "operations server listening (/healthz, /readyz, /metrics)");
+    Ok((bound, task))
+}

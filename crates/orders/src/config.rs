@@ -1,0 +1,88 @@
+//! The orders service's settings: defaults < TOML file named by `ORDERS_CONFIG` < environment.
+
+use serde::{Deserialize, Serialize};
+use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+
+/// Every environment variable the service reads.
+pub const ENV_VARS: &[&str] = &[
+    "ORDERS_PG_DSN",
+    "ORDERS_GRPC_ADDR",
+    "ORDERS_HEALTH_ADDR",
+    "ORDERS_DB_POOL_SIZE",
+    "ORDERS_DB_TIMEOUT",
+    "KAFKA_BROKERS",
+    "KAFKA_TOPIC",
+    "KAFKA_SENDER_PERIOD",
+    "OUTBOX_BATCH_SIZE",
+    "OUTBOX_LEASE",
+];
+
+/// The variable naming an optional TOML file with the same keys in lowercase.
+pub const CONFIG_FILE_VAR: &str = "ORDERS_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created at start-up if missing.
+    pub orders_pg_dsn: String,
+    /// gRPC listen address (Go forms: `50051`, `:50051`, `host:port`).
+    pub orders_grpc_addr: ListenAddr,
+    /// `/healthz`, `/readyz`, `/metrics` listen address.
+    pub orders_health_addr: ListenAddr,
+    /// Most PostgreSQL connections held at once.
+    pub orders_db_pool_size: u32,
+    /// How long a request waits for a database connection before UNAVAILABLE.
+    pub orders_db_timeout: GoDuration,
+    /// Kafka bootstrap brokers for the outbox relay.
+    pub kafka_brokers: BrokerList,
+    /// Topic the relay publishes `OrderCreated` to.
+    pub kafka_topic: String,
+    /// Relay poll interval when no NOTIFY arrives (Go: one event per tick).
+    pub kafka_sender_period: GoDuration,
+    /// Most outbox rows the relay claims and publishes at once.
+    pub outbox_batch_size: u32,
+    /// How long a claim lasts before another relay may take the rows over.
+    pub outbox_lease: GoDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            orders_pg_dsn: "postgres://postgres@127.0.0.1:5432/orders_db".to_owned(),
+            orders_grpc_addr: ListenAddr::all_interfaces(50051),
+            orders_health_addr: ListenAddr::all_interfaces(8081),
+            orders_db_pool_size: 16,
+            orders_db_timeout: GoDuration::from_secs(2),
+            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_topic: "order-topic".to_owned(),
+            kafka_sender_period: GoDuration::from_secs(1),
+            outbox_batch_size: 500,
+            outbox_lease: GoDuration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and the TOML file it may name).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
+        config.check()
+    }
+
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.orders_db_pool_size == 0 {
+            return Err(ConfigError::Other(
+                "ORDERS_DB_POOL_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.outbox_batch_size == 0 {
+            return Err(ConfigError::Other(
+                "OUTBOX_BATCH_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.kafka_topic.trim().is_empty() {
+            return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,116 @@
+//! `orders.v1.OrdersService` over the [`OrderStore`].
+
+use proto::v1::{
+    CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, Money, Order,
+    OrderItem, OrderStatus, orders_service_server::OrdersService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    store::{OrderStore, StoreError, StoredOrder},
+    validation::validate,
+};
+
+pub struct OrdersApi {
+    store: OrderStore,
+}
+
+impl OrdersApi {
+    pub fn new(store: OrderStore) -> Self {
+        Self { store }
+    }
+
+    /// Runs a blocking store call off the async runtime.
+    async fn with_store<T, F>(&self, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&OrderStore) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || call(&store)).await {
+            Ok(result) => result.map_err(store_status),
+            Err(err) => {
+                tracing::error!(%err, "store task failed");
+                Err(Status::internal("internal error"))
+            }
+        }
+    }
+}
+
+fn store_status(err: StoreError) -> Status {
+    match err {
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        StoreError::Internal(reason) => {
+            tracing::error!(%reason, "database error");
+            Status::internal("internal error")
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl OrdersService for OrdersApi {
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
+        let order =
+            validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let order_id = self.with_store(move |store| store.create(&order)).await?;
+        tracing::debug!(order_id, "order created");
+        Ok(Response::new(CreateOrderResponse { order_id }))
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
+        let order_id = request.get_ref().order_id;
+        if order_id <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "order_id must be positive, got {order_id}"
+            )));
+        }
+        match self.with_store(move |store| store.get(order_id)).await? {
+            Some(order) => Ok(Response::new(GetOrderResponse {
+                order: Some(to_proto(order)),
+            })),
+            None => Err(Status::not_found(format!("order {order_id} not found"))),
+        }
+    }
+}
+
+fn to_proto(order: StoredOrder) -> Order {
+    let status = match order.status.as_str() {
+        "new" => OrderStatus::New,
+        _ => OrderStatus::Unspecified,
+    };
+    Order {
+        order_id: order.order_id,
+        user_id: order.user_id,
+        status: status as i32,
+        items: order
+            .items
+            .into_iter()
+            .map(|item| OrderItem {
+                product_id: item.product_id,
+                quantity: item.quantity,
+                price: Some(Money { money: item.price }),
+            })
+            .collect(),
+        total_amount: Some(Money {
+            money: order.total_amount,
+        }),
+        created_at: Some(timestamp(order.created_at)),
+        updated_at: Some(timestamp(order.updated_at)),
+    }
+}
+
+fn timestamp(time: chrono::DateTime<chrono::Utc>) -> proto::Timestamp {
+    proto::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}

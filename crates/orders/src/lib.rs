@@ -1,0 +1,235 @@
+//! The orders service: takes orders over gRPC and records them, with their
+//! `OrderCreated` event, in PostgreSQL.
+//!
+//! How the parts fit:
+//! - [`config`]: settings from defaults, an optional TOML file and the environment;
+//! - `validation`: a `CreateOrderRequest` becomes a `NewOrder` or INVALID_ARGUMENT
+//!   naming the field (checked arithmetic for the total);
+//! - `store`: the order, its items and the outbox row in one transaction; reads;
+//! - `grpc`: `orders.v1.OrdersService` on top of the store, blocking calls moved to
+//!   `spawn_blocking`, database outages answered with UNAVAILABLE;
+//! - this module: [`start`] binds the gRPC and operations ports, prepares the
+//!   database (create, migrate; retried while PostgreSQL is unreachable), then serves
+//!   gRPC with reflection (v1 and v1alpha) and the standard health service, and keeps
+//!   readiness in step with the database.
+//!
+//! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
+//! configuration, logging and signals.
+
+pub mod config;
+mod grpc;
+mod store;
+mod validation;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use ops_http::{Health, Metrics};
+use proto::v1::orders_service_server::OrdersServiceServer;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+pub use config::Config;
+pub use store::{OrderStore, StoreError};
+pub use validation::{MAX_ITEMS, NewOrder, ValidationError, validate};
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations/orders");
+}
+
+/// The gRPC service name health checks are reported under.
+pub const SERVICE_NAME: &str = "orders.v1.OrdersService";
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the database: {0}")]
+    Database(#[from] pgsetup::SetupError),
+    #[error("gRPC server failed: {0}")]
+    Serve(String),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+}
+
+/// A running orders service.
+pub struct Running {
+    /// Where gRPC is served (the bound address, useful with port 0).
+    pub grpc_addr: SocketAddr,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: SocketAddr,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Resolves when the service stops: after `shutdown` is cancelled, or on a fatal error.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(StartError::Serve(format!("service task failed: {err}"))),
+        }
+    }
+}
+
+/// Binds the ports and starts the service in the background; see the crate docs.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let grpc_listener = bind(config.orders_grpc_addr.get()).await?;
+    let grpc_addr = local_addr(&grpc_listener, config.orders_grpc_addr.get())?;
+
+    let health = Arc::new(Health::new(&["database"]));
+    let metrics = Arc::new(Metrics::new());
+    let (health_addr, ops_task) = ops_http::serve(
+        config.orders_health_addr.get(),
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        addr: config.orders_health_addr.get(),
+        source,
+    })?;
+
+    let task = tokio::spawn(async move {
+        let result = serve(config, grpc_listener, health, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = ops_task.await;
+        result
+    });
+    Ok(Running {
+        grpc_addr,
+        health_addr,
+        task,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn serve(
+    config: Config,
+    grpc_listener: TcpListener,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let Some(pool) = prepare_database(&config, &shutdown).await? else {
+        return Ok(()); // shut down while waiting for PostgreSQL
+    };
+    let store = OrderStore::new(pool, config.kafka_topic.clone());
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = tokio::spawn(track_readiness(
+        store.clone(),
+        health,
+        reporter,
+        shutdown.clone(),
+    ));
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| StartError::Reflection(err.to_string()))?;
+    // grpcurl 1.8 only speaks v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|err| StartError::Reflection(err.to_string()))?;
+
+    tracing::info!(addr = %config.orders_grpc_addr, "orders gRPC serving");
+    let result = tonic::transport::Server::builder()
+        .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(store)))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            shutdown.clone().cancelled_owned(),
+        )
+        .await
+        .map_err(|err| StartError::Serve(err.to_string()));
+    shutdown.cancel();
+    let _ = readiness.await;
+    tracing::info!("orders stopped");
+    result
+}
+
+/// Creates and migrates the database, retrying while PostgreSQL is unreachable.
+/// `None` when shutdown came first.
+async fn prepare_database(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<pgsetup::Pool>, StartError> {
+    let options = pgsetup::PoolOptions {
+        max_size: config.orders_db_pool_size,
+        connect_timeout: config.orders_db_timeout.get(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let dsn = config.orders_pg_dsn.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            pgsetup::prepare(&dsn, embedded::migrations::runner(), options)
+        })
+        .await
+        .map_err(|err| StartError::Serve(format!("database set-up task failed: {err}")))?;
+        match attempt {
+            Ok(pool) => return Ok(Some(pool)),
+            Err(err) if err.is_transient() => {
+                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Keeps `/readyz` and gRPC health in step with the database.
+async fn track_readiness(
+    store: OrderStore,
+    health: Arc<Health>,
+    reporter: HealthReporter,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let probe = store.clone();
+        let result = match tokio::task::spawn_blocking(move || probe.ping()).await {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        let status = if result.is_ok() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set("database", result);
+        reporter.set_service_status(SERVICE_NAME, status).await;
+        reporter.set_service_status("", status).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+                reporter.set_service_status("", ServingStatus::NotServing).await;
+                return;
+            }
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}

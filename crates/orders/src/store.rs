@@ -1,0 +1,163 @@
+//! Orders in PostgreSQL. Blocking: called through `spawn_blocking`.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use events::OrderCreated;
+use pgsetup::Pool;
+
+use crate::validation::NewOrder;
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub total_amount: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub items: Vec<StoredItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub price: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(err: postgres::Error) -> Self {
+        if pgsetup::is_unavailable(&err) {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Internal(err.to_string())
+        }
+    }
+}
+
+/// Writes the order, its items and the `OrderCreated` outbox row in one statement,
+/// which PostgreSQL runs as one transaction: all three rows or none.
+const INSERT_ORDER: &str = "
+WITH new_order AS (
+    INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at)
+    VALUES ($1, $2, 'new', $3, $4, $4)
+), new_items AS (
+    INSERT INTO order_items (order_id, position, product_id, quantity, price)
+    SELECT $1, item.position, item.product_id, item.quantity, item.price
+    FROM unnest($5::bigint[], $6::int[], $7::bigint[])
+         WITH ORDINALITY AS item (product_id, quantity, price, position)
+)
+INSERT INTO events (event_id, topic, message_key, payload)
+VALUES ($8, $9, $10, $11::text::json)";
+
+#[derive(Clone)]
+pub struct OrderStore {
+    pool: Pool,
+    topic: String,
+}
+
+impl OrderStore {
+    /// `topic` is where the outbox relay will publish this store's events.
+    pub fn new(pool: Pool, topic: String) -> Self {
+        Self { pool, topic }
+    }
+
+    fn client(&self) -> Result<pgsetup::PooledClient, StoreError> {
+        self.pool
+            .get()
+            .map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+    }
+
+    /// Stores a validated order and its `OrderCreated` event; returns the order id.
+    pub fn create(&self, order: &NewOrder) -> Result<i64, StoreError> {
+        let mut client = self.client()?;
+        // Both ids first, so the event's JSON (built by the events crate, the one
+        // source of its shape) can carry them and the insert is a single statement.
+        let ids = client.query_one(
+            "SELECT nextval('orders_order_id_seq'), nextval('events_event_id_seq')",
+            &[],
+        )?;
+        let (order_id, event_id): (i64, i64) = (ids.try_get(0)?, ids.try_get(1)?);
+        // PostgreSQL keeps microseconds: round here so the event and the row agree.
+        let created_at = Utc::now().trunc_subsecs(6);
+        let event = OrderCreated {
+            event_id,
+            order_id,
+            user_id: order.user_id,
+            total_amount: order.total_amount,
+            created_at,
+        };
+        let product_ids: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
+        let quantities: Vec<i32> = order.items.iter().map(|item| item.quantity).collect();
+        let prices: Vec<i64> = order.items.iter().map(|item| item.price).collect();
+        client.execute(
+            INSERT_ORDER,
+            &[
+                &order_id,
+                &order.user_id,
+                &order.total_amount,
+                &created_at,
+                &product_ids,
+                &quantities,
+                &prices,
+                &event_id,
+                &self.topic,
+                &events::message_key(order_id),
+                &events::encode(&event),
+            ],
+        )?;
+        Ok(order_id)
+    }
+
+    pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
+        let mut client = self.client()?;
+        let Some(row) = client.query_opt(
+            "SELECT user_id, status, total_amount, created_at, updated_at
+             FROM orders WHERE order_id = $1",
+            &[&order_id],
+        )?
+        else {
+            return Ok(None);
+        };
+        // Items never change after creation, so a second query sees the same order.
+        let items = client
+            .query(
+                "SELECT product_id, quantity, price FROM order_items
+                 WHERE order_id = $1 ORDER BY position",
+                &[&order_id],
+            )?
+            .iter()
+            .map(|item| {
+                Ok(StoredItem {
+                    product_id: item.try_get(0)?,
+                    quantity: item.try_get(1)?,
+                    price: item.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()?;
+        Ok(Some(StoredOrder {
+            order_id,
+            user_id: row.try_get(0)?,
+            status: row.try_get(1)?,
+            total_amount: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+            updated_at: row.try_get(4)?,
+            items,
+        }))
+    }
+
+    /// One round trip, for readiness.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.client()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! PostgreSQL plumbing shared by the services that keep state in PostgreSQL.
+//!
+//! Start-up is [`prepare`]: make sure the service's database exists (creating it
+//! through the `postgres` maintenance database if not), apply the refinery
+//! migrations embedded in the service binary while holding an advisory lock (so two
+//! instances starting at once neither fail nor apply anything twice), and return an
+//! r2d2 pool that connects lazily. [`is_unavailable`] tells a transient database
+//! outage (connection refused, lost, server shutting down) from a real error, so
+//! callers can answer UNAVAILABLE and retry instead of failing hard.
+//!
+//! All calls here block: async code reaches them through `spawn_blocking`.
+
+use std::{str::FromStr, time::Duration};
+
+use postgres::{Client, Config, NoTls, error::SqlState};
+use r2d2_postgres::PostgresConnectionManager;
+
+pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// Advisory lock key held while migrating ("migrate" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x6d69_6772_6174_65;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid PostgreSQL DSN: {0}")]
+    Dsn(String),
+    #[error("cannot create database {database:?}: {source}")]
+    CreateDatabase {
+        database: String,
+        source: postgres::Error,
+    },
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[source] postgres::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[source] refinery::Error),
+}
+
+impl SetupError {
+    /// True when retrying later may succeed (the server is down or starting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SetupError::Connect(err) | SetupError::CreateDatabase { source: err, .. } => {
+                is_unavailable(err)
+            }
+            SetupError::Migrate(_) | SetupError::Dsn(_) => false,
+        }
+    }
+}
+
+/// Pool tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_size: u32,
+    /// How long a caller waits for a connection before giving up (-> UNAVAILABLE).
+    pub connect_timeout: Duration,
+}
+
+/// Creates the database named in `dsn` if needed, migrates it, and returns a pool.
+pub fn prepare(
+    dsn: &str,
+    migrations: refinery::Runner,
+    options: PoolOptions,
+) -> Result<Pool, SetupError> {
+    let mut config = Config::from_str(dsn).map_err(|err| SetupError::Dsn(err.to_string()))?;
+    config.connect_timeout(options.connect_timeout);
+    let database = config
+        .get_dbname()
+        .ok_or_else(|| SetupError::Dsn("no database name (e.g. postgres://host/orders_db)".into()))?
+        .to_owned();
+    ensure_database(&config, &database)?;
+    migrate(&config, migrations)?;
+    Ok(pool(config, options))
+}
+
+/// A pool that opens connections on demand, so it can be built while the server is down.
+pub fn pool(config: Config, options: PoolOptions) -> Pool {
+    r2d2::Pool::builder()
+        .max_size(options.max_size)
+        .connection_timeout(options.connect_timeout)
+        // A broken connection is noticed by the failing query (and dropped by
+        // r2d2's `has_broken`); pinging on every checkout would double the round trips.
+        .test_on_check_out(false)
+        .build_unchecked(PostgresConnectionManager::new(config, NoTls))
+}
+
+fn ensure_database(config: &Config, database: &str) -> Result<(), SetupError> {
+    let mut maintenance = config.clone();
+    maintenance.dbname("postgres");
+    let mut client = maintenance.connect(NoTls).map_err(SetupError::Connect)?;
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .map_err(SetupError::Connect)?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+    match client.batch_execute(&format!("CREATE DATABASE {quoted}")) {
+        Ok(()) => {
+            tracing::info!(database, "created database");
+            Ok(())
+        }
+        // Another instance created it between our check and our CREATE.
+        Err(err)
+            if err.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || err.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(SetupError::CreateDatabase {
+            database: database.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn migrate(config: &Config, migrations: refinery::Runner) -> Result<(), SetupError> {
+    let mut client: Client = config.connect(NoTls).map_err(SetupError::Connect)?;
+    // Session-level lock: released when this connection closes, even on error.
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .map_err(SetupError::Connect)?;
+    let report = migrations.run(&mut client).map_err(SetupError::Migrate)?;
+    for migration in report.applied_migrations() {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    Ok(())
+}
+
+/// True when the error means the server cannot be reached or is going away, as
+/// opposed to a query, constraint or data error.
+pub fn is_unavailable(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") // connection exception
+                || code.starts_with("53") // insufficient resources (too many connections)
+                || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+        }
+        None => {
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                if cause.is::<std::io::Error>() {
+                    return true;
+                }
+                source = cause.source();
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! One fresh database per test.
+
+use postgres::{Client, NoTls};
+
+/// `postgres://postgres@127.0.0.1:5432` unless `TEST_PG_URL` says otherwise (no
+/// database name, no query string).
+pub fn pg_base_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A database name reserved for one test. It is not created here (the service
+/// under test creates it, as it does in production; call [`TestDatabase::client`]
+/// after that) and it is dropped, with any open connections, on drop.
+pub struct TestDatabase {
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub fn new(service: &str) -> Self {
+        Self {
+            name: crate::unique_name(&format!("test_{service}")),
+        }
+    }
+
+    /// The DSN a service under test is given.
+    pub fn dsn(&self) -> String {
+        format!("{}/{}", pg_base_url(), self.name)
+    }
+
+    /// The same database reached through another host:port (e.g. a [`crate::TcpProxy`]).
+    pub fn dsn_via(&self, host_port: &str) -> String {
+        let base = pg_base_url();
+        let (scheme_user, _) = base.rsplit_once('@').unwrap_or(("postgres://postgres", ""));
+        format!("{scheme_user}@{host_port}/{}", self.name)
+    }
+
+    /// A direct connection, for assertions.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.dsn(), NoTls)
+            .unwrap_or_else(|err| panic!("cannot connect to {}: {err}", self.dsn()))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let maintenance = format!("{}/postgres", pg_base_url());
+        if let Ok(mut client) = Client::connect(&maintenance, NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Support for the platform's tests, which run against real servers in parallel.
+//!
+//! - [`TestDatabase`]: a uniquely named database on the local PostgreSQL
+//!   (`TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432`), dropped when the
+//!   test ends. The services create it themselves at start-up, as in production.
+//! - [`redis_url`] and [`unique_name`]: the local Redis (`TEST_REDIS_URL`) and names
+//!   that do not collide between tests.
+//! - [`TcpProxy`]: a loopback proxy in front of a real server that a test can cut and
+//!   restore, to see a service live through an outage without stopping the shared server.
+//! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
+#![allow(clippy::unwrap_used)]
+
+mod database;
+mod proxy;
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+pub use database::{TestDatabase, pg_base_url};
+pub use proxy::TcpProxy;
+
+/// `redis://127.0.0.1:6379` unless `TEST_REDIS_URL` says otherwise.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A name unique to this test run: `{prefix}_{pid}_{counter}_{random}`, lowercase.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}_{}_{}_{:06x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Calls `check` every 20 ms until it returns `Some`, or panics after `deadline`
+/// with `what` in the message.
+pub fn wait_until<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Async twin of [`wait_until`].
+pub async fn wait_until_async<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
