@@ -1,0 +1,1 @@
+//! The platform Kafka adapter (work in progress).

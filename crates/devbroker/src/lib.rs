@@ -1,0 +1,51 @@
+//! `devbroker`: a single-node Kafka broker for the legacy (pre-0.11) protocol.
+//!
+//! The platform's workers use the synchronous `kafka` crate, which speaks only the old
+//! protocol (v0 APIs, message format v0/v1). No installable broker accepts it any more,
+//! so this crate is the embedded broker for tests and single-machine runs. It is not a
+//! production broker: one node, no replication, no consumer-group membership, no
+//! retention, the whole log also held in memory.
+//!
+//! # How the parts fit
+//!
+//! ```text
+//!  TcpListener ── server ── one task per connection: read frame ─┐
+//!                                                                 v
+//!                     handler::handle: header -> protocol::<api>::decode
+//!                            │                 -> run against storage
+//!                            │                 -> protocol::<api>::encode -> write
+//!               ┌────────────┴─────────────┐
+//!            log (topics, partitions)   offsets (group commits)
+//!               │ message_set validates produced sets (CRC, compression) and
+//!               │ down-converts magic 1 for Fetch v0/v1; compression decodes gzip/snappy
+//! ```
+//!
+//! - [`protocol`]: the wire format, one module per API, pure encode/decode.
+//! - `message_set` / `compression`: message format v0/v1 validation and conversion.
+//! - `log`: partitions as append-only entry lists, optionally persisted, with a
+//!   `watch` channel that wakes long-polling fetches (no polling loops).
+//! - `offsets`: committed offsets, optionally persisted.
+//! - `handler`: one function per API tying requests to storage.
+//! - `server`: accept loop and connection tasks; a bad frame closes only its connection.
+//! - [`Broker`] / [`RunningBroker`]: lifecycle; [`spawn_background`] runs a broker on its
+//!   own thread for synchronous tests.
+//!
+//! # Durability (with `data_dir`)
+//!
+//! Produce writes each appended entry to the partition file before answering: it then
+//! survives a crash of the process (`kill -9`). With acks=all (-1) the file is also
+//! `fdatasync`ed before the answer, so the ack means "on disk". OffsetCommit is always
+//! written and `fdatasync`ed before its answer. Topic creation is synced too.
+
+mod broker;
+mod compression;
+mod config;
+mod handler;
+mod log;
+mod message_set;
+mod offsets;
+pub mod protocol;
+mod server;
+
+pub use broker::{BackgroundBroker, Broker, BrokerError, RunningBroker, spawn_background};
+pub use config::{BrokerConfig, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PARTITIONS, TopicSpec};

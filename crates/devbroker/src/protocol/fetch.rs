@@ -1,0 +1,100 @@
+//! Fetch (key 1), versions 0-3.
+//!
+//! v1 adds throttle time to the response, v2 allows message format v1 in the response,
+//! v3 adds a response-wide `max_bytes`.
+
+use bytes::Bytes;
+
+use super::{DecodeError, Decoder, Encoder};
+
+#[derive(Debug)]
+pub struct FetchRequest {
+    pub max_wait_ms: i32,
+    pub min_bytes: i32,
+    /// Response-wide limit (v3+); `i32::MAX` for older versions.
+    pub max_bytes: i32,
+    pub topics: Vec<FetchTopic>,
+}
+
+#[derive(Debug)]
+pub struct FetchTopic {
+    pub name: String,
+    pub partitions: Vec<FetchPartition>,
+}
+
+#[derive(Debug)]
+pub struct FetchPartition {
+    pub index: i32,
+    pub fetch_offset: i64,
+    pub max_bytes: i32,
+}
+
+impl FetchRequest {
+    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+        let _replica_id = d.i32("replica_id")?;
+        let max_wait_ms = d.i32("max_wait_ms")?;
+        let min_bytes = d.i32("min_bytes")?;
+        let max_bytes = if version >= 3 {
+            d.i32("max_bytes")?
+        } else {
+            i32::MAX
+        };
+        let topics = d.array_of("topics", 6, |d| {
+            let name = d.string("topic name")?;
+            let partitions = d.array_of("partitions", 16, |d| {
+                Ok(FetchPartition {
+                    index: d.i32("partition")?,
+                    fetch_offset: d.i64("fetch_offset")?,
+                    max_bytes: d.i32("partition_max_bytes")?,
+                })
+            })?;
+            Ok(FetchTopic { name, partitions })
+        })?;
+        d.finish()?;
+        Ok(Self {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct FetchResponse {
+    pub topics: Vec<FetchTopicResponse>,
+}
+
+#[derive(Debug)]
+pub struct FetchTopicResponse {
+    pub name: String,
+    pub partitions: Vec<FetchPartitionResponse>,
+}
+
+#[derive(Debug)]
+pub struct FetchPartitionResponse {
+    pub index: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    /// The message set as chunks (stored entries are served without copying them twice).
+    pub records: Vec<Bytes>,
+}
+
+impl FetchResponse {
+    pub fn encode(&self, version: i16) -> Encoder {
+        let mut e = Encoder::new();
+        if version >= 1 {
+            e.i32(0); // throttle_time_ms
+        }
+        e.array(&self.topics, |e, t| {
+            e.string(&t.name);
+            e.array(&t.partitions, |e, p| {
+                e.i32(p.index)
+                    .i16(p.error_code)
+                    .i64(p.high_watermark)
+                    .bytes_chunks(&p.records);
+            });
+        });
+        e
+    }
+}

@@ -1,0 +1,100 @@
+//! ListOffsets (key 2), versions 0-1.
+//!
+//! v0 asks for up to `max_num_offsets` offsets before a time and gets a list back; v1 asks
+//! for one offset per partition and gets it with its timestamp.
+
+use super::{DecodeError, Decoder, Encoder};
+
+/// The special timestamps: latest (-1) and earliest (-2).
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+
+#[derive(Debug)]
+pub struct ListOffsetsRequest {
+    pub topics: Vec<ListOffsetsTopic>,
+}
+
+#[derive(Debug)]
+pub struct ListOffsetsTopic {
+    pub name: String,
+    pub partitions: Vec<ListOffsetsPartition>,
+}
+
+#[derive(Debug)]
+pub struct ListOffsetsPartition {
+    pub index: i32,
+    pub timestamp: i64,
+    /// v0 only; 1 for v1.
+    pub max_num_offsets: i32,
+}
+
+impl ListOffsetsRequest {
+    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+        let _replica_id = d.i32("replica_id")?;
+        let topics = d.array_of("topics", 6, |d| {
+            let name = d.string("topic name")?;
+            let partitions = d.array_of("partitions", 12, |d| {
+                let index = d.i32("partition")?;
+                let timestamp = d.i64("timestamp")?;
+                let max_num_offsets = if version == 0 {
+                    d.i32("max_num_offsets")?
+                } else {
+                    1
+                };
+                Ok(ListOffsetsPartition {
+                    index,
+                    timestamp,
+                    max_num_offsets,
+                })
+            })?;
+            Ok(ListOffsetsTopic { name, partitions })
+        })?;
+        d.finish()?;
+        Ok(Self { topics })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ListOffsetsResponse {
+    pub topics: Vec<ListOffsetsTopicResponse>,
+}
+
+#[derive(Debug)]
+pub struct ListOffsetsTopicResponse {
+    pub name: String,
+    pub partitions: Vec<ListOffsetsPartitionResponse>,
+}
+
+#[derive(Debug)]
+pub struct ListOffsetsPartitionResponse {
+    pub index: i32,
+    pub error_code: i16,
+    /// The found offset (-1 if none).
+    pub offset: i64,
+    /// The found message's timestamp (-1 if unknown). v1 only.
+    pub timestamp: i64,
+    /// v0 only: how many offsets the client allowed (0 means an empty list).
+    pub max_num_offsets: i32,
+}
+
+impl ListOffsetsResponse {
+    pub fn encode(&self, version: i16) -> Encoder {
+        let mut e = Encoder::new();
+        e.array(&self.topics, |e, t| {
+            e.string(&t.name);
+            e.array(&t.partitions, |e, p| {
+                e.i32(p.index).i16(p.error_code);
+                if version == 0 {
+                    if p.offset >= 0 && p.max_num_offsets > 0 {
+                        e.array_len(1).i64(p.offset);
+                    } else {
+                        e.array_len(0);
+                    }
+                } else {
+                    e.i64(p.timestamp).i64(p.offset);
+                }
+            });
+        });
+        e
+    }
+}

@@ -1,0 +1,77 @@
+//! OffsetCommit (key 8), versions 0-2.
+//!
+//! v1 adds generation/member id and a per-partition commit timestamp; v2 replaces the
+//! timestamp with a request-wide retention time. The broker has no group membership, so
+//! generation and member are accepted as given (the `kafka` crate sends -1 and "").
+
+use super::{DecodeError, Decoder, Encoder};
+
+#[derive(Debug)]
+pub struct OffsetCommitRequest {
+    pub group_id: String,
+    pub topics: Vec<CommitTopic>,
+}
+
+#[derive(Debug)]
+pub struct CommitTopic {
+    pub name: String,
+    pub partitions: Vec<CommitPartition>,
+}
+
+#[derive(Debug)]
+pub struct CommitPartition {
+    pub index: i32,
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
+impl OffsetCommitRequest {
+    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+        let group_id = d.string("group_id")?;
+        if version >= 1 {
+            let _generation = d.i32("generation_id")?;
+            let _member = d.nullable_string("member_id")?;
+        }
+        if version >= 2 {
+            let _retention = d.i64("retention_time_ms")?;
+        }
+        let topics = d.array_of("topics", 6, |d| {
+            let name = d.string("topic name")?;
+            let partitions = d.array_of("partitions", 14, |d| {
+                let index = d.i32("partition")?;
+                let offset = d.i64("committed_offset")?;
+                if version == 1 {
+                    let _timestamp = d.i64("commit_timestamp")?;
+                }
+                let metadata = d.nullable_string("committed_metadata")?;
+                Ok(CommitPartition {
+                    index,
+                    offset,
+                    metadata,
+                })
+            })?;
+            Ok(CommitTopic { name, partitions })
+        })?;
+        d.finish()?;
+        Ok(Self { group_id, topics })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct OffsetCommitResponse {
+    /// `(topic, [(partition, error_code)])`
+    pub topics: Vec<(String, Vec<(i32, i16)>)>,
+}
+
+impl OffsetCommitResponse {
+    pub fn encode(&self, _version: i16) -> Encoder {
+        let mut e = Encoder::new();
+        e.array(&self.topics, |e, (name, parts)| {
+            e.string(name);
+            e.array(parts, |e, &(index, code)| {
+                e.i32(index).i16(code);
+            });
+        });
+        e
+    }
+}
