@@ -1,1 +1,25 @@
-//! The platform Kafka adapter (work in progress).
+//! `bus`: the platform's Kafka adapter on the synchronous `kafka` crate.
+//!
+//! - [`Producer`]: blocking, acks from all in-sync replicas, a broker ack timeout,
+//!   transient errors retried with backoff; keyed records (the key picks the partition).
+//! - [`spawn_consumer`]: a consumer loop on a dedicated OS thread; a message's offset is
+//!   committed only after the [`Handler`] returned `Ok`; a [`Shutdown`] flag stops it
+//!   cleanly with offsets committed.
+//! - [`probe`]: a metadata round trip for readiness checks.
+//!
+//! The `kafka` crate speaks only the pre-0.11 protocol: production needs Apache Kafka 3.x,
+//! tests and local runs use `devbroker`. It has no group membership: a consumer reads
+//! every partition it is given and uses the group only to store offsets.
+
+mod consumer;
+mod error;
+mod partitioner;
+mod probe;
+mod producer;
+mod shutdown;
+
+pub use consumer::{ConsumerConfig, ConsumerHandle, Handler, Message, spawn_consumer};
+pub use error::BusError;
+pub use probe::probe;
+pub use producer::{Producer, ProducerConfig, Record};
+pub use shutdown::Shutdown;

@@ -65,12 +65,13 @@ impl Broker {
         .await
         .map_err(|e| BrokerError::Runtime(std::io::Error::other(e)))??;
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BrokerError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let local_addr = listener.local_addr().map_err(|source| BrokerError::Bind {
             addr: config.listen,
             source,

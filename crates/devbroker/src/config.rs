@@ -68,6 +68,7 @@ impl FromStr for TopicSpec {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use crate::log::{Log, StorageError};
 use crate::message_set;
 use crate::offsets::{self, Commit, OffsetStore};
-use crate::protocol::fetch::{FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse};
+use crate::protocol::fetch::{
+    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
+};
 use crate::protocol::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 use crate::protocol::list_offsets::{
     EARLIEST, LATEST, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -20,7 +22,9 @@ use crate::protocol::list_offsets::{
 };
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, TopicMetadata};
 use crate::protocol::offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
-use crate::protocol::offset_fetch::{OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse};
+use crate::protocol::offset_fetch::{
+    OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse,
+};
 use crate::protocol::produce::{PartitionResponse, ProduceRequest, ProduceResponse, TopicResponse};
 use crate::protocol::{
     DecodeError, Decoder, Encoder, RequestHeader, api_key, api_versions, error_code,
@@ -178,7 +182,10 @@ async fn produce(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
                 parts.push(r);
                 continue;
             };
-            let units = match p.records.map(|s| message_set::prepare(s, state.max_frame_bytes)) {
+            let units = match p
+                .records
+                .map(|s| message_set::prepare(s, state.max_frame_bytes))
+            {
                 Some(Ok(units)) if !units.is_empty() => units,
                 Some(Ok(_)) | None => {
                     r.error_code = error_code::CORRUPT_MESSAGE;
@@ -304,7 +311,12 @@ fn fetch_once(state: &State, req: &FetchRequest, version: i16) -> (FetchResponse
                 if version >= 2 {
                     r.records.push(e.data);
                 } else {
-                    message_set::down_convert(&e.data, e.base, state.max_frame_bytes, &mut r.records);
+                    message_set::down_convert(
+                        &e.data,
+                        e.base,
+                        state.max_frame_bytes,
+                        &mut r.records,
+                    );
                 }
             }
             parts.push(r);

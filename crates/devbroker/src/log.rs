@@ -261,7 +261,10 @@ fn decode_records(data: &[u8]) -> (Vec<Entry>, usize) {
         }
         let timestamp = message_set::entries(body)
             .ok()
-            .and_then(|es| es.first().and_then(|(_, b)| message_set::parse_message(b).ok()))
+            .and_then(|es| {
+                es.first()
+                    .and_then(|(_, b)| message_set::parse_message(b).ok())
+            })
             .and_then(|m| m.timestamp)
             .unwrap_or(-1);
         entries.push(Entry {
@@ -509,10 +512,14 @@ fn open_partition(tdir: &Path, p: i32) -> Result<Partition, StorageError> {
             .and_then(|()| file.sync_all())
             .map_err(io_err("truncate", &path))?;
     }
-    Ok(Partition::new(entries, Some((Arc::new(file), valid as u64))))
+    Ok(Partition::new(
+        entries,
+        Some((Arc::new(file), valid as u64)),
+    ))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::message_set::build_message;
@@ -543,7 +550,10 @@ mod tests {
             let t = log.get_or_create("t", None).unwrap();
             assert_eq!(t.partition_count(), 2);
             let p = t.partition(1).unwrap();
-            assert_eq!(p.append(vec![unit(b"a"), unit(b"b")]).unwrap().base_offset, 0);
+            assert_eq!(
+                p.append(vec![unit(b"a"), unit(b"b")]).unwrap().base_offset,
+                0
+            );
             assert_eq!(p.append(vec![unit(b"c")]).unwrap().base_offset, 2);
         }
         // Simulate a crash mid-write: garbage after the last whole record.

@@ -183,7 +183,9 @@ pub fn prepare(set: &[u8], limit: usize) -> Result<Vec<Prepared>, SetError> {
             out.push(single(&msg));
             continue;
         }
-        let payload = msg.value.ok_or(SetError::Corrupt("wrapper without value"))?;
+        let payload = msg
+            .value
+            .ok_or(SetError::Corrupt("wrapper without value"))?;
         let inner_set = compression::decompress(codec, payload, limit)?;
         let inner_entries = entries(&inner_set)?;
         if inner_entries.is_empty() {
@@ -295,12 +297,20 @@ fn down_convert_inner(
         return Ok(());
     }
     let to_v0 = |m: &Message<'_>| {
-        build_message(0, m.attributes & !TIMESTAMP_TYPE_BIT & !0x07, None, m.key, m.value)
+        build_message(
+            0,
+            m.attributes & !TIMESTAMP_TYPE_BIT & !0x07,
+            None,
+            m.key,
+            m.value,
+        )
     };
     match msg.codec() {
         Some(Codec::None) => out.push(encode_entry(offset, &to_v0(&msg))),
         Some(codec) => {
-            let payload = msg.value.ok_or(SetError::Corrupt("wrapper without value"))?;
+            let payload = msg
+                .value
+                .ok_or(SetError::Corrupt("wrapper without value"))?;
             let inner_set = compression::decompress(codec, payload, limit)?;
             for (rel, ibody) in entries(&inner_set)? {
                 let im = parse_message(ibody)?;
@@ -313,6 +323,7 @@ fn down_convert_inner(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::compression::testing;
@@ -372,7 +383,10 @@ mod tests {
             let es = entries(&flat).unwrap();
             assert_eq!(es.iter().map(|e| e.0).collect::<Vec<_>>(), vec![10, 11]);
             let m = parse_message(es[1].1).unwrap();
-            assert_eq!((m.magic, m.key, m.value), (0, Some(&b"b"[..]), Some(&b"y"[..])));
+            assert_eq!(
+                (m.magic, m.key, m.value),
+                (0, Some(&b"b"[..]), Some(&b"y"[..]))
+            );
         }
     }
 
@@ -394,12 +408,16 @@ mod tests {
         let inner = set_of(&[(0, build_message(0, 0, None, None, Some(b"x")))]);
         let w = build_message(1, 1, Some(0), None, Some(&testing::gzip(&inner)));
         assert_eq!(
-            prepare(&set_of(&[(0, w)]), 1 << 20).unwrap_err().error_code(),
+            prepare(&set_of(&[(0, w)]), 1 << 20)
+                .unwrap_err()
+                .error_code(),
             error_code::CORRUPT_MESSAGE
         );
         let w = build_message(0, 3, None, None, Some(b"lz4?"));
         assert_eq!(
-            prepare(&set_of(&[(0, w)]), 1 << 20).unwrap_err().error_code(),
+            prepare(&set_of(&[(0, w)]), 1 << 20)
+                .unwrap_err()
+                .error_code(),
             error_code::UNSUPPORTED_COMPRESSION_TYPE
         );
     }

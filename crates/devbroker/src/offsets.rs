@@ -211,6 +211,7 @@ fn open_file(dir: &Path) -> Result<(HashMap<Key, Committed>, File), StorageError
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -51,7 +51,10 @@ pub struct TopicMetadata {
 impl MetadataResponse {
     pub fn encode(&self, version: i16) -> Encoder {
         let mut e = Encoder::new();
-        e.array_len(1).i32(self.node_id).string(&self.host).i32(self.port);
+        e.array_len(1)
+            .i32(self.node_id)
+            .string(&self.host)
+            .i32(self.port);
         if version >= 1 {
             e.nullable_string(None); // rack
             e.i32(self.node_id); // controller_id

@@ -1,0 +1,275 @@
+//! The consumer loop: a dedicated OS thread that polls, hands each message to a
+//! [`Handler`], and commits a message's offset only after the handler succeeded.
+//!
+//! - Handler `Err` = transient: the same message is retried with backoff, nothing after
+//!   it is handled and its offset is not committed, until `Ok` or shutdown.
+//! - Poison messages are the handler's business: it records them and returns `Ok`.
+//! - Broker trouble (unreachable at start, gone mid-run, errors on poll or commit): log,
+//!   drop the client, reconnect with backoff. The loop never exits on a transient error;
+//!   it resumes from the last committed offset (at-least-once).
+//! - Shutdown: finish the message in hand, commit, return.
+
+use std::io;
+use std::thread;
+use std::time::Duration;
+
+use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
+use kafka::consumer::Consumer;
+
+use crate::error::BusError;
+use crate::producer::guarded;
+use crate::shutdown::{Backoff, Shutdown};
+
+/// Longest accepted `fetch_max_wait`: the `kafka` crate's socket timeout is 120 s and a
+/// long poll must end well before it.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub brokers: Vec<String>,
+    pub topic: String,
+    /// Group under which offsets are committed (no group membership: see DESIGN.md).
+    pub group: String,
+    /// Partitions to read; `None` = all partitions of the topic.
+    pub partitions: Option<Vec<i32>>,
+    /// How long the broker holds a poll open when there is nothing new. Also bounds how
+    /// long shutdown waits for an idle consumer.
+    pub fetch_max_wait: Duration,
+    pub retry_backoff_initial: Duration,
+    pub retry_backoff_max: Duration,
+    pub client_id: String,
+}
+
+/// One consumed message.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Processes messages. `Err` means "transient, try this message again later".
+pub trait Handler: Send + 'static {
+    type Error: std::fmt::Display;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
+}
+
+/// The running consumer thread.
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    thread: thread::JoinHandle<Result<(), BusError>>,
+}
+
+impl ConsumerHandle {
+    /// Waits for the thread (trigger the [`Shutdown`] first).
+    pub fn join(self) -> Result<(), BusError> {
+        self.thread.join().map_err(|_| BusError::ConsumerPanicked)?
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// Starts the consumer loop on a new thread named after the topic. Fails only if the
+/// configuration is unusable (`InvalidInput`) or the thread cannot be spawned.
+pub fn spawn_consumer<H: Handler>(
+    config: ConsumerConfig,
+    handler: H,
+    shutdown: Shutdown,
+) -> io::Result<ConsumerHandle> {
+    validate(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // Linux keeps 15 bytes of a thread name.
+    let name: String = format!("bus-{}", config.topic).chars().take(15).collect();
+    let thread = thread::Builder::new()
+        .name(name)
+        .spawn(move || run(config, handler, shutdown))?;
+    Ok(ConsumerHandle { thread })
+}
+
+fn validate(c: &ConsumerConfig) -> Result<(), String> {
+    if c.brokers.is_empty() {
+        return Err("no brokers given".into());
+    }
+    if c.topic.is_empty() {
+        return Err("no topic given".into());
+    }
+    if c.group.is_empty() {
+        return Err("no consumer group given (offsets are committed under it)".into());
+    }
+    if c.fetch_max_wait > MAX_FETCH_WAIT {
+        return Err(format!("fetch_max_wait must be at most {MAX_FETCH_WAIT:?}"));
+    }
+    if matches!(&c.partitions, Some(p) if p.is_empty()) {
+        return Err("an empty partition list reads nothing; use None for all".into());
+    }
+    Ok(())
+}
+
+fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
+    guarded(|| {
+        let mut client = KafkaClient::new(config.brokers.clone());
+        client.set_client_id(config.client_id.clone());
+        // Naming the topic makes brokers with auto-create (devbroker, Kafka's default)
+        // create it, so a consumer may start before the first produce.
+        client
+            .load_metadata(&[&config.topic])
+            .map_err(|e| match e {
+                kafka::Error::NoHostReachable => BusError::Unreachable {
+                    brokers: config.brokers.clone(),
+                    last: e.to_string(),
+                },
+                e => BusError::Kafka(e),
+            })?;
+        let has_partitions = client
+            .topics()
+            .partitions(&config.topic)
+            .is_some_and(|p| !p.is_empty());
+        if !has_partitions {
+            return Err(BusError::NoPartitions(config.topic.clone()));
+        }
+        let builder = Consumer::from_client(client)
+            .with_group(config.group.clone())
+            .with_offset_storage(Some(GroupOffsetStorage::Kafka))
+            // A new group starts at the beginning: nothing produced before its first
+            // commit is skipped.
+            .with_fallback_offset(FetchOffset::Earliest)
+            .with_fetch_max_wait_time(config.fetch_max_wait)
+            // Return as soon as one message is there: latency over batching.
+            .with_fetch_min_bytes(1)
+            .with_client_id(config.client_id.clone());
+        let builder = match &config.partitions {
+            None => builder.with_topic(config.topic.clone()),
+            Some(ps) => builder.with_topic_partitions(config.topic.clone(), ps),
+        };
+        Ok(builder.create()?)
+    })
+}
+
+fn commit(consumer: &mut Consumer) -> Result<(), BusError> {
+    guarded(|| Ok(consumer.commit_consumed()?))
+}
+
+/// What handling one poll's messages ended with.
+enum Batch {
+    Done,
+    ShutdownRequested,
+}
+
+fn run<H: Handler>(
+    config: ConsumerConfig,
+    mut handler: H,
+    shutdown: Shutdown,
+) -> Result<(), BusError> {
+    let topic = config.topic.as_str();
+    let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+    let mut consumer: Option<Consumer> = None;
+    tracing::info!(topic, group = %config.group, partitions = ?config.partitions, "consumer started");
+    while !shutdown.is_triggered() {
+        let c = match consumer.as_mut() {
+            Some(c) => c,
+            None => match connect(&config) {
+                Ok(c) => {
+                    tracing::info!(topic, group = %config.group, "consumer connected");
+                    backoff.reset();
+                    consumer.insert(c)
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(topic, error = %e, ?delay, "consumer cannot connect; retrying");
+                    shutdown.wait_timeout(delay);
+                    continue;
+                }
+            },
+        };
+        let sets = match guarded(|| Ok(c.poll()?)) {
+            Ok(s) => s,
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(topic, error = %e, ?delay, "poll failed; reconnecting");
+                consumer = None;
+                shutdown.wait_timeout(delay);
+                continue;
+            }
+        };
+        backoff.reset();
+        let outcome = handle_batch(&config, &mut handler, &shutdown, c, &sets);
+        if let Err(e) = commit(c) {
+            let delay = backoff.next_delay();
+            tracing::warn!(topic, error = %e, ?delay, "offset commit failed; reconnecting (uncommitted messages will be redelivered)");
+            consumer = None;
+            if matches!(outcome, Batch::ShutdownRequested) {
+                break;
+            }
+            shutdown.wait_timeout(delay);
+            continue;
+        }
+        if matches!(outcome, Batch::ShutdownRequested) {
+            break;
+        }
+    }
+    if let Some(c) = consumer.as_mut()
+        && let Err(e) = commit(c)
+    {
+        tracing::warn!(topic, error = %e, "final offset commit failed; uncommitted messages will be redelivered");
+    }
+    tracing::info!(topic, group = %config.group, "consumer stopped");
+    Ok(())
+}
+
+fn handle_batch<H: Handler>(
+    config: &ConsumerConfig,
+    handler: &mut H,
+    shutdown: &Shutdown,
+    consumer: &mut Consumer,
+    sets: &kafka::consumer::MessageSets,
+) -> Batch {
+    for set in sets.iter() {
+        for m in set.messages() {
+            let msg = Message {
+                topic: set.topic(),
+                partition: set.partition(),
+                offset: m.offset,
+                key: m.key,
+                value: m.value,
+            };
+            let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+            loop {
+                match handler.handle(&msg) {
+                    Ok(()) => {
+                        if let Err(e) =
+                            consumer.consume_message(msg.topic, msg.partition, msg.offset)
+                        {
+                            tracing::warn!(error = %e, "cannot mark message consumed");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        let delay = backoff.next_delay();
+                        tracing::warn!(
+                            topic = msg.topic,
+                            partition = msg.partition,
+                            offset = msg.offset,
+                            error = %e,
+                            ?delay,
+                            "handler failed; retrying the same message"
+                        );
+                        // Save the progress made before this message while it is stuck.
+                        if let Err(e) = commit(consumer) {
+                            tracing::debug!(error = %e, "commit while retrying failed");
+                        }
+                        if shutdown.wait_timeout(delay) {
+                            return Batch::ShutdownRequested;
+                        }
+                    }
+                }
+            }
+            if shutdown.is_triggered() {
+                return Batch::ShutdownRequested;
+            }
+        }
+    }
+    Batch::Done
+}

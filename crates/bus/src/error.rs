@@ -1,0 +1,81 @@
+//! Typed errors of the adapter.
+
+use kafka::error::KafkaCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("no broker reachable among {brokers:?}: {last}")]
+    Unreachable { brokers: Vec<String>, last: String },
+    #[error("kafka client: {0}")]
+    Kafka(#[from] kafka::Error),
+    #[error("broker refused records for {topic}/{partition}: {code:?}")]
+    Refused {
+        topic: String,
+        partition: i32,
+        code: KafkaCode,
+    },
+    #[error("topic {0:?} has no partitions (not created yet?)")]
+    NoPartitions(String),
+    #[error("giving up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        last: Box<BusError>,
+    },
+    #[error("the kafka client panicked: {0}")]
+    ClientPanicked(String),
+    #[error("consumer thread panicked")]
+    ConsumerPanicked,
+}
+
+impl BusError {
+    /// Whether retrying the same operation later can succeed (network trouble, broker
+    /// restarting, leadership or coordinator moving, topic being created).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BusError::Unreachable { .. }
+            | BusError::NoPartitions(_)
+            | BusError::ClientPanicked(_) => true,
+            BusError::Refused { code, .. } => transient_code(*code),
+            BusError::Kafka(e) => transient_kafka(e),
+            BusError::Config(_)
+            | BusError::RetriesExhausted { .. }
+            | BusError::ConsumerPanicked => false,
+        }
+    }
+}
+
+pub(crate) fn transient_code(code: KafkaCode) -> bool {
+    matches!(
+        code,
+        KafkaCode::Unknown
+            | KafkaCode::UnknownTopicOrPartition
+            | KafkaCode::LeaderNotAvailable
+            | KafkaCode::NotLeaderForPartition
+            | KafkaCode::RequestTimedOut
+            | KafkaCode::BrokerNotAvailable
+            | KafkaCode::ReplicaNotAvailable
+            | KafkaCode::NetworkException
+            | KafkaCode::GroupLoadInProgress
+            | KafkaCode::GroupCoordinatorNotAvailable
+            | KafkaCode::NotCoordinatorForGroup
+            | KafkaCode::NotEnoughReplicas
+            | KafkaCode::NotEnoughReplicasAfterAppend
+            | KafkaCode::OffsetOutOfRange
+    )
+}
+
+fn transient_kafka(e: &kafka::Error) -> bool {
+    match e {
+        kafka::Error::Io(_)
+        | kafka::Error::NoHostReachable
+        | kafka::Error::UnexpectedEOF
+        | kafka::Error::CodecError => true,
+        kafka::Error::Kafka(code) => transient_code(*code),
+        kafka::Error::TopicPartitionError { error_code, .. } => transient_code(*error_code),
+        kafka::Error::ArcSelf(inner) => transient_kafka(inner),
+        _ => false,
+    }
+}

@@ -1,0 +1,228 @@
+//! The blocking producer: acks from all in-sync replicas, a broker-side ack timeout, and
+//! transient failures retried with exponential backoff.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use kafka::client::{KafkaClient, ProduceMessage, RequiredAcks};
+
+use crate::error::BusError;
+use crate::partitioner;
+use crate::shutdown::Backoff;
+
+/// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// How long the broker may take to get the acks (sent as the produce timeout).
+    pub ack_timeout: Duration,
+    /// Retries of a transient failure (0 = one attempt only), with backoff.
+    pub max_retries: u32,
+    pub client_id: String,
+}
+
+/// One record: JSON (or any bytes) with a key that picks the partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// A blocking producer on the `kafka` crate's client, with `RequiredAcks::All`.
+///
+/// Partitioning is Java's default (murmur2 of the key); records without a key go round
+/// robin. Topics unknown at connect time are looked up (and auto-created by brokers that
+/// allow it) on first use. A batch that fails transiently is re-sent whole, so a record
+/// may be written twice: consumers deduplicate (on `event_id`).
+pub struct Producer {
+    config: ProducerConfig,
+    client: KafkaClient,
+    /// Partition counts of the topics seen so far.
+    partitions: HashMap<String, u32>,
+    round_robin: u32,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.config)
+            .field("partitions", &self.partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_client(config: &ProducerConfig) -> KafkaClient {
+    let mut client = KafkaClient::new(config.brokers.clone());
+    client.set_client_id(config.client_id.clone());
+    client
+}
+
+/// Runs a `kafka` crate call, turning a panic inside it (it has `expect`s on network
+/// input) into a transient error instead of taking the caller down.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, BusError>) -> Result<T, BusError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(BusError::ClientPanicked(msg))
+        }
+    }
+}
+
+impl Producer {
+    /// Connects (one metadata round trip, retried like a send) and returns the producer.
+    pub fn connect(config: ProducerConfig) -> Result<Producer, BusError> {
+        if config.brokers.is_empty() {
+            return Err(BusError::Config("no brokers given".into()));
+        }
+        if config.ack_timeout.as_millis() > i32::MAX as u128 {
+            return Err(BusError::Config("ack_timeout too large".into()));
+        }
+        let mut p = Producer {
+            client: new_client(&config),
+            config,
+            partitions: HashMap::new(),
+            round_robin: 0,
+        };
+        p.with_retries(|p| {
+            let brokers = p.config.brokers.clone();
+            guarded(|| {
+                p.client.load_metadata_all().map_err(|e| match e {
+                    kafka::Error::NoHostReachable => BusError::Unreachable {
+                        brokers,
+                        last: e.to_string(),
+                    },
+                    e => BusError::Kafka(e),
+                })
+            })
+        })?;
+        Ok(p)
+    }
+
+    /// Sends one record and waits for its ack.
+    pub fn send(&mut self, record: Record<'_>) -> Result<(), BusError> {
+        self.send_all(std::slice::from_ref(&record))
+    }
+
+    /// Sends the records as one batch: Ok only if every record was acknowledged.
+    pub fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.with_retries(|p| p.try_send_all(records))
+    }
+
+    fn with_retries<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, BusError>,
+    ) -> Result<T, BusError> {
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && attempt <= self.config.max_retries => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, attempt, ?delay, "kafka produce failed; retrying");
+                    // Start over with fresh connections and metadata: a broken socket or a
+                    // moved leader must not be reused.
+                    self.client = new_client(&self.config);
+                    self.partitions.clear();
+                    std::thread::sleep(delay);
+                }
+                Err(e) if attempt > 1 => {
+                    return Err(BusError::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Partition count of `topic`, asking the broker (which may create it) if unknown.
+    fn partition_count(&mut self, topic: &str) -> Result<u32, BusError> {
+        if let Some(&n) = self.partitions.get(topic) {
+            return Ok(n);
+        }
+        let brokers = self.config.brokers.clone();
+        let client = &mut self.client;
+        let n = guarded(|| {
+            client.load_metadata(&[topic]).map_err(|e| match e {
+                kafka::Error::NoHostReachable => BusError::Unreachable {
+                    brokers,
+                    last: e.to_string(),
+                },
+                e => BusError::Kafka(e),
+            })?;
+            Ok(client.topics().partitions(topic).map_or(0, |p| p.len()))
+        })?;
+        let n = u32::try_from(n).unwrap_or(0);
+        if n == 0 {
+            return Err(BusError::NoPartitions(topic.to_owned()));
+        }
+        self.partitions.insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    fn try_send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
+        let mut msgs = Vec::with_capacity(records.len());
+        for r in records {
+            let n = self.partition_count(r.topic)?;
+            let partition = if r.key.is_empty() {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                (self.round_robin % n) as i32
+            } else {
+                partitioner::for_key(r.key, n)
+            };
+            msgs.push(ProduceMessage::new(
+                r.topic,
+                partition,
+                (!r.key.is_empty()).then_some(r.key),
+                Some(r.value),
+            ));
+        }
+        let ack_timeout = self.config.ack_timeout;
+        let client = &mut self.client;
+        let confirms = guarded(|| {
+            client
+                .produce_messages(RequiredAcks::All, ack_timeout, &msgs)
+                .map_err(BusError::Kafka)
+        })?;
+        let mut acked = 0usize;
+        for c in confirms {
+            for pc in c.partition_confirms {
+                if let Err(code) = pc.offset {
+                    return Err(BusError::Refused {
+                        topic: c.topic,
+                        partition: pc.partition,
+                        code,
+                    });
+                }
+                acked += 1;
+            }
+        }
+        // Every (topic, partition) in the batch must have been confirmed.
+        let mut expected: Vec<(&str, i32)> = msgs.iter().map(|m| (m.topic, m.partition)).collect();
+        expected.sort_unstable();
+        expected.dedup();
+        if acked < expected.len() {
+            return Err(BusError::Kafka(kafka::Error::Kafka(
+                kafka::error::KafkaCode::Unknown,
+            )));
+        }
+        Ok(())
+    }
+}
