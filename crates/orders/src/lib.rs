@@ -8,6 +8,8 @@
 //! - `store`: the order, its items and the outbox row in one transaction; reads;
 //! - `grpc`: `orders.v1.OrdersService` on top of the store, blocking calls moved to
 //!   `spawn_blocking`, database outages answered with UNAVAILABLE;
+//! - the `outbox` crate's relay (its own thread) publishes the outbox rows to
+//!   `KAFKA_TOPIC`, woken by NOTIFY;
 //! - this module: [`start`] binds the gRPC and operations ports, prepares the
 //!   database (create, migrate; retried while PostgreSQL is unreachable), then serves
 //!   gRPC with reflection (v1 and v1alpha) and the standard health service, and keeps
@@ -96,7 +98,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     })?;
 
     let task = tokio::spawn(async move {
-        let result = serve(config, grpc_listener, health, shutdown.clone()).await;
+        let result = serve(config, grpc_listener, health, metrics, shutdown.clone()).await;
         shutdown.cancel();
         let _ = ops_task.await;
         result
@@ -124,12 +126,15 @@ async fn serve(
     config: Config,
     grpc_listener: TcpListener,
     health: Arc<Health>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let Some(pool) = prepare_database(&config, &shutdown).await? else {
         return Ok(()); // shut down while waiting for PostgreSQL
     };
-    let store = OrderStore::new(pool, config.kafka_topic.clone());
+    let store = OrderStore::new(pool.clone(), config.kafka_topic.clone());
+    let relay = outbox::spawn_relay(relay_config(&config), pool, &metrics, shutdown.clone())
+        .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = tokio::spawn(track_readiness(
@@ -165,8 +170,21 @@ async fn serve(
         .map_err(|err| StartError::Serve(err.to_string()));
     shutdown.cancel();
     let _ = readiness.await;
+    let _ = tokio::task::spawn_blocking(move || relay.join()).await;
     tracing::info!("orders stopped");
     result
+}
+
+fn relay_config(config: &Config) -> outbox::RelayConfig {
+    outbox::RelayConfig {
+        dsn: config.orders_pg_dsn.clone(),
+        brokers: config.kafka_brokers.hosts().to_vec(),
+        batch_size: config.outbox_batch_size,
+        lease: config.outbox_lease.get(),
+        poll_interval: config.kafka_sender_period.get(),
+        ack_timeout: Duration::from_secs(5),
+        client_id: "orders-outbox-relay".to_owned(),
+    }
 }
 
 /// Creates and migrates the database, retrying while PostgreSQL is unreachable.

@@ -1,0 +1,85 @@
+//! The SQL side of the relay: claim, mark sent, release.
+
+use std::time::Duration;
+
+use pgsetup::Pool;
+
+use crate::RelayError;
+
+/// An outbox row taken for publishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedEvent {
+    pub event_id: i64,
+    pub topic: String,
+    pub message_key: String,
+    pub payload: String,
+}
+
+/// The `events` table of one service's database.
+#[derive(Clone)]
+pub struct OutboxTable {
+    pool: Pool,
+}
+
+const CLAIM: &str = "
+UPDATE events SET claimed_until = now() + make_interval(secs => $2)
+WHERE event_id IN (
+    SELECT event_id FROM events
+    WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+    ORDER BY event_id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING event_id, topic, message_key, payload::text";
+
+impl OutboxTable {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Claims up to `limit` unsent rows for `lease`, oldest first.
+    pub fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, RelayError> {
+        let mut client = self.pool.get()?;
+        let rows = client.query(CLAIM, &[&i64::from(limit), &lease.as_secs_f64()])?;
+        let mut events = rows
+            .iter()
+            .map(|row| {
+                Ok(ClaimedEvent {
+                    event_id: row.try_get(0)?,
+                    topic: row.try_get(1)?,
+                    message_key: row.try_get(2)?,
+                    payload: row.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()?;
+        // RETURNING does not promise the subquery's order.
+        events.sort_by_key(|event| event.event_id);
+        Ok(events)
+    }
+
+    pub fn mark_sent(&self, event_ids: &[i64]) -> Result<(), RelayError> {
+        let mut client = self.pool.get()?;
+        client.execute(
+            "UPDATE events SET sent_at = now(), claimed_until = NULL WHERE event_id = ANY($1)",
+            &[&event_ids],
+        )?;
+        Ok(())
+    }
+
+    /// Gives rows back at once after a failed publish, instead of waiting out the lease.
+    pub fn release(&self, event_ids: &[i64]) -> Result<(), RelayError> {
+        let mut client = self.pool.get()?;
+        client.execute(
+            "UPDATE events SET claimed_until = NULL WHERE event_id = ANY($1) AND sent_at IS NULL",
+            &[&event_ids],
+        )?;
+        Ok(())
+    }
+
+    /// Rows not yet published (for the backlog gauge).
+    pub fn backlog(&self) -> Result<i64, RelayError> {
+        let mut client = self.pool.get()?;
+        let row = client.query_one("SELECT count(*) FROM events WHERE sent_at IS NULL", &[])?;
+        Ok(row.try_get(0)?)
+    }
+}

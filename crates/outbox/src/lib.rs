@@ -1,0 +1,54 @@
+//! The outbox relay: the only way events leave orders and payments.
+//!
+//! A service writes its state change and an `events` row in one transaction; the
+//! relay, on its own OS thread, turns those rows into Kafka messages:
+//!
+//! 1. **claim** a batch of unsent rows (`FOR UPDATE SKIP LOCKED`, oldest first) by
+//!    setting `claimed_until = now() + lease`: concurrent relays on one database take
+//!    disjoint batches, and the rows of a relay that crashed become claimable again
+//!    when its lease runs out;
+//! 2. **publish** them with the `bus` producer (acks from all in-sync replicas),
+//!    keyed by `message_key` so one order's events stay in one partition;
+//! 3. **mark** them sent.
+//!
+//! A crash between 2 and 3 publishes a row twice: delivery is at least once, and
+//! consumers deduplicate on `event_id`. When a batch comes back empty the relay
+//! sleeps on `LISTEN outbox_events` (a trigger on `events` NOTIFYs at commit), so
+//! a new event leaves within milliseconds, with `poll_interval` as the fallback if
+//! a notification is missed. Broker or database down: rows stay unsent, the relay
+//! retries with backoff and catches up when they return.
+//!
+//! The table and trigger it expects are in each service's `V1__init.sql`
+//! ([`TABLE`], [`CHANNEL`]).
+
+mod claim;
+mod relay;
+
+pub use claim::{ClaimedEvent, OutboxTable};
+pub use relay::{RelayConfig, RelayHandle, spawn_relay};
+
+/// The outbox table's name.
+pub const TABLE: &str = "events";
+/// The NOTIFY channel the table's trigger signals on.
+pub const CHANNEL: &str = "outbox_events";
+
+/// Why a relay step failed; every variant is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("broker: {0}")]
+    Broker(#[from] bus::BusError),
+}
+
+impl From<postgres::Error> for RelayError {
+    fn from(err: postgres::Error) -> Self {
+        RelayError::Database(err.to_string())
+    }
+}
+
+impl From<r2d2::Error> for RelayError {
+    fn from(err: r2d2::Error) -> Self {
+        RelayError::Database(format!("no database connection: {err}"))
+    }
+}

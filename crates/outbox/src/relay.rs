@@ -1,0 +1,235 @@
+//! The relay loop on its dedicated thread.
+
+use std::{
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use ops_http::{Counter, Gauge, Metrics};
+use pgsetup::Pool;
+use postgres::{Client, NoTls, fallible_iterator::FallibleIterator};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CHANNEL, ClaimedEvent, OutboxTable, RelayError};
+
+/// How the relay publishes and how often it looks without being told.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// DSN for the dedicated LISTEN connection (the pool serves the rest).
+    pub dsn: String,
+    pub brokers: Vec<String>,
+    pub batch_size: u32,
+    /// How long a claim lasts: longer than a batch takes to publish.
+    pub lease: Duration,
+    /// Fallback poll when no NOTIFY arrives (`KAFKA_PERIOD`/`KAFKA_SENDER_PERIOD`).
+    pub poll_interval: Duration,
+    /// Broker acknowledgement timeout per batch.
+    pub ack_timeout: Duration,
+    pub client_id: String,
+}
+
+/// The relay's thread.
+pub struct RelayHandle {
+    thread: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Waits for the relay to stop (after the shutdown token is cancelled).
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!("outbox relay thread panicked");
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+}
+
+/// Starts the relay on its own OS thread: the `kafka` and `postgres` clients
+/// block, so they stay off the async runtime.
+pub fn spawn_relay(
+    config: RelayConfig,
+    pool: Pool,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<RelayHandle> {
+    let relay = Relay {
+        table: OutboxTable::new(pool),
+        published: metrics.counter(
+            "outbox_published_total",
+            "Outbox events published to Kafka.",
+        ),
+        failures: metrics.counter(
+            "outbox_publish_failures_total",
+            "Failed relay attempts (database or broker); each is retried.",
+        ),
+        backlog: metrics.gauge("outbox_backlog", "Outbox events not yet published."),
+        config,
+        shutdown,
+        producer: None,
+        listener: None,
+    };
+    let thread = thread::Builder::new()
+        .name("outbox-relay".to_owned())
+        .spawn(move || relay.run())?;
+    Ok(RelayHandle { thread })
+}
+
+struct Relay {
+    config: RelayConfig,
+    table: OutboxTable,
+    shutdown: CancellationToken,
+    producer: Option<bus::Producer>,
+    listener: Option<Client>,
+    published: Counter,
+    failures: Counter,
+    backlog: Gauge,
+}
+
+/// Longest single sleep, so shutdown is noticed promptly.
+const SLICE: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Relay {
+    fn run(mut self) {
+        tracing::info!(brokers = ?self.config.brokers, "outbox relay started");
+        let mut backoff = Duration::from_millis(100);
+        while !self.shutdown.is_cancelled() {
+            // LISTEN before claiming, so a commit between the claim and the wait
+            // still wakes us.
+            self.ensure_listening();
+            match self.relay_batch() {
+                Ok(0) => {
+                    backoff = Duration::from_millis(100);
+                    self.update_backlog();
+                    self.wait_for_notify();
+                }
+                Ok(_) => backoff = Duration::from_millis(100),
+                Err(err) => {
+                    self.failures.inc();
+                    tracing::warn!(%err, retry_in = ?backoff, "outbox relay attempt failed");
+                    self.sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Claims, publishes and marks one batch; returns how many rows went out.
+    fn relay_batch(&mut self) -> Result<usize, RelayError> {
+        let batch = self
+            .table
+            .claim(self.config.batch_size, self.config.lease)?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = batch.iter().map(|event| event.event_id).collect();
+        if let Err(err) = self.publish(&batch) {
+            // Drop the producer so the next attempt reconnects (broker restarts
+            // change leaders and connections).
+            self.producer = None;
+            if let Err(release_err) = self.table.release(&ids) {
+                tracing::debug!(%release_err, "could not release claim; lease will expire");
+            }
+            return Err(err);
+        }
+        self.table.mark_sent(&ids)?;
+        self.published.add(ids.len() as u64);
+        tracing::debug!(count = ids.len(), first = ids[0], "published outbox events");
+        Ok(ids.len())
+    }
+
+    fn publish(&mut self, batch: &[ClaimedEvent]) -> Result<(), RelayError> {
+        if self.producer.is_none() {
+            self.producer = Some(bus::Producer::connect(bus::ProducerConfig {
+                brokers: self.config.brokers.clone(),
+                ack_timeout: self.config.ack_timeout,
+                max_retries: 2,
+                client_id: self.config.client_id.clone(),
+            })?);
+        }
+        let records: Vec<bus::Record<'_>> = batch
+            .iter()
+            .map(|event| bus::Record {
+                topic: &event.topic,
+                key: event.message_key.as_bytes(),
+                value: event.payload.as_bytes(),
+            })
+            .collect();
+        match self.producer.as_mut() {
+            Some(producer) => Ok(producer.send_all(&records)?),
+            None => Ok(()),
+        }
+    }
+
+    fn ensure_listening(&mut self) {
+        if self
+            .listener
+            .as_ref()
+            .is_some_and(|client| !client.is_closed())
+        {
+            return;
+        }
+        self.listener = match Client::connect(&self.config.dsn, NoTls).and_then(|mut client| {
+            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+            Ok(client)
+        }) {
+            Ok(client) => Some(client),
+            Err(err) => {
+                tracing::debug!(%err, "LISTEN connection unavailable; polling instead");
+                None
+            }
+        };
+    }
+
+    /// Sleeps until a NOTIFY, the poll interval, or shutdown, whichever is first.
+    fn wait_for_notify(&mut self) {
+        let deadline = Instant::now() + self.config.poll_interval;
+        while !self.shutdown.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let Some(listener) = self.listener.as_mut() else {
+                self.sleep(left);
+                return;
+            };
+            let woken = {
+                let mut notifications = listener.notifications();
+                let first = notifications.timeout_iter(left.min(SLICE)).next();
+                if let Ok(Some(_)) = first {
+                    // Drain the rest: one claim serves them all.
+                    while let Ok(Some(_)) = notifications.iter().next() {}
+                }
+                first
+            };
+            match woken {
+                Ok(Some(_)) => return,
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(%err, "LISTEN connection lost");
+                    self.listener = None;
+                }
+            }
+        }
+    }
+
+    fn update_backlog(&self) {
+        if let Ok(count) = self.table.backlog() {
+            self.backlog.set(count);
+        }
+    }
+
+    fn sleep(&self, total: Duration) {
+        let deadline = Instant::now() + total;
+        while !self.shutdown.is_cancelled() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(SLICE));
+        }
+    }
+}
