@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests. Every test starts its own broker on
+//! 127.0.0.1:0, so tests run in parallel.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use devbroker::{BackgroundBroker, BrokerConfig, TopicSpec};
+use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
+use kafka::consumer::Consumer;
+use kafka::producer::{Producer, RequiredAcks};
+
+/// Deadline for anything a test waits for. Not a timing assertion: only a bound so a
+/// broken broker fails the test instead of hanging it.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn broker_with_topics(topics: &[(&str, i32)]) -> BackgroundBroker {
+    devbroker::spawn_background(BrokerConfig {
+        topics: topics
+            .iter()
+            .map(|(n, p)| TopicSpec {
+                name: (*n).to_owned(),
+                partitions: *p,
+            })
+            .collect(),
+        ..BrokerConfig::default()
+    })
+    .unwrap()
+}
+
+pub fn producer(bootstrap: &str) -> Producer {
+    Producer::from_hosts(vec![bootstrap.to_owned()])
+        .with_ack_timeout(Duration::from_secs(5))
+        .with_required_acks(RequiredAcks::All)
+        .create()
+        .unwrap()
+}
+
+pub fn consumer(bootstrap: &str, topic: &str, group: &str) -> Consumer {
+    Consumer::from_hosts(vec![bootstrap.to_owned()])
+        .with_topic(topic.to_owned())
+        .with_group(group.to_owned())
+        .with_fallback_offset(FetchOffset::Earliest)
+        .with_offset_storage(Some(GroupOffsetStorage::Kafka))
+        .with_fetch_max_wait_time(Duration::from_millis(200))
+        .with_fetch_min_bytes(1)
+        .create()
+        .unwrap()
+}
+
+/// A consumed message, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Got {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+/// Polls until `n` messages arrived (or the deadline), marking them consumed and
+/// committing after each poll if `commit`.
+pub fn consume_n(c: &mut Consumer, n: usize, commit: bool) -> Vec<Got> {
+    collect(c, n, true, commit)
+}
+
+/// Polls until `n` messages arrived without marking anything consumed.
+pub fn poll_n(c: &mut Consumer, n: usize) -> Vec<Got> {
+    collect(c, n, false, false)
+}
+
+fn collect(c: &mut Consumer, n: usize, mark: bool, commit: bool) -> Vec<Got> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "only {} of {n} messages arrived: {out:?}",
+            out.len()
+        );
+        let sets = c.poll().unwrap();
+        for set in sets.iter() {
+            for m in set.messages() {
+                out.push(Got {
+                    partition: set.partition(),
+                    offset: m.offset,
+                    key: m.key.to_vec(),
+                    value: m.value.to_vec(),
+                });
+            }
+            if mark {
+                c.consume_messageset(set).unwrap();
+            }
+        }
+        if commit {
+            c.commit_consumed().unwrap();
+        }
+    }
+    out
+}
+
+/// The committed offset of a group, via the kafka crate's own client.
+pub fn committed(bootstrap: &str, group: &str, topic: &str, partition: i32) -> i64 {
+    let mut client = KafkaClient::new(vec![bootstrap.to_owned()]);
+    client.set_group_offset_storage(Some(GroupOffsetStorage::Kafka));
+    client.load_metadata_all().unwrap();
+    let offs = client.fetch_group_topic_offset(group, topic).unwrap();
+    offs.iter()
+        .find(|o| o.partition == partition)
+        .map_or(-1, |o| o.offset)
+}
+
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
