@@ -1,0 +1,221 @@
+//! The notifications worker's settings: defaults < TOML file named by
+//! `NOTIFICATIONS_CONFIG` < environment.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+
+pub use crate::partitions::PartitionList;
+
+/// Every environment variable the worker reads.
+pub const ENV_VARS: &[&str] = &[
+    "NOTIFICATIONS_HEALTH_ADDR",
+    "KAFKA_BROKERS",
+    "KAFKA_TOPIC",
+    "KAFKA_TOPIC_STATUS",
+    "KAFKA_CONSUMER_GROUP",
+    "KAFKA_PARTITIONS",
+    "REDIS_ADDR",
+    "REDIS_DB",
+    "REDIS_USER",
+    "REDIS_PASSWORD",
+    "REDIS_TTL",
+    "REDIS_KEY_PREFIX",
+];
+
+/// The variable naming an optional TOML file with the same keys in lowercase.
+pub const CONFIG_FILE_VAR: &str = "NOTIFICATIONS_CONFIG";
+
+/// The topic read when neither `KAFKA_TOPIC` nor `KAFKA_TOPIC_STATUS` is set.
+pub const DEFAULT_TOPIC: &str = "status-topic";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `/healthz`, `/readyz`, `/metrics` listen address.
+    pub notifications_health_addr: ListenAddr,
+    /// Kafka bootstrap brokers.
+    pub kafka_brokers: BrokerList,
+    /// Topic carrying `PaymentStatus` (the Go worker's name for it); see [`Config::topic`].
+    pub kafka_topic: Option<String>,
+    /// Alias of `KAFKA_TOPIC` (the name payments publishes under); `KAFKA_TOPIC` wins.
+    pub kafka_topic_status: Option<String>,
+    /// Group the consumed offsets are committed under.
+    pub kafka_consumer_group: String,
+    /// Partitions this instance reads (`0,1`); empty = all.
+    pub kafka_partitions: PartitionList,
+    /// Redis `host:port`.
+    pub redis_addr: String,
+    /// Redis logical database number.
+    pub redis_db: i64,
+    /// Redis ACL user; empty = none (the `default` user).
+    pub redis_user: String,
+    /// Redis password; empty = none.
+    pub redis_password: String,
+    /// How long a notification is kept; `0` = no expiry.
+    pub redis_ttl: GoDuration,
+    /// Prepended to every key (the contract's key is the bare order id, so the
+    /// default is empty; tests use a unique prefix).
+    pub redis_key_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            notifications_health_addr: ListenAddr::all_interfaces(8083),
+            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_topic: None,
+            kafka_topic_status: None,
+            kafka_consumer_group: "notifications".to_owned(),
+            kafka_partitions: PartitionList::default(),
+            redis_addr: "127.0.0.1:6379".to_owned(),
+            redis_db: 0,
+            redis_user: String::new(),
+            redis_password: String::new(),
+            redis_ttl: GoDuration::from_secs(48 * 3600),
+            redis_key_prefix: String::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and the TOML file it may name).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
+        config.check()
+    }
+
+    /// Refuses values that would only fail later.
+    pub fn check(self) -> Result<Self, ConfigError> {
+        if self.topic().trim().is_empty() {
+            return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
+        }
+        if self.kafka_consumer_group.trim().is_empty() {
+            return Err(ConfigError::Other(
+                "KAFKA_CONSUMER_GROUP must not be empty".into(),
+            ));
+        }
+        self.redis_host_port()?;
+        if self.redis_db < 0 {
+            return Err(ConfigError::Other(format!(
+                "REDIS_DB must not be negative, got {}",
+                self.redis_db
+            )));
+        }
+        let ttl = self.redis_ttl.get();
+        if !ttl.is_zero() && ttl < Duration::from_millis(1) {
+            return Err(ConfigError::Other(format!(
+                "REDIS_TTL must be 0 (no expiry) or at least 1ms, got {ttl:?}"
+            )));
+        }
+        Ok(self)
+    }
+
+    /// The topic to consume: `KAFKA_TOPIC`, else `KAFKA_TOPIC_STATUS`, else `status-topic`.
+    pub fn topic(&self) -> &str {
+        self.kafka_topic
+            .as_deref()
+            .or(self.kafka_topic_status.as_deref())
+            .unwrap_or(DEFAULT_TOPIC)
+    }
+
+    /// The notification lifetime, `None` for no expiry (`REDIS_TTL=0`).
+    pub fn ttl(&self) -> Option<Duration> {
+        Some(self.redis_ttl.get()).filter(|ttl| !ttl.is_zero())
+    }
+
+    /// `REDIS_ADDR` split into host and port.
+    pub fn redis_host_port(&self) -> Result<(String, u16), ConfigError> {
+        let fail = |reason: &str| {
+            ConfigError::Other(format!(
+                "REDIS_ADDR = {:?}: {reason} (expected host:port such as 127.0.0.1:6379)",
+                self.redis_addr
+            ))
+        };
+        let text = self.redis_addr.trim();
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| fail("no port"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(fail("no host"));
+        }
+        let port: u16 = port.parse().map_err(|_| fail("bad port"))?;
+        Ok((host.to_owned(), port))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_go_worker() {
+        let config = Config::default().check().unwrap();
+        assert_eq!(config.topic(), "status-topic");
+        assert_eq!(
+            config.redis_host_port().unwrap(),
+            ("127.0.0.1".to_owned(), 6379)
+        );
+        assert_eq!(config.ttl(), Some(Duration::from_secs(48 * 3600)));
+        assert_eq!(config.redis_key_prefix, "");
+        assert_eq!(config.kafka_partitions.selected(), None);
+    }
+
+    #[test]
+    fn kafka_topic_wins_over_its_alias() {
+        let alias = Config {
+            kafka_topic_status: Some("statuses".into()),
+            ..Config::default()
+        };
+        assert_eq!(alias.topic(), "statuses");
+        let both = Config {
+            kafka_topic: Some("a".into()),
+            kafka_topic_status: Some("b".into()),
+            ..Config::default()
+        };
+        assert_eq!(both.topic(), "a");
+    }
+
+    #[test]
+    fn zero_ttl_means_no_expiry() {
+        let config = Config {
+            redis_ttl: GoDuration::from_secs(0),
+            ..Config::default()
+        };
+        assert_eq!(config.check().unwrap().ttl(), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let bad = |config: Config| config.check().unwrap_err().to_string();
+        assert!(
+            bad(Config {
+                redis_addr: "localhost".into(),
+                ..Config::default()
+            })
+            .contains("REDIS_ADDR")
+        );
+        assert!(
+            bad(Config {
+                redis_ttl: GoDuration(Duration::from_micros(10)),
+                ..Config::default()
+            })
+            .contains("REDIS_TTL")
+        );
+        assert!(
+            bad(Config {
+                kafka_topic: Some(" ".into()),
+                ..Config::default()
+            })
+            .contains("KAFKA_TOPIC")
+        );
+        assert!(
+            bad(Config {
+                redis_db: -1,
+                ..Config::default()
+            })
+            .contains("REDIS_DB")
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! The notifications worker: reads `PaymentStatus` events from `status-topic` and
+//! stores each as the customer's notification in Redis, under the order id, with a TTL.
+//!
+//! How the parts fit:
+//! - [`config`]: settings from defaults, an optional TOML file and the environment
+//!   (the Go worker's `REDIS_*` and `KAFKA_*` names);
+//! - `partitions`: `KAFKA_PARTITIONS`, the partitions one instance reads (scaling out);
+//! - [`sink`]: the Redis writer, `SET <order id> <Notification JSON> PX <ttl>`,
+//!   idempotent by construction, reconnecting after any error;
+//! - `handler`: the `bus::Handler`: decode and validate, poison messages logged and
+//!   counted then committed, Redis failures returned as errors so the message is
+//!   retried and its offset not committed;
+//! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
+//!   Redis and the broker, `/metrics`), runs the `bus` consumer on its dedicated
+//!   thread, and on shutdown lets it finish the message in hand and commit.
+//!
+//! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
+//! configuration, logging and signals.
+
+pub mod config;
+mod handler;
+mod partitions;
+pub mod sink;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use ops_http::{Health, Metrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CONFIG_FILE_VAR, Config, DEFAULT_TOPIC, ENV_VARS, PartitionList};
+pub use handler::{HandlerMetrics, StatusHandler};
+pub use sink::{RedisSettings, RedisSink, SinkError};
+
+/// The Kafka client id and the name in logs.
+pub const CLIENT_ID: &str = "notifications";
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an idle poll waits at the broker; also bounds how long an idle
+/// consumer takes to notice shutdown.
+const FETCH_MAX_WAIT: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] settings::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("redis client: {0}")]
+    Redis(#[from] SinkError),
+    #[error("cannot start the consumer: {0}")]
+    Consumer(std::io::Error),
+    #[error("consumer failed: {0}")]
+    ConsumerFailed(String),
+}
+
+/// A running notifications worker.
+pub struct Running {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: SocketAddr,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Resolves when the worker stops: after `shutdown` is cancelled (the message in
+    /// hand finished and committed), or on a fatal error.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(StartError::ConsumerFailed(format!(
+                "worker task failed: {err}"
+            ))),
+        }
+    }
+}
+
+/// Binds the operations port and starts consuming in the background; see the crate docs.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let config = config.check()?;
+    let (host, port) = config.redis_host_port()?;
+    let redis = RedisSettings {
+        host,
+        port,
+        db: config.redis_db,
+        user: Some(config.redis_user.clone()).filter(|user| !user.is_empty()),
+        password: Some(config.redis_password.clone()).filter(|password| !password.is_empty()),
+        ttl: config.ttl(),
+        key_prefix: config.redis_key_prefix.clone(),
+    };
+    let sink = RedisSink::new(redis.clone())?;
+    let probe_sink = RedisSink::new(redis)?;
+
+    let health = Arc::new(Health::new(&["redis", "broker"]));
+    let metrics = Arc::new(Metrics::new());
+    let handler = StatusHandler::new(sink, HandlerMetrics::register(&metrics));
+    let (health_addr, ops_task) = ops_http::serve(
+        config.notifications_health_addr.get(),
+        health.clone(),
+        metrics,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        addr: config.notifications_health_addr.get(),
+        source,
+    })?;
+
+    let brokers = config.kafka_brokers.hosts().to_vec();
+    let consumer_config = bus::ConsumerConfig {
+        brokers: brokers.clone(),
+        topic: config.topic().to_owned(),
+        group: config.kafka_consumer_group.clone(),
+        partitions: config.kafka_partitions.selected(),
+        fetch_max_wait: FETCH_MAX_WAIT,
+        retry_backoff_initial: RETRY_BACKOFF_INITIAL,
+        retry_backoff_max: RETRY_BACKOFF_MAX,
+        client_id: CLIENT_ID.to_owned(),
+    };
+    let bus_shutdown = bus::Shutdown::new();
+    let consumer = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
+        Ok(consumer) => consumer,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = ops_task.await;
+            return Err(StartError::Consumer(err));
+        }
+    };
+    tracing::info!(
+        topic = config.topic(),
+        group = %config.kafka_consumer_group,
+        partitions = %config.kafka_partitions,
+        redis = %config.redis_addr,
+        "notifications consuming"
+    );
+
+    let task = tokio::spawn(async move {
+        let readiness = tokio::spawn(track_readiness(
+            probe_sink,
+            brokers,
+            health,
+            shutdown.clone(),
+        ));
+        let result = supervise(consumer, bus_shutdown, &shutdown).await;
+        shutdown.cancel();
+        let _ = readiness.await;
+        let _ = ops_task.await;
+        tracing::info!("notifications stopped");
+        result
+    });
+    Ok(Running { health_addr, task })
+}
+
+/// Waits for shutdown, then stops the consumer (message in hand finished, offsets
+/// committed). A consumer that ends by itself is a fatal error.
+async fn supervise(
+    consumer: bus::ConsumerHandle,
+    bus_shutdown: bus::Shutdown,
+    shutdown: &CancellationToken,
+) -> Result<(), StartError> {
+    let mut join = tokio::task::spawn_blocking(move || consumer.join());
+    let (joined, requested) = tokio::select! {
+        _ = shutdown.cancelled() => {
+            bus_shutdown.trigger();
+            ((&mut join).await, true)
+        }
+        joined = &mut join => (joined, false),
+    };
+    match joined {
+        Ok(Ok(())) if requested => Ok(()),
+        Ok(Ok(())) => Err(StartError::ConsumerFailed(
+            "the consumer stopped without being asked to".into(),
+        )),
+        Ok(Err(err)) => Err(StartError::ConsumerFailed(err.to_string())),
+        Err(err) => Err(StartError::ConsumerFailed(err.to_string())),
+    }
+}
+
+/// Keeps `/readyz` in step with Redis and the broker.
+async fn track_readiness(
+    mut sink: RedisSink,
+    brokers: Vec<String>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let redis_check = tokio::task::spawn_blocking(move || {
+            let result = sink.ping().map_err(|err| err.to_string());
+            (sink, result)
+        });
+        let probe_brokers = brokers.clone();
+        let broker_check = tokio::task::spawn_blocking(move || {
+            bus::probe(&probe_brokers, PROBE_TIMEOUT).map_err(|err| err.to_string())
+        });
+        let (redis_result, broker_result) = tokio::join!(redis_check, broker_check);
+        match redis_result {
+            Ok((returned, result)) => {
+                sink = returned;
+                health.set("redis", result);
+            }
+            Err(err) => {
+                health.set("redis", Err(err.to_string()));
+                return;
+            }
+        }
+        health.set(
+            "broker",
+            broker_result.unwrap_or_else(|err| Err(err.to_string())),
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! `notifications`: see the library docs. Configuration comes from the environment
+//! (`KAFKA_BROKERS`, `REDIS_ADDR`, `REDIS_TTL`, ...; README lists them all).
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifecycle::init_logging();
+    let config = notifications::Config::from_env().context("invalid configuration")?;
+    let shutdown = lifecycle::shutdown_on_signal();
+    let running = notifications::start(config, shutdown).await?;
+    running.wait().await?;
+    Ok(())
+}
