@@ -19,7 +19,7 @@ pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 pub type PooledClient = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
 /// Advisory lock key held while migrating ("migrate" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x6d69_6772_6174_65;
+const MIGRATION_LOCK_KEY: i64 = 0x006d_6967_7261_7465;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {

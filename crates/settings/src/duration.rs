@@ -100,7 +100,7 @@ impl fmt::Display for GoDuration {
             return f.write_str("0s");
         }
         for (unit, size) in UNITS {
-            if nanos % size == 0 {
+            if nanos.is_multiple_of(*size) {
                 return write!(f, "{}{unit}", nanos / size);
             }
         }

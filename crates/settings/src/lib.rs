@@ -6,10 +6,10 @@
 //! environment. [`load`] layers them: the struct's `Default` < the TOML file named by
 //! an environment variable < the environment. The value types here accept the Go
 //! platform's forms so an existing `.env` keeps working:
-//! - [`GoDuration`]: `1s`, `500ms`, `1h30m`, `48h`, `0`;
-//! - [`ListenAddr`]: `50051`, `:8081`, `host:port`;
-//! - [`GrpcEndpoint`]: `host:port` or `http://host:port`;
-//! - [`BrokerList`]: `host:port,host:port`.
+//! - [`GoDuration`], e.g. `1s`, `500ms`, `1h30m`, `48h`, `0`;
+//! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
+//! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
+//! - [`BrokerList`], a comma-separated `host:port` list.
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
