@@ -1,1 +1,281 @@
-//! wip
+//! The payments worker: reads `OrderCreated` events from `order-topic`, decides each
+//! order's payment, and publishes the `PaymentStatus` to `status-topic` through its
+//! own transactional outbox.
+//!
+//! How the parts fit:
+//! - [`config`]: settings from defaults, an optional TOML file and the environment
+//!   (the Go worker's `PAYMENTS_*` and `KAFKA_*` names);
+//! - `partitions`: `KAFKA_PARTITIONS`, the partitions one instance reads (scaling out);
+//! - [`provider`]: the [`PaymentProvider`] trait and the deterministic
+//!   [`SimulatedProvider`] (Go's rule: even order id succeeds, odd fails);
+//! - [`store`]: one PostgreSQL transaction per event: `processed_events` (a duplicate
+//!   `event_id` is skipped), the payment, its `PaymentStatus` outbox row; poison
+//!   messages kept in `dead_letters`;
+//! - `handler`: the `bus::Handler`: decode and validate, poison messages recorded
+//!   then committed, database outages returned as errors so the message is retried
+//!   and its offset not committed;
+//! - the `outbox` relay (shared with orders) publishes the outbox rows;
+//! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
+//!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate;
+//!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
+//!   consumer on their own threads; on shutdown the consumer finishes the message
+//!   in hand and commits.
+//!
+//! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
+//! configuration, logging and signals.
+
+pub mod config;
+mod handler;
+mod partitions;
+pub mod provider;
+pub mod store;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use ops_http::{Health, Metrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CONFIG_FILE_VAR, Config, ENV_VARS, PartitionList};
+pub use handler::{HandleError, HandlerMetrics, OrderHandler};
+pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};
+pub use store::{PaymentStore, Processed, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations/payments");
+}
+
+/// The Kafka client id of the consumer and the name in logs.
+pub const CLIENT_ID: &str = "payments";
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long an idle poll waits at the broker; also bounds how long an idle
+/// consumer takes to notice shutdown.
+const FETCH_MAX_WAIT: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long the broker may take to acknowledge a relay batch.
+const RELAY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] settings::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the database: {0}")]
+    Database(#[from] pgsetup::SetupError),
+    #[error("cannot start the outbox relay: {0}")]
+    Relay(std::io::Error),
+    #[error("cannot start the consumer: {0}")]
+    Consumer(std::io::Error),
+    #[error("consumer failed: {0}")]
+    ConsumerFailed(String),
+    #[error("worker task failed: {0}")]
+    Task(String),
+}
+
+/// A running payments worker.
+pub struct Running {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: SocketAddr,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Resolves when the worker stops: after `shutdown` is cancelled (the message in
+    /// hand finished and committed, the relay stopped), or on a fatal error.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(StartError::Task(err.to_string())),
+        }
+    }
+}
+
+/// Binds the operations port and starts the worker in the background; see the crate docs.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let config = config.check()?;
+    let health = Arc::new(Health::new(&["database", "broker"]));
+    let metrics = Arc::new(Metrics::new());
+    let handler_metrics = HandlerMetrics::register(&metrics);
+    let (health_addr, ops_task) = ops_http::serve(
+        config.payments_health_addr.get(),
+        health.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|source| StartError::Bind {
+        addr: config.payments_health_addr.get(),
+        source,
+    })?;
+
+    let task = tokio::spawn(async move {
+        let result = run(config, health, metrics, handler_metrics, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = ops_task.await;
+        tracing::info!("payments stopped");
+        result
+    });
+    Ok(Running { health_addr, task })
+}
+
+async fn run(
+    config: Config,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    handler_metrics: HandlerMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let Some(pool) = prepare_database(&config, &shutdown).await? else {
+        return Ok(()); // shut down while waiting for PostgreSQL
+    };
+    let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
+    let brokers = config.kafka_brokers.hosts().to_vec();
+    let readiness = tokio::spawn(track_readiness(
+        store.clone(),
+        brokers.clone(),
+        health,
+        shutdown.clone(),
+    ));
+
+    let relay_config = outbox::RelayConfig {
+        dsn: config.payments_pg_dsn.clone(),
+        brokers: brokers.clone(),
+        batch_size: config.outbox_batch_size,
+        lease: config.outbox_lease.get(),
+        poll_interval: config.kafka_period.get(),
+        ack_timeout: RELAY_ACK_TIMEOUT,
+        client_id: format!("{CLIENT_ID}-relay"),
+    };
+    let relay = match outbox::spawn_relay(relay_config, pool, &metrics, shutdown.clone()) {
+        Ok(relay) => relay,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = readiness.await;
+            return Err(StartError::Relay(err));
+        }
+    };
+
+    let consumer_config = bus::ConsumerConfig {
+        brokers,
+        topic: config.kafka_topic_order.clone(),
+        group: config.kafka_consumer_group.clone(),
+        partitions: config.kafka_partitions.selected(),
+        fetch_max_wait: FETCH_MAX_WAIT,
+        retry_backoff_initial: RETRY_BACKOFF_INITIAL,
+        retry_backoff_max: RETRY_BACKOFF_MAX,
+        client_id: CLIENT_ID.to_owned(),
+    };
+    let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
+    let bus_shutdown = bus::Shutdown::new();
+    let result = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
+        Ok(consumer) => {
+            tracing::info!(
+                topic = %config.kafka_topic_order,
+                group = %config.kafka_consumer_group,
+                partitions = %config.kafka_partitions,
+                status_topic = %config.kafka_topic_status,
+                "payments consuming"
+            );
+            supervise(consumer, bus_shutdown, &shutdown).await
+        }
+        Err(err) => Err(StartError::Consumer(err)),
+    };
+    shutdown.cancel();
+    if let Err(err) = tokio::task::spawn_blocking(move || relay.join()).await {
+        tracing::error!(%err, "waiting for the outbox relay failed");
+    }
+    let _ = readiness.await;
+    result
+}
+
+/// Creates and migrates the database, retrying while PostgreSQL is unreachable.
+/// `None` when shutdown came first.
+async fn prepare_database(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<pgsetup::Pool>, StartError> {
+    let options = pgsetup::PoolOptions {
+        max_size: config.payments_db_pool_size,
+        connect_timeout: config.payments_db_timeout.get(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let dsn = config.payments_pg_dsn.clone();
+        let attempt = tokio::task::spawn_blocking(move || {
+            pgsetup::prepare(&dsn, embedded::migrations::runner(), options)
+        })
+        .await
+        .map_err(|err| StartError::Task(format!("database set-up task failed: {err}")))?;
+        match attempt {
+            Ok(pool) => return Ok(Some(pool)),
+            Err(err) if err.is_transient() => {
+                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Waits for shutdown, then stops the consumer (message in hand finished, offsets
+/// committed). A consumer that ends by itself is a fatal error.
+async fn supervise(
+    consumer: bus::ConsumerHandle,
+    bus_shutdown: bus::Shutdown,
+    shutdown: &CancellationToken,
+) -> Result<(), StartError> {
+    let mut join = tokio::task::spawn_blocking(move || consumer.join());
+    let (joined, requested) = tokio::select! {
+        _ = shutdown.cancelled() => {
+            bus_shutdown.trigger();
+            ((&mut join).await, true)
+        }
+        joined = &mut join => (joined, false),
+    };
+    match joined {
+        Ok(Ok(())) if requested => Ok(()),
+        Ok(Ok(())) => Err(StartError::ConsumerFailed(
+            "the consumer stopped without being asked to".into(),
+        )),
+        Ok(Err(err)) => Err(StartError::ConsumerFailed(err.to_string())),
+        Err(err) => Err(StartError::ConsumerFailed(err.to_string())),
+    }
+}
+
+/// Keeps `/readyz` in step with PostgreSQL and the broker.
+async fn track_readiness(
+    store: PaymentStore,
+    brokers: Vec<String>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let probe_store = store.clone();
+        let database_check =
+            tokio::task::spawn_blocking(move || probe_store.ping().map_err(|err| err.to_string()));
+        let probe_brokers = brokers.clone();
+        let broker_check = tokio::task::spawn_blocking(move || {
+            bus::probe(&probe_brokers, PROBE_TIMEOUT).map_err(|err| err.to_string())
+        });
+        let (database, broker) = tokio::join!(database_check, broker_check);
+        health.set(
+            "database",
+            database.unwrap_or_else(|err| Err(err.to_string())),
+        );
+        health.set("broker", broker.unwrap_or_else(|err| Err(err.to_string())));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}

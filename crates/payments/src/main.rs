@@ -1,1 +1,14 @@
-fn main() {}
+//! `payments`: see the library docs. Configuration comes from the environment
+//! (`PAYMENTS_PG_DSN`, `KAFKA_BROKERS`, `KAFKA_TOPIC_ORDER`, ...; README lists them all).
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifecycle::init_logging();
+    let config = payments::Config::from_env().context("invalid configuration")?;
+    let shutdown = lifecycle::shutdown_on_signal();
+    let running = payments::start(config, shutdown).await?;
+    running.wait().await?;
+    Ok(())
+}

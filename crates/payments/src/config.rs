@@ -1,0 +1,165 @@
+//! The payments worker's settings: defaults < TOML file named by `PAYMENTS_CONFIG` <
+//! environment.
+
+use serde::{Deserialize, Serialize};
+use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+
+pub use crate::partitions::PartitionList;
+
+/// Every environment variable the worker reads.
+pub const ENV_VARS: &[&str] = &[
+    "PAYMENTS_PG_DSN",
+    "PAYMENTS_HEALTH_ADDR",
+    "PAYMENTS_DB_POOL_SIZE",
+    "PAYMENTS_DB_TIMEOUT",
+    "KAFKA_BROKERS",
+    "KAFKA_TOPIC_ORDER",
+    "KAFKA_TOPIC_STATUS",
+    "KAFKA_CONSUMER_GROUP",
+    "KAFKA_PARTITIONS",
+    "KAFKA_PERIOD",
+    "OUTBOX_BATCH_SIZE",
+    "OUTBOX_LEASE",
+];
+
+/// The variable naming an optional TOML file with the same keys in lowercase.
+pub const CONFIG_FILE_VAR: &str = "PAYMENTS_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created at start-up if missing.
+    pub payments_pg_dsn: String,
+    /// `/healthz`, `/readyz`, `/metrics` listen address.
+    pub payments_health_addr: ListenAddr,
+    /// Most PostgreSQL connections held at once (consumer, relay, readiness).
+    pub payments_db_pool_size: u32,
+    /// How long a caller waits for a database connection before giving up (and
+    /// the message is retried).
+    pub payments_db_timeout: GoDuration,
+    /// Kafka bootstrap brokers, for the consumer and the outbox relay.
+    pub kafka_brokers: BrokerList,
+    /// Topic carrying `OrderCreated`.
+    pub kafka_topic_order: String,
+    /// Topic the relay publishes `PaymentStatus` to.
+    pub kafka_topic_status: String,
+    /// Group the consumed offsets are committed under.
+    pub kafka_consumer_group: String,
+    /// Partitions of the order topic this instance reads (`0,1`); empty = all.
+    pub kafka_partitions: PartitionList,
+    /// Relay poll interval when no NOTIFY arrives.
+    pub kafka_period: GoDuration,
+    /// Most outbox rows the relay claims and publishes at once.
+    pub outbox_batch_size: u32,
+    /// How long a claim lasts before another relay may take the rows over.
+    pub outbox_lease: GoDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            payments_pg_dsn: "postgres://postgres@127.0.0.1:5432/payments_db".to_owned(),
+            payments_health_addr: ListenAddr::all_interfaces(8082),
+            payments_db_pool_size: 8,
+            payments_db_timeout: GoDuration::from_secs(2),
+            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_topic_order: "order-topic".to_owned(),
+            kafka_topic_status: "status-topic".to_owned(),
+            kafka_consumer_group: "payments".to_owned(),
+            kafka_partitions: PartitionList::default(),
+            kafka_period: GoDuration::from_secs(1),
+            outbox_batch_size: 500,
+            outbox_lease: GoDuration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and the TOML file it may name).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
+        config.check()
+    }
+
+    /// Refuses values that would only fail later.
+    pub fn check(self) -> Result<Self, ConfigError> {
+        // Consumer, relay (pool side) and readiness each hold one at times.
+        if self.payments_db_pool_size < 2 {
+            return Err(ConfigError::Other(
+                "PAYMENTS_DB_POOL_SIZE must be at least 2".into(),
+            ));
+        }
+        if self.outbox_batch_size == 0 {
+            return Err(ConfigError::Other(
+                "OUTBOX_BATCH_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.outbox_lease.get().is_zero() {
+            return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
+        }
+        if self.kafka_period.get().is_zero() {
+            return Err(ConfigError::Other("KAFKA_PERIOD must not be 0".into()));
+        }
+        for (var, value) in [
+            ("KAFKA_TOPIC_ORDER", &self.kafka_topic_order),
+            ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
+            ("KAFKA_CONSUMER_GROUP", &self.kafka_consumer_group),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Other(format!("{var} must not be empty")));
+            }
+        }
+        if self.kafka_topic_order == self.kafka_topic_status {
+            return Err(ConfigError::Other(format!(
+                "KAFKA_TOPIC_ORDER and KAFKA_TOPIC_STATUS are both {:?}: payments would consume its own events",
+                self.kafka_topic_order
+            )));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_go_worker() {
+        let config = Config::default().check().unwrap();
+        assert_eq!(config.kafka_topic_order, "order-topic");
+        assert_eq!(config.kafka_topic_status, "status-topic");
+        assert_eq!(config.kafka_consumer_group, "payments");
+        assert_eq!(
+            config.payments_health_addr,
+            ListenAddr::all_interfaces(8082)
+        );
+        assert_eq!(config.kafka_partitions.selected(), None);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let bad = |config: Config| config.check().unwrap_err().to_string();
+        assert!(
+            bad(Config {
+                payments_db_pool_size: 1,
+                ..Config::default()
+            })
+            .contains("PAYMENTS_DB_POOL_SIZE")
+        );
+        assert!(
+            bad(Config {
+                kafka_topic_status: "order-topic".into(),
+                ..Config::default()
+            })
+            .contains("KAFKA_TOPIC_STATUS")
+        );
+        assert!(
+            bad(Config {
+                kafka_consumer_group: "".into(),
+                ..Config::default()
+            })
+            .contains("KAFKA_CONSUMER_GROUP")
+        );
+    }
+}
