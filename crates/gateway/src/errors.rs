@@ -1,0 +1,209 @@
+//! Errors as the client sees them: an HTTP status and `{"error": "<message>", "code": "<gRPC code name>"}`.
+//!
+//! gRPC codes map to HTTP statuses as the Go gateway did ([`http_status`]); code names
+//! are spelled as grpc-go spells them ([`code_name`], e.g. `Canceled`). The message of
+//! a 4xx passes through from orders (it names the bad field); a 5xx gets a generic
+//! message and the details go to the log.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use tonic::Code;
+use warp::{
+    Reply,
+    http::{StatusCode, header},
+    reply::Response,
+};
+
+/// An error answer: status, gRPC code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: Code,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    /// An error with the HTTP status that `code` maps to.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            status: http_status(code),
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An error whose HTTP status is not the one its code maps to (413, 405, 404 for
+    /// an unknown path).
+    pub fn with_status(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A client mistake in the request itself: 400 `InvalidArgument`.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+
+    /// What the client gets for a failed call to orders. `timeout` is the configured
+    /// deadline, for the message of a 504.
+    pub fn from_grpc(status: &tonic::Status, timeout: Duration) -> Self {
+        let code = match status.code() {
+            // tonic reports its own client or server deadline as CANCELLED
+            // "Timeout expired"; for the client it is a deadline all the same.
+            Code::Cancelled if status.message() == tonic::TimeoutExpired(()).to_string() => {
+                Code::DeadlineExceeded
+            }
+            code => code,
+        };
+        let http = http_status(code);
+        if http.is_client_error() {
+            return Self::new(code, status.message());
+        }
+        let message = match code {
+            Code::Unavailable => {
+                tracing::warn!(message = status.message(), "orders unavailable");
+                "orders service unavailable, retry later".to_owned()
+            }
+            Code::DeadlineExceeded => {
+                tracing::warn!(?timeout, "orders did not answer in time");
+                format!("orders service did not answer within {timeout:?}")
+            }
+            Code::Unimplemented => {
+                tracing::warn!(
+                    message = status.message(),
+                    "orders does not implement the call"
+                );
+                "not implemented by the orders service".to_owned()
+            }
+            _ => {
+                tracing::error!(code = ?status.code(), message = status.message(), "orders call failed");
+                "internal error".to_owned()
+            }
+        };
+        Self::new(code, message)
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: &self.message,
+            code: code_name(self.code),
+        };
+        let mut response =
+            warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of an oversized body is not read: the connection cannot be reused.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        response
+    }
+}
+
+/// The HTTP status a gRPC code maps to.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The code's name as grpc-go's `codes.Code.String()` spells it (the Go gateway's `code`).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_codes_to_statuses() {
+        let cases = [
+            (Code::InvalidArgument, 400),
+            (Code::OutOfRange, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::ResourceExhausted, 429),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Unimplemented, 501),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::PermissionDenied, 500),
+            (Code::Cancelled, 500),
+        ];
+        for (code, status) in cases {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn client_errors_keep_the_message_server_errors_do_not() {
+        let timeout = Duration::from_secs(2);
+        let bad = ApiError::from_grpc(
+            &tonic::Status::invalid_argument("user_id must be positive, got 0"),
+            timeout,
+        );
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert_eq!(bad.message, "user_id must be positive, got 0");
+        let internal = ApiError::from_grpc(
+            &tonic::Status::internal("relation \"x\" does not exist"),
+            timeout,
+        );
+        assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.message, "internal error");
+        let late = ApiError::from_grpc(&tonic::Status::cancelled("Timeout expired"), timeout);
+        assert_eq!(
+            (late.status, late.code),
+            (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn names_codes_the_go_way() {
+        assert_eq!(code_name(Code::InvalidArgument), "InvalidArgument");
+        assert_eq!(code_name(Code::Cancelled), "Canceled");
+        assert_eq!(code_name(Code::DeadlineExceeded), "DeadlineExceeded");
+    }
+}

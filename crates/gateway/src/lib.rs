@@ -1,0 +1,102 @@
+//! The gateway: the platform's HTTP/JSON front door, in front of the orders gRPC
+//! service (`orders.v1.OrdersService`).
+//!
+//! How the parts fit:
+//! - [`config`]: settings from defaults, an optional TOML file (`GATEWAY_CONFIG`) and
+//!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`);
+//! - [`rest`]: the REST contract's JSON types, parsed strictly (unknown fields,
+//!   trailing data, wrong types -> 400), and their conversion to and from `orders.v1`;
+//! - [`errors`]: one error shape, `{"error", "code"}`, and the gRPC code -> HTTP
+//!   status mapping; 4xx messages from orders pass through, 5xx ones are generic;
+//! - [`routes`]: the warp routes (`POST /orders`, `GET /orders/{id}`, `/healthz`,
+//!   `/readyz`, `/metrics`), the 1 MiB body limit, the per-call deadline, and the
+//!   `recover` that turns routing failures (404, 405) into the same JSON errors;
+//! - this module: [`start`] binds the HTTP port, builds a channel to orders that
+//!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
+//!   down; calls then get 503 and `/readyz` says not ready), and serves until the
+//!   shutdown token is cancelled.
+//!
+//! Business validation (positive ids, item limits, overflow) is orders' alone: the
+//! gateway checks only the JSON's shape and forwards orders' INVALID_ARGUMENT message.
+//!
+//! Tests call [`start`] directly; `main.rs` only adds configuration, logging and signals.
+
+pub mod config;
+pub mod errors;
+pub mod rest;
+pub mod routes;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use ops_http::Metrics;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+pub use config::Config;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used: {reason}")]
+    OrdersEndpoint { uri: String, reason: String },
+    #[error("HTTP server failed: {0}")]
+    Serve(String),
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where HTTP is served (the bound address, useful with port 0).
+    pub http_addr: SocketAddr,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Resolves when the gateway stops: after `shutdown` is cancelled and in-flight
+    /// requests are answered.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(StartError::Serve(format!("gateway task failed: {err}"))),
+        }
+    }
+}
+
+/// Binds the HTTP port and serves in the background; see the crate docs.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let addr = config.gateway_http_addr.get();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+
+    let timeout = config.gateway_orders_timeout.get();
+    let uri = config.orders_grpc_addr.as_uri().to_owned();
+    let channel = Endpoint::from_shared(uri.clone())
+        .map_err(|err| StartError::OrdersEndpoint {
+            uri: uri.clone(),
+            reason: err.to_string(),
+        })?
+        .connect_timeout(timeout)
+        .connect_lazy();
+
+    let metrics = Arc::new(Metrics::new());
+    let routes = routes::routes(routes::Gateway::new(channel, timeout), metrics);
+    tracing::info!(%http_addr, orders = %uri, ?timeout, "gateway listening");
+    let task = tokio::spawn(async move {
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async move { shutdown.cancelled().await })
+            .run()
+            .await;
+        tracing::info!("gateway stopped");
+        Ok(())
+    });
+    Ok(Running { http_addr, task })
+}

@@ -1,0 +1,14 @@
+//! `gateway`: see the library docs. Configuration comes from the environment
+//! (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`; README lists them).
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    lifecycle::init_logging();
+    let config = gateway::Config::from_env().context("invalid configuration")?;
+    let shutdown = lifecycle::shutdown_on_signal();
+    let running = gateway::start(config, shutdown).await?;
+    running.wait().await?;
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The REST contract's JSON and its conversion to and from `orders.v1`.
+//!
+//! Requests are parsed strictly ([`parse_create_order`]): unknown fields, trailing
+//! data, wrong types and missing fields are refused with serde's message, which
+//! names the field and the line and column. Business rules (positive ids, at least
+//! one item, the total fitting in i64, ...) are checked by orders, the one place
+//! they live; its INVALID_ARGUMENT message reaches the client unchanged.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use proto::v1::{self, OrderStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::ApiError;
+
+/// `POST /orders` body.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderBody {
+    pub user_id: i64,
+    pub items: Vec<ItemBody>,
+}
+
+/// One line of an order, in requests and responses. `price` is the unit price in
+/// minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemBody {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub price: i64,
+}
+
+/// `POST /orders` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOrderAnswer {
+    pub order_id: i64,
+}
+
+/// `GET /orders/{id}` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetOrderAnswer {
+    pub order: OrderBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderBody {
+    pub order_id: i64,
+    pub user_id: i64,
+    /// The `OrderStatus` enum value's name: `"new"`, or `"unspecified"` (also for a
+    /// value this gateway does not know yet).
+    pub status: String,
+    pub items: Vec<ItemBody>,
+    pub total_amount: i64,
+    /// RFC 3339, UTC (`2026-11-25T10:00:00.123456Z`); `null` if orders sent none.
+    pub created_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// Parses a `POST /orders` body strictly; the error is a 400 naming the problem.
+pub fn parse_create_order(body: &[u8]) -> Result<CreateOrderBody, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::invalid_argument(format!("invalid request body: {err}")))
+}
+
+/// Parses the `{id}` of `GET /orders/{id}`.
+pub fn parse_order_id(text: &str) -> Result<i64, ApiError> {
+    match text.parse::<i64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::invalid_argument(format!(
+            "order id must be a positive integer, got {text:?}"
+        ))),
+    }
+}
+
+impl From<CreateOrderBody> for v1::CreateOrderRequest {
+    fn from(body: CreateOrderBody) -> Self {
+        v1::CreateOrderRequest {
+            user_id: body.user_id,
+            items: body
+                .items
+                .into_iter()
+                .map(|item| v1::OrderItem {
+                    product_id: item.product_id,
+                    quantity: item.quantity,
+                    price: Some(v1::Money { money: item.price }),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<v1::Order> for OrderBody {
+    fn from(order: v1::Order) -> Self {
+        OrderBody {
+            order_id: order.order_id,
+            user_id: order.user_id,
+            status: status_name(order.status).to_owned(),
+            items: order
+                .items
+                .into_iter()
+                .map(|item| ItemBody {
+                    product_id: item.product_id,
+                    quantity: item.quantity,
+                    price: item.price.map_or(0, |money| money.money),
+                })
+                .collect(),
+            total_amount: order.total_amount.map_or(0, |money| money.money),
+            created_at: order.created_at.as_ref().and_then(rfc3339),
+            updated_at: order.updated_at.as_ref().and_then(rfc3339),
+        }
+    }
+}
+
+/// The proto enum name of a status; a number this gateway does not know renders as
+/// `"unspecified"`.
+pub fn status_name(status: i32) -> &'static str {
+    match OrderStatus::try_from(status) {
+        Ok(known) => known.as_str_name(),
+        Err(_) => {
+            tracing::warn!(
+                status,
+                "orders sent an order status this gateway does not know"
+            );
+            OrderStatus::Unspecified.as_str_name()
+        }
+    }
+}
+
+fn rfc3339(time: &proto::Timestamp) -> Option<String> {
+    let nanos = u32::try_from(time.nanos).ok()?;
+    DateTime::<Utc>::from_timestamp(time.seconds, nanos)
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_the_contract_body() {
+        let body = parse_create_order(
+            br#"{"user_id": 7, "items": [{"product_id": 1, "quantity": 2, "price": 150}]}"#,
+        )
+        .unwrap();
+        let request = v1::CreateOrderRequest::from(body);
+        assert_eq!(request.user_id, 7);
+        assert_eq!(request.items[0].price, Some(v1::Money { money: 150 }));
+    }
+
+    #[test]
+    fn refuses_what_the_contract_does_not_allow() {
+        let err = |text: &str| parse_create_order(text.as_bytes()).unwrap_err().message;
+        assert!(err(r#"{"user_id": 1, "items": [], "x": 1}"#).contains("unknown field `x`"));
+        assert!(err(r#"{"user_id": 1, "items": []} {}"#).contains("trailing characters"));
+        assert!(err(r#"{"user_id": "1", "items": []}"#).contains("invalid type: string"));
+        assert!(err(r#"{"items": []}"#).contains("missing field `user_id`"));
+        assert!(err(r#"{"user_id": 1,"#).contains("EOF while parsing"));
+        assert!(
+            err(r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 3000000000, "price": 1}]}"#)
+                .contains("expected i32")
+        );
+    }
+
+    #[test]
+    fn order_ids_must_be_positive_integers() {
+        assert_eq!(parse_order_id("42").unwrap(), 42);
+        for bad in ["abc", "0", "-3", "1.5", "99999999999999999999", ""] {
+            let err = parse_order_id(bad).unwrap_err();
+            assert_eq!(
+                err.message,
+                format!("order id must be a positive integer, got {bad:?}")
+            );
+        }
+    }
+
+    #[test]
+    fn renders_orders_with_rfc3339_times_and_status_names() {
+        let order = v1::Order {
+            order_id: 5,
+            user_id: 7,
+            status: OrderStatus::New as i32,
+            items: vec![v1::OrderItem {
+                product_id: 1,
+                quantity: 2,
+                price: Some(v1::Money { money: 150 }),
+            }],
+            total_amount: Some(v1::Money { money: 300 }),
+            created_at: Some(proto::Timestamp {
+                seconds: 1_795_000_000,
+                nanos: 123_456_000,
+            }),
+            updated_at: None,
+        };
+        let json = serde_json::to_value(OrderBody::from(order)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"order_id": 5, "user_id": 7, "status": "new",
+                "items": [{"product_id": 1, "quantity": 2, "price": 150}],
+                "total_amount": 300, "created_at": "2026-11-18T11:06:40.123456Z",
+                "updated_at": null})
+        );
+        assert_eq!(status_name(0), "unspecified");
+        assert_eq!(status_name(99), "unspecified");
+    }
+}
