@@ -77,6 +77,9 @@ pub fn prepare(
 pub fn pool(config: Config, options: PoolOptions) -> Pool {
     r2d2::Pool::builder()
         .max_size(options.max_size)
+        // Open connections as load needs them (r2d2 otherwise keeps max_size idle),
+        // so many services and instances fit in max_connections.
+        .min_idle(Some(1))
         .connection_timeout(options.connect_timeout)
         // A broken connection is noticed by the failing query (and dropped by
         // r2d2's `has_broken`); pinging on every checkout would double the round trips.

@@ -7,10 +7,13 @@
 //!   that do not collide between tests.
 //! - [`TcpProxy`]: a loopback proxy in front of a real server that a test can cut and
 //!   restore, to see a service live through an outage without stopping the shared server.
+//! - [`ServiceProcess`]: a workspace binary run as a real process (kill -9, SIGTERM,
+//!   restart), its output kept in a log file and shown when the test fails.
 //! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
 #![allow(clippy::unwrap_used)]
 
 mod database;
+mod process;
 mod proxy;
 
 use std::{
@@ -19,6 +22,7 @@ use std::{
 };
 
 pub use database::{TestDatabase, pg_base_url};
+pub use process::{ServiceProcess, binary, free_port, http_get_status, http_request, wait_http_ok};
 pub use proxy::TcpProxy;
 
 /// `redis://127.0.0.1:6379` unless `TEST_REDIS_URL` says otherwise.

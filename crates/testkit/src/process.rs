@@ -1,0 +1,223 @@
+//! Service binaries run as real processes, the way a user runs them.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+/// The path of a workspace binary built beside the running test (`target/<profile>/NAME`).
+/// `cargo test --workspace` / `scripts/test` build them all first.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "binary {name} is not built at {}: run the suite with `scripts/test` (or `cargo build --workspace` first)",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago (bind to 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap()
+}
+
+/// A child process with its stderr/stdout in a log file; killed on drop. When the
+/// test is failing, the log's tail is printed so CI output shows why.
+pub struct ServiceProcess {
+    pub name: String,
+    child: Child,
+    log_path: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ServiceProcess {
+    pub fn spawn(name: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let log_dir = std::env::temp_dir().join("order-platform-test-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let log_path = log_dir.join(format!("{}.log", crate::unique_name(name)));
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let child = Self::launch(name, &args, &env, &log_path);
+        Self {
+            name: name.to_owned(),
+            child,
+            log_path,
+            args,
+            env,
+        }
+    }
+
+    fn launch(name: &str, args: &[String], env: &[(String, String)], log_path: &PathBuf) -> Child {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .unwrap();
+        Command::new(binary(name))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {name}: {err}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `deadline` for the exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > deadline {
+                self.kill9();
+                panic!("{} did not exit within {deadline:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same binary again with the same arguments and environment
+    /// (after [`ServiceProcess::kill9`] or [`ServiceProcess::terminate`]).
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::launch(&self.name, &self.args, &self.env, &self.log_path);
+    }
+
+    /// Exits on its own within `deadline`? Returns the status if so.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            if let Ok(file) = File::open(&self.log_path) {
+                let lines: Vec<String> =
+                    BufReader::new(file).lines().map_while(Result::ok).collect();
+                let tail = &lines[lines.len().saturating_sub(40)..];
+                eprintln!(
+                    "---- last lines of {} ({}) ----",
+                    self.name,
+                    self.log_path.display()
+                );
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+/// Polls `url` until it answers 200, or panics after `deadline`.
+pub fn wait_http_ok(url: &str, deadline: Duration) {
+    crate::wait_until(deadline, &format!("{url} to answer 200"), || {
+        http_get_status(url)
+            .filter(|status| *status == 200)
+            .map(|_| ())
+    });
+}
+
+/// A minimal blocking HTTP/1.1 GET returning the status code.
+pub fn http_get_status(url: &str) -> Option<u16> {
+    http_request("GET", url, None).map(|(status, _)| status)
+}
+
+/// A minimal blocking HTTP/1.1 client (no client library): `(status, body)`, or
+/// `None` when the server cannot be reached.
+pub fn http_request(method: &str, url: &str, json_body: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let body = json_body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response);
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut chunked: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, rest)) = chunked.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        body.push_str(&rest[..size]);
+        chunked = rest[size..].trim_start_matches("\r\n");
+    }
+    body
+}
