@@ -139,19 +139,18 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if std::thread::panicking() {
-            if let Ok(file) = File::open(&self.log_path) {
-                let lines: Vec<String> =
-                    BufReader::new(file).lines().map_while(Result::ok).collect();
-                let tail = &lines[lines.len().saturating_sub(40)..];
-                eprintln!(
-                    "---- last lines of {} ({}) ----",
-                    self.name,
-                    self.log_path.display()
-                );
-                for line in tail {
-                    eprintln!("{line}");
-                }
+        if std::thread::panicking()
+            && let Ok(file) = File::open(&self.log_path)
+        {
+            let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "---- last lines of {} ({}) ----",
+                self.name,
+                self.log_path.display()
+            );
+            for line in tail {
+                eprintln!("{line}");
             }
         }
     }
