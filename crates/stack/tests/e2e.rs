@@ -178,10 +178,11 @@ impl Platform {
             &format!("notifications for {} orders", order_ids.len()),
             || {
                 for id in order_ids {
-                    if !found.contains_key(id) {
-                        if let Some(value) = self.notification(&mut redis, *id) {
-                            found.insert(*id, value);
-                        }
+                    if !found.contains_key(id)
+                        && let Some(value) = self.notification(&mut redis, *id)
+                    {
+                        found.insert(*id, value);
+                    }
                     }
                 }
                 (found.len() == order_ids.len()).then_some(())
