@@ -183,7 +183,6 @@ impl Platform {
                     {
                         found.insert(*id, value);
                     }
-                    }
                 }
                 (found.len() == order_ids.len()).then_some(())
             },
