@@ -1,0 +1,426 @@
+//! The payments worker against real PostgreSQL and an in-process devbroker: each
+//! test has its own database, topics and consumer group, so tests run in parallel.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use chrono::{SubsecRound, Utc};
+use events::{OrderCreated, PaymentOutcome, PaymentStatus};
+use payments::Config;
+use serde_json::{Value, json};
+use testkit::{TcpProxy, TestDatabase, unique_name, wait_until};
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A broker, a database and the worker running against them. The tests are
+/// synchronous (the `postgres` client refuses to run inside an async context); the
+/// worker runs on its own runtime.
+struct Harness {
+    rt: tokio::runtime::Runtime,
+    broker: devbroker::BackgroundBroker,
+    db: TestDatabase,
+    config: Config,
+    shutdown: CancellationToken,
+    running: Option<payments::Running>,
+    producer: bus::Producer,
+}
+
+impl Harness {
+    /// `dsn`: how the worker reaches the test database (directly unless given).
+    fn start(dsn: Option<&dyn Fn(&TestDatabase) -> String>) -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+        let db = TestDatabase::new("payments");
+        let config = Config {
+            payments_pg_dsn: dsn.map_or_else(|| db.dsn(), |dsn| dsn(&db)),
+            payments_health_addr: "127.0.0.1:0".parse().unwrap(),
+            payments_db_timeout: settings::GoDuration::from_millis(500),
+            kafka_brokers: broker.bootstrap().parse().unwrap(),
+            kafka_topic_order: unique_name("orders"),
+            kafka_topic_status: unique_name("statuses"),
+            kafka_consumer_group: unique_name("payments"),
+            ..Config::default()
+        };
+        let shutdown = CancellationToken::new();
+        let running = rt
+            .block_on(payments::start(config.clone(), shutdown.clone()))
+            .unwrap();
+        let producer = producer(&broker);
+        Self {
+            rt,
+            broker,
+            db,
+            config,
+            shutdown,
+            running: Some(running),
+            producer,
+        }
+    }
+
+    fn produce(&mut self, key: &str, value: &[u8]) {
+        self.producer
+            .send(bus::Record {
+                topic: &self.config.kafka_topic_order,
+                key: key.as_bytes(),
+                value,
+            })
+            .unwrap();
+    }
+
+    fn produce_order(&mut self, order: &OrderCreated) {
+        let key = events::message_key(order.order_id);
+        self.produce(&key, events::encode(order).as_bytes());
+    }
+
+    fn health_addr(&self) -> SocketAddr {
+        self.running.as_ref().unwrap().health_addr
+    }
+
+    /// The value of a counter on `/metrics`.
+    fn metric(&self, name: &str) -> u64 {
+        let (_, body) = http_get(self.health_addr(), "/metrics");
+        body.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in {body}"))
+    }
+
+    fn wait_for_metric(&self, name: &str, at_least: u64) {
+        wait_until(DEADLINE, &format!("{name} >= {at_least}"), || {
+            (self.metric(name) >= at_least).then_some(())
+        });
+    }
+
+    fn count(&self, sql: &str) -> i64 {
+        self.db.client().query_one(sql, &[]).unwrap().get(0)
+    }
+
+    fn wait_for_payment(&self, order_id: i64) -> String {
+        wait_until(DEADLINE, &format!("payment of order {order_id}"), || {
+            // The worker creates the database: it may not exist yet.
+            let mut client = postgres::Client::connect(&self.db.dsn(), postgres::NoTls).ok()?;
+            let row = client
+                .query_opt(
+                    "SELECT status FROM payments WHERE order_id = $1",
+                    &[&order_id],
+                )
+                .ok()??;
+            Some(row.get::<_, String>(0))
+        })
+    }
+
+    fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            self.rt.block_on(running.wait()).unwrap();
+        }
+        drop(self.broker);
+    }
+}
+
+fn producer(broker: &devbroker::BackgroundBroker) -> bus::Producer {
+    bus::Producer::connect(bus::ProducerConfig {
+        brokers: vec![broker.bootstrap()],
+        ack_timeout: Duration::from_secs(5),
+        max_retries: 5,
+        client_id: "payments-test".into(),
+    })
+    .unwrap()
+}
+
+fn order(event_id: i64, order_id: i64) -> OrderCreated {
+    OrderCreated {
+        event_id,
+        order_id,
+        user_id: 7,
+        total_amount: 1500 + order_id,
+        created_at: Utc::now().trunc_subsecs(3),
+    }
+}
+
+/// A minimal HTTP/1.0 GET: (status code, body).
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Collects every message of a topic.
+struct Collector(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl bus::Handler for Collector {
+    type Error = std::convert::Infallible;
+    fn handle(&mut self, message: &bus::Message<'_>) -> Result<(), Self::Error> {
+        self.0.lock().unwrap().push((
+            String::from_utf8_lossy(message.key).into_owned(),
+            message.value.to_vec(),
+        ));
+        Ok(())
+    }
+}
+
+#[test]
+fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
+    let mut h = Harness::start(None);
+    h.produce_order(&order(10, 42));
+    h.produce_order(&order(11, 43));
+    assert_eq!(h.wait_for_payment(42), "succeeded");
+    assert_eq!(h.wait_for_payment(43), "failed");
+
+    let mut client = h.db.client();
+    for (order_id, status, event_id) in [(42_i64, "succeeded", 10_i64), (43, "failed", 11)] {
+        let payment = client
+            .query_one(
+                "SELECT user_id, amount FROM payments WHERE order_id = $1",
+                &[&order_id],
+            )
+            .unwrap();
+        assert_eq!(payment.get::<_, i64>(0), 7);
+        assert_eq!(payment.get::<_, i64>(1), 1500 + order_id);
+        let processed: i64 = client
+            .query_one(
+                "SELECT count(*) FROM processed_events WHERE event_id = $1 AND order_id = $2",
+                &[&event_id, &order_id],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(processed, 1);
+        let outbox = client
+            .query(
+                "SELECT event_id, topic, message_key, payload::text FROM events
+                 WHERE message_key = $1",
+                &[&order_id.to_string()],
+            )
+            .unwrap();
+        assert_eq!(outbox.len(), 1, "one PaymentStatus for order {order_id}");
+        let row = &outbox[0];
+        let status_event_id: i64 = row.get(0);
+        assert_eq!(row.get::<_, String>(1), h.config.kafka_topic_status);
+        let payload: Value = serde_json::from_str(&row.get::<_, String>(3)).unwrap();
+        assert_eq!(
+            payload,
+            json!({"event_id": status_event_id, "order_id": order_id, "user_id": 7,
+                   "order_status": status})
+        );
+    }
+    assert_eq!(h.count("SELECT count(*) FROM payments"), 2);
+    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 2);
+
+    // The relay publishes both statuses to the status topic, keyed by order id.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = bus::Shutdown::new();
+    let consumer = bus::spawn_consumer(
+        bus::ConsumerConfig {
+            brokers: vec![h.broker.bootstrap()],
+            topic: h.config.kafka_topic_status.clone(),
+            group: unique_name("status-reader"),
+            partitions: None,
+            fetch_max_wait: Duration::from_millis(200),
+            retry_backoff_initial: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_millis(500),
+            client_id: "payments-test".into(),
+        },
+        Collector(seen.clone()),
+        stop.clone(),
+    )
+    .unwrap();
+    let published = wait_until(DEADLINE, "two PaymentStatus on the status topic", || {
+        let seen = seen.lock().unwrap();
+        (seen.len() >= 2).then(|| seen.clone())
+    });
+    stop.trigger();
+    consumer.join().unwrap();
+    let mut statuses: Vec<(String, PaymentStatus)> = published
+        .iter()
+        .map(|(key, value)| (key.clone(), events::decode(value).unwrap()))
+        .collect();
+    statuses.sort_by_key(|(_, status)| status.order_id);
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].0, "42");
+    assert_eq!(statuses[0].1.order_status, PaymentOutcome::Succeeded);
+    assert_eq!(statuses[1].0, "43");
+    assert_eq!(statuses[1].1.order_status, PaymentOutcome::Failed);
+    wait_until(DEADLINE, "outbox rows marked sent", || {
+        (h.count("SELECT count(*) FROM events WHERE sent_at IS NULL") == 0).then_some(())
+    });
+
+    let (status, body) = http_get(h.health_addr(), "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.metric("payments_succeeded_total"), 1);
+    assert_eq!(h.metric("payments_failed_total"), 1);
+    h.stop();
+}
+
+#[test]
+fn a_redelivered_order_is_paid_once() {
+    let mut h = Harness::start(None);
+    let event = order(20, 8);
+    h.produce_order(&event);
+    h.produce_order(&event);
+    // Another event id for the same (already paid) order: the first decision stands.
+    h.produce_order(&OrderCreated {
+        event_id: 21,
+        ..event.clone()
+    });
+    h.wait_for_metric("payments_messages_processed_total", 3);
+    assert_eq!(h.wait_for_payment(8), "succeeded");
+    assert_eq!(h.metric("payments_duplicates_skipped_total"), 2);
+    assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
+    assert_eq!(
+        h.count("SELECT count(*) FROM processed_events WHERE event_id = 20"),
+        1
+    );
+    assert_eq!(h.count("SELECT count(*) FROM events"), 1);
+    h.stop();
+}
+
+#[test]
+fn poison_messages_are_dead_lettered_and_the_next_order_is_processed() {
+    let mut h = Harness::start(None);
+    // One key, so one partition: the good order comes after the poison ones.
+    h.produce("4", b"not json at all");
+    h.produce("4", br#"{"event_id": 30, "order_id": 4}"#);
+    h.produce(
+        "4",
+        br#"{"event_id": 31, "order_id": -4, "user_id": 1, "total_amount": 1, "created_at": "2026-11-25T10:00:00Z"}"#,
+    );
+    h.produce_order(&order(32, 4));
+    assert_eq!(h.wait_for_payment(4), "succeeded");
+
+    let mut client = h.db.client();
+    let letters = client
+        .query(
+            "SELECT kafka_topic, message_key, payload, error FROM dead_letters ORDER BY kafka_offset",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(letters.len(), 3);
+    for letter in &letters {
+        assert_eq!(letter.get::<_, String>(0), h.config.kafka_topic_order);
+        assert_eq!(letter.get::<_, Vec<u8>>(1), b"4");
+    }
+    assert_eq!(letters[0].get::<_, Vec<u8>>(2), b"not json at all");
+    assert!(letters[0].get::<_, String>(3).contains("invalid JSON"));
+    assert!(letters[1].get::<_, String>(3).contains("user_id"));
+    assert!(
+        letters[2]
+            .get::<_, String>(3)
+            .contains("order_id must be positive")
+    );
+    assert_eq!(h.metric("payments_dead_letters_total"), 3);
+    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
+    h.stop();
+}
+
+#[test]
+fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
+    let pg = testkit::pg_base_url();
+    let target = pg
+        .rsplit_once('@')
+        .map_or("127.0.0.1:5432", |(_, host)| host);
+    let proxy = TcpProxy::start(target).unwrap();
+    let via = proxy.addr();
+    let mut h = Harness::start(Some(&|db: &TestDatabase| db.dsn_via(&via)));
+    h.produce_order(&order(40, 100));
+    assert_eq!(h.wait_for_payment(100), "succeeded");
+
+    proxy.cut();
+    h.produce_order(&order(41, 101));
+    // The worker has tried, and failed, to process it.
+    h.wait_for_metric("payments_transient_failures_total", 1);
+    assert_eq!(
+        h.count("SELECT count(*) FROM payments WHERE order_id = 101"),
+        0
+    );
+    proxy.restore();
+
+    assert_eq!(h.wait_for_payment(101), "failed");
+    assert_eq!(
+        h.count("SELECT count(*) FROM processed_events WHERE event_id = 41"),
+        1
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM events WHERE message_key = '101'"),
+        1
+    );
+    h.wait_for_metric("payments_messages_processed_total", 2);
+    assert_eq!(h.metric("payments_duplicates_skipped_total"), 0);
+    h.stop();
+}
+
+/// Kills the process if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let db = TestDatabase::new("payments_bin");
+    let topic = unique_name("orders");
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_payments"))
+            .env("PAYMENTS_PG_DSN", db.dsn())
+            .env("PAYMENTS_HEALTH_ADDR", "127.0.0.1:0")
+            .env("KAFKA_BROKERS", broker.bootstrap())
+            .env("KAFKA_TOPIC_ORDER", &topic)
+            .env("KAFKA_TOPIC_STATUS", unique_name("statuses"))
+            .env("KAFKA_CONSUMER_GROUP", unique_name("payments"))
+            .env_remove("PAYMENTS_CONFIG")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let mut producer = producer(&broker);
+    let event = order(50, 6);
+    producer
+        .send(bus::Record {
+            topic: &topic,
+            key: b"6",
+            value: events::encode(&event).as_bytes(),
+        })
+        .unwrap();
+    wait_until(DEADLINE, "the binary to pay order 6", || {
+        let mut client = postgres::Client::connect(&db.dsn(), postgres::NoTls).ok()?;
+        client
+            .query_opt("SELECT 1 FROM payments WHERE order_id = 6", &[])
+            .ok()?
+            .map(|_| ())
+    });
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_until(DEADLINE, "the binary to exit", || {
+        child.0.try_wait().unwrap()
+    });
+    assert!(status.success(), "exit status {status:?}");
+}
