@@ -163,8 +163,11 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// (key, value) of each message seen.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Collects every message of a topic.
-struct Collector(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+struct Collector(Seen);
 
 impl bus::Handler for Collector {
     type Error = std::convert::Infallible;
@@ -225,7 +228,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     assert_eq!(h.count("SELECT count(*) FROM processed_events"), 2);
 
     // The relay publishes both statuses to the status topic, keyed by order id.
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::default();
     let stop = bus::Shutdown::new();
     let consumer = bus::spawn_consumer(
         bus::ConsumerConfig {
