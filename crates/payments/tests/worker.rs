@@ -33,13 +33,13 @@ struct Harness {
 }
 
 impl Harness {
-    /// `dsn`: how the worker reaches the test database (directly unless given).
-    fn start(dsn: Option<&dyn Fn(&TestDatabase) -> String>) -> Self {
+    /// `configure` adjusts the test's configuration (given the test database).
+    fn start(configure: impl FnOnce(&mut Config, &TestDatabase)) -> Self {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
         let db = TestDatabase::new("payments");
-        let config = Config {
-            payments_pg_dsn: dsn.map_or_else(|| db.dsn(), |dsn| dsn(&db)),
+        let mut config = Config {
+            payments_pg_dsn: db.dsn(),
             payments_health_addr: "127.0.0.1:0".parse().unwrap(),
             payments_db_timeout: settings::GoDuration::from_millis(500),
             kafka_brokers: broker.bootstrap().parse().unwrap(),
@@ -48,6 +48,7 @@ impl Harness {
             kafka_consumer_group: unique_name("payments"),
             ..Config::default()
         };
+        configure(&mut config, &db);
         let shutdown = CancellationToken::new();
         let running = rt
             .block_on(payments::start(config.clone(), shutdown.clone()))
@@ -182,7 +183,7 @@ impl bus::Handler for Collector {
 
 #[test]
 fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
-    let mut h = Harness::start(None);
+    let mut h = Harness::start(|_, _| {});
     h.produce_order(&order(10, 42));
     h.produce_order(&order(11, 43));
     assert_eq!(h.wait_for_payment(42), "succeeded");
@@ -274,7 +275,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
 
 #[test]
 fn a_redelivered_order_is_paid_once() {
-    let mut h = Harness::start(None);
+    let mut h = Harness::start(|_, _| {});
     let event = order(20, 8);
     h.produce_order(&event);
     h.produce_order(&event);
@@ -297,7 +298,7 @@ fn a_redelivered_order_is_paid_once() {
 
 #[test]
 fn poison_messages_are_dead_lettered_and_the_next_order_is_processed() {
-    let mut h = Harness::start(None);
+    let mut h = Harness::start(|_, _| {});
     // One key, so one partition: the good order comes after the poison ones.
     h.produce("4", b"not json at all");
     h.produce("4", br#"{"event_id": 30, "order_id": 4}"#);
@@ -341,7 +342,7 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
         .map_or("127.0.0.1:5432", |(_, host)| host);
     let proxy = TcpProxy::start(target).unwrap();
     let via = proxy.addr();
-    let mut h = Harness::start(Some(&|db: &TestDatabase| db.dsn_via(&via)));
+    let mut h = Harness::start(|config, db| config.payments_pg_dsn = db.dsn_via(&via));
     h.produce_order(&order(40, 100));
     assert_eq!(h.wait_for_payment(100), "succeeded");
 
@@ -366,6 +367,45 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
     );
     h.wait_for_metric("payments_messages_processed_total", 2);
     assert_eq!(h.metric("payments_duplicates_skipped_total"), 0);
+    h.stop();
+}
+
+#[test]
+fn instances_reading_disjoint_partitions_share_the_work() {
+    let mut h = Harness::start(|config, _| config.kafka_partitions = "0".parse().unwrap());
+    // A second instance on the same database, topic and group, with the other
+    // partitions (devbroker's default topics have three).
+    let second_config = Config {
+        kafka_partitions: "1,2".parse().unwrap(),
+        ..h.config.clone()
+    };
+    let second_shutdown = CancellationToken::new();
+    let second =
+        h.rt.block_on(payments::start(second_config, second_shutdown.clone()))
+            .unwrap();
+
+    let order_ids: Vec<i64> = (1..=12).collect();
+    for &order_id in &order_ids {
+        h.produce_order(&order(1000 + order_id, order_id));
+    }
+    for &order_id in &order_ids {
+        h.wait_for_payment(order_id);
+    }
+    assert_eq!(h.count("SELECT count(*) FROM payments"), 12);
+    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 12);
+    assert_eq!(
+        h.count("SELECT count(DISTINCT message_key) FROM events"),
+        12
+    );
+    assert_eq!(h.count("SELECT count(*) FROM events"), 12);
+    let partitions_used = h.count("SELECT count(DISTINCT kafka_partition) FROM processed_events");
+    assert!(partitions_used > 1, "orders spread over partitions");
+    wait_until(DEADLINE, "both relays to publish everything", || {
+        (h.count("SELECT count(*) FROM events WHERE sent_at IS NULL") == 0).then_some(())
+    });
+
+    second_shutdown.cancel();
+    h.rt.block_on(second.wait()).unwrap();
     h.stop();
 }
 
