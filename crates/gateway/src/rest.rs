@@ -8,13 +8,17 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use proto::v1::{self, OrderStatus};
-use serde::{Deserialize, Serialize};
+use std::{fmt, marker::PhantomData};
+
+use serde::{
+    Deserialize, Deserializer, Serialize,
+    de::{MapAccess, Visitor, value::MapAccessDeserializer},
+};
 
 use crate::errors::ApiError;
 
 /// `POST /orders` body.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOrderBody {
     pub user_id: i64,
     pub items: Vec<ItemBody>,
@@ -22,12 +26,64 @@ pub struct CreateOrderBody {
 
 /// One line of an order, in requests and responses. `price` is the unit price in
 /// minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemBody {
     pub product_id: i64,
     pub quantity: i32,
     pub price: i64,
+}
+
+// What serde derives, but only from a JSON object: a derived struct also accepts
+// an array of its field values (`[1, [[1, 2, 3]]]`), which the contract does not.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOrderFields {
+    user_id: i64,
+    items: Vec<ItemBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemFields {
+    product_id: i64,
+    quantity: i32,
+    price: i64,
+}
+
+/// Deserializes `T` from a map only.
+struct ObjectOnly<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de> Deserialize<'de> for CreateOrderBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields: CreateOrderFields = deserializer.deserialize_map(ObjectOnly(PhantomData))?;
+        Ok(CreateOrderBody {
+            user_id: fields.user_id,
+            items: fields.items,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields: ItemFields = deserializer.deserialize_map(ObjectOnly(PhantomData))?;
+        Ok(ItemBody {
+            product_id: fields.product_id,
+            quantity: fields.quantity,
+            price: fields.price,
+        })
+    }
 }
 
 /// `POST /orders` answer.
@@ -156,6 +212,8 @@ mod tests {
         assert!(err(r#"{"user_id": "1", "items": []}"#).contains("invalid type: string"));
         assert!(err(r#"{"items": []}"#).contains("missing field `user_id`"));
         assert!(err(r#"{"user_id": 1,"#).contains("EOF while parsing"));
+        assert!(err(r#"[1, []]"#).contains("expected a JSON object"));
+        assert!(err(r#"{"user_id": 1, "items": [[1, 1, 1]]}"#).contains("expected a JSON object"));
         assert!(
             err(r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 3000000000, "price": 1}]}"#)
                 .contains("expected i32")

@@ -1,0 +1,232 @@
+//! Starting orders and the gateway in-process for a test, and talking HTTP to it.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use postgres::{Client, NoTls};
+use proto::v1::orders_service_client::OrdersServiceClient;
+use serde_json::Value;
+use settings::{BrokerList, GoDuration};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tonic::transport::Channel;
+
+/// A deadline for things that normally take milliseconds, not a timing assert.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A runtime per test, so the test's blocking PostgreSQL checks and its
+/// `TestDatabase` (dropped after the runtime) stay outside async code.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Orders' settings for a test: loopback port-0 listeners, the given database, a
+/// broker address nothing listens on (the relay retries quietly; rows stay unsent).
+pub fn orders_config(dsn: String) -> orders::Config {
+    orders::Config {
+        orders_pg_dsn: dsn,
+        orders_grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        orders_health_addr: "127.0.0.1:0".parse().unwrap(),
+        orders_db_pool_size: 4,
+        kafka_brokers: BrokerList::single("127.0.0.1", 1),
+        ..orders::Config::default()
+    }
+}
+
+/// The gateway's settings for a test: port 0, orders at `orders` (`host:port` or URI).
+pub fn gateway_config(orders: &str, timeout: Duration) -> gateway::Config {
+    gateway::Config {
+        gateway_http_addr: "127.0.0.1:0".parse().unwrap(),
+        orders_grpc_addr: orders.parse().unwrap(),
+        gateway_orders_timeout: GoDuration(timeout),
+    }
+}
+
+/// A running orders; stops when dropped.
+pub struct Orders {
+    pub grpc_addr: SocketAddr,
+    pub health_addr: SocketAddr,
+    _stop: DropGuard,
+}
+
+impl Orders {
+    pub async fn start(config: orders::Config) -> Self {
+        let stop = CancellationToken::new();
+        let running = orders::start(config, stop.clone()).await.unwrap();
+        Self {
+            grpc_addr: running.grpc_addr,
+            health_addr: running.health_addr,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    pub async fn client(&self) -> OrdersServiceClient<Channel> {
+        OrdersServiceClient::connect(format!("http://{}", self.grpc_addr))
+            .await
+            .unwrap()
+    }
+
+    /// orders' own operations endpoint, e.g. `/readyz`.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.health_addr)
+    }
+}
+
+/// A running gateway; stops when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    http: reqwest::Client,
+    _stop: DropGuard,
+}
+
+/// An HTTP answer: status and JSON body (`Value::Null` if the body is not JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    /// Asserts an error answer: status, `code`, and the exact `error` message.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str, message: &str) {
+        assert_eq!(
+            (
+                self.status,
+                self.body["code"].as_str(),
+                self.body["error"].as_str()
+            ),
+            (status, Some(code), Some(message)),
+            "{self:?}"
+        );
+        assert_eq!(self.body.as_object().map(|o| o.len()), Some(2), "{self:?}");
+    }
+
+    /// As [`Answer::assert_error`], with the message only required to contain `part`.
+    #[track_caller]
+    pub fn assert_error_containing(&self, status: u16, code: &str, part: &str) {
+        assert_eq!(
+            (self.status, self.body["code"].as_str()),
+            (status, Some(code)),
+            "{self:?}"
+        );
+        let message = self.body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(part), "{part:?} not in {self:?}");
+        assert_eq!(self.body.as_object().map(|o| o.len()), Some(2), "{self:?}");
+    }
+}
+
+impl Gateway {
+    pub async fn start(config: gateway::Config) -> Self {
+        let stop = CancellationToken::new();
+        let running = gateway::start(config, stop.clone()).await.unwrap();
+        Self {
+            addr: running.http_addr,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Answer {
+        self.send("POST", path, Some(body.as_bytes().to_vec()))
+            .await
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// Status of a plain GET (e.g. orders' `/readyz`); `None` if it cannot be reached.
+pub async fn get_status(url: &str) -> Option<u16> {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
+}
+
+/// Runs `f` with a fresh connection to `dsn` on a blocking thread.
+pub async fn with_db<T, F>(dsn: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Client) -> T + Send + 'static,
+{
+    let dsn = dsn.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = Client::connect(&dsn, NoTls)
+            .unwrap_or_else(|err| panic!("cannot connect to {dsn}: {err}"));
+        f(&mut client)
+    })
+    .await
+    .unwrap()
+}
+
+/// Rows in `orders`, `order_items` and `events`.
+pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
+    with_db(dsn, |client| {
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items),
+                        (SELECT count(*) FROM events)",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    })
+    .await
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Waits until orders' `/readyz` is 200 (the database is migrated and reachable).
+pub async fn wait_orders_ready(orders: &Orders) {
+    let url = orders.ops_url("/readyz");
+    testkit::wait_until_async(DEADLINE, "orders /readyz 200", || {
+        let url = url.clone();
+        async move { (get_status(&url).await == Some(200)).then_some(()) }
+    })
+    .await;
+}
