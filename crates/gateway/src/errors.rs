@@ -57,14 +57,7 @@ impl ApiError {
     /// What the client gets for a failed call to orders. `timeout` is the configured
     /// deadline, for the message of a 504.
     pub fn from_grpc(status: &tonic::Status, timeout: Duration) -> Self {
-        let code = match status.code() {
-            // tonic reports its own client or server deadline as CANCELLED
-            // "Timeout expired"; for the client it is a deadline all the same.
-            Code::Cancelled if status.message() == tonic::TimeoutExpired(()).to_string() => {
-                Code::DeadlineExceeded
-            }
-            code => code,
-        };
+        let code = effective_code(status);
         let http = http_status(code);
         if http.is_client_error() {
             return Self::new(code, status.message());
@@ -108,6 +101,18 @@ impl ApiError {
             );
         }
         response
+    }
+}
+
+/// The status's code, except that tonic's own timeouts (connect, request, or the
+/// server's `grpc-timeout`), which it reports as CANCELLED "Timeout expired", count
+/// as DEADLINE_EXCEEDED: for the client it is a deadline all the same.
+pub fn effective_code(status: &tonic::Status) -> Code {
+    match status.code() {
+        Code::Cancelled if status.message() == tonic::TimeoutExpired(()).to_string() => {
+            Code::DeadlineExceeded
+        }
+        code => code,
     }
 }
 

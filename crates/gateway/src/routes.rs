@@ -30,7 +30,7 @@ use warp::{
 };
 
 use crate::{
-    errors::ApiError,
+    errors::{self, ApiError},
     rest::{self, CreateOrderAnswer, GetOrderAnswer, OrderBody},
 };
 
@@ -124,12 +124,14 @@ impl Gateway {
                 ServingStatus::Serving => None,
                 other => Some(format!("orders reports {}", other.as_str_name())),
             },
-            Ok(Err(status)) => Some(format!(
-                "orders health check failed: {}: {}",
-                crate::errors::code_name(status.code()),
-                status.message()
-            )),
-            Err(_elapsed) => Some(format!(
+            Ok(Err(status)) if errors::effective_code(&status) != Code::DeadlineExceeded => {
+                Some(format!(
+                    "orders health check failed: {}: {}",
+                    errors::code_name(status.code()),
+                    status.message()
+                ))
+            }
+            Ok(Err(_)) | Err(_) => Some(format!(
                 "orders health check got no answer within {:?}",
                 self.timeout
             )),
