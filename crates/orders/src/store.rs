@@ -1,5 +1,13 @@
 //! Orders in PostgreSQL. Blocking: called through `spawn_blocking`.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
 use chrono::{DateTime, SubsecRound, Utc};
 use events::OrderCreated;
 use pgsetup::Pool;
@@ -59,26 +67,69 @@ WITH new_order AS (
 INSERT INTO events (event_id, topic, message_key, payload)
 VALUES ($8, $9, $10, $11::text::json)";
 
+/// How long a request waits for a connection while the database is known to be
+/// unreachable: enough to open a connection to a healthy server, far below callers'
+/// deadlines (the gateway's is 2 s, as is the default `ORDERS_DB_TIMEOUT`).
+const FAIL_FAST_WAIT: Duration = Duration::from_millis(250);
+
 #[derive(Clone)]
 pub struct OrderStore {
     pool: Pool,
     topic: String,
+    /// Set by the last database call that found the server unreachable, cleared by
+    /// the next one that reached it. While set, requests wait [`FAIL_FAST_WAIT`] at
+    /// most for a connection, so an outage is answered with UNAVAILABLE at once
+    /// instead of after the full pool timeout, which would let the caller's deadline
+    /// expire first (the gateway would answer 504 instead of 503).
+    unreachable: Arc<AtomicBool>,
 }
 
 impl OrderStore {
     /// `topic` is where the outbox relay will publish this store's events.
     pub fn new(pool: Pool, topic: String) -> Self {
-        Self { pool, topic }
+        Self {
+            pool,
+            topic,
+            unreachable: Arc::default(),
+        }
     }
 
     fn client(&self) -> Result<pgsetup::PooledClient, StoreError> {
-        self.pool
-            .get()
-            .map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+        let checkout = if self.unreachable.load(Ordering::Relaxed) {
+            self.pool
+                .get_timeout(FAIL_FAST_WAIT.min(self.pool.connection_timeout()))
+        } else {
+            self.pool.get()
+        };
+        checkout.map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+    }
+
+    /// Records whether the database was reachable for this call's result.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let unreachable = match &result {
+            Ok(_) => false,
+            Err(StoreError::Unavailable(_)) => true,
+            Err(StoreError::Internal(_)) => return result,
+        };
+        self.unreachable.store(unreachable, Ordering::Relaxed);
+        result
     }
 
     /// Stores a validated order and its `OrderCreated` event; returns the order id.
     pub fn create(&self, order: &NewOrder) -> Result<i64, StoreError> {
+        self.observe(self.try_create(order))
+    }
+
+    pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
+        self.observe(self.try_get(order_id))
+    }
+
+    /// One round trip, for readiness.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.observe(self.try_ping())
+    }
+
+    fn try_create(&self, order: &NewOrder) -> Result<i64, StoreError> {
         let mut client = self.client()?;
         // Both ids first, so the event's JSON (built by the events crate, the one
         // source of its shape) can carry them and the insert is a single statement.
@@ -118,7 +169,7 @@ impl OrderStore {
         Ok(order_id)
     }
 
-    pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
+    fn try_get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
         let mut client = self.client()?;
         let Some(row) = client.query_opt(
             "SELECT user_id, status, total_amount, created_at, updated_at
@@ -155,8 +206,7 @@ impl OrderStore {
         }))
     }
 
-    /// One round trip, for readiness.
-    pub fn ping(&self) -> Result<(), StoreError> {
+    fn try_ping(&self) -> Result<(), StoreError> {
         self.client()?.batch_execute("SELECT 1")?;
         Ok(())
     }
