@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{
     DEADLINE, Gateway, Orders, gateway_config, get_status, orders_config, row_counts, runtime,
 };
