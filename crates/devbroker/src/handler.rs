@@ -291,15 +291,16 @@ fn fetch_once(state: &State, req: &FetchRequest, version: i16) -> (FetchResponse
                 parts.push(r);
                 continue;
             };
-            if total >= response_limit {
-                // v3 response limit reached: later partitions get nothing this time.
+            if total > 0 && total >= response_limit {
+                // v3 response limit reached: later partitions get nothing this time (the
+                // first data always goes out, so a small limit cannot stall a consumer).
                 r.high_watermark = partition.log_end();
                 parts.push(r);
                 continue;
             }
             let max = usize::try_from(p.max_bytes)
                 .unwrap_or(0)
-                .min(response_limit - total);
+                .min(response_limit.saturating_sub(total));
             let read = partition.read(p.fetch_offset, max);
             r.high_watermark = read.high_watermark;
             if read.out_of_range {

@@ -265,6 +265,25 @@ fn corrupt_message_is_refused_and_the_log_stays_clean() {
     );
 }
 
+#[test]
+fn acks_zero_gets_no_response_but_is_appended() {
+    let b = broker();
+    let mut s = connect(&b);
+    let mut body = produce_v0_body("t", 0, &message_set(b"fire and forget"));
+    body[..2].copy_from_slice(&0i16.to_be_bytes()); // acks = 0
+    s.write_all(&request(api_key::PRODUCE, 0, 1, &body))
+        .unwrap();
+    // The next response on the connection is the ApiVersions one, not a produce answer.
+    s.write_all(&request(api_key::API_VERSIONS, 0, 2, &[]))
+        .unwrap();
+    assert_eq!(
+        api_versions_result(&response(&mut s, 2)).0,
+        error_code::NONE
+    );
+    let mut c = consumer(&b.bootstrap(), "t", "g");
+    assert_eq!(consume_n(&mut c, 1, true)[0].value, b"fire and forget");
+}
+
 fn api_versions_result(body: &[u8]) -> (i16, Vec<(i16, i16, i16)>) {
     let mut d = Decoder::new(body);
     let code = d.i16("error").unwrap();
