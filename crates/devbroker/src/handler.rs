@@ -265,7 +265,7 @@ async fn fetch(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.changed() => return Ok(Some(resp.encode(version))),
+            () = crate::server::stopped(shutdown) => return Ok(Some(resp.encode(version))),
         }
     }
 }

@@ -44,7 +44,7 @@ pub(crate) async fn serve(
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = shutdown.changed() => break,
+            () = stopped(&mut shutdown) => break,
         }
     }
     drop(listener);
@@ -118,7 +118,7 @@ async fn connection(
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut reader, state.max_frame_bytes) => f,
-            _ = shutdown.changed() => break,
+            () = stopped(&mut shutdown) => break,
         };
         let frame = match frame {
             Ok(Frame::Request(f)) => f,
@@ -149,4 +149,10 @@ async fn connection(
             }
         }
     }
+}
+
+/// Resolves once shutdown is requested (or the broker handle is gone). Unlike
+/// `changed()`, it also resolves if the request was already seen by an earlier select.
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
