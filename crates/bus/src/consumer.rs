@@ -1,5 +1,5 @@
-//! The consumer loop: a dedicated OS thread that polls, hands each message to a
-//! [`Handler`], and commits a message's offset only after the handler succeeded.
+//! The consumer loop: a dedicated OS thread that polls, hands each partition's new messages to a
+//! [`Handler`] (one by one unless it batches), and commits offsets only after the handler succeeded.
 //!
 //! - Handler `Err` = transient: the same message is retried with backoff, nothing after
 //!   it is handled and its offset is not committed, until `Ok` or shutdown.
@@ -50,10 +50,30 @@ pub struct Message<'a> {
     pub value: &'a [u8],
 }
 
-/// Processes messages. `Err` means "transient, try this message again later".
+/// Processes messages. `Err` means "transient, try again later".
 pub trait Handler: Send + 'static {
     type Error: std::fmt::Display;
     fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
+
+    /// Handles the messages one poll returned for one partition, in offset order.
+    /// Override it to process them together (one database transaction for the
+    /// lot); the default hands them to [`Handler::handle`] one by one. On failure,
+    /// [`BatchFailure::handled`] says how many leading messages are done: their
+    /// offsets are committed and the rest is retried from the first one not done.
+    fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), BatchFailure<Self::Error>> {
+        for (handled, message) in messages.iter().enumerate() {
+            self.handle(message)
+                .map_err(|error| BatchFailure { handled, error })?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch that failed part-way: the first `handled` messages succeeded.
+#[derive(Debug)]
+pub struct BatchFailure<E> {
+    pub handled: usize,
+    pub error: E,
 }
 
 /// The running consumer thread.
@@ -227,48 +247,52 @@ fn handle_batch<H: Handler>(
     sets: &kafka::consumer::MessageSets,
 ) -> Batch {
     for set in sets.iter() {
-        for m in set.messages() {
-            let msg = Message {
+        let batch: Vec<Message<'_>> = set
+            .messages()
+            .iter()
+            .map(|m| Message {
                 topic: set.topic(),
                 partition: set.partition(),
                 offset: m.offset,
                 key: m.key,
                 value: m.value,
+            })
+            .collect();
+        let mut pending: &[Message<'_>] = &batch;
+        let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+        while let Some(first) = pending.first().copied() {
+            let result = handler.handle_batch(pending);
+            let handled = match &result {
+                Ok(()) => pending.len(),
+                Err(failure) => failure.handled.min(pending.len()),
             };
-            let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
-            loop {
-                match handler.handle(&msg) {
-                    Ok(()) => {
-                        if let Err(e) =
-                            consumer.consume_message(msg.topic, msg.partition, msg.offset)
-                        {
-                            tracing::warn!(error = %e, "cannot mark message consumed");
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        let delay = backoff.next_delay();
-                        tracing::warn!(
-                            topic = msg.topic,
-                            partition = msg.partition,
-                            offset = msg.offset,
-                            error = %e,
-                            ?delay,
-                            "handler failed; retrying the same message"
-                        );
-                        // Save the progress made before this message while it is stuck.
-                        if let Err(e) = commit(consumer) {
-                            tracing::debug!(error = %e, "commit while retrying failed");
-                        }
-                        if shutdown.wait_timeout(delay) {
-                            return Batch::ShutdownRequested;
-                        }
-                    }
+            if let Some(done) = handled.checked_sub(1).map(|last| pending[last]) {
+                if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
+                    tracing::warn!(error = %e, "cannot mark messages consumed");
                 }
+                backoff.reset();
             }
-            if shutdown.is_triggered() {
+            pending = &pending[handled..];
+            let Err(failure) = result else { break };
+            let delay = backoff.next_delay();
+            tracing::warn!(
+                topic = first.topic,
+                partition = first.partition,
+                offset = pending.first().map_or(first.offset, |m| m.offset),
+                error = %failure.error,
+                ?delay,
+                "handler failed; retrying from the same message"
+            );
+            // Save the progress made before the failing message while it is stuck.
+            if let Err(e) = commit(consumer) {
+                tracing::debug!(error = %e, "commit while retrying failed");
+            }
+            if shutdown.wait_timeout(delay) {
                 return Batch::ShutdownRequested;
             }
+        }
+        if shutdown.is_triggered() {
+            return Batch::ShutdownRequested;
         }
     }
     Batch::Done

@@ -3,7 +3,8 @@
 //! - [`Producer`]: blocking, acks from all in-sync replicas, a broker ack timeout,
 //!   transient errors retried with backoff; keyed records (the key picks the partition).
 //! - [`spawn_consumer`]: a consumer loop on a dedicated OS thread; a message's offset is
-//!   committed only after the [`Handler`] returned `Ok`; a [`Shutdown`] flag stops it
+//!   committed only after the [`Handler`] returned `Ok` for it (a handler may take a
+//!   partition's poll as one batch, e.g. one transaction); a [`Shutdown`] flag stops it
 //!   cleanly with offsets committed.
 //! - [`probe`]: a metadata round trip for readiness checks.
 //!
@@ -18,7 +19,9 @@ mod probe;
 mod producer;
 mod shutdown;
 
-pub use consumer::{ConsumerConfig, ConsumerHandle, Handler, Message, spawn_consumer};
+pub use consumer::{
+    BatchFailure, ConsumerConfig, ConsumerHandle, Handler, Message, spawn_consumer,
+};
 pub use error::BusError;
 pub use probe::probe;
 pub use producer::{Producer, ProducerConfig, Record};

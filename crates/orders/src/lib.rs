@@ -40,6 +40,12 @@ mod embedded {
     refinery::embed_migrations!("../../migrations/orders");
 }
 
+/// The schema migrations embedded from `migrations/orders` (applied by [`start`];
+/// exposed for tools such as the benchmark's pgbench reference database).
+pub fn migrations() -> refinery::Runner {
+    embedded::migrations::runner()
+}
+
 /// The gRPC service name health checks are reported under.
 pub const SERVICE_NAME: &str = "orders.v1.OrdersService";
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);

@@ -1,4 +1,6 @@
-//! One `order-topic` message: decode the `OrderCreated`, process it in the store.
+//! `order-topic` messages: decode each `OrderCreated` and process it in the store;
+//! a poll's messages for one partition go through ONE transaction (`handle_batch`),
+//! so a burst costs one commit, not one per order.
 //!
 //! - A poison message (not JSON, a missing or mistyped field, a non-positive id or
 //!   a negative amount, or data the database refuses) is logged with topic,
@@ -166,6 +168,59 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
                 Err(err.into())
             }
         }
+    }
+
+    fn handle_batch(
+        &mut self,
+        messages: &[bus::Message<'_>],
+    ) -> Result<(), bus::BatchFailure<HandleError>> {
+        let result = match messages {
+            [] => Ok(()),
+            [message] => self.handle(message),
+            _ => self.handle_together(messages),
+        };
+        // All or nothing: on failure none of the batch is taken as done.
+        result.map_err(|error| bus::BatchFailure { handled: 0, error })
+    }
+}
+
+impl<P: PaymentProvider> OrderHandler<P> {
+    /// One transaction for every good message of a poll; poison ones are stored in
+    /// `dead_letters` after it. If the database refuses one event's data, the lot is
+    /// rolled back and redone message by message so only that one is dead-lettered.
+    fn handle_together(&mut self, messages: &[bus::Message<'_>]) -> Result<(), HandleError> {
+        let mut orders = Vec::with_capacity(messages.len());
+        let mut poison = Vec::new();
+        for message in messages {
+            match events::decode::<OrderCreated>(message.value) {
+                Ok(order) => orders.push((order, origin(message), message)),
+                Err(reason) => poison.push((message, reason.to_string())),
+            }
+        }
+        let batch: Vec<(OrderCreated, Origin<'_>)> = orders
+            .iter()
+            .map(|(order, origin, _)| (order.clone(), *origin))
+            .collect();
+        match self.store.process_batch(&batch, &mut self.provider) {
+            Ok(results) => {
+                for ((order, _, message), processed) in orders.iter().zip(results) {
+                    self.record(order, message, processed);
+                }
+            }
+            Err(ProcessError::Store(StoreError::Rejected(_))) => {
+                return messages
+                    .iter()
+                    .try_for_each(|message| bus::Handler::handle(self, message));
+            }
+            Err(err) => {
+                self.metrics.retries.inc();
+                return Err(err.into());
+            }
+        }
+        for (message, reason) in poison {
+            self.dead_letter(message, &reason)?;
+        }
+        Ok(())
     }
 }
 

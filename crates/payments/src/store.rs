@@ -126,54 +126,73 @@ impl PaymentStore {
         origin: Origin<'_>,
         provider: &mut dyn PaymentProvider,
     ) -> Result<Processed, ProcessError> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let Some(claimed) = tx.query_opt(
-            RECORD_EVENT,
-            &[
-                &order.event_id,
-                &order.order_id,
-                &origin.topic,
-                &origin.partition,
-                &origin.offset,
-            ],
-        )?
-        else {
-            tx.commit()?;
-            return Ok(Processed::Duplicate);
-        };
-        let status_event_id: i64 = claimed.try_get(0)?;
-        // An error here rolls the transaction back (dropped uncommitted): the event
-        // stays unprocessed and is retried.
-        let outcome = provider.decide(order)?;
-        let status = PaymentStatus {
-            event_id: status_event_id,
-            order_id: order.order_id,
-            user_id: order.user_id,
-            order_status: outcome,
-        };
-        let inserted = tx.execute(
-            INSERT_PAYMENT,
-            &[
-                &order.order_id,
-                &order.user_id,
-                &order.total_amount,
-                &outcome.as_str(),
-                &status_event_id,
-                &self.status_topic,
-                &events::message_key(order.order_id),
-                &events::encode(&status),
-            ],
-        )?;
-        tx.commit()?;
-        Ok(if inserted == 0 {
-            Processed::AlreadyPaid
-        } else {
-            Processed::Decided(outcome)
-        })
+        let processed = self.process_batch(&[(order.clone(), origin)], provider)?;
+        processed
+            .into_iter()
+            .next()
+            .ok_or_else(|| ProcessError::Store(StoreError::Internal("empty batch result".into())))
     }
 
-    /// Keeps a message that cannot be processed, byte for byte, with the reason.
+    /// [`PaymentStore::process`] for several events in ONE transaction (one commit,
+    /// one WAL flush for the lot): all of them take effect, or none.
+    pub fn process_batch(
+        &self,
+        batch: &[(OrderCreated, Origin<'_>)],
+        provider: &mut dyn PaymentProvider,
+    ) -> Result<Vec<Processed>, ProcessError> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let record_event = tx.prepare(RECORD_EVENT)?;
+        let insert_payment = tx.prepare(INSERT_PAYMENT)?;
+        let mut results = Vec::with_capacity(batch.len());
+        for (order, origin) in batch {
+            let Some(claimed) = tx.query_opt(
+                &record_event,
+                &[
+                    &order.event_id,
+                    &order.order_id,
+                    &origin.topic,
+                    &origin.partition,
+                    &origin.offset,
+                ],
+            )?
+            else {
+                results.push(Processed::Duplicate);
+                continue;
+            };
+            let status_event_id: i64 = claimed.try_get(0)?;
+            // An error here rolls the transaction back (dropped uncommitted): the
+            // events stay unprocessed and are retried.
+            let outcome = provider.decide(order)?;
+            let status = PaymentStatus {
+                event_id: status_event_id,
+                order_id: order.order_id,
+                user_id: order.user_id,
+                order_status: outcome,
+            };
+            let inserted = tx.execute(
+                &insert_payment,
+                &[
+                    &order.order_id,
+                    &order.user_id,
+                    &order.total_amount,
+                    &outcome.as_str(),
+                    &status_event_id,
+                    &self.status_topic,
+                    &events::message_key(order.order_id),
+                    &events::encode(&status),
+                ],
+            )?;
+            results.push(if inserted == 0 {
+                Processed::AlreadyPaid
+            } else {
+                Processed::Decided(outcome)
+            });
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
     pub fn dead_letter(
         &self,
         origin: Origin<'_>,

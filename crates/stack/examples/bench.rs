@@ -1,0 +1,438 @@
+//! End-to-end benchmark: drives orders through the gateway and measures, in one run
+//! on this machine,
+//! - the reference limit: PostgreSQL's own rate for the create-order statements
+//!   (pgbench running the same INSERTs on a scratch copy of the orders schema);
+//! - the gateway's sustained `POST /orders` rate (closed loop, `--concurrency`);
+//! - end-to-end throughput, order accepted -> notification in Redis, for that burst;
+//! - end-to-end latency p50/p99/max at a fixed offered rate (`--paced-rate`,
+//!   default 500/s, half the 1,000/s target).
+//!
+//! Everything runs here: devbroker and the four services in this process (release
+//! build), the local PostgreSQL and Redis. Arrival times come from Redis keyspace
+//! notifications, so nothing polls.
+//!
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64]`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    process::Command,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Orders in the closed-loop burst.
+    #[arg(long, default_value_t = 20_000)]
+    orders: usize,
+    /// Requests in flight during the burst.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Offered rate (orders/s) of the latency phase.
+    #[arg(long, default_value_t = 500)]
+    paced_rate: u64,
+    /// Length of the latency phase.
+    #[arg(long, default_value_t = 10)]
+    paced_seconds: u64,
+    /// pgbench clients and duration.
+    #[arg(long, default_value_t = 16)]
+    pgbench_clients: u32,
+    #[arg(long, default_value_t = 10)]
+    pgbench_seconds: u32,
+}
+
+/// Arrival instant of each order's notification.
+type Arrivals = Arc<Mutex<HashMap<i64, Instant>>>;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+
+    println!(
+        "== reference: pgbench, the create-order statements, {} clients, {} s",
+        args.pgbench_clients, args.pgbench_seconds
+    );
+    let pgbench_tps = pgbench_reference(&args)?;
+    println!("pgbench create-order transactions/s: {pgbench_tps:.0}");
+
+    // Created and dropped outside the runtime: the blocking postgres client that
+    // drops them refuses to run inside one.
+    let orders_db = testkit::TestDatabase::new("bench_orders");
+    let payments_db = testkit::TestDatabase::new("bench_payments");
+    let result = runtime.block_on(drive(args, pgbench_tps, &orders_db, &payments_db));
+    drop(runtime);
+    result
+}
+
+/// Runs the orders service's own statement shape under pgbench on a scratch database.
+fn pgbench_reference(args: &Args) -> anyhow::Result<f64> {
+    let db = testkit::TestDatabase::new("bench_pgbench");
+    let options = pgsetup::PoolOptions {
+        max_size: 1,
+        connect_timeout: Duration::from_secs(5),
+    };
+    pgsetup::prepare(&db.dsn(), orders::migrations(), options)?;
+    // The same two statements OrderStore::create sends: reserve ids, then one
+    // statement inserting the order, its item and the outbox row.
+    let script = r#"\set user_id random(1, 100000)
+SELECT nextval('orders_order_id_seq') AS order_id, nextval('events_event_id_seq') AS event_id \gset
+WITH new_order AS (INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at) VALUES (:order_id, :user_id, 'new', 300, now(), now())), new_items AS (INSERT INTO order_items (order_id, position, product_id, quantity, price) SELECT :order_id, item.position, item.product_id, item.quantity, item.price FROM unnest(ARRAY[7]::bigint[], ARRAY[2]::int[], ARRAY[150]::bigint[]) WITH ORDINALITY AS item (product_id, quantity, price, position)) INSERT INTO events (event_id, topic, message_key, payload) VALUES (:event_id, 'order-topic', :order_id, '{"event_id":1,"order_id":1,"user_id":1,"total_amount":300,"created_at":"2026-01-01T00:00:00Z"}'::json);
+"#;
+    let script_path = std::env::temp_dir().join(format!("{}.sql", db.name));
+    std::fs::write(&script_path, script)?;
+    let base = testkit::pg_base_url();
+    let output = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg("-c")
+        .arg(args.pgbench_clients.to_string())
+        .arg("-T")
+        .arg(args.pgbench_seconds.to_string())
+        .arg("-f")
+        .arg(&script_path)
+        .arg(format!("{base}/{}", db.name))
+        .output()
+        .map_err(|err| {
+            anyhow::anyhow!("cannot run pgbench (Debian package postgresql-client): {err}")
+        })?;
+    let _ = std::fs::remove_file(&script_path);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tps = "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|tps| tps.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps line in pgbench output: {stdout}"))
+}
+
+async fn drive(
+    args: Args,
+    pgbench_tps: f64,
+    orders_db: &testkit::TestDatabase,
+    payments_db: &testkit::TestDatabase,
+) -> anyhow::Result<()> {
+    let prefix = format!("{}:", testkit::unique_name("bench"));
+    let shutdown = CancellationToken::new();
+
+    let broker = devbroker::Broker::start(devbroker::BrokerConfig {
+        topics: ["order-topic", "status-topic"]
+            .map(|name| devbroker::TopicSpec {
+                name: name.to_owned(),
+                partitions: 3,
+            })
+            .to_vec(),
+        ..Default::default()
+    })
+    .await?;
+    let brokers: settings::BrokerList = broker.local_addr().to_string().parse()?;
+    let any_port: settings::ListenAddr = "127.0.0.1:0".parse()?;
+
+    let orders = orders::start(
+        orders::Config {
+            orders_pg_dsn: orders_db.dsn(),
+            orders_grpc_addr: any_port,
+            orders_health_addr: any_port,
+            kafka_brokers: brokers.clone(),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let payments = payments::start(
+        payments::Config {
+            payments_pg_dsn: payments_db.dsn(),
+            payments_health_addr: any_port,
+            kafka_brokers: brokers.clone(),
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let notifications = notifications::start(
+        notifications::Config {
+            notifications_health_addr: any_port,
+            kafka_brokers: brokers.clone(),
+            redis_key_prefix: prefix.clone(),
+            redis_ttl: "10m".parse()?,
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let gateway = gateway::start(
+        gateway::Config {
+            gateway_http_addr: any_port,
+            orders_grpc_addr: format!("http://{}", orders.grpc_addr).parse()?,
+            ..Default::default()
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let url = format!("http://{}/orders", gateway.http_addr);
+    for health in [
+        orders.health_addr,
+        payments.health_addr,
+        notifications.health_addr,
+    ] {
+        let ready = format!("http://{health}/readyz");
+        testkit::wait_until_async(Duration::from_secs(60), &ready, || async {
+            reqwest::get(&ready)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    let arrivals: Arrivals = Arc::default();
+    let listener = spawn_arrival_listener(&prefix, arrivals.clone())?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+
+    // Warm-up: connections, prepared plans, consumer positions.
+    burst(&client, &url, 200, 16).await?;
+    wait_for_arrivals(&arrivals, 200, Duration::from_secs(60)).await;
+    arrivals.lock().unwrap().clear();
+
+    println!(
+        "== burst: {} orders through the gateway, {} in flight",
+        args.orders, args.concurrency
+    );
+    let start = Instant::now();
+    let accepted = burst(&client, &url, args.orders, args.concurrency).await?;
+    let gateway_secs = start.elapsed().as_secs_f64();
+    let gateway_rate = args.orders as f64 / gateway_secs;
+    let settled = wait_for_arrivals(&arrivals, args.orders, Duration::from_secs(300)).await;
+    let last_arrival = {
+        let arrivals = arrivals.lock().unwrap();
+        accepted
+            .keys()
+            .filter_map(|id| arrivals.get(id))
+            .max()
+            .copied()
+    };
+    let e2e_secs = last_arrival.map_or(f64::NAN, |last| (last - start).as_secs_f64());
+    let backlog_after_burst = last_arrival.map_or(f64::NAN, |last| {
+        (last - (start + Duration::from_secs_f64(gateway_secs))).as_secs_f64()
+    });
+    println!(
+        "gateway POST /orders: {gateway_rate:.0} orders/s ({:.2} of pgbench)",
+        gateway_rate / pgbench_tps
+    );
+    println!(
+        "end to end: {} of {} notified; {:.0} orders/s (first request -> last notification); last notification {:.3} s after the last request",
+        settled,
+        args.orders,
+        args.orders as f64 / e2e_secs,
+        backlog_after_burst
+    );
+    arrivals.lock().unwrap().clear();
+
+    println!(
+        "== paced: {} orders/s for {} s, latency accepted -> notification in Redis",
+        args.paced_rate, args.paced_seconds
+    );
+    let accepted = paced(&client, &url, args.paced_rate, args.paced_seconds).await?;
+    wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(120)).await;
+    let mut latencies: Vec<Duration> = {
+        let arrivals = arrivals.lock().unwrap();
+        accepted
+            .iter()
+            .filter_map(|(id, at)| {
+                arrivals
+                    .get(id)
+                    .map(|arrived| arrived.saturating_duration_since(*at))
+            })
+            .collect()
+    };
+    latencies.sort();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "end-to-end latency at {} orders/s ({} orders): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        args.paced_rate,
+        latencies.len(),
+        pick(0.50).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!(
+        "Go platform reference: its relay sends one outbox event per 1 s tick, so at most 1 order/s end to end"
+    );
+
+    shutdown.cancel();
+    let _ = tokio::join!(
+        orders.wait(),
+        payments.wait(),
+        notifications.wait(),
+        gateway.wait()
+    );
+    broker.shutdown().await;
+    listener.stop();
+    Ok(())
+}
+
+async fn place(client: &reqwest::Client, url: &str, user_id: i64) -> anyhow::Result<i64> {
+    let body = serde_json::json!({"user_id": user_id, "items": [{"product_id": 7, "quantity": 2, "price": 150}]});
+    let response = client.post(url).json(&body).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "POST /orders answered {}",
+        response.status()
+    );
+    let json: serde_json::Value = response.json().await?;
+    json["order_id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no order_id in {json}"))
+}
+
+/// Closed loop: `count` orders, `concurrency` in flight. Returns id -> accepted at.
+async fn burst(
+    client: &reqwest::Client,
+    url: &str,
+    count: usize,
+    concurrency: usize,
+) -> anyhow::Result<HashMap<i64, Instant>> {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let permit = permits.clone().acquire_owned().await?;
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let result = place(&client, &url, 1 + i as i64).await;
+            drop(permit);
+            result.map(|id| (id, Instant::now()))
+        }));
+    }
+    let mut accepted = HashMap::with_capacity(count);
+    for task in tasks {
+        let (id, at) = task.await??;
+        accepted.insert(id, at);
+    }
+    Ok(accepted)
+}
+
+/// Open loop at `rate` orders/s for `seconds`. Returns id -> accepted at.
+async fn paced(
+    client: &reqwest::Client,
+    url: &str,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<HashMap<i64, Instant>> {
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for i in 0..rate * seconds {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            place(&client, &url, 1 + i as i64)
+                .await
+                .map(|id| (id, Instant::now()))
+        }));
+    }
+    let mut accepted = HashMap::new();
+    for task in tasks {
+        let (id, at) = task.await??;
+        accepted.insert(id, at);
+    }
+    Ok(accepted)
+}
+
+async fn wait_for_arrivals(arrivals: &Arrivals, count: usize, deadline: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let seen = arrivals.lock().unwrap().len();
+        if seen >= count || start.elapsed() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+struct ArrivalListener {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+    previous_config: String,
+}
+
+impl ArrivalListener {
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.thread.join();
+        if let Ok(mut redis) =
+            redis::Client::open(testkit::redis_url()).and_then(|c| c.get_connection())
+        {
+            let _: Result<(), _> = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("notify-keyspace-events")
+                .arg(&self.previous_config)
+                .query(&mut redis);
+        }
+    }
+}
+
+/// Records when each `prefix<order id>` key is SET, from Redis keyspace notifications.
+fn spawn_arrival_listener(prefix: &str, arrivals: Arrivals) -> anyhow::Result<ArrivalListener> {
+    let client = redis::Client::open(testkit::redis_url())?;
+    let mut admin = client.get_connection()?;
+    let previous: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("notify-keyspace-events")
+        .query(&mut admin)?;
+    let previous_config = previous.get(1).cloned().unwrap_or_default();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("K$")
+        .query::<()>(&mut admin)?;
+
+    let mut connection = client.get_connection()?;
+    connection.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let pattern = format!("__keyspace@0__:{prefix}*");
+    let channel_prefix = format!("__keyspace@0__:{prefix}");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let mut pubsub = connection.as_pubsub();
+        pubsub.psubscribe(&pattern).expect("psubscribe");
+        let _ = ready_tx.send(());
+        while !stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let Ok(message) = pubsub.get_message() else {
+                continue;
+            };
+            let at = Instant::now();
+            if let Some(id) = message
+                .get_channel_name()
+                .strip_prefix(&channel_prefix)
+                .and_then(|id| id.parse::<i64>().ok())
+            {
+                arrivals.lock().unwrap().entry(id).or_insert(at);
+            }
+        }
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5))?;
+    Ok(ArrivalListener {
+        stop,
+        thread,
+        previous_config,
+    })
+}
