@@ -15,7 +15,8 @@ pub mod orders {
 }
 
 /// Encoded `google.protobuf.FileDescriptorSet` for `orders.v1` and its imports.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/orders_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/orders_descriptor.bin"));
 
 pub use orders::v1;
 pub use prost_types::Timestamp;
