@@ -52,6 +52,15 @@ impl From<postgres::Error> for StoreError {
     }
 }
 
+/// Reserves the order's and its event's ids.
+const NEXT_IDS: &str = "SELECT nextval('orders_order_id_seq'), nextval('events_event_id_seq')";
+
+const SELECT_ORDER: &str = "
+SELECT user_id, status, total_amount, created_at, updated_at FROM orders WHERE order_id = $1";
+
+const SELECT_ITEMS: &str = "
+SELECT product_id, quantity, price FROM order_items WHERE order_id = $1 ORDER BY position";
+
 /// Writes the order, its items and the `OrderCreated` outbox row in one statement,
 /// which PostgreSQL runs as one transaction: all three rows or none.
 const INSERT_ORDER: &str = "
@@ -133,10 +142,8 @@ impl OrderStore {
         let mut client = self.client()?;
         // Both ids first, so the event's JSON (built by the events crate, the one
         // source of its shape) can carry them and the insert is a single statement.
-        let ids = client.query_one(
-            "SELECT nextval('orders_order_id_seq'), nextval('events_event_id_seq')",
-            &[],
-        )?;
+        let next_ids = client.prepare_cached(NEXT_IDS)?;
+        let ids = client.query_one(&next_ids, &[])?;
         let (order_id, event_id): (i64, i64) = (ids.try_get(0)?, ids.try_get(1)?);
         // PostgreSQL keeps microseconds: round here so the event and the row agree.
         let created_at = Utc::now().trunc_subsecs(6);
@@ -150,8 +157,9 @@ impl OrderStore {
         let product_ids: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
         let quantities: Vec<i32> = order.items.iter().map(|item| item.quantity).collect();
         let prices: Vec<i64> = order.items.iter().map(|item| item.price).collect();
+        let insert_order = client.prepare_cached(INSERT_ORDER)?;
         client.execute(
-            INSERT_ORDER,
+            &insert_order,
             &[
                 &order_id,
                 &order.user_id,
@@ -171,21 +179,14 @@ impl OrderStore {
 
     fn try_get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
         let mut client = self.client()?;
-        let Some(row) = client.query_opt(
-            "SELECT user_id, status, total_amount, created_at, updated_at
-             FROM orders WHERE order_id = $1",
-            &[&order_id],
-        )?
-        else {
+        let select_order = client.prepare_cached(SELECT_ORDER)?;
+        let select_items = client.prepare_cached(SELECT_ITEMS)?;
+        let Some(row) = client.query_opt(&select_order, &[&order_id])? else {
             return Ok(None);
         };
         // Items never change after creation, so a second query sees the same order.
         let items = client
-            .query(
-                "SELECT product_id, quantity, price FROM order_items
-                 WHERE order_id = $1 ORDER BY position",
-                &[&order_id],
-            )?
+            .query(&select_items, &[&order_id])?
             .iter()
             .map(|item| {
                 Ok(StoredItem {

@@ -233,7 +233,7 @@ async fn drive(
         gateway_rate / pgbench_tps
     );
     println!(
-        "end to end: {} of {} notified; {:.0} orders/s (first request -> last notification); last notification {:.3} s after the last request",
+        "end to end: {} of {} notified; {:.0} orders/s (first request -> last notification); last notification {:+.3} s after the last response",
         settled,
         args.orders,
         args.orders as f64 / e2e_secs,
