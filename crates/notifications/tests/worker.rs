@@ -44,6 +44,14 @@ struct Harness {
     producer: bus::Producer,
 }
 
+/// A failing test still stops the worker, so dropping the runtime does not wait
+/// forever on its threads.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 impl Harness {
     fn start(configure: impl FnOnce(&mut Config)) -> Self {
         let rt = tokio::runtime::Runtime::new().unwrap();
@@ -138,7 +146,6 @@ impl Harness {
                 .query::<()>(&mut redis())
                 .unwrap();
         }
-        drop(self.broker);
     }
 }
 

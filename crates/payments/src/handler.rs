@@ -15,7 +15,7 @@ use ops_http::{Counter, Metrics};
 
 use crate::{
     provider::PaymentProvider,
-    store::{Origin, PaymentStore, ProcessError, Processed, StoreError},
+    store::{BatchItem, Origin, PaymentStore, ProcessError, Processed, StoreError},
 };
 
 /// Longest part of a poison payload copied into the log (the table keeps it all).
@@ -82,7 +82,7 @@ impl<P: PaymentProvider> OrderHandler<P> {
         }
     }
 
-    fn dead_letter(&self, message: &bus::Message<'_>, reason: &str) -> Result<(), HandleError> {
+    fn log_dead_letter(message: &bus::Message<'_>, reason: &str) {
         tracing::error!(
             topic = message.topic,
             partition = message.partition,
@@ -92,6 +92,10 @@ impl<P: PaymentProvider> OrderHandler<P> {
             %reason,
             "dead letter: poison OrderCreated stored in dead_letters and skipped"
         );
+    }
+
+    fn dead_letter(&self, message: &bus::Message<'_>, reason: &str) -> Result<(), HandleError> {
+        Self::log_dead_letter(message, reason);
         self.store
             .dead_letter(origin(message), message.key, message.value, reason)
             .map_err(|err| {
@@ -130,6 +134,7 @@ impl<P: PaymentProvider> OrderHandler<P> {
                     "duplicate OrderCreated skipped"
                 );
             }
+            Processed::DeadLettered => {}
             Processed::AlreadyPaid => {
                 self.metrics.duplicates.inc();
                 tracing::warn!(
@@ -185,42 +190,47 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
 }
 
 impl<P: PaymentProvider> OrderHandler<P> {
-    /// One transaction for every good message of a poll; poison ones are stored in
-    /// `dead_letters` after it. If the database refuses one event's data, the lot is
-    /// rolled back and redone message by message so only that one is dead-lettered.
+    /// One transaction for all the messages of a poll, in order; poison ones are
+    /// kept in `dead_letters` in the same transaction. If the database refuses one
+    /// event's data, the lot is rolled back and redone message by message so only
+    /// that one is dead-lettered.
     fn handle_together(&mut self, messages: &[bus::Message<'_>]) -> Result<(), HandleError> {
-        let mut orders = Vec::with_capacity(messages.len());
-        let mut poison = Vec::new();
-        for message in messages {
-            match events::decode::<OrderCreated>(message.value) {
-                Ok(order) => orders.push((order, origin(message), message)),
-                Err(reason) => poison.push((message, reason.to_string())),
-            }
-        }
-        let batch: Vec<(OrderCreated, Origin<'_>)> = orders
+        let items: Vec<BatchItem<'_>> = messages
             .iter()
-            .map(|(order, origin, _)| (order.clone(), *origin))
+            .map(
+                |message| match events::decode::<OrderCreated>(message.value) {
+                    Ok(order) => BatchItem::Order(order, origin(message)),
+                    Err(reason) => BatchItem::Poison {
+                        origin: origin(message),
+                        key: message.key,
+                        payload: message.value,
+                        reason: reason.to_string(),
+                    },
+                },
+            )
             .collect();
-        match self.store.process_batch(&batch, &mut self.provider) {
+        match self.store.process_batch(&items, &mut self.provider) {
             Ok(results) => {
-                for ((order, _, message), processed) in orders.iter().zip(results) {
-                    self.record(order, message, processed);
+                for ((item, message), processed) in items.iter().zip(messages).zip(results) {
+                    match item {
+                        BatchItem::Order(order, _) => self.record(order, message, processed),
+                        BatchItem::Poison { reason, .. } => {
+                            Self::log_dead_letter(message, reason);
+                            self.metrics.dead_letters.inc();
+                            self.metrics.processed.inc();
+                        }
+                    }
                 }
+                Ok(())
             }
-            Err(ProcessError::Store(StoreError::Rejected(_))) => {
-                return messages
-                    .iter()
-                    .try_for_each(|message| bus::Handler::handle(self, message));
-            }
+            Err(ProcessError::Store(StoreError::Rejected(_))) => messages
+                .iter()
+                .try_for_each(|message| bus::Handler::handle(self, message)),
             Err(err) => {
                 self.metrics.retries.inc();
-                return Err(err.into());
+                Err(err.into())
             }
         }
-        for (message, reason) in poison {
-            self.dead_letter(message, &reason)?;
-        }
-        Ok(())
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Processed {
     Duplicate,
     /// A new `event_id`, but the order already has its payment; nothing else changed.
     AlreadyPaid,
+    /// A poison message, stored in `dead_letters`.
+    DeadLettered,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +103,18 @@ const INSERT_DEAD_LETTER: &str = "
 INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error)
 VALUES ($1, $2, $3, $4, $5, $6)";
 
+/// One message of a batch: an event to process, or a poison message to keep.
+#[derive(Debug, Clone)]
+pub enum BatchItem<'a> {
+    Order(OrderCreated, Origin<'a>),
+    Poison {
+        origin: Origin<'a>,
+        key: &'a [u8],
+        payload: &'a [u8],
+        reason: String,
+    },
+}
+
 #[derive(Clone)]
 pub struct PaymentStore {
     pool: Pool,
@@ -126,26 +140,51 @@ impl PaymentStore {
         origin: Origin<'_>,
         provider: &mut dyn PaymentProvider,
     ) -> Result<Processed, ProcessError> {
-        let processed = self.process_batch(&[(order.clone(), origin)], provider)?;
+        let processed = self.process_batch(&[BatchItem::Order(order.clone(), origin)], provider)?;
         processed
             .into_iter()
             .next()
             .ok_or_else(|| ProcessError::Store(StoreError::Internal("empty batch result".into())))
     }
 
-    /// [`PaymentStore::process`] for several events in ONE transaction (one commit,
-    /// one WAL flush for the lot): all of them take effect, or none.
+    /// [`PaymentStore::process`] for several messages, in their order, in ONE
+    /// transaction (one commit, one WAL flush for the lot): poison ones go to
+    /// `dead_letters`; all of it takes effect, or none.
     pub fn process_batch(
         &self,
-        batch: &[(OrderCreated, Origin<'_>)],
+        batch: &[BatchItem<'_>],
         provider: &mut dyn PaymentProvider,
     ) -> Result<Vec<Processed>, ProcessError> {
         let mut client = self.client()?;
+        let record_event = client.prepare_cached(RECORD_EVENT)?;
+        let insert_payment = client.prepare_cached(INSERT_PAYMENT)?;
+        let insert_dead_letter = client.prepare_cached(INSERT_DEAD_LETTER)?;
         let mut tx = client.transaction()?;
-        let record_event = tx.prepare(RECORD_EVENT)?;
-        let insert_payment = tx.prepare(INSERT_PAYMENT)?;
         let mut results = Vec::with_capacity(batch.len());
-        for (order, origin) in batch {
+        for item in batch {
+            let (order, origin) = match item {
+                BatchItem::Order(order, origin) => (order, origin),
+                BatchItem::Poison {
+                    origin,
+                    key,
+                    payload,
+                    reason,
+                } => {
+                    tx.execute(
+                        &insert_dead_letter,
+                        &[
+                            &origin.topic,
+                            &origin.partition,
+                            &origin.offset,
+                            key,
+                            payload,
+                            reason,
+                        ],
+                    )?;
+                    results.push(Processed::DeadLettered);
+                    continue;
+                }
+            };
             let Some(claimed) = tx.query_opt(
                 &record_event,
                 &[

@@ -122,7 +122,14 @@ impl Harness {
         if let Some(running) = self.running.take() {
             self.rt.block_on(running.wait()).unwrap();
         }
-        drop(self.broker);
+    }
+}
+
+/// A failing test still stops the worker, so dropping the runtime does not wait
+/// forever on its threads.
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
