@@ -37,7 +37,8 @@ fn redis() -> redis::Connection {
 /// bodies are synchronous).
 struct Harness {
     rt: tokio::runtime::Runtime,
-    broker: devbroker::BackgroundBroker,
+    // Held so the broker lives as long as the worker.
+    _broker: devbroker::BackgroundBroker,
     config: Config,
     shutdown: CancellationToken,
     running: Option<notifications::Running>,
@@ -74,7 +75,7 @@ impl Harness {
         let producer = producer(&broker);
         Self {
             rt,
-            broker,
+            _broker: broker,
             config,
             shutdown,
             running: Some(running),
