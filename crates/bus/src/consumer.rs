@@ -91,6 +91,30 @@ impl ConsumerHandle {
     pub fn is_finished(&self) -> bool {
         self.thread.is_finished()
     }
+
+    /// For async services: waits until `cancel` is cancelled, then triggers
+    /// `shutdown` and waits for the thread (message in hand finished, offsets
+    /// committed). A consumer that ends by itself before that is an error.
+    pub async fn stop_when_cancelled(
+        self,
+        shutdown: Shutdown,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), BusError> {
+        let mut join = tokio::task::spawn_blocking(move || self.join());
+        let (joined, requested) = tokio::select! {
+            _ = cancel.cancelled() => {
+                shutdown.trigger();
+                ((&mut join).await, true)
+            }
+            joined = &mut join => (joined, false),
+        };
+        match joined {
+            Ok(Ok(())) if requested => Ok(()),
+            Ok(Ok(())) => Err(BusError::ConsumerStopped),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(BusError::ConsumerPanicked),
+        }
+    }
 }
 
 /// Starts the consumer loop on a new thread named after the topic. Fails only if the

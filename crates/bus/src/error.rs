@@ -28,6 +28,8 @@ pub enum BusError {
     ClientPanicked(String),
     #[error("consumer thread panicked")]
     ConsumerPanicked,
+    #[error("the consumer stopped without being asked to")]
+    ConsumerStopped,
 }
 
 impl BusError {
@@ -42,7 +44,8 @@ impl BusError {
             BusError::Kafka(e) => transient_kafka(e),
             BusError::Config(_)
             | BusError::RetriesExhausted { .. }
-            | BusError::ConsumerPanicked => false,
+            | BusError::ConsumerPanicked
+            | BusError::ConsumerStopped => false,
         }
     }
 }

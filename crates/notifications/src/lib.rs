@@ -4,7 +4,6 @@
 //! How the parts fit:
 //! - [`config`]: settings from defaults, an optional TOML file and the environment
 //!   (the Go worker's `REDIS_*` and `KAFKA_*` names);
-//! - `partitions`: `KAFKA_PARTITIONS`, the partitions one instance reads (scaling out);
 //! - [`sink`]: the Redis writer, `SET <order id> <Notification JSON> PX <ttl>`,
 //!   idempotent by construction, reconnecting after any error;
 //! - `handler`: the `bus::Handler`: decode and validate, poison messages logged and
@@ -19,7 +18,6 @@
 
 pub mod config;
 mod handler;
-mod partitions;
 pub mod sink;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -145,7 +143,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             health,
             shutdown.clone(),
         ));
-        let result = supervise(consumer, bus_shutdown, &shutdown).await;
+        let result = consumer
+            .stop_when_cancelled(bus_shutdown, &shutdown)
+            .await
+            .map_err(|err| StartError::ConsumerFailed(err.to_string()));
         shutdown.cancel();
         let _ = readiness.await;
         let _ = ops_task.await;
@@ -153,31 +154,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         result
     });
     Ok(Running { health_addr, task })
-}
-
-/// Waits for shutdown, then stops the consumer (message in hand finished, offsets
-/// committed). A consumer that ends by itself is a fatal error.
-async fn supervise(
-    consumer: bus::ConsumerHandle,
-    bus_shutdown: bus::Shutdown,
-    shutdown: &CancellationToken,
-) -> Result<(), StartError> {
-    let mut join = tokio::task::spawn_blocking(move || consumer.join());
-    let (joined, requested) = tokio::select! {
-        _ = shutdown.cancelled() => {
-            bus_shutdown.trigger();
-            ((&mut join).await, true)
-        }
-        joined = &mut join => (joined, false),
-    };
-    match joined {
-        Ok(Ok(())) if requested => Ok(()),
-        Ok(Ok(())) => Err(StartError::ConsumerFailed(
-            "the consumer stopped without being asked to".into(),
-        )),
-        Ok(Err(err)) => Err(StartError::ConsumerFailed(err.to_string())),
-        Err(err) => Err(StartError::ConsumerFailed(err.to_string())),
-    }
 }
 
 /// Keeps `/readyz` in step with Redis and the broker.

@@ -203,27 +203,7 @@ async fn prepare_database(
         max_size: config.orders_db_pool_size,
         connect_timeout: config.orders_db_timeout.get(),
     };
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let dsn = config.orders_pg_dsn.clone();
-        let attempt = tokio::task::spawn_blocking(move || {
-            pgsetup::prepare(&dsn, embedded::migrations::runner(), options)
-        })
-        .await
-        .map_err(|err| StartError::Serve(format!("database set-up task failed: {err}")))?;
-        match attempt {
-            Ok(pool) => return Ok(Some(pool)),
-            Err(err) if err.is_transient() => {
-                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
-            }
-            Err(err) => return Err(err.into()),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+    Ok(pgsetup::prepare_until_ready(&config.orders_pg_dsn, migrations, options, shutdown).await?)
 }
 
 /// Keeps `/readyz` and gRPC health in step with the database.

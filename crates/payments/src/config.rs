@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
 
-pub use crate::partitions::PartitionList;
+pub use settings::PartitionList;
 
 /// Every environment variable the worker reads.
 pub const ENV_VARS: &[&str] = &[

@@ -5,7 +5,6 @@
 //! How the parts fit:
 //! - [`config`]: settings from defaults, an optional TOML file and the environment
 //!   (the Go worker's `PAYMENTS_*` and `KAFKA_*` names);
-//! - `partitions`: `KAFKA_PARTITIONS`, the partitions one instance reads (scaling out);
 //! - [`provider`]: the [`PaymentProvider`] trait and the deterministic
 //!   [`SimulatedProvider`] (Go's rule: even order id succeeds, odd fails);
 //! - [`store`]: one PostgreSQL transaction per event: `processed_events` (a duplicate
@@ -26,7 +25,6 @@
 
 pub mod config;
 mod handler;
-mod partitions;
 pub mod provider;
 pub mod store;
 
@@ -43,6 +41,11 @@ pub use store::{PaymentStore, Processed, StoreError};
 
 mod embedded {
     refinery::embed_migrations!("../../migrations/payments");
+}
+
+/// The schema migrations embedded from `migrations/payments` (applied by [`start`]).
+pub fn migrations() -> refinery::Runner {
+    embedded::migrations::runner()
 }
 
 /// The Kafka client id of the consumer and the name in logs.
@@ -182,7 +185,10 @@ async fn run(
                 status_topic = %config.kafka_topic_status,
                 "payments consuming"
             );
-            supervise(consumer, bus_shutdown, &shutdown).await
+            consumer
+                .stop_when_cancelled(bus_shutdown, &shutdown)
+                .await
+                .map_err(|err| StartError::ConsumerFailed(err.to_string()))
         }
         Err(err) => Err(StartError::Consumer(err)),
     };
@@ -204,52 +210,10 @@ async fn prepare_database(
         max_size: config.payments_db_pool_size,
         connect_timeout: config.payments_db_timeout.get(),
     };
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let dsn = config.payments_pg_dsn.clone();
-        let attempt = tokio::task::spawn_blocking(move || {
-            pgsetup::prepare(&dsn, embedded::migrations::runner(), options)
-        })
-        .await
-        .map_err(|err| StartError::Task(format!("database set-up task failed: {err}")))?;
-        match attempt {
-            Ok(pool) => return Ok(Some(pool)),
-            Err(err) if err.is_transient() => {
-                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
-            }
-            Err(err) => return Err(err.into()),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Waits for shutdown, then stops the consumer (message in hand finished, offsets
-/// committed). A consumer that ends by itself is a fatal error.
-async fn supervise(
-    consumer: bus::ConsumerHandle,
-    bus_shutdown: bus::Shutdown,
-    shutdown: &CancellationToken,
-) -> Result<(), StartError> {
-    let mut join = tokio::task::spawn_blocking(move || consumer.join());
-    let (joined, requested) = tokio::select! {
-        _ = shutdown.cancelled() => {
-            bus_shutdown.trigger();
-            ((&mut join).await, true)
-        }
-        joined = &mut join => (joined, false),
-    };
-    match joined {
-        Ok(Ok(())) if requested => Ok(()),
-        Ok(Ok(())) => Err(StartError::ConsumerFailed(
-            "the consumer stopped without being asked to".into(),
-        )),
-        Ok(Err(err)) => Err(StartError::ConsumerFailed(err.to_string())),
-        Err(err) => Err(StartError::ConsumerFailed(err.to_string())),
-    }
+    Ok(
+        pgsetup::prepare_until_ready(&config.payments_pg_dsn, migrations, options, shutdown)
+            .await?,
+    )
 }
 
 /// Keeps `/readyz` in step with PostgreSQL and the broker.

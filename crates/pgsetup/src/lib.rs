@@ -39,6 +39,8 @@ pub enum SetupError {
     Connect(#[source] postgres::Error),
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
+    #[error("database set-up task failed: {0}")]
+    Task(String),
 }
 
 impl SetupError {
@@ -48,7 +50,7 @@ impl SetupError {
             SetupError::Connect(err) | SetupError::CreateDatabase { source: err, .. } => {
                 is_unavailable(err)
             }
-            SetupError::Migrate(_) | SetupError::Dsn(_) => false,
+            SetupError::Migrate(_) | SetupError::Dsn(_) | SetupError::Task(_) => false,
         }
     }
 }
@@ -83,6 +85,37 @@ pub fn prepare(
     ensure_database(&config, &database)?;
     migrate(&config, migrations)?;
     Ok(pool(config, options))
+}
+
+/// [`prepare`] from async code, retried with backoff (200 ms doubling to 5 s) while
+/// PostgreSQL is unreachable, so a service may start before its database. `None`
+/// when `shutdown` came first.
+pub async fn prepare_until_ready(
+    dsn: &str,
+    migrations: fn() -> refinery::Runner,
+    options: PoolOptions,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Option<Pool>, SetupError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let dsn_owned = dsn.to_owned();
+        let attempt =
+            tokio::task::spawn_blocking(move || prepare(&dsn_owned, migrations(), options))
+                .await
+                .map_err(|err| SetupError::Task(err.to_string()))?;
+        match attempt {
+            Ok(pool) => return Ok(Some(pool)),
+            Err(err) if err.is_transient() => {
+                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
+            }
+            Err(err) => return Err(err),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// A pool that opens connections on demand, so it can be built while the server is down.

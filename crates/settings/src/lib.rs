@@ -9,7 +9,8 @@
 //! - [`GoDuration`], e.g. `1s`, `500ms`, `1h30m`, `48h`, `0`;
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
-//! - [`BrokerList`], a comma-separated `host:port` list.
+//! - [`BrokerList`], a comma-separated `host:port` list;
+//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads.
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
@@ -18,8 +19,10 @@ mod address;
 mod broker_list;
 mod duration;
 mod loader;
+mod partition_list;
 
 pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
 pub use duration::GoDuration;
 pub use loader::{ConfigError, load};
+pub use partition_list::PartitionList;
