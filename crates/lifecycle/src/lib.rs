@@ -3,6 +3,8 @@
 //! Ctrl-C into a cancelled [`CancellationToken`] ([`shutdown_on_signal`]) that the
 //! service watches to stop taking work, finish what it holds and exit 0.
 
+use std::io::IsTerminal;
+
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -12,6 +14,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in log files or collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
