@@ -58,6 +58,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-log "kcat $(kcat -V 2>&1 | head -1 | awk '{print $2}'), $(grpcurl -version 2>&1), $(cargo nextest --version | head -1)"
+log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(cargo nextest --version | head -1)"
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping
