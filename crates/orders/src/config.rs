@@ -12,10 +12,14 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_DB_TIMEOUT",
     "KAFKA_BROKERS",
     "KAFKA_TOPIC",
+    "KAFKA_TOPIC_ORDER",
     "KAFKA_SENDER_PERIOD",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
 ];
+
+/// The topic published to when neither `KAFKA_TOPIC` nor `KAFKA_TOPIC_ORDER` is set.
+pub const DEFAULT_TOPIC: &str = "order-topic";
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "ORDERS_CONFIG";
@@ -35,8 +39,11 @@ pub struct Config {
     pub orders_db_timeout: GoDuration,
     /// Kafka bootstrap brokers for the outbox relay.
     pub kafka_brokers: BrokerList,
-    /// Topic the relay publishes `OrderCreated` to.
-    pub kafka_topic: String,
+    /// Topic the relay publishes `OrderCreated` to (the Go service's name for it);
+    /// see [`Config::topic`].
+    pub kafka_topic: Option<String>,
+    /// Alias of `KAFKA_TOPIC` (the name payments reads it under); `KAFKA_TOPIC` wins.
+    pub kafka_topic_order: Option<String>,
     /// Relay poll interval when no NOTIFY arrives (Go: one event per tick).
     pub kafka_sender_period: GoDuration,
     /// Most outbox rows the relay claims and publishes at once.
@@ -54,7 +61,8 @@ impl Default for Config {
             orders_db_pool_size: 16,
             orders_db_timeout: GoDuration::from_secs(2),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
-            kafka_topic: "order-topic".to_owned(),
+            kafka_topic: None,
+            kafka_topic_order: None,
             kafka_sender_period: GoDuration::from_secs(1),
             outbox_batch_size: 500,
             outbox_lease: GoDuration::from_secs(30),
@@ -80,9 +88,27 @@ impl Config {
                 "OUTBOX_BATCH_SIZE must be at least 1".into(),
             ));
         }
-        if self.kafka_topic.trim().is_empty() {
+        if self.topic().trim().is_empty() {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }
+        // Zero would make an idle relay poll PostgreSQL in a tight loop, or let
+        // claims expire at once so concurrent relays publish rows twice.
+        if self.kafka_sender_period.get().is_zero() {
+            return Err(ConfigError::Other(
+                "KAFKA_SENDER_PERIOD must not be 0".into(),
+            ));
+        }
+        if self.outbox_lease.get().is_zero() {
+            return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
+        }
         Ok(self)
+    }
+
+    /// The order topic: `KAFKA_TOPIC`, else `KAFKA_TOPIC_ORDER`, else [`DEFAULT_TOPIC`].
+    pub fn topic(&self) -> &str {
+        self.kafka_topic
+            .as_deref()
+            .or(self.kafka_topic_order.as_deref())
+            .unwrap_or(DEFAULT_TOPIC)
     }
 }

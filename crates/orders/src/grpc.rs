@@ -4,6 +4,8 @@ use proto::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, Money, Order,
     OrderItem, OrderStatus, orders_service_server::OrdersService,
 };
+use std::sync::{Arc, OnceLock};
+
 use tonic::{Request, Response, Status};
 
 use crate::{
@@ -11,12 +13,16 @@ use crate::{
     validation::validate,
 };
 
+/// The store appears once the database is created and migrated; until then every
+/// call is UNAVAILABLE, so clients retry instead of hanging on a silent port.
+pub type StoreSlot = Arc<OnceLock<OrderStore>>;
+
 pub struct OrdersApi {
-    store: OrderStore,
+    store: StoreSlot,
 }
 
 impl OrdersApi {
-    pub fn new(store: OrderStore) -> Self {
+    pub fn new(store: StoreSlot) -> Self {
         Self { store }
     }
 
@@ -26,7 +32,9 @@ impl OrdersApi {
         T: Send + 'static,
         F: FnOnce(&OrderStore) -> Result<T, StoreError> + Send + 'static,
     {
-        let store = self.store.clone();
+        let Some(store) = self.store.get().cloned() else {
+            return Err(Status::unavailable("database not ready yet, retry later"));
+        };
         match tokio::task::spawn_blocking(move || call(&store)).await {
             Ok(result) => result.map_err(store_status),
             Err(err) => {

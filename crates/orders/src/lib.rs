@@ -10,10 +10,11 @@
 //!   `spawn_blocking`, database outages answered with UNAVAILABLE;
 //! - the `outbox` crate's relay (its own thread) publishes the outbox rows to
 //!   `KAFKA_TOPIC`, woken by NOTIFY;
-//! - this module: [`start`] binds the gRPC and operations ports, prepares the
-//!   database (create, migrate; retried while PostgreSQL is unreachable), then serves
-//!   gRPC with reflection (v1 and v1alpha) and the standard health service, and keeps
-//!   readiness in step with the database.
+//! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
+//!   with reflection (v1 and v1alpha) and the standard health service at once
+//!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
+//!   database (create, migrate; retried while PostgreSQL is unreachable), then
+//!   starts the relay and keeps readiness in step with the database.
 //!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
@@ -135,21 +136,14 @@ async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
-    let Some(pool) = prepare_database(&config, &shutdown).await? else {
-        return Ok(()); // shut down while waiting for PostgreSQL
-    };
-    let store = OrderStore::new(pool.clone(), config.kafka_topic.clone());
-    let relay = outbox::spawn_relay(relay_config(&config), pool, &metrics, shutdown.clone())
-        .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
-
+    // Serve gRPC at once: until the database is ready, calls are UNAVAILABLE and
+    // health says NOT_SERVING (a silent port would make clients time out instead).
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let readiness = tokio::spawn(track_readiness(
-        store.clone(),
-        health,
-        reporter,
-        shutdown.clone(),
-    ));
-
+    for name in [SERVICE_NAME, ""] {
+        reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
+    }
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -161,19 +155,40 @@ async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|err| StartError::Reflection(err.to_string()))?;
-
-    tracing::info!(addr = %config.orders_grpc_addr, "orders gRPC serving");
-    let result = tonic::transport::Server::builder()
-        .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(store)))
+    let store_slot = grpc::StoreSlot::default();
+    let server = tonic::transport::Server::builder()
+        .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(
+            store_slot.clone(),
+        )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),
-        )
-        .await
-        .map_err(|err| StartError::Serve(err.to_string()));
+        );
+    let server = tokio::spawn(server);
+    tracing::info!(addr = %config.orders_grpc_addr, "orders gRPC serving");
+
+    let pool = match prepare_database(&config, &shutdown).await {
+        Ok(Some(pool)) => pool,
+        // Shut down while waiting for PostgreSQL (Ok), or a fatal set-up error.
+        outcome => {
+            shutdown.cancel();
+            let _ = server.await;
+            return outcome.map(|_| ());
+        }
+    };
+    let store = OrderStore::new(pool.clone(), config.topic().to_owned());
+    let _ = store_slot.set(store.clone());
+    let relay = outbox::spawn_relay(relay_config(&config), pool, &metrics, shutdown.clone())
+        .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
+    let readiness = tokio::spawn(track_readiness(store, health, reporter, shutdown.clone()));
+
+    let result = match server.await {
+        Ok(served) => served.map_err(|err| StartError::Serve(err.to_string())),
+        Err(err) => Err(StartError::Serve(format!("gRPC server task failed: {err}"))),
+    };
     shutdown.cancel();
     let _ = readiness.await;
     let _ = tokio::task::spawn_blocking(move || relay.join()).await;

@@ -62,3 +62,30 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
         orders.stop().await;
     });
 }
+
+#[test]
+fn starting_while_the_database_is_down_answers_unavailable_until_it_is_up() {
+    let db = TestDatabase::new("orders");
+    let proxy = TcpProxy::start("127.0.0.1:5432").unwrap();
+    proxy.cut();
+    runtime().block_on(async {
+        // The port answers at once, even though the database cannot be prepared yet.
+        let orders = Orders::start(config(db.dsn_via(&proxy.addr()))).await;
+        let mut client = orders.client().await;
+        let status = client
+            .create_order(request(1, vec![item(1, 1, 1)]))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(status.message(), "database not ready yet, retry later");
+        assert_eq!(orders.health().await, Some(ServingStatus::NotServing));
+
+        proxy.restore();
+        orders.wait_serving().await;
+        client
+            .create_order(request(1, vec![item(1, 1, 1)]))
+            .await
+            .unwrap();
+        orders.stop().await;
+    });
+}

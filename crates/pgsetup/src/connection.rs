@@ -9,8 +9,39 @@ use postgres::{Client, Config, NoTls, Statement};
 
 /// A PostgreSQL client plus the statements prepared on it. Derefs to [`Client`].
 pub struct Connection {
-    client: Client,
+    /// Always `Some` until drop (see [`Drop`] below).
+    client: Option<Client>,
     statements: HashMap<&'static str, Statement>,
+}
+
+impl Connection {
+    fn client(&self) -> &Client {
+        self.client
+            .as_ref()
+            .expect("a connection holds its client until dropped")
+    }
+
+    fn client_mut(&mut self) -> &mut Client {
+        self.client
+            .as_mut()
+            .expect("a connection holds its client until dropped")
+    }
+}
+
+/// `postgres::Client` says goodbye to the server by blocking on its own runtime
+/// when dropped, which panics on a tokio worker thread. A pool can be dropped
+/// anywhere (the last clone of a store going away with an async task), so a
+/// connection dropped on a runtime thread is closed on a short-lived thread instead.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".to_owned())
+                .spawn(move || drop(client));
+        }
+    }
 }
 
 impl Connection {
@@ -19,7 +50,7 @@ impl Connection {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.prepare(sql)?;
+        let statement = self.client_mut().prepare(sql)?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -29,13 +60,13 @@ impl Deref for Connection {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.client
+        self.client()
     }
 }
 
 impl DerefMut for Connection {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.client
+        self.client_mut()
     }
 }
 
@@ -57,16 +88,16 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.config.connect(NoTls)?,
+            client: Some(self.config.connect(NoTls)?),
             statements: HashMap::new(),
         })
     }
 
     fn is_valid(&self, connection: &mut Connection) -> Result<(), postgres::Error> {
-        connection.client.simple_query("").map(|_| ())
+        connection.client_mut().simple_query("").map(|_| ())
     }
 
     fn has_broken(&self, connection: &mut Connection) -> bool {
-        connection.client.is_closed()
+        connection.client().is_closed()
     }
 }

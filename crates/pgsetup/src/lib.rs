@@ -47,8 +47,11 @@ impl SetupError {
     /// True when retrying later may succeed (the server is down or starting).
     pub fn is_transient(&self) -> bool {
         match self {
-            SetupError::Connect(err) | SetupError::CreateDatabase { source: err, .. } => {
-                is_unavailable(err)
+            SetupError::Connect(err) => is_unavailable(err),
+            // OBJECT_IN_USE: another CREATE DATABASE was copying template1 at that
+            // moment (two services starting together); trying again works.
+            SetupError::CreateDatabase { source: err, .. } => {
+                is_unavailable(err) || err.code() == Some(&SqlState::OBJECT_IN_USE)
             }
             SetupError::Migrate(_) | SetupError::Dsn(_) | SetupError::Task(_) => false,
         }

@@ -75,8 +75,10 @@ impl fmt::Display for ListenAddr {
     }
 }
 
-/// Where a gRPC server is reached: `host:port` or `http://host:port`.
-/// Always held as a URI with a scheme, which is what tonic's `Endpoint` wants.
+/// Where a gRPC server is reached: `host:port` or `http://host:port`; also the
+/// listen forms a shared Go `.env` may hold (`:50051`, `50051`), taken as this
+/// machine (`127.0.0.1`). Always held as a URI with a scheme, which is what tonic's
+/// `Endpoint` wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrpcEndpoint(String);
 
@@ -95,6 +97,11 @@ impl FromStr for GrpcEndpoint {
             input: input.to_owned(),
             reason: format!("{reason} (expected host:port or http://host:port)"),
         };
+        let local_port = text.strip_prefix(':').unwrap_or(text);
+        if !local_port.is_empty() && local_port.bytes().all(|b| b.is_ascii_digit()) {
+            parse_port(input, local_port)?;
+            return Ok(Self(format!("http://127.0.0.1:{local_port}")));
+        }
         let authority = match text.split_once("://") {
             Some(("http" | "https", authority)) => authority,
             Some((scheme, _)) => return Err(fail(&format!("unsupported scheme {scheme:?}"))),
@@ -195,6 +202,9 @@ mod tests {
     fn grpc_endpoint_adds_the_scheme() {
         let uri = |text: &str| text.parse::<GrpcEndpoint>().map(|e| e.as_uri().to_owned());
         assert_eq!(uri("orders:50051").unwrap(), "http://orders:50051");
+        assert_eq!(uri(":50051").unwrap(), "http://127.0.0.1:50051");
+        assert_eq!(uri("50051").unwrap(), "http://127.0.0.1:50051");
+        assert!(uri(":99999").is_err());
         assert_eq!(
             uri("http://127.0.0.1:50051/").unwrap(),
             "http://127.0.0.1:50051"

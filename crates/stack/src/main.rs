@@ -2,9 +2,10 @@
 //!
 //! Starts the embedded `devbroker` (with `order-topic` and `status-topic`), then
 //! orders, payments, notifications and the gateway through their libraries, each
-//! configured from the environment exactly as its own binary would be (README lists
-//! the variables), except that `KAFKA_BROKERS` points at the embedded broker unless
-//! `--external-broker` is given. Prints where everything listens; Ctrl-C (or
+//! configured from the environment as its own binary would be (README lists the
+//! variables), except that `KAFKA_BROKERS` points at the embedded broker unless
+//! `--external-broker` is given, the gateway calls the orders started here, and the
+//! topics are wired from orders' `KAFKA_TOPIC` and payments' `KAFKA_TOPIC_STATUS`. Prints where everything listens; Ctrl-C (or
 //! SIGTERM) stops the services first, then the broker.
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -41,13 +42,19 @@ async fn main() -> anyhow::Result<()> {
     let mut payments_config = payments::Config::from_env().context("payments configuration")?;
     let mut notifications_config =
         notifications::Config::from_env().context("notifications configuration")?;
-    let gateway_config = gateway::Config::from_env().context("gateway configuration")?;
+    let mut gateway_config = gateway::Config::from_env().context("gateway configuration")?;
+    // One environment serves four services here, and Go's names overlap (orders and
+    // notifications both read KAFKA_TOPIC): wire the topics from one place so the
+    // flow always connects. The order topic is orders' (KAFKA_TOPIC or
+    // KAFKA_TOPIC_ORDER), the status topic payments' (KAFKA_TOPIC_STATUS).
+    payments_config.kafka_topic_order = orders_config.topic().to_owned();
+    notifications_config.kafka_topic = Some(payments_config.kafka_topic_status.clone());
 
     let broker = if args.external_broker {
         None
     } else {
         let topics = [
-            orders_config.kafka_topic.clone(),
+            orders_config.topic().to_owned(),
             notifications_config.topic().to_owned(),
         ]
         .into_iter()
@@ -77,6 +84,14 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let orders = orders::start(orders_config, shutdown.clone()).await?;
+    // The gateway calls the orders started here, wherever it listens.
+    let mut orders_target = orders.grpc_addr;
+    if orders_target.ip().is_unspecified() {
+        orders_target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    gateway_config.orders_grpc_addr = format!("http://{orders_target}")
+        .parse()
+        .context("orders address")?;
     let payments = payments::start(payments_config, shutdown.clone()).await?;
     let notifications = notifications::start(notifications_config, shutdown.clone()).await?;
     let gateway = gateway::start(gateway_config, shutdown.clone()).await?;

@@ -99,6 +99,7 @@ impl Platform {
                 ("PAYMENTS_PG_DSN", payments_dsn),
                 ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
                 ("KAFKA_BROKERS", broker_addr.clone()),
+                ("OUTBOX_LEASE", "2s".to_owned()),
             ],
         );
         let notifications = ServiceProcess::spawn(
