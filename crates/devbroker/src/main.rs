@@ -33,13 +33,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    lifecycle::init_logging();
     let args = Args::parse();
+    let shutdown = lifecycle::shutdown_on_signal();
     let broker = Broker::start(BrokerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -51,30 +47,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // Machine-readable line for scripts and tests that start the binary on port 0.
     println!("listening on {}", broker.local_addr());
-    shutdown_signal().await;
+    shutdown.cancelled().await;
     broker.shutdown().await;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the broker");
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
