@@ -5,11 +5,9 @@
 
 mod common;
 
-use common::{
-    DEADLINE, Gateway, Orders, gateway_config, get_status, orders_config, row_counts, runtime,
-};
+use common::{DEADLINE, Gateway, Orders, gateway_config, get_status, orders_config, row_counts};
 use proto::v1::{CreateOrderRequest, Money, OrderItem};
-use testkit::{TcpProxy, TestDatabase, wait_until_async};
+use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
 use tonic::Code;
 
 const ORDER: &str = r#"{"user_id": 2, "items": [{"product_id": 1, "quantity": 1, "price": 10}]}"#;
@@ -57,13 +55,8 @@ fn database_outage_is_unavailable_then_recovers_without_restart() {
 
         let message = "orders service unavailable, retry later";
         gateway
-            .post("/orders", ORDER)
-            .await
-            .assert_error(503, "Unavailable", message);
-        gateway
-            .get("/orders/1")
-            .await
-            .assert_error(503, "Unavailable", message);
+            .assert_order_routes_error(ORDER, 503, "Unavailable", message)
+            .await;
         // However long the outage lasts, orders answers before the gateway's
         // deadline: 503, not 504.
         for _ in 0..8 {

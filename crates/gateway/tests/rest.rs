@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use common::{Gateway, Orders, gateway_config, orders_config, row_counts, runtime, with_db};
+use common::{Gateway, Orders, gateway_config, orders_config, row_counts};
 use serde_json::{Value, json};
-use testkit::TestDatabase;
+use testkit::{TestDatabase, runtime, with_db};
 
 async fn stack(db: &TestDatabase) -> (Orders, Gateway) {
     let orders = Orders::start(orders_config(db.dsn())).await;

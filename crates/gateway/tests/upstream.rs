@@ -5,8 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, closed_port, gateway_config, runtime};
+use common::{Gateway, gateway_config};
 use serde_json::json;
+use testkit::{free_port, runtime};
 
 const ORDER: &str = r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "price": 1}]}"#;
 
@@ -14,7 +15,7 @@ const ORDER: &str = r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1,
 fn orders_unreachable_is_503_and_not_ready() {
     runtime().block_on(async {
         // Both accepted forms of ORDERS_GRPC_ADDR.
-        let port = closed_port();
+        let port = free_port();
         for orders in [
             format!("127.0.0.1:{port}"),
             format!("http://127.0.0.1:{port}"),
@@ -22,13 +23,8 @@ fn orders_unreachable_is_503_and_not_ready() {
             let gateway = Gateway::start(gateway_config(&orders, Duration::from_secs(5))).await;
             let message = "orders service unavailable, retry later";
             gateway
-                .post("/orders", ORDER)
-                .await
-                .assert_error(503, "Unavailable", message);
-            gateway
-                .get("/orders/1")
-                .await
-                .assert_error(503, "Unavailable", message);
+                .assert_order_routes_error(ORDER, 503, "Unavailable", message)
+                .await;
             // Request mistakes are still the client's: 400, without asking orders.
             gateway.post("/orders", "{").await.assert_error_containing(
                 400,
@@ -71,13 +67,8 @@ fn orders_too_slow_is_504_after_the_configured_timeout() {
         .await;
         let message = "orders service did not answer within 300ms";
         gateway
-            .post("/orders", ORDER)
-            .await
-            .assert_error(504, "DeadlineExceeded", message);
-        gateway
-            .get("/orders/1")
-            .await
-            .assert_error(504, "DeadlineExceeded", message);
+            .assert_order_routes_error(ORDER, 504, "DeadlineExceeded", message)
+            .await;
         let readyz = gateway.get("/readyz").await;
         assert_eq!(readyz.status, 503, "{readyz:?}");
         assert_eq!(

@@ -4,8 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -13,7 +12,7 @@ use std::{
 use events::{PaymentOutcome, PaymentStatus};
 use notifications::Config;
 use settings::GoDuration;
-use testkit::{TcpProxy, unique_name, wait_until};
+use testkit::{KillOnDrop, TcpProxy, unique_name, wait_until};
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -117,21 +116,6 @@ impl Harness {
         self.running.as_ref().unwrap().health_addr
     }
 
-    /// The value of a counter on `/metrics`.
-    fn metric(&self, name: &str) -> u64 {
-        let (_, body) = http_get(self.health_addr(), "/metrics");
-        body.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in {body}"))
-    }
-
-    fn wait_for_metric(&self, name: &str, at_least: u64) {
-        wait_until(DEADLINE, &format!("{name} >= {at_least}"), || {
-            (self.metric(name) >= at_least).then_some(())
-        });
-    }
-
     fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(running) = self.running.take() {
@@ -169,24 +153,6 @@ fn status(event_id: i64, order_id: i64, outcome: PaymentOutcome) -> PaymentStatu
     }
 }
 
-/// A minimal HTTP/1.0 GET: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 #[test]
 fn a_payment_status_becomes_the_notification_with_its_ttl() {
     let mut h = Harness::start(|_| {});
@@ -210,9 +176,13 @@ fn a_payment_status_becomes_the_notification_with_its_ttl() {
         "PTTL {ttl_ms} ms, expected close to 1h"
     );
     wait_until(DEADLINE, "/readyz to report ready", || {
-        (http_get(h.health_addr(), "/readyz").0 == 200).then_some(())
+        (testkit::http_get_status(&format!("http://{}/readyz", h.health_addr())) == Some(200))
+            .then_some(())
     });
-    assert_eq!(h.metric("notifications_dead_letters_total"), 0);
+    assert_eq!(
+        testkit::metric(h.health_addr(), "notifications_dead_letters_total"),
+        Some(0)
+    );
     h.stop();
 }
 
@@ -232,7 +202,7 @@ fn a_redelivered_status_leaves_the_same_notification() {
     let event = status(3, 9, PaymentOutcome::Failed);
     h.produce_status(&event);
     h.produce_status(&event);
-    h.wait_for_metric("notifications_stored_total", 2);
+    testkit::wait_for_metric(h.health_addr(), "notifications_stored_total", 2, DEADLINE);
     assert_eq!(
         h.wait_for_notification(9),
         r#"{"order_id":9,"user_id":7,"order_status":"failed"}"#
@@ -255,7 +225,10 @@ fn poison_messages_are_skipped_and_the_next_status_is_stored() {
         h.wait_for_notification(4),
         r#"{"order_id":4,"user_id":7,"order_status":"succeeded"}"#
     );
-    assert_eq!(h.metric("notifications_dead_letters_total"), 3);
+    assert_eq!(
+        testkit::metric(h.health_addr(), "notifications_dead_letters_total"),
+        Some(3)
+    );
     h.stop();
 }
 
@@ -270,7 +243,12 @@ fn a_status_arriving_during_a_redis_outage_is_stored_once_it_is_back() {
     proxy.cut();
     h.produce_status(&status(2, 101, PaymentOutcome::Failed));
     // The worker has tried, and failed, to store it.
-    h.wait_for_metric("notifications_store_failures_total", 1);
+    testkit::wait_for_metric(
+        h.health_addr(),
+        "notifications_store_failures_total",
+        1,
+        DEADLINE,
+    );
     proxy.restore();
 
     assert_eq!(
@@ -278,18 +256,6 @@ fn a_status_arriving_during_a_redis_outage_is_stored_once_it_is_back() {
         r#"{"order_id":101,"user_id":7,"order_status":"failed"}"#
     );
     h.stop();
-}
-
-/// Kills the process if the test fails before it exits.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 #[test]
@@ -330,13 +296,6 @@ fn sigterm_finishes_and_exits_zero() {
     });
     let _: () = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_until(DEADLINE, "the binary to exit", || {
-        child.0.try_wait().unwrap()
-    });
+    let status = child.terminate(DEADLINE);
     assert!(status.success(), "exit status {status:?}");
 }

@@ -5,10 +5,10 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{Orders, config, item, request, row_counts, runtime, with_db};
+use common::{Orders, config, item, request, row_counts};
 use proto::v1::{GetOrderRequest, OrderStatus};
 use serde_json::{Value, json};
-use testkit::TestDatabase;
+use testkit::{TestDatabase, runtime, with_db};
 use tonic::Code;
 
 #[test]

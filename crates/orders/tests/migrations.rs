@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{Orders, config, item, request, runtime, with_db};
-use testkit::TestDatabase;
+use common::{Orders, config, item, request};
+use testkit::{TestDatabase, runtime, with_db};
 
 /// What a restart must not change: the migration history and the schema objects.
 async fn schema(dsn: &str) -> (Vec<String>, Vec<String>) {

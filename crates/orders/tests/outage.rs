@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{DEADLINE, Orders, config, item, request, runtime};
-use testkit::{TcpProxy, TestDatabase, wait_until_async};
+use common::{DEADLINE, Orders, config, item, request};
+use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{Orders, config, runtime, with_db};
-use testkit::TestDatabase;
+use common::{Orders, config};
+use testkit::{TestDatabase, runtime, with_db};
 
 async fn grpcurl(args: &[&str]) -> String {
     let output = tokio::process::Command::new("grpcurl")

@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    net::SocketAddr,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -14,7 +13,7 @@ use chrono::{SubsecRound, Utc};
 use events::{OrderCreated, PaymentOutcome, PaymentStatus};
 use payments::Config;
 use serde_json::{Value, json};
-use testkit::{TcpProxy, TestDatabase, unique_name, wait_until};
+use testkit::{KillOnDrop, TcpProxy, TestDatabase, unique_name, wait_until};
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -84,21 +83,6 @@ impl Harness {
         self.running.as_ref().unwrap().health_addr
     }
 
-    /// The value of a counter on `/metrics`.
-    fn metric(&self, name: &str) -> u64 {
-        let (_, body) = http_get(self.health_addr(), "/metrics");
-        body.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|value| value.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in {body}"))
-    }
-
-    fn wait_for_metric(&self, name: &str, at_least: u64) {
-        wait_until(DEADLINE, &format!("{name} >= {at_least}"), || {
-            (self.metric(name) >= at_least).then_some(())
-        });
-    }
-
     fn count(&self, sql: &str) -> i64 {
         self.db.client().query_one(sql, &[]).unwrap().get(0)
     }
@@ -151,24 +135,6 @@ fn order(event_id: i64, order_id: i64) -> OrderCreated {
         total_amount: 1500 + order_id,
         created_at: Utc::now().trunc_subsecs(3),
     }
-}
-
-/// A minimal HTTP/1.0 GET: (status code, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// (key, value) of each message seen.
@@ -273,10 +239,17 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
         (h.count("SELECT count(*) FROM events WHERE sent_at IS NULL") == 0).then_some(())
     });
 
-    let (status, body) = http_get(h.health_addr(), "/readyz");
+    let (status, body) =
+        testkit::http_request("GET", &format!("http://{}/readyz", h.health_addr()), None).unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(h.metric("payments_succeeded_total"), 1);
-    assert_eq!(h.metric("payments_failed_total"), 1);
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_succeeded_total"),
+        Some(1)
+    );
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_failed_total"),
+        Some(1)
+    );
     h.stop();
 }
 
@@ -291,9 +264,17 @@ fn a_redelivered_order_is_paid_once() {
         event_id: 21,
         ..event.clone()
     });
-    h.wait_for_metric("payments_messages_processed_total", 3);
+    testkit::wait_for_metric(
+        h.health_addr(),
+        "payments_messages_processed_total",
+        3,
+        DEADLINE,
+    );
     assert_eq!(h.wait_for_payment(8), "succeeded");
-    assert_eq!(h.metric("payments_duplicates_skipped_total"), 2);
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
+        Some(2)
+    );
     assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
         h.count("SELECT count(*) FROM processed_events WHERE event_id = 20"),
@@ -336,7 +317,10 @@ fn poison_messages_are_dead_lettered_and_the_next_order_is_processed() {
             .get::<_, String>(3)
             .contains("order_id must be positive")
     );
-    assert_eq!(h.metric("payments_dead_letters_total"), 3);
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_dead_letters_total"),
+        Some(3)
+    );
     assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
     h.stop();
 }
@@ -356,7 +340,12 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
     proxy.cut();
     h.produce_order(&order(41, 101));
     // The worker has tried, and failed, to process it.
-    h.wait_for_metric("payments_transient_failures_total", 1);
+    testkit::wait_for_metric(
+        h.health_addr(),
+        "payments_transient_failures_total",
+        1,
+        DEADLINE,
+    );
     assert_eq!(
         h.count("SELECT count(*) FROM payments WHERE order_id = 101"),
         0
@@ -372,8 +361,16 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
         h.count("SELECT count(*) FROM events WHERE message_key = '101'"),
         1
     );
-    h.wait_for_metric("payments_messages_processed_total", 2);
-    assert_eq!(h.metric("payments_duplicates_skipped_total"), 0);
+    testkit::wait_for_metric(
+        h.health_addr(),
+        "payments_messages_processed_total",
+        2,
+        DEADLINE,
+    );
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
+        Some(0)
+    );
     h.stop();
 }
 
@@ -416,18 +413,6 @@ fn instances_reading_disjoint_partitions_share_the_work() {
     h.stop();
 }
 
-/// Kills the process if the test fails before it exits.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn sigterm_finishes_and_exits_zero() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
@@ -464,13 +449,6 @@ fn sigterm_finishes_and_exits_zero() {
             .map(|_| ())
     });
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = wait_until(DEADLINE, "the binary to exit", || {
-        child.0.try_wait().unwrap()
-    });
+    let status = child.terminate(DEADLINE);
     assert!(status.success(), "exit status {status:?}");
 }

@@ -52,3 +52,35 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Runs `f` with a fresh connection to `dsn` on a blocking thread (the blocking
+/// `postgres` client refuses to run inside async code).
+pub async fn with_db<T, F>(dsn: &str, f: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Client) -> T + Send + 'static,
+{
+    let dsn = dsn.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut client = Client::connect(&dsn, NoTls)
+            .unwrap_or_else(|err| panic!("cannot connect to {dsn}: {err}"));
+        f(&mut client)
+    })
+    .await
+    .unwrap()
+}
+
+/// The number of rows in each of `tables`, in that order, read in one statement
+/// (one snapshot) over a fresh connection to `dsn`.
+pub async fn row_counts<const N: usize>(dsn: &str, tables: [&str; N]) -> [i64; N] {
+    let columns: Vec<String> = tables
+        .iter()
+        .map(|table| format!("(SELECT count(*) FROM {table})"))
+        .collect();
+    let sql = format!("SELECT {}", columns.join(", "));
+    with_db(dsn, move |client| {
+        let row = client.query_one(&sql, &[]).unwrap();
+        std::array::from_fn(|index| row.get(index))
+    })
+    .await
+}

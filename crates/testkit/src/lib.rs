@@ -9,7 +9,13 @@
 //!   restore, to see a service live through an outage without stopping the shared server.
 //! - [`ServiceProcess`]: a workspace binary run as a real process (kill -9, SIGTERM,
 //!   restart), its output kept in a log file and shown when the test fails.
+//! - [`run_to_exit`]: run a binary with a given environment to its exit (code, stderr),
+//!   and [`assert_setting_refused`] on top of it;
+//!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
+//! - [`with_db`] and [`row_counts`]: look into a database from async test code.
+//! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
 //! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
+//! - [`runtime`]: a two-thread Tokio runtime for a test whose own code is synchronous.
 #![allow(clippy::unwrap_used)]
 
 mod database;
@@ -21,8 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use database::{TestDatabase, pg_base_url};
-pub use process::{ServiceProcess, binary, free_port, http_get_status, http_request, wait_http_ok};
+pub use database::{TestDatabase, pg_base_url, row_counts, with_db};
+pub use process::{
+    KillOnDrop, ServiceProcess, assert_setting_refused, binary, free_port, http_get_status,
+    http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
+};
 pub use proxy::TcpProxy;
 
 /// `redis://127.0.0.1:6379` unless `TEST_REDIS_URL` says otherwise.
@@ -39,6 +48,17 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>() & 0xff_ffff
     )
+}
+
+/// A multi-threaded runtime (two workers) for one test: the test's own code stays
+/// synchronous where it talks to PostgreSQL through the blocking `postgres` client,
+/// and its [`TestDatabase`] is dropped outside any runtime.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Calls `check` every 20 ms until it returns `Some`, or panics after `deadline`

@@ -3,8 +3,8 @@
 use std::{
     fs::File,
     io::{BufRead, BufReader},
-    net::TcpListener,
-    path::PathBuf,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
@@ -30,6 +30,96 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .unwrap()
+}
+
+/// Runs `program` to its exit: without the variables in `clear_vars`, with `env`
+/// added (in order, so a later pair wins), stdin closed and `RUST_BACKTRACE=0`.
+/// Returns its exit code and its stderr; panics if it has not exited within
+/// `deadline`. For "a bad setting stops the binary" tests.
+pub fn run_to_exit(
+    program: &Path,
+    clear_vars: &[&str],
+    env: &[(&str, &str)],
+    deadline: Duration,
+) -> (Option<i32>, String) {
+    let mut command = Command::new(program);
+    for name in clear_vars {
+        command.env_remove(name);
+    }
+    command.env("RUST_BACKTRACE", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()));
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{} with {env:?} did not exit within {deadline:?}",
+                program.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs `program` as [`run_to_exit`] with `var=value` added after `env`, and
+/// asserts that it exits with a non-zero code and a message on stderr that names
+/// `var` and contains `expected`. For "a bad setting stops the binary" tests.
+#[track_caller]
+pub fn assert_setting_refused(
+    program: &Path,
+    clear_vars: &[&str],
+    env: &[(&str, &str)],
+    (var, value, expected): (&str, &str, &str),
+) {
+    let mut env = env.to_vec();
+    env.push((var, value));
+    let (code, stderr) = run_to_exit(program, clear_vars, &env, Duration::from_secs(30));
+    assert!(
+        code.is_some_and(|code| code != 0),
+        "{var}={value:?}: exit {code:?}\n{stderr}"
+    );
+    assert!(stderr.contains(var), "{var}={value:?}: {stderr}");
+    assert!(stderr.contains(expected), "{var}={value:?}: {stderr}");
+}
+
+/// A child process killed on drop if it is still running (a failing test does not
+/// leave it behind).
+pub struct KillOnDrop(pub Child);
+
+impl KillOnDrop {
+    /// SIGTERM (which must be delivered), then waits up to `deadline` for the exit.
+    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill -TERM {}: {killed}", self.0.id());
+        crate::wait_until(deadline, "the process to exit", || {
+            self.0.try_wait().unwrap()
+        })
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// A child process with its stderr/stdout in a log file; killed on drop. When the
@@ -162,6 +252,26 @@ pub fn wait_http_ok(url: &str, deadline: Duration) {
         http_get_status(url)
             .filter(|status| *status == 200)
             .map(|_| ())
+    });
+}
+
+/// The value of `name` (a metric without labels) in the Prometheus text served at
+/// `http://{addr}/metrics`; `None` if it is not there or cannot be read.
+pub fn metric(addr: SocketAddr, name: &str) -> Option<u64> {
+    let (_, body) = http_request("GET", &format!("http://{addr}/metrics"), None)?;
+    let prefix = format!("{name} ");
+    body.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits up to `deadline` until `name` on `http://{addr}/metrics` is at least
+/// `at_least`.
+pub fn wait_for_metric(addr: SocketAddr, name: &str, at_least: u64, deadline: Duration) {
+    crate::wait_until(deadline, &format!("{name} >= {at_least}"), || {
+        metric(addr, name)
+            .is_some_and(|value| value >= at_least)
+            .then_some(())
     });
 }
 

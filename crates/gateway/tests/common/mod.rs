@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use postgres::{Client, NoTls};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use serde_json::Value;
 use settings::{BrokerList, GoDuration};
@@ -12,16 +11,6 @@ use tonic::transport::Channel;
 
 /// A deadline for things that normally take milliseconds, not a timing assert.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A runtime per test, so the test's blocking PostgreSQL checks and its
-/// `TestDatabase` (dropped after the runtime) stay outside async code.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Orders' settings for a test: loopback port-0 listeners, the given database, a
 /// broker address nothing listens on (the relay retries quietly; rows stay unsent).
@@ -160,6 +149,23 @@ impl Gateway {
             .await
     }
 
+    /// Asserts the same error answer from both order routes: `POST /orders` with
+    /// `order`, then `GET /orders/1`.
+    pub async fn assert_order_routes_error(
+        &self,
+        order: &str,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) {
+        self.post("/orders", order)
+            .await
+            .assert_error(status, code, message);
+        self.get("/orders/1")
+            .await
+            .assert_error(status, code, message);
+    }
+
     pub async fn text(&self, path: &str) -> String {
         self.http
             .get(self.url(path))
@@ -184,41 +190,11 @@ pub async fn get_status(url: &str) -> Option<u16> {
     Some(response.status().as_u16())
 }
 
-/// Runs `f` with a fresh connection to `dsn` on a blocking thread.
-pub async fn with_db<T, F>(dsn: &str, f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Client) -> T + Send + 'static,
-{
-    let dsn = dsn.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut client = Client::connect(&dsn, NoTls)
-            .unwrap_or_else(|err| panic!("cannot connect to {dsn}: {err}"));
-        f(&mut client)
-    })
-    .await
-    .unwrap()
-}
-
 /// Rows in `orders`, `order_items` and `events`.
 pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
-    with_db(dsn, |client| {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items),
-                        (SELECT count(*) FROM events)",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    })
-    .await
-}
-
-/// A loopback port nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    let [orders, items, events] =
+        testkit::row_counts(dsn, ["orders", "order_items", "events"]).await;
+    (orders, items, events)
 }
 
 /// Waits until orders' `/readyz` is 200 (the database is migrated and reachable).

@@ -3,7 +3,6 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use postgres::{Client, NoTls};
 use proto::v1::{CreateOrderRequest, Money, OrderItem, orders_service_client::OrdersServiceClient};
 use settings::BrokerList;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -14,17 +13,6 @@ use tonic_health::pb::{
 
 /// Generous: a deadline for things that normally take milliseconds, not a timing assert.
 pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A runtime per test: the test's own code stays synchronous where it talks to
-/// PostgreSQL through the blocking `postgres` client (and drops its `TestDatabase`
-/// outside any runtime).
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Orders' settings for a test: loopback port-0 listeners, the given database, and
 /// a broker address nothing listens on (the relay retries quietly; rows stay unsent).
@@ -120,33 +108,9 @@ pub fn request(user_id: i64, items: Vec<OrderItem>) -> CreateOrderRequest {
     CreateOrderRequest { user_id, items }
 }
 
-/// Runs `f` with a fresh connection to `dsn` on a blocking thread.
-pub async fn with_db<T, F>(dsn: &str, f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Client) -> T + Send + 'static,
-{
-    let dsn = dsn.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut client = Client::connect(&dsn, NoTls)
-            .unwrap_or_else(|err| panic!("cannot connect to {dsn}: {err}"));
-        f(&mut client)
-    })
-    .await
-    .unwrap()
-}
-
 /// Rows in `orders`, `order_items` and `events`.
 pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
-    with_db(dsn, |client| {
-        let row = client
-            .query_one(
-                "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items),
-                        (SELECT count(*) FROM events)",
-                &[],
-            )
-            .unwrap();
-        (row.get(0), row.get(1), row.get(2))
-    })
-    .await
+    let [orders, items, events] =
+        testkit::row_counts(dsn, ["orders", "order_items", "events"]).await;
+    (orders, items, events)
 }
