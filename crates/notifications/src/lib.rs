@@ -22,7 +22,7 @@ pub mod sink;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ops_http::{Health, Metrics};
+use ops_http::{Health, OpsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -93,20 +93,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let sink = RedisSink::new(redis.clone())?;
     let probe_sink = RedisSink::new(redis)?;
 
-    let health = Arc::new(Health::new(&["redis", "broker"]));
-    let metrics = Arc::new(Metrics::new());
-    let handler = StatusHandler::new(sink, HandlerMetrics::register(&metrics));
-    let (health_addr, ops_task) = ops_http::serve(
+    let ops = OpsServer::start(
         config.notifications_health_addr.get(),
-        health.clone(),
-        metrics,
+        &["redis", "broker"],
         shutdown.clone(),
     )
     .await
-    .map_err(|source| StartError::Bind {
-        addr: config.notifications_health_addr.get(),
-        source,
+    .map_err(|err| StartError::Bind {
+        addr: err.addr,
+        source: err.source,
     })?;
+    let health_addr = ops.addr;
+    let health = ops.health.clone();
+    let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
     let brokers = config.kafka_brokers.hosts().to_vec();
     let consumer_config = bus::ConsumerConfig {
@@ -124,7 +123,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         Ok(consumer) => consumer,
         Err(err) => {
             shutdown.cancel();
-            let _ = ops_task.await;
+            ops.stopped().await;
             return Err(StartError::Consumer(err));
         }
     };
@@ -149,7 +148,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             .map_err(|err| StartError::ConsumerFailed(err.to_string()));
         shutdown.cancel();
         let _ = readiness.await;
-        let _ = ops_task.await;
+        ops.stopped().await;
         tracing::info!("notifications stopped");
         result
     });

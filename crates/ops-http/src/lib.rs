@@ -5,8 +5,9 @@
 //!   was reachable at its last check, else 503 naming the ones that are not.
 //! - `GET /metrics`: the [`Metrics`] registry in the Prometheus text format.
 //!
-//! The service's own background checker updates [`Health`]; the handlers only read
-//! it, so a probe never waits on a database.
+//! A service starts them with [`OpsServer::start`], naming its dependencies; its own
+//! background checker updates [`Health`] and the handlers only read it, so a probe
+//! never waits on a database.
 
 mod health;
 mod metrics;
@@ -14,4 +15,4 @@ mod server;
 
 pub use health::Health;
 pub use metrics::{Counter, Gauge, Metrics};
-pub use server::serve;
+pub use server::{BindError, OpsServer, serve};

@@ -8,6 +8,52 @@ use warp::{Filter, http::StatusCode};
 
 use crate::{Health, Metrics};
 
+/// The operations side of a running service: the health of its dependencies, its
+/// metrics, and the server exposing both.
+pub struct OpsServer {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+    task: JoinHandle<()>,
+}
+
+/// The operations port could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl OpsServer {
+    /// Serves `/healthz`, `/readyz` (for `dependencies`, all "not checked yet") and
+    /// `/metrics` on `addr` until `shutdown` is cancelled.
+    pub async fn start(
+        addr: SocketAddr,
+        dependencies: &[&'static str],
+        shutdown: CancellationToken,
+    ) -> Result<Self, BindError> {
+        let health = Arc::new(Health::new(dependencies));
+        let metrics = Arc::new(Metrics::new());
+        let (bound, task) = serve(addr, health.clone(), metrics.clone(), shutdown)
+            .await
+            .map_err(|source| BindError { addr, source })?;
+        Ok(Self {
+            addr: bound,
+            health,
+            metrics,
+            task,
+        })
+    }
+
+    /// Waits for the server to finish (after the shutdown token is cancelled).
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+}
+
 /// Binds `addr` and serves until `shutdown` is cancelled. Returns the bound address
 /// (useful with port 0) and the server task.
 pub async fn serve(

@@ -26,7 +26,7 @@ mod validation;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ops_http::{Health, Metrics};
+use ops_http::{Health, Metrics, OpsServer};
 use proto::v1::orders_service_server::OrdersServiceServer;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -90,24 +90,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let grpc_listener = bind(config.orders_grpc_addr.get()).await?;
     let grpc_addr = local_addr(&grpc_listener, config.orders_grpc_addr.get())?;
 
-    let health = Arc::new(Health::new(&["database"]));
-    let metrics = Arc::new(Metrics::new());
-    let (health_addr, ops_task) = ops_http::serve(
+    let ops = OpsServer::start(
         config.orders_health_addr.get(),
-        health.clone(),
-        metrics.clone(),
+        &["database"],
         shutdown.clone(),
     )
     .await
-    .map_err(|source| StartError::Bind {
-        addr: config.orders_health_addr.get(),
-        source,
+    .map_err(|err| StartError::Bind {
+        addr: err.addr,
+        source: err.source,
     })?;
-
+    let health_addr = ops.addr;
+    let (health, metrics) = (ops.health.clone(), ops.metrics.clone());
     let task = tokio::spawn(async move {
         let result = serve(config, grpc_listener, health, metrics, shutdown.clone()).await;
         shutdown.cancel();
-        let _ = ops_task.await;
+        ops.stopped().await;
         result
     });
     Ok(Running {

@@ -30,7 +30,7 @@ pub mod store;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ops_http::{Health, Metrics};
+use ops_http::{Health, Metrics, OpsServer};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -102,25 +102,23 @@ impl Running {
 /// Binds the operations port and starts the worker in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let config = config.check()?;
-    let health = Arc::new(Health::new(&["database", "broker"]));
-    let metrics = Arc::new(Metrics::new());
-    let handler_metrics = HandlerMetrics::register(&metrics);
-    let (health_addr, ops_task) = ops_http::serve(
+    let ops = OpsServer::start(
         config.payments_health_addr.get(),
-        health.clone(),
-        metrics.clone(),
+        &["database", "broker"],
         shutdown.clone(),
     )
     .await
-    .map_err(|source| StartError::Bind {
-        addr: config.payments_health_addr.get(),
-        source,
+    .map_err(|err| StartError::Bind {
+        addr: err.addr,
+        source: err.source,
     })?;
-
+    let health_addr = ops.addr;
+    let (health, metrics) = (ops.health.clone(), ops.metrics.clone());
+    let handler_metrics = HandlerMetrics::register(&metrics);
     let task = tokio::spawn(async move {
         let result = run(config, health, metrics, handler_metrics, shutdown.clone()).await;
         shutdown.cancel();
-        let _ = ops_task.await;
+        ops.stopped().await;
         tracing::info!("payments stopped");
         result
     });
