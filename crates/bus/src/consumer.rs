@@ -40,6 +40,24 @@ pub struct ConsumerConfig {
     pub client_id: String,
 }
 
+impl ConsumerConfig {
+    /// A worker's usual settings: all partitions, a 1 s long poll (which also bounds
+    /// how long an idle consumer takes to notice shutdown), retries backing off from
+    /// 100 ms to 5 s.
+    pub fn new(brokers: Vec<String>, topic: &str, group: &str, client_id: &str) -> Self {
+        Self {
+            brokers,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            partitions: None,
+            fetch_max_wait: Duration::from_secs(1),
+            retry_backoff_initial: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(5),
+            client_id: client_id.to_owned(),
+        }
+    }
+}
+
 /// One consumed message.
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
@@ -51,6 +69,21 @@ pub struct Message<'a> {
 }
 
 /// Processes messages. `Err` means "transient, try again later".
+/// Longest part of a payload [`Message::payload_preview`] shows.
+const PREVIEW_BYTES: usize = 1024;
+
+impl Message<'_> {
+    /// The start of the value as text, for logging a message that cannot be handled.
+    pub fn payload_preview(&self) -> String {
+        let shown = &self.value[..self.value.len().min(PREVIEW_BYTES)];
+        let mut text = String::from_utf8_lossy(shown).into_owned();
+        if self.value.len() > PREVIEW_BYTES {
+            text.push_str("...");
+        }
+        text
+    }
+}
+
 pub trait Handler: Send + 'static {
     type Error: std::fmt::Display;
     fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;

@@ -12,9 +12,6 @@ use ops_http::{Counter, Metrics};
 
 use crate::sink::{RedisSink, SinkError};
 
-/// Longest part of a poison payload copied into the log.
-const LOGGED_PAYLOAD_BYTES: usize = 1024;
-
 /// The worker's counters.
 #[derive(Debug, Clone)]
 pub struct HandlerMetrics {
@@ -68,7 +65,7 @@ impl bus::Handler for StatusHandler {
                     partition = message.partition,
                     offset = message.offset,
                     key = %String::from_utf8_lossy(message.key),
-                    payload = %lossy_prefix(message.value),
+                    payload = %message.payload_preview(),
                     %reason,
                     "dead letter: poison PaymentStatus skipped"
                 );
@@ -95,14 +92,4 @@ impl bus::Handler for StatusHandler {
         );
         Ok(())
     }
-}
-
-/// The start of a payload as text, for the log.
-pub(crate) fn lossy_prefix(payload: &[u8]) -> String {
-    let shown = &payload[..payload.len().min(LOGGED_PAYLOAD_BYTES)];
-    let mut text = String::from_utf8_lossy(shown).into_owned();
-    if payload.len() > LOGGED_PAYLOAD_BYTES {
-        text.push_str("...");
-    }
-    text
 }

@@ -34,11 +34,6 @@ pub use sink::{RedisSettings, RedisSink, SinkError};
 pub const CLIENT_ID: &str = "notifications";
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an idle poll waits at the broker; also bounds how long an idle
-/// consumer takes to notice shutdown.
-const FETCH_MAX_WAIT: Duration = Duration::from_secs(1);
-const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -109,14 +104,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let brokers = config.kafka_brokers.hosts().to_vec();
     let consumer_config = bus::ConsumerConfig {
-        brokers: brokers.clone(),
-        topic: config.topic().to_owned(),
-        group: config.kafka_consumer_group.clone(),
         partitions: config.kafka_partitions.selected(),
-        fetch_max_wait: FETCH_MAX_WAIT,
-        retry_backoff_initial: RETRY_BACKOFF_INITIAL,
-        retry_backoff_max: RETRY_BACKOFF_MAX,
-        client_id: CLIENT_ID.to_owned(),
+        ..bus::ConsumerConfig::new(
+            brokers.clone(),
+            config.topic(),
+            &config.kafka_consumer_group,
+            CLIENT_ID,
+        )
     };
     let bus_shutdown = bus::Shutdown::new();
     let consumer = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {

@@ -69,6 +69,7 @@ pub fn spawn_relay(
         shutdown,
         producer: None,
         listener: None,
+        backlog_counted_at: None,
     };
     let thread = thread::Builder::new()
         .name("outbox-relay".to_owned())
@@ -85,7 +86,12 @@ struct Relay {
     published: Counter,
     failures: Counter,
     backlog: Gauge,
+    backlog_counted_at: Option<Instant>,
 }
+
+/// The backlog gauge is refreshed at most this often: under steady load the relay
+/// goes idle after nearly every batch, and a count per wake-up would double its queries.
+const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
 
 /// Longest single sleep, so shutdown is noticed promptly.
 const SLICE: Duration = Duration::from_millis(200);
@@ -216,7 +222,14 @@ impl Relay {
         }
     }
 
-    fn update_backlog(&self) {
+    fn update_backlog(&mut self) {
+        if self
+            .backlog_counted_at
+            .is_some_and(|at| at.elapsed() < BACKLOG_REFRESH)
+        {
+            return;
+        }
+        self.backlog_counted_at = Some(Instant::now());
         if let Ok(count) = self.table.backlog() {
             self.backlog.set(count);
         }

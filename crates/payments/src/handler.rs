@@ -18,9 +18,6 @@ use crate::{
     store::{BatchItem, Origin, PaymentStore, ProcessError, Processed, StoreError},
 };
 
-/// Longest part of a poison payload copied into the log (the table keeps it all).
-const LOGGED_PAYLOAD_BYTES: usize = 1024;
-
 /// The worker's counters.
 #[derive(Debug, Clone)]
 pub struct HandlerMetrics {
@@ -88,7 +85,7 @@ impl<P: PaymentProvider> OrderHandler<P> {
             partition = message.partition,
             offset = message.offset,
             key = %String::from_utf8_lossy(message.key),
-            payload = %lossy_prefix(message.value),
+            payload = %message.payload_preview(),
             %reason,
             "dead letter: poison OrderCreated stored in dead_letters and skipped"
         );
@@ -240,14 +237,4 @@ fn origin<'a>(message: &bus::Message<'a>) -> Origin<'a> {
         partition: message.partition,
         offset: message.offset,
     }
-}
-
-/// The start of a payload as text, for the log.
-fn lossy_prefix(payload: &[u8]) -> String {
-    let shown = &payload[..payload.len().min(LOGGED_PAYLOAD_BYTES)];
-    let mut text = String::from_utf8_lossy(shown).into_owned();
-    if payload.len() > LOGGED_PAYLOAD_BYTES {
-        text.push_str("...");
-    }
-    text
 }

@@ -52,11 +52,6 @@ pub fn migrations() -> refinery::Runner {
 pub const CLIENT_ID: &str = "payments";
 const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long an idle poll waits at the broker; also bounds how long an idle
-/// consumer takes to notice shutdown.
-const FETCH_MAX_WAIT: Duration = Duration::from_secs(1);
-const RETRY_BACKOFF_INITIAL: Duration = Duration::from_millis(100);
-const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long the broker may take to acknowledge a relay batch.
 const RELAY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -163,14 +158,13 @@ async fn run(
     };
 
     let consumer_config = bus::ConsumerConfig {
-        brokers,
-        topic: config.kafka_topic_order.clone(),
-        group: config.kafka_consumer_group.clone(),
         partitions: config.kafka_partitions.selected(),
-        fetch_max_wait: FETCH_MAX_WAIT,
-        retry_backoff_initial: RETRY_BACKOFF_INITIAL,
-        retry_backoff_max: RETRY_BACKOFF_MAX,
-        client_id: CLIENT_ID.to_owned(),
+        ..bus::ConsumerConfig::new(
+            brokers,
+            &config.kafka_topic_order,
+            &config.kafka_consumer_group,
+            CLIENT_ID,
+        )
     };
     let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
     let bus_shutdown = bus::Shutdown::new();
