@@ -129,7 +129,7 @@ impl Platform {
         ] {
             wait_http_ok(&format!("http://{health}/readyz"), READY);
         }
-        Self {
+        let mut platform = Self {
             orders_db,
             payments_db,
             redis_prefix,
@@ -142,7 +142,19 @@ impl Platform {
             _gateway: gateway,
             _broker_dir: broker_dir,
             _payments_db_proxy: payments_db_proxy,
+        };
+        // The ready answers must have come from these processes, not from something
+        // else on their ports.
+        for process in [
+            &mut platform.broker,
+            &mut platform.orders,
+            &mut platform.payments,
+            &mut platform.notifications,
+            &mut platform._gateway,
+        ] {
+            process.assert_running();
         }
+        platform
     }
 
     /// `POST /orders` with one item; returns the order id.

@@ -48,6 +48,7 @@ fn stack_runs_the_platform_and_stops_cleanly_on_sigterm() {
     ] {
         wait_http_ok(&format!("http://{health}/readyz"), Duration::from_secs(60));
     }
+    stack.assert_running();
 
     let (status, body) = http_request(
         "POST",

@@ -1,11 +1,13 @@
 //! Service binaries run as real processes, the way a user runs them.
 
 use std::{
+    collections::BTreeSet,
     fs::File,
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -24,12 +26,21 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A port that was free a moment ago (bind to 0, read it, release it).
+/// A loopback port that is free now and was not handed out before by this process.
+/// Picked at random below Linux's ephemeral range (32768 and up): binding port 0
+/// and releasing it tends to give the same port to the next caller, so two
+/// services of one test could be handed one port, and a random pick also makes a
+/// clash with another test process unlikely.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
 }
 
 /// Runs `program` to its exit: without the variables in `clear_vars`, with `env`
@@ -170,6 +181,14 @@ impl ServiceProcess {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {name}: {err}"))
+    }
+
+    /// Panics, showing its log, if the process has exited (e.g. it could not bind
+    /// its port), so a test does not go on against something else.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited early with {status}:\n{}", self.name, self.log());
+        }
     }
 
     pub fn pid(&self) -> u32 {
