@@ -5,7 +5,7 @@ use anyhow::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifecycle::init_logging();
+    lifecycle::init_logging()?;
     let config = gateway::Config::from_env().context("invalid configuration")?;
     let shutdown = lifecycle::shutdown_on_signal();
     let running = gateway::start(config, shutdown).await?;

@@ -1,22 +1,78 @@
 //! What every service binary does around its library's `start`: set up logging
-//! ([`init_logging`], `RUST_LOG` filters, default `info`) and turn SIGTERM or
-//! Ctrl-C into a cancelled [`CancellationToken`] ([`shutdown_on_signal`]) that the
-//! service watches to stop taking work, finish what it holds and exit 0.
+//! ([`init_logging`]: `RUST_LOG` filters, default `info`; `LOG_FORMAT` `text` or
+//! `json`) and turn SIGTERM or Ctrl-C into a cancelled [`CancellationToken`]
+//! ([`shutdown_on_signal`]) that the service watches to stop taking work, finish
+//! what it holds and exit 0.
 
 use std::io::IsTerminal;
 
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Logs to stderr; `RUST_LOG` (e.g. `info,orders=debug`) chooses what is shown.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// The environment variables [`init_logging`] reads, in every binary.
+pub const ENV_VARS: &[&str] = &[LOG_FILTER_VAR, LOG_FORMAT_VAR];
+
+const LOG_FILTER_VAR: &str = "RUST_LOG";
+const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
+
+/// A logging setting the process cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("{LOG_FORMAT_VAR} = {0:?}: expected `text` or `json`")]
+    Format(String),
+    #[error(
+        "{LOG_FILTER_VAR} = {value:?}: not a log filter such as `info` or `info,orders=debug`: {reason}"
+    )]
+    Filter { value: String, reason: String },
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses a `LOG_FORMAT` value; empty means the default.
+    pub fn parse(value: &str) -> Result<Self, LoggingError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err(LoggingError::Format(value.to_owned())),
+        }
+    }
+}
+
+/// Logs to stderr. `RUST_LOG` (e.g. `info,orders=debug`) chooses what is shown,
+/// `LOG_FORMAT` how (`text`, the default, or `json`). An invalid value of either is
+/// an error that names it, so a typo does not silently change what is logged.
+pub fn init_logging() -> Result<(), LoggingError> {
+    let filter = match std::env::var(LOG_FILTER_VAR) {
+        Ok(value) if !value.trim().is_empty() => {
+            EnvFilter::try_new(&value).map_err(|err| LoggingError::Filter {
+                value,
+                reason: err.to_string(),
+            })?
+        }
+        _ => EnvFilter::new("info"),
+    };
+    let format = LogFormat::parse(&std::env::var(LOG_FORMAT_VAR).unwrap_or_default())?;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in log files or collectors.
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests that start several services in one process)
+    // keeps the first subscriber, which is what they want.
+    let _ = match format {
+        LogFormat::Text => builder
+            // Colours only for a person at a terminal, not in log files or collectors.
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).try_init(),
+    };
+    Ok(())
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT. Must be called inside a
@@ -52,4 +108,18 @@ async fn wait_for_signal() {
 #[cfg(not(unix))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_accepts_text_and_json_in_any_case_and_names_the_variable_otherwise() {
+        assert_eq!(LogFormat::parse("").unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse("TEXT").unwrap(), LogFormat::Text);
+        assert_eq!(LogFormat::parse(" json ").unwrap(), LogFormat::Json);
+        let err = LogFormat::parse("yaml").unwrap_err().to_string();
+        assert_eq!(err, "LOG_FORMAT = \"yaml\": expected `text` or `json`");
+    }
 }

@@ -34,7 +34,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifecycle::init_logging();
+    lifecycle::init_logging()?;
     let args = Args::parse();
     let shutdown = lifecycle::shutdown_on_signal();
 

@@ -9,9 +9,6 @@ fn repository_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Variables every service reads besides its own configuration (logging filter).
-const COMMON: &[&str] = &["RUST_LOG"];
-
 #[test]
 fn compose_images_are_the_flakes_and_its_variables_are_read_by_the_services() {
     let root = repository_root();
@@ -44,7 +41,8 @@ fn compose_images_are_the_flakes_and_its_variables_are_read_by_the_services() {
         let known = read_by[service.as_str()];
         for variable in variables {
             assert!(
-                known.contains(&variable.as_str()) || COMMON.contains(&variable.as_str()),
+                known.contains(&variable.as_str())
+                    || lifecycle::ENV_VARS.contains(&variable.as_str()),
                 "docker-compose.yaml sets {variable} for {service}, which {service} does not read"
             );
         }
