@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a fresh Debian machine with the
-# Rust toolchain: the real clients the tests drive (kcat, grpcurl, cargo-nextest)
+# Rust toolchain: the real clients the tests drive (kcat, grpcurl, schemathesis,
+# cargo-nextest)
 # and, if they are not running, local PostgreSQL and Redis. Idempotent.
 set -euo pipefail
 
@@ -31,6 +32,13 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
   python3 -m pip install -q pyyaml
 fi
 
+# Pinned: the gateway's OpenAPI test relies on its checks and its config file format.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI; the gateway's OpenAPI test runs it)"
+  python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "installing cargo-nextest"
   cargo install --locked cargo-nextest
@@ -58,6 +66,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(cargo nextest --version | head -1)"
+log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(schemathesis --version), $(cargo nextest --version | head -1)"
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping

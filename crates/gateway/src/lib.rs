@@ -9,8 +9,9 @@
 //! - [`errors`]: one error shape, `{"error", "code"}`, and the gRPC code -> HTTP
 //!   status mapping; 4xx messages from orders pass through, 5xx ones are generic;
 //! - [`routes`]: the warp routes (`POST /orders`, `GET /orders/{id}`, `/healthz`,
-//!   `/readyz`, `/metrics`), the 1 MiB body limit, the per-call deadline, and the
-//!   `recover` that turns routing failures (404, 405) into the same JSON errors;
+//!   `/readyz`, `/metrics`, `/openapi.yaml`), the 1 MiB body limit, the per-call
+//!   deadline, 405 with `Allow`, and the `recover` that turns routing failures into
+//!   the same JSON errors;
 //! - this module: [`start`] binds the HTTP port, builds a channel to orders that
 //!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
 //!   down; calls then get 503 and `/readyz` says not ready), and serves until the

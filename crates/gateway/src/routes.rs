@@ -7,10 +7,12 @@
 //! | `GET /healthz`     | 200 while the process serves                                |
 //! | `GET /readyz`      | orders' `grpc.health.v1.Health/Check`: 200 only if SERVING  |
 //! | `GET /metrics`     | Prometheus text: requests by status class                   |
+//! | `GET /openapi.yaml`| this API's OpenAPI 3.0 description ([`OPENAPI`])            |
 //!
-//! Handlers never reject: they answer with the result or an [`ApiError`]. Only
-//! routing rejects (unknown path -> 404, known path with another method -> 405), and
-//! [`handle_rejection`] turns those into the same JSON error body.
+//! Handlers never reject: they answer with the result or an [`ApiError`]. A known
+//! path with another method is 405 with the `Allow` header ([`allowed_methods`]);
+//! an unknown path is rejected, and [`handle_rejection`] turns that into a 404 with
+//! the same JSON error body.
 
 use std::{convert::Infallible, pin::pin, sync::Arc, time::Duration};
 
@@ -24,7 +26,10 @@ use tonic_health::pb::{
 };
 use warp::{
     Buf, Filter, Rejection, Reply, Stream,
-    http::StatusCode,
+    http::{
+        StatusCode,
+        header::{self, HeaderValue},
+    },
     reject::{InvalidHeader, MethodNotAllowed},
     reply::Response,
 };
@@ -41,6 +46,9 @@ pub const MAX_BODY: u64 = 1024 * 1024;
 const DRAIN_LIMIT: u64 = 16 * MAX_BODY;
 /// The service name orders reports its health under.
 pub const ORDERS_SERVICE: &str = "orders.v1.OrdersService";
+/// The OpenAPI description of these routes, served at `GET /openapi.yaml`; the
+/// schemathesis test checks real answers against it.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
 /// What the handlers share: the lazily connected channel to orders and the deadline.
 #[derive(Clone)]
@@ -201,6 +209,43 @@ where
     if over { Err(too_large()) } else { Ok(data) }
 }
 
+/// The methods a known path answers (the `Allow` header of its 405), or `None` for
+/// a path no route serves.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["orders"] | ["orders", ""] => Some("POST"),
+        ["orders", _] => Some("GET"),
+        ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.yaml"] => Some("GET"),
+        _ => None,
+    }
+}
+
+/// 405 for a known path asked with a method it does not answer, naming the ones it
+/// does in `Allow` (RFC 9110 requires it). Other requests pass on as not found.
+async fn method_not_allowed(
+    path: warp::path::FullPath,
+    method: warp::http::Method,
+) -> Result<Response, Rejection> {
+    match allowed_methods(path.as_str()) {
+        Some(allow) if !allow.split(", ").any(|allowed| allowed == method.as_str()) => {
+            let mut response = ApiError::with_status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Code::Unimplemented,
+                "method not allowed on this path",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            Ok(response)
+        }
+        // The method is allowed: an earlier route refused the request for another
+        // reason (a bad header), which warp reports in preference to "not found".
+        _ => Err(warp::reject::not_found()),
+    }
+}
+
 /// Routing failures as JSON errors: 404 for an unknown path, 405 for a known path
 /// with another method. Anything else is a bug in the routes: 500, logged.
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
@@ -245,6 +290,12 @@ pub fn routes(
         .and(warp::get())
         .and(with_gateway)
         .then(|gateway: Gateway| gateway.readiness());
+    let openapi = warp::path!("openapi.yaml").and(warp::get()).map(|| {
+        warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()
+    });
+    let other_methods = warp::path::full()
+        .and(warp::method())
+        .and_then(method_not_allowed);
     let render = metrics.clone();
     let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
         warp::reply::with_header(render.render(), "content-type", "text/plain; version=0.0.4")
@@ -289,6 +340,10 @@ pub fn routes(
         .or(readyz)
         .unify()
         .or(metrics_route)
+        .unify()
+        .or(openapi)
+        .unify()
+        .or(other_methods)
         .unify()
         .recover(handle_rejection)
         .unify()

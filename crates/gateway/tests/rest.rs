@@ -253,18 +253,33 @@ fn bad_ids_unknown_orders_paths_and_methods() {
             .await
             .assert_error(404, "NotFound", "order 424242 not found");
 
-        for (method, path) in [
-            ("DELETE", "/orders/1"),
-            ("PUT", "/orders/1"),
-            ("POST", "/orders/1"),
-            ("GET", "/orders"),
-            ("GET", "/orders/"),
-            ("PATCH", "/orders"),
-            ("POST", "/healthz"),
-            ("DELETE", "/readyz"),
+        for (method, path, allow) in [
+            ("DELETE", "/orders/1", "GET"),
+            ("PUT", "/orders/1", "GET"),
+            ("POST", "/orders/1", "GET"),
+            ("HEAD", "/orders/1", "GET"),
+            ("GET", "/orders", "POST"),
+            ("GET", "/orders/", "POST"),
+            ("PATCH", "/orders", "POST"),
+            ("POST", "/healthz", "GET"),
+            ("DELETE", "/readyz", "GET"),
+            ("PUT", "/metrics", "GET"),
+            ("POST", "/openapi.yaml", "GET"),
         ] {
             let answer = gateway.send(method, path, None).await;
-            answer.assert_error(405, "Unimplemented", "method not allowed on this path");
+            if method != "HEAD" {
+                answer.assert_error(405, "Unimplemented", "method not allowed on this path");
+            }
+            assert_eq!(
+                (answer.status, answer.allow.as_deref()),
+                (405, Some(allow)),
+                "{method} {path}"
+            );
+        }
+        for method in ["GET", "DELETE"] {
+            let answer = gateway.send(method, "/nope", None).await;
+            answer.assert_error(404, "NotFound", "no such endpoint");
+            assert_eq!(answer.allow, None);
         }
         for path in ["/", "/nope", "/orders/1/items", "/v1/orders"] {
             gateway
@@ -283,7 +298,7 @@ fn bad_ids_unknown_orders_paths_and_methods() {
         let metrics = gateway.text("/metrics").await;
         for line in [
             "gateway_http_responses_2xx_total 2",
-            "gateway_http_responses_4xx_total 19",
+            "gateway_http_responses_4xx_total 24",
         ] {
             assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
         }

@@ -71,11 +71,13 @@ pub struct Gateway {
     _stop: DropGuard,
 }
 
-/// An HTTP answer: status and JSON body (`Value::Null` if the body is not JSON).
+/// An HTTP answer: status, JSON body (`Value::Null` if the body is not JSON) and the
+/// `Allow` header, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub status: u16,
     pub body: Value,
+    pub allow: Option<String>,
 }
 
 impl Answer {
@@ -133,10 +135,15 @@ impl Gateway {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        let allow = response
+            .headers()
+            .get("allow")
+            .map(|value| value.to_str().unwrap().to_owned());
         let bytes = response.bytes().await.unwrap();
         Answer {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            allow,
         }
     }
 
