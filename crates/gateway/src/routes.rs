@@ -6,7 +6,7 @@
 //! | `GET /orders/{id}` | `GetOrder`                                                  |
 //! | `GET /healthz`     | 200 while the process serves                                |
 //! | `GET /readyz`      | orders' `grpc.health.v1.Health/Check`: 200 only if SERVING  |
-//! | `GET /metrics`     | Prometheus text: requests by status class                   |
+//! | `GET /metrics`     | Prometheus text: requests by status class, order latency    |
 //! | `GET /openapi.yaml`| this API's OpenAPI 3.0 description ([`OPENAPI`])            |
 //!
 //! Handlers never reject: they answer with the result or an [`ApiError`]. A known
@@ -315,8 +315,15 @@ pub fn routes(
         "gateway_http_responses_5xx_total",
         "HTTP responses with a 5xx status (orders unavailable, slow or failing).",
     );
+    let order_latency = metrics.histogram(
+        "gateway_order_request_duration_seconds",
+        "Time to answer requests under /orders (POST /orders, GET /orders/{id}), the call to orders included.",
+    );
     let count = warp::log::custom(move |info| {
         requests.inc();
+        if info.path().starts_with("/orders") {
+            order_latency.observe(info.elapsed());
+        }
         match info.status().as_u16() / 100 {
             2 => ok.inc(),
             4 => client_errors.inc(),

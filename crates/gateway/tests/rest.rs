@@ -299,6 +299,8 @@ fn bad_ids_unknown_orders_paths_and_methods() {
         for line in [
             "gateway_http_responses_2xx_total 2",
             "gateway_http_responses_4xx_total 24",
+            // Every request above under /orders: 7 bad or unknown ids, 7 other methods, 1 unknown path.
+            "gateway_order_request_duration_seconds_count 15",
         ] {
             assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
         }

@@ -14,5 +14,5 @@ mod metrics;
 mod server;
 
 pub use health::Health;
-pub use metrics::{Counter, Gauge, Metrics};
+pub use metrics::{Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics};
 pub use server::{BindError, OpsServer, serve};

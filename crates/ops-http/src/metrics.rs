@@ -1,4 +1,5 @@
-//! A minimal Prometheus registry: named counters and gauges, rendered as text.
+//! A minimal Prometheus registry: named counters, gauges and latency histograms,
+//! rendered as text.
 
 use std::{
     fmt::Write as _,
@@ -6,6 +7,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicI64, AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 /// A monotonically increasing count.
@@ -40,10 +42,67 @@ impl Gauge {
     }
 }
 
+/// Upper bounds, in seconds, of the latency buckets: 1 ms to 30 s, so both a
+/// millisecond outbox hop and a request stuck behind a timeout land in a bucket.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A distribution of durations in [`LATENCY_BUCKETS`] (plus one for anything
+/// longer), with their count and sum: Prometheus computes quantiles from it
+/// (`histogram_quantile(0.99, rate(<name>_bucket[5m]))`).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram(Arc<HistogramCells>);
+
+#[derive(Debug, Default)]
+struct HistogramCells {
+    /// Per bucket, not cumulative (one atomic add per observation); the last cell
+    /// counts what is above the largest bound.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// How many durations were observed.
+    pub fn count(&self) -> u64 {
+        self.0
+            .buckets
+            .iter()
+            .map(|bucket| bucket.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn render(&self, name: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.0.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.0.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
+        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {sum}\n{name}_count {cumulative}"
+        );
+    }
+}
+
 #[derive(Debug)]
 enum Instrument {
     Counter(Counter),
     Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 /// The service's metrics; register once at start-up, update from anywhere.
@@ -69,6 +128,13 @@ impl Metrics {
         gauge
     }
 
+    /// A latency histogram; by convention `name` ends in `_seconds`.
+    pub fn histogram(&self, name: &'static str, help: &'static str) -> Histogram {
+        let histogram = Histogram::default();
+        self.register(name, help, Instrument::Histogram(histogram.clone()));
+        histogram
+    }
+
     fn register(&self, name: &'static str, help: &'static str, instrument: Instrument) {
         let mut instruments = self
             .instruments
@@ -85,14 +151,21 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::new();
         for (name, help, instrument) in instruments.iter() {
-            let (kind, value) = match instrument {
-                Instrument::Counter(counter) => ("counter", counter.get().to_string()),
-                Instrument::Gauge(gauge) => ("gauge", gauge.get().to_string()),
+            let kind = match instrument {
+                Instrument::Counter(_) => "counter",
+                Instrument::Gauge(_) => "gauge",
+                Instrument::Histogram(_) => "histogram",
             };
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            match instrument {
+                Instrument::Counter(counter) => {
+                    let _ = writeln!(out, "{name} {}", counter.get());
+                }
+                Instrument::Gauge(gauge) => {
+                    let _ = writeln!(out, "{name} {}", gauge.get());
+                }
+                Instrument::Histogram(histogram) => histogram.render(name, &mut out),
+            }
         }
         out
     }
@@ -114,5 +187,30 @@ mod tests {
             "# HELP orders_created_total Orders created.\n# TYPE orders_created_total counter\norders_created_total 3\n\
              # HELP outbox_backlog Unsent outbox rows.\n# TYPE outbox_backlog gauge\noutbox_backlog -2\n"
         );
+    }
+
+    #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let metrics = Metrics::new();
+        let delay = metrics.histogram("delay_seconds", "Delays.");
+        for millis in [1, 3, 3, 40, 60_000] {
+            delay.observe(Duration::from_millis(millis));
+        }
+        assert_eq!(delay.count(), 5);
+        let text = metrics.render();
+        for line in [
+            "# TYPE delay_seconds histogram",
+            "delay_seconds_bucket{le=\"0.001\"} 1",
+            "delay_seconds_bucket{le=\"0.0025\"} 1",
+            "delay_seconds_bucket{le=\"0.005\"} 3",
+            "delay_seconds_bucket{le=\"0.025\"} 3",
+            "delay_seconds_bucket{le=\"0.05\"} 4",
+            "delay_seconds_bucket{le=\"30\"} 4",
+            "delay_seconds_bucket{le=\"+Inf\"} 5",
+            "delay_seconds_sum 60.047",
+            "delay_seconds_count 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
     }
 }

@@ -57,13 +57,24 @@ impl OutboxTable {
         Ok(events)
     }
 
-    pub fn mark_sent(&self, event_ids: &[i64]) -> Result<(), RelayError> {
+    /// Marks the rows published and returns, per row, how long it waited from its
+    /// insert to now (both read from the database clock, so host clocks do not matter).
+    pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, RelayError> {
         let mut client = self.pool.get()?;
-        client.execute(
-            "UPDATE events SET sent_at = now(), claimed_until = NULL WHERE event_id = ANY($1)",
+        let rows = client.query(
+            "UPDATE events SET sent_at = now(), claimed_until = NULL WHERE event_id = ANY($1)
+             RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
             &[&event_ids],
         )?;
-        Ok(())
+        rows.iter()
+            .map(|row| {
+                let seconds: f64 = row.try_get(0)?;
+                // A negative or absurd value cannot come from one clock; keep it out of
+                // the histogram's sum rather than fail the batch.
+                Ok(Duration::try_from_secs_f64(seconds).unwrap_or_default())
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(RelayError::from)
     }
 
     /// Gives rows back at once after a failed publish, instead of waiting out the lease.

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ops_http::{Counter, Gauge, Metrics};
+use ops_http::{Counter, Gauge, Histogram, Metrics};
 use pgsetup::Pool;
 use postgres::{Client, NoTls, fallible_iterator::FallibleIterator};
 use tokio_util::sync::CancellationToken;
@@ -65,6 +65,10 @@ pub fn spawn_relay(
             "Failed relay attempts (database or broker); each is retried.",
         ),
         backlog: metrics.gauge("outbox_backlog", "Outbox events not yet published."),
+        publish_delay: metrics.histogram(
+            "outbox_publish_delay_seconds",
+            "Time from an event's insert to its publish being acknowledged by Kafka.",
+        ),
         config,
         shutdown,
         producer: None,
@@ -86,6 +90,7 @@ struct Relay {
     published: Counter,
     failures: Counter,
     backlog: Gauge,
+    publish_delay: Histogram,
     backlog_counted_at: Option<Instant>,
 }
 
@@ -141,7 +146,9 @@ impl Relay {
             }
             return Err(err);
         }
-        self.table.mark_sent(&ids)?;
+        for delay in self.table.mark_sent(&ids)? {
+            self.publish_delay.observe(delay);
+        }
         self.published.add(ids.len() as u64);
         tracing::debug!(count = ids.len(), first = ids[0], "published outbox events");
         Ok(ids.len())

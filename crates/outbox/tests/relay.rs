@@ -108,11 +108,12 @@ fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
     let (db, pool) = outbox_database();
     let topic = unique_name("order-topic");
     let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
     // A long poll interval: only NOTIFY can make the relay this prompt.
     let relay = outbox::spawn_relay(
         relay_config(&db, vec![broker.bootstrap()], Duration::from_secs(3600)),
         pool,
-        &Metrics::new(),
+        &metrics,
         shutdown.clone(),
     )
     .unwrap();
@@ -134,6 +135,13 @@ fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
         );
     }
     assert_eq!(ids.len(), 5);
+    // Each published event's wait from insert to acknowledged publish is recorded.
+    wait_until(DEADLINE, "publish metrics updated", || {
+        let text = metrics.render();
+        (text.contains("\noutbox_published_total 5\n")
+            && text.contains("\noutbox_publish_delay_seconds_count 5\n"))
+        .then_some(())
+    });
     shutdown.cancel();
     relay.join();
 }
