@@ -1,12 +1,16 @@
-//! `orders.v1.OrdersService` over the [`OrderStore`].
+//! `orders.v1.OrdersService` over the [`OrderStore`], with per-call metrics.
 
+use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, Money, Order,
     OrderItem, OrderStatus, orders_service_server::OrdersService,
 };
-use std::sync::{Arc, OnceLock};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::{
     store::{OrderStore, StoreError, StoredOrder},
@@ -19,11 +23,77 @@ pub type StoreSlot = Arc<OnceLock<OrderStore>>;
 
 pub struct OrdersApi {
     store: StoreSlot,
+    metrics: CallMetrics,
+}
+
+/// What `/metrics` shows about the gRPC calls, whoever makes them (the gateway or a
+/// direct gRPC client).
+struct CallMetrics {
+    create_duration: Histogram,
+    get_duration: Histogram,
+    created: Counter,
+    refused: Counter,
+    failed: Counter,
+}
+
+impl CallMetrics {
+    fn new(metrics: &Metrics) -> Self {
+        Self {
+            create_duration: metrics.histogram(
+                "orders_create_order_duration_seconds",
+                "Time to answer CreateOrder, whatever the outcome.",
+            ),
+            get_duration: metrics.histogram(
+                "orders_get_order_duration_seconds",
+                "Time to answer GetOrder, whatever the outcome.",
+            ),
+            created: metrics.counter("orders_created_total", "Orders stored by CreateOrder."),
+            refused: metrics.counter(
+                "orders_calls_refused_total",
+                "Calls refused for the caller's mistake (INVALID_ARGUMENT, NOT_FOUND).",
+            ),
+            failed: metrics.counter(
+                "orders_calls_failed_total",
+                "Calls that failed on this side (UNAVAILABLE, INTERNAL, ...).",
+            ),
+        }
+    }
+
+    fn record<T>(&self, duration: &Histogram, started: Instant, result: &Result<T, Status>) {
+        duration.observe(started.elapsed());
+        match result.as_ref().map_err(Status::code) {
+            Ok(_) => {}
+            Err(Code::InvalidArgument | Code::NotFound) => self.refused.inc(),
+            Err(_) => self.failed.inc(),
+        }
+    }
 }
 
 impl OrdersApi {
-    pub fn new(store: StoreSlot) -> Self {
-        Self { store }
+    pub fn new(store: StoreSlot, metrics: &Metrics) -> Self {
+        Self {
+            store,
+            metrics: CallMetrics::new(metrics),
+        }
+    }
+
+    async fn create(&self, request: &CreateOrderRequest) -> Result<i64, Status> {
+        let order = validate(request).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let order_id = self.with_store(move |store| store.create(&order)).await?;
+        tracing::debug!(order_id, "order created");
+        Ok(order_id)
+    }
+
+    async fn get(&self, order_id: i64) -> Result<Order, Status> {
+        if order_id <= 0 {
+            return Err(Status::invalid_argument(format!(
+                "order_id must be positive, got {order_id}"
+            )));
+        }
+        match self.with_store(move |store| store.get(order_id)).await? {
+            Some(order) => Ok(to_proto(order)),
+            None => Err(Status::not_found(format!("order {order_id} not found"))),
+        }
     }
 
     /// Runs a blocking store call off the async runtime.
@@ -64,10 +134,12 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
-        let order =
-            validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let order_id = self.with_store(move |store| store.create(&order)).await?;
-        tracing::debug!(order_id, "order created");
+        let started = Instant::now();
+        let result = self.create(request.get_ref()).await;
+        self.metrics
+            .record(&self.metrics.create_duration, started, &result);
+        let order_id = result?;
+        self.metrics.created.inc();
         Ok(Response::new(CreateOrderResponse { order_id }))
     }
 
@@ -75,18 +147,13 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
-        let order_id = request.get_ref().order_id;
-        if order_id <= 0 {
-            return Err(Status::invalid_argument(format!(
-                "order_id must be positive, got {order_id}"
-            )));
-        }
-        match self.with_store(move |store| store.get(order_id)).await? {
-            Some(order) => Ok(Response::new(GetOrderResponse {
-                order: Some(to_proto(order)),
-            })),
-            None => Err(Status::not_found(format!("order {order_id} not found"))),
-        }
+        let started = Instant::now();
+        let result = self.get(request.get_ref().order_id).await;
+        self.metrics
+            .record(&self.metrics.get_duration, started, &result);
+        Ok(Response::new(GetOrderResponse {
+            order: Some(result?),
+        }))
     }
 }
 

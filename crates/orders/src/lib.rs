@@ -157,6 +157,7 @@ async fn serve(
     let server = tonic::transport::Server::builder()
         .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(
             store_slot.clone(),
+            &metrics,
         )))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -199,3 +199,51 @@ fn get_order_unknown_is_not_found_and_bad_ids_are_invalid() {
         orders.stop().await;
     });
 }
+
+#[test]
+fn every_call_is_counted_by_outcome_and_timed_on_metrics() {
+    let db = TestDatabase::new("orders");
+    runtime().block_on(async {
+        let orders = Orders::start_serving(config(db.dsn())).await;
+        let mut client = orders.client().await;
+        for user_id in [1, 2] {
+            client
+                .create_order(request(user_id, vec![item(1, 1, 100)]))
+                .await
+                .unwrap();
+        }
+        let refused = client.create_order(request(0, vec![item(1, 1, 100)])).await;
+        assert_eq!(refused.unwrap_err().code(), Code::InvalidArgument);
+        client
+            .get_order(GetOrderRequest { order_id: 1 })
+            .await
+            .unwrap();
+        let unknown = client.get_order(GetOrderRequest { order_id: 999 }).await;
+        assert_eq!(unknown.unwrap_err().code(), Code::NotFound);
+
+        let health_addr = orders.health_addr;
+        let metrics = tokio::task::spawn_blocking(move || {
+            [
+                "orders_created_total",
+                "orders_calls_refused_total",
+                "orders_calls_failed_total",
+                "orders_create_order_duration_seconds_count",
+                "orders_get_order_duration_seconds_count",
+            ]
+            .map(|name| (name, testkit::metric(health_addr, name)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            metrics,
+            [
+                ("orders_created_total", Some(2)),
+                ("orders_calls_refused_total", Some(2)),
+                ("orders_calls_failed_total", Some(0)),
+                ("orders_create_order_duration_seconds_count", Some(3)),
+                ("orders_get_order_duration_seconds_count", Some(2)),
+            ]
+        );
+        orders.stop().await;
+    });
+}

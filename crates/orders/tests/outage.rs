@@ -36,6 +36,13 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
             assert_eq!(status.message(), "database unavailable, retry later");
         }
+        let health_addr = orders.health_addr;
+        let failed = tokio::task::spawn_blocking(move || {
+            testkit::metric(health_addr, "orders_calls_failed_total")
+        })
+        .await
+        .unwrap();
+        assert_eq!(failed, Some(10), "each UNAVAILABLE counts as a failed call");
         wait_until_async(DEADLINE, "health NOT_SERVING and /readyz 503", || async {
             (orders.health().await == Some(ServingStatus::NotServing)
                 && readyz(&orders).await == Some(503))
