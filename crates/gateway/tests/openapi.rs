@@ -11,22 +11,15 @@ mod common;
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    time::Duration,
 };
 
-use common::{Gateway, Orders, gateway_config, orders_config};
 use testkit::{TestDatabase, runtime};
 
 #[test]
 fn the_served_description_is_the_file_in_the_repository() {
     let db = TestDatabase::new("gateway_openapi_served");
     runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        let gateway = Gateway::start(gateway_config(
-            &orders.grpc_addr.to_string(),
-            Duration::from_secs(5),
-        ))
-        .await;
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
         let response = reqwest::get(gateway.url("/openapi.yaml")).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/yaml");
@@ -42,16 +35,7 @@ fn schemathesis_finds_no_answer_that_disagrees_with_the_description() {
     let runtime = runtime();
     // The services keep running on the runtime's worker threads while this thread
     // waits for schemathesis.
-    let (_orders, gateway) = runtime.block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        common::wait_orders_ready(&orders).await;
-        let gateway = Gateway::start(gateway_config(
-            &orders.grpc_addr.to_string(),
-            Duration::from_secs(5),
-        ))
-        .await;
-        (orders, gateway)
-    });
+    let (_orders, gateway) = runtime.block_on(common::orders_and_gateway(&db));
     let work_dir = tempfile::tempdir().unwrap();
     let output = Command::new("schemathesis")
         .arg("--config-file")

@@ -3,29 +3,16 @@
 
 mod common;
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use common::{Gateway, Orders, gateway_config, orders_config, row_counts};
+use common::row_counts;
 use serde_json::{Value, json};
 use testkit::{TestDatabase, runtime, with_db};
-
-async fn stack(db: &TestDatabase) -> (Orders, Gateway) {
-    let orders = Orders::start(orders_config(db.dsn())).await;
-    common::wait_orders_ready(&orders).await;
-    let gateway = Gateway::start(gateway_config(
-        &orders.grpc_addr.to_string(),
-        Duration::from_secs(5),
-    ))
-    .await;
-    (orders, gateway)
-}
 
 #[test]
 fn create_then_get_over_http() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
-        let (orders, gateway) = stack(&db).await;
+        let (orders, gateway) = common::orders_and_gateway(&db).await;
         let created = gateway
             .post(
                 "/orders",
@@ -121,7 +108,7 @@ const ITEM: &str = r#"{"product_id": 1, "quantity": 1, "price": 1}"#;
 fn bad_bodies_are_400_with_a_message_and_store_nothing() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
-        let (_orders, gateway) = stack(&db).await;
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
         let shape_errors: Vec<(String, &str)> = vec![
             // malformed
             (
@@ -240,7 +227,7 @@ fn bad_bodies_are_400_with_a_message_and_store_nothing() {
 fn bad_ids_unknown_orders_paths_and_methods() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
-        let (_orders, gateway) = stack(&db).await;
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
         for id in ["abc", "0", "-1", "1.5", "99999999999999999999", "1e3"] {
             gateway.get(&format!("/orders/{id}")).await.assert_error(
                 400,
@@ -318,7 +305,7 @@ fn padded_order(len: usize) -> Vec<u8> {
 fn bodies_over_one_mib_are_413() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
-        let (_orders, gateway) = stack(&db).await;
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
         let limit = 1024 * 1024;
         let at_limit = gateway
             .send("POST", "/orders", Some(padded_order(limit)))

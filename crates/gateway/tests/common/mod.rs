@@ -204,6 +204,18 @@ pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
     (orders, items, events)
 }
 
+/// A ready orders on `db` and a gateway in front of it (5 s timeout).
+pub async fn orders_and_gateway(db: &testkit::TestDatabase) -> (Orders, Gateway) {
+    let orders = Orders::start(orders_config(db.dsn())).await;
+    wait_orders_ready(&orders).await;
+    let gateway = Gateway::start(gateway_config(
+        &orders.grpc_addr.to_string(),
+        Duration::from_secs(5),
+    ))
+    .await;
+    (orders, gateway)
+}
+
 /// Waits until orders' `/readyz` is 200 (the database is migrated and reachable).
 pub async fn wait_orders_ready(orders: &Orders) {
     let url = orders.ops_url("/readyz");
