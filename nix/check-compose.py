@@ -11,7 +11,9 @@ expression: the file keeps them as plain literals for this) and docker-compose.y
   * any compose service has `build:` (the services run on the Nix-built images only);
   * a third-party image is unpinned (no tag, or `latest`);
   * a port compose maps into a flake-built container is not one its image exposes;
-  * imageTag differs from the workspace version in Cargo.toml.
+  * imageTag differs from the workspace version in Cargo.toml;
+  * a Prometheus service's mounted scrape config (compose/prometheus.yml) does not
+    scrape every flake-built service at its health port.
 
 On success it prints, as JSON on stdout, the environment variable names compose sets
 for each flake-built service: {"gateway": ["GATEWAY_HTTP_ADDR", ...], ...}. A Rust test
@@ -100,6 +102,36 @@ def container_ports(ports):
     return result
 
 
+def check_prometheus(base, name, svc, uses, flake_services):
+    """Problems with the scrape config mounted into Prometheus service `name`."""
+    config_path = None
+    for volume in svc.get("volumes") or []:
+        source, _, rest = str(volume).partition(":")
+        if rest.split(":", 1)[0] == "/etc/prometheus/prometheus.yml":
+            config_path = base / source
+    if config_path is None:
+        return [f"compose service {name!r} mounts no /etc/prometheus/prometheus.yml"]
+    if not config_path.is_file():
+        return [f"compose service {name!r} mounts {config_path}, which does not exist"]
+    config = yaml.safe_load(config_path.read_text()) or {}
+    targets = set()
+    for job in config.get("scrape_configs") or []:
+        if job.get("metrics_path", "/metrics") != "/metrics":
+            continue
+        for static in job.get("static_configs") or []:
+            targets.update(static.get("targets") or [])
+    problems = []
+    for flake_svc, compose_names in uses.items():
+        port = flake_services[flake_svc]["healthPort"]
+        for compose_name in compose_names:
+            if f"{compose_name}:{port}" not in targets:
+                problems.append(
+                    f"{config_path.name} does not scrape {compose_name}:{port} "
+                    f"(its /metrics); it scrapes {sorted(targets)}"
+                )
+    return problems
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default=Path(__file__).resolve().parent.parent, type=Path)
@@ -175,6 +207,10 @@ def main():
                     )
         elif not image_tag or image_tag == "latest":
             errors.append(f"compose service {name!r}: third-party image {image!r} is not pinned to a tag")
+
+    for name, svc in services.items():
+        if str((svc or {}).get("image", "")).startswith("prom/prometheus:"):
+            errors.extend(check_prometheus(compose_path.parent, name, svc, uses, flake_services))
 
     for flake_svc in flake_services:
         if flake_svc not in uses:

@@ -41,6 +41,7 @@ let
     fileset = lib.fileset.unions [
       ../Cargo.toml
       ../docker-compose.yaml
+      ../compose
       ./images.nix
       ./check-compose.py
     ];
