@@ -1,5 +1,6 @@
-//! kcat (librdkafka) against devbroker: produce and consume, with and without ApiVersion
-//! negotiation, plain, gzip and snappy; the bytes come back unchanged. Also across
+//! kcat (librdkafka) against devbroker: produce and consume, with ApiVersion
+//! negotiation, with `api.version.request=false` and fallbacks 0.10.0 and 0.9.0 (see
+//! [`Negotiation`]), plain, gzip and snappy; the bytes come back unchanged. Also across
 //! clients: kcat's message format v1 read by the `kafka` crate and the reverse.
 //!
 //! kcat must be installed (`apt-get install -y kcat`); a missing kcat fails these tests.
@@ -7,74 +8,43 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::Instant;
-
 use common::*;
 use kafka::producer::Record;
 
-const FALLBACK: &[&str] = &[
-    "-X",
-    "api.version.request=false",
-    "-X",
-    "broker.version.fallback=0.10.0",
-];
+/// How kcat (librdkafka) learns which protocol versions the broker speaks.
+#[derive(Debug, Clone, Copy)]
+enum Negotiation {
+    /// An ApiVersions request (librdkafka's default).
+    ApiVersions,
+    /// `api.version.request=false` with `broker.version.fallback=0.10.0`, the flags
+    /// old-broker guides give. librdkafka 2.x still sends ApiVersions when the fallback
+    /// is 0.10 or later, so this differs from the default only in the configuration.
+    Fallback0_10,
+    /// `broker.version.fallback=0.9.0`: really no ApiVersions; Metadata v0, Produce v1,
+    /// Fetch v1 and ListOffsets v0, as a pre-0.10 client speaks.
+    Fallback0_9,
+}
 
-/// Runs kcat with `args`, feeding `stdin`, and returns stdout. Fails the test with a
-/// clear message if kcat is not installed or does not finish before the deadline.
-fn kcat(args: &[&str], stdin: &[u8]) -> Vec<u8> {
-    let mut child = match Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "kcat is not installed (needed by devbroker's kcat tests): apt-get install -y kcat"
-        ),
-        Err(e) => panic!("cannot run kcat: {e}"),
-    };
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    // Drain the pipes while waiting: a full pipe would block kcat forever.
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).map(|_| v)
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stderr.read_to_end(&mut v).map(|_| v)
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
+impl Negotiation {
+    const ALL: [Negotiation; 3] = [Self::ApiVersions, Self::Fallback0_10, Self::Fallback0_9];
+
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Self::ApiVersions => &[],
+            Self::Fallback0_10 => &[
+                "-X",
+                "api.version.request=false",
+                "-X",
+                "broker.version.fallback=0.10.0",
+            ],
+            Self::Fallback0_9 => &[
+                "-X",
+                "api.version.request=false",
+                "-X",
+                "broker.version.fallback=0.9.0",
+            ],
         }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = err_reader.join().unwrap().unwrap_or_default();
-            panic!(
-                "kcat {args:?} did not finish; stderr: {}",
-                String::from_utf8_lossy(&err)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
-    let out = out_reader.join().unwrap().unwrap();
-    let err = err_reader.join().unwrap().unwrap();
-    assert!(
-        status.success(),
-        "kcat {args:?} failed: {}",
-        String::from_utf8_lossy(&err)
-    );
-    out
+    }
 }
 
 /// Payloads with every byte value, newlines, NULs, and one larger than kcat's batches.
@@ -115,7 +85,7 @@ fn parse_values(mut out: &[u8]) -> Vec<(i64, Vec<u8>)> {
     v
 }
 
-fn consume_with_kcat(bootstrap: &str, topic: &str, fallback: bool) -> Vec<(i64, Vec<u8>)> {
+fn consume_with_kcat(bootstrap: &str, topic: &str, how: Negotiation) -> Vec<(i64, Vec<u8>)> {
     let mut args = vec![
         "-C",
         "-b",
@@ -130,17 +100,15 @@ fn consume_with_kcat(bootstrap: &str, topic: &str, fallback: bool) -> Vec<(i64, 
         "-q",
     ];
     args.extend_from_slice(&["-f", "%o %S %s"]);
-    if fallback {
-        args.extend_from_slice(FALLBACK);
-    }
+    args.extend_from_slice(how.args());
     parse_values(&kcat(&args, b""))
 }
 
 #[test]
 fn kcat_round_trip_plain_gzip_snappy_with_and_without_api_version_request() {
-    let cases: Vec<(bool, Option<&str>)> = [false, true]
+    let cases: Vec<(Negotiation, Option<&str>)> = Negotiation::ALL
         .into_iter()
-        .flat_map(|fb| [(fb, None), (fb, Some("gzip")), (fb, Some("snappy"))])
+        .flat_map(|how| [(how, None), (how, Some("gzip")), (how, Some("snappy"))])
         .collect();
     let topics: Vec<String> = (0..cases.len()).map(|i| format!("kcat-{i}")).collect();
     let b = broker_with_topics(&topics.iter().map(|t| (t.as_str(), 1)).collect::<Vec<_>>());
@@ -157,29 +125,31 @@ fn kcat_round_trip_plain_gzip_snappy_with_and_without_api_version_request() {
         })
         .collect();
 
-    for ((fallback, codec), topic) in cases.iter().zip(&topics) {
-        let what = format!("fallback={fallback} codec={codec:?}");
+    for ((how, codec), topic) in cases.iter().zip(&topics) {
+        let what = format!("{how:?} codec={codec:?}");
         // Each file argument is sent as one message.
         let mut args = vec!["-P", "-b", &bootstrap, "-t", topic, "-p", "0"];
         if let Some(c) = codec {
             args.extend_from_slice(&["-z", c]);
         }
-        if *fallback {
-            args.extend_from_slice(FALLBACK);
-        }
+        args.extend_from_slice(how.args());
         args.extend(files.iter().map(String::as_str));
         kcat(&args, b"");
 
-        for read_fallback in [false, true] {
-            let got = consume_with_kcat(&bootstrap, topic, read_fallback);
+        for read_how in Negotiation::ALL {
+            let got = consume_with_kcat(&bootstrap, topic, read_how);
             let offsets: Vec<_> = got.iter().map(|g| g.0).collect();
             assert_eq!(
                 offsets,
                 (0..payloads.len() as i64).collect::<Vec<_>>(),
-                "{what}"
+                "{what}, read with {read_how:?}"
             );
             for (g, want) in got.iter().zip(&payloads) {
-                assert!(g.1 == *want, "{what}: bytes differ at offset {}", g.0);
+                assert!(
+                    g.1 == *want,
+                    "{what}, read with {read_how:?}: bytes differ at offset {}",
+                    g.0
+                );
             }
         }
 
@@ -230,9 +200,13 @@ fn kcat_keyed_lines_and_kafka_crate_records_read_by_kcat() {
         .unwrap();
     p.send(&Record::from_key_value("from-rust", "k", "v2".to_owned()))
         .unwrap();
-    for fallback in [false, true] {
-        let got = consume_with_kcat(&bootstrap, "from-rust", fallback);
-        assert_eq!(got, vec![(0, b"v1".to_vec()), (1, b"v2".to_vec())]);
+    for how in Negotiation::ALL {
+        let got = consume_with_kcat(&bootstrap, "from-rust", how);
+        assert_eq!(
+            got,
+            vec![(0, b"v1".to_vec()), (1, b"v2".to_vec())],
+            "{how:?}"
+        );
     }
 }
 

@@ -2,6 +2,8 @@
 //! 127.0.0.1:0, so tests run in parallel.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use devbroker::{BackgroundBroker, BrokerConfig, TopicSpec};
@@ -114,4 +116,60 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs kcat with `args`, feeding `stdin`, and returns stdout. Fails the test with a
+/// clear message if kcat is not installed or does not finish before the deadline.
+pub fn kcat(args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let mut child = match Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "kcat is not installed (needed by devbroker's kcat tests): apt-get install -y kcat"
+        ),
+        Err(e) => panic!("cannot run kcat: {e}"),
+    };
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    // Drain the pipes while waiting: a full pipe would block kcat forever.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).map(|_| v)
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).map(|_| v)
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            let err = err_reader.join().unwrap().unwrap_or_default();
+            panic!(
+                "kcat {args:?} did not finish; stderr: {}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = out_reader.join().unwrap().unwrap();
+    let err = err_reader.join().unwrap().unwrap();
+    assert!(
+        status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&err)
+    );
+    out
 }
