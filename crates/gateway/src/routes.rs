@@ -212,9 +212,11 @@ where
 /// The methods a known path answers (the `Allow` header of its 405), or `None` for
 /// a path no route serves.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    // warp's routes also match with one trailing slash (`/healthz/`).
+    let path = path.strip_suffix('/').unwrap_or(path);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["orders"] | ["orders", ""] => Some("POST"),
+        ["orders"] => Some("POST"),
         ["orders", _] => Some("GET"),
         ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.yaml"] => Some("GET"),
         _ => None,

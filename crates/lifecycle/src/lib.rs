@@ -47,8 +47,10 @@ impl LogFormat {
 }
 
 /// Logs to stderr. `RUST_LOG` (e.g. `info,orders=debug`) chooses what is shown,
-/// `LOG_FORMAT` how (`text`, the default, or `json`). An invalid value of either is
-/// an error that names it, so a typo does not silently change what is logged.
+/// `LOG_FORMAT` how (`text`, the default, or `json`). A malformed `RUST_LOG` (e.g.
+/// `orders=loud`) or an unknown `LOG_FORMAT` is an error that names the variable.
+/// (A bare word that is not a level, like `inof`, is a valid filter for a module of
+/// that name, as everywhere in `tracing`.)
 pub fn init_logging() -> Result<(), LoggingError> {
     let filter = match std::env::var(LOG_FILTER_VAR) {
         Ok(value) if !value.trim().is_empty() => {

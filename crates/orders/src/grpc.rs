@@ -54,17 +54,46 @@ impl CallMetrics {
             ),
             failed: metrics.counter(
                 "orders_calls_failed_total",
-                "Calls that failed on this side (UNAVAILABLE, INTERNAL, ...).",
+                "Calls that failed on this side (UNAVAILABLE, INTERNAL, ...) or were abandoned (caller's deadline passed, or it hung up).",
             ),
         }
     }
 
-    fn record<T>(&self, duration: &Histogram, started: Instant, result: &Result<T, Status>) {
-        duration.observe(started.elapsed());
-        match result.as_ref().map_err(Status::code) {
-            Ok(_) => {}
-            Err(Code::InvalidArgument | Code::NotFound) => self.refused.inc(),
-            Err(_) => self.failed.inc(),
+    /// Starts timing one call; see [`CallRecord`].
+    fn start<'a>(&'a self, duration: &'a Histogram) -> CallRecord<'a> {
+        CallRecord {
+            metrics: self,
+            duration,
+            started: Instant::now(),
+            outcome: None,
+        }
+    }
+}
+
+/// Times one call and counts its outcome when dropped. tonic drops a handler's
+/// future when the caller's deadline (`grpc-timeout`) passes or it hangs up, so
+/// recording on drop counts those abandoned calls too (as failed), with their time.
+struct CallRecord<'a> {
+    metrics: &'a CallMetrics,
+    duration: &'a Histogram,
+    started: Instant,
+    /// `None` until the call finishes: the call was abandoned.
+    outcome: Option<Result<(), Code>>,
+}
+
+impl CallRecord<'_> {
+    fn finish<T>(mut self, result: &Result<T, Status>) {
+        self.outcome = Some(result.as_ref().map(|_| ()).map_err(Status::code));
+    }
+}
+
+impl Drop for CallRecord<'_> {
+    fn drop(&mut self) {
+        self.duration.observe(self.started.elapsed());
+        match self.outcome {
+            Some(Ok(())) => {}
+            Some(Err(Code::InvalidArgument | Code::NotFound)) => self.metrics.refused.inc(),
+            Some(Err(_)) | None => self.metrics.failed.inc(),
         }
     }
 }
@@ -134,10 +163,9 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
-        let started = Instant::now();
+        let record = self.metrics.start(&self.metrics.create_duration);
         let result = self.create(request.get_ref()).await;
-        self.metrics
-            .record(&self.metrics.create_duration, started, &result);
+        record.finish(&result);
         let order_id = result?;
         self.metrics.created.inc();
         Ok(Response::new(CreateOrderResponse { order_id }))
@@ -147,10 +175,9 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
-        let started = Instant::now();
+        let record = self.metrics.start(&self.metrics.get_duration);
         let result = self.get(request.get_ref().order_id).await;
-        self.metrics
-            .record(&self.metrics.get_duration, started, &result);
+        record.finish(&result);
         Ok(Response::new(GetOrderResponse {
             order: Some(result?),
         }))
@@ -187,5 +214,37 @@ fn timestamp(time: chrono::DateTime<chrono::Utc>) -> proto::Timestamp {
     proto::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_call_abandoned_before_it_finishes_is_timed_and_counted_as_failed() {
+        let metrics = Metrics::new();
+        let calls = CallMetrics::new(&metrics);
+        // Finished: one success, one refusal, one failure; then one dropped mid-way,
+        // as tonic drops a handler whose caller's deadline passed.
+        calls
+            .start(&calls.create_duration)
+            .finish(&Ok::<_, Status>(1));
+        calls
+            .start(&calls.create_duration)
+            .finish(&Err::<(), _>(Status::invalid_argument("bad")));
+        calls
+            .start(&calls.create_duration)
+            .finish(&Err::<(), _>(Status::unavailable("down")));
+        drop(calls.start(&calls.create_duration));
+
+        assert_eq!(calls.create_duration.count(), 4);
+        assert_eq!(calls.refused.get(), 1);
+        assert_eq!(
+            calls.failed.get(),
+            2,
+            "the unavailable call and the abandoned one"
+        );
     }
 }

@@ -62,7 +62,10 @@ impl OutboxTable {
     pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, RelayError> {
         let mut client = self.pool.get()?;
         let rows = client.query(
-            "UPDATE events SET sent_at = now(), claimed_until = NULL WHERE event_id = ANY($1)
+            // `sent_at IS NULL`: a row another relay re-published after this claim's
+            // lease ran out keeps its first sent_at and is timed once.
+            "UPDATE events SET sent_at = now(), claimed_until = NULL
+             WHERE event_id = ANY($1) AND sent_at IS NULL
              RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
             &[&event_ids],
         )?;
