@@ -82,6 +82,22 @@ impl Message<'_> {
         }
         text
     }
+
+    /// Logs a poison message that is about to be skipped, with what an operator needs
+    /// to find it again: topic, partition, offset, key, the start of the payload, why
+    /// it was refused and where it is `kept`.
+    pub fn log_dead_letter(&self, reason: &dyn std::fmt::Display, kept: &'static str) {
+        tracing::error!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            key = %String::from_utf8_lossy(self.key),
+            payload = %self.payload_preview(),
+            %reason,
+            kept,
+            "dead letter: poison message skipped"
+        );
+    }
 }
 
 pub trait Handler: Send + 'static {

@@ -60,14 +60,9 @@ impl bus::Handler for StatusHandler {
             Ok(status) => status,
             Err(reason) => {
                 self.metrics.dead_letters.inc();
-                tracing::error!(
-                    topic = message.topic,
-                    partition = message.partition,
-                    offset = message.offset,
-                    key = %String::from_utf8_lossy(message.key),
-                    payload = %message.payload_preview(),
-                    %reason,
-                    "dead letter: poison PaymentStatus skipped"
+                message.log_dead_letter(
+                    &reason,
+                    "in this log and notifications_dead_letters_total only",
                 );
                 return Ok(());
             }

@@ -70,6 +70,9 @@ pub struct OrderHandler<P> {
     metrics: HandlerMetrics,
 }
 
+/// Where a poison OrderCreated is kept, for its log line.
+const DEAD_LETTERS_KEPT: &str = "in the dead_letters table";
+
 impl<P: PaymentProvider> OrderHandler<P> {
     pub fn new(store: PaymentStore, provider: P, metrics: HandlerMetrics) -> Self {
         Self {
@@ -79,20 +82,8 @@ impl<P: PaymentProvider> OrderHandler<P> {
         }
     }
 
-    fn log_dead_letter(message: &bus::Message<'_>, reason: &str) {
-        tracing::error!(
-            topic = message.topic,
-            partition = message.partition,
-            offset = message.offset,
-            key = %String::from_utf8_lossy(message.key),
-            payload = %message.payload_preview(),
-            %reason,
-            "dead letter: poison OrderCreated stored in dead_letters and skipped"
-        );
-    }
-
     fn dead_letter(&self, message: &bus::Message<'_>, reason: &str) -> Result<(), HandleError> {
-        Self::log_dead_letter(message, reason);
+        message.log_dead_letter(&reason, DEAD_LETTERS_KEPT);
         self.store
             .dead_letter(origin(message), message.key, message.value, reason)
             .map_err(|err| {
@@ -212,7 +203,7 @@ impl<P: PaymentProvider> OrderHandler<P> {
                     match item {
                         BatchItem::Order(order, _) => self.record(order, message, processed),
                         BatchItem::Poison { reason, .. } => {
-                            Self::log_dead_letter(message, reason);
+                            message.log_dead_letter(&reason, DEAD_LETTERS_KEPT);
                             self.metrics.dead_letters.inc();
                             self.metrics.processed.inc();
                         }
