@@ -62,6 +62,15 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
 fi
 
+# The tests and the services' defaults log in as postgres/postgres over TCP (the
+# credentials docker-compose uses). Debian's pg_hba.conf asks for a password on
+# 127.0.0.1 and the postgres role has none: give it one, over the local socket.
+if ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+  log "setting the password of PostgreSQL's postgres role (for logins on 127.0.0.1)"
+  as_root su postgres -c "psql -q -c \"ALTER ROLE postgres PASSWORD 'postgres'\""
+  PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
+fi
+
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   if ! command -v redis-server >/dev/null; then
     log "installing Redis"

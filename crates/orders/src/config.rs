@@ -55,7 +55,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            orders_pg_dsn: "postgres://postgres@127.0.0.1:5432/orders_db".to_owned(),
+            orders_pg_dsn: "postgres://postgres:postgres@127.0.0.1:5432/orders_db".to_owned(),
             orders_grpc_addr: ListenAddr::all_interfaces(50051),
             orders_health_addr: ListenAddr::all_interfaces(8081),
             orders_db_pool_size: 16,

@@ -58,7 +58,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            payments_pg_dsn: "postgres://postgres@127.0.0.1:5432/payments_db".to_owned(),
+            payments_pg_dsn: "postgres://postgres:postgres@127.0.0.1:5432/payments_db".to_owned(),
             payments_health_addr: ListenAddr::all_interfaces(8082),
             payments_db_pool_size: 8,
             payments_db_timeout: GoDuration::from_secs(2),

@@ -1,7 +1,7 @@
 //! Support for the platform's tests, which run against real servers in parallel.
 //!
 //! - [`TestDatabase`]: a uniquely named database on the local PostgreSQL
-//!   (`TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432`), dropped when the
+//!   (`TEST_PG_URL`, default `postgres://postgres:postgres@127.0.0.1:5432`), dropped when the
 //!   test ends. The services create it themselves at start-up, as in production.
 //! - [`redis_url`] and [`unique_name`]: the local Redis (`TEST_REDIS_URL`) and names
 //!   that do not collide between tests.
