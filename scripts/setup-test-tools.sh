@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a fresh Debian machine with the
 # Rust toolchain: the real clients the tests drive (kcat, grpcurl, schemathesis,
-# cargo-nextest)
-# and, if they are not running, local PostgreSQL and Redis. Idempotent.
+# cargo-nextest), Apache Kafka's jars from Maven Central (scripts/fetch-kafka.sh; Java
+# 17 and Maven are installed from Debian if missing) and, if they are not running,
+# local PostgreSQL and Redis. Idempotent.
 set -euo pipefail
 
 log() { echo "== setup-test-tools: $*"; }
@@ -52,6 +53,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  log "installing Java 17 and Maven (Debian; Apache Kafka runs in the tests)"
+  apt_install openjdk-17-jre-headless maven
+fi
+"$(dirname "$0")/fetch-kafka.sh"
+
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if ! command -v pg_ctlcluster >/dev/null; then
     log "installing PostgreSQL"
@@ -83,6 +90,6 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(schemathesis --version), $(cargo nextest --version | head -1)"
+log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(schemathesis --version), $(cargo nextest --version | head -1), $(java -version 2>&1 | head -1)"
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping

@@ -5,7 +5,8 @@ use postgres::{Client, NoTls};
 /// `postgres://postgres:postgres@127.0.0.1:5432` unless `TEST_PG_URL` says otherwise (no
 /// database name, no query string).
 pub fn pg_base_url() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned())
+    std::env::var("TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned())
 }
 
 /// A database name reserved for one test. It is not created here (the service
@@ -30,7 +31,9 @@ impl TestDatabase {
     /// The same database reached through another host:port (e.g. a [`crate::TcpProxy`]).
     pub fn dsn_via(&self, host_port: &str) -> String {
         let base = pg_base_url();
-        let (scheme_user, _) = base.rsplit_once('@').unwrap_or(("postgres://postgres:postgres", ""));
+        let (scheme_user, _) = base
+            .rsplit_once('@')
+            .unwrap_or(("postgres://postgres:postgres", ""));
         format!("{scheme_user}@{host_port}/{}", self.name)
     }
 

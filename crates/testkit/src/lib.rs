@@ -16,9 +16,18 @@
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
 //! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
 //! - [`runtime`]: a two-thread Tokio runtime for a test whose own code is synchronous.
+//! - [`TestBroker`]: a Kafka broker for one test, devbroker or Apache Kafka
+//!   ([`BrokerKind`]); [`on_each_broker!`] writes one test per kind from one test
+//!   function, so behaviour tests are parameterized, not copied.
+//! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
+//!   mode from the jars `scripts/fetch-kafka.sh` fetches: SIGKILL, restart on its log
+//!   directory, topic creation.
 #![allow(clippy::unwrap_used)]
 
+mod broker;
 mod database;
+mod kafka;
+mod kafka_admin;
 mod process;
 mod proxy;
 
@@ -27,12 +36,20 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use broker::{BrokerKind, TestBroker};
 pub use database::{TestDatabase, pg_base_url, row_counts, with_db};
+pub use kafka::{KafkaBroker, KafkaLine};
 pub use process::{
     KillOnDrop, ServiceProcess, assert_setting_refused, binary, free_port, http_get_status,
     http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
+
+/// `(api_key, min_version, max_version)` for every API the broker at `addr` serves
+/// (ApiVersions v0).
+pub fn broker_api_versions(addr: &str) -> std::io::Result<Vec<(i16, i16, i16)>> {
+    kafka_admin::api_versions(addr)
+}
 
 /// `redis://127.0.0.1:6379` unless `TEST_REDIS_URL` says otherwise.
 pub fn redis_url() -> String {

@@ -1,0 +1,161 @@
+//! One Kafka broker for a test, of the kind the test is parameterized over: the
+//! project's `devbroker` (the embedded default) or Apache Kafka (the production
+//! engine). Tests written against [`TestBroker`] run unchanged on both; see
+//! [`crate::on_each_broker`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::kafka::{KafkaBroker, KafkaLine, create_topic_at};
+use crate::{ServiceProcess, free_port, kafka_admin, unique_name, wait_until};
+
+/// The brokers a behaviour test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// The project's own single-node broker, run as its binary.
+    Devbroker,
+    /// Apache Kafka from Maven Central jars, in KRaft mode.
+    ApacheKafka(KafkaLine),
+}
+
+impl std::fmt::Display for BrokerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerKind::Devbroker => f.write_str("devbroker"),
+            BrokerKind::ApacheKafka(line) => write!(f, "Apache Kafka {}", line.release()),
+        }
+    }
+}
+
+enum Running {
+    Devbroker {
+        process: ServiceProcess,
+        data_dir: PathBuf,
+    },
+    Kafka(KafkaBroker),
+}
+
+/// A broker owned by one test: its own ports and data, stopped when dropped.
+pub struct TestBroker {
+    kind: BrokerKind,
+    addr: String,
+    running: Running,
+}
+
+impl TestBroker {
+    /// Starts a broker of `kind` and waits until it answers Metadata.
+    pub fn start(kind: BrokerKind) -> Self {
+        match kind {
+            BrokerKind::Devbroker => {
+                let addr = format!("127.0.0.1:{}", free_port());
+                let data_dir = std::env::temp_dir().join(unique_name("devbroker"));
+                let mut process = ServiceProcess::spawn(
+                    "devbroker",
+                    &["--listen", &addr, "--data-dir", data_dir.to_str().unwrap()],
+                    &[],
+                );
+                wait_answering(&addr, &mut process);
+                Self {
+                    kind,
+                    addr,
+                    running: Running::Devbroker { process, data_dir },
+                }
+            }
+            BrokerKind::ApacheKafka(line) => {
+                let broker = KafkaBroker::start(line);
+                Self {
+                    kind,
+                    addr: broker.bootstrap(),
+                    running: Running::Kafka(broker),
+                }
+            }
+        }
+    }
+
+    pub fn kind(&self) -> BrokerKind {
+        self.kind
+    }
+
+    /// `host:port` for `KAFKA_BROKERS`.
+    pub fn bootstrap(&self) -> String {
+        self.addr.clone()
+    }
+
+    /// Creates `name` with `partitions` partitions (as compose's `kafka-init` does on
+    /// Apache Kafka) and waits until every partition has a leader.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        create_topic_at(&self.addr, name, partitions);
+    }
+
+    /// A topic for this test alone (`{base}-{unique}`), created with `partitions`.
+    pub fn unique_topic(&self, base: &str, partitions: i32) -> String {
+        let name = unique_name(base).replace('_', "-");
+        self.create_topic(&name, partitions);
+        name
+    }
+
+    /// SIGKILL of the broker process.
+    pub fn kill9(&mut self) {
+        match &mut self.running {
+            Running::Devbroker { process, .. } => process.kill9(),
+            Running::Kafka(broker) => broker.kill9(),
+        }
+    }
+
+    /// The broker again, on the same port and data (after [`TestBroker::kill9`]);
+    /// returns once it answers.
+    pub fn restart(&mut self) {
+        match &mut self.running {
+            Running::Devbroker { process, .. } => {
+                process.restart();
+                wait_answering(&self.addr, process);
+            }
+            Running::Kafka(broker) => broker.restart(),
+        }
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Running::Devbroker { process, data_dir } = &mut self.running {
+            process.kill9();
+            let _ = std::fs::remove_dir_all(data_dir);
+        }
+    }
+}
+
+fn wait_answering(addr: &str, process: &mut ServiceProcess) {
+    wait_until(
+        Duration::from_secs(30),
+        &format!("devbroker at {addr}"),
+        || {
+            process.assert_running();
+            kafka_admin::metadata(addr, None).ok().map(|_| ())
+        },
+    );
+}
+
+/// Writes one `#[test]` per broker kind for a test function that takes a
+/// [`BrokerKind`]: `name::devbroker` and `name::apache_kafka_3_9`.
+///
+/// ```text
+/// fn orders_flow(kind: BrokerKind) { ... }
+/// testkit::on_each_broker!(orders_flow);
+/// ```
+#[macro_export]
+macro_rules! on_each_broker {
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[test]
+                fn devbroker() {
+                    super::$test($crate::BrokerKind::Devbroker);
+                }
+                #[test]
+                fn apache_kafka_3_9() {
+                    super::$test($crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9));
+                }
+            }
+        )+
+    };
+}
