@@ -7,6 +7,8 @@
 //! - Broker trouble (unreachable at start, gone mid-run, errors on poll or commit): log,
 //!   drop the client, reconnect with backoff. The loop never exits on a transient error;
 //!   it resumes from the last committed offset (at-least-once).
+//! - A broker that answers without the protocol versions the client uses (Apache Kafka
+//!   4.x; checked at every connect) ends the loop with [`BusError::UnsupportedBroker`].
 //! - Shutdown: finish the message in hand, commit, return.
 
 use std::io;
@@ -16,6 +18,7 @@ use std::time::Duration;
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
 use kafka::consumer::Consumer;
 
+use crate::compat;
 use crate::error::BusError;
 use crate::producer::guarded;
 use crate::shutdown::{Backoff, Shutdown};
@@ -167,7 +170,8 @@ impl ConsumerHandle {
 }
 
 /// Starts the consumer loop on a new thread named after the topic. Fails only if the
-/// configuration is unusable (`InvalidInput`) or the thread cannot be spawned.
+/// configuration is unusable (`InvalidInput`) or the thread cannot be spawned. Unless
+/// shut down, the thread ends only with [`BusError::UnsupportedBroker`] (or a panic).
 pub fn spawn_consumer<H: Handler>(
     config: ConsumerConfig,
     handler: H,
@@ -202,6 +206,7 @@ fn validate(c: &ConsumerConfig) -> Result<(), String> {
 }
 
 fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
+    compat::check_broker_versions(&config.brokers, compat::CHECK_TIMEOUT)?;
     guarded(|| {
         let mut client = KafkaClient::new(config.brokers.clone());
         client.set_client_id(config.client_id.clone());
@@ -268,6 +273,11 @@ fn run<H: Handler>(
                     tracing::info!(topic, group = %config.group, "consumer connected");
                     backoff.reset();
                     consumer.insert(c)
+                }
+                Err(e @ BusError::UnsupportedBroker { .. }) => {
+                    // No retry can help: stop, and let the service report the error.
+                    tracing::info!(topic, group = %config.group, "consumer stopped: the broker does not serve the kafka client's protocol versions");
+                    return Err(e);
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();

@@ -2,6 +2,8 @@
 
 use kafka::error::KafkaCode;
 
+use crate::compat::{self, MissingVersion};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("invalid configuration: {0}")]
@@ -24,6 +26,18 @@ pub enum BusError {
         #[source]
         last: Box<BusError>,
     },
+    /// The broker answered but no longer serves versions the `kafka` client sends
+    /// (Apache Kafka 4.0 removed them): retrying cannot help.
+    #[error(
+        "broker {broker} does not serve the protocol versions the kafka client uses: {}; \
+         the kafka client needs a broker that still serves them: Apache Kafka 3.x \
+         (3.9.2 or later recommended)",
+        compat::list(.missing)
+    )]
+    UnsupportedBroker {
+        broker: String,
+        missing: Vec<MissingVersion>,
+    },
     #[error("the kafka client panicked: {0}")]
     ClientPanicked(String),
     #[error("consumer thread panicked")]
@@ -43,6 +57,7 @@ impl BusError {
             BusError::Refused { code, .. } => transient_code(*code),
             BusError::Kafka(e) => transient_kafka(e),
             BusError::Config(_)
+            | BusError::UnsupportedBroker { .. }
             | BusError::RetriesExhausted { .. }
             | BusError::ConsumerPanicked
             | BusError::ConsumerStopped => false,

@@ -7,18 +7,25 @@
 //!   partition's poll as one batch, e.g. one transaction); a [`Shutdown`] flag stops it
 //!   cleanly with offsets committed.
 //! - [`probe`]: a metadata round trip for readiness checks.
+//! - [`check_broker_versions`]: whether the brokers still serve the protocol versions the
+//!   `kafka` crate sends; the producer and the consumer check it whenever they connect,
+//!   and a broker that does not is [`BusError::UnsupportedBroker`], never retried.
 //!
-//! The `kafka` crate speaks only the pre-0.11 protocol: production needs Apache Kafka 3.x,
-//! tests and local runs use `devbroker`. It has no group membership: a consumer reads
-//! every partition it is given and uses the group only to store offsets.
+//! The `kafka` crate speaks only the pre-0.11 protocol: production needs Apache Kafka 3.x
+//! (4.0 removed those versions), tests and local runs use `devbroker`. It has no group
+//! membership: a consumer reads every partition it is given and uses the group only to
+//! store offsets.
 
+mod compat;
 mod consumer;
 mod error;
 mod partitioner;
 mod probe;
 mod producer;
 mod shutdown;
+mod wire;
 
+pub use compat::{MissingVersion, VersionRange, check_broker_versions};
 pub use consumer::{
     BatchFailure, ConsumerConfig, ConsumerHandle, Handler, Message, spawn_consumer,
 };

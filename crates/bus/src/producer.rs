@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kafka::client::{KafkaClient, ProduceMessage, RequiredAcks};
 
+use crate::compat;
 use crate::error::BusError;
 use crate::partitioner;
 use crate::shutdown::Backoff;
@@ -80,7 +81,9 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, BusError>) -> Result<T, B
 }
 
 impl Producer {
-    /// Connects (one metadata round trip, retried like a send) and returns the producer.
+    /// Connects (the protocol-version check, then one metadata round trip; retried like a
+    /// send) and returns the producer. A broker without the protocol versions the client
+    /// uses fails at once with [`BusError::UnsupportedBroker`].
     pub fn connect(config: ProducerConfig) -> Result<Producer, BusError> {
         if config.brokers.is_empty() {
             return Err(BusError::Config("no brokers given".into()));
@@ -95,6 +98,7 @@ impl Producer {
             round_robin: 0,
         };
         p.with_retries(|p| {
+            compat::check_broker_versions(&p.config.brokers, compat::CHECK_TIMEOUT)?;
             let brokers = p.config.brokers.clone();
             guarded(|| {
                 p.client.load_metadata_all().map_err(|e| match e {
@@ -141,7 +145,8 @@ impl Producer {
                     self.partitions.clear();
                     std::thread::sleep(delay);
                 }
-                Err(e) if attempt > 1 => {
+                // Only a transient error ran out of retries; any other is returned as is.
+                Err(e) if attempt > 1 && e.is_transient() => {
                     return Err(BusError::RetriesExhausted {
                         attempts: attempt,
                         last: Box::new(e),

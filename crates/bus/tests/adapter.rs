@@ -1,4 +1,5 @@
-//! The adapter against a real (in-process) devbroker: keyed produce, the consumer loop,
+//! The adapter against real brokers, devbroker and Apache Kafka 3.9 (each test runs on
+//! both, see `testkit::on_each_broker!`): keyed produce, the consumer loop,
 //! commit-after-success, retries of a failing handler, shutdown, broker outages.
 #![allow(clippy::unwrap_used)]
 
@@ -11,25 +12,11 @@ use bus::{
     BusError, ConsumerConfig, Handler, Message, Producer, ProducerConfig, Record, Shutdown,
     spawn_consumer,
 };
-use devbroker::{BackgroundBroker, BrokerConfig, TopicSpec};
 use kafka::client::{GroupOffsetStorage, KafkaClient};
+use testkit::{BrokerKind, TestBroker, on_each_broker};
 
 /// Bound on any wait; not a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn broker(topics: &[(&str, i32)]) -> BackgroundBroker {
-    devbroker::spawn_background(BrokerConfig {
-        topics: topics
-            .iter()
-            .map(|(n, p)| TopicSpec {
-                name: (*n).into(),
-                partitions: *p,
-            })
-            .collect(),
-        ..BrokerConfig::default()
-    })
-    .unwrap()
-}
 
 fn producer(brokers: Vec<String>) -> Producer {
     Producer::connect(ProducerConfig {
@@ -126,19 +113,18 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn keyed_records_are_consumed_and_shutdown_commits() {
-    let b = broker(&[]);
+fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("order-topic", 3);
     let brokers = vec![b.bootstrap()];
     let mut p = producer(brokers.clone());
-    // The topic does not exist yet: the producer's metadata lookup creates it.
     let values: Vec<(String, String)> = (0..20)
         .map(|i| ((i % 4).to_string(), format!("{{\"event_id\":{i}}}")))
         .collect();
     let recs: Vec<Record<'_>> = values
         .iter()
         .map(|(k, v)| Record {
-            topic: "order-topic",
+            topic: &topic,
             key: k.as_bytes(),
             value: v.as_bytes(),
         })
@@ -151,7 +137,7 @@ fn keyed_records_are_consumed_and_shutdown_commits() {
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
     let handle = spawn_consumer(
-        consumer_config(brokers, "order-topic", "payments"),
+        consumer_config(brokers, &topic, "payments"),
         TestHandler {
             tx,
             fail: |_: &Got| false,
@@ -179,19 +165,19 @@ fn keyed_records_are_consumed_and_shutdown_commits() {
 
     shutdown.trigger();
     handle.join().unwrap();
-    let offsets = committed(&b.bootstrap(), "payments", "order-topic");
+    let offsets = committed(&b.bootstrap(), "payments", &topic);
     let total: i64 = offsets.iter().map(|o| o.1.max(0)).sum();
     assert_eq!(total, 20, "{offsets:?}");
 }
 
-#[test]
-fn failing_handler_is_retried_and_its_offset_not_committed() {
-    let b = broker(&[("retry", 1)]);
+fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("retry", 1);
     let brokers = vec![b.bootstrap()];
     let mut p = producer(brokers.clone());
     for v in ["a", "b", "c"] {
         p.send(Record {
-            topic: "retry",
+            topic: &topic,
             key: b"k",
             value: v.as_bytes(),
         })
@@ -203,7 +189,7 @@ fn failing_handler_is_retried_and_its_offset_not_committed() {
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
     let handle = spawn_consumer(
-        consumer_config(brokers.clone(), "retry", "g"),
+        consumer_config(brokers.clone(), &topic, "g"),
         TestHandler {
             tx,
             fail: move |g: &Got| {
@@ -224,7 +210,7 @@ fn failing_handler_is_retried_and_its_offset_not_committed() {
     });
     // Offset 0 is done (committed as 1); offset 1 keeps failing and is not committed.
     wait_until("offset 0 to be committed", || {
-        committed(&b.bootstrap(), "g", "retry") == vec![(0, 1)]
+        committed(&b.bootstrap(), "g", &topic) == vec![(0, 1)]
     });
     assert!(!handle.is_finished());
     assert!(
@@ -234,13 +220,13 @@ fn failing_handler_is_retried_and_its_offset_not_committed() {
 
     shutdown.trigger();
     handle.join().unwrap();
-    assert_eq!(committed(&b.bootstrap(), "g", "retry"), vec![(0, 1)]);
+    assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 1)]);
 
     // A healthy consumer of the same group resumes at the failed message.
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
     let handle = spawn_consumer(
-        consumer_config(brokers, "retry", "g"),
+        consumer_config(brokers, &topic, "g"),
         TestHandler {
             tx,
             fail: |_: &Got| false,
@@ -257,12 +243,12 @@ fn failing_handler_is_retried_and_its_offset_not_committed() {
     );
     shutdown.trigger();
     handle.join().unwrap();
-    assert_eq!(committed(&b.bootstrap(), "g", "retry"), vec![(0, 3)]);
+    assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 3)]);
 }
 
-#[test]
-fn configured_partitions_only() {
-    let b = broker(&[("parts", 2)]);
+fn configured_partitions_only(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("parts", 2);
     let mut client = KafkaClient::new(vec![b.bootstrap()]);
     client.load_metadata_all().unwrap();
     for p in [0, 1, 0, 1] {
@@ -271,7 +257,7 @@ fn configured_partitions_only() {
                 kafka::client::RequiredAcks::All,
                 Duration::from_secs(5),
                 vec![kafka::client::ProduceMessage::new(
-                    "parts",
+                    &topic,
                     p,
                     None,
                     Some(format!("p{p}").as_bytes()),
@@ -281,7 +267,7 @@ fn configured_partitions_only() {
     }
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
-    let mut config = consumer_config(vec![b.bootstrap()], "parts", "g");
+    let mut config = consumer_config(vec![b.bootstrap()], &topic, "g");
     config.partitions = Some(vec![1]);
     let handle = spawn_consumer(
         config,
@@ -309,22 +295,17 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-#[test]
-fn consumer_and_producer_ride_out_a_broker_outage() {
-    let addr = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = BrokerConfig {
-        listen: addr,
-        data_dir: Some(dir.path().to_owned()),
-        ..BrokerConfig::default()
-    };
-    let brokers = vec![addr.to_string()];
+fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
+    let mut b = TestBroker::start(kind);
+    let topic = b.unique_topic("outage", 1);
+    let brokers = vec![b.bootstrap()];
+    b.kill9();
 
     // Broker down at start: the consumer keeps trying instead of exiting.
     let (tx, rx) = mpsc::channel();
     let shutdown = Shutdown::new();
     let handle = spawn_consumer(
-        consumer_config(brokers.clone(), "outage", "g"),
+        consumer_config(brokers.clone(), &topic, "g"),
         TestHandler {
             tx,
             fail: |_: &Got| false,
@@ -335,10 +316,10 @@ fn consumer_and_producer_ride_out_a_broker_outage() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!handle.is_finished());
 
-    let b = devbroker::spawn_background(config.clone()).unwrap();
+    b.restart();
     let mut p = producer(brokers.clone());
     let rec = |v: &'static str| Record {
-        topic: "outage",
+        topic: &topic,
         key: b"1",
         value: v.as_bytes(),
     };
@@ -346,18 +327,18 @@ fn consumer_and_producer_ride_out_a_broker_outage() {
     assert_eq!(recv_n(&rx, 1)[0].value, "first");
     // Let the commit land first; otherwise "first" is (correctly) redelivered.
     wait_until("the commit of the first message", || {
-        committed(&addr.to_string(), "g", "outage")
+        committed(&b.bootstrap(), "g", &topic)
             .iter()
             .map(|o| o.1.max(0))
             .sum::<i64>()
             == 1
     });
 
-    // Down mid-run, then back on the same port and data.
-    drop(b);
+    // Down mid-run (SIGKILL), then back on the same port and data.
+    b.kill9();
     std::thread::sleep(Duration::from_millis(300));
     assert!(!handle.is_finished());
-    let _b = devbroker::spawn_background(config).unwrap();
+    b.restart();
     // The producer's old connection is dead: its retry reconnects.
     p.send(rec("second")).unwrap();
     assert_eq!(recv_n(&rx, 1)[0].value, "second");
@@ -366,9 +347,8 @@ fn consumer_and_producer_ride_out_a_broker_outage() {
     handle.join().unwrap();
 }
 
-#[test]
-fn probe_and_connect_report_unreachable_brokers() {
-    let b = broker(&[]);
+fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
     bus::probe(&[b.bootstrap()], Duration::from_secs(5)).unwrap();
     // One dead and one live broker: ready.
     let dead = free_port().to_string();
@@ -400,13 +380,13 @@ fn probe_and_connect_report_unreachable_brokers() {
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
 
-#[test]
-fn messages_produced_before_the_first_commit_are_not_lost() {
-    let b = broker(&[]);
+fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("early", 1);
     let mut p = producer(vec![b.bootstrap()]);
     let seen = Arc::new(Mutex::new(Vec::new()));
     p.send(Record {
-        topic: "early",
+        topic: &topic,
         key: b"",
         value: b"before any consumer",
     })
@@ -415,7 +395,7 @@ fn messages_produced_before_the_first_commit_are_not_lost() {
     let shutdown = Shutdown::new();
     let s2 = seen.clone();
     let handle = spawn_consumer(
-        consumer_config(vec![b.bootstrap()], "early", "new-group"),
+        consumer_config(vec![b.bootstrap()], &topic, "new-group"),
         TestHandler {
             tx,
             fail: move |g: &Got| {
@@ -431,3 +411,12 @@ fn messages_produced_before_the_first_commit_are_not_lost() {
     handle.join().unwrap();
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
+
+on_each_broker!(
+    keyed_records_are_consumed_and_shutdown_commits,
+    failing_handler_is_retried_and_its_offset_not_committed,
+    configured_partitions_only,
+    consumer_and_producer_ride_out_a_broker_outage,
+    probe_and_connect_report_unreachable_brokers,
+    messages_produced_before_the_first_commit_are_not_lost,
+);

@@ -29,6 +29,8 @@ use crate::message_set::{self, Prepared};
 
 /// Longest legal topic name (Kafka's limit).
 const MAX_TOPIC_NAME_LEN: usize = 249;
+/// Most partitions a topic may have (a devbroker limit; Kafka has none as such).
+pub const MAX_PARTITIONS: i32 = 10_000;
 const RECORD_HEADER_LEN: usize = 24;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ pub enum StorageError {
     InvalidPartitions(i32, String),
     #[error("topic {0:?} is on disk with a bad partition count file")]
     BadTopicMeta(String),
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
@@ -375,16 +379,45 @@ impl Log {
         if let Some(t) = self.topic(name) {
             return Ok(t);
         }
+        self.create_new(name, partitions, true)
+    }
+
+    /// Creates the topic with `partitions` (or the default), failing with
+    /// [`StorageError::TopicExists`] if it exists already (CreateTopics). Serialised with
+    /// [`Log::get_or_create`], so of a racing auto-creation and an explicit one exactly
+    /// one creates the topic.
+    pub fn create(&self, name: &str, partitions: Option<i32>) -> Result<Arc<Topic>, StorageError> {
+        self.create_new(name, partitions, false)
+    }
+
+    /// The partition count a creation with `partitions` would get, if valid.
+    pub fn resolve_partitions(&self, partitions: Option<i32>) -> Option<i32> {
+        let n = partitions.unwrap_or(self.default_partitions);
+        (1..=MAX_PARTITIONS).contains(&n).then_some(n)
+    }
+
+    /// Creates a topic under the creation lock; an existing one is returned if
+    /// `existing_ok`, else refused.
+    fn create_new(
+        &self,
+        name: &str,
+        partitions: Option<i32>,
+        existing_ok: bool,
+    ) -> Result<Arc<Topic>, StorageError> {
         if !valid_topic_name(name) {
             return Err(StorageError::InvalidTopic(name.to_owned()));
         }
-        let n = partitions.unwrap_or(self.default_partitions);
-        if !(1..=10_000).contains(&n) {
+        let Some(n) = self.resolve_partitions(partitions) else {
+            let n = partitions.unwrap_or(self.default_partitions);
             return Err(StorageError::InvalidPartitions(n, name.to_owned()));
-        }
+        };
         let _guard = lock(&self.create_lock);
         if let Some(t) = self.topic(name) {
-            return Ok(t);
+            return if existing_ok {
+                Ok(t)
+            } else {
+                Err(StorageError::TopicExists(name.to_owned()))
+            };
         }
         let topic = match &self.data_dir {
             None => Topic {
@@ -478,7 +511,7 @@ fn load_topic(tdir: &Path, name: &str) -> Result<Option<Topic>, StorageError> {
         }
         Err(e) => return Err(io_err("read", &meta)(e)),
     };
-    if !(1..=10_000).contains(&n) {
+    if !(1..=MAX_PARTITIONS).contains(&n) {
         return Err(StorageError::BadTopicMeta(name.to_owned()));
     }
     let mut partitions = Vec::with_capacity(n as usize);
@@ -572,6 +605,62 @@ mod tests {
         drop(log);
         let log = Log::open(Some(dir.path()), 2, &[]).unwrap();
         assert_eq!(log.topic("t").unwrap().partition(1).unwrap().log_end(), 4);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_topic_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(Some(dir.path()), 2, &[]).unwrap();
+            assert_eq!(log.create("c", Some(5)).unwrap().partition_count(), 5);
+            assert!(matches!(
+                log.create("c", Some(5)),
+                Err(StorageError::TopicExists(_))
+            ));
+            // Auto-creation gets the existing topic, not the default count.
+            assert_eq!(log.get_or_create("c", None).unwrap().partition_count(), 5);
+            log.get_or_create("auto", None).unwrap();
+            assert!(matches!(
+                log.create("auto", None),
+                Err(StorageError::TopicExists(_))
+            ));
+            assert!(matches!(
+                log.create("bad/name", None),
+                Err(StorageError::InvalidTopic(_))
+            ));
+            assert!(matches!(
+                log.create("zero", Some(0)),
+                Err(StorageError::InvalidPartitions(0, _))
+            ));
+            assert!(matches!(
+                log.create("huge", Some(MAX_PARTITIONS + 1)),
+                Err(StorageError::InvalidPartitions(..))
+            ));
+            assert!(log.topic("zero").is_none() && log.topic("huge").is_none());
+        }
+        let log = Log::open(Some(dir.path()), 2, &[]).unwrap();
+        assert_eq!(log.topic("c").unwrap().partition_count(), 5);
+        assert_eq!(log.topic("auto").unwrap().partition_count(), 2);
+    }
+
+    #[test]
+    fn racing_create_and_auto_create_make_one_topic() {
+        for _ in 0..50 {
+            let log = Arc::new(Log::open(None, 2, &[]).unwrap());
+            let explicit = {
+                let log = log.clone();
+                std::thread::spawn(move || log.create("r", Some(7)).map(|t| t.partition_count()))
+            };
+            let auto = log.get_or_create("r", None).unwrap().partition_count();
+            match explicit.join().unwrap() {
+                // The explicit creation won: auto-creation saw its topic.
+                Ok(n) => assert_eq!((n, auto), (7, 7)),
+                // Auto-creation won: the explicit one was refused, nothing replaced.
+                Err(StorageError::TopicExists(_)) => assert_eq!(auto, 2),
+                Err(e) => panic!("{e}"),
+            }
+            assert_eq!(log.topic("r").unwrap().partition_count(), auto);
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! Seeds are real requests: a recording proxy between the broker and real clients (the
 //! `kafka` crate; kcat with and without ApiVersions negotiation) keeps every request
-//! frame. Each fuzz frame is a seed with a few mutations (bit flips, boundary values in
-//! parsed fields, truncation, appended, duplicated or spliced bytes, another api key or
-//! version; message CRCs fixed up half the time so mutations reach the parsers behind the
+//! frame. Neither creates topics, so CreateTopics seeds are frames recorded once from
+//! Apache Kafka's Java AdminClient and kept here (`RECORDED_CREATE_TOPICS`). Each fuzz
+//! frame is a seed with a few mutations (bit flips, boundary values in parsed fields,
+//! truncation, appended, duplicated or spliced bytes, another api key or version;
+//! message CRCs fixed up half the time so mutations reach the parsers behind the
 //! check), sent straight to the broker. A panic hook counts panics on every thread (the
 //! broker runs in this process); a well-behaved client must keep producing and fetching.
 //!
@@ -243,14 +245,16 @@ fn record_real_client_requests(broker: SocketAddr) -> Vec<Vec<u8>> {
     let proxy = RecordingProxy::start(broker);
     drive_kafka_crate(&proxy.bootstrap());
     drive_kcat(&proxy.bootstrap());
+    let recorded_earlier = RECORDED_CREATE_TOPICS.iter().map(|h| unhex(h));
     let mut corpus: Vec<Vec<u8>> = proxy
         .requests
         .lock()
         .unwrap()
         .iter()
+        .cloned()
+        .chain(recorded_earlier)
         .filter(|req| req.len() >= 8)
-        .map(|req| {
-            let mut req = req.clone();
+        .map(|mut req| {
             req[4..8].fill(0);
             req
         })
@@ -258,6 +262,24 @@ fn record_real_client_requests(broker: SocketAddr) -> Vec<Vec<u8>> {
     corpus.sort();
     corpus.dedup();
     corpus
+}
+
+/// CreateTopics v4 requests (hex, without the size prefix) from Apache Kafka 3.9.2's
+/// Java AdminClient against devbroker, recorded through a proxy like `RecordingProxy`:
+/// `java-created` with 3 partitions, replication factor 1 and a `retention.ms` config;
+/// the same name again with -1/-1 (the defaults); and `java-created-assigned` with a
+/// manual assignment of partitions 0 and 1 to broker 0, validate_only.
+const RECORDED_CREATE_TOPICS: [&str; 3] = [
+    "0013000400000005000d61646d696e636c69656e742d3100000001000c6a6176612d637265617465640000000300010000000000000001000c726574656e74696f6e2e6d73000838363430303030300000751d00",
+    "0013000400000006000d61646d696e636c69656e742d3100000001000c6a6176612d63726561746564ffffffffffff00000000000000000000753000",
+    "0013000400000007000d61646d696e636c69656e742d310000000100156a6176612d637265617465642d61737369676e6564ffffffffffff00000002000000000000000100000000000000010000000100000000000000000000753001",
+];
+
+fn unhex(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// Forwards connections to the broker and records every request frame on the way.
@@ -660,6 +682,17 @@ fn body_layout(key: i16, version: i16) -> &'static [Field] {
         }
         (api_key::OFFSET_FETCH, _) => &[Str, Array(&[Str, Array(&[I32])])],
         (api_key::FIND_COORDINATOR, _) => &[Str],
+        // v1+ ends with validate_only, a bool: left out, the walk just stops before it.
+        (api_key::CREATE_TOPICS, _) => &[
+            Array(&[
+                Str,
+                I32,
+                I16,
+                Array(&[I32, Array(&[I32])]),
+                Array(&[Str, Str]),
+            ]),
+            I32,
+        ],
         _ => &[],
     }
 }

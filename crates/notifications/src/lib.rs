@@ -11,7 +11,9 @@
 //!   retried and its offset not committed;
 //! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
 //!   Redis and the broker, `/metrics`), runs the `bus` consumer on its dedicated
-//!   thread, and on shutdown lets it finish the message in hand and commit.
+//!   thread, and on shutdown lets it finish the message in hand and commit. A broker
+//!   that does not serve the `kafka` client's protocol versions (Apache Kafka 4.x)
+//!   stops the worker: [`StartError::UnsupportedBroker`].
 //!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
@@ -49,7 +51,12 @@ pub enum StartError {
     #[error("cannot start the consumer: {0}")]
     Consumer(std::io::Error),
     #[error("consumer failed: {0}")]
-    ConsumerFailed(String),
+    ConsumerFailed(#[source] bus::BusError),
+    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
+    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    UnsupportedBroker(#[source] bus::BusError),
+    #[error("worker task failed: {0}")]
+    Task(String),
 }
 
 /// A running notifications worker.
@@ -65,9 +72,7 @@ impl Running {
     pub async fn wait(self) -> Result<(), StartError> {
         match self.task.await {
             Ok(result) => result,
-            Err(err) => Err(StartError::ConsumerFailed(format!(
-                "worker task failed: {err}"
-            ))),
+            Err(err) => Err(StartError::Task(err.to_string())),
         }
     }
 }
@@ -139,7 +144,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let result = consumer
             .stop_when_cancelled(bus_shutdown, &shutdown)
             .await
-            .map_err(|err| StartError::ConsumerFailed(err.to_string()));
+            .map_err(|err| match err {
+                bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
+                err => StartError::ConsumerFailed(err),
+            });
         shutdown.cancel();
         let _ = readiness.await;
         ops.stopped().await;

@@ -14,7 +14,9 @@
 //!   with reflection (v1 and v1alpha) and the standard health service at once
 //!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
 //!   database (create, migrate; retried while PostgreSQL is unreachable), then
-//!   starts the relay and keeps readiness in step with the database.
+//!   starts the relay and keeps readiness in step with the database. A broker that
+//!   does not serve the `kafka` client's protocol versions (Apache Kafka 4.x) stops
+//!   the relay and the service: [`StartError::UnsupportedBroker`].
 //!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
@@ -64,6 +66,10 @@ pub enum StartError {
     Serve(String),
     #[error("reflection service: {0}")]
     Reflection(String),
+    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x): the
+    /// outbox relay stopped, and the service with it.
+    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    UnsupportedBroker(#[source] bus::BusError),
 }
 
 /// A running orders service.
@@ -190,9 +196,13 @@ async fn serve(
     };
     shutdown.cancel();
     let _ = readiness.await;
-    let _ = tokio::task::spawn_blocking(move || relay.join()).await;
+    // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
+    let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
+        Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
+        Err(_) => Ok(()),
+    };
     tracing::info!("orders stopped");
-    result
+    result.and(relay_result)
 }
 
 fn relay_config(config: &Config) -> outbox::RelayConfig {

@@ -9,6 +9,11 @@ async fn main() -> anyhow::Result<()> {
     let config = orders::Config::from_env().context("invalid configuration")?;
     let shutdown = lifecycle::shutdown_on_signal();
     let running = orders::start(config, shutdown).await?;
-    running.wait().await?;
+    if let Err(err) = running.wait().await {
+        // One log line (in the log format chosen) for whoever reads the logs, besides
+        // the exit status and the error on stderr.
+        tracing::error!("{err}");
+        return Err(err.into());
+    }
     Ok(())
 }

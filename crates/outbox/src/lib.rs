@@ -16,7 +16,8 @@
 //! sleeps on `LISTEN outbox_events` (a trigger on `events` NOTIFYs at commit), so
 //! a new event leaves within milliseconds, with `poll_interval` as the fallback if
 //! a notification is missed. Broker or database down: rows stay unsent, the relay
-//! retries with backoff and catches up when they return.
+//! retries with backoff and catches up when they return. A broker that no longer serves
+//! the `kafka` client's protocol (Apache Kafka 4.x) stops the relay and its service.
 //!
 //! The table and trigger it expects are in each service's `V1__init.sql`
 //! ([`TABLE`], [`CHANNEL`]).
@@ -32,7 +33,8 @@ pub const TABLE: &str = "events";
 /// The NOTIFY channel the table's trigger signals on.
 pub const CHANNEL: &str = "outbox_events";
 
-/// Why a relay step failed; every variant is retried.
+/// Why a relay step failed; retried, except a broker without the protocol versions the
+/// `kafka` client uses ([`bus::BusError::UnsupportedBroker`]), which stops the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("database: {0}")]

@@ -30,14 +30,19 @@ pub struct RelayConfig {
 
 /// The relay's thread.
 pub struct RelayHandle {
-    thread: JoinHandle<()>,
+    thread: JoinHandle<Result<(), bus::BusError>>,
 }
 
 impl RelayHandle {
-    /// Waits for the relay to stop (after the shutdown token is cancelled).
-    pub fn join(self) {
-        if self.thread.join().is_err() {
-            tracing::error!("outbox relay thread panicked");
+    /// Waits for the relay to stop: `Ok` after the shutdown token is cancelled, or the
+    /// error that stopped it ([`bus::BusError::UnsupportedBroker`]: see [`spawn_relay`]).
+    pub fn join(self) -> Result<(), bus::BusError> {
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::error!("outbox relay thread panicked");
+                Ok(())
+            }
         }
     }
 
@@ -48,6 +53,11 @@ impl RelayHandle {
 
 /// Starts the relay on its own OS thread: the `kafka` and `postgres` clients
 /// block, so they stay off the async runtime.
+///
+/// It first checks that the brokers serve the protocol versions the `kafka` client uses
+/// (see [`bus::check_broker_versions`]; every producer connect checks it again). A
+/// broker that does not stops the relay: it cancels `shutdown`, so the service stops
+/// too, and [`RelayHandle::join`] returns the error. Every other failure is retried.
 pub fn spawn_relay(
     config: RelayConfig,
     pool: Pool,
@@ -98,13 +108,22 @@ struct Relay {
 /// goes idle after nearly every batch, and a count per wake-up would double its queries.
 const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
 
+/// How long each broker gets to answer the start-up protocol-version check.
+const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Longest single sleep, so shutdown is noticed promptly.
 const SLICE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Relay {
-    fn run(mut self) {
+    fn run(mut self) -> Result<(), bus::BusError> {
         tracing::info!(brokers = ?self.config.brokers, "outbox relay started");
+        match bus::check_broker_versions(&self.config.brokers, VERSION_CHECK_TIMEOUT) {
+            Err(err @ bus::BusError::UnsupportedBroker { .. }) => return self.stop_on(err),
+            // Unreachable for now: publishing retries, and its connect checks again.
+            Err(err) => tracing::debug!(%err, "broker version check inconclusive"),
+            Ok(()) => {}
+        }
         let mut backoff = Duration::from_millis(100);
         while !self.shutdown.is_cancelled() {
             // LISTEN before claiming, so a commit between the claim and the wait
@@ -117,6 +136,9 @@ impl Relay {
                     self.wait_for_notify();
                 }
                 Ok(_) => backoff = Duration::from_millis(100),
+                Err(RelayError::Broker(err @ bus::BusError::UnsupportedBroker { .. })) => {
+                    return self.stop_on(err);
+                }
                 Err(err) => {
                     self.failures.inc();
                     tracing::warn!(%err, retry_in = ?backoff, "outbox relay attempt failed");
@@ -126,6 +148,16 @@ impl Relay {
             }
         }
         tracing::info!("outbox relay stopped");
+        Ok(())
+    }
+
+    /// Stops the relay and the service on an error no retry can fix.
+    fn stop_on(&self, err: bus::BusError) -> Result<(), bus::BusError> {
+        tracing::info!(
+            "outbox relay stopped: the broker does not serve the kafka client's protocol versions"
+        );
+        self.shutdown.cancel();
+        Err(err)
     }
 
     /// Claims, publishes and marks one batch; returns how many rows went out.

@@ -143,7 +143,7 @@ fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
         .then_some(())
     });
     shutdown.cancel();
-    relay.join();
+    relay.join().unwrap();
 }
 
 #[test]
@@ -180,7 +180,7 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
     });
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
     shutdown.cancel();
-    relay.join();
+    relay.join().unwrap();
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn two_relays_on_one_database_publish_each_event_once() {
     let messages = read_topic(&[broker.bootstrap()], &topic, 200);
     assert_eq!(messages.len(), 200, "every event published, none twice");
     shutdown.cancel();
-    relays.into_iter().for_each(outbox::RelayHandle::join);
+    relays.into_iter().for_each(|relay| relay.join().unwrap());
 }
 
 #[test]
@@ -246,5 +246,5 @@ fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
     });
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 2).len(), 2);
     shutdown.cancel();
-    relay.join();
+    relay.join().unwrap();
 }

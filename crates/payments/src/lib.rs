@@ -18,7 +18,8 @@
 //!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate;
 //!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
 //!   consumer on their own threads; on shutdown the consumer finishes the message
-//!   in hand and commits.
+//!   in hand and commits. A broker that does not serve the `kafka` client's protocol
+//!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`].
 //!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
@@ -71,7 +72,10 @@ pub enum StartError {
     #[error("cannot start the consumer: {0}")]
     Consumer(std::io::Error),
     #[error("consumer failed: {0}")]
-    ConsumerFailed(String),
+    ConsumerFailed(#[source] bus::BusError),
+    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
+    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    UnsupportedBroker(#[source] bus::BusError),
     #[error("worker task failed: {0}")]
     Task(String),
 }
@@ -180,16 +184,24 @@ async fn run(
             consumer
                 .stop_when_cancelled(bus_shutdown, &shutdown)
                 .await
-                .map_err(|err| StartError::ConsumerFailed(err.to_string()))
+                .map_err(|err| match err {
+                    bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
+                    err => StartError::ConsumerFailed(err),
+                })
         }
         Err(err) => Err(StartError::Consumer(err)),
     };
     shutdown.cancel();
-    if let Err(err) = tokio::task::spawn_blocking(move || relay.join()).await {
-        tracing::error!(%err, "waiting for the outbox relay failed");
-    }
+    // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
+    let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
+        Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
+        Err(err) => {
+            tracing::error!(%err, "waiting for the outbox relay failed");
+            Ok(())
+        }
+    };
     let _ = readiness.await;
-    result
+    result.and(relay_result)
 }
 
 /// Creates and migrates the database, retrying while PostgreSQL is unreachable.

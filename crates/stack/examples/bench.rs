@@ -7,11 +7,16 @@
 //! - end-to-end latency p50/p99/max at a fixed offered rate (`--paced-rate`,
 //!   default 500/s, half the 1,000/s target).
 //!
-//! Everything runs here: devbroker and the four services in this process (release
-//! build), the local PostgreSQL and Redis. Arrival times come from Redis keyspace
-//! notifications, so nothing polls.
+//! The burst and the paced phase run once per broker in `--brokers` (default: devbroker
+//! and Apache Kafka 3.9, one after the other, fresh databases and topics each), and a
+//! table at the end puts them side by side with pgbench's reference.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64]`
+//! Everything runs here: the four services in this process (release build), the
+//! broker (devbroker in this process, or Apache Kafka's JVM from the jars
+//! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
+//! come from Redis keyspace notifications, so nothing polls.
+//!
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -44,6 +49,36 @@ struct Args {
     pgbench_clients: u32,
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u32,
+    /// Brokers to run the phases on, in order: `devbroker`, `kafka-3.9`.
+    #[arg(long, value_delimiter = ',', default_value = "devbroker,kafka-3.9")]
+    brokers: Vec<BrokerChoice>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BrokerChoice {
+    /// The project's devbroker, in this process.
+    Devbroker,
+    /// Apache Kafka 3.9 (single-node KRaft JVM, testkit::KafkaBroker).
+    #[value(name = "kafka-3.9")]
+    Kafka39,
+}
+
+/// One broker's figures.
+struct Figures {
+    broker: String,
+    gateway_rate: f64,
+    e2e_rate: f64,
+    notified: usize,
+    backlog_secs: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// The broker a run talks to; Apache Kafka's JVM is stopped when this is dropped.
+enum BenchBroker {
+    Devbroker(devbroker::RunningBroker),
+    Kafka(testkit::KafkaBroker),
 }
 
 /// Arrival instant of each order's notification.
@@ -62,13 +97,52 @@ fn main() -> anyhow::Result<()> {
     let pgbench_tps = pgbench_reference(&args)?;
     println!("pgbench create-order transactions/s: {pgbench_tps:.0}");
 
-    // Created and dropped outside the runtime: the blocking postgres client that
-    // drops them refuses to run inside one.
-    let orders_db = testkit::TestDatabase::new("bench_orders");
-    let payments_db = testkit::TestDatabase::new("bench_payments");
-    let result = runtime.block_on(drive(args, pgbench_tps, &orders_db, &payments_db));
+    let mut all = Vec::new();
+    for choice in args.brokers.clone() {
+        // Apache Kafka is started (a JVM, seconds) and its topics created before the
+        // clock starts; the databases are created and dropped outside the runtime:
+        // the blocking postgres client that drops them refuses to run inside one.
+        let kafka = match choice {
+            BrokerChoice::Devbroker => None,
+            BrokerChoice::Kafka39 => {
+                let kafka = testkit::KafkaBroker::start(testkit::KafkaLine::V3_9);
+                for topic in ["order-topic", "status-topic"] {
+                    kafka.create_topic(topic, 3);
+                }
+                Some(kafka)
+            }
+        };
+        let orders_db = testkit::TestDatabase::new("bench_orders");
+        let payments_db = testkit::TestDatabase::new("bench_payments");
+        let figures = runtime.block_on(drive(&args, kafka, &orders_db, &payments_db))?;
+        all.push(figures);
+    }
     drop(runtime);
-    result
+
+    println!("== side by side (pgbench reference: {pgbench_tps:.0} create-order transactions/s)");
+    println!(
+        "| broker | gateway orders/s (x pgbench) | end to end orders/s | backlog after burst | p50 / p99 / max at {}/s |",
+        args.paced_rate
+    );
+    println!("|---|---|---|---|---|");
+    for f in &all {
+        println!(
+            "| {} | {:.0} ({:.2}) | {:.0} ({} notified) | {:+.3} s | {:.1} / {:.1} / {:.1} ms |",
+            f.broker,
+            f.gateway_rate,
+            f.gateway_rate / pgbench_tps,
+            f.e2e_rate,
+            f.notified,
+            f.backlog_secs,
+            f.p50.as_secs_f64() * 1e3,
+            f.p99.as_secs_f64() * 1e3,
+            f.max.as_secs_f64() * 1e3
+        );
+    }
+    println!(
+        "Go platform reference: its relay sends one outbox event per 1 s tick, so at most 1 order/s end to end"
+    );
+    Ok(())
 }
 
 /// Runs the orders service's own statement shape under pgbench on a scratch database.
@@ -116,26 +190,38 @@ WITH new_order AS (INSERT INTO orders (order_id, user_id, status, total_amount, 
         .ok_or_else(|| anyhow::anyhow!("no tps line in pgbench output: {stdout}"))
 }
 
+/// Starts the platform on `kafka` (or on an in-process devbroker when `None`), runs
+/// the burst and the paced phase, stops everything and returns the figures.
 async fn drive(
-    args: Args,
-    pgbench_tps: f64,
+    args: &Args,
+    kafka: Option<testkit::KafkaBroker>,
     orders_db: &testkit::TestDatabase,
     payments_db: &testkit::TestDatabase,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Figures> {
     let prefix = format!("{}:", testkit::unique_name("bench"));
     let shutdown = CancellationToken::new();
 
-    let broker = devbroker::Broker::start(devbroker::BrokerConfig {
-        topics: ["order-topic", "status-topic"]
-            .map(|name| devbroker::TopicSpec {
-                name: name.to_owned(),
-                partitions: 3,
+    let broker = match kafka {
+        Some(kafka) => BenchBroker::Kafka(kafka),
+        None => BenchBroker::Devbroker(
+            devbroker::Broker::start(devbroker::BrokerConfig {
+                topics: ["order-topic", "status-topic"]
+                    .map(|name| devbroker::TopicSpec {
+                        name: name.to_owned(),
+                        partitions: 3,
+                    })
+                    .to_vec(),
+                ..Default::default()
             })
-            .to_vec(),
-        ..Default::default()
-    })
-    .await?;
-    let brokers: settings::BrokerList = broker.local_addr().to_string().parse()?;
+            .await?,
+        ),
+    };
+    let (broker_name, bootstrap) = match &broker {
+        BenchBroker::Devbroker(b) => ("devbroker".to_owned(), b.local_addr().to_string()),
+        BenchBroker::Kafka(k) => (format!("Apache Kafka {}", k.release()), k.bootstrap()),
+    };
+    println!("==== on {broker_name} ({bootstrap})");
+    let brokers: settings::BrokerList = bootstrap.parse()?;
     let any_port: settings::ListenAddr = "127.0.0.1:0".parse()?;
 
     let orders = orders::start(
@@ -228,10 +314,7 @@ async fn drive(
     let backlog_after_burst = last_arrival.map_or(f64::NAN, |last| {
         (last - (start + Duration::from_secs_f64(gateway_secs))).as_secs_f64()
     });
-    println!(
-        "gateway POST /orders: {gateway_rate:.0} orders/s ({:.2} of pgbench)",
-        gateway_rate / pgbench_tps
-    );
+    println!("gateway POST /orders: {gateway_rate:.0} orders/s");
     println!(
         "end to end: {} of {} notified; {:.0} orders/s (first request -> last notification); last notification {:+.3} s after the last response",
         settled,
@@ -273,10 +356,6 @@ async fn drive(
         pick(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
-    println!(
-        "Go platform reference: its relay sends one outbox event per 1 s tick, so at most 1 order/s end to end"
-    );
-
     shutdown.cancel();
     let _ = tokio::join!(
         orders.wait(),
@@ -284,9 +363,23 @@ async fn drive(
         notifications.wait(),
         gateway.wait()
     );
-    broker.shutdown().await;
+    if let BenchBroker::Devbroker(broker) = broker {
+        broker.shutdown().await;
+    } else {
+        // The JVM is killed on drop, which blocks: off the runtime's threads.
+        tokio::task::spawn_blocking(move || drop(broker)).await?;
+    }
     listener.stop();
-    Ok(())
+    Ok(Figures {
+        broker: broker_name,
+        gateway_rate,
+        e2e_rate: args.orders as f64 / e2e_secs,
+        notified: settled,
+        backlog_secs: backlog_after_burst,
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    })
 }
 
 async fn place(client: &reqwest::Client, url: &str, user_id: i64) -> anyhow::Result<i64> {

@@ -1,13 +1,15 @@
-//! End to end, with every part a real process: devbroker, orders, payments,
+//! End to end, with every part a real process: the broker, orders, payments,
 //! notifications and the gateway binaries, the local PostgreSQL and Redis, orders
-//! placed over HTTP. Each test has its own broker, databases and Redis key prefix.
+//! placed over HTTP. Each test has its own broker, databases and Redis key prefix,
+//! and runs twice: on devbroker and on Apache Kafka 3.9 (3-partition topics created
+//! as compose's kafka-init creates them), see `testkit::on_each_broker!`.
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, time::Duration};
 
 use testkit::{
-    ServiceProcess, TcpProxy, TestDatabase, free_port, http_request, unique_name, wait_http_ok,
-    wait_until,
+    BrokerKind, ServiceProcess, TcpProxy, TestBroker, TestDatabase, free_port, http_request,
+    on_each_broker, unique_name, wait_http_ok, wait_until,
 };
 
 const READY: Duration = Duration::from_secs(60);
@@ -19,22 +21,15 @@ struct Platform {
     payments_db: TestDatabase,
     redis_prefix: String,
     broker_addr: String,
+    order_topic: String,
+    status_topic: String,
     gateway_url: String,
-    broker: ServiceProcess,
+    broker: TestBroker,
     orders: ServiceProcess,
     payments: ServiceProcess,
     notifications: ServiceProcess,
     _gateway: ServiceProcess,
-    _broker_dir: TempDir,
     _payments_db_proxy: Option<TcpProxy>,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[derive(Default)]
@@ -44,26 +39,18 @@ struct Options {
 }
 
 impl Platform {
-    fn start(options: Options) -> Self {
+    fn start(kind: BrokerKind, options: Options) -> Self {
         let orders_db = TestDatabase::new("e2e_orders");
         let payments_db = TestDatabase::new("e2e_payments");
         let redis_prefix = format!("{}:", unique_name("e2e"));
-        let broker_dir = TempDir(std::env::temp_dir().join(unique_name("e2e-broker")));
-        let broker_addr = format!("127.0.0.1:{}", free_port());
-        let broker = ServiceProcess::spawn(
-            "devbroker",
-            &[
-                "--listen",
-                &broker_addr,
-                "--data-dir",
-                broker_dir.0.to_str().unwrap(),
-                "--topic",
-                "order-topic:3",
-                "--topic",
-                "status-topic:3",
-            ],
-            &[],
-        );
+        let broker = TestBroker::start(kind);
+        let broker_addr = broker.bootstrap();
+        let order_topic = broker.unique_topic("order-topic", 3);
+        let status_topic = broker.unique_topic("status-topic", 3);
+        let topics = [
+            ("KAFKA_TOPIC_ORDER", order_topic.clone()),
+            ("KAFKA_TOPIC_STATUS", status_topic.clone()),
+        ];
         let [
             orders_grpc,
             orders_health,
@@ -90,6 +77,7 @@ impl Platform {
                 ("KAFKA_BROKERS", broker_addr.clone()),
                 // Short, so rows claimed by a relay that was killed go out again soon.
                 ("OUTBOX_LEASE", "2s".to_owned()),
+                topics[0].clone(),
             ],
         );
         let payments = ServiceProcess::spawn(
@@ -100,6 +88,8 @@ impl Platform {
                 ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
                 ("KAFKA_BROKERS", broker_addr.clone()),
                 ("OUTBOX_LEASE", "2s".to_owned()),
+                topics[0].clone(),
+                topics[1].clone(),
             ],
         );
         let notifications = ServiceProcess::spawn(
@@ -111,6 +101,7 @@ impl Platform {
                 ("REDIS_ADDR", redis_host_port()),
                 ("REDIS_KEY_PREFIX", redis_prefix.clone()),
                 ("REDIS_TTL", "10m".to_owned()),
+                topics[1].clone(),
             ],
         );
         let gateway = ServiceProcess::spawn(
@@ -134,19 +125,19 @@ impl Platform {
             payments_db,
             redis_prefix,
             broker_addr,
+            order_topic,
+            status_topic,
             gateway_url: format!("http://{gateway_http}"),
             broker,
             orders,
             payments,
             notifications,
             _gateway: gateway,
-            _broker_dir: broker_dir,
             _payments_db_proxy: payments_db_proxy,
         };
         // The ready answers must have come from these processes, not from something
         // else on their ports.
         for process in [
-            &mut platform.broker,
             &mut platform.orders,
             &mut platform.payments,
             &mut platform.notifications,
@@ -302,9 +293,8 @@ fn redis_connection() -> redis::Connection {
         .unwrap()
 }
 
-#[test]
-fn an_order_placed_over_http_ends_as_a_notification_in_redis() {
-    let platform = Platform::start(Options::default());
+fn an_order_placed_over_http_ends_as_a_notification_in_redis(kind: BrokerKind) {
+    let platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(10);
     platform.assert_exactly_once(&orders);
 
@@ -317,9 +307,8 @@ fn an_order_placed_over_http_ends_as_a_notification_in_redis() {
     );
 }
 
-#[test]
-fn kill_9_of_payments_mid_flight_loses_and_duplicates_nothing() {
-    let mut platform = Platform::start(Options::default());
+fn kill_9_of_payments_mid_flight_loses_and_duplicates_nothing(kind: BrokerKind) {
+    let mut platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(40);
     wait_until(SETTLE, "payments to be part-way through", || {
         let done: i64 = platform
@@ -336,9 +325,8 @@ fn kill_9_of_payments_mid_flight_loses_and_duplicates_nothing() {
     platform.assert_exactly_once(&[orders, more].concat());
 }
 
-#[test]
-fn kill_9_of_orders_and_its_relay_loses_nothing() {
-    let mut platform = Platform::start(Options::default());
+fn kill_9_of_orders_and_its_relay_loses_nothing(kind: BrokerKind) {
+    let mut platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(30);
     platform.orders.kill9();
     platform.orders.restart();
@@ -360,9 +348,8 @@ fn kill_9_of_orders_and_its_relay_loses_nothing() {
     });
 }
 
-#[test]
-fn kill_9_of_notifications_loses_nothing() {
-    let mut platform = Platform::start(Options::default());
+fn kill_9_of_notifications_loses_nothing(kind: BrokerKind) {
+    let mut platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(30);
     platform.notifications.kill9();
     let more = platform.place_orders(5);
@@ -370,9 +357,8 @@ fn kill_9_of_notifications_loses_nothing() {
     platform.assert_exactly_once(&[orders, more].concat());
 }
 
-#[test]
-fn a_broker_restart_with_data_dir_loses_nothing() {
-    let mut platform = Platform::start(Options::default());
+fn a_broker_restart_with_data_dir_loses_nothing(kind: BrokerKind) {
+    let mut platform = Platform::start(kind, Options::default());
     let before = platform.place_orders(10);
     platform.wait_for_notifications(&before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     platform.broker.kill9();
@@ -384,11 +370,13 @@ fn a_broker_restart_with_data_dir_loses_nothing() {
     platform.assert_exactly_once(&[before, during, after].concat());
 }
 
-#[test]
-fn a_postgres_outage_under_payments_loses_nothing() {
-    let platform = Platform::start(Options {
-        payments_db_proxy: true,
-    });
+fn a_postgres_outage_under_payments_loses_nothing(kind: BrokerKind) {
+    let platform = Platform::start(
+        kind,
+        Options {
+            payments_db_proxy: true,
+        },
+    );
     let before = platform.place_orders(5);
     platform.wait_for_notifications(&before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     let proxy = platform._payments_db_proxy.as_ref().unwrap();
@@ -399,9 +387,8 @@ fn a_postgres_outage_under_payments_loses_nothing() {
     platform.assert_exactly_once(&[before, during].concat());
 }
 
-#[test]
-fn poison_messages_on_both_topics_do_not_stop_the_next_order() {
-    let platform = Platform::start(Options::default());
+fn poison_messages_on_both_topics_do_not_stop_the_next_order(kind: BrokerKind) {
+    let platform = Platform::start(kind, Options::default());
     let mut producer = bus::Producer::connect(bus::ProducerConfig {
         brokers: vec![platform.broker_addr.clone()],
         ack_timeout: Duration::from_secs(5),
@@ -409,7 +396,7 @@ fn poison_messages_on_both_topics_do_not_stop_the_next_order() {
         client_id: "e2e-poison".to_owned(),
     })
     .unwrap();
-    for topic in ["order-topic", "status-topic"] {
+    for topic in [&platform.order_topic, &platform.status_topic] {
         for (key, value) in [
             ("1", "not json".as_bytes()),
             ("2", br#"{"event_id": 1}"#.as_slice()),
@@ -442,9 +429,8 @@ fn poison_messages_on_both_topics_do_not_stop_the_next_order() {
     );
 }
 
-#[test]
-fn the_same_order_created_delivered_twice_is_paid_once() {
-    let platform = Platform::start(Options::default());
+fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
+    let platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(3);
     platform.assert_exactly_once(&orders);
     // Deliver every OrderCreated again, byte for byte, as a relay retry would.
@@ -464,7 +450,7 @@ fn the_same_order_created_delivered_twice_is_paid_once() {
         let (key, value): (String, String) = (row.get(0), row.get(1));
         producer
             .send(bus::Record {
-                topic: "order-topic",
+                topic: &platform.order_topic,
                 key: key.as_bytes(),
                 value: value.as_bytes(),
             })
@@ -474,3 +460,14 @@ fn the_same_order_created_delivered_twice_is_paid_once() {
     let later = platform.place_orders(1);
     platform.assert_exactly_once(&[orders, later].concat());
 }
+
+on_each_broker!(
+    an_order_placed_over_http_ends_as_a_notification_in_redis,
+    kill_9_of_payments_mid_flight_loses_and_duplicates_nothing,
+    kill_9_of_orders_and_its_relay_loses_nothing,
+    kill_9_of_notifications_loses_nothing,
+    a_broker_restart_with_data_dir_loses_nothing,
+    a_postgres_outage_under_payments_loses_nothing,
+    poison_messages_on_both_topics_do_not_stop_the_next_order,
+    the_same_order_created_delivered_twice_is_paid_once,
+);

@@ -8,6 +8,7 @@
 //! (`clients/src/main/resources/common/message/*.json`).
 
 pub mod api_versions;
+pub mod create_topics;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod list_offsets;
@@ -28,6 +29,7 @@ pub mod api_key {
     pub const OFFSET_FETCH: i16 = 9;
     pub const FIND_COORDINATOR: i16 = 10;
     pub const API_VERSIONS: i16 = 18;
+    pub const CREATE_TOPICS: i16 = 19;
 }
 
 /// `(api key, min version, max version)` for every API served. ApiVersions answers with
@@ -41,6 +43,7 @@ pub const SUPPORTED_APIS: &[(i16, i16, i16)] = &[
     (api_key::OFFSET_FETCH, 0, 1),
     (api_key::FIND_COORDINATOR, 0, 0),
     (api_key::API_VERSIONS, 0, 0),
+    (api_key::CREATE_TOPICS, 0, 4),
 ];
 
 /// The supported version range of an API key, if the key is served at all.
@@ -65,6 +68,10 @@ pub mod error_code {
     pub const INVALID_REQUIRED_ACKS: i16 = 21;
     pub const INVALID_GROUP_ID: i16 = 24;
     pub const UNSUPPORTED_VERSION: i16 = 35;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
     pub const INVALID_REQUEST: i16 = 42;
     pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 }
