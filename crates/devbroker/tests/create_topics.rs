@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 
 use common::*;
@@ -30,45 +29,6 @@ fn broker(data_dir: Option<&Path>) -> BackgroundBroker {
         ..BrokerConfig::default()
     })
     .unwrap()
-}
-
-fn connect(b: &BackgroundBroker) -> TcpStream {
-    let s = TcpStream::connect(b.addr()).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s
-}
-
-/// A request frame: size, api key, version, correlation id, client id, body.
-fn request(key: i16, version: i16, corr: i32, body: &[u8]) -> Vec<u8> {
-    let mut e = Encoder::new();
-    e.i16(key)
-        .i16(version)
-        .i32(corr)
-        .string("create-topics-test");
-    let mut req = e.into_bytes().to_vec();
-    req.extend_from_slice(body);
-    let mut frame = (req.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&req);
-    frame
-}
-
-/// Reads one response and returns its body after checking the correlation id.
-fn response(s: &mut TcpStream, corr: i32) -> Vec<u8> {
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut body).unwrap();
-    assert_eq!(body[..4], corr.to_be_bytes());
-    body.split_off(4)
-}
-
-fn assert_closed(s: &mut TcpStream, what: &str) {
-    let mut buf = [0u8; 16];
-    match s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("{what}: expected the broker to close the connection, got {other:?}"),
-    }
 }
 
 /// One topic of a CreateTopics request.
