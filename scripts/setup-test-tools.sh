@@ -59,6 +59,27 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
 fi
 "$(dirname "$0")/fetch-kafka.sh"
 
+# The gateway's Swagger UI browser test (crates/gateway/tests/swagger_ui.rs): Debian's
+# Chromium, driven by playwright-core from tools/browser, pinned by its package-lock.json
+# (playwright-core downloads no browser). npm ci runs again only when that file changes.
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing Chromium (Debian; the gateway's Swagger UI browser test)"
+  apt_install chromium
+fi
+if ! command -v npm >/dev/null; then
+  log "installing Node.js and npm (Debian)"
+  apt_install nodejs npm
+fi
+browser_dir="$(cd "$(dirname "$0")/../tools/browser" && pwd)"
+browser_lock_sum="$(sha256sum "$browser_dir/package-lock.json" | cut -d' ' -f1)"
+browser_stamp="$browser_dir/node_modules/.setup-test-tools.package-lock.sha256"
+if [ "$(cat "$browser_stamp" 2>/dev/null)" != "$browser_lock_sum" ]; then
+  log "installing playwright-core in tools/browser (npm ci, as package-lock.json pins it)"
+  (cd "$browser_dir" && npm ci --no-audit --no-fund)
+  echo "$browser_lock_sum" >"$browser_stamp"
+fi
+log "$(/usr/bin/chromium --version 2>/dev/null), playwright-core $(node -p "require('$browser_dir/node_modules/playwright-core/package.json').version")"
+
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   if ! command -v pg_ctlcluster >/dev/null; then
     log "installing PostgreSQL"

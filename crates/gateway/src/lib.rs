@@ -6,26 +6,35 @@
 //!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`);
 //! - [`rest`]: the REST contract's JSON types, parsed strictly (unknown fields,
 //!   trailing data, wrong types -> 400), and their conversion to and from `orders.v1`;
+//! - [`json_keys`]: object keys matched to field names as Go's `encoding/json` does
+//!   (exactly, else ignoring case), duplicates refused;
 //! - [`errors`]: one error shape, `{"error", "code"}`, and the gRPC code -> HTTP
 //!   status mapping; 4xx messages from orders pass through, 5xx ones are generic;
 //! - [`routes`]: the warp routes (`POST /orders`, `GET /orders/{id}`, `/healthz`,
 //!   `/readyz`, `/metrics`, `/openapi.yaml`), the 1 MiB body limit, the per-call
 //!   deadline, 405 with `Allow`, and the `recover` that turns routing failures into
 //!   the same JSON errors;
+//! - [`request_metrics`]: the Go gateway's `opp_http_requests_total` and
+//!   `opp_http_request_duration_seconds`, labelled by route pattern;
+//! - [`swagger`]: Swagger UI at `/swagger/index.html` on the description as JSON
+//!   (`/swagger/doc.json`), its vendored assets embedded in the binary;
 //! - this module: [`start`] binds the HTTP port, builds a channel to orders that
 //!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
 //!   down; calls then get 503 and `/readyz` says not ready), and serves until the
 //!   shutdown token is cancelled.
 //!
-//! Business validation (positive ids, item limits, overflow) is orders' alone: the
+//! Business validation (positive ids and prices, item limits, overflow) is orders' alone: the
 //! gateway checks only the JSON's shape and forwards orders' INVALID_ARGUMENT message.
 //!
 //! Tests call [`start`] directly; `main.rs` only adds configuration, logging and signals.
 
 pub mod config;
 pub mod errors;
+pub mod json_keys;
+pub mod request_metrics;
 pub mod rest;
 pub mod routes;
+pub mod swagger;
 
 use std::{net::SocketAddr, sync::Arc};
 

@@ -1,21 +1,26 @@
 //! The REST contract's JSON and its conversion to and from `orders.v1`.
 //!
-//! Requests are parsed strictly ([`parse_create_order`]): unknown fields, trailing
-//! data, wrong types and missing fields are refused with serde's message, which
-//! names the field and the line and column. Business rules (positive ids, at least
+//! Requests are parsed strictly ([`parse_create_order`]): unknown fields, duplicate
+//! fields, trailing data, wrong types and missing fields are refused with serde's
+//! message, which names the field and the line and column. Keys are matched to field
+//! names as the Go gateway's `encoding/json` matches them: exactly, else ignoring
+//! case ([`crate::json_keys`]). Business rules (positive ids and prices, at least
 //! one item, the total fitting in i64, ...) are checked by orders, the one place
 //! they live; its INVALID_ARGUMENT message reaches the client unchanged.
 
+use std::fmt;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use proto::v1::{self, OrderStatus};
-use std::{fmt, marker::PhantomData};
-
 use serde::{
     Deserialize, Deserializer, Serialize,
-    de::{MapAccess, Visitor, value::MapAccessDeserializer},
+    de::{self, MapAccess, Visitor},
 };
 
-use crate::errors::ApiError;
+use crate::{
+    errors::ApiError,
+    json_keys::{FieldKey, next_value_once},
+};
 
 /// `POST /orders` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,55 +38,70 @@ pub struct ItemBody {
     pub price: i64,
 }
 
-// What serde derives, but only from a JSON object: a derived struct also accepts
-// an array of its field values (`[1, [[1, 2, 3]]]`), which the contract does not.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateOrderFields {
-    user_id: i64,
-    items: Vec<ItemBody>,
+// Written by hand rather than derived: a derived struct also accepts an array of
+// its field values (`[1, [[1, 2, 3]]]`), which the contract does not, and matches
+// keys exactly, where the Go gateway also takes `User_Id` ([`json_keys`]).
+
+impl<'de> Deserialize<'de> for CreateOrderBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(CreateOrderVisitor)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemFields {
-    product_id: i64,
-    quantity: i32,
-    price: i64,
-}
+struct CreateOrderVisitor;
 
-/// Deserializes `T` from a map only.
-struct ObjectOnly<T>(PhantomData<T>);
-
-impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
-    type Value = T;
+impl<'de> Visitor<'de> for CreateOrderVisitor {
+    type Value = CreateOrderBody;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map))
-    }
-}
-
-impl<'de> Deserialize<'de> for CreateOrderBody {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fields: CreateOrderFields = deserializer.deserialize_map(ObjectOnly(PhantomData))?;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        const FIELDS: &[&str] = &["user_id", "items"];
+        let (mut user_id, mut items) = (None, None);
+        while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
+            match field {
+                0 => next_value_once(&mut map, &mut user_id, "user_id")?,
+                _ => next_value_once(&mut map, &mut items, "items")?,
+            }
+        }
         Ok(CreateOrderBody {
-            user_id: fields.user_id,
-            items: fields.items,
+            user_id: user_id.ok_or_else(|| de::Error::missing_field("user_id"))?,
+            items: items.ok_or_else(|| de::Error::missing_field("items"))?,
         })
     }
 }
 
 impl<'de> Deserialize<'de> for ItemBody {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let fields: ItemFields = deserializer.deserialize_map(ObjectOnly(PhantomData))?;
+        deserializer.deserialize_map(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = ItemBody;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        const FIELDS: &[&str] = &["product_id", "quantity", "price"];
+        let (mut product_id, mut quantity, mut price) = (None, None, None);
+        while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
+            match field {
+                0 => next_value_once(&mut map, &mut product_id, "product_id")?,
+                1 => next_value_once(&mut map, &mut quantity, "quantity")?,
+                _ => next_value_once(&mut map, &mut price, "price")?,
+            }
+        }
         Ok(ItemBody {
-            product_id: fields.product_id,
-            quantity: fields.quantity,
-            price: fields.price,
+            product_id: product_id.ok_or_else(|| de::Error::missing_field("product_id"))?,
+            quantity: quantity.ok_or_else(|| de::Error::missing_field("quantity"))?,
+            price: price.ok_or_else(|| de::Error::missing_field("price"))?,
         })
     }
 }
@@ -217,6 +237,41 @@ mod tests {
         assert!(
             err(r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 3000000000, "price": 1}]}"#)
                 .contains("expected i32")
+        );
+    }
+
+    #[test]
+    fn keys_match_field_names_ignoring_case_as_go_does() {
+        let body = parse_create_order(
+            br#"{"User_Id": 1, "Items": [{"Product_ID": 2, "quantity": 3, "PRICE": 5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            CreateOrderBody {
+                user_id: 1,
+                items: vec![ItemBody {
+                    product_id: 2,
+                    quantity: 3,
+                    price: 5
+                }]
+            }
+        );
+        let err = |text: &str| parse_create_order(text.as_bytes()).unwrap_err().message;
+        // A second key for a field is refused, also when it differs only in case.
+        assert!(
+            err(r#"{"user_id": 1, "USER_ID": 2, "items": []}"#)
+                .contains("duplicate field `user_id` at line 1 column 24"),
+        );
+        assert!(err(r#"{"items": [], "items": []}"#).contains("duplicate field `items`"));
+        assert!(
+            err(r#"{"user_id": 1, "items": [{"price": 1, "Price": 1}]}"#)
+                .contains("duplicate field `price`")
+        );
+        // Case is all that may differ.
+        assert!(
+            err(r#"{"userId": 1, "items": []}"#)
+                .contains("unknown field `userId`, expected `user_id` or `items`")
         );
     }
 

@@ -4,10 +4,13 @@
 //! |--------------------|-------------------------------------------------------------|
 //! | `POST /orders`     | body (at most [`MAX_BODY`] bytes) -> `CreateOrder`          |
 //! | `GET /orders/{id}` | `GetOrder`                                                  |
-//! | `GET /healthz`     | 200 while the process serves                                |
+//! | `GET /orders/`     | an empty id: 400, as the Go gateway answers                 |
+//! | `GET /healthz`     | 200 `{"status": "ok"}` while the process serves             |
 //! | `GET /readyz`      | orders' `grpc.health.v1.Health/Check`: 200 only if SERVING  |
-//! | `GET /metrics`     | Prometheus text: requests by status class, order latency    |
+//! | `GET /metrics`     | Prometheus text: requests by status class, order latency,   |
+//! |                    | the Go families ([`crate::request_metrics`])                |
 //! | `GET /openapi.yaml`| this API's OpenAPI 3.0 description ([`OPENAPI`])            |
+//! | `GET /swagger/...` | Swagger UI on the same description ([`swagger`])            |
 //!
 //! Handlers never reject: they answer with the result or an [`ApiError`]. A known
 //! path with another method is 405 with the `Allow` header ([`allowed_methods`]);
@@ -36,7 +39,9 @@ use warp::{
 
 use crate::{
     errors::{self, ApiError},
+    request_metrics::RequestMetrics,
     rest::{self, CreateOrderAnswer, GetOrderAnswer, OrderBody},
+    swagger,
 };
 
 /// Largest accepted request body: 1 MiB.
@@ -46,6 +51,9 @@ pub const MAX_BODY: u64 = 1024 * 1024;
 const DRAIN_LIMIT: u64 = 16 * MAX_BODY;
 /// The service name orders reports its health under.
 pub const ORDERS_SERVICE: &str = "orders.v1.OrdersService";
+/// `error` and `code` of `/readyz`'s 503, as the Go gateway answers it.
+pub const NOT_READY_ERROR: &str = "orders service is not ready";
+pub const NOT_READY_CODE: &str = "ORDERS_UNAVAILABLE";
 /// The OpenAPI description of these routes, served at `GET /openapi.yaml`; the
 /// schemathesis test checks real answers against it.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
@@ -144,6 +152,7 @@ impl Gateway {
                 self.timeout
             )),
         };
+        // The Go gateway's bodies, plus `checks` (and `status` in the 503) as detail.
         let (status, body) = match problem {
             None => (
                 StatusCode::OK,
@@ -151,7 +160,8 @@ impl Gateway {
             ),
             Some(reason) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"status": "not ready", "checks": {"orders": reason}}),
+                json!({"error": NOT_READY_ERROR, "code": NOT_READY_CODE,
+                       "status": "not ready", "checks": {"orders": reason}}),
             ),
         };
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
@@ -212,6 +222,11 @@ where
 /// The methods a known path answers (the `Allow` header of its 405), or `None` for
 /// a path no route serves.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    if path == "/orders/" {
+        // POST creates an order (the trailing slash is ignored); GET is the order
+        // route with an empty id (400).
+        return Some("GET, POST");
+    }
     // warp's routes also match with one trailing slash (`/healthz/`).
     let path = path.strip_suffix('/').unwrap_or(path);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -219,8 +234,21 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["orders"] => Some("POST"),
         ["orders", _] => Some("GET"),
         ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.yaml"] => Some("GET"),
+        swagger_path if swagger::serves(swagger_path) => Some("GET"),
         _ => None,
     }
+}
+
+/// `/orders/`: the order route with an empty id, which `path!("orders" / String)`
+/// does not match; `GET` on it is a bad id (400), as the Go gateway answers, not 405.
+fn empty_order_id() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    warp::path::full().and_then(|path: warp::path::FullPath| async move {
+        if path.as_str() == "/orders/" {
+            Ok(String::new())
+        } else {
+            Err(warp::reject::not_found())
+        }
+    })
 }
 
 /// 405 for a known path asked with a method it does not answer, naming the ones it
@@ -282,12 +310,14 @@ pub fn routes(
         .and(with_gateway.clone())
         .then(|length, body, gateway: Gateway| gateway.create_order(length, body));
     let get = warp::path!("orders" / String)
+        .or(empty_order_id())
+        .unify()
         .and(warp::get())
         .and(with_gateway.clone())
         .then(|id, gateway: Gateway| gateway.get_order(id));
     let healthz = warp::path!("healthz")
         .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "alive"})).into_response());
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
     let readyz = warp::path!("readyz")
         .and(warp::get())
         .and(with_gateway)
@@ -321,7 +351,9 @@ pub fn routes(
         "gateway_order_request_duration_seconds",
         "Time to answer requests under /orders (POST /orders, GET /orders/{id}), the call to orders included.",
     );
+    let go_metrics = RequestMetrics::register(&metrics);
     let count = warp::log::custom(move |info| {
+        go_metrics.observe(info.method(), info.path(), info.status(), info.elapsed());
         requests.inc();
         if info.path().starts_with("/orders") {
             order_latency.observe(info.elapsed());
@@ -351,6 +383,8 @@ pub fn routes(
         .or(metrics_route)
         .unify()
         .or(openapi)
+        .unify()
+        .or(swagger::routes())
         .unify()
         .or(other_methods)
         .unify()

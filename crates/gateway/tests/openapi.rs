@@ -62,7 +62,7 @@ fn schemathesis_finds_no_answer_that_disagrees_with_the_description() {
         String::from_utf8_lossy(&output.stderr)
     );
     // It really tested something: every operation, in every phase.
-    assert!(report.contains("Tested: 6"), "{report}");
+    assert!(report.contains("Tested: 8"), "{report}");
     for phase in ["Examples", "Coverage", "Fuzzing", "Stateful"] {
         assert!(report.contains(&format!("✅ {phase}")), "{phase}: {report}");
     }

@@ -102,6 +102,36 @@ fn create_then_get_over_http() {
     });
 }
 
+#[test]
+fn keys_that_differ_only_in_case_are_accepted_as_the_go_gateway_accepts_them() {
+    let db = TestDatabase::new("gateway");
+    runtime().block_on(async {
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+        let created = gateway
+            .post(
+                "/orders",
+                r#"{"User_Id": 1, "Items": [{"Product_ID": 1, "quantity": 1, "PRICE": 5}]}"#,
+            )
+            .await;
+        assert_eq!(created.status, 200, "{created:?}");
+        let order_id = created.body["order_id"].as_i64().unwrap();
+        let got = gateway.get(&format!("/orders/{order_id}")).await;
+        assert_eq!(got.status, 200, "{got:?}");
+        assert_eq!(
+            (
+                &got.body["order"]["user_id"],
+                &got.body["order"]["items"],
+                &got.body["order"]["total_amount"]
+            ),
+            (
+                &json!(1),
+                &json!([{"product_id": 1, "quantity": 1, "price": 5}]),
+                &json!(5)
+            )
+        );
+    });
+}
+
 const ITEM: &str = r#"{"product_id": 1, "quantity": 1, "price": 1}"#;
 
 #[test]
@@ -128,6 +158,25 @@ fn bad_bodies_are_400_with_a_message_and_store_nothing() {
             (
                 r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "price": 1, "color": 2}]}"#.into(),
                 "invalid request body: unknown field `color`, expected one of `product_id`, `quantity`, `price` at line 1 column 77",
+            ),
+            // a second key for a field, also when it differs only in case (Go would
+            // keep the last one; the platform refuses to guess)
+            (
+                format!(r#"{{"user_id": 1, "User_ID": 2, "items": [{ITEM}]}}"#),
+                "invalid request body: duplicate field `user_id` at line 1 column 24",
+            ),
+            (
+                r#"{"user_id": 1, "items": [{"product_id": 1, "PRODUCT_ID": 2, "quantity": 1, "price": 1}]}"#.into(),
+                "invalid request body: duplicate field `product_id` at line 1 column 55",
+            ),
+            (
+                format!(r#"{{"user_id": 1, "items": [{ITEM}], "items": [{ITEM}]}}"#),
+                "invalid request body: duplicate field `items` at line 1 column 79",
+            ),
+            // a key that matches no field even ignoring case
+            (
+                r#"{"user_Id": 1, "items": [{"product_id": 1, "quantity": 1, "price": 1, "Colour": 2}]}"#.into(),
+                "invalid request body: unknown field `Colour`, expected one of `product_id`, `quantity`, `price` at line 1 column 78",
             ),
             // trailing data
             (
@@ -195,7 +244,12 @@ fn bad_bodies_are_400_with_a_message_and_store_nothing() {
             ),
             (
                 r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "price": -1}]}"#.to_owned(),
-                "items[0].price must not be negative, got -1",
+                "items[0].price must be positive, got -1",
+            ),
+            // The Go orders service's rule: a price of 0 is refused too.
+            (
+                format!(r#"{{"user_id": 1, "items": [{ITEM}, {{"product_id": 2, "quantity": 1, "price": 0}}]}}"#),
+                "items[1].price must be positive, got 0",
             ),
             (
                 format!(r#"{{"user_id": 1, "items": [{many}]}}"#),
@@ -235,6 +289,12 @@ fn bad_ids_unknown_orders_paths_and_methods() {
                 &format!("order id must be a positive integer, got \"{id}\""),
             );
         }
+        // An empty id is a bad id too, as the Go gateway answers (not 405).
+        gateway.get("/orders/").await.assert_error(
+            400,
+            "InvalidArgument",
+            "order id must be a positive integer, got \"\"",
+        );
         gateway
             .get("/orders/424242")
             .await
@@ -246,7 +306,7 @@ fn bad_ids_unknown_orders_paths_and_methods() {
             ("POST", "/orders/1", "GET"),
             ("HEAD", "/orders/1", "GET"),
             ("GET", "/orders", "POST"),
-            ("GET", "/orders/", "POST"),
+            ("DELETE", "/orders/", "GET, POST"),
             ("PATCH", "/orders", "POST"),
             ("POST", "/healthz", "GET"),
             ("DELETE", "/readyz", "GET"),
@@ -277,22 +337,141 @@ fn bad_ids_unknown_orders_paths_and_methods() {
                 .await
                 .assert_error(404, "NotFound", "no such endpoint");
         }
+        // The Go gateway's bodies; `checks` is the detail it did not have.
         let healthz = gateway.get("/healthz").await;
         assert_eq!(
             (healthz.status, healthz.body),
-            (200, json!({"status": "alive"}))
+            (200, json!({"status": "ok"}))
         );
         let readyz = gateway.get("/readyz").await;
-        assert_eq!(readyz.status, 200, "{readyz:?}");
+        assert_eq!(
+            (readyz.status, readyz.body),
+            (200, json!({"status": "ready", "checks": {"orders": "ok"}}))
+        );
 
         let metrics = gateway.text("/metrics").await;
         for line in [
             "gateway_http_responses_2xx_total 2",
-            "gateway_http_responses_4xx_total 27",
-            // Every request above under /orders: 7 bad or unknown ids, 8 other methods, 1 unknown path.
-            "gateway_order_request_duration_seconds_count 16",
+            "gateway_http_responses_4xx_total 28",
+            // Every request above under /orders: 8 bad or unknown ids, 8 other methods, 1 unknown path.
+            "gateway_order_request_duration_seconds_count 17",
         ] {
             assert!(metrics.contains(line), "{line:?} not in\n{metrics}");
+        }
+    });
+}
+
+/// The Go gateway's metric families, as its dashboards and alerts query them (the
+/// contract: names, types, label names and values; the Go source's buckets are
+/// client_golang's defaults). Every answered request counts, 4xx, 404 and 405 too.
+#[test]
+fn go_metric_families_count_every_answer_by_route_pattern() {
+    let db = TestDatabase::new("gateway");
+    runtime().block_on(async {
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+        let order = format!(r#"{{"user_id": 3, "items": [{ITEM}]}}"#);
+        let created = gateway.post("/orders", &order).await;
+        assert_eq!(created.status, 200, "{created:?}");
+        assert_eq!(gateway.post("/orders", &order).await.status, 200);
+        let free = r#"{"user_id": 3, "items": [{"product_id": 1, "quantity": 1, "price": 0}]}"#;
+        assert_eq!(gateway.post("/orders", free).await.status, 400);
+        let order_id = created.body["order_id"].as_i64().unwrap();
+        assert_eq!(gateway.get(&format!("/orders/{order_id}")).await.status, 200);
+        assert_eq!(gateway.get("/orders/").await.status, 400);
+        assert_eq!(gateway.send("DELETE", "/orders/1", None).await.status, 405);
+        assert_eq!(gateway.send("BREW", "/orders/1", None).await.status, 405);
+        assert_eq!(gateway.get("/no/such/path").await.status, 404);
+        assert_eq!(gateway.get("/healthz").await.status, 200);
+        assert_eq!(gateway.get("/readyz").await.status, 200);
+
+        let text = gateway.text("/metrics").await;
+        let family = |name: &str| -> Vec<&str> {
+            text.lines()
+                .filter(|line| {
+                    line.strip_prefix("# HELP ")
+                        .or_else(|| line.strip_prefix("# TYPE "))
+                        .unwrap_or(line)
+                        .starts_with(name)
+                })
+                .collect()
+        };
+        assert_eq!(
+            family("opp_http_requests_total"),
+            [
+                "# HELP opp_http_requests_total HTTP requests answered, by service, method, route pattern and status code.",
+                "# TYPE opp_http_requests_total counter",
+                r#"opp_http_requests_total{service="gateway",method="DELETE",route="/orders/{id}",status="405"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="GET",route="/healthz",status="200"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="GET",route="/orders/{id}",status="200"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="GET",route="/orders/{id}",status="400"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="GET",route="/readyz",status="200"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="GET",route="unmatched",status="404"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="OTHER",route="/orders/{id}",status="405"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="POST",route="/orders",status="200"} 2"#,
+                r#"opp_http_requests_total{service="gateway",method="POST",route="/orders",status="400"} 1"#,
+            ],
+            "{text}"
+        );
+
+        let durations = family("opp_http_request_duration_seconds");
+        assert_eq!(
+            durations[..2],
+            [
+                "# HELP opp_http_request_duration_seconds Time to answer HTTP requests in seconds, by service, method and route pattern.",
+                "# TYPE opp_http_request_duration_seconds histogram",
+            ],
+            "{text}"
+        );
+        // One series per service, method and route (not status), with the Go
+        // client's default buckets.
+        let post = r#"service="gateway",method="POST",route="/orders""#;
+        let buckets: Vec<&str> = durations
+            .iter()
+            .filter_map(|line| line.strip_prefix(&format!("opp_http_request_duration_seconds_bucket{{{post},le=\"")))
+            .filter_map(|rest| rest.split_once('"').map(|(le, _)| le))
+            .collect();
+        assert_eq!(
+            buckets,
+            ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+        );
+        let counts: Vec<&str> = durations
+            .iter()
+            .filter(|line| line.starts_with("opp_http_request_duration_seconds_count"))
+            .copied()
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="DELETE",route="/orders/{id}"} 1"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="GET",route="/healthz"} 1"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="GET",route="/orders/{id}"} 2"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="GET",route="/readyz"} 1"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="GET",route="unmatched"} 1"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="OTHER",route="/orders/{id}"} 1"#,
+                r#"opp_http_request_duration_seconds_count{service="gateway",method="POST",route="/orders"} 3"#,
+            ],
+            "{text}"
+        );
+        assert!(
+            durations.contains(&&*format!(
+                r#"opp_http_request_duration_seconds_bucket{{{post},le="+Inf"}} 3"#
+            )),
+            "{text}"
+        );
+        assert!(
+            durations
+                .iter()
+                .any(|line| line.starts_with(&format!("opp_http_request_duration_seconds_sum{{{post}}} "))),
+            "{text}"
+        );
+
+        // Today's metrics are still there, beside the Go ones.
+        for line in [
+            "gateway_http_requests_total 10",
+            "gateway_http_responses_2xx_total 5",
+            "gateway_http_responses_4xx_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }
     });
 }

@@ -1,18 +1,26 @@
 //! The operations HTTP server that every service runs beside its real work.
 //!
-//! - `GET /healthz`: 200 while the process is alive and serving.
-//! - `GET /readyz`: 200 when every dependency the service registered in [`Health`]
-//!   was reachable at its last check, else 503 naming the ones that are not.
-//! - `GET /metrics`: the [`Metrics`] registry in the Prometheus text format.
+//! - `GET /healthz`: 200 `{"status": "ok"}` while the process is alive and serving.
+//! - `GET /readyz`: 200 `{"status": "ready", "checks": {...}}` when every dependency
+//!   the service registered in [`Health`] was reachable at its last check, else 503
+//!   `{"error": "not ready: ...", "code": "NOT_READY", "status": "not ready",
+//!   "checks": {...}}` naming the ones that are not (the Go services' fields, plus
+//!   the detail).
+//! - `GET /metrics`: the [`Metrics`] registry in the Prometheus text format, with
+//!   labelled families ([`CounterFamily`], [`HistogramFamily`]) where a service needs them.
 //!
 //! A service starts them with [`OpsServer::start`], naming its dependencies; its own
 //! background checker updates [`Health`] and the handlers only read it, so a probe
 //! never waits on a database.
 
+mod family;
 mod health;
 mod metrics;
 mod server;
 
-pub use health::Health;
-pub use metrics::{Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics};
+pub use family::{CounterFamily, HistogramFamily};
+pub use health::{Health, NOT_READY_CODE};
+pub use metrics::{
+    Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, PROMETHEUS_DEFAULT_BUCKETS,
+};
 pub use server::{BindError, OpsServer, serve};

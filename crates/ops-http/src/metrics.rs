@@ -1,5 +1,6 @@
 //! A minimal Prometheus registry: named counters, gauges and latency histograms,
-//! rendered as text.
+//! and labelled families of counters and histograms ([`crate::family`]), rendered
+//! as text.
 
 use std::{
     fmt::Write as _,
@@ -9,6 +10,8 @@ use std::{
     },
     time::Duration,
 };
+
+use crate::family::{CounterFamily, HistogramFamily, Series};
 
 /// A monotonically increasing count.
 #[derive(Debug, Clone, Default)]
@@ -48,30 +51,59 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A distribution of durations in [`LATENCY_BUCKETS`] (plus one for anything
-/// longer), with their count and sum: Prometheus computes quantiles from it
+/// The Prometheus client libraries' default buckets (client_golang's
+/// `prometheus.DefBuckets`), 5 ms to 10 s: what a Go service's histogram has when
+/// its code names no buckets.
+pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A distribution of durations in buckets ([`LATENCY_BUCKETS`] unless made with
+/// [`Histogram::with_buckets`], plus one for anything longer), with their count and
+/// sum: Prometheus computes quantiles from it
 /// (`histogram_quantile(0.99, rate(<name>_bucket[5m]))`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Histogram(Arc<HistogramCells>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct HistogramCells {
+    /// Upper bounds in seconds, ascending.
+    bounds: &'static [f64],
     /// Per bucket, not cumulative (one atomic add per observation); the last cell
     /// counts what is above the largest bound.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_nanos: AtomicU64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::with_buckets(&LATENCY_BUCKETS)
+    }
+}
+
 impl Histogram {
+    /// A histogram with these upper bounds, in seconds, ascending.
+    pub fn with_buckets(bounds: &'static [f64]) -> Self {
+        Self(Arc::new(HistogramCells {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }))
+    }
+
     pub fn observe(&self, elapsed: Duration) {
         let seconds = elapsed.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
+        let cells = &self.0;
+        let bucket = cells
+            .bounds
             .iter()
             .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.0.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+            .unwrap_or(cells.bounds.len());
+        if let Some(cell) = cells.buckets.get(bucket) {
+            cell.fetch_add(1, Ordering::Relaxed);
+        }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// How many durations were observed.
@@ -83,17 +115,33 @@ impl Histogram {
             .sum()
     }
 
-    fn render(&self, name: &str, out: &mut String) {
+    /// The `_bucket`, `_sum` and `_count` lines; `labels` (`a="x",b="y"`, or empty)
+    /// go before `le`.
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let cells = &self.0;
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.0.buckets) {
+        for (bound, bucket) in cells.bounds.iter().zip(cells.buckets.iter()) {
             cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
-        cumulative += self.0.buckets[LATENCY_BUCKETS.len()].load(Ordering::Relaxed);
-        let sum = self.0.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        cumulative += cells
+            .buckets
+            .get(cells.bounds.len())
+            .map_or(0, |bucket| bucket.load(Ordering::Relaxed));
+        let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(
             out,
-            "{name}_bucket{{le=\"+Inf\"}} {cumulative}\n{name}_sum {sum}\n{name}_count {cumulative}"
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}\n\
+             {name}_sum{braced} {sum}\n{name}_count{braced} {cumulative}"
         );
     }
 }
@@ -103,6 +151,8 @@ enum Instrument {
     Counter(Counter),
     Gauge(Gauge),
     Histogram(Histogram),
+    CounterFamily(Arc<Series<Counter>>),
+    HistogramFamily(Arc<Series<Histogram>>),
 }
 
 /// The service's metrics; register once at start-up, update from anywhere.
@@ -135,6 +185,33 @@ impl Metrics {
         histogram
     }
 
+    /// Counters labelled `labels`, one series per set of values (see [`CounterFamily`]).
+    /// Rendered only once it has a series, as the Prometheus client libraries do.
+    pub fn counter_family<const N: usize>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: [&'static str; N],
+    ) -> CounterFamily<N> {
+        let family = CounterFamily::new(labels);
+        self.register(name, help, Instrument::CounterFamily(family.series()));
+        family
+    }
+
+    /// Latency histograms with `buckets` (upper bounds in seconds, ascending),
+    /// labelled `labels`, one series per set of values (see [`HistogramFamily`]).
+    pub fn histogram_family<const N: usize>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: [&'static str; N],
+        buckets: &'static [f64],
+    ) -> HistogramFamily<N> {
+        let family = HistogramFamily::new(labels, buckets);
+        self.register(name, help, Instrument::HistogramFamily(family.series()));
+        family
+    }
+
     fn register(&self, name: &'static str, help: &'static str, instrument: Instrument) {
         let mut instruments = self
             .instruments
@@ -151,20 +228,40 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::new();
         for (name, help, instrument) in instruments.iter() {
-            let kind = match instrument {
-                Instrument::Counter(_) => "counter",
-                Instrument::Gauge(_) => "gauge",
-                Instrument::Histogram(_) => "histogram",
+            let header = |out: &mut String, kind: &str| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             };
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             match instrument {
                 Instrument::Counter(counter) => {
+                    header(&mut out, "counter");
                     let _ = writeln!(out, "{name} {}", counter.get());
                 }
                 Instrument::Gauge(gauge) => {
+                    header(&mut out, "gauge");
                     let _ = writeln!(out, "{name} {}", gauge.get());
                 }
-                Instrument::Histogram(histogram) => histogram.render(name, &mut out),
+                Instrument::Histogram(histogram) => {
+                    header(&mut out, "histogram");
+                    histogram.render(name, "", &mut out);
+                }
+                Instrument::CounterFamily(series) => {
+                    let series = series.snapshot();
+                    if !series.is_empty() {
+                        header(&mut out, "counter");
+                    }
+                    for (labels, counter) in series {
+                        let _ = writeln!(out, "{name}{{{labels}}} {}", counter.get());
+                    }
+                }
+                Instrument::HistogramFamily(series) => {
+                    let series = series.snapshot();
+                    if !series.is_empty() {
+                        header(&mut out, "histogram");
+                    }
+                    for (labels, histogram) in series {
+                        histogram.render(name, &labels, &mut out);
+                    }
+                }
             }
         }
         out

@@ -67,7 +67,7 @@ pub async fn serve(
 
     let healthz = warp::path!("healthz")
         .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({ "status": "alive" })));
+        .map(|| warp::reply::json(&serde_json::json!({ "status": "ok" })));
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
         let (ready, report) = health.report();
         let status = if ready {

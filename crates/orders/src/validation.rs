@@ -59,9 +59,10 @@ pub fn validate(request: &CreateOrderRequest) -> Result<NewOrder, ValidationErro
         let Some(price) = item.price.as_ref().map(|money| money.money) else {
             return fail(format!("items[{index}].price is required"));
         };
-        if price < 0 {
+        // As the Go orders service (`ErrInvalidPrice`): a price of 0 is refused too.
+        if price <= 0 {
             return fail(format!(
-                "items[{index}].price must not be negative, got {price}"
+                "items[{index}].price must be positive, got {price}"
             ));
         }
         let line = price.checked_mul(i64::from(item.quantity));
@@ -105,8 +106,8 @@ mod tests {
 
     #[test]
     fn computes_the_total() {
-        let order = validate(&request(1, vec![item(1, 2, 150), item(2, 1, 0)])).unwrap();
-        assert_eq!(order.total_amount, 300);
+        let order = validate(&request(1, vec![item(1, 2, 150), item(2, 1, 1)])).unwrap();
+        assert_eq!(order.total_amount, 301);
         assert_eq!(order.items.len(), 2);
     }
 
@@ -128,7 +129,11 @@ mod tests {
         );
         assert_eq!(
             err(request(1, vec![item(1, 1, -5)])),
-            "items[0].price must not be negative, got -5"
+            "items[0].price must be positive, got -5"
+        );
+        assert_eq!(
+            err(request(1, vec![item(1, 1, 1), item(2, 1, 0)])),
+            "items[1].price must be positive, got 0"
         );
         let mut no_price = item(1, 1, 1);
         no_price.price = None;

