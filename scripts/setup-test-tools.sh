@@ -111,6 +111,18 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
+# The TLS tests start private servers of their own (crates/testkit/src/tls_servers.rs):
+# Debian's PostgreSQL server binaries (initdb, postgres) and a TLS-capable redis-server,
+# even where the shared servers above come from elsewhere.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  log "installing PostgreSQL server binaries (TLS tests)"
+  apt_install postgresql
+fi
+if ! command -v redis-server >/dev/null; then
+  log "installing redis-server (TLS tests)"
+  apt_install redis-server
+fi
+
 log "kcat $(kcat -V 2>&1 | grep -m1 -o "Version [^ ]*"), $(grpcurl -version 2>&1), $(schemathesis --version), $(cargo nextest --version | head -1), $(java -version 2>&1 | head -1)"
 pg_isready -h 127.0.0.1 -p 5432
 redis-cli -h 127.0.0.1 -p 6379 ping

@@ -4,12 +4,12 @@
 //! removed them, KIP-896) with an error that says so, instead of closed connections and
 //! retries that never end.
 
-use std::fmt;
 use std::io;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::BusError;
+use crate::versions::{MissingVersion, VersionRange};
 use crate::wire::{self, Request};
 
 const API_VERSIONS: i16 = 18;
@@ -33,57 +33,6 @@ const CLIENT_USES: &[(&str, i16, i16)] = &[
     ("OffsetFetch", 9, 1),
     ("FindCoordinator", 10, 0),
 ];
-
-/// The versions a broker serves of one API, both ends included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VersionRange {
-    pub min: i16,
-    pub max: i16,
-}
-
-impl VersionRange {
-    fn contains(self, version: i16) -> bool {
-        (self.min..=self.max).contains(&version)
-    }
-}
-
-/// A version the `kafka` client sends that the broker does not serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MissingVersion {
-    /// Kafka's name of the API, e.g. `Produce`.
-    pub api: &'static str,
-    pub api_key: i16,
-    /// The version the client sends.
-    pub version: i16,
-    /// What the broker serves of that API; `None`: nothing at all.
-    pub served: Option<VersionRange>,
-}
-
-impl fmt::Display for MissingVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.served {
-            Some(r) => write!(
-                f,
-                "{} v{} (broker serves v{}..v{})",
-                self.api, self.version, r.min, r.max
-            ),
-            None => write!(
-                f,
-                "{} v{} (broker does not serve {})",
-                self.api, self.version, self.api
-            ),
-        }
-    }
-}
-
-/// `missing` as a comma-separated list, for [`BusError::UnsupportedBroker`]'s message.
-pub(crate) fn list(missing: &[MissingVersion]) -> String {
-    missing
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Checks that the brokers serve every protocol version the `kafka` client uses. Each
 /// broker in turn gets `timeout`; the first that answers decides:

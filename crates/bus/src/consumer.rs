@@ -10,10 +10,14 @@
 //! - A broker that answers without the protocol versions the client uses (Apache Kafka
 //!   4.x; checked at every connect) ends the loop with [`BusError::UnsupportedBroker`].
 //! - Shutdown: finish the message in hand, commit, return.
+//! - Lag: with a [`LagObserver`], every [`LAG_INTERVAL`] each partition's log end
+//!   offset minus the group's committed offset is reported (for a metric).
 
+use std::collections::HashMap;
 use std::io;
+use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
 use kafka::consumer::Consumer;
@@ -26,6 +30,41 @@ use crate::shutdown::{Backoff, Shutdown};
 /// Longest accepted `fetch_max_wait`: the `kafka` crate's socket timeout is 120 s and a
 /// long poll must end well before it.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
+pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Receives `(topic, partition, lag)`: messages in the partition after the group's
+/// committed offset (log end offset minus committed offset, never negative).
+#[derive(Clone)]
+pub struct LagObserver(Arc<ObserveLag>);
+
+type ObserveLag = dyn Fn(&str, i32, i64) + Send + Sync;
+
+impl LagObserver {
+    pub fn new(observe: impl Fn(&str, i32, i64) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(observe))
+    }
+
+    /// Sets the gauge `kafka_consumer_lag{topic,partition}` registered in `metrics`
+    /// (one series per partition the consumer reads).
+    pub fn metric(metrics: &ops_http::Metrics) -> Self {
+        let lag = metrics.gauge_family(
+            "kafka_consumer_lag",
+            "Messages in the partition after this consumer group's committed offset (log end offset minus committed offset), measured every 2 s.",
+            ["topic", "partition"],
+        );
+        Self::new(move |topic, partition, value| {
+            lag.with_labels([topic, &partition.to_string()]).set(value);
+        })
+    }
+}
+
+impl std::fmt::Debug for LagObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LagObserver")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
@@ -41,6 +80,8 @@ pub struct ConsumerConfig {
     pub retry_backoff_initial: Duration,
     pub retry_backoff_max: Duration,
     pub client_id: String,
+    /// Told each partition's lag every [`LAG_INTERVAL`]; `None`: not measured.
+    pub lag_observer: Option<LagObserver>,
 }
 
 impl ConsumerConfig {
@@ -57,6 +98,7 @@ impl ConsumerConfig {
             retry_backoff_initial: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(5),
             client_id: client_id.to_owned(),
+            lag_observer: None,
         }
     }
 }
@@ -264,6 +306,7 @@ fn run<H: Handler>(
     let topic = config.topic.as_str();
     let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
     let mut consumer: Option<Consumer> = None;
+    let mut lag = config.lag_observer.clone().map(LagMeter::new);
     tracing::info!(topic, group = %config.group, partitions = ?config.partitions, "consumer started");
     while !shutdown.is_triggered() {
         let c = match consumer.as_mut() {
@@ -298,7 +341,7 @@ fn run<H: Handler>(
             }
         };
         backoff.reset();
-        let outcome = handle_batch(&config, &mut handler, &shutdown, c, &sets);
+        let outcome = handle_batch(&config, &mut handler, &shutdown, c, &sets, &mut lag);
         if let Err(e) = commit(c) {
             let delay = backoff.next_delay();
             tracing::warn!(topic, error = %e, ?delay, "offset commit failed; reconnecting (uncommitted messages will be redelivered)");
@@ -312,6 +355,9 @@ fn run<H: Handler>(
         if matches!(outcome, Batch::ShutdownRequested) {
             break;
         }
+        if let Some(meter) = lag.as_mut() {
+            meter.report_when_due(&config, c);
+        }
     }
     if let Some(c) = consumer.as_mut()
         && let Err(e) = commit(c)
@@ -322,12 +368,86 @@ fn run<H: Handler>(
     Ok(())
 }
 
+/// Measures the lag at most every [`LAG_INTERVAL`]: between polls, and also while a
+/// failing message is retried (when the lag grows and matters most).
+struct LagMeter {
+    observer: LagObserver,
+    measured: Option<Instant>,
+}
+
+impl LagMeter {
+    fn new(observer: LagObserver) -> Self {
+        Self {
+            observer,
+            measured: None,
+        }
+    }
+
+    fn report_when_due(&mut self, config: &ConsumerConfig, consumer: &mut Consumer) {
+        if self.measured.is_some_and(|at| at.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.measured = Some(Instant::now());
+        if let Err(e) = report_lag(config, consumer, &self.observer) {
+            tracing::debug!(topic = %config.topic, error = %e, "cannot measure consumer lag");
+        }
+    }
+}
+
+/// Log end offsets and the group's committed offsets of the consumer's partitions,
+/// their difference told to `observer`. A partition without a committed offset is
+/// measured from its first offset (where a new group starts).
+fn report_lag(
+    config: &ConsumerConfig,
+    consumer: &mut Consumer,
+    observer: &LagObserver,
+) -> Result<(), BusError> {
+    let group = consumer.group().to_owned();
+    let client = consumer.client_mut();
+    let topic = config.topic.as_str();
+    guarded(|| {
+        let latest = client.fetch_topic_offsets(topic, FetchOffset::Latest)?;
+        let committed: HashMap<i32, i64> = client
+            .fetch_group_topic_offset(&group, topic)?
+            .into_iter()
+            .map(|o| (o.partition, o.offset))
+            .collect();
+        let mut earliest: Option<HashMap<i32, i64>> = None;
+        for end in latest {
+            if matches!(&config.partitions, Some(mine) if !mine.contains(&end.partition)) {
+                continue;
+            }
+            let from = match committed.get(&end.partition) {
+                Some(&offset) if offset >= 0 => offset,
+                _ => {
+                    if earliest.is_none() {
+                        earliest = Some(
+                            client
+                                .fetch_topic_offsets(topic, FetchOffset::Earliest)?
+                                .into_iter()
+                                .map(|o| (o.partition, o.offset))
+                                .collect(),
+                        );
+                    }
+                    earliest
+                        .as_ref()
+                        .and_then(|e| e.get(&end.partition).copied())
+                        .unwrap_or(0)
+                }
+            };
+            (observer.0)(topic, end.partition, (end.offset - from).max(0));
+        }
+        Ok(())
+    })
+}
+
 fn handle_batch<H: Handler>(
     config: &ConsumerConfig,
     handler: &mut H,
     shutdown: &Shutdown,
     consumer: &mut Consumer,
     sets: &kafka::consumer::MessageSets,
+    lag: &mut Option<LagMeter>,
 ) -> Batch {
     for set in sets.iter() {
         let batch: Vec<Message<'_>> = set
@@ -369,6 +489,9 @@ fn handle_batch<H: Handler>(
             // Save the progress made before the failing message while it is stuck.
             if let Err(e) = commit(consumer) {
                 tracing::debug!(error = %e, "commit while retrying failed");
+            }
+            if let Some(meter) = lag.as_mut() {
+                meter.report_when_due(config, consumer);
             }
             if shutdown.wait_timeout(delay) {
                 return Batch::ShutdownRequested;

@@ -2,7 +2,7 @@
 
 use kafka::error::KafkaCode;
 
-use crate::compat::{self, MissingVersion};
+use crate::versions::{self, MissingVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -32,7 +32,7 @@ pub enum BusError {
         "broker {broker} does not serve the protocol versions the kafka client uses: {}; \
          the kafka client needs a broker that still serves them: Apache Kafka 3.x \
          (3.9.2 or later recommended)",
-        compat::list(.missing)
+        versions::list(.missing)
     )]
     UnsupportedBroker {
         broker: String,

@@ -23,13 +23,16 @@ mod partitioner;
 mod probe;
 mod producer;
 mod shutdown;
+mod versions;
 mod wire;
 
-pub use compat::{MissingVersion, VersionRange, check_broker_versions};
+pub use compat::check_broker_versions;
 pub use consumer::{
-    BatchFailure, ConsumerConfig, ConsumerHandle, Handler, Message, spawn_consumer,
+    BatchFailure, ConsumerConfig, ConsumerHandle, Handler, LAG_INTERVAL, LagObserver, Message,
+    spawn_consumer,
 };
 pub use error::BusError;
 pub use probe::probe;
 pub use producer::{Producer, ProducerConfig, Record};
 pub use shutdown::Shutdown;
+pub use versions::{MissingVersion, VersionRange};

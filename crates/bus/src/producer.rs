@@ -1,7 +1,7 @@
 //! The blocking producer: acks from all in-sync replicas, a broker-side ack timeout, and
 //! transient failures retried with exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -118,12 +118,12 @@ impl Producer {
         self.send_all(std::slice::from_ref(&record))
     }
 
-    /// Sends the records as one batch: Ok only if every record was acknowledged.
+    /// Sends the records as one batch: Ok only if every record was acknowledged. A
+    /// retry re-sends only the records of partitions that were not acknowledged, so a
+    /// partial failure does not write the acknowledged records twice.
     pub fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.with_retries(|p| p.try_send_all(records))
+        let mut pending: Vec<Record<'_>> = records.to_vec();
+        self.with_retries(|p| p.try_send_all(&mut pending))
     }
 
     fn with_retries<T>(
@@ -182,9 +182,14 @@ impl Producer {
         Ok(n)
     }
 
-    fn try_send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
-        let mut msgs = Vec::with_capacity(records.len());
-        for r in records {
+    /// Sends `pending` once; removes from it the records whose partition the broker
+    /// acknowledged, and fails if any are left.
+    fn try_send_all(&mut self, pending: &mut Vec<Record<'_>>) -> Result<(), BusError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut msgs = Vec::with_capacity(pending.len());
+        for r in pending.iter() {
             let n = self.partition_count(r.topic)?;
             let partition = if r.key.is_empty() {
                 self.round_robin = self.round_robin.wrapping_add(1);
@@ -206,28 +211,40 @@ impl Producer {
                 .produce_messages(RequiredAcks::All, ack_timeout, &msgs)
                 .map_err(BusError::Kafka)
         })?;
-        let mut acked = 0usize;
+        let mut acked: HashSet<(String, i32)> = HashSet::new();
+        let mut refused = None;
         for c in confirms {
             for pc in c.partition_confirms {
-                if let Err(code) = pc.offset {
-                    return Err(BusError::Refused {
-                        topic: c.topic,
-                        partition: pc.partition,
-                        code,
-                    });
+                match pc.offset {
+                    Ok(_) => {
+                        acked.insert((c.topic.clone(), pc.partition));
+                    }
+                    Err(code) => {
+                        refused.get_or_insert(BusError::Refused {
+                            topic: c.topic.clone(),
+                            partition: pc.partition,
+                            code,
+                        });
+                    }
                 }
-                acked += 1;
             }
         }
-        // Every (topic, partition) in the batch must have been confirmed.
-        let mut expected: Vec<(&str, i32)> = msgs.iter().map(|m| (m.topic, m.partition)).collect();
-        expected.sort_unstable();
-        expected.dedup();
-        if acked < expected.len() {
-            return Err(BusError::Kafka(kafka::Error::Kafka(
-                kafka::error::KafkaCode::Unknown,
-            )));
+        let partitions: Vec<(String, i32)> = msgs
+            .iter()
+            .map(|m| (m.topic.to_owned(), m.partition))
+            .collect();
+        let mut index = 0;
+        pending.retain(|_| {
+            let keep = !acked.contains(&partitions[index]);
+            index += 1;
+            keep
+        });
+        if pending.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // Not acknowledged: refused, or (no answer for the partition) unknown.
+        Err(refused.unwrap_or(BusError::Kafka(kafka::Error::Kafka(
+            kafka::error::KafkaCode::Unknown,
+        ))))
     }
 }

@@ -38,6 +38,7 @@ fn consumer_config(brokers: Vec<String>, topic: &str, group: &str) -> ConsumerCo
         retry_backoff_initial: Duration::from_millis(20),
         retry_backoff_max: Duration::from_millis(200),
         client_id: "bus-test".into(),
+        lag_observer: None,
     }
 }
 
@@ -145,7 +146,23 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
         shutdown.clone(),
     )
     .unwrap();
-    let got = recv_n(&rx, 20);
+    // At least once: a record may arrive twice (a producer retry after a lost ack),
+    // so receive until every one of the 20 has arrived.
+    let mut got: Vec<Got> = Vec::new();
+    let start = Instant::now();
+    while got
+        .iter()
+        .map(|g| g.value.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+        < values.len()
+    {
+        let left = DEADLINE.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(g) => got.push(g),
+            Err(_) => panic!("only {} messages: {got:?}", got.len()),
+        }
+    }
     let mut partition_of = std::collections::HashMap::new();
     for g in &got {
         let prev = partition_of.insert(g.key.clone(), g.partition);
@@ -158,16 +175,32 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
         .iter()
         .map(|g| (g.key.clone(), g.value.clone()))
         .collect();
-    let mut want = values.clone();
     seen.sort();
+    seen.dedup();
+    let mut want = values.clone();
     want.sort();
     assert_eq!(seen, want);
 
     shutdown.trigger();
     handle.join().unwrap();
-    let offsets = committed(&b.bootstrap(), "payments", &topic);
-    let total: i64 = offsets.iter().map(|o| o.1.max(0)).sum();
-    assert_eq!(total, 20, "{offsets:?}");
+    // Shutdown committed everything in the log (-1: an empty partition, nothing to
+    // commit).
+    let offsets: Vec<(i32, i64)> = committed(&b.bootstrap(), "payments", &topic)
+        .into_iter()
+        .map(|(partition, offset)| (partition, offset.max(0)))
+        .collect();
+    let mut client = KafkaClient::new(vec![b.bootstrap()]);
+    client.load_metadata_all().unwrap();
+    let mut log_end: Vec<(i32, i64)> = client
+        .fetch_topic_offsets(&topic, kafka::client::FetchOffset::Latest)
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.partition, o.offset))
+        .collect();
+    log_end.sort();
+    assert_eq!(offsets, log_end);
+    let total: i64 = log_end.iter().map(|o| o.1).sum();
+    assert!(total >= 20, "{log_end:?}");
 }
 
 fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
@@ -412,7 +445,75 @@ fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
+fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("lag", 1);
+    let mut p = producer(vec![b.bootstrap()]);
+    for v in ["a", "b", "c", "d", "e"] {
+        p.send(Record {
+            topic: &topic,
+            key: b"k",
+            value: v.as_bytes(),
+        })
+        .unwrap();
+    }
+    let lags: Arc<Mutex<Vec<(String, i32, i64)>>> = Arc::default();
+    let seen = lags.clone();
+    let mut config = consumer_config(vec![b.bootstrap()], &topic, "lagging");
+    config.lag_observer = Some(bus::LagObserver::new(move |topic, partition, lag| {
+        seen.lock()
+            .unwrap()
+            .push((topic.to_owned(), partition, lag));
+    }));
+    // Offsets 0 and 1 are handled and committed; offset 2 keeps failing.
+    let (tx, _rx) = mpsc::channel();
+    let shutdown = Shutdown::new();
+    let handle = spawn_consumer(
+        config,
+        TestHandler {
+            tx,
+            fail: |g: &Got| g.offset >= 2,
+        },
+        shutdown.clone(),
+    )
+    .unwrap();
+    // Measured while the failing message is retried: 5 in the log, 2 committed.
+    wait_until("lag 3 to be reported", || {
+        lags.lock().unwrap().last() == Some(&(topic.clone(), 0, 3))
+    });
+    assert_eq!(committed(&b.bootstrap(), "lagging", &topic), vec![(0, 2)]);
+    shutdown.trigger();
+    handle.join().unwrap();
+
+    // A healthy consumer of the group reads the rest and reports lag 0 once it has
+    // committed everything (5 messages, committed offset 5).
+    let lags: Arc<Mutex<Vec<i64>>> = Arc::default();
+    let seen = lags.clone();
+    let mut config = consumer_config(vec![b.bootstrap()], &topic, "lagging");
+    config.lag_observer = Some(bus::LagObserver::new(move |_, _, lag| {
+        seen.lock().unwrap().push(lag);
+    }));
+    let (tx, rx) = mpsc::channel();
+    let shutdown = Shutdown::new();
+    let handle = spawn_consumer(
+        config,
+        TestHandler {
+            tx,
+            fail: |_: &Got| false,
+        },
+        shutdown.clone(),
+    )
+    .unwrap();
+    assert_eq!(recv_n(&rx, 3).len(), 3);
+    wait_until("lag 0 to be reported", || {
+        lags.lock().unwrap().last() == Some(&0)
+    });
+    shutdown.trigger();
+    handle.join().unwrap();
+}
+
 on_each_broker!(
+    lag_is_the_log_end_minus_the_committed_offset,
     keyed_records_are_consumed_and_shutdown_commits,
     failing_handler_is_retried_and_its_offset_not_committed,
     configured_partitions_only,

@@ -8,10 +8,20 @@ pub const ENV_VARS: &[&str] = &[
     "GATEWAY_HTTP_ADDR",
     "ORDERS_GRPC_ADDR",
     "GATEWAY_ORDERS_TIMEOUT",
+    "GATEWAY_MAX_IN_FLIGHT",
+    "GATEWAY_READ_HEADER_TIMEOUT",
+    "GATEWAY_IDLE_TIMEOUT",
 ];
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "GATEWAY_CONFIG";
+
+/// Default of `GATEWAY_MAX_IN_FLIGHT`. orders holds 16 database connections
+/// (`ORDERS_DB_POOL_SIZE`); 256 requests in flight is 16 per connection, a queue that
+/// a healthy orders (about 1 ms per order) drains in tens of milliseconds, and that a
+/// database 100 times slower (125 ms per order) still drains within the default
+/// `GATEWAY_ORDERS_TIMEOUT` of 2 s. A request past that would wait only to get 504.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// Where orders is reached when nothing says otherwise.
 pub const DEFAULT_ORDERS_GRPC_ADDR: &str = "http://127.0.0.1:50051";
@@ -27,6 +37,14 @@ pub struct Config {
     /// Deadline for each call to orders (and for the readiness check); past it the
     /// client gets 504.
     pub gateway_orders_timeout: GoDuration,
+    /// Most `/orders` requests handled at once; past it a request is answered 503
+    /// with `Retry-After: 1` at once (`/healthz`, `/readyz`, `/metrics` not counted).
+    pub gateway_max_in_flight: u32,
+    /// Longest wait for a complete request head, from the accept or, on a kept-alive
+    /// connection, from the request's first byte; past it the connection is closed.
+    pub gateway_read_header_timeout: GoDuration,
+    /// Longest a kept-alive connection may wait idle for its next request.
+    pub gateway_idle_timeout: GoDuration,
 }
 
 impl Default for Config {
@@ -35,6 +53,9 @@ impl Default for Config {
             gateway_http_addr: ListenAddr::all_interfaces(8080),
             orders_grpc_addr: default_orders_endpoint(),
             gateway_orders_timeout: GoDuration::from_secs(2),
+            gateway_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            gateway_read_header_timeout: GoDuration(ops_http::DEFAULT_READ_HEADER_TIMEOUT),
+            gateway_idle_timeout: GoDuration(ops_http::DEFAULT_IDLE_TIMEOUT),
         }
     }
 }
@@ -47,6 +68,14 @@ fn default_orders_endpoint() -> GrpcEndpoint {
 }
 
 impl Config {
+    /// The HTTP server's connection timeouts.
+    pub fn http_timeouts(&self) -> ops_http::HttpTimeouts {
+        ops_http::HttpTimeouts {
+            read_header: self.gateway_read_header_timeout.get(),
+            idle: self.gateway_idle_timeout.get(),
+        }
+    }
+
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
         let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
@@ -58,6 +87,24 @@ impl Config {
             return Err(ConfigError::Other(
                 "GATEWAY_ORDERS_TIMEOUT must be greater than 0 (e.g. 2s)".into(),
             ));
+        }
+        if self.gateway_max_in_flight == 0 {
+            return Err(ConfigError::Other(
+                "GATEWAY_MAX_IN_FLIGHT must be at least 1 (e.g. 256)".into(),
+            ));
+        }
+        for (var, value) in [
+            (
+                "GATEWAY_READ_HEADER_TIMEOUT",
+                self.gateway_read_header_timeout,
+            ),
+            ("GATEWAY_IDLE_TIMEOUT", self.gateway_idle_timeout),
+        ] {
+            if value.get().is_zero() {
+                return Err(ConfigError::Other(format!(
+                    "{var} must be greater than 0 (e.g. 10s)"
+                )));
+            }
         }
         if self.orders_grpc_addr.as_uri().starts_with("https://") {
             return Err(ConfigError::Other(format!(
@@ -79,6 +126,12 @@ mod tests {
         assert_eq!(config.gateway_http_addr, ListenAddr::all_interfaces(8080));
         assert_eq!(config.orders_grpc_addr.as_uri(), "http://127.0.0.1:50051");
         assert_eq!(config.gateway_orders_timeout, GoDuration::from_secs(2));
+        assert_eq!(config.gateway_max_in_flight, 256);
+        assert_eq!(
+            config.gateway_read_header_timeout,
+            GoDuration::from_secs(10)
+        );
+        assert_eq!(config.gateway_idle_timeout, GoDuration::from_secs(60));
         assert!(config.check().is_ok());
     }
 

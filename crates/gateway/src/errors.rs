@@ -3,7 +3,8 @@
 //! gRPC codes map to HTTP statuses as the Go gateway did ([`http_status`]); code names
 //! are spelled as grpc-go spells them ([`code_name`], e.g. `Canceled`). The message of
 //! a 4xx passes through from orders (it names the bad field); a 5xx gets a generic
-//! message and the details go to the log.
+//! message and the details go to the log, except orders' "overloaded" UNAVAILABLE,
+//! whose message passes through. Every 503 carries `Retry-After: 1`.
 
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ use warp::{
     http::{StatusCode, header},
     reply::Response,
 };
+
+/// How orders' UNAVAILABLE message starts when it sheds a call past
+/// `ORDERS_MAX_IN_FLIGHT` (a message the gateway may pass on: it names no internals).
+pub const OVERLOADED_PREFIX: &str = "orders overloaded";
 
 /// An error answer: status, gRPC code and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +68,10 @@ impl ApiError {
             return Self::new(code, status.message());
         }
         let message = match code {
+            Code::Unavailable if status.message().starts_with(OVERLOADED_PREFIX) => {
+                tracing::debug!(message = status.message(), "orders overloaded");
+                status.message().to_owned()
+            }
             Code::Unavailable => {
                 tracing::warn!(message = status.message(), "orders unavailable");
                 "orders service unavailable, retry later".to_owned()
@@ -93,6 +102,13 @@ impl ApiError {
         };
         let mut response =
             warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Overloaded (this gateway or orders) or orders unreachable: worth
+            // retrying, after a pause rather than at once.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
             // The rest of an oversized body is not read: the connection cannot be reused.
             response.headers_mut().insert(
@@ -203,6 +219,34 @@ mod tests {
             (late.status, late.code),
             (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded)
         );
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry_and_orders_overload_is_named() {
+        let timeout = Duration::from_secs(2);
+        let overloaded = ApiError::from_grpc(
+            &tonic::Status::unavailable("orders overloaded: 256 calls in flight, retry later"),
+            timeout,
+        );
+        assert_eq!(
+            overloaded.message,
+            "orders overloaded: 256 calls in flight, retry later"
+        );
+        let down = ApiError::from_grpc(&tonic::Status::unavailable("tcp connect error"), timeout);
+        assert_eq!(down.message, "orders service unavailable, retry later");
+        for error in [overloaded, down] {
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+        }
+        let late = ApiError::new(Code::DeadlineExceeded, "late").into_response();
+        assert!(late.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! How the parts fit:
 //! - [`config`]: settings from defaults, an optional TOML file (`GATEWAY_CONFIG`) and
-//!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`);
+//!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`,
+//!   `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`);
 //! - [`rest`]: the REST contract's JSON types, parsed strictly (unknown fields,
 //!   trailing data, wrong types -> 400), and their conversion to and from `orders.v1`;
 //! - [`json_keys`]: object keys matched to field names as Go's `encoding/json` does
@@ -18,9 +19,11 @@
 //!   `opp_http_request_duration_seconds`, labelled by route pattern;
 //! - [`swagger`]: Swagger UI at `/swagger/index.html` on the description as JSON
 //!   (`/swagger/doc.json`), its vendored assets embedded in the binary;
+//! - [`overload`]: the bound on `/orders` requests in flight; past it, 503 at once;
 //! - this module: [`start`] binds the HTTP port, builds a channel to orders that
 //!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
-//!   down; calls then get 503 and `/readyz` says not ready), and serves until the
+//!   down; calls then get 503 and `/readyz` says not ready), and serves (HTTP/1.1,
+//!   with header read and idle timeouts: [`ops_http::serve_http`]) until the
 //!   shutdown token is cancelled.
 //!
 //! Business validation (positive ids and prices, item limits, overflow) is orders' alone: the
@@ -31,6 +34,7 @@
 pub mod config;
 pub mod errors;
 pub mod json_keys;
+pub mod overload;
 pub mod request_metrics;
 pub mod rest;
 pub mod routes;
@@ -97,14 +101,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .connect_lazy();
 
     let metrics = Arc::new(Metrics::new());
-    let routes = routes::routes(routes::Gateway::new(channel, timeout), metrics);
-    tracing::info!(%http_addr, orders = %uri, ?timeout, "gateway listening");
+    let in_flight = overload::InFlight::new(config.gateway_max_in_flight, &metrics);
+    let routes = routes::routes(routes::Gateway::new(channel, timeout, in_flight), metrics);
+    let http_timeouts = config.http_timeouts();
+    tracing::info!(
+        %http_addr,
+        orders = %uri,
+        ?timeout,
+        max_in_flight = config.gateway_max_in_flight,
+        ?http_timeouts,
+        "gateway listening"
+    );
     let task = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-            .await;
+        ops_http::serve_http(
+            warp::service(routes),
+            listener,
+            http_timeouts,
+            shutdown.cancelled_owned(),
+        )
+        .await;
         tracing::info!("gateway stopped");
         Ok(())
     });

@@ -12,6 +12,9 @@
 //! | `GET /openapi.yaml`| this API's OpenAPI 3.0 description ([`OPENAPI`])            |
 //! | `GET /swagger/...` | Swagger UI on the same description ([`swagger`])            |
 //!
+//! `POST /orders` and `GET /orders/{id}` count against `GATEWAY_MAX_IN_FLIGHT`
+//! ([`crate::overload`]): past it they are 503 at once. The others do not.
+//!
 //! Handlers never reject: they answer with the result or an [`ApiError`]. A known
 //! path with another method is 405 with the `Allow` header ([`allowed_methods`]);
 //! an unknown path is rejected, and [`handle_rejection`] turns that into a 404 with
@@ -39,6 +42,7 @@ use warp::{
 
 use crate::{
     errors::{self, ApiError},
+    overload::InFlight,
     request_metrics::RequestMetrics,
     rest::{self, CreateOrderAnswer, GetOrderAnswer, OrderBody},
     swagger,
@@ -58,16 +62,22 @@ pub const NOT_READY_CODE: &str = "ORDERS_UNAVAILABLE";
 /// schemathesis test checks real answers against it.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
 
-/// What the handlers share: the lazily connected channel to orders and the deadline.
+/// What the handlers share: the lazily connected channel to orders, the deadline and
+/// the bound on requests in flight.
 #[derive(Clone)]
 pub struct Gateway {
     channel: Channel,
     timeout: Duration,
+    in_flight: InFlight,
 }
 
 impl Gateway {
-    pub fn new(channel: Channel, timeout: Duration) -> Self {
-        Self { channel, timeout }
+    pub fn new(channel: Channel, timeout: Duration, in_flight: InFlight) -> Self {
+        Self {
+            channel,
+            timeout,
+            in_flight,
+        }
     }
 
     /// One call to orders with the configured deadline: sent as `grpc-timeout` so
@@ -93,6 +103,11 @@ impl Gateway {
         S: Stream<Item = Result<B, warp::Error>>,
         B: Buf,
     {
+        // Before the body is read: a shed request costs next to nothing.
+        let _admitted = match self.in_flight.try_admit() {
+            Ok(admitted) => admitted,
+            Err(shed) => return shed.into_response(),
+        };
         let result = async {
             let body = read_body(content_length, body).await?;
             let request = CreateOrderRequest::from(rest::parse_create_order(&body)?);
@@ -109,6 +124,10 @@ impl Gateway {
     }
 
     async fn get_order(self, id: String) -> Response {
+        let _admitted = match self.in_flight.try_admit() {
+            Ok(admitted) => admitted,
+            Err(shed) => return shed.into_response(),
+        };
         let result = async {
             let order_id = rest::parse_order_id(&id)?;
             let response = self

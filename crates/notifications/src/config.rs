@@ -1,10 +1,12 @@
 //! The notifications worker's settings: defaults < TOML file named by
 //! `NOTIFICATIONS_CONFIG` < environment.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+
+use crate::sink::RedisTls;
 
 pub use settings::PartitionList;
 
@@ -22,6 +24,8 @@ pub const ENV_VARS: &[&str] = &[
     "REDIS_PASSWORD",
     "REDIS_TTL",
     "REDIS_KEY_PREFIX",
+    "REDIS_TLS",
+    "REDIS_TLS_CA",
 ];
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
@@ -45,7 +49,7 @@ pub struct Config {
     pub kafka_consumer_group: String,
     /// Partitions this instance reads (`0,1`); empty = all.
     pub kafka_partitions: PartitionList,
-    /// Redis `host:port`.
+    /// Redis `host:port`, also `redis://host:port` or `rediss://host:port` (TLS).
     pub redis_addr: String,
     /// Redis logical database number.
     pub redis_db: i64,
@@ -58,6 +62,12 @@ pub struct Config {
     /// Prepended to every key (the contract's key is the bare order id, so the
     /// default is empty; tests use a unique prefix).
     pub redis_key_prefix: String,
+    /// TLS to Redis (as `rediss://` in `REDIS_ADDR` does); the certificate is
+    /// verified, host name included.
+    pub redis_tls: bool,
+    /// PEM file of the CA certificates to trust for Redis TLS instead of the
+    /// system's trust store (a private CA); empty = the system's.
+    pub redis_tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -75,6 +85,8 @@ impl Default for Config {
             redis_password: String::new(),
             redis_ttl: GoDuration::from_secs(48 * 3600),
             redis_key_prefix: String::new(),
+            redis_tls: false,
+            redis_tls_ca: None,
         }
     }
 }
@@ -97,6 +109,13 @@ impl Config {
             ));
         }
         self.redis_host_port()?;
+        if self.redis_tls_ca.is_some() && !self.redis_uses_tls() {
+            return Err(ConfigError::Other(
+                "REDIS_TLS_CA is set but TLS to Redis is off (set REDIS_TLS=true or use \
+                 REDIS_ADDR=rediss://host:port)"
+                    .into(),
+            ));
+        }
         if self.redis_db < 0 {
             return Err(ConfigError::Other(format!(
                 "REDIS_DB must not be negative, got {}",
@@ -125,15 +144,64 @@ impl Config {
         Some(self.redis_ttl.get()).filter(|ttl| !ttl.is_zero())
     }
 
-    /// `REDIS_ADDR` split into host and port.
+    /// True for `REDIS_TLS=true` or a `rediss://` `REDIS_ADDR`.
+    pub fn redis_uses_tls(&self) -> bool {
+        self.redis_tls || self.redis_addr.trim().starts_with("rediss://")
+    }
+
+    /// The TLS settings for Redis (`None` = plain TCP); reads `REDIS_TLS_CA`.
+    pub fn redis_tls_settings(&self) -> Result<Option<RedisTls>, ConfigError> {
+        if !self.redis_uses_tls() {
+            return Ok(None);
+        }
+        let ca_pem = match self
+            .redis_tls_ca
+            .as_ref()
+            .filter(|path| !path.as_os_str().is_empty())
+        {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|err| {
+                    ConfigError::Other(format!("REDIS_TLS_CA = {path:?}: cannot read it: {err}"))
+                })?;
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(ConfigError::Other(format!(
+                        "REDIS_TLS_CA = {path:?}: no PEM certificate in it"
+                    )));
+                }
+                Some(pem)
+            }
+        };
+        Ok(Some(RedisTls { ca_pem }))
+    }
+
+    /// `REDIS_ADDR` split into host and port (`redis://` / `rediss://` taken off).
     pub fn redis_host_port(&self) -> Result<(String, u16), ConfigError> {
+        let text = self.redis_addr.trim();
         let fail = |reason: &str| {
+            // Never echo credentials someone put into the URL.
+            let shown = match text.rsplit_once('@') {
+                Some((_, host)) => format!("<credentials hidden>@{host}"),
+                None => text.to_owned(),
+            };
             ConfigError::Other(format!(
-                "REDIS_ADDR = {:?}: {reason} (expected host:port such as 127.0.0.1:6379)",
-                self.redis_addr
+                "REDIS_ADDR = {shown:?}: {reason} (expected host:port such as 127.0.0.1:6379, \
+                 or redis://host:port, rediss://host:port for TLS)"
             ))
         };
-        let text = self.redis_addr.trim();
+        let text = text
+            .strip_prefix("rediss://")
+            .or_else(|| text.strip_prefix("redis://"))
+            .unwrap_or(text);
+        let text = text.strip_suffix('/').unwrap_or(text);
+        if text.contains('@') {
+            return Err(fail(
+                "user and password go in REDIS_USER and REDIS_PASSWORD, not in the address",
+            ));
+        }
+        if text.contains('/') || text.contains('?') {
+            return Err(fail("no path or options: the database goes in REDIS_DB"));
+        }
         let (host, port) = text.rsplit_once(':').ok_or_else(|| fail("no port"))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -175,6 +243,65 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(both.topic(), "a");
+    }
+
+    #[test]
+    fn redis_tls_from_the_scheme_or_the_switch() {
+        let plain = Config::default().check().unwrap();
+        assert!(plain.redis_tls_settings().unwrap().is_none());
+        let scheme = Config {
+            redis_addr: "rediss://cache.internal:6380".into(),
+            ..Config::default()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(
+            scheme.redis_host_port().unwrap(),
+            ("cache.internal".to_owned(), 6380)
+        );
+        assert!(scheme.redis_tls_settings().unwrap().is_some());
+        let switch = Config {
+            redis_addr: "redis://cache.internal:6380/".into(),
+            redis_tls: true,
+            ..Config::default()
+        };
+        assert!(switch.redis_tls_settings().unwrap().is_some());
+        let ca_without_tls = Config {
+            redis_tls_ca: Some("/ca.pem".into()),
+            ..Config::default()
+        };
+        assert!(
+            ca_without_tls
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("REDIS_TLS_CA")
+        );
+        let missing_ca = Config {
+            redis_tls: true,
+            redis_tls_ca: Some("/nonexistent/ca.pem".into()),
+            ..Config::default()
+        };
+        assert!(
+            missing_ca
+                .redis_tls_settings()
+                .unwrap_err()
+                .to_string()
+                .contains("/nonexistent/ca.pem")
+        );
+    }
+
+    #[test]
+    fn credentials_in_redis_addr_are_refused_without_being_shown() {
+        let err = Config {
+            redis_addr: "rediss://user:hunter2@cache:6380".into(),
+            ..Config::default()
+        }
+        .check()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("REDIS_PASSWORD"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

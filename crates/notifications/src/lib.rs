@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{CONFIG_FILE_VAR, Config, DEFAULT_TOPIC, ENV_VARS, PartitionList};
 pub use handler::{HandlerMetrics, StatusHandler};
-pub use sink::{RedisSettings, RedisSink, SinkError};
+pub use sink::{RedisSettings, RedisSink, RedisTls, SinkError};
 
 /// The Kafka client id and the name in logs.
 pub const CLIENT_ID: &str = "notifications";
@@ -89,6 +89,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         password: Some(config.redis_password.clone()).filter(|password| !password.is_empty()),
         ttl: config.ttl(),
         key_prefix: config.redis_key_prefix.clone(),
+        tls: config.redis_tls_settings()?,
     };
     let sink = RedisSink::new(redis.clone())?;
     let probe_sink = RedisSink::new(redis)?;
@@ -110,6 +111,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let brokers = config.kafka_brokers.hosts().to_vec();
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
+        lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
         ..bus::ConsumerConfig::new(
             brokers.clone(),
             config.topic(),

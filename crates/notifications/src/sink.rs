@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use events::Notification;
-use redis::{Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use redis::{Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, TlsCertificates};
 
 /// How long a connect, a read or a write may take before the call fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,6 +28,34 @@ pub struct RedisSettings {
     pub ttl: Option<Duration>,
     /// Prepended to the order id (empty in production: the contract's key is the id).
     pub key_prefix: String,
+    /// `None` = plain TCP.
+    pub tls: Option<RedisTls>,
+}
+
+/// TLS to Redis (rustls): the server's certificate must chain to a trusted CA and
+/// name the host of `REDIS_ADDR`.
+#[derive(Clone, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates to trust instead of the system's trust store.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("private_ca", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    /// `host:port`, as `rediss://host:port` when over TLS (for messages).
+    fn shown_addr(&self) -> String {
+        match self.tls {
+            Some(_) => format!("rediss://{}:{}", self.host, self.port),
+            None => format!("{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// Redis could not be reached or refused the command; retrying later may work.
@@ -49,8 +77,17 @@ pub struct RedisSink {
 impl RedisSink {
     /// Does not connect yet: the first call does (so start-up works while Redis is down).
     pub fn new(settings: RedisSettings) -> Result<Self, SinkError> {
+        let addr = match settings.tls {
+            Some(_) => ConnectionAddr::TcpTls {
+                host: settings.host.clone(),
+                port: settings.port,
+                insecure: false,
+                tls_params: None,
+            },
+            None => ConnectionAddr::Tcp(settings.host.clone(), settings.port),
+        };
         let info = ConnectionInfo {
-            addr: ConnectionAddr::Tcp(settings.host.clone(), settings.port),
+            addr,
             redis: RedisConnectionInfo {
                 db: settings.db,
                 username: settings.user.clone(),
@@ -58,8 +95,23 @@ impl RedisSink {
                 ..RedisConnectionInfo::default()
             },
         };
-        let client = Client::open(info).map_err(|source| SinkError {
-            addr: format!("{}:{}", settings.host, settings.port),
+        let client = match &settings.tls {
+            Some(tls) => {
+                // redis builds its rustls configuration with the process-wide
+                // provider: make it ring's (the only one compiled in) explicitly.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                Client::build_with_tls(
+                    info,
+                    TlsCertificates {
+                        client_tls: None,
+                        root_cert: tls.ca_pem.clone(),
+                    },
+                )
+            }
+            None => Client::open(info),
+        }
+        .map_err(|source| SinkError {
+            addr: settings.shown_addr(),
             source,
         })?;
         Ok(Self {
@@ -109,7 +161,7 @@ impl RedisSink {
             // Whatever went wrong, start from a fresh connection next time.
             self.connection = None;
             SinkError {
-                addr: format!("{}:{}", self.settings.host, self.settings.port),
+                addr: self.settings.shown_addr(),
                 source,
             }
         })
@@ -136,6 +188,7 @@ impl std::fmt::Debug for RedisSink {
             .field("host", &self.settings.host)
             .field("port", &self.settings.port)
             .field("db", &self.settings.db)
+            .field("tls", &self.settings.tls.is_some())
             .field("connected", &self.connection.is_some())
             .finish_non_exhaustive()
     }

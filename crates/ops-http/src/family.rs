@@ -1,4 +1,4 @@
-//! Labelled metric families: one counter or histogram per combination of label
+//! Labelled metric families: one counter, gauge or histogram per combination of label
 //! values, as Prometheus client libraries' `CounterVec` / `HistogramVec`
 //! (`opp_http_requests_total{service="gateway",method="POST",route="/orders",status="200"}`).
 //!
@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use crate::metrics::{Counter, Histogram};
+use crate::metrics::{Counter, Gauge, Histogram};
 
 /// The series of one family, keyed by their rendered label set (`a="x",b="y"`),
 /// which is also the order they are rendered in.
@@ -104,6 +104,26 @@ impl<const N: usize> CounterFamily<N> {
     }
 }
 
+/// Gauges by label values; see [`crate::Metrics::gauge_family`].
+#[derive(Debug, Clone)]
+pub struct GaugeFamily<const N: usize>(Arc<Series<Gauge>>);
+
+impl<const N: usize> GaugeFamily<N> {
+    pub(crate) fn new(names: [&'static str; N]) -> Self {
+        Self(Arc::new(Series::new(&names)))
+    }
+
+    pub(crate) fn series(&self) -> Arc<Series<Gauge>> {
+        self.0.clone()
+    }
+
+    /// The gauge for these label values (in the order of the family's names),
+    /// created at 0 on first use.
+    pub fn with_labels(&self, values: [&str; N]) -> Gauge {
+        self.0.get_or_insert(&values, Gauge::default)
+    }
+}
+
 /// Histograms by label values, all with the same buckets; see
 /// [`crate::Metrics::histogram_family`].
 #[derive(Debug, Clone)]
@@ -157,6 +177,26 @@ mod tests {
              # TYPE http_requests_total counter\n\
              http_requests_total{method=\"GET\",route=\"/orders/{id}\",status=\"404\"} 1\n\
              http_requests_total{method=\"POST\",route=\"/orders\",status=\"200\"} 3\n"
+        );
+    }
+
+    #[test]
+    fn gauges_render_their_last_value_per_label_set() {
+        let metrics = Metrics::new();
+        let lag = metrics.gauge_family(
+            "kafka_consumer_lag",
+            "Messages behind.",
+            ["topic", "partition"],
+        );
+        lag.with_labels(["order-topic", "1"]).set(7);
+        lag.with_labels(["order-topic", "0"]).set(3);
+        lag.with_labels(["order-topic", "0"]).set(0);
+        assert_eq!(
+            metrics.render(),
+            "# HELP kafka_consumer_lag Messages behind.\n\
+             # TYPE kafka_consumer_lag gauge\n\
+             kafka_consumer_lag{topic=\"order-topic\",partition=\"0\"} 0\n\
+             kafka_consumer_lag{topic=\"order-topic\",partition=\"1\"} 7\n"
         );
     }
 

@@ -9,17 +9,25 @@
 //! - `GET /metrics`: the [`Metrics`] registry in the Prometheus text format, with
 //!   labelled families ([`CounterFamily`], [`HistogramFamily`]) where a service needs them.
 //!
+//! The server closes connections that do not deliver a request head in time or stay
+//! idle too long ([`serve_http`], [`HttpTimeouts`]); the gateway serves its API
+//! with the same function.
+//!
 //! A service starts them with [`OpsServer::start`], naming its dependencies; its own
 //! background checker updates [`Health`] and the handlers only read it, so a probe
 //! never waits on a database.
 
 mod family;
 mod health;
+mod http_server;
 mod metrics;
 mod server;
 
-pub use family::{CounterFamily, HistogramFamily};
+pub use family::{CounterFamily, GaugeFamily, HistogramFamily};
 pub use health::{Health, NOT_READY_CODE};
+pub use http_server::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_HEADER_TIMEOUT, HttpTimeouts, serve_http,
+};
 pub use metrics::{
     Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, PROMETHEUS_DEFAULT_BUCKETS,
 };

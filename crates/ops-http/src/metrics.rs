@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use crate::family::{CounterFamily, HistogramFamily, Series};
+use crate::family::{CounterFamily, GaugeFamily, HistogramFamily, Series};
 
 /// A monotonically increasing count.
 #[derive(Debug, Clone, Default)]
@@ -152,6 +152,7 @@ enum Instrument {
     Gauge(Gauge),
     Histogram(Histogram),
     CounterFamily(Arc<Series<Counter>>),
+    GaugeFamily(Arc<Series<Gauge>>),
     HistogramFamily(Arc<Series<Histogram>>),
 }
 
@@ -195,6 +196,19 @@ impl Metrics {
     ) -> CounterFamily<N> {
         let family = CounterFamily::new(labels);
         self.register(name, help, Instrument::CounterFamily(family.series()));
+        family
+    }
+
+    /// Gauges labelled `labels`, one series per set of values (see [`GaugeFamily`]).
+    /// Rendered only once it has a series.
+    pub fn gauge_family<const N: usize>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: [&'static str; N],
+    ) -> GaugeFamily<N> {
+        let family = GaugeFamily::new(labels);
+        self.register(name, help, Instrument::GaugeFamily(family.series()));
         family
     }
 
@@ -251,6 +265,15 @@ impl Metrics {
                     }
                     for (labels, counter) in series {
                         let _ = writeln!(out, "{name}{{{labels}}} {}", counter.get());
+                    }
+                }
+                Instrument::GaugeFamily(series) => {
+                    let series = series.snapshot();
+                    if !series.is_empty() {
+                        header(&mut out, "gauge");
+                    }
+                    for (labels, gauge) in series {
+                        let _ = writeln!(out, "{name}{{{labels}}} {}", gauge.get());
                     }
                 }
                 Instrument::HistogramFamily(series) => {

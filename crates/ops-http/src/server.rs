@@ -1,4 +1,5 @@
-//! The warp server behind `/healthz`, `/readyz` and `/metrics`.
+//! The warp server behind `/healthz`, `/readyz` and `/metrics`, with the default
+//! header read and idle timeouts ([`HttpTimeouts`]).
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -6,7 +7,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use warp::{Filter, http::StatusCode};
 
-use crate::{Health, Metrics};
+use crate::{Health, HttpTimeouts, Metrics};
 
 /// The operations side of a running service: the health of its dependencies, its
 /// metrics, and the server exposing both.
@@ -86,13 +87,12 @@ pub async fn serve(
     });
     let routes = healthz.or(readyz).or(metrics);
 
-    let task = tokio::spawn(async move {
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { shutdown.cancelled().await })
-            .run()
-            .await;
-    });
+    let task = tokio::spawn(crate::serve_http(
+        warp::service(routes),
+        listener,
+        HttpTimeouts::default(),
+        shutdown.cancelled_owned(),
+    ));
     tracing::info!(%bound, "operations server listening (/healthz, /readyz, /metrics)");
     Ok((bound, task))
 }

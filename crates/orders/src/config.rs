@@ -10,13 +10,24 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_HEALTH_ADDR",
     "ORDERS_DB_POOL_SIZE",
     "ORDERS_DB_TIMEOUT",
+    "ORDERS_MAX_IN_FLIGHT",
     "KAFKA_BROKERS",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_SENDER_PERIOD",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
+    "OUTBOX_RETENTION",
+    "RETENTION_INTERVAL",
+    "RETENTION_BATCH",
 ];
+
+/// Default of `ORDERS_MAX_IN_FLIGHT`: 16 calls per database connection of the default
+/// pool (`ORDERS_DB_POOL_SIZE` 16). A call waits for a connection up to
+/// `ORDERS_DB_TIMEOUT` (2 s); at 125 ms per order (a database 100 times slower than
+/// usual) 256 calls still get one within it. Also well under tokio's 512 blocking
+/// threads, which the store calls run on.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// The topic published to when neither `KAFKA_TOPIC` nor `KAFKA_TOPIC_ORDER` is set.
 pub const DEFAULT_TOPIC: &str = "order-topic";
@@ -37,6 +48,10 @@ pub struct Config {
     pub orders_db_pool_size: u32,
     /// How long a request waits for a database connection before UNAVAILABLE.
     pub orders_db_timeout: GoDuration,
+    /// Most `orders.v1.OrdersService` calls handled at once, over all connections;
+    /// past it a call fails at once with UNAVAILABLE ("orders overloaded ...").
+    /// Health and reflection calls are not counted.
+    pub orders_max_in_flight: u32,
     /// Kafka bootstrap brokers for the outbox relay.
     pub kafka_brokers: BrokerList,
     /// Topic the relay publishes `OrderCreated` to (the Go service's name for it);
@@ -50,6 +65,12 @@ pub struct Config {
     pub outbox_batch_size: u32,
     /// How long a claim lasts before another relay may take the rows over.
     pub outbox_lease: GoDuration,
+    /// Sent outbox rows older than this are deleted; 0 keeps them.
+    pub outbox_retention: GoDuration,
+    /// Time between retention runs.
+    pub retention_interval: GoDuration,
+    /// Most rows one retention batch (one transaction) deletes.
+    pub retention_batch: u32,
 }
 
 impl Default for Config {
@@ -60,12 +81,16 @@ impl Default for Config {
             orders_health_addr: ListenAddr::all_interfaces(8081),
             orders_db_pool_size: 16,
             orders_db_timeout: GoDuration::from_secs(2),
+            orders_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
             kafka_topic: None,
             kafka_topic_order: None,
             kafka_sender_period: GoDuration::from_secs(1),
             outbox_batch_size: 500,
             outbox_lease: GoDuration::from_secs(30),
+            outbox_retention: GoDuration(outbox::DEFAULT_RETENTION),
+            retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
+            retention_batch: retention::DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -81,6 +106,11 @@ impl Config {
         if self.orders_db_pool_size == 0 {
             return Err(ConfigError::Other(
                 "ORDERS_DB_POOL_SIZE must be at least 1".into(),
+            ));
+        }
+        if self.orders_max_in_flight == 0 {
+            return Err(ConfigError::Other(
+                "ORDERS_MAX_IN_FLIGHT must be at least 1 (e.g. 256)".into(),
             ));
         }
         if self.outbox_batch_size == 0 {
@@ -100,6 +130,18 @@ impl Config {
         }
         if self.outbox_lease.get().is_zero() {
             return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
+        }
+        if self.retention_interval.get().is_zero() {
+            return Err(ConfigError::Other(
+                "RETENTION_INTERVAL must not be 0 (set OUTBOX_RETENTION to 0 to keep sent rows)"
+                    .into(),
+            ));
+        }
+        if !(1..=retention::MAX_BATCH_SIZE).contains(&self.retention_batch) {
+            return Err(ConfigError::Other(format!(
+                "RETENTION_BATCH must be from 1 to {}",
+                retention::MAX_BATCH_SIZE
+            )));
         }
         Ok(self)
     }

@@ -1,4 +1,12 @@
 //! `orders.v1.OrdersService` over the [`OrderStore`], with per-call metrics.
+//!
+//! At most `ORDERS_MAX_IN_FLIGHT` calls are handled at once, whichever connections
+//! they come on: a call past it fails at once with UNAVAILABLE ("orders overloaded
+//! ..., retry later"; counted in `orders_calls_shed_total`) instead of queueing for
+//! a database connection until its deadline. tonic's `concurrency_limit_per_connection`
+//! is per connection, and tower's `ConcurrencyLimitLayer` queues: a semaphore's
+//! `try_acquire` in the service does neither. Health and reflection are other
+//! services, not counted: an overloaded orders still answers its health checks.
 
 use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{
@@ -9,6 +17,8 @@ use std::{
     sync::{Arc, OnceLock},
     time::Instant,
 };
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use tonic::{Code, Request, Response, Status};
 
@@ -21,9 +31,15 @@ use crate::{
 /// call is UNAVAILABLE, so clients retry instead of hanging on a silent port.
 pub type StoreSlot = Arc<OnceLock<OrderStore>>;
 
+/// How UNAVAILABLE's message starts for a call shed past `ORDERS_MAX_IN_FLIGHT` (the
+/// gateway passes such messages on).
+pub const OVERLOADED_PREFIX: &str = "orders overloaded";
+
 pub struct OrdersApi {
     store: StoreSlot,
     metrics: CallMetrics,
+    in_flight: Semaphore,
+    max_in_flight: usize,
 }
 
 /// What `/metrics` shows about the gRPC calls, whoever makes them (the gateway or a
@@ -34,6 +50,7 @@ struct CallMetrics {
     created: Counter,
     refused: Counter,
     failed: Counter,
+    shed: Counter,
 }
 
 impl CallMetrics {
@@ -55,6 +72,10 @@ impl CallMetrics {
             failed: metrics.counter(
                 "orders_calls_failed_total",
                 "Calls that failed on this side (UNAVAILABLE, INTERNAL, ...) or were abandoned (caller's deadline passed, or it hung up).",
+            ),
+            shed: metrics.counter(
+                "orders_calls_shed_total",
+                "Calls refused with UNAVAILABLE at once because ORDERS_MAX_IN_FLIGHT calls were in flight (not in the other counters).",
             ),
         }
     }
@@ -99,11 +120,28 @@ impl Drop for CallRecord<'_> {
 }
 
 impl OrdersApi {
-    pub fn new(store: StoreSlot, metrics: &Metrics) -> Self {
+    /// `max_in_flight`: at least 1; larger than tokio's semaphore maximum is capped.
+    pub fn new(store: StoreSlot, metrics: &Metrics, max_in_flight: u32) -> Self {
+        let max_in_flight = usize::try_from(max_in_flight)
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             store,
             metrics: CallMetrics::new(metrics),
+            in_flight: Semaphore::new(max_in_flight),
+            max_in_flight,
         }
+    }
+
+    /// A permit for one call, or UNAVAILABLE at once when all are taken.
+    fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
+        self.in_flight.try_acquire().map_err(|_| {
+            self.metrics.shed.inc();
+            Status::unavailable(format!(
+                "{OVERLOADED_PREFIX}: {} calls in flight, retry later",
+                self.max_in_flight
+            ))
+        })
     }
 
     async fn create(&self, request: &CreateOrderRequest) -> Result<i64, Status> {
@@ -163,6 +201,7 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
+        let _permit = self.admit()?;
         let record = self.metrics.start(&self.metrics.create_duration);
         let result = self.create(request.get_ref()).await;
         record.finish(&result);
@@ -175,6 +214,7 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
+        let _permit = self.admit()?;
         let record = self.metrics.start(&self.metrics.get_duration);
         let result = self.get(request.get_ref().order_id).await;
         record.finish(&result);

@@ -7,9 +7,12 @@
 //!   naming the field (checked arithmetic for the total);
 //! - `store`: the order, its items and the outbox row in one transaction; reads;
 //! - `grpc`: `orders.v1.OrdersService` on top of the store, blocking calls moved to
-//!   `spawn_blocking`, database outages answered with UNAVAILABLE;
+//!   `spawn_blocking`, database outages answered with UNAVAILABLE, calls past
+//!   `ORDERS_MAX_IN_FLIGHT` refused at once with UNAVAILABLE ("orders overloaded");
 //! - the `outbox` crate's relay (its own thread) publishes the outbox rows to
 //!   `KAFKA_TOPIC`, woken by NOTIFY;
+//! - the `retention` crate's thread deletes sent outbox rows older than
+//!   `OUTBOX_RETENTION`, in bounded batches;
 //! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
 //!   with reflection (v1 and v1alpha) and the standard health service at once
 //!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
@@ -36,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use config::Config;
+pub use grpc::OVERLOADED_PREFIX;
 pub use store::{OrderStore, StoreError};
 pub use validation::{MAX_ITEMS, NewOrder, ValidationError, validate};
 
@@ -60,7 +64,7 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot prepare the database: {0}")]
+    #[error("cannot prepare the database named by ORDERS_PG_DSN: {0}")]
     Database(#[from] pgsetup::SetupError),
     #[error("gRPC server failed: {0}")]
     Serve(String),
@@ -164,6 +168,7 @@ async fn serve(
         .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(
             store_slot.clone(),
             &metrics,
+            config.orders_max_in_flight,
         )))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -186,8 +191,25 @@ async fn serve(
     };
     let store = OrderStore::new(pool.clone(), config.topic().to_owned());
     let _ = store_slot.set(store.clone());
-    let relay = outbox::spawn_relay(relay_config(&config), pool, &metrics, shutdown.clone())
-        .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
+    let relay = outbox::spawn_relay(
+        relay_config(&config),
+        pool.clone(),
+        &metrics,
+        shutdown.clone(),
+    )
+    .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
+    let retention = retention::Retention::new(
+        pool,
+        retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
+        &[retention::Policy::new(
+            outbox::RETENTION_TABLE,
+            config.outbox_retention.get(),
+        )],
+        &metrics,
+        shutdown.clone(),
+    )
+    .spawn()
+    .map_err(|err| StartError::Serve(format!("cannot start retention: {err}")))?;
     let readiness = tokio::spawn(track_readiness(store, health, reporter, shutdown.clone()));
 
     let result = match server.await {
@@ -201,6 +223,7 @@ async fn serve(
         Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
         Err(_) => Ok(()),
     };
+    let _ = tokio::task::spawn_blocking(move || retention.join()).await;
     tracing::info!("orders stopped");
     result.and(relay_result)
 }

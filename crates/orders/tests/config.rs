@@ -19,6 +19,11 @@ fn invalid_values_stop_the_binary_naming_the_variable() {
         ("ORDERS_DB_POOL_SIZE", "lots", ""),
         ("ORDERS_DB_POOL_SIZE", "0", "at least 1"),
         ("KAFKA_BROKERS", "", ""),
+        ("OUTBOX_RETENTION", "a week", "Go duration"),
+        ("OUTBOX_RETENTION", "7d", "unknown unit"),
+        ("RETENTION_INTERVAL", "0", "must not be 0"),
+        ("RETENTION_BATCH", "0", "from 1 to 100000"),
+        ("RETENTION_BATCH", "lots", ""),
     ] {
         testkit::assert_setting_refused(Path::new(env!("CARGO_BIN_EXE_orders")), &clear, &[], case);
     }

@@ -20,7 +20,8 @@
 //! the `kafka` client's protocol (Apache Kafka 4.x) stops the relay and its service.
 //!
 //! The table and trigger it expects are in each service's `V1__init.sql`
-//! ([`TABLE`], [`CHANNEL`]).
+//! ([`TABLE`], [`CHANNEL`]). Sent rows are kept for a while, then deleted by the
+//! `retention` crate as [`RETENTION_TABLE`] describes (unsent rows never).
 
 mod claim;
 mod relay;
@@ -32,6 +33,19 @@ pub use relay::{RelayConfig, RelayHandle, spawn_relay};
 pub const TABLE: &str = "events";
 /// The NOTIFY channel the table's trigger signals on.
 pub const CHANNEL: &str = "outbox_events";
+
+/// The outbox for the `retention` crate: a row's age is counted from `sent_at`, so
+/// only published rows ever go (an unsent row's `sent_at` is NULL); the index on it
+/// is `events_sent_at` (each service's `V2__retention_indexes.sql`).
+pub const RETENTION_TABLE: retention::Table = retention::Table {
+    name: TABLE,
+    key: "event_id",
+    age_column: "sent_at",
+};
+
+/// How long sent rows are kept unless configured (`OUTBOX_RETENTION`): a week, to
+/// look into what was published recently.
+pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(168 * 3600);
 
 /// Why a relay step failed; retried, except a broker without the protocol versions the
 /// `kafka` client uses ([`bus::BusError::UnsupportedBroker`]), which stops the relay.

@@ -7,7 +7,7 @@ use std::{
 
 use ops_http::{Counter, Gauge, Histogram, Metrics};
 use pgsetup::Pool;
-use postgres::{Client, NoTls, fallible_iterator::FallibleIterator};
+use postgres::{Client, fallible_iterator::FallibleIterator};
 use tokio_util::sync::CancellationToken;
 
 use crate::{CHANNEL, ClaimedEvent, OutboxTable, RelayError};
@@ -217,8 +217,11 @@ impl Relay {
         {
             return;
         }
-        self.listener = match Client::connect(&self.config.dsn, NoTls).and_then(|mut client| {
-            client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+        // Same TLS settings (sslmode, sslrootcert) as the pool.
+        self.listener = match pgsetup::connect(&self.config.dsn).and_then(|mut client| {
+            client
+                .batch_execute(&format!("LISTEN {CHANNEL}"))
+                .map_err(pgsetup::SetupError::Connect)?;
             Ok(client)
         }) {
             Ok(client) => Some(client),

@@ -1,6 +1,8 @@
 //! The payments worker's settings: defaults < TOML file named by `PAYMENTS_CONFIG` <
 //! environment.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
 
@@ -20,10 +22,18 @@ pub const ENV_VARS: &[&str] = &[
     "KAFKA_PERIOD",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
+    "OUTBOX_RETENTION",
+    "PROCESSED_EVENTS_RETENTION",
+    "DEAD_LETTERS_RETENTION",
+    "RETENTION_INTERVAL",
+    "RETENTION_BATCH",
 ];
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "PAYMENTS_CONFIG";
+
+/// The shortest non-zero `PROCESSED_EVENTS_RETENTION` accepted.
+pub const MIN_PROCESSED_EVENTS_RETENTION: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +63,17 @@ pub struct Config {
     pub outbox_batch_size: u32,
     /// How long a claim lasts before another relay may take the rows over.
     pub outbox_lease: GoDuration,
+    /// Sent outbox rows older than this are deleted; 0 keeps them.
+    pub outbox_retention: GoDuration,
+    /// `processed_events` rows (the deduplication record) older than this are
+    /// deleted; 0 keeps them. Must stay far longer than any redelivery.
+    pub processed_events_retention: GoDuration,
+    /// `dead_letters` rows older than this are deleted; 0 keeps them.
+    pub dead_letters_retention: GoDuration,
+    /// Time between retention runs.
+    pub retention_interval: GoDuration,
+    /// Most rows one retention batch (one transaction) deletes.
+    pub retention_batch: u32,
 }
 
 impl Default for Config {
@@ -70,6 +91,11 @@ impl Default for Config {
             kafka_period: GoDuration::from_secs(1),
             outbox_batch_size: 500,
             outbox_lease: GoDuration::from_secs(30),
+            outbox_retention: GoDuration(outbox::DEFAULT_RETENTION),
+            processed_events_retention: GoDuration::from_secs(720 * 3600),
+            dead_letters_retention: GoDuration::from_secs(720 * 3600),
+            retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
+            retention_batch: retention::DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -99,6 +125,30 @@ impl Config {
         }
         if self.kafka_period.get().is_zero() {
             return Err(ConfigError::Other("KAFKA_PERIOD must not be 0".into()));
+        }
+        if self.retention_interval.get().is_zero() {
+            return Err(ConfigError::Other(
+                "RETENTION_INTERVAL must not be 0 (set a table's retention to 0 to keep its rows)"
+                    .into(),
+            ));
+        }
+        if !(1..=retention::MAX_BATCH_SIZE).contains(&self.retention_batch) {
+            return Err(ConfigError::Other(format!(
+                "RETENTION_BATCH must be from 1 to {}",
+                retention::MAX_BATCH_SIZE
+            )));
+        }
+        // The deduplication window. A redelivery from beyond it still finds its order
+        // paid (one payment per order), but is handled as a new event instead of
+        // skipped at once; shorter than an hour is a typo, not a policy.
+        let dedup = self.processed_events_retention.get();
+        if !dedup.is_zero() && dedup < MIN_PROCESSED_EVENTS_RETENTION {
+            return Err(ConfigError::Other(format!(
+                "PROCESSED_EVENTS_RETENTION = {}: must be 0 (keep forever) or at least {}, \
+                 longer than any redelivery (the order topic's retention)",
+                self.processed_events_retention,
+                GoDuration(MIN_PROCESSED_EVENTS_RETENTION)
+            )));
         }
         for (var, value) in [
             ("KAFKA_TOPIC_ORDER", &self.kafka_topic_order),

@@ -14,6 +14,10 @@
 //!   then committed, database outages returned as errors so the message is retried
 //!   and its offset not committed;
 //! - the `outbox` relay (shared with orders) publishes the outbox rows;
+//! - the `retention` crate's thread deletes sent outbox rows, `processed_events` and
+//!   `dead_letters` older than their windows (`*_RETENTION`), in bounded batches;
+//! - [`dead_letters`]: the operator's `payments dead-letters list|replay` commands,
+//!   which re-publish kept messages through the normal idempotent path;
 //! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
 //!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate;
 //!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
@@ -25,6 +29,7 @@
 //! configuration, logging and signals.
 
 pub mod config;
+pub mod dead_letters;
 mod handler;
 pub mod provider;
 pub mod store;
@@ -65,10 +70,12 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot prepare the database: {0}")]
+    #[error("cannot prepare the database named by PAYMENTS_PG_DSN: {0}")]
     Database(#[from] pgsetup::SetupError),
     #[error("cannot start the outbox relay: {0}")]
     Relay(std::io::Error),
+    #[error("cannot start retention: {0}")]
+    Retention(std::io::Error),
     #[error("cannot start the consumer: {0}")]
     Consumer(std::io::Error),
     #[error("consumer failed: {0}")]
@@ -152,7 +159,7 @@ async fn run(
         ack_timeout: RELAY_ACK_TIMEOUT,
         client_id: format!("{CLIENT_ID}-relay"),
     };
-    let relay = match outbox::spawn_relay(relay_config, pool, &metrics, shutdown.clone()) {
+    let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
         Ok(relay) => relay,
         Err(err) => {
             shutdown.cancel();
@@ -160,9 +167,27 @@ async fn run(
             return Err(StartError::Relay(err));
         }
     };
+    let retention = match retention::Retention::new(
+        pool,
+        retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
+        &retention_policies(&config),
+        &metrics,
+        shutdown.clone(),
+    )
+    .spawn()
+    {
+        Ok(retention) => retention,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = tokio::task::spawn_blocking(move || relay.join()).await;
+            let _ = readiness.await;
+            return Err(StartError::Retention(err));
+        }
+    };
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
+        lag_observer: Some(bus::LagObserver::metric(&metrics)),
         ..bus::ConsumerConfig::new(
             brokers,
             &config.kafka_topic_order,
@@ -200,8 +225,37 @@ async fn run(
             Ok(())
         }
     };
+    let _ = tokio::task::spawn_blocking(move || retention.join()).await;
     let _ = readiness.await;
     result.and(relay_result)
+}
+
+/// `processed_events` for the `retention` crate: the deduplication record, aged from
+/// `processed_at` (index `processed_events_processed_at`, `V2__retention_indexes.sql`).
+pub const PROCESSED_EVENTS_TABLE: retention::Table = retention::Table {
+    name: "processed_events",
+    key: "event_id",
+    age_column: "processed_at",
+};
+
+/// `dead_letters` for the `retention` crate, aged from `received_at` (index
+/// `dead_letters_received`).
+pub const DEAD_LETTERS_TABLE: retention::Table = retention::Table {
+    name: "dead_letters",
+    key: "id",
+    age_column: "received_at",
+};
+
+/// What retention keeps bounded in payments' database, and for how long.
+fn retention_policies(config: &Config) -> [retention::Policy; 3] {
+    [
+        retention::Policy::new(outbox::RETENTION_TABLE, config.outbox_retention.get()),
+        retention::Policy::new(
+            PROCESSED_EVENTS_TABLE,
+            config.processed_events_retention.get(),
+        ),
+        retention::Policy::new(DEAD_LETTERS_TABLE, config.dead_letters_retention.get()),
+    ]
 }
 
 /// Creates and migrates the database, retrying while PostgreSQL is unreachable.

@@ -206,6 +206,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     let stop = bus::Shutdown::new();
     let consumer = bus::spawn_consumer(
         bus::ConsumerConfig {
+            lag_observer: None,
             brokers: vec![h.broker.bootstrap()],
             topic: h.config.kafka_topic_status.clone(),
             group: unique_name("status-reader"),
@@ -451,4 +452,204 @@ fn sigterm_finishes_and_exits_zero() {
 
     let status = child.terminate(DEADLINE);
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
+    let mut h = Harness::start(|_, _| {});
+    // Ready: its database exists.
+    testkit::wait_http_ok(&format!("http://{}/readyz", h.health_addr()), DEADLINE);
+    // A truly poison message, kept by the worker.
+    h.produce("8", b"still not json");
+    wait_until(DEADLINE, "the poison message to be kept", || {
+        (h.count("SELECT count(*) FROM dead_letters") == 1).then_some(())
+    });
+    // A valid OrderCreated that an earlier, buggy version kept as poison: its cause is
+    // fixed now (this worker accepts it), so replaying it must pay it.
+    let fixed = order(40, 8);
+    h.db.client()
+        .execute(
+            "INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error) \
+             VALUES ($1, 0, 999, $2, $3, 'rejected by an older version')",
+            &[
+                &h.config.kafka_topic_order,
+                &events::message_key(8).as_bytes(),
+                &events::encode(&fixed).as_bytes(),
+            ],
+        )
+        .unwrap();
+
+    let replay = |args: &[&str]| {
+        let mut all_args = vec!["dead-letters"];
+        all_args.extend_from_slice(args);
+        let output = Command::new(testkit::binary("payments"))
+            .args(&all_args)
+            .env("PAYMENTS_PG_DSN", h.db.dsn())
+            .env("KAFKA_BROKERS", h.broker.bootstrap())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "payments {all_args:?}: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listed = replay(&["list"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(listed.contains("still not json"), "{listed}");
+    assert!(listed.contains("rejected by an older version"), "{listed}");
+
+    let replayed = replay(&["replay", "--all"]);
+    assert!(replayed.contains("replayed 2 dead letter(s)"), "{replayed}");
+    assert_eq!(h.wait_for_payment(8), "succeeded");
+    // The poison message went through the normal path again and was kept again.
+    wait_until(DEADLINE, "the poison message to be kept again", || {
+        (h.count("SELECT count(*) FROM dead_letters WHERE payload = 'still not json'::bytea") == 1)
+            .then_some(())
+    });
+    assert_eq!(h.count("SELECT count(*) FROM dead_letters"), 1);
+
+    // A replay that died after publishing but before deleting its row is replayed
+    // again: the duplicate is skipped on its event_id.
+    h.db.client()
+        .execute(
+            "INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error) \
+             VALUES ($1, 0, 999, $2, $3, 'replayed twice')",
+            &[
+                &h.config.kafka_topic_order,
+                &events::message_key(8).as_bytes(),
+                &events::encode(&fixed).as_bytes(),
+            ],
+        )
+        .unwrap();
+    let id: i64 =
+        h.db.client()
+            .query_one(
+                "SELECT id FROM dead_letters WHERE error = 'replayed twice'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+    replay(&["replay", &id.to_string()]);
+    // An order after it on the same key (so the same partition): once it is paid,
+    // the duplicate before it has been handled.
+    h.produce(
+        &events::message_key(8),
+        events::encode(&order(41, 10)).as_bytes(),
+    );
+    assert_eq!(h.wait_for_payment(10), "succeeded");
+    assert_eq!(
+        h.count("SELECT count(*) FROM payments WHERE order_id = 8"),
+        1
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM processed_events WHERE event_id = 40"),
+        1
+    );
+    // Everything handled and committed: the lag metric says 0 for the order topic.
+    let lag_line = format!(
+        "kafka_consumer_lag{{topic=\"{}\",partition=\"0\"}} 0",
+        h.config.kafka_topic_order
+    );
+    wait_until(DEADLINE, "kafka_consumer_lag 0 on /metrics", || {
+        testkit::http_request("GET", &format!("http://{}/metrics", h.health_addr()), None)
+            .filter(|(_, body)| body.lines().any(|line| line == lag_line))
+    });
+
+    // An id that does not exist is refused, naming it.
+    let output = Command::new(testkit::binary("payments"))
+        .args(["dead-letters", "replay", "999999"])
+        .env("PAYMENTS_PG_DSN", h.db.dsn())
+        .env("KAFKA_BROKERS", h.broker.bootstrap())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no dead letter with id 999999"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    h.stop();
+}
+
+#[test]
+fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_skipped() {
+    let mut h = Harness::start(|config, _| {
+        config.retention_interval = settings::GoDuration::from_millis(200);
+        config.retention_batch = 10;
+    });
+    let event = order(500, 12);
+    h.produce_order(&event);
+    assert_eq!(h.wait_for_payment(12), "succeeded");
+
+    // Rows from long ago, past the default windows (720h, and 168h for sent outbox
+    // rows), next to recent ones.
+    h.db.client()
+        .batch_execute(
+            "INSERT INTO processed_events (event_id, order_id, kafka_topic, kafka_partition, kafka_offset, processed_at)
+             SELECT n, n, 'order-topic', 0, n, now() - interval '800 hours'
+             FROM generate_series(1, 25) AS n;
+             INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error, received_at)
+             SELECT 'order-topic', 0, n, '1', 'x', 'old', now() - interval '800 hours'
+             FROM generate_series(1, 3) AS n;
+             INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error, received_at)
+             SELECT 'order-topic', 0, n, '1', 'x', 'recent', now() - interval '700 hours'
+             FROM generate_series(4, 5) AS n;
+             INSERT INTO events (topic, message_key, payload, created_at, sent_at)
+             SELECT 'status-topic', 'old', '{}'::json, now() - interval '201 hours', now() - interval '200 hours'
+             FROM generate_series(1, 12) AS n;",
+        )
+        .unwrap();
+    let deleted = |table: &str| {
+        testkit::metric(
+            h.health_addr(),
+            &format!("retention_deleted_rows_total{{table=\"{table}\"}}"),
+        )
+    };
+    wait_until(DEADLINE, "retention to delete the aged rows", || {
+        (deleted("processed_events") == Some(25)
+            && deleted("dead_letters") == Some(3)
+            && deleted("events") == Some(12))
+        .then_some(())
+    });
+    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
+    assert_eq!(
+        h.count("SELECT count(*) FROM dead_letters WHERE error = 'recent'"),
+        2
+    );
+    assert_eq!(h.count("SELECT count(*) FROM dead_letters"), 2);
+    assert_eq!(
+        h.count("SELECT count(*) FROM events WHERE message_key = 'old'"),
+        0
+    );
+    assert_eq!(
+        h.count("SELECT count(*) FROM events WHERE message_key = '12'"),
+        1
+    );
+
+    // Retention has run since the order was handled; redelivered within the window,
+    // it is still recognised and skipped.
+    h.produce_order(&event);
+    testkit::wait_for_metric(
+        h.health_addr(),
+        "payments_messages_processed_total",
+        2,
+        DEADLINE,
+    );
+    assert_eq!(
+        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
+        Some(1)
+    );
+    assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
+    assert_eq!(
+        h.count("SELECT count(*) FROM events WHERE message_key = '12'"),
+        1
+    );
+    // Registered (a run that failed on a busy machine, e.g. no pool connection within
+    // PAYMENTS_DB_TIMEOUT, is retried and counted here, so its value is not asserted).
+    assert!(testkit::metric(h.health_addr(), "retention_failures_total").is_some());
+    h.stop();
 }

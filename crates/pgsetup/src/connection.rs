@@ -5,7 +5,9 @@ use std::{
     ops::{Deref, DerefMut},
 };
 
-use postgres::{Client, Config, NoTls, Statement};
+use postgres::{Client, Config, Statement};
+
+use crate::tls::PgTls;
 
 /// A PostgreSQL client plus the statements prepared on it. Derefs to [`Client`].
 pub struct Connection {
@@ -70,15 +72,16 @@ impl DerefMut for Connection {
     }
 }
 
-/// r2d2's manager for [`Connection`]s (plain TCP, no TLS).
+/// r2d2's manager for [`Connection`]s, over TLS as the DSN's `sslmode` says.
 #[derive(Debug)]
 pub struct ConnectionManager {
     config: Config,
+    tls: PgTls,
 }
 
 impl ConnectionManager {
-    pub fn new(config: Config) -> Self {
-        Self { config }
+    pub fn new(config: Config, tls: PgTls) -> Self {
+        Self { config, tls }
     }
 }
 
@@ -88,7 +91,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: Some(self.config.connect(NoTls)?),
+            client: Some(self.config.connect(self.tls.clone())?),
             statements: HashMap::new(),
         })
     }

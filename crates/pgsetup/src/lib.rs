@@ -10,15 +10,20 @@
 //! [`Connection`]s keep their prepared statements ([`Connection::prepare_cached`]),
 //! so a hot statement costs one round trip instead of two.
 //!
+//! TLS follows libpq's `sslmode` / `sslrootcert` in the DSN (see [`tls`]); every
+//! connection made here (database creation, migrations, the pool, [`connect`]) uses it.
+//!
 //! All calls here block: async code reaches them through `spawn_blocking`.
 
 mod connection;
+pub mod tls;
 
 use std::{str::FromStr, time::Duration};
 
-use postgres::{Client, Config, NoTls, error::SqlState};
+use postgres::{Client, Config, error::SqlState};
 
 pub use connection::{Connection, ConnectionManager};
+pub use tls::{PgTls, SslMode, TlsConfigError, TlsSettings};
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
 pub type PooledClient = r2d2::PooledConnection<ConnectionManager>;
@@ -35,8 +40,19 @@ pub enum SetupError {
         database: String,
         source: postgres::Error,
     },
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", describe(.0))]
     Connect(#[source] postgres::Error),
+    /// `sslmode` / `sslrootcert` cannot work as given (a missing file, an unknown mode).
+    #[error("PostgreSQL TLS settings: {0}")]
+    TlsSettings(#[source] TlsConfigError),
+    /// The TLS handshake failed or the server's certificate was refused: retrying
+    /// does not help until the certificate or the settings change.
+    #[error("TLS to PostgreSQL refused (sslmode={mode}): {reason}")]
+    TlsRefused {
+        mode: SslMode,
+        reason: String,
+        source: postgres::Error,
+    },
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
     #[error("database set-up task failed: {0}")]
@@ -53,7 +69,11 @@ impl SetupError {
             SetupError::CreateDatabase { source: err, .. } => {
                 is_unavailable(err) || err.code() == Some(&SqlState::OBJECT_IN_USE)
             }
-            SetupError::Migrate(_) | SetupError::Dsn(_) | SetupError::Task(_) => false,
+            SetupError::Migrate(_)
+            | SetupError::Dsn(_)
+            | SetupError::Task(_)
+            | SetupError::TlsSettings(_)
+            | SetupError::TlsRefused { .. } => false,
         }
     }
 }
@@ -72,7 +92,7 @@ pub fn prepare(
     migrations: refinery::Runner,
     options: PoolOptions,
 ) -> Result<Pool, SetupError> {
-    let mut config = Config::from_str(dsn).map_err(|err| SetupError::Dsn(err.to_string()))?;
+    let (mut config, tls) = parse_dsn(dsn)?;
     config.connect_timeout(options.connect_timeout);
     // Notice a silently dead server (no RST, e.g. a partition) instead of blocking a
     // query, and so shutdown, until the kernel gives up after many minutes.
@@ -85,9 +105,51 @@ pub fn prepare(
         .get_dbname()
         .ok_or_else(|| SetupError::Dsn("no database name (e.g. postgres://host/orders_db)".into()))?
         .to_owned();
-    ensure_database(&config, &database)?;
-    migrate(&config, migrations)?;
-    Ok(pool(config, options))
+    ensure_database(&config, &tls, &database)?;
+    migrate(&config, &tls, migrations)?;
+    Ok(pool(config, tls, options))
+}
+
+/// Splits `dsn` into the settings tokio-postgres understands and the TLS connector
+/// its `sslmode` / `sslrootcert` ask for (the CA file is read here).
+pub fn parse_dsn(dsn: &str) -> Result<(Config, PgTls), SetupError> {
+    let (rest, settings) = tls::split_dsn(dsn).map_err(SetupError::TlsSettings)?;
+    let mut config = Config::from_str(&rest).map_err(|err| SetupError::Dsn(err.to_string()))?;
+    config.ssl_mode(settings.mode.negotiation());
+    let tls = PgTls::new(&settings).map_err(SetupError::TlsSettings)?;
+    Ok((config, tls))
+}
+
+/// One connection to `dsn` with its TLS settings (e.g. for `LISTEN`).
+pub fn connect(dsn: &str) -> Result<Client, SetupError> {
+    let (config, tls) = parse_dsn(dsn)?;
+    connect_with(&config, &tls)
+}
+
+/// One connection with `config` over `tls`; a refused certificate or failed TLS
+/// handshake is [`SetupError::TlsRefused`], naming the reason.
+pub fn connect_with(config: &Config, tls: &PgTls) -> Result<Client, SetupError> {
+    config
+        .connect(tls.clone())
+        .map_err(|err| classify_connect_error(err, tls.mode()))
+}
+
+fn classify_connect_error(err: postgres::Error, mode: SslMode) -> SetupError {
+    let reason = match tls::tls_failure(&err) {
+        Some(tls_error) => Some(tls_error.to_string()),
+        None if err.to_string().contains("server does not support TLS") => {
+            Some("the server does not offer TLS".to_owned())
+        }
+        None => None,
+    };
+    match reason {
+        Some(reason) => SetupError::TlsRefused {
+            mode,
+            reason,
+            source: err,
+        },
+        None => SetupError::Connect(err),
+    }
 }
 
 /// [`prepare`] from async code, retried with backoff (200 ms doubling to 5 s) while
@@ -122,7 +184,7 @@ pub async fn prepare_until_ready(
 }
 
 /// A pool that opens connections on demand, so it can be built while the server is down.
-pub fn pool(config: Config, options: PoolOptions) -> Pool {
+pub fn pool(config: Config, tls: PgTls, options: PoolOptions) -> Pool {
     r2d2::Pool::builder()
         .max_size(options.max_size)
         // Open connections as load needs them (r2d2 otherwise keeps max_size idle),
@@ -132,13 +194,13 @@ pub fn pool(config: Config, options: PoolOptions) -> Pool {
         // A broken connection is noticed by the failing query (and dropped by
         // r2d2's `has_broken`); pinging on every checkout would double the round trips.
         .test_on_check_out(false)
-        .build_unchecked(ConnectionManager::new(config))
+        .build_unchecked(ConnectionManager::new(config, tls))
 }
 
-fn ensure_database(config: &Config, database: &str) -> Result<(), SetupError> {
+fn ensure_database(config: &Config, tls: &PgTls, database: &str) -> Result<(), SetupError> {
     let mut maintenance = config.clone();
     maintenance.dbname("postgres");
-    let mut client = maintenance.connect(NoTls).map_err(SetupError::Connect)?;
+    let mut client = connect_with(&maintenance, tls)?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
         .map_err(SetupError::Connect)?
@@ -166,8 +228,8 @@ fn ensure_database(config: &Config, database: &str) -> Result<(), SetupError> {
     }
 }
 
-fn migrate(config: &Config, migrations: refinery::Runner) -> Result<(), SetupError> {
-    let mut client: Client = config.connect(NoTls).map_err(SetupError::Connect)?;
+fn migrate(config: &Config, tls: &PgTls, migrations: refinery::Runner) -> Result<(), SetupError> {
+    let mut client: Client = connect_with(config, tls)?;
     // Session-level lock: released when this connection closes, even on error.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
@@ -179,11 +241,24 @@ fn migrate(config: &Config, migrations: refinery::Runner) -> Result<(), SetupErr
     Ok(())
 }
 
+/// The server's own message for a database error (`postgres::Error` shows only
+/// "db error" for those), the error itself otherwise.
+fn describe(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => err.to_string(),
+    }
+}
+
 /// True when the error means the server cannot be reached or is going away, as
 /// opposed to a query, constraint or data error.
 pub fn is_unavailable(err: &postgres::Error) -> bool {
     if err.is_closed() {
         return true;
+    }
+    // A refused certificate arrives as an I/O error but will not go away by itself.
+    if tls::tls_failure(err).is_some() {
+        return false;
     }
     match err.code() {
         Some(code) => {

@@ -7,6 +7,12 @@
 //! - end-to-end latency p50/p99/max at a fixed offered rate (`--paced-rate`,
 //!   default 500/s, half the 1,000/s target).
 //!
+//! - with `--overload-concurrency N`: an overload phase after the paced one, N clients
+//!   in a closed loop against a second gateway whose `GATEWAY_MAX_IN_FLIGHT` is
+//!   `--overload-max-in-flight` (default 32), for `--overload-seconds`: accepted/s,
+//!   shed (503)/s, p50/p99 of the accepted and of the shed requests' latency, and
+//!   whether every accepted order reached Redis.
+//!
 //! The burst and the paced phase run once per broker in `--brokers` (default: devbroker
 //! and Apache Kafka 3.9, one after the other, fresh databases and topics each), and a
 //! table at the end puts them side by side with pgbench's reference.
@@ -16,7 +22,7 @@
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
 //! come from Redis keyspace notifications, so nothing polls.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9]`
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -52,6 +58,16 @@ struct Args {
     /// Brokers to run the phases on, in order: `devbroker`, `kafka-3.9`.
     #[arg(long, value_delimiter = ',', default_value = "devbroker,kafka-3.9")]
     brokers: Vec<BrokerChoice>,
+    /// Clients of the overload phase (closed loop, no pause after a 503); the phase
+    /// runs only when this is given, e.g. `--overload-concurrency 1024`.
+    #[arg(long)]
+    overload_concurrency: Option<usize>,
+    /// `GATEWAY_MAX_IN_FLIGHT` of the overload phase's gateway.
+    #[arg(long, default_value_t = 32)]
+    overload_max_in_flight: u32,
+    /// Length of the overload phase.
+    #[arg(long, default_value_t = 10)]
+    overload_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -356,6 +372,10 @@ async fn drive(
         pick(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    if let Some(concurrency) = args.overload_concurrency {
+        arrivals.lock().unwrap().clear();
+        overload(args, concurrency, orders.grpc_addr, &arrivals, &shutdown).await?;
+    }
     shutdown.cancel();
     let _ = tokio::join!(
         orders.wait(),
@@ -380,6 +400,120 @@ async fn drive(
         p99: pick(0.99),
         max: latencies.last().copied().unwrap_or_default(),
     })
+}
+
+/// The overload phase: a second gateway (bound `--overload-max-in-flight`) in front of
+/// the same orders, `concurrency` clients in a closed loop for `--overload-seconds`.
+async fn overload(
+    args: &Args,
+    concurrency: usize,
+    orders_grpc: std::net::SocketAddr,
+    arrivals: &Arrivals,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    println!(
+        "== overload: {concurrency} clients for {} s against a gateway with GATEWAY_MAX_IN_FLIGHT={}",
+        args.overload_seconds, args.overload_max_in_flight
+    );
+    let stop = shutdown.child_token();
+    let gateway = gateway::start(
+        gateway::Config {
+            gateway_http_addr: "127.0.0.1:0".parse()?,
+            orders_grpc_addr: format!("http://{orders_grpc}").parse()?,
+            gateway_max_in_flight: args.overload_max_in_flight,
+            ..Default::default()
+        },
+        stop.clone(),
+    )
+    .await?;
+    let url = format!("http://{}/orders", gateway.http_addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let until = Instant::now() + Duration::from_secs(args.overload_seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            // (accepted order id and latency, shed latencies, other failures)
+            let mut accepted: Vec<(i64, Duration)> = Vec::new();
+            let mut shed: Vec<Duration> = Vec::new();
+            let mut failed = 0usize;
+            while Instant::now() < until {
+                let body = serde_json::json!({"user_id": 1 + worker as i64, "items": [{"product_id": 7, "quantity": 2, "price": 150}]});
+                let sent = Instant::now();
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let json: serde_json::Value = response.json().await.unwrap_or_default();
+                        match json["order_id"].as_i64() {
+                            Some(id) => accepted.push((id, sent.elapsed())),
+                            None => failed += 1,
+                        }
+                    }
+                    Ok(response) if response.status().as_u16() == 503 => {
+                        let _ = response.bytes().await;
+                        shed.push(sent.elapsed());
+                    }
+                    Ok(_) | Err(_) => failed += 1,
+                }
+            }
+            (accepted, shed, failed)
+        }));
+    }
+    let (mut accepted, mut shed, mut failed) = (Vec::new(), Vec::new(), 0);
+    for task in tasks {
+        let (a, s, f) = task.await?;
+        accepted.extend(a);
+        shed.extend(s);
+        failed += f;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.cancel();
+    gateway.wait().await?;
+    let mut accepted_latency: Vec<Duration> = accepted.iter().map(|(_, l)| *l).collect();
+    accepted_latency.sort();
+    shed.sort();
+    let quantile = |sorted: &[Duration], q: f64| {
+        sorted
+            .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3
+    };
+    println!(
+        "overload: accepted {:.0}/s ({}), shed (503) {:.0}/s ({}), other failures {}",
+        accepted.len() as f64 / secs,
+        accepted.len(),
+        shed.len() as f64 / secs,
+        shed.len(),
+        failed
+    );
+    println!(
+        "overload latency: accepted p50 {:.1} ms, p99 {:.1} ms; shed p50 {:.1} ms, p99 {:.1} ms",
+        quantile(&accepted_latency, 0.50),
+        quantile(&accepted_latency, 0.99),
+        quantile(&shed, 0.50),
+        quantile(&shed, 0.99)
+    );
+    let ids: Vec<i64> = accepted.iter().map(|(id, _)| *id).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let notified = loop {
+        let seen = {
+            let arrivals = arrivals.lock().unwrap();
+            ids.iter().filter(|id| arrivals.contains_key(id)).count()
+        };
+        if seen == ids.len() || Instant::now() > deadline {
+            break seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "overload: {notified} of {} accepted orders notified in Redis",
+        ids.len()
+    );
+    Ok(())
 }
 
 async fn place(client: &reqwest::Client, url: &str, user_id: i64) -> anyhow::Result<i64> {

@@ -19,6 +19,8 @@
 //! - [`TestBroker`]: a Kafka broker for one test, devbroker or Apache Kafka
 //!   ([`BrokerKind`]); [`on_each_broker!`] writes one test per kind from one test
 //!   function, so behaviour tests are parameterized, not copied.
+//! - [`TlsPostgres`], [`TlsRedis`] and [`TestCerts`]: a private PostgreSQL or Redis
+//!   speaking TLS with a certificate made in the test (a test CA signing it).
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
 //!   mode from the jars `scripts/fetch-kafka.sh` fetches: SIGKILL, restart on its log
 //!   directory, topic creation.
@@ -30,6 +32,7 @@ mod kafka;
 mod kafka_admin;
 mod process;
 mod proxy;
+mod tls_servers;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},
@@ -44,6 +47,7 @@ pub use process::{
     http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
+pub use tls_servers::{TestCerts, TlsPostgres, TlsRedis};
 
 /// `(api_key, min_version, max_version)` for every API the broker at `addr` serves
 /// (ApiVersions v0).

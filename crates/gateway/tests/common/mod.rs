@@ -31,6 +31,7 @@ pub fn gateway_config(orders: &str, timeout: Duration) -> gateway::Config {
         gateway_http_addr: "127.0.0.1:0".parse().unwrap(),
         orders_grpc_addr: orders.parse().unwrap(),
         gateway_orders_timeout: GoDuration(timeout),
+        ..gateway::Config::default()
     }
 }
 

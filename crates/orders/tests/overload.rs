@@ -1,0 +1,147 @@
+//! Overload: past `ORDERS_MAX_IN_FLIGHT` calls, over all connections, a call fails
+//! at once with UNAVAILABLE; the admitted calls complete; health still answers; a
+//! bad setting stops the binary.
+//!
+//! The calls are made slow without timing: a transaction of the test holds `LOCK
+//! TABLE orders IN SHARE MODE`, so every order insert waits until the test lets go.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{path::Path, sync::mpsc, thread::JoinHandle};
+
+use common::{DEADLINE, Orders, config, item, request};
+use testkit::{TestDatabase, runtime};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// Holds `LOCK TABLE orders IN SHARE MODE` (inserts wait, reads do not) on its own
+/// thread until [`OrdersLocked::release`].
+struct OrdersLocked {
+    release: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl OrdersLocked {
+    fn take(db: &TestDatabase) -> Self {
+        let dsn = db.dsn();
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+            let mut transaction = client.transaction().unwrap();
+            transaction
+                .batch_execute("LOCK TABLE orders IN SHARE MODE")
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            transaction.commit().unwrap();
+        });
+        locked_rx.recv_timeout(DEADLINE).unwrap();
+        Self { release, thread }
+    }
+
+    fn release(self) {
+        let _ = self.release.send(());
+        self.thread.join().unwrap();
+    }
+}
+
+#[test]
+fn calls_past_the_bound_fail_at_once_with_unavailable() {
+    const BOUND: u32 = 2;
+    const CALLS: usize = 12;
+    let db = TestDatabase::new("orders");
+    runtime().block_on(async {
+        let orders = Orders::start_serving(orders::Config {
+            orders_max_in_flight: BOUND,
+            // Room for the readiness probe beside the blocked inserts.
+            orders_db_pool_size: 4,
+            ..config(db.dsn())
+        })
+        .await;
+        let lock = tokio::task::block_in_place(|| OrdersLocked::take(&db));
+
+        // One connection per call: the bound is the service's, not a connection's.
+        let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
+        for user_id in 1..=CALLS as i64 {
+            let client = orders.client().await;
+            let results_tx = results_tx.clone();
+            tokio::spawn(async move {
+                let mut client = client;
+                let result = client
+                    .create_order(request(user_id, vec![item(1, 1, 10)]))
+                    .await;
+                let _ = results_tx.send(result.map(|r| r.into_inner().order_id));
+            });
+        }
+        for _ in 0..CALLS - BOUND as usize {
+            let status = tokio::time::timeout(DEADLINE, results.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert_eq!(
+                status.message(),
+                "orders overloaded: 2 calls in flight, retry later"
+            );
+            assert!(status.message().starts_with(orders::OVERLOADED_PREFIX));
+        }
+        // Still overloaded: GetOrder is shed too, health answers, the metric counts.
+        let mut client = orders.client().await;
+        let status = client
+            .get_order(proto::v1::GetOrderRequest { order_id: 1 })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(orders.health().await, Some(ServingStatus::Serving));
+        let metrics = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("http://{}/metrics", orders.health_addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let line = format!("orders_calls_shed_total {}", CALLS - BOUND as usize + 1);
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} not in\n{metrics}"
+        );
+
+        lock.release();
+        let mut accepted = Vec::new();
+        for _ in 0..BOUND {
+            let order_id = tokio::time::timeout(DEADLINE, results.recv())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            accepted.push(order_id);
+        }
+        let (stored, _, _) = common::row_counts(&db.dsn()).await;
+        assert_eq!(stored, i64::from(BOUND), "{accepted:?}");
+        // Free again.
+        client
+            .create_order(request(99, vec![item(1, 1, 10)]))
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn an_invalid_bound_stops_the_binary_naming_the_variable() {
+    let mut clear = orders::config::ENV_VARS.to_vec();
+    clear.push(orders::config::CONFIG_FILE_VAR);
+    for case in [
+        ("ORDERS_MAX_IN_FLIGHT", "0", "at least 1"),
+        ("ORDERS_MAX_IN_FLIGHT", "lots", ""),
+        ("ORDERS_MAX_IN_FLIGHT", "-3", ""),
+    ] {
+        testkit::assert_setting_refused(Path::new(env!("CARGO_BIN_EXE_orders")), &clear, &[], case);
+    }
+}
