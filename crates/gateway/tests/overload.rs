@@ -11,8 +11,6 @@ mod common;
 
 use std::{
     path::Path,
-    sync::mpsc,
-    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -23,38 +21,6 @@ use testkit::{TestDatabase, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ORDER: &str = r#"{"user_id": 3, "items": [{"product_id": 1, "quantity": 1, "price": 10}]}"#;
-
-/// Holds `LOCK TABLE orders IN SHARE MODE` (inserts wait, reads do not) on its own
-/// thread until [`OrdersLocked::release`].
-struct OrdersLocked {
-    release: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl OrdersLocked {
-    fn take(db: &TestDatabase) -> Self {
-        let dsn = db.dsn();
-        let (locked_tx, locked_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-            let mut transaction = client.transaction().unwrap();
-            transaction
-                .batch_execute("LOCK TABLE orders IN SHARE MODE")
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-            transaction.commit().unwrap();
-        });
-        locked_rx.recv_timeout(DEADLINE).unwrap();
-        Self { release, thread }
-    }
-
-    fn release(self) {
-        let _ = self.release.send(());
-        self.thread.join().unwrap();
-    }
-}
 
 /// One answer of the burst: status, `Retry-After`, JSON body.
 type Answer = (u16, Option<String>, Value);
@@ -79,7 +45,7 @@ fn a_burst_past_the_bound_is_shed_at_once_and_admitted_orders_complete() {
         .await;
         assert_eq!(gateway.post("/orders", ORDER).await.status, 200);
 
-        let lock = tokio::task::block_in_place(|| OrdersLocked::take(&db));
+        let lock = tokio::task::block_in_place(|| testkit::HeldLock::take(&db.dsn(), "LOCK TABLE orders IN SHARE MODE"));
         let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel::<Answer>();
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         for _ in 0..BURST {

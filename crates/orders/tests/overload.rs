@@ -8,44 +8,12 @@
 
 mod common;
 
-use std::{path::Path, sync::mpsc, thread::JoinHandle};
+use std::path::Path;
 
 use common::{DEADLINE, Orders, config, item, request};
 use testkit::{TestDatabase, runtime};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
-
-/// Holds `LOCK TABLE orders IN SHARE MODE` (inserts wait, reads do not) on its own
-/// thread until [`OrdersLocked::release`].
-struct OrdersLocked {
-    release: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
-}
-
-impl OrdersLocked {
-    fn take(db: &TestDatabase) -> Self {
-        let dsn = db.dsn();
-        let (locked_tx, locked_rx) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-            let mut transaction = client.transaction().unwrap();
-            transaction
-                .batch_execute("LOCK TABLE orders IN SHARE MODE")
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-            transaction.commit().unwrap();
-        });
-        locked_rx.recv_timeout(DEADLINE).unwrap();
-        Self { release, thread }
-    }
-
-    fn release(self) {
-        let _ = self.release.send(());
-        self.thread.join().unwrap();
-    }
-}
 
 #[test]
 fn calls_past_the_bound_fail_at_once_with_unavailable() {
@@ -60,7 +28,9 @@ fn calls_past_the_bound_fail_at_once_with_unavailable() {
             ..config(db.dsn())
         })
         .await;
-        let lock = tokio::task::block_in_place(|| OrdersLocked::take(&db));
+        let lock = tokio::task::block_in_place(|| {
+            testkit::HeldLock::take(&db.dsn(), "LOCK TABLE orders IN SHARE MODE")
+        });
 
         // One connection per call: the bound is the service's, not a connection's.
         let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();

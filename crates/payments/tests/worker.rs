@@ -454,6 +454,22 @@ fn sigterm_finishes_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// Stores `order` in `dead_letters` as a worker that refused it for `error` would.
+fn keep_as_dead_letter(h: &Harness, order: &OrderCreated, error: &str) {
+    h.db.client()
+        .execute(
+            "INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error) \
+             VALUES ($1, 0, 999, $2, $3, $4)",
+            &[
+                &h.config.kafka_topic_order,
+                &events::message_key(order.order_id).as_bytes(),
+                &events::encode(order).as_bytes(),
+                &error,
+            ],
+        )
+        .unwrap();
+}
+
 #[test]
 fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     let mut h = Harness::start(|_, _| {});
@@ -467,17 +483,7 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     // A valid OrderCreated that an earlier, buggy version kept as poison: its cause is
     // fixed now (this worker accepts it), so replaying it must pay it.
     let fixed = order(40, 8);
-    h.db.client()
-        .execute(
-            "INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error) \
-             VALUES ($1, 0, 999, $2, $3, 'rejected by an older version')",
-            &[
-                &h.config.kafka_topic_order,
-                &events::message_key(8).as_bytes(),
-                &events::encode(&fixed).as_bytes(),
-            ],
-        )
-        .unwrap();
+    keep_as_dead_letter(&h, &fixed, "rejected by an older version");
 
     let replay = |args: &[&str]| {
         let mut all_args = vec!["dead-letters"];
@@ -514,17 +520,7 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
 
     // A replay that died after publishing but before deleting its row is replayed
     // again: the duplicate is skipped on its event_id.
-    h.db.client()
-        .execute(
-            "INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error) \
-             VALUES ($1, 0, 999, $2, $3, 'replayed twice')",
-            &[
-                &h.config.kafka_topic_order,
-                &events::message_key(8).as_bytes(),
-                &events::encode(&fixed).as_bytes(),
-            ],
-        )
-        .unwrap();
+    keep_as_dead_letter(&h, &fixed, "replayed twice");
     let id: i64 =
         h.db.client()
             .query_one(

@@ -87,3 +87,38 @@ pub async fn row_counts<const N: usize>(dsn: &str, tables: [&str; N]) -> [i64; N
     })
     .await
 }
+
+/// A lock held in an open transaction on its own thread, e.g. `LOCK TABLE orders IN
+/// SHARE MODE` (inserts wait, reads do not), until [`HeldLock::release`]: to make a
+/// service's writes wait without stopping its database.
+pub struct HeldLock {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl HeldLock {
+    /// Runs `lock_sql` in a transaction on `dsn`; returns once the lock is held.
+    pub fn take(dsn: &str, lock_sql: &str) -> Self {
+        let (dsn, lock_sql) = (dsn.to_owned(), lock_sql.to_owned());
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut client = Client::connect(&dsn, NoTls).unwrap();
+            let mut transaction = client.transaction().unwrap();
+            transaction.batch_execute(&lock_sql).unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+            transaction.commit().unwrap();
+        });
+        locked_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        Self { release, thread }
+    }
+
+    /// Ends the transaction, so what waited on the lock goes on.
+    pub fn release(self) {
+        let _ = self.release.send(());
+        self.thread.join().unwrap();
+    }
+}

@@ -40,7 +40,7 @@ use std::{
 };
 
 pub use broker::{BrokerKind, TestBroker};
-pub use database::{TestDatabase, pg_base_url, row_counts, with_db};
+pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use kafka::{KafkaBroker, KafkaLine};
 pub use process::{
     KillOnDrop, ServiceProcess, assert_setting_refused, binary, free_port, http_get_status,
