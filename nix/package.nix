@@ -66,7 +66,7 @@ let
         "-p"
         "settings"
         "-p"
-        "events"
+        "contracts"
         "-p"
         "devbroker"
       ];

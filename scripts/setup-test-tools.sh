@@ -59,7 +59,7 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
 fi
 "$(dirname "$0")/fetch-kafka.sh"
 
-# The gateway's Swagger UI browser test (crates/gateway/tests/swagger_ui.rs): Debian's
+# The gateway's Swagger UI browser test (crates/services/gateway/tests/swagger_ui.rs): Debian's
 # Chromium, driven by playwright-core from tools/browser, pinned by its package-lock.json
 # (playwright-core downloads no browser). npm ci runs again only when that file changes.
 if [ ! -x /usr/bin/chromium ]; then
@@ -111,7 +111,7 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
 fi
 
-# The TLS tests start private servers of their own (crates/testkit/src/tls_servers.rs):
+# The TLS tests start private servers of their own (crates/devtools/testkit/src/tls_servers.rs):
 # Debian's PostgreSQL server binaries (initdb, postgres) and a TLS-capable redis-server,
 # even where the shared servers above come from elsewhere.
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

@@ -8,7 +8,7 @@
 // page loaded nothing from anywhere but the gateway. Writes <output dir>/swagger-ui.png
 // (the whole page, with the response), or swagger-ui-failure.png when a step fails.
 // Prints one last line `RESULT {"order_id": ..., "user_id": ..., ...}` and exits 0; on
-// any failure it prints what failed and exits 1. crates/gateway/tests/swagger_ui.rs runs
+// any failure it prints what failed and exits 1. crates/services/gateway/tests/swagger_ui.rs runs
 // it against a real gateway and orders and checks the order exists.
 //
 // Chromium is /usr/bin/chromium unless CHROMIUM names another; scripts/setup-test-tools.sh

@@ -1,0 +1,423 @@
+//! Apache Kafka, the production broker, run by the tests: single-node KRaft from the
+//! Maven Central jars that `scripts/fetch-kafka.sh` keeps outside the repository.
+//!
+//! [`KafkaBroker::start`] formats a fresh log directory, starts the JVM on free ports
+//! with a bounded heap and waits until Metadata lists the broker. It can be killed
+//! with SIGKILL and restarted on the same log directory, and it is stopped when
+//! dropped. A watchdog process kills the JVM if the test process dies without
+//! dropping it (e.g. killed by the test runner's timeout), so no broker outlives its
+//! test.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::{free_port, kafka_admin, unique_name, wait_until};
+
+const READY: Duration = Duration::from_secs(90);
+
+/// The Apache Kafka release lines the tests run, each pinned in
+/// `tools/kafka/<line>/pom.xml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaLine {
+    /// 3.9.x: the last line that serves the `kafka` crate's protocol versions.
+    V3_9,
+    /// The newest 4.x: KIP-896 removed the legacy protocol versions.
+    V4,
+}
+
+impl KafkaLine {
+    fn folder(self) -> &'static str {
+        match self {
+            KafkaLine::V3_9 => "3.9",
+            KafkaLine::V4 => "4.x",
+        }
+    }
+
+    /// The pinned release, read from the line's `pom.xml` (its project version).
+    pub fn release(self) -> String {
+        let pom = workspace_root()
+            .join("tools/kafka")
+            .join(self.folder())
+            .join("pom.xml");
+        let text = std::fs::read_to_string(&pom)
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", pom.display()));
+        text.split("<version>")
+            .nth(1)
+            .and_then(|rest| rest.split("</version>").next())
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no <version> in {}", pom.display()))
+            .to_owned()
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+}
+
+/// Where `scripts/fetch-kafka.sh` put the jars of `release`.
+fn dist_dir(release: &str) -> PathBuf {
+    let base = std::env::var_os("KAFKA_DIST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+                .unwrap_or_else(|| PathBuf::from("/tmp"))
+                .join("order-platform/kafka")
+        });
+    base.join(release)
+}
+
+/// A single-node Apache Kafka (broker and KRaft controller in one JVM).
+pub struct KafkaBroker {
+    line: KafkaLine,
+    release: String,
+    dir: PathBuf,
+    port: u16,
+    controller_port: u16,
+    jvm: Option<Child>,
+    watchdog: Option<Child>,
+}
+
+impl KafkaBroker {
+    /// Formats a fresh log directory and starts the broker; returns once Metadata
+    /// lists it. Panics with what to do when Java or the jars are missing: a test
+    /// that needs Apache Kafka fails rather than skips.
+    pub fn start(line: KafkaLine) -> Self {
+        let release = line.release();
+        let lib = dist_dir(&release).join("lib");
+        assert!(
+            lib.join(format!("kafka_2.13-{release}.jar")).exists(),
+            "Apache Kafka {release} is not fetched (no {}): run scripts/fetch-kafka.sh \
+             (scripts/test and scripts/setup-test-tools.sh run it; it needs Java 17 and Maven)",
+            lib.display()
+        );
+        let dir = std::env::temp_dir().join(unique_name(&format!("kafka-{release}")));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let mut broker = Self {
+            line,
+            release,
+            dir,
+            port: free_port(),
+            controller_port: free_port(),
+            jvm: None,
+            watchdog: None,
+        };
+        broker.write_config();
+        broker.format();
+        broker.launch();
+        broker
+    }
+
+    pub fn line(&self) -> KafkaLine {
+        self.line
+    }
+
+    pub fn release(&self) -> &str {
+        &self.release
+    }
+
+    /// `127.0.0.1:port` of the PLAINTEXT listener.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("server.properties")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("broker.log")
+    }
+
+    fn write_config(&self) {
+        let (port, cport) = (self.port, self.controller_port);
+        let data = self.dir.join("data");
+        // Small internal topics and no rebalance delay: a test broker starts and
+        // serves its first consumer group in seconds. Topics are created explicitly,
+        // as compose's kafka-init does.
+        let config = format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{cport}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             log.dirs={data}\n\
+             num.partitions=1\n\
+             auto.create.topics.enable=false\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=1\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             transaction.state.log.num.partitions=1\n\
+             group.initial.rebalance.delay.ms=0\n",
+            data = data.display()
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+        // 3.9 logs through reload4j, 4.x through log4j2: one file for each, both
+        // passed; INFO to the broker's log file, shown when a test fails.
+        std::fs::write(
+            self.dir.join("log4j.properties"),
+            "log4j.rootLogger=INFO, out\n\
+             log4j.appender.out=org.apache.log4j.ConsoleAppender\n\
+             log4j.appender.out.layout=org.apache.log4j.PatternLayout\n\
+             log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
+        )
+        .unwrap();
+        std::fs::write(
+            self.dir.join("log4j2.properties"),
+            "status = warn\n\
+             appender.out.type = Console\n\
+             appender.out.name = out\n\
+             appender.out.layout.type = PatternLayout\n\
+             appender.out.layout.pattern = [%d] %p %m (%c)%n\n\
+             rootLogger.level = info\n\
+             rootLogger.appenderRef.out.ref = out\n",
+        )
+        .unwrap();
+    }
+
+    fn java(&self) -> Command {
+        let lib = dist_dir(&self.release).join("lib");
+        let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
+        command
+            // Bounded heap; serial GC: the broker handles a test's load on one thread
+            // and leaves the other core to the services under test.
+            .args(["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Xss1m"])
+            .arg(format!(
+                "-Dlog4j.configuration=file:{}",
+                self.dir.join("log4j.properties").display()
+            ))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                self.dir.join("log4j2.properties").display()
+            ))
+            .arg("-cp")
+            .arg(format!("{}/*", lib.display()))
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `kafka-storage.sh format` for a fresh cluster id.
+    fn format(&self) {
+        let output = self
+            .java()
+            .args([
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                &cluster_id(),
+                "-c",
+            ])
+            .arg(self.config_path())
+            .output()
+            .unwrap_or_else(|err| {
+                panic!("cannot run java (Apache Kafka needs Java 17 on PATH or in $JAVA): {err}")
+            });
+        assert!(
+            output.status.success(),
+            "formatting the KRaft log dir of Apache Kafka {} failed:\n{}{}",
+            self.release,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn launch(&mut self) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let jvm = self
+            .java()
+            .arg("kafka.Kafka")
+            .arg(self.config_path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start Apache Kafka {}: {err}", self.release));
+        // Kills the JVM (and removes its files) once this test process is gone.
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 1; done; \
+                 if ! kill -0 \"$1\" 2>/dev/null; then kill -9 \"$2\" 2>/dev/null; rm -rf \"$3\"; fi",
+            )
+            .args([
+                "kafka-watchdog",
+                &std::process::id().to_string(),
+                &jvm.id().to_string(),
+                &self.dir.display().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        self.jvm = Some(jvm);
+        self.watchdog = watchdog;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let addr = self.bootstrap();
+        let what = format!("Apache Kafka {} to list itself in Metadata", self.release);
+        let start = std::time::Instant::now();
+        loop {
+            if kafka_admin::metadata(&addr, None).is_ok_and(|m| m.brokers >= 1) {
+                return;
+            }
+            if let Some(status) = self
+                .jvm
+                .as_mut()
+                .and_then(|jvm| jvm.try_wait().ok().flatten())
+            {
+                panic!(
+                    "Apache Kafka {} exited with {status} while starting:\n{}",
+                    self.release,
+                    self.log_tail(60)
+                );
+            }
+            if start.elapsed() > READY {
+                panic!(
+                    "timed out after {READY:?} waiting for {what}:\n{}",
+                    self.log_tail(60)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Creates `name` with `partitions` partitions (replication factor 1) and waits
+    /// until every partition has a leader. Panics on a refusal.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        create_topic_at(&self.bootstrap(), name, partitions);
+    }
+
+    /// SIGKILL: the JVM gets no chance to flush or to leave the group coordinator
+    /// cleanly.
+    pub fn kill9(&mut self) {
+        if let Some(mut jvm) = self.jvm.take() {
+            let _ = jvm.kill();
+            let _ = jvm.wait();
+        }
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+    }
+
+    /// Starts the broker again on the same ports and log directory (after
+    /// [`KafkaBroker::kill9`]); returns once it is ready.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// The last `lines` lines of the broker's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- last lines of Apache Kafka {} ({}) ----\n{}",
+                self.release,
+                self.log_path().display(),
+                self.log_tail(40)
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// CreateTopics at `addr`, retried while the broker is still settling, then waits
+/// until every partition has a leader.
+pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
+    wait_until(
+        READY,
+        &format!("topic {name} to be created at {addr}"),
+        || match kafka_admin::create_topic(addr, name, partitions) {
+            Ok((0, _)) => Some(()),
+            Ok((code, _)) if kafka_admin::is_retriable(code) => None,
+            Ok((code, message)) => {
+                panic!("{addr} refused to create topic {name}: error {code} {message}")
+            }
+            Err(_) => None,
+        },
+    );
+    wait_until(
+        READY,
+        &format!("leaders for every partition of {name}"),
+        || {
+            let metadata = kafka_admin::metadata(addr, Some(name)).ok()?;
+            (metadata.partitions.len() == partitions as usize
+                && metadata.partitions.iter().all(|(_, leader)| *leader >= 0))
+            .then_some(())
+        },
+    );
+}
+
+/// A random KRaft cluster id: 16 bytes, URL-safe base64 without padding, as
+/// `kafka-storage.sh random-uuid` prints (without a JVM start for it); never starting
+/// with `-`, which the storage tool would read as an option (Kafka avoids it too).
+fn cluster_id() -> String {
+    loop {
+        let id = random_base64_id();
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
+}
+
+fn random_base64_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes: [u8; 16] = rand::random();
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for byte in bytes {
+        bits = (bits << 8) | u32::from(byte);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_are_22_url_safe_characters() {
+        for _ in 0..100 {
+            let id = super::cluster_id();
+            assert_eq!(id.len(), 22, "{id}");
+            assert!(!id.starts_with('-'), "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            );
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The relay against real PostgreSQL and an in-process devbroker.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeMap,
+    net::TcpListener,
+    time::{Duration, Instant},
+};
+
+use kafka::consumer::{Consumer, FetchOffset};
+use ops_http::Metrics;
+use testkit::{TestDatabase, unique_name, wait_until};
+use tokio_util::sync::CancellationToken;
+
+mod migrations {
+    refinery::embed_migrations!("../../../migrations/orders");
+}
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A migrated database with the orders outbox table.
+fn outbox_database() -> (TestDatabase, pgsetup::Pool) {
+    let db = TestDatabase::new("outbox");
+    let options = pgsetup::PoolOptions {
+        max_size: 4,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = pgsetup::prepare(&db.dsn(), migrations::migrations::runner(), options).unwrap();
+    (db, pool)
+}
+
+fn relay_config(
+    db: &TestDatabase,
+    brokers: Vec<String>,
+    poll_interval: Duration,
+) -> outbox::RelayConfig {
+    outbox::RelayConfig {
+        dsn: db.dsn(),
+        brokers,
+        batch_size: 50,
+        lease: Duration::from_secs(30),
+        poll_interval,
+        ack_timeout: Duration::from_secs(5),
+        client_id: "outbox-test".to_owned(),
+    }
+}
+
+fn insert_events(db: &TestDatabase, topic: &str, count: usize) -> Vec<i64> {
+    let mut client = db.client();
+    (0..count)
+        .map(|i| {
+            let order_id = 1000 + i as i64;
+            let payload = format!(r#"{{"n":{i},"order_id":{order_id}}}"#);
+            client
+                .query_one(
+                    "INSERT INTO events (topic, message_key, payload) VALUES ($1, $2, $3::text::json) RETURNING event_id",
+                    &[&topic, &order_id.to_string(), &payload],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .collect()
+}
+
+fn unsent(db: &TestDatabase) -> i64 {
+    db.client()
+        .query_one("SELECT count(*) FROM events WHERE sent_at IS NULL", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Reads `topic` from the start until `expected` messages arrived, then a little
+/// longer so an unexpected duplicate would show: (key, value) pairs.
+fn read_topic(brokers: &[String], topic: &str, expected: usize) -> Vec<(String, String)> {
+    let mut consumer = wait_until(DEADLINE, "a consumer on the topic", || {
+        Consumer::from_hosts(brokers.to_vec())
+            .with_topic(topic.to_owned())
+            .with_fallback_offset(FetchOffset::Earliest)
+            .with_fetch_max_wait_time(Duration::from_millis(100))
+            .create()
+            .ok()
+    });
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut complete_since: Option<Instant> = None;
+    while start.elapsed() < DEADLINE {
+        if seen.len() >= expected {
+            let since = *complete_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > Duration::from_millis(500) {
+                break;
+            }
+        }
+        for set in consumer.poll().unwrap().iter() {
+            for message in set.messages() {
+                seen.push((
+                    String::from_utf8_lossy(message.key).into_owned(),
+                    String::from_utf8_lossy(message.value).into_owned(),
+                ));
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let (db, pool) = outbox_database();
+    let topic = unique_name("order-topic");
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    // A long poll interval: only NOTIFY can make the relay this prompt.
+    let relay = outbox::spawn_relay(
+        relay_config(&db, vec![broker.bootstrap()], Duration::from_secs(3600)),
+        pool,
+        &metrics,
+        shutdown.clone(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // let it reach its idle wait
+
+    let ids = insert_events(&db, &topic, 5);
+    wait_until(DEADLINE, "all events marked sent", || {
+        (unsent(&db) == 0).then_some(())
+    });
+
+    let messages = read_topic(&[broker.bootstrap()], &topic, 5);
+    assert_eq!(messages.len(), 5, "each event published once");
+    let by_key: BTreeMap<_, _> = messages.into_iter().collect();
+    for i in 0..5 {
+        let order_id = 1000 + i;
+        assert_eq!(
+            by_key.get(&order_id.to_string()).unwrap(),
+            &format!(r#"{{"n":{i},"order_id":{order_id}}}"#)
+        );
+    }
+    assert_eq!(ids.len(), 5);
+    // Each published event's wait from insert to acknowledged publish is recorded.
+    wait_until(DEADLINE, "publish metrics updated", || {
+        let text = metrics.render();
+        (text.contains("\noutbox_published_total 5\n")
+            && text.contains("\noutbox_publish_delay_seconds_count 5\n"))
+        .then_some(())
+    });
+    shutdown.cancel();
+    relay.join().unwrap();
+}
+
+#[test]
+fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
+    // Reserve a port with nothing listening on it yet.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bootstrap = format!("127.0.0.1:{port}");
+    let (db, pool) = outbox_database();
+    let topic = unique_name("order-topic");
+    let shutdown = CancellationToken::new();
+    let relay = outbox::spawn_relay(
+        relay_config(&db, vec![bootstrap.clone()], Duration::from_millis(200)),
+        pool,
+        &Metrics::new(),
+        shutdown.clone(),
+    )
+    .unwrap();
+
+    insert_events(&db, &topic, 3);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(unsent(&db), 3, "nothing is marked sent without a broker");
+
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig {
+        listen: bootstrap.parse().unwrap(),
+        ..Default::default()
+    })
+    .unwrap();
+    wait_until(DEADLINE, "events sent after the broker came up", || {
+        (unsent(&db) == 0).then_some(())
+    });
+    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
+    shutdown.cancel();
+    relay.join().unwrap();
+}
+
+#[test]
+fn two_relays_on_one_database_publish_each_event_once() {
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let (db, pool) = outbox_database();
+    let topic = unique_name("order-topic");
+    let shutdown = CancellationToken::new();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            outbox::spawn_relay(
+                relay_config(&db, vec![broker.bootstrap()], Duration::from_millis(50)),
+                pool.clone(),
+                &Metrics::new(),
+                shutdown.clone(),
+            )
+            .unwrap()
+        })
+        .collect();
+
+    for _ in 0..10 {
+        insert_events(&db, &topic, 20);
+    }
+    wait_until(DEADLINE, "all 200 events sent", || {
+        (unsent(&db) == 0).then_some(())
+    });
+    let messages = read_topic(&[broker.bootstrap()], &topic, 200);
+    assert_eq!(messages.len(), 200, "every event published, none twice");
+    shutdown.cancel();
+    relays.into_iter().for_each(|relay| relay.join().unwrap());
+}
+
+#[test]
+fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let (db, pool) = outbox_database();
+    let topic = unique_name("order-topic");
+    insert_events(&db, &topic, 2);
+    // As if a relay claimed the rows and died before publishing.
+    db.client()
+        .execute(
+            "UPDATE events SET claimed_until = now() + interval '2 seconds'",
+            &[],
+        )
+        .unwrap();
+
+    let shutdown = CancellationToken::new();
+    let relay = outbox::spawn_relay(
+        relay_config(&db, vec![broker.bootstrap()], Duration::from_millis(100)),
+        pool,
+        &Metrics::new(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        unsent(&db),
+        2,
+        "claimed rows are left alone while the lease holds"
+    );
+    wait_until(DEADLINE, "rows published after the lease expired", || {
+        (unsent(&db) == 0).then_some(())
+    });
+    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 2).len(), 2);
+    shutdown.cancel();
+    relay.join().unwrap();
+}

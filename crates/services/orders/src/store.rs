@@ -1,0 +1,214 @@
+//! Orders in PostgreSQL. Blocking: called through `spawn_blocking`.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use contracts::OrderCreated;
+use pgsetup::Pool;
+
+use crate::validation::NewOrder;
+
+/// An order as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    pub order_id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub total_amount: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub items: Vec<StoredItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredItem {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub price: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; retrying later may work.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(err: postgres::Error) -> Self {
+        if pgsetup::is_unavailable(&err) {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Internal(err.to_string())
+        }
+    }
+}
+
+/// Reserves the order's and its event's ids.
+const NEXT_IDS: &str = "SELECT nextval('orders_order_id_seq'), nextval('events_event_id_seq')";
+
+const SELECT_ORDER: &str = "
+SELECT user_id, status, total_amount, created_at, updated_at FROM orders WHERE order_id = $1";
+
+const SELECT_ITEMS: &str = "
+SELECT product_id, quantity, price FROM order_items WHERE order_id = $1 ORDER BY position";
+
+/// Writes the order, its items and the `OrderCreated` outbox row in one statement,
+/// which PostgreSQL runs as one transaction: all three rows or none.
+const INSERT_ORDER: &str = "
+WITH new_order AS (
+    INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at)
+    VALUES ($1, $2, 'new', $3, $4, $4)
+), new_items AS (
+    INSERT INTO order_items (order_id, position, product_id, quantity, price)
+    SELECT $1, item.position, item.product_id, item.quantity, item.price
+    FROM unnest($5::bigint[], $6::int[], $7::bigint[])
+         WITH ORDINALITY AS item (product_id, quantity, price, position)
+)
+INSERT INTO events (event_id, topic, message_key, payload)
+VALUES ($8, $9, $10, $11::text::json)";
+
+/// How long a request waits for a connection while the database is known to be
+/// unreachable: enough to open a connection to a healthy server, far below callers'
+/// deadlines (the gateway's is 2 s, as is the default `ORDERS_DB_TIMEOUT`).
+const FAIL_FAST_WAIT: Duration = Duration::from_millis(250);
+
+#[derive(Clone)]
+pub struct OrderStore {
+    pool: Pool,
+    topic: String,
+    /// Set by the last database call that found the server unreachable, cleared by
+    /// the next one that reached it. While set, requests wait [`FAIL_FAST_WAIT`] at
+    /// most for a connection, so an outage is answered with UNAVAILABLE at once
+    /// instead of after the full pool timeout, which would let the caller's deadline
+    /// expire first (the gateway would answer 504 instead of 503).
+    unreachable: Arc<AtomicBool>,
+}
+
+impl OrderStore {
+    /// `topic` is where the outbox relay will publish this store's events.
+    pub fn new(pool: Pool, topic: String) -> Self {
+        Self {
+            pool,
+            topic,
+            unreachable: Arc::default(),
+        }
+    }
+
+    fn client(&self) -> Result<pgsetup::PooledClient, StoreError> {
+        let checkout = if self.unreachable.load(Ordering::Relaxed) {
+            self.pool
+                .get_timeout(FAIL_FAST_WAIT.min(self.pool.connection_timeout()))
+        } else {
+            self.pool.get()
+        };
+        checkout.map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+    }
+
+    /// Records whether the database was reachable for this call's result.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let unreachable = match &result {
+            Ok(_) => false,
+            Err(StoreError::Unavailable(_)) => true,
+            Err(StoreError::Internal(_)) => return result,
+        };
+        self.unreachable.store(unreachable, Ordering::Relaxed);
+        result
+    }
+
+    /// Stores a validated order and its `OrderCreated` event; returns the order id.
+    pub fn create(&self, order: &NewOrder) -> Result<i64, StoreError> {
+        self.observe(self.try_create(order))
+    }
+
+    pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
+        self.observe(self.try_get(order_id))
+    }
+
+    /// One round trip, for readiness.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.observe(self.try_ping())
+    }
+
+    fn try_create(&self, order: &NewOrder) -> Result<i64, StoreError> {
+        let mut client = self.client()?;
+        // Both ids first, so the event's JSON (built by the events crate, the one
+        // source of its shape) can carry them and the insert is a single statement.
+        let next_ids = client.prepare_cached(NEXT_IDS)?;
+        let ids = client.query_one(&next_ids, &[])?;
+        let (order_id, event_id): (i64, i64) = (ids.try_get(0)?, ids.try_get(1)?);
+        // PostgreSQL keeps microseconds: round here so the event and the row agree.
+        let created_at = Utc::now().trunc_subsecs(6);
+        let event = OrderCreated {
+            event_id,
+            order_id,
+            user_id: order.user_id,
+            total_amount: order.total_amount,
+            created_at,
+        };
+        let product_ids: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
+        let quantities: Vec<i32> = order.items.iter().map(|item| item.quantity).collect();
+        let prices: Vec<i64> = order.items.iter().map(|item| item.price).collect();
+        let insert_order = client.prepare_cached(INSERT_ORDER)?;
+        client.execute(
+            &insert_order,
+            &[
+                &order_id,
+                &order.user_id,
+                &order.total_amount,
+                &created_at,
+                &product_ids,
+                &quantities,
+                &prices,
+                &event_id,
+                &self.topic,
+                &contracts::message_key(order_id),
+                &contracts::encode(&event),
+            ],
+        )?;
+        Ok(order_id)
+    }
+
+    fn try_get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
+        let mut client = self.client()?;
+        let select_order = client.prepare_cached(SELECT_ORDER)?;
+        let select_items = client.prepare_cached(SELECT_ITEMS)?;
+        let Some(row) = client.query_opt(&select_order, &[&order_id])? else {
+            return Ok(None);
+        };
+        // Items never change after creation, so a second query sees the same order.
+        let items = client
+            .query(&select_items, &[&order_id])?
+            .iter()
+            .map(|item| {
+                Ok(StoredItem {
+                    product_id: item.try_get(0)?,
+                    quantity: item.try_get(1)?,
+                    price: item.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, postgres::Error>>()?;
+        Ok(Some(StoredOrder {
+            order_id,
+            user_id: row.try_get(0)?,
+            status: row.try_get(1)?,
+            total_amount: row.try_get(2)?,
+            created_at: row.try_get(3)?,
+            updated_at: row.try_get(4)?,
+            items,
+        }))
+    }
+
+    fn try_ping(&self) -> Result<(), StoreError> {
+        self.client()?.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+}

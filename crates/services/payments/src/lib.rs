@@ -1,0 +1,303 @@
+//! The payments worker: reads `OrderCreated` events from `order-topic`, decides each
+//! order's payment, and publishes the `PaymentStatus` to `status-topic` through its
+//! own transactional outbox.
+//!
+//! How the parts fit:
+//! - [`config`]: settings from defaults, an optional TOML file and the environment
+//!   (the Go worker's `PAYMENTS_*` and `KAFKA_*` names);
+//! - [`provider`]: the [`PaymentProvider`] trait and the deterministic
+//!   [`SimulatedProvider`] (Go's rule: even order id succeeds, odd fails);
+//! - [`store`]: one PostgreSQL transaction per event: `processed_events` (a duplicate
+//!   `event_id` is skipped), the payment, its `PaymentStatus` outbox row; poison
+//!   messages kept in `dead_letters`;
+//! - `handler`: the `bus::Handler`: decode and validate, poison messages recorded
+//!   then committed, database outages returned as errors so the message is retried
+//!   and its offset not committed;
+//! - the `outbox` relay (shared with orders) publishes the outbox rows;
+//! - the `retention` crate's thread deletes sent outbox rows, `processed_events` and
+//!   `dead_letters` older than their windows (`*_RETENTION`), in bounded batches;
+//! - [`dead_letters`]: the operator's `payments dead-letters list|replay` commands,
+//!   which re-publish kept messages through the normal idempotent path;
+//! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
+//!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate;
+//!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
+//!   consumer on their own threads; on shutdown the consumer finishes the message
+//!   in hand and commits. A broker that does not serve the `kafka` client's protocol
+//!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`].
+//!
+//! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
+//! configuration, logging and signals.
+
+pub mod config;
+pub mod dead_letters;
+mod handler;
+pub mod provider;
+pub mod store;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use ops_http::{Health, Metrics, OpsServer};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CONFIG_FILE_VAR, Config, ENV_VARS, PartitionList};
+pub use handler::{HandleError, HandlerMetrics, OrderHandler};
+pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};
+pub use store::{PaymentStore, Processed, StoreError};
+
+mod embedded {
+    refinery::embed_migrations!("../../../migrations/payments");
+}
+
+/// The schema migrations embedded from `migrations/payments` (applied by [`start`]).
+pub fn migrations() -> refinery::Runner {
+    embedded::migrations::runner()
+}
+
+/// The Kafka client id of the consumer and the name in logs.
+pub const CLIENT_ID: &str = "payments";
+const READINESS_INTERVAL: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the broker may take to acknowledge a relay batch.
+const RELAY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] settings::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the database named by PAYMENTS_PG_DSN: {0}")]
+    Database(#[from] pgsetup::SetupError),
+    #[error("cannot start the outbox relay: {0}")]
+    Relay(std::io::Error),
+    #[error("cannot start retention: {0}")]
+    Retention(std::io::Error),
+    #[error("cannot start the consumer: {0}")]
+    Consumer(std::io::Error),
+    #[error("consumer failed: {0}")]
+    ConsumerFailed(#[source] bus::BusError),
+    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
+    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    UnsupportedBroker(#[source] bus::BusError),
+    #[error("worker task failed: {0}")]
+    Task(String),
+}
+
+/// A running payments worker.
+pub struct Running {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub health_addr: SocketAddr,
+    task: JoinHandle<Result<(), StartError>>,
+}
+
+impl Running {
+    /// Resolves when the worker stops: after `shutdown` is cancelled (the message in
+    /// hand finished and committed, the relay stopped), or on a fatal error.
+    pub async fn wait(self) -> Result<(), StartError> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(err) => Err(StartError::Task(err.to_string())),
+        }
+    }
+}
+
+/// Binds the operations port and starts the worker in the background; see the crate docs.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let config = config.check()?;
+    let ops = OpsServer::start(
+        config.payments_health_addr.get(),
+        &["database", "broker"],
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|err| StartError::Bind {
+        addr: err.addr,
+        source: err.source,
+    })?;
+    let health_addr = ops.addr;
+    let (health, metrics) = (ops.health.clone(), ops.metrics.clone());
+    let handler_metrics = HandlerMetrics::register(&metrics);
+    let task = tokio::spawn(async move {
+        let result = run(config, health, metrics, handler_metrics, shutdown.clone()).await;
+        shutdown.cancel();
+        ops.stopped().await;
+        tracing::info!("payments stopped");
+        result
+    });
+    Ok(Running { health_addr, task })
+}
+
+async fn run(
+    config: Config,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    handler_metrics: HandlerMetrics,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let Some(pool) = prepare_database(&config, &shutdown).await? else {
+        return Ok(()); // shut down while waiting for PostgreSQL
+    };
+    let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
+    let brokers = config.kafka_brokers.hosts().to_vec();
+    let readiness = tokio::spawn(track_readiness(
+        store.clone(),
+        brokers.clone(),
+        health,
+        shutdown.clone(),
+    ));
+
+    let relay_config = outbox::RelayConfig {
+        dsn: config.payments_pg_dsn.clone(),
+        brokers: brokers.clone(),
+        batch_size: config.outbox_batch_size,
+        lease: config.outbox_lease.get(),
+        poll_interval: config.kafka_period.get(),
+        ack_timeout: RELAY_ACK_TIMEOUT,
+        client_id: format!("{CLIENT_ID}-relay"),
+    };
+    let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
+        Ok(relay) => relay,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = readiness.await;
+            return Err(StartError::Relay(err));
+        }
+    };
+    let retention = match retention::Retention::new(
+        pool,
+        retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
+        &retention_policies(&config),
+        &metrics,
+        shutdown.clone(),
+    )
+    .spawn()
+    {
+        Ok(retention) => retention,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = tokio::task::spawn_blocking(move || relay.join()).await;
+            let _ = readiness.await;
+            return Err(StartError::Retention(err));
+        }
+    };
+
+    let consumer_config = bus::ConsumerConfig {
+        partitions: config.kafka_partitions.selected(),
+        lag_observer: Some(bus::LagObserver::metric(&metrics)),
+        ..bus::ConsumerConfig::new(
+            brokers,
+            &config.kafka_topic_order,
+            &config.kafka_consumer_group,
+            CLIENT_ID,
+        )
+    };
+    let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
+    let bus_shutdown = bus::Shutdown::new();
+    let result = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
+        Ok(consumer) => {
+            tracing::info!(
+                topic = %config.kafka_topic_order,
+                group = %config.kafka_consumer_group,
+                partitions = %config.kafka_partitions,
+                status_topic = %config.kafka_topic_status,
+                "payments consuming"
+            );
+            consumer
+                .stop_when_cancelled(bus_shutdown, &shutdown)
+                .await
+                .map_err(|err| match err {
+                    bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
+                    err => StartError::ConsumerFailed(err),
+                })
+        }
+        Err(err) => Err(StartError::Consumer(err)),
+    };
+    shutdown.cancel();
+    // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
+    let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
+        Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
+        Err(err) => {
+            tracing::error!(%err, "waiting for the outbox relay failed");
+            Ok(())
+        }
+    };
+    let _ = tokio::task::spawn_blocking(move || retention.join()).await;
+    let _ = readiness.await;
+    result.and(relay_result)
+}
+
+/// `processed_events` for the `retention` crate: the deduplication record, aged from
+/// `processed_at` (index `processed_events_processed_at`, `V2__retention_indexes.sql`).
+pub const PROCESSED_EVENTS_TABLE: retention::Table = retention::Table {
+    name: "processed_events",
+    key: "event_id",
+    age_column: "processed_at",
+};
+
+/// `dead_letters` for the `retention` crate, aged from `received_at` (index
+/// `dead_letters_received`).
+pub const DEAD_LETTERS_TABLE: retention::Table = retention::Table {
+    name: "dead_letters",
+    key: "id",
+    age_column: "received_at",
+};
+
+/// What retention keeps bounded in payments' database, and for how long.
+fn retention_policies(config: &Config) -> [retention::Policy; 3] {
+    [
+        retention::Policy::new(outbox::RETENTION_TABLE, config.outbox_retention.get()),
+        retention::Policy::new(
+            PROCESSED_EVENTS_TABLE,
+            config.processed_events_retention.get(),
+        ),
+        retention::Policy::new(DEAD_LETTERS_TABLE, config.dead_letters_retention.get()),
+    ]
+}
+
+/// Creates and migrates the database, retrying while PostgreSQL is unreachable.
+/// `None` when shutdown came first.
+async fn prepare_database(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<pgsetup::Pool>, StartError> {
+    let options = pgsetup::PoolOptions {
+        max_size: config.payments_db_pool_size,
+        connect_timeout: config.payments_db_timeout.get(),
+    };
+    Ok(
+        pgsetup::prepare_until_ready(&config.payments_pg_dsn, migrations, options, shutdown)
+            .await?,
+    )
+}
+
+/// Keeps `/readyz` in step with PostgreSQL and the broker.
+async fn track_readiness(
+    store: PaymentStore,
+    brokers: Vec<String>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let probe_store = store.clone();
+        let database_check =
+            tokio::task::spawn_blocking(move || probe_store.ping().map_err(|err| err.to_string()));
+        let probe_brokers = brokers.clone();
+        let broker_check = tokio::task::spawn_blocking(move || {
+            bus::probe(&probe_brokers, PROBE_TIMEOUT).map_err(|err| err.to_string())
+        });
+        let (database, broker) = tokio::join!(database_check, broker_check);
+        health.set(
+            "database",
+            database.unwrap_or_else(|err| Err(err.to_string())),
+        );
+        health.set("broker", broker.unwrap_or_else(|err| Err(err.to_string())));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+        }
+    }
+}
