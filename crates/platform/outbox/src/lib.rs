@@ -49,22 +49,16 @@ pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_sec
 
 /// Why a relay step failed; retried, except a broker without the protocol versions the
 /// `kafka` client uses ([`bus::BusError::UnsupportedBroker`]), which stops the relay.
+///
+/// The cause is the [`source`](std::error::Error::source), not part of the message: log
+/// the chain, not only `Display`.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("database: {0}")]
-    Database(String),
-    #[error("broker: {0}")]
+    /// No connection from the pool in time.
+    #[error("no database connection")]
+    Pool(#[from] r2d2::Error),
+    #[error("outbox query failed")]
+    Database(#[from] postgres::Error),
+    #[error("publishing to the broker failed")]
     Broker(#[from] bus::BusError),
-}
-
-impl From<postgres::Error> for RelayError {
-    fn from(err: postgres::Error) -> Self {
-        RelayError::Database(err.to_string())
-    }
-}
-
-impl From<r2d2::Error> for RelayError {
-    fn from(err: r2d2::Error) -> Self {
-        RelayError::Database(format!("no database connection: {err}"))
-    }
 }

@@ -111,6 +111,34 @@ const BACKLOG_REFRESH: Duration = Duration::from_secs(1);
 /// How long each broker gets to answer the start-up protocol-version check.
 const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The ids of rows the broker acknowledged. Only [`Relay::publish`] makes one, after
+/// every record of the batch was acknowledged, and rows are marked sent only through
+/// one: a batch that was not acknowledged (no producer, connect failed, send failed)
+/// cannot be marked.
+struct Acknowledged(Vec<i64>);
+
+/// An error and its causes on one line (`outer: cause: root cause`), for a log field:
+/// the causes are sources, not part of each message. A cause whose text its parent's
+/// message already ends with (errors that both show and expose it) is not repeated.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
 /// Longest single sleep, so shutdown is noticed promptly.
 const SLICE: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -141,7 +169,11 @@ impl Relay {
                 }
                 Err(err) => {
                     self.failures.inc();
-                    tracing::warn!(%err, retry_in = ?backoff, "outbox relay attempt failed");
+                    tracing::warn!(
+                        error = %ErrorChain(&err),
+                        retry_in = ?backoff,
+                        "outbox relay attempt failed"
+                    );
                     self.sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -168,33 +200,27 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        let ids: Vec<i64> = batch.iter().map(|event| event.event_id).collect();
-        if let Err(err) = self.publish(&batch) {
-            // Drop the producer so the next attempt reconnects (broker restarts
-            // change leaders and connections).
-            self.producer = None;
-            if let Err(release_err) = self.table.release(&ids) {
-                tracing::debug!(%release_err, "could not release claim; lease will expire");
+        match self.publish(&batch) {
+            Ok(acknowledged) => self.mark_sent(acknowledged),
+            Err(err) => {
+                // Drop the producer so the next attempt reconnects (broker restarts
+                // change leaders and connections).
+                self.producer = None;
+                let ids: Vec<i64> = batch.iter().map(|event| event.event_id).collect();
+                if let Err(release_err) = self.table.release(&ids) {
+                    tracing::debug!(
+                        error = %ErrorChain(&release_err),
+                        "could not release claim; lease will expire"
+                    );
+                }
+                Err(err)
             }
-            return Err(err);
         }
-        for delay in self.table.mark_sent(&ids)? {
-            self.publish_delay.observe(delay);
-        }
-        self.published.add(ids.len() as u64);
-        tracing::debug!(count = ids.len(), first = ids[0], "published outbox events");
-        Ok(ids.len())
     }
 
-    fn publish(&mut self, batch: &[ClaimedEvent]) -> Result<(), RelayError> {
-        if self.producer.is_none() {
-            self.producer = Some(bus::Producer::connect(bus::ProducerConfig {
-                brokers: self.config.brokers.clone(),
-                ack_timeout: self.config.ack_timeout,
-                max_retries: 2,
-                client_id: self.config.client_id.clone(),
-            })?);
-        }
+    /// Sends the batch and waits for the broker's acknowledgement of every row: the
+    /// only way to get the [`Acknowledged`] that [`Relay::mark_sent`] needs.
+    fn publish(&mut self, batch: &[ClaimedEvent]) -> Result<Acknowledged, RelayError> {
         let records: Vec<bus::Record<'_>> = batch
             .iter()
             .map(|event| bus::Record {
@@ -203,10 +229,36 @@ impl Relay {
                 value: event.payload.as_bytes(),
             })
             .collect();
-        match self.producer.as_mut() {
-            Some(producer) => Ok(producer.send_all(&records)?),
-            None => Ok(()),
+        self.producer()?.send_all(&records)?;
+        Ok(Acknowledged(
+            batch.iter().map(|event| event.event_id).collect(),
+        ))
+    }
+
+    /// The connected producer, connecting first if there is none: an error, never a
+    /// missing producer, when the broker cannot be reached.
+    fn producer(&mut self) -> Result<&mut bus::Producer, RelayError> {
+        let producer = match self.producer.take() {
+            Some(producer) => producer,
+            None => bus::Producer::connect(bus::ProducerConfig {
+                brokers: self.config.brokers.clone(),
+                ack_timeout: self.config.ack_timeout,
+                max_retries: 2,
+                client_id: self.config.client_id.clone(),
+            })?,
+        };
+        Ok(self.producer.insert(producer))
+    }
+
+    /// Marks the acknowledged rows sent; returns how many.
+    fn mark_sent(&mut self, acknowledged: Acknowledged) -> Result<usize, RelayError> {
+        let ids = acknowledged.0;
+        for delay in self.table.mark_sent(&ids)? {
+            self.publish_delay.observe(delay);
         }
+        self.published.add(ids.len() as u64);
+        tracing::debug!(count = ids.len(), first = ?ids.first(), "published outbox events");
+        Ok(ids.len())
     }
 
     fn ensure_listening(&mut self) {

@@ -248,3 +248,57 @@ fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
     shutdown.cancel();
     relay.join().unwrap();
 }
+
+/// The value of an unlabelled counter (0 before it is first rendered with a value).
+fn counter(metrics: &Metrics, name: &str) -> u64 {
+    let prefix = format!("{name} ");
+    metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
+    // The relay reaches the broker through a proxy that accepts connections and closes
+    // them at once: the producer cannot connect, and no row may be marked sent.
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let proxy = testkit::TcpProxy::start(&broker.bootstrap()).unwrap();
+    proxy.cut();
+    let (db, pool) = outbox_database();
+    let topic = unique_name("order-topic");
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    let relay = outbox::spawn_relay(
+        relay_config(&db, vec![proxy.addr()], Duration::from_millis(100)),
+        pool,
+        &metrics,
+        shutdown.clone(),
+    )
+    .unwrap();
+    insert_events(&db, &topic, 3);
+    // Wait for failed attempts (each one claimed the rows, tried to publish, failed).
+    wait_until(DEADLINE, "two failed publish attempts", || {
+        (counter(&metrics, "outbox_publish_failures_total") >= 2).then_some(())
+    });
+    assert_eq!(
+        unsent(&db),
+        3,
+        "nothing is marked sent without an acknowledgement"
+    );
+    assert_eq!(counter(&metrics, "outbox_published_total"), 0);
+
+    // The broker answers again: the same rows go out, each once, and only then are
+    // they marked sent.
+    proxy.restore();
+    wait_until(DEADLINE, "events sent once the broker acknowledges", || {
+        (unsent(&db) == 0).then_some(())
+    });
+    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
+    wait_until(DEADLINE, "publish metric updated", || {
+        (counter(&metrics, "outbox_published_total") == 3).then_some(())
+    });
+    shutdown.cancel();
+    relay.join().unwrap();
+}

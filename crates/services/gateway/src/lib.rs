@@ -26,6 +26,10 @@
 //!   with header read and idle timeouts: [`ops_http::serve_http`]) until the
 //!   shutdown token is cancelled.
 //!
+//! The scaffolding is the `service_skeleton` crate's, shared by every service: the
+//! [`Running`] handle, and the start-up errors kept as the
+//! causes (`source()`) of [`StartError`].
+//!
 //! Business validation (positive ids and prices, item limits, overflow) is orders' alone: the
 //! gateway checks only the JSON's shape and forwards orders' INVALID_ARGUMENT message.
 //!
@@ -43,59 +47,49 @@ pub mod swagger;
 use std::{net::SocketAddr, sync::Arc};
 
 use ops_http::Metrics;
-use tokio::{net::TcpListener, task::JoinHandle};
+use service_skeleton::{BindError, TaskError};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
 pub use config::Config;
 
+/// Why the gateway could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used: {source}")]
+    OrdersEndpoint {
+        uri: String,
+        #[source]
+        source: tonic::transport::Error,
     },
-    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used: {reason}")]
-    OrdersEndpoint { uri: String, reason: String },
-    #[error("HTTP server failed: {0}")]
-    Serve(String),
+    /// The gateway's task panicked.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
 
-/// A running gateway.
-pub struct Running {
+/// Where a running gateway listens (fields of [`Running`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
     /// Where HTTP is served (the bound address, useful with port 0).
     pub http_addr: SocketAddr,
-    task: JoinHandle<Result<(), StartError>>,
 }
 
-impl Running {
-    /// Resolves when the gateway stops: after `shutdown` is cancelled and in-flight
-    /// requests are answered.
-    pub async fn wait(self) -> Result<(), StartError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(err) => Err(StartError::Serve(format!("gateway task failed: {err}"))),
-        }
-    }
-}
+/// A running gateway: `http_addr`, and `wait()`, which resolves when it stops: after
+/// `shutdown` is cancelled and in-flight requests are answered.
+pub type Running = service_skeleton::Running<Addresses, StartError>;
 
 /// Binds the HTTP port and serves in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let addr = config.gateway_http_addr.get();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let http_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+    let (listener, http_addr) = service_skeleton::bind(config.gateway_http_addr.get()).await?;
 
     let timeout = config.gateway_orders_timeout.get();
     let uri = config.orders_grpc_addr.as_uri().to_owned();
     let channel = Endpoint::from_shared(uri.clone())
-        .map_err(|err| StartError::OrdersEndpoint {
+        .map_err(|source| StartError::OrdersEndpoint {
             uri: uri.clone(),
-            reason: err.to_string(),
+            source,
         })?
         .connect_timeout(timeout)
         .connect_lazy();
@@ -112,16 +106,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ?http_timeouts,
         "gateway listening"
     );
-    let task = tokio::spawn(async move {
-        ops_http::serve_http(
-            warp::service(routes),
-            listener,
-            http_timeouts,
-            shutdown.cancelled_owned(),
-        )
-        .await;
-        tracing::info!("gateway stopped");
+    let work = ops_http::serve_http(
+        warp::service(routes),
+        listener,
+        http_timeouts,
+        shutdown.clone().cancelled_owned(),
+    );
+    let work = async move {
+        work.await;
         Ok(())
-    });
-    Ok(Running { http_addr, task })
+    };
+    Ok(Running::spawn(
+        "gateway",
+        Addresses { http_addr },
+        None,
+        shutdown,
+        work,
+    ))
 }

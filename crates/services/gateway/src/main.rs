@@ -10,7 +10,10 @@ async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging()?;
     let config = gateway::Config::from_env().context("invalid configuration")?;
     let shutdown = lifecycle::shutdown_on_signal();
-    let running = gateway::start(config, shutdown).await?;
-    running.wait().await?;
+    // A failure is logged (one ERROR line, all its causes) and returned: exit status 1.
+    gateway::start(config, shutdown)
+        .await?
+        .wait_logged()
+        .await?;
     Ok(())
 }

@@ -15,6 +15,10 @@
 //!   that does not serve the `kafka` client's protocol versions (Apache Kafka 4.x)
 //!   stops the worker: [`StartError::UnsupportedBroker`].
 //!
+//! The scaffolding is the `service_skeleton` crate's, shared by every service: the
+//! [`Running`] handle, the readiness probes, and the start-up errors kept as the
+//! causes (`source()`) of [`StartError`].
+//!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
 
@@ -22,10 +26,10 @@ pub mod config;
 mod handler;
 pub mod sink;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::time::Duration;
 
-use ops_http::{Health, OpsServer};
-use tokio::task::JoinHandle;
+use ops_http::OpsServer;
+use service_skeleton::{BindError, OpsAddresses, Readiness, TaskError};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CONFIG_FILE_VAR, Config, DEFAULT_TOPIC, ENV_VARS, PartitionList};
@@ -34,48 +38,33 @@ pub use sink::{RedisSettings, RedisSink, RedisTls, SinkError};
 
 /// The Kafka client id and the name in logs.
 pub const CLIENT_ID: &str = "notifications";
-const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] settings::ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("redis client: {0}")]
     Redis(#[from] SinkError),
     #[error("cannot start the consumer: {0}")]
-    Consumer(std::io::Error),
+    Consumer(#[source] std::io::Error),
     #[error("consumer failed: {0}")]
     ConsumerFailed(#[source] bus::BusError),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
     #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
     UnsupportedBroker(#[source] bus::BusError),
-    #[error("worker task failed: {0}")]
-    Task(String),
+    /// The worker's task panicked.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
 
-/// A running notifications worker.
-pub struct Running {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    pub health_addr: SocketAddr,
-    task: JoinHandle<Result<(), StartError>>,
-}
-
-impl Running {
-    /// Resolves when the worker stops: after `shutdown` is cancelled (the message in
-    /// hand finished and committed), or on a fatal error.
-    pub async fn wait(self) -> Result<(), StartError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(err) => Err(StartError::Task(err.to_string())),
-        }
-    }
-}
+/// A running notifications worker: `health_addr`, and `wait()`, which resolves when
+/// it stops (after `shutdown` is cancelled: the message in hand finished and
+/// committed), or on a fatal error.
+pub type Running = service_skeleton::Running<OpsAddresses, StartError>;
 
 /// Binds the operations port and starts consuming in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
@@ -92,20 +81,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         tls: config.redis_tls_settings()?,
     };
     let sink = RedisSink::new(redis.clone())?;
-    let probe_sink = RedisSink::new(redis)?;
+    let mut probe_sink = RedisSink::new(redis)?;
 
     let ops = OpsServer::start(
         config.notifications_health_addr.get(),
         &["redis", "broker"],
         shutdown.clone(),
     )
-    .await
-    .map_err(|err| StartError::Bind {
-        addr: err.addr,
-        source: err.source,
-    })?;
-    let health_addr = ops.addr;
-    let health = ops.health.clone();
+    .await?;
+    let addrs = OpsAddresses {
+        health_addr: ops.addr,
+    };
     let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
     let brokers = config.kafka_brokers.hosts().to_vec();
@@ -119,6 +105,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             CLIENT_ID,
         )
     };
+    // `/readyz`: Redis and the broker.
+    let readiness = Readiness::new(ops.health.clone())
+        .probe("redis", move || probe_sink.ping())
+        .probe("broker", move || bus::probe(&brokers, PROBE_TIMEOUT));
     let bus_shutdown = bus::Shutdown::new();
     let consumer = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
         Ok(consumer) => consumer,
@@ -136,63 +126,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         "notifications consuming"
     );
 
-    let task = tokio::spawn(async move {
-        let readiness = tokio::spawn(track_readiness(
-            probe_sink,
-            brokers,
-            health,
-            shutdown.clone(),
-        ));
+    let stop = shutdown.clone();
+    let work = async move {
+        let readiness = readiness.spawn(stop.clone());
         let result = consumer
-            .stop_when_cancelled(bus_shutdown, &shutdown)
+            .stop_when_cancelled(bus_shutdown, &stop)
             .await
             .map_err(|err| match err {
                 bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
                 err => StartError::ConsumerFailed(err),
             });
-        shutdown.cancel();
+        stop.cancel();
         let _ = readiness.await;
-        ops.stopped().await;
-        tracing::info!("notifications stopped");
         result
-    });
-    Ok(Running { health_addr, task })
-}
-
-/// Keeps `/readyz` in step with Redis and the broker.
-async fn track_readiness(
-    mut sink: RedisSink,
-    brokers: Vec<String>,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let redis_check = tokio::task::spawn_blocking(move || {
-            let result = sink.ping().map_err(|err| err.to_string());
-            (sink, result)
-        });
-        let probe_brokers = brokers.clone();
-        let broker_check = tokio::task::spawn_blocking(move || {
-            bus::probe(&probe_brokers, PROBE_TIMEOUT).map_err(|err| err.to_string())
-        });
-        let (redis_result, broker_result) = tokio::join!(redis_check, broker_check);
-        match redis_result {
-            Ok((returned, result)) => {
-                sink = returned;
-                health.set("redis", result);
-            }
-            Err(err) => {
-                health.set("redis", Err(err.to_string()));
-                return;
-            }
-        }
-        health.set(
-            "broker",
-            broker_result.unwrap_or_else(|err| Err(err.to_string())),
-        );
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
-    }
+    };
+    Ok(Running::spawn(
+        "notifications",
+        addrs,
+        Some(ops),
+        shutdown,
+        work,
+    ))
 }

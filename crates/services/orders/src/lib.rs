@@ -21,6 +21,10 @@
 //!   does not serve the `kafka` client's protocol versions (Apache Kafka 4.x) stops
 //!   the relay and the service: [`StartError::UnsupportedBroker`].
 //!
+//! The scaffolding is the `service_skeleton` crate's, shared by every service: the
+//! [`Running`] handle, the readiness probes, and the start-up errors kept as the
+//! causes (`source()`) of [`StartError`].
+//!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
 
@@ -33,7 +37,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ops_http::{Health, Metrics, OpsServer};
 use proto::v1::orders_service_server::OrdersServiceServer;
-use tokio::{net::TcpListener, task::JoinHandle};
+use service_skeleton::{BindError, Readiness, TaskError};
+use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -55,86 +60,65 @@ pub fn migrations() -> refinery::Runner {
 
 /// The gRPC service name health checks are reported under.
 pub const SERVICE_NAME: &str = "orders.v1.OrdersService";
-const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Why orders could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("cannot prepare the database named by ORDERS_PG_DSN: {0}")]
     Database(#[from] pgsetup::SetupError),
     #[error("gRPC server failed: {0}")]
-    Serve(String),
+    Serve(#[source] tonic::transport::Error),
     #[error("reflection service: {0}")]
-    Reflection(String),
+    Reflection(#[source] tonic_reflection::server::Error),
+    #[error("cannot start the outbox relay: {0}")]
+    Relay(#[source] std::io::Error),
+    #[error("cannot start retention: {0}")]
+    Retention(#[source] std::io::Error),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x): the
     /// outbox relay stopped, and the service with it.
     #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
     UnsupportedBroker(#[source] bus::BusError),
+    /// The service's task, or its gRPC server's, panicked.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
 
-/// A running orders service.
-pub struct Running {
+/// Where a running orders service listens (fields of [`Running`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addresses {
     /// Where gRPC is served (the bound address, useful with port 0).
     pub grpc_addr: SocketAddr,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub health_addr: SocketAddr,
-    task: JoinHandle<Result<(), StartError>>,
 }
 
-impl Running {
-    /// Resolves when the service stops: after `shutdown` is cancelled, or on a fatal error.
-    pub async fn wait(self) -> Result<(), StartError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(err) => Err(StartError::Serve(format!("service task failed: {err}"))),
-        }
-    }
-}
+/// A running orders service: `grpc_addr`, `health_addr`, and `wait()`, which
+/// resolves when it stops (after `shutdown` is cancelled, or on a fatal error).
+pub type Running = service_skeleton::Running<Addresses, StartError>;
 
 /// Binds the ports and starts the service in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
-    let grpc_listener = bind(config.orders_grpc_addr.get()).await?;
-    let grpc_addr = local_addr(&grpc_listener, config.orders_grpc_addr.get())?;
-
+    let (grpc_listener, grpc_addr) = service_skeleton::bind(config.orders_grpc_addr.get()).await?;
     let ops = OpsServer::start(
         config.orders_health_addr.get(),
         &["database"],
         shutdown.clone(),
     )
-    .await
-    .map_err(|err| StartError::Bind {
-        addr: err.addr,
-        source: err.source,
-    })?;
-    let health_addr = ops.addr;
-    let (health, metrics) = (ops.health.clone(), ops.metrics.clone());
-    let task = tokio::spawn(async move {
-        let result = serve(config, grpc_listener, health, metrics, shutdown.clone()).await;
-        shutdown.cancel();
-        ops.stopped().await;
-        result
-    });
-    Ok(Running {
+    .await?;
+    let addrs = Addresses {
         grpc_addr,
-        health_addr,
-        task,
-    })
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
-}
-
-fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })
+        health_addr: ops.addr,
+    };
+    let work = serve(
+        config,
+        grpc_listener,
+        ops.health.clone(),
+        ops.metrics.clone(),
+        shutdown.clone(),
+    );
+    Ok(Running::spawn("orders", addrs, Some(ops), shutdown, work))
 }
 
 async fn serve(
@@ -147,32 +131,10 @@ async fn serve(
     // Serve gRPC at once: until the database is ready, calls are UNAVAILABLE and
     // health says NOT_SERVING (a silent port would make clients time out instead).
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    for name in [SERVICE_NAME, ""] {
-        reporter
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
-    }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|err| StartError::Reflection(err.to_string()))?;
-    // grpcurl 1.8 only speaks v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|err| StartError::Reflection(err.to_string()))?;
+    report_serving(&reporter, false).await;
     let store_slot = grpc::StoreSlot::default();
-    let server = tonic::transport::Server::builder()
-        .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(
-            store_slot.clone(),
-            &metrics,
-            config.orders_max_in_flight,
-        )))
+    let server = grpc_server(&config, store_slot.clone(), &metrics)?
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             shutdown.clone().cancelled_owned(),
@@ -197,7 +159,7 @@ async fn serve(
         &metrics,
         shutdown.clone(),
     )
-    .map_err(|err| StartError::Serve(format!("cannot start the outbox relay: {err}")))?;
+    .map_err(StartError::Relay)?;
     let retention = retention::Retention::new(
         pool,
         retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
@@ -209,12 +171,23 @@ async fn serve(
         shutdown.clone(),
     )
     .spawn()
-    .map_err(|err| StartError::Serve(format!("cannot start retention: {err}")))?;
-    let readiness = tokio::spawn(track_readiness(store, health, reporter, shutdown.clone()));
+    .map_err(StartError::Retention)?;
+    // `/readyz` and gRPC health follow the database.
+    let readiness = Readiness::new(health)
+        .probe("database", move || store.ping())
+        .run(shutdown.clone(), move |ready| {
+            let reporter = reporter.clone();
+            async move { report_serving(&reporter, ready).await }
+        });
+    let readiness = tokio::spawn(readiness);
 
     let result = match server.await {
-        Ok(served) => served.map_err(|err| StartError::Serve(err.to_string())),
-        Err(err) => Err(StartError::Serve(format!("gRPC server task failed: {err}"))),
+        Ok(served) => served.map_err(StartError::Serve),
+        Err(source) => Err(TaskError {
+            task: "gRPC server",
+            source,
+        }
+        .into()),
     };
     shutdown.cancel();
     let _ = readiness.await;
@@ -224,8 +197,46 @@ async fn serve(
         Err(_) => Ok(()),
     };
     let _ = tokio::task::spawn_blocking(move || retention.join()).await;
-    tracing::info!("orders stopped");
     result.and(relay_result)
+}
+
+/// The gRPC services but health: orders.v1 on the store (once it is set) and
+/// reflection, v1 and v1alpha (grpcurl 1.8 only speaks v1alpha).
+fn grpc_server(
+    config: &Config,
+    store_slot: grpc::StoreSlot,
+    metrics: &Metrics,
+) -> Result<tonic::transport::server::Router, StartError> {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(StartError::Reflection)?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(StartError::Reflection)?;
+    Ok(tonic::transport::Server::builder()
+        .add_service(OrdersServiceServer::new(grpc::OrdersApi::new(
+            store_slot,
+            metrics,
+            config.orders_max_in_flight,
+        )))
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// gRPC health, for the service and the server as a whole (`""`).
+async fn report_serving(reporter: &HealthReporter, serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in [SERVICE_NAME, ""] {
+        reporter.set_service_status(name, status).await;
+    }
 }
 
 fn relay_config(config: &Config) -> outbox::RelayConfig {
@@ -251,36 +262,4 @@ async fn prepare_database(
         connect_timeout: config.orders_db_timeout.get(),
     };
     Ok(pgsetup::prepare_until_ready(&config.orders_pg_dsn, migrations, options, shutdown).await?)
-}
-
-/// Keeps `/readyz` and gRPC health in step with the database.
-async fn track_readiness(
-    store: OrderStore,
-    health: Arc<Health>,
-    reporter: HealthReporter,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let probe = store.clone();
-        let result = match tokio::task::spawn_blocking(move || probe.ping()).await {
-            Ok(result) => result.map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
-        };
-        let status = if result.is_ok() {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        health.set("database", result);
-        reporter.set_service_status(SERVICE_NAME, status).await;
-        reporter.set_service_status("", status).await;
-        tokio::select! {
-            _ = shutdown.cancelled() => {
-                reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
-                reporter.set_service_status("", ServingStatus::NotServing).await;
-                return;
-            }
-            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
-    }
 }

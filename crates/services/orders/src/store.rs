@@ -140,7 +140,7 @@ impl OrderStore {
 
     fn try_create(&self, order: &NewOrder) -> Result<i64, StoreError> {
         let mut client = self.client()?;
-        // Both ids first, so the event's JSON (built by the events crate, the one
+        // Both ids first, so the event's JSON (built by the contracts crate, the one
         // source of its shape) can carry them and the insert is a single statement.
         let next_ids = client.prepare_cached(NEXT_IDS)?;
         let ids = client.query_one(&next_ids, &[])?;

@@ -12,6 +12,7 @@
 
 use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::{Counter, Metrics};
+use service_skeleton::ErrorChain;
 
 use crate::{
     provider::PaymentProvider,
@@ -55,12 +56,23 @@ impl HandlerMetrics {
 }
 
 /// Why a message must be retried.
+///
+/// This is the report the `bus` consumer logs, and it logs `Display` alone: so the
+/// message is the whole chain of causes (`database unavailable: db error: ...`,
+/// rendered by [`ErrorChain`]) and, to show each cause once, the error exposes no
+/// `source` of its own. The typed cause is in the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    #[error(transparent)]
-    Process(#[from] ProcessError),
-    #[error("cannot store the dead letter: {0}")]
+    #[error("{}", ErrorChain(.0))]
+    Process(ProcessError),
+    #[error("cannot store the dead letter: {}", ErrorChain(.0))]
     DeadLetter(StoreError),
+}
+
+impl From<ProcessError> for HandleError {
+    fn from(err: ProcessError) -> Self {
+        HandleError::Process(err)
+    }
 }
 
 /// The `bus::Handler` of the worker.
@@ -153,8 +165,9 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
                 self.record(&order, message, processed);
                 Ok(())
             }
-            Err(ProcessError::Store(StoreError::Rejected(reason))) => {
-                self.dead_letter(message, &reason)
+            // The driver's message, as PostgreSQL gave it, is the reason kept.
+            Err(ProcessError::Store(StoreError::Rejected(cause))) => {
+                self.dead_letter(message, &cause.to_string())
             }
             Err(err) => {
                 self.metrics.retries.inc();
@@ -167,13 +180,13 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
         &mut self,
         messages: &[bus::Message<'_>],
     ) -> Result<(), bus::BatchFailure<HandleError>> {
-        let result = match messages {
+        match messages {
             [] => Ok(()),
-            [message] => self.handle(message),
+            [message] => self
+                .handle(message)
+                .map_err(|error| bus::BatchFailure { handled: 0, error }),
             _ => self.handle_together(messages),
-        };
-        // All or nothing: on failure none of the batch is taken as done.
-        result.map_err(|error| bus::BatchFailure { handled: 0, error })
+        }
     }
 }
 
@@ -182,7 +195,14 @@ impl<P: PaymentProvider> OrderHandler<P> {
     /// kept in `dead_letters` in the same transaction. If the database refuses one
     /// event's data, the lot is rolled back and redone message by message so only
     /// that one is dead-lettered.
-    fn handle_together(&mut self, messages: &[bus::Message<'_>]) -> Result<(), HandleError> {
+    ///
+    /// On failure, [`bus::BatchFailure::handled`] is the number of leading messages
+    /// committed: 0 when the batch transaction failed (nothing of it was written), or
+    /// as many as the message-by-message redo committed before the one that failed.
+    fn handle_together(
+        &mut self,
+        messages: &[bus::Message<'_>],
+    ) -> Result<(), bus::BatchFailure<HandleError>> {
         let items: Vec<BatchItem<'_>> = messages
             .iter()
             .map(
@@ -211,14 +231,28 @@ impl<P: PaymentProvider> OrderHandler<P> {
                 }
                 Ok(())
             }
-            Err(ProcessError::Store(StoreError::Rejected(_))) => messages
-                .iter()
-                .try_for_each(|message| bus::Handler::handle(self, message)),
+            Err(ProcessError::Store(StoreError::Rejected(_))) => self.handle_one_by_one(messages),
             Err(err) => {
                 self.metrics.retries.inc();
-                Err(err.into())
+                Err(bus::BatchFailure {
+                    handled: 0,
+                    error: err.into(),
+                })
             }
         }
+    }
+
+    /// Each message in its own transaction, in order, stopping at the first failure;
+    /// the failure says how many were committed before it.
+    fn handle_one_by_one(
+        &mut self,
+        messages: &[bus::Message<'_>],
+    ) -> Result<(), bus::BatchFailure<HandleError>> {
+        for (handled, message) in messages.iter().enumerate() {
+            bus::Handler::handle(self, message)
+                .map_err(|error| bus::BatchFailure { handled, error })?;
+        }
+        Ok(())
     }
 }
 

@@ -25,6 +25,10 @@
 //!   in hand and commits. A broker that does not serve the `kafka` client's protocol
 //!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`].
 //!
+//! The scaffolding is the `service_skeleton` crate's, shared by every service: the
+//! [`Running`] handle, the readiness probes, and the start-up errors kept as the
+//! causes (`source()`) of [`StartError`].
+//!
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
 
@@ -34,10 +38,10 @@ mod handler;
 pub mod provider;
 pub mod store;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use ops_http::{Health, Metrics, OpsServer};
-use tokio::task::JoinHandle;
+use service_skeleton::{BindError, OpsAddresses, Readiness, TaskError};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CONFIG_FILE_VAR, Config, ENV_VARS, PartitionList};
@@ -56,54 +60,39 @@ pub fn migrations() -> refinery::Runner {
 
 /// The Kafka client id of the consumer and the name in logs.
 pub const CLIENT_ID: &str = "payments";
-const READINESS_INTERVAL: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the broker may take to acknowledge a relay batch.
 const RELAY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("invalid configuration: {0}")]
     Config(#[from] settings::ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error("cannot prepare the database named by PAYMENTS_PG_DSN: {0}")]
     Database(#[from] pgsetup::SetupError),
     #[error("cannot start the outbox relay: {0}")]
-    Relay(std::io::Error),
+    Relay(#[source] std::io::Error),
     #[error("cannot start retention: {0}")]
-    Retention(std::io::Error),
+    Retention(#[source] std::io::Error),
     #[error("cannot start the consumer: {0}")]
-    Consumer(std::io::Error),
+    Consumer(#[source] std::io::Error),
     #[error("consumer failed: {0}")]
     ConsumerFailed(#[source] bus::BusError),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
     #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
     UnsupportedBroker(#[source] bus::BusError),
-    #[error("worker task failed: {0}")]
-    Task(String),
+    /// The worker's task panicked.
+    #[error(transparent)]
+    Task(#[from] TaskError),
 }
 
-/// A running payments worker.
-pub struct Running {
-    /// Where `/healthz`, `/readyz` and `/metrics` are served.
-    pub health_addr: SocketAddr,
-    task: JoinHandle<Result<(), StartError>>,
-}
-
-impl Running {
-    /// Resolves when the worker stops: after `shutdown` is cancelled (the message in
-    /// hand finished and committed, the relay stopped), or on a fatal error.
-    pub async fn wait(self) -> Result<(), StartError> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(err) => Err(StartError::Task(err.to_string())),
-        }
-    }
-}
+/// A running payments worker: `health_addr`, and `wait()`, which resolves when it
+/// stops (after `shutdown` is cancelled: the message in hand finished and
+/// committed, the relay stopped), or on a fatal error.
+pub type Running = service_skeleton::Running<OpsAddresses, StartError>;
 
 /// Binds the operations port and starts the worker in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
@@ -113,22 +102,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         &["database", "broker"],
         shutdown.clone(),
     )
-    .await
-    .map_err(|err| StartError::Bind {
-        addr: err.addr,
-        source: err.source,
-    })?;
-    let health_addr = ops.addr;
-    let (health, metrics) = (ops.health.clone(), ops.metrics.clone());
-    let handler_metrics = HandlerMetrics::register(&metrics);
-    let task = tokio::spawn(async move {
-        let result = run(config, health, metrics, handler_metrics, shutdown.clone()).await;
-        shutdown.cancel();
-        ops.stopped().await;
-        tracing::info!("payments stopped");
-        result
-    });
-    Ok(Running { health_addr, task })
+    .await?;
+    let addrs = OpsAddresses {
+        health_addr: ops.addr,
+    };
+    let handler_metrics = HandlerMetrics::register(&ops.metrics);
+    let work = run(
+        config,
+        ops.health.clone(),
+        ops.metrics.clone(),
+        handler_metrics,
+        shutdown.clone(),
+    );
+    Ok(Running::spawn("payments", addrs, Some(ops), shutdown, work))
 }
 
 async fn run(
@@ -143,12 +129,7 @@ async fn run(
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
     let brokers = config.kafka_brokers.hosts().to_vec();
-    let readiness = tokio::spawn(track_readiness(
-        store.clone(),
-        brokers.clone(),
-        health,
-        shutdown.clone(),
-    ));
+    let readiness = readiness(store.clone(), brokers.clone(), health).spawn(shutdown.clone());
 
     let relay_config = outbox::RelayConfig {
         dsn: config.payments_pg_dsn.clone(),
@@ -274,30 +255,9 @@ async fn prepare_database(
     )
 }
 
-/// Keeps `/readyz` in step with PostgreSQL and the broker.
-async fn track_readiness(
-    store: PaymentStore,
-    brokers: Vec<String>,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let probe_store = store.clone();
-        let database_check =
-            tokio::task::spawn_blocking(move || probe_store.ping().map_err(|err| err.to_string()));
-        let probe_brokers = brokers.clone();
-        let broker_check = tokio::task::spawn_blocking(move || {
-            bus::probe(&probe_brokers, PROBE_TIMEOUT).map_err(|err| err.to_string())
-        });
-        let (database, broker) = tokio::join!(database_check, broker_check);
-        health.set(
-            "database",
-            database.unwrap_or_else(|err| Err(err.to_string())),
-        );
-        health.set("broker", broker.unwrap_or_else(|err| Err(err.to_string())));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
-        }
-    }
+/// `/readyz`: PostgreSQL and the broker.
+fn readiness(store: PaymentStore, brokers: Vec<String>, health: Arc<Health>) -> Readiness {
+    Readiness::new(health)
+        .probe("database", move || store.ping())
+        .probe("broker", move || bus::probe(&brokers, PROBE_TIMEOUT))
 }

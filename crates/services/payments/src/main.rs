@@ -66,12 +66,10 @@ async fn main() -> anyhow::Result<()> {
         .context("dead-letters");
     }
     let shutdown = lifecycle::shutdown_on_signal();
-    let running = payments::start(config, shutdown).await?;
-    if let Err(err) = running.wait().await {
-        // One log line (in the log format chosen) for whoever reads the logs, besides
-        // the exit status and the error on stderr.
-        tracing::error!("{err}");
-        return Err(err.into());
-    }
+    // A failure is logged (one ERROR line, all its causes) and returned: exit status 1.
+    payments::start(config, shutdown)
+        .await?
+        .wait_logged()
+        .await?;
     Ok(())
 }

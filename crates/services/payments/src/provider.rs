@@ -12,8 +12,10 @@ use contracts::{OrderCreated, PaymentOutcome};
 #[error("payment provider unavailable: {0}")]
 pub struct ProviderError(pub String);
 
-/// Decides a payment. Called inside the payment's database transaction, once per
-/// new `OrderCreated` (never for a duplicate), from the consumer thread.
+/// Decides a payment. Called from the consumer thread BEFORE the database transaction
+/// that records the payment (so a slow provider holds no transaction open), once per
+/// `OrderCreated` whose `event_id` was not processed yet (never for a known duplicate).
+/// A batch that is retried asks again for the events it had not recorded.
 pub trait PaymentProvider: Send + 'static {
     fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError>;
 }

@@ -1,20 +1,34 @@
 //! Payments in PostgreSQL. Blocking: called from the consumer thread (and from
 //! async code only through `spawn_blocking`).
 //!
-//! [`PaymentStore::process`] is the heart of the worker, one transaction per
-//! `OrderCreated`:
-//! 1. record the `event_id` in `processed_events`; if it was already there the event
-//!    was handled before (redelivery): commit and report [`Processed::Duplicate`];
-//! 2. ask the [`PaymentProvider`] for the outcome;
-//! 3. insert the payment and, only if it is new, the `PaymentStatus` outbox row whose
-//!    `event_id` is that row's own id (one statement).
+//! [`PaymentStore::process_batch`] is the heart of the worker, for the messages of one
+//! poll (and [`PaymentStore::process`] for one `OrderCreated`):
+//! 1. **decide**, before any transaction is open: look up which `event_id`s are
+//!    already in `processed_events` and ask the [`PaymentProvider`] for the outcome of
+//!    each other one (once per `event_id`), so a slow provider never holds a database
+//!    transaction open;
+//! 2. **record**, in ONE transaction: record each `event_id` in `processed_events`; if
+//!    it was already there the event was handled before (redelivery) and is reported
+//!    [`Processed::Duplicate`]; otherwise insert the payment with its decision and,
+//!    only if it is new, the `PaymentStatus` outbox row whose `event_id` is that row's
+//!    own id (one statement). Poison messages go to `dead_letters` in the same
+//!    transaction. All of it takes effect, or none.
+//!
+//! Step 2 stays the authority on duplicates: an event another worker recorded between
+//! the two steps is still skipped there (its decision is dropped). An event that was in
+//! `processed_events` at step 1 and no longer at step 2 (retention deleted it
+//! meanwhile) has no decision: the transaction is rolled back and the batch retried
+//! ([`ProcessError::Undecided`]).
 //!
 //! An order has exactly one payment: if another event (a different `event_id`) for
 //! an order that is already paid arrives, the first decision stands, nothing is
 //! re-decided and no second `PaymentStatus` is written ([`Processed::AlreadyPaid`]).
 
+use std::collections::{HashMap, HashSet};
+
 use contracts::{OrderCreated, PaymentOutcome, PaymentStatus};
 use pgsetup::Pool;
+use postgres::{Statement, Transaction};
 
 use crate::provider::{PaymentProvider, ProviderError};
 
@@ -39,29 +53,33 @@ pub enum Processed {
     DeadLettered,
 }
 
+/// A database failure, with the driver's error as its source (log the chain).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No connection from the pool in time; retrying later may work.
+    #[error("no database connection")]
+    NoConnection(#[source] r2d2::Error),
     /// The database cannot be reached right now; retrying later may work.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
+    #[error("database unavailable")]
+    Unavailable(#[source] postgres::Error),
     /// The database refused the data itself (a data or constraint error): retrying
     /// the same message cannot help.
-    #[error("database refused the data: {0}")]
-    Rejected(String),
-    #[error("database error: {0}")]
-    Internal(String),
+    #[error("database refused the data")]
+    Rejected(#[source] postgres::Error),
+    #[error("database error")]
+    Internal(#[source] postgres::Error),
 }
 
 impl From<postgres::Error> for StoreError {
     fn from(err: postgres::Error) -> Self {
         if pgsetup::is_unavailable(&err) {
-            return StoreError::Unavailable(err.to_string());
+            return StoreError::Unavailable(err);
         }
         let class = err.code().and_then(|code| code.code().get(..2));
         match class {
             // 22: data exception, 23: integrity constraint violation.
-            Some("22" | "23") => StoreError::Rejected(err.to_string()),
-            _ => StoreError::Internal(err.to_string()),
+            Some("22" | "23") => StoreError::Rejected(err),
+            _ => StoreError::Internal(err),
         }
     }
 }
@@ -73,6 +91,13 @@ pub enum ProcessError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// The event was already processed when the batch was decided, but no longer when
+    /// it was recorded (retention deleted its `processed_events` row in between): it
+    /// has no decision. Nothing was written; retrying decides it.
+    #[error(
+        "event {event_id} has no payment decision (its processed_events row went away meanwhile)"
+    )]
+    Undecided { event_id: i64 },
 }
 
 impl From<postgres::Error> for ProcessError {
@@ -80,6 +105,10 @@ impl From<postgres::Error> for ProcessError {
         ProcessError::Store(err.into())
     }
 }
+
+/// Which of the given event ids are already processed.
+const SELECT_PROCESSED: &str = "
+SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 
 /// Claims the event id and, for a new event, draws the id of its outbox row.
 const RECORD_EVENT: &str = "
@@ -115,6 +144,27 @@ pub enum BatchItem<'a> {
     },
 }
 
+/// The provider's outcome for each event to record, by `event_id`.
+type Decisions = HashMap<i64, PaymentOutcome>;
+
+/// The statements the recording transaction runs, prepared (and cached) on its
+/// connection.
+struct Statements {
+    record_event: Statement,
+    insert_payment: Statement,
+    insert_dead_letter: Statement,
+}
+
+impl Statements {
+    fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
+        Ok(Self {
+            record_event: client.prepare_cached(RECORD_EVENT)?,
+            insert_payment: client.prepare_cached(INSERT_PAYMENT)?,
+            insert_dead_letter: client.prepare_cached(INSERT_DEAD_LETTER)?,
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct PaymentStore {
     pool: Pool,
@@ -128,108 +178,160 @@ impl PaymentStore {
     }
 
     fn client(&self) -> Result<pgsetup::PooledClient, StoreError> {
-        self.pool
-            .get()
-            .map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+        self.pool.get().map_err(StoreError::NoConnection)
     }
 
-    /// Handles one `OrderCreated` in one transaction; see the module docs.
+    /// Handles one `OrderCreated`: decided first, then recorded in one transaction;
+    /// see the module docs.
     pub fn process(
         &self,
         order: &OrderCreated,
         origin: Origin<'_>,
         provider: &mut dyn PaymentProvider,
     ) -> Result<Processed, ProcessError> {
-        let processed = self.process_batch(&[BatchItem::Order(order.clone(), origin)], provider)?;
-        processed
-            .into_iter()
-            .next()
-            .ok_or_else(|| ProcessError::Store(StoreError::Internal("empty batch result".into())))
+        let decisions = self.decide_new([order], provider)?;
+        let mut client = self.client()?;
+        let statements = Statements::prepare(&mut client)?;
+        let mut tx = client.transaction()?;
+        let processed = self.record_order(&mut tx, &statements, order, origin, &decisions)?;
+        tx.commit()?;
+        Ok(processed)
     }
 
-    /// [`PaymentStore::process`] for several messages, in their order, in ONE
-    /// transaction (one commit, one WAL flush for the lot): poison ones go to
-    /// `dead_letters`; all of it takes effect, or none.
+    /// [`PaymentStore::process`] for several messages, in their order: all decided
+    /// first, then recorded in ONE transaction (one commit, one WAL flush for the lot);
+    /// poison ones go to `dead_letters`; all of it takes effect, or none.
     pub fn process_batch(
         &self,
         batch: &[BatchItem<'_>],
         provider: &mut dyn PaymentProvider,
     ) -> Result<Vec<Processed>, ProcessError> {
+        let orders = batch.iter().filter_map(|item| match item {
+            BatchItem::Order(order, _) => Some(order),
+            BatchItem::Poison { .. } => None,
+        });
+        let decisions = self.decide_new(orders, provider)?;
         let mut client = self.client()?;
-        let record_event = client.prepare_cached(RECORD_EVENT)?;
-        let insert_payment = client.prepare_cached(INSERT_PAYMENT)?;
-        let insert_dead_letter = client.prepare_cached(INSERT_DEAD_LETTER)?;
+        let statements = Statements::prepare(&mut client)?;
         let mut tx = client.transaction()?;
-        let mut results = Vec::with_capacity(batch.len());
-        for item in batch {
-            let (order, origin) = match item {
-                BatchItem::Order(order, origin) => (order, origin),
-                BatchItem::Poison {
-                    origin,
-                    key,
-                    payload,
-                    reason,
-                } => {
-                    tx.execute(
-                        &insert_dead_letter,
-                        &[
-                            &origin.topic,
-                            &origin.partition,
-                            &origin.offset,
-                            key,
-                            payload,
-                            reason,
-                        ],
-                    )?;
-                    results.push(Processed::DeadLettered);
-                    continue;
-                }
-            };
-            let Some(claimed) = tx.query_opt(
-                &record_event,
-                &[
-                    &order.event_id,
-                    &order.order_id,
-                    &origin.topic,
-                    &origin.partition,
-                    &origin.offset,
-                ],
-            )?
-            else {
-                results.push(Processed::Duplicate);
-                continue;
-            };
-            let status_event_id: i64 = claimed.try_get(0)?;
-            // An error here rolls the transaction back (dropped uncommitted): the
-            // events stay unprocessed and are retried.
-            let outcome = provider.decide(order)?;
-            let status = PaymentStatus {
-                event_id: status_event_id,
-                order_id: order.order_id,
-                user_id: order.user_id,
-                order_status: outcome,
-            };
-            let inserted = tx.execute(
-                &insert_payment,
-                &[
-                    &order.order_id,
-                    &order.user_id,
-                    &order.total_amount,
-                    &outcome.as_str(),
-                    &status_event_id,
-                    &self.status_topic,
-                    &contracts::message_key(order.order_id),
-                    &contracts::encode(&status),
-                ],
-            )?;
-            results.push(if inserted == 0 {
-                Processed::AlreadyPaid
-            } else {
-                Processed::Decided(outcome)
-            });
-        }
+        let results = batch
+            .iter()
+            .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         Ok(results)
+    }
+
+    /// Asks the provider for the outcome of each order whose `event_id` is not
+    /// processed yet, once per `event_id`. No transaction is open and no connection
+    /// is held while the provider answers; a provider error fails the lot before
+    /// anything is written.
+    fn decide_new<'o>(
+        &self,
+        orders: impl IntoIterator<Item = &'o OrderCreated>,
+        provider: &mut dyn PaymentProvider,
+    ) -> Result<Decisions, ProcessError> {
+        let orders: Vec<&OrderCreated> = orders.into_iter().collect();
+        let processed = already_processed(&mut self.client()?, &orders)?;
+        let mut decisions = Decisions::with_capacity(orders.len());
+        for order in orders {
+            if processed.contains(&order.event_id) || decisions.contains_key(&order.event_id) {
+                continue;
+            }
+            decisions.insert(order.event_id, provider.decide(order)?);
+        }
+        Ok(decisions)
+    }
+
+    /// Records one message of a batch inside the batch's transaction.
+    fn record_item(
+        &self,
+        tx: &mut Transaction<'_>,
+        statements: &Statements,
+        item: &BatchItem<'_>,
+        decisions: &Decisions,
+    ) -> Result<Processed, ProcessError> {
+        match item {
+            BatchItem::Order(order, origin) => {
+                self.record_order(tx, statements, order, *origin, decisions)
+            }
+            BatchItem::Poison {
+                origin,
+                key,
+                payload,
+                reason,
+            } => {
+                tx.execute(
+                    &statements.insert_dead_letter,
+                    &[
+                        &origin.topic,
+                        &origin.partition,
+                        &origin.offset,
+                        key,
+                        payload,
+                        reason,
+                    ],
+                )?;
+                Ok(Processed::DeadLettered)
+            }
+        }
+    }
+
+    /// Records one `OrderCreated` with its decision: a duplicate `event_id` changes
+    /// nothing; a new one gets its payment and, if the order had none, its
+    /// `PaymentStatus` outbox row.
+    fn record_order(
+        &self,
+        tx: &mut Transaction<'_>,
+        statements: &Statements,
+        order: &OrderCreated,
+        origin: Origin<'_>,
+        decisions: &Decisions,
+    ) -> Result<Processed, ProcessError> {
+        let Some(claimed) = tx.query_opt(
+            &statements.record_event,
+            &[
+                &order.event_id,
+                &order.order_id,
+                &origin.topic,
+                &origin.partition,
+                &origin.offset,
+            ],
+        )?
+        else {
+            return Ok(Processed::Duplicate);
+        };
+        let status_event_id: i64 = claimed.try_get(0)?;
+        let outcome = decisions
+            .get(&order.event_id)
+            .copied()
+            .ok_or(ProcessError::Undecided {
+                event_id: order.event_id,
+            })?;
+        let status = PaymentStatus {
+            event_id: status_event_id,
+            order_id: order.order_id,
+            user_id: order.user_id,
+            order_status: outcome,
+        };
+        let inserted = tx.execute(
+            &statements.insert_payment,
+            &[
+                &order.order_id,
+                &order.user_id,
+                &order.total_amount,
+                &outcome.as_str(),
+                &status_event_id,
+                &self.status_topic,
+                &contracts::message_key(order.order_id),
+                &contracts::encode(&status),
+            ],
+        )?;
+        Ok(if inserted == 0 {
+            Processed::AlreadyPaid
+        } else {
+            Processed::Decided(outcome)
+        })
     }
 
     pub fn dead_letter(
@@ -258,6 +360,23 @@ impl PaymentStore {
         self.client()?.batch_execute("SELECT 1")?;
         Ok(())
     }
+}
+
+/// The `event_id`s among `orders` already in `processed_events` (no query for none).
+fn already_processed(
+    client: &mut pgsetup::PooledClient,
+    orders: &[&OrderCreated],
+) -> Result<HashSet<i64>, postgres::Error> {
+    if orders.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let event_ids: Vec<i64> = orders.iter().map(|order| order.event_id).collect();
+    let select = client.prepare_cached(SELECT_PROCESSED)?;
+    client
+        .query(&select, &[&event_ids])?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect()
 }
 
 impl std::fmt::Debug for PaymentStore {

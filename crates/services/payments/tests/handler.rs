@@ -1,0 +1,196 @@
+//! The payments handler on its own against real PostgreSQL (no broker): what it reports
+//! to the `bus` consumer when a batch fails part-way.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use chrono::{SubsecRound, Utc};
+use contracts::{OrderCreated, PaymentOutcome};
+use ops_http::Metrics;
+use payments::{HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, ProviderError};
+use testkit::TestDatabase;
+
+/// The simulated rule, except that `flaky_order`'s second decision fails (the provider
+/// is briefly unavailable).
+struct FlakyProvider {
+    flaky_order: i64,
+    asked: u32,
+}
+
+impl PaymentProvider for FlakyProvider {
+    fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+        if order.order_id == self.flaky_order {
+            self.asked += 1;
+            if self.asked == 2 {
+                return Err(ProviderError("briefly unavailable".into()));
+            }
+        }
+        Ok(payments::SimulatedProvider::outcome(order.order_id))
+    }
+}
+
+fn order(event_id: i64, order_id: i64) -> OrderCreated {
+    OrderCreated {
+        event_id,
+        order_id,
+        user_id: 7,
+        total_amount: 100,
+        created_at: Utc::now().trunc_subsecs(3),
+    }
+}
+
+fn count(db: &TestDatabase, sql: &str) -> i64 {
+    db.client().query_one(sql, &[]).unwrap().get(0)
+}
+
+/// The value of an unlabelled counter.
+fn counter(metrics: &Metrics, name: &str) -> u64 {
+    let prefix = format!("{name} ");
+    metrics
+        .render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
+    let db = TestDatabase::new("payments_handler");
+    let options = pgsetup::PoolOptions {
+        max_size: 2,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = pgsetup::prepare(&db.dsn(), payments::migrations(), options).unwrap();
+    // The database refuses order 2's payment: the batch transaction is rolled back
+    // and redone message by message, so that only order 2 is dead-lettered.
+    db.client()
+        .batch_execute("ALTER TABLE payments ADD CONSTRAINT refuse_order_2 CHECK (order_id <> 2)")
+        .unwrap();
+    let metrics = Metrics::new();
+    let mut handler = OrderHandler::new(
+        PaymentStore::new(pool, "statuses".into()),
+        FlakyProvider {
+            flaky_order: 3,
+            asked: 0,
+        },
+        HandlerMetrics::register(&metrics),
+    );
+    let values: Vec<String> = [order(101, 1), order(102, 2), order(103, 3)]
+        .iter()
+        .map(contracts::encode)
+        .collect();
+    let messages: Vec<bus::Message<'_>> = values
+        .iter()
+        .zip(0..)
+        .map(|(value, offset)| bus::Message {
+            topic: "orders",
+            partition: 0,
+            offset,
+            key: b"k",
+            value: value.as_bytes(),
+        })
+        .collect();
+
+    // Redone one by one: order 1 is paid, order 2 dead-lettered, then the provider
+    // fails on order 3. The first two are committed, and the failure says so.
+    let failure = bus::Handler::handle_batch(&mut handler, &messages).unwrap_err();
+    assert_eq!(failure.handled, 2, "{}", failure.error);
+    assert!(
+        failure.error.to_string().contains("briefly unavailable"),
+        "{}",
+        failure.error
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM dead_letters WHERE kafka_offset = 1"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM processed_events WHERE event_id = 103"
+        ),
+        0
+    );
+
+    // The consumer retries from the first message not handled: order 3 is paid and
+    // nothing was handled twice.
+    bus::Handler::handle_batch(&mut handler, &messages[failure.handled..]).unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM payments WHERE order_id IN (1, 3)"
+        ),
+        2
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 1);
+    assert_eq!(counter(&metrics, "payments_messages_processed_total"), 3);
+    assert_eq!(counter(&metrics, "payments_duplicates_skipped_total"), 0);
+    assert_eq!(counter(&metrics, "payments_dead_letters_total"), 1);
+}
+
+/// Records, at each decision, how many sessions of the database had a transaction open.
+struct WatchingProvider {
+    watcher: postgres::Client,
+    open_transactions_seen: Vec<i64>,
+}
+
+impl PaymentProvider for WatchingProvider {
+    fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+        let open: i64 = self
+            .watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                   AND xact_start IS NOT NULL",
+                &[],
+            )
+            .map_err(|err| ProviderError(err.to_string()))?
+            .get(0);
+        self.open_transactions_seen.push(open);
+        Ok(payments::SimulatedProvider::outcome(order.order_id))
+    }
+}
+
+#[test]
+fn payments_are_decided_before_the_transaction_that_records_them() {
+    let db = TestDatabase::new("payments_decide_first");
+    let options = pgsetup::PoolOptions {
+        max_size: 2,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = pgsetup::prepare(&db.dsn(), payments::migrations(), options).unwrap();
+    let store = PaymentStore::new(pool, "statuses".into());
+    let mut provider = WatchingProvider {
+        watcher: db.client(),
+        open_transactions_seen: Vec::new(),
+    };
+    let orders = [order(201, 10), order(202, 11), order(201, 10)];
+    let origin = payments::store::Origin {
+        topic: "orders",
+        partition: 0,
+        offset: 0,
+    };
+    let batch: Vec<payments::store::BatchItem<'_>> = orders
+        .iter()
+        .map(|order| payments::store::BatchItem::Order(order.clone(), origin))
+        .collect();
+    let processed = store.process_batch(&batch, &mut provider).unwrap();
+    assert_eq!(
+        processed,
+        [
+            payments::Processed::Decided(PaymentOutcome::Succeeded),
+            payments::Processed::Decided(PaymentOutcome::Failed),
+            payments::Processed::Duplicate,
+        ]
+    );
+    // Once per new event id, never with a transaction open on the database.
+    assert_eq!(provider.open_transactions_seen, [0, 0]);
+    // A redelivery is not decided again.
+    let again = store.process(&orders[0], origin, &mut provider).unwrap();
+    assert_eq!(again, payments::Processed::Duplicate);
+    assert_eq!(provider.open_transactions_seen.len(), 2);
+}
