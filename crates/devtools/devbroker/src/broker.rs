@@ -11,10 +11,10 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::BrokerConfig;
-use crate::handler::State;
 use crate::log::{Log, StorageError};
 use crate::offsets::OffsetStore;
 use crate::server;
+use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
@@ -76,11 +76,7 @@ impl Broker {
             addr: config.listen,
             source,
         })?;
-        let state = Arc::new(State {
-            log,
-            offsets,
-            max_frame_bytes: config.max_frame_bytes,
-        });
+        let state = Arc::new(State::new(log, offsets, config.max_frame_bytes));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(
             listener,

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::log::{Log, MAX_PARTITIONS, StorageError, valid_topic_name};
-use crate::message_set;
-use crate::offsets::{self, Commit, OffsetStore};
+use crate::log::{MAX_PARTITIONS, StorageError, Topic, valid_topic_name};
+use crate::message_set::{self, Prepared};
+use crate::offsets::{self, Commit};
 use crate::protocol::create_topics::{
     CreatableTopic, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
 };
@@ -29,24 +29,20 @@ use crate::protocol::offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::protocol::offset_fetch::{
     OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse,
 };
-use crate::protocol::produce::{PartitionResponse, ProduceRequest, ProduceResponse, TopicResponse};
+use crate::protocol::produce::{
+    PartitionData, PartitionResponse, ProduceRequest, ProduceResponse, TopicResponse,
+};
 use crate::protocol::{
     DecodeError, Decoder, Encoder, RequestHeader, api_key, api_versions, error_code,
     frame_response, supported_versions,
 };
+use crate::shutdown::stopped;
+use crate::state::State;
 
 /// The single node's id.
 pub const NODE_ID: i32 = 0;
 /// Upper bound on a fetch's wait, whatever the client asks.
 const MAX_FETCH_WAIT: Duration = Duration::from_secs(300);
-
-/// Shared broker state.
-pub struct State {
-    pub log: Log,
-    pub offsets: OffsetStore,
-    /// Limit on a frame and on a decompressed message set.
-    pub max_frame_bytes: usize,
-}
 
 /// Where clients should reach this broker, as seen on one connection.
 #[derive(Debug, Clone)]
@@ -65,7 +61,7 @@ pub enum Outcome {
 }
 
 pub async fn handle(
-    state: &State,
+    state: &Arc<State>,
     me: &Advertised,
     frame: &[u8],
     shutdown: &mut watch::Receiver<bool>,
@@ -96,11 +92,11 @@ pub async fn handle(
         api_key::PRODUCE => produce(state, &mut d, version).await,
         api_key::FETCH => fetch(state, &mut d, version, shutdown).await,
         api_key::LIST_OFFSETS => list_offsets(state, &mut d, version),
-        api_key::METADATA => metadata(state, me, &mut d, version),
+        api_key::METADATA => metadata(state, me, &mut d, version).await,
         api_key::OFFSET_COMMIT => offset_commit(state, &mut d, version).await,
         api_key::OFFSET_FETCH => offset_fetch(state, &mut d, version),
         api_key::FIND_COORDINATOR => find_coordinator(me, &mut d, version),
-        api_key::CREATE_TOPICS => create_topics(state, &mut d, version),
+        api_key::CREATE_TOPICS => create_topics(state, &mut d, version).await,
         _ => return Outcome::Close(format!("unknown api key {key}")),
     };
     match result {
@@ -119,128 +115,235 @@ fn topic_error_code(e: &StorageError) -> i16 {
     }
 }
 
-/// `fdatasync`s each distinct file once, off the async threads.
-async fn sync_files(files: Vec<Arc<File>>) -> bool {
+/// The topic, created with the broker default if missing (Kafka's
+/// auto.create.topics.enable). Creation is storage work; an existing topic is not.
+async fn get_or_create_topic(state: &Arc<State>, name: &str) -> Result<Arc<Topic>, StorageError> {
+    if let Some(t) = state.log.topic(name) {
+        return Ok(t);
+    }
+    let name = name.to_owned();
+    state
+        .storage(move |s| s.log.get_or_create(&name, None))
+        .await?
+}
+
+/// `fdatasync`s each distinct file once. Blocking: run it as storage work.
+fn sync_files(files: Vec<Arc<File>>) -> bool {
     let mut distinct: Vec<Arc<File>> = Vec::new();
     for f in files {
         if !distinct.iter().any(|d| Arc::ptr_eq(d, &f)) {
             distinct.push(f);
         }
     }
-    if distinct.is_empty() {
-        return true;
-    }
-    let res = tokio::task::spawn_blocking(move || {
-        distinct
-            .iter()
-            .map(|f| f.sync_data())
-            .collect::<Result<Vec<()>, _>>()
-    })
-    .await;
-    match res {
-        Ok(Ok(_)) => true,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "fdatasync failed");
-            false
-        }
+    match distinct.iter().try_for_each(|f| f.sync_data()) {
+        Ok(()) => true,
         Err(e) => {
-            tracing::error!(error = %e, "fdatasync task failed");
+            tracing::error!(error = %e, "fdatasync failed");
             false
         }
     }
 }
 
-async fn produce(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
+/// Sets every partition still marked fine to UNKNOWN_SERVER_ERROR.
+fn fail_remaining(resp: &mut ProduceResponse) {
+    for p in resp.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+        if p.error_code == error_code::NONE {
+            p.error_code = error_code::UNKNOWN_SERVER_ERROR;
+        }
+    }
+}
+
+/// A produced partition that passed the checks: what to append where.
+struct Append {
+    /// Its answer's position in the response: (topic, partition).
+    slot: (usize, usize),
+    topic: Arc<Topic>,
+    partition: i32,
+    units: Vec<Prepared>,
+}
+
+/// What the storage step of a produce did.
+struct Written {
+    /// Per append, in request order: the base offset, or the error code.
+    results: Vec<((usize, usize), Result<i64, i16>)>,
+    /// False if the acks=all `fdatasync` failed.
+    synced: bool,
+}
+
+/// Produce: check every partition, append what passed (and sync it for acks=all) in one
+/// storage step, then wake waiting fetches and answer.
+async fn produce(state: &Arc<State>, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = ProduceRequest::decode(d, version)?;
-    let valid_acks = matches!(req.acks, -1..=1);
-    let mut resp = ProduceResponse::default();
-    let mut to_sync = Vec::new();
-    let mut appended_any = false;
-    for t in &req.topics {
-        let topic = if valid_acks {
-            state.log.get_or_create(&t.name, None)
-        } else {
-            Err(StorageError::InvalidTopic(String::new()))
-        };
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
-            let mut r = PartitionResponse {
-                index: p.index,
-                error_code: error_code::NONE,
-                base_offset: -1,
-            };
-            let partition = match &topic {
-                _ if !valid_acks => {
-                    r.error_code = error_code::INVALID_REQUIRED_ACKS;
-                    parts.push(r);
-                    continue;
-                }
-                Err(e) => {
-                    r.error_code = topic_error_code(e);
-                    parts.push(r);
-                    continue;
-                }
-                Ok(topic) => topic.partition(p.index),
-            };
-            let Some(partition) = partition else {
-                r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
-                parts.push(r);
-                continue;
-            };
-            let units = match p
-                .records
-                .map(|s| message_set::prepare(s, state.max_frame_bytes))
-            {
-                Some(Ok(units)) if !units.is_empty() => units,
-                Some(Ok(_)) | None => {
-                    r.error_code = error_code::CORRUPT_MESSAGE;
-                    parts.push(r);
-                    continue;
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %t.name, partition = p.index, error = %e, "refused message set");
-                    r.error_code = e.error_code();
-                    parts.push(r);
-                    continue;
-                }
-            };
-            match partition.append(units) {
-                Ok(a) => {
-                    r.base_offset = a.base_offset;
-                    appended_any = true;
-                    if req.acks == -1 {
-                        to_sync.extend(a.file);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(topic = %t.name, partition = p.index, error = %e, "append failed");
-                    r.error_code = error_code::UNKNOWN_SERVER_ERROR;
-                }
-            }
-            parts.push(r);
-        }
-        resp.topics.push(TopicResponse {
-            name: t.name.clone(),
-            partitions: parts,
-        });
-    }
-    // acks=all: on disk (fdatasync) before the ack; acks=1/0: written to the OS.
-    if !to_sync.is_empty() && !sync_files(to_sync).await {
-        for t in &mut resp.topics {
-            for p in &mut t.partitions {
-                if p.error_code == error_code::NONE {
-                    p.error_code = error_code::UNKNOWN_SERVER_ERROR;
-                }
-            }
-        }
-    }
-    if appended_any {
+    let topics = resolve_produce_topics(state, &req).await;
+    let (mut resp, appends) = check_produce(state, &req, &topics);
+    let written = write_appends(state, appends, req.acks == -1).await;
+    if record_written(&mut resp, written) {
         state.log.notify_appended();
     }
     if req.acks == 0 {
         return Ok(None);
     }
     Ok(Some(resp.encode(version)))
+}
+
+/// Each produced topic, auto-created if missing, or the error code all its partitions
+/// get. With invalid acks nothing is created.
+async fn resolve_produce_topics(
+    state: &Arc<State>,
+    req: &ProduceRequest<'_>,
+) -> Vec<Result<Arc<Topic>, i16>> {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        topics.push(if matches!(req.acks, -1..=1) {
+            get_or_create_topic(state, &t.name)
+                .await
+                .map_err(|e| topic_error_code(&e))
+        } else {
+            Err(error_code::INVALID_REQUIRED_ACKS)
+        });
+    }
+    topics
+}
+
+/// The response with every refused partition's error code filled in (the rest still
+/// NONE, offset -1), and the appends to make for the others.
+fn check_produce(
+    state: &State,
+    req: &ProduceRequest<'_>,
+    topics: &[Result<Arc<Topic>, i16>],
+) -> (ProduceResponse, Vec<Append>) {
+    let mut resp = ProduceResponse::default();
+    let mut appends = Vec::new();
+    for (ti, (t, topic)) in req.topics.iter().zip(topics).enumerate() {
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let error_code = match check_partition(state, &t.name, topic, p) {
+                Ok((topic, units)) => {
+                    appends.push(Append {
+                        slot: (ti, pi),
+                        topic,
+                        partition: p.index,
+                        units,
+                    });
+                    error_code::NONE
+                }
+                Err(code) => code,
+            };
+            parts.push(PartitionResponse {
+                index: p.index,
+                error_code,
+                base_offset: -1,
+            });
+        }
+        resp.topics.push(TopicResponse {
+            name: t.name.clone(),
+            partitions: parts,
+        });
+    }
+    (resp, appends)
+}
+
+/// One produced partition: its topic and validated messages, or the error code.
+fn check_partition(
+    state: &State,
+    topic_name: &str,
+    topic: &Result<Arc<Topic>, i16>,
+    p: &PartitionData<'_>,
+) -> Result<(Arc<Topic>, Vec<Prepared>), i16> {
+    let topic = topic.as_ref().map_err(|&code| code)?;
+    if topic.partition(p.index).is_none() {
+        return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    match p
+        .records
+        .map(|s| message_set::prepare(s, state.max_frame_bytes))
+    {
+        Some(Ok(units)) if !units.is_empty() => Ok((topic.clone(), units)),
+        Some(Ok(_)) | None => Err(error_code::CORRUPT_MESSAGE),
+        Some(Err(e)) => {
+            tracing::warn!(topic = %topic_name, partition = p.index, error = %e, "refused message set");
+            Err(e.error_code())
+        }
+    }
+}
+
+/// The storage step of a produce: every append in request order, then for acks=all
+/// (`sync`) one `fdatasync` per file touched, so the ack means "on disk". Nothing to
+/// append means no storage step at all. `None` if the step did not finish.
+async fn write_appends(state: &Arc<State>, appends: Vec<Append>, sync: bool) -> Option<Written> {
+    if appends.is_empty() {
+        return Some(Written {
+            results: Vec::new(),
+            synced: true,
+        });
+    }
+    let written = state
+        .storage(move |_| {
+            let mut to_sync = Vec::new();
+            let results = appends
+                .into_iter()
+                .map(|a| (a.slot, append_one(a, &mut to_sync)))
+                .collect();
+            let synced = !sync || sync_files(to_sync);
+            Written { results, synced }
+        })
+        .await;
+    match written {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "produce storage step failed");
+            None
+        }
+    }
+}
+
+/// Appends one partition's messages: the base offset (the file to sync is pushed to
+/// `to_sync`), or the error code.
+fn append_one(a: Append, to_sync: &mut Vec<Arc<File>>) -> Result<i64, i16> {
+    let Some(partition) = a.topic.partition(a.partition) else {
+        return Err(error_code::UNKNOWN_TOPIC_OR_PARTITION);
+    };
+    match partition.append(a.units) {
+        Ok(appended) => {
+            to_sync.extend(appended.file);
+            Ok(appended.base_offset)
+        }
+        Err(e) => {
+            tracing::error!(topic = %a.topic.name, partition = a.partition, error = %e, "append failed");
+            Err(error_code::UNKNOWN_SERVER_ERROR)
+        }
+    }
+}
+
+/// Puts the storage step's results into the response. Returns whether anything may have
+/// been appended (then waiting fetches must be woken).
+fn record_written(resp: &mut ProduceResponse, written: Option<Written>) -> bool {
+    let Some(written) = written else {
+        // Unknown how far it got: fail what was not refused, and wake fetches anyway.
+        fail_remaining(resp);
+        return true;
+    };
+    let mut appended_any = false;
+    for ((ti, pi), result) in written.results {
+        let Some(r) = resp
+            .topics
+            .get_mut(ti)
+            .and_then(|t| t.partitions.get_mut(pi))
+        else {
+            continue;
+        };
+        match result {
+            Ok(base_offset) => {
+                r.base_offset = base_offset;
+                appended_any = true;
+            }
+            Err(code) => r.error_code = code,
+        }
+    }
+    if !written.synced {
+        fail_remaining(resp);
+    }
+    appended_any
 }
 
 async fn fetch(
@@ -270,7 +373,7 @@ async fn fetch(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {}
-            () = crate::server::stopped(shutdown) => return Ok(Some(resp.encode(version))),
+            () = stopped(shutdown) => return Ok(Some(resp.encode(version))),
         }
     }
 }
@@ -377,7 +480,12 @@ fn list_offsets(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
     Ok(Some(resp.encode(version)))
 }
 
-fn metadata(state: &State, me: &Advertised, d: &mut Decoder<'_>, version: i16) -> Handled {
+async fn metadata(
+    state: &Arc<State>,
+    me: &Advertised,
+    d: &mut Decoder<'_>,
+    version: i16,
+) -> Handled {
     let req = MetadataRequest::decode(d, version)?;
     let topics = match req.topics {
         None => state
@@ -391,24 +499,27 @@ fn metadata(state: &State, me: &Advertised, d: &mut Decoder<'_>, version: i16) -
             })
             .collect(),
         // Naming a topic creates it, like Kafka's auto.create.topics.enable.
-        Some(names) => names
-            .into_iter()
-            .map(|name| match state.log.get_or_create(&name, None) {
-                Ok(t) => TopicMetadata {
-                    error_code: error_code::NONE,
-                    partitions: t.partition_count(),
-                    name,
-                },
-                Err(e) => {
-                    tracing::warn!(topic = %name, error = %e, "metadata for a topic that cannot be created");
-                    TopicMetadata {
-                        error_code: topic_error_code(&e),
-                        partitions: 0,
+        Some(names) => {
+            let mut topics = Vec::with_capacity(names.len());
+            for name in names {
+                topics.push(match get_or_create_topic(state, &name).await {
+                    Ok(t) => TopicMetadata {
+                        error_code: error_code::NONE,
+                        partitions: t.partition_count(),
                         name,
+                    },
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "metadata for a topic that cannot be created");
+                        TopicMetadata {
+                            error_code: topic_error_code(&e),
+                            partitions: 0,
+                            name,
+                        }
                     }
-                }
-            })
-            .collect(),
+                });
+            }
+            topics
+        }
     };
     let resp = MetadataResponse {
         node_id: NODE_ID,
@@ -419,7 +530,7 @@ fn metadata(state: &State, me: &Advertised, d: &mut Decoder<'_>, version: i16) -
     Ok(Some(resp.encode(version)))
 }
 
-async fn offset_commit(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
+async fn offset_commit(state: &Arc<State>, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = OffsetCommitRequest::decode(d, version)?;
     let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
     let mut commits = Vec::new();
@@ -447,17 +558,7 @@ async fn offset_commit(state: &State, d: &mut Decoder<'_>, version: i16) -> Hand
         }
         codes.push((t.name.clone(), parts));
     }
-    let ok = if commits.is_empty() {
-        true
-    } else {
-        match state.offsets.commit(&req.group_id, &commits) {
-            Ok(file) => sync_files(file.into_iter().collect()).await,
-            Err(e) => {
-                tracing::error!(group = %req.group_id, error = %e, "offset commit write failed");
-                false
-            }
-        }
-    };
+    let ok = commits.is_empty() || commit_offsets(state, &req.group_id, &commits).await;
     if !ok {
         for (_, parts) in &mut codes {
             for (_, code) in parts.iter_mut() {
@@ -468,6 +569,47 @@ async fn offset_commit(state: &State, d: &mut Decoder<'_>, version: i16) -> Hand
         }
     }
     Ok(Some(OffsetCommitResponse { topics: codes }.encode(version)))
+}
+
+/// Writes the commits and `fdatasync`s the offsets file (if any) in one storage step;
+/// true once they are on disk.
+async fn commit_offsets(state: &Arc<State>, group: &str, commits: &[Commit<'_>]) -> bool {
+    let group = group.to_owned();
+    let owned: Vec<(String, i32, i64, String)> = commits
+        .iter()
+        .map(|c| {
+            (
+                c.topic.to_owned(),
+                c.partition,
+                c.offset,
+                c.metadata.to_owned(),
+            )
+        })
+        .collect();
+    let stored = state
+        .storage(move |s| {
+            let commits: Vec<Commit<'_>> = owned
+                .iter()
+                .map(|(topic, partition, offset, metadata)| Commit {
+                    topic,
+                    partition: *partition,
+                    offset: *offset,
+                    metadata,
+                })
+                .collect();
+            match s.offsets.commit(&group, &commits) {
+                Ok(file) => sync_files(file.into_iter().collect()),
+                Err(e) => {
+                    tracing::error!(group = %group, error = %e, "offset commit write failed");
+                    false
+                }
+            }
+        })
+        .await;
+    stored.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "offset commit storage step failed");
+        false
+    })
 }
 
 fn offset_fetch(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
@@ -508,7 +650,7 @@ fn find_coordinator(me: &Advertised, d: &mut Decoder<'_>, version: i16) -> Handl
 /// CreateTopics: creates each topic through the log (serialised with auto-creation), or
 /// with `validate_only` only checks it. One result per distinct name, in request order;
 /// a name given twice is refused, as Kafka does.
-fn create_topics(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
+async fn create_topics(state: &Arc<State>, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = CreateTopicsRequest::decode(d, version)?;
     let mut occurrences: HashMap<&str, usize> = HashMap::with_capacity(req.topics.len());
     for t in &req.topics {
@@ -526,7 +668,7 @@ fn create_topics(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
                 "Found multiple entries for this topic.".to_owned(),
             ))
         } else {
-            create_topic(state, t, req.validate_only)
+            create_topic(state, t, req.validate_only).await
         };
         let (error_code, error_message) = match outcome {
             Ok(()) => (error_code::NONE, None),
@@ -546,8 +688,8 @@ fn create_topics(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
 
 /// Checks one topic of a CreateTopics request and, unless `validate_only`, creates it.
 /// Errors are `(error code, message)` with Kafka's codes and, mostly, its wording.
-fn create_topic(
-    state: &State,
+async fn create_topic(
+    state: &Arc<State>,
     t: &CreatableTopic,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
@@ -614,7 +756,12 @@ fn create_topic(
     if validate_only {
         return Ok(());
     }
-    match state.log.create(&t.name, Some(partitions)) {
+    let name = t.name.clone();
+    let created = state
+        .storage(move |s| s.log.create(&name, Some(partitions)))
+        .await
+        .and_then(|r| r);
+    match created {
         Ok(_) => Ok(()),
         // Created by someone else (e.g. auto-creation) since the check above.
         Err(StorageError::TopicExists(_)) => Err(already_exists(&t.name)),
@@ -678,4 +825,128 @@ fn check_assignment(assignments: &[(i32, Vec<i32>)]) -> Result<i32, (i16, String
             format!("Number of partitions must be at most {MAX_PARTITIONS} on devbroker."),
         )
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::log::Log;
+    use crate::offsets::OffsetStore;
+
+    fn raw(key: i16, version: i16, body: Encoder) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.i16(key).i16(version).i32(7).string("unit-test");
+        let mut f = e.into_bytes().to_vec();
+        f.extend_from_slice(&body.into_bytes());
+        f
+    }
+
+    /// Produce v0, acks=all, one message to `topic` partition 0.
+    fn produce_frame(topic: &str) -> Vec<u8> {
+        let msg = message_set::build_message(0, 0, None, None, Some(b"v"));
+        let set = message_set::encode_entry(0, &msg);
+        let mut e = Encoder::new();
+        e.i16(-1).i32(5_000);
+        e.array(&[topic], |e, t| {
+            e.string(t);
+            e.array(&[0i32], |e, p| {
+                e.i32(*p).bytes_chunks(std::slice::from_ref(&set));
+            });
+        });
+        raw(api_key::PRODUCE, 0, e)
+    }
+
+    /// Fetch v0 of `topic` partition 0 from offset 0, not waiting.
+    fn fetch_frame(topic: &str) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.i32(-1).i32(0).i32(1);
+        e.array(&[topic], |e, t| {
+            e.string(t);
+            e.array(&[0i32], |e, p| {
+                e.i32(*p).i64(0).i32(1 << 20);
+            });
+        });
+        raw(api_key::FETCH, 0, e)
+    }
+
+    /// Metadata v0 naming `topic` (which creates it).
+    fn metadata_frame(topic: &str) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.array(&[topic], |e, t| {
+            e.string(t);
+        });
+        raw(api_key::METADATA, 0, e)
+    }
+
+    /// A current-thread runtime has one worker: if a produce blocked it on the disk, no
+    /// other request could run until the disk answered.
+    #[tokio::test]
+    async fn a_stalled_disk_write_holds_up_only_its_own_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(Some(dir.path()), 1, &[("t".to_owned(), 1)]).unwrap();
+        let offsets = OffsetStore::open(Some(dir.path())).unwrap();
+        let state = Arc::new(State::new(log, offsets, 1 << 20));
+        let me = Advertised {
+            host: "127.0.0.1".into(),
+            port: 9092,
+        };
+        let (_stop, shutdown) = watch::channel(false);
+
+        let topic = state.log.topic("t").unwrap();
+        let (held_tx, held) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        let staller = std::thread::spawn(move || {
+            topic
+                .partition(0)
+                .unwrap()
+                .stall_appends(&held_tx, &release_rx);
+        });
+        held.recv().unwrap();
+
+        let produce = tokio::spawn({
+            let (state, me, mut shutdown) = (state.clone(), me.clone(), shutdown.clone());
+            async move { handle(&state, &me, &produce_frame("t"), &mut shutdown).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!produce.is_finished(), "the produce waits for its write");
+
+        // Meanwhile a fetch of the same partition and a topic creation are answered.
+        let mut sd = shutdown.clone();
+        let fetched = handle(&state, &me, &fetch_frame("t"), &mut sd).await;
+        assert!(matches!(fetched, Outcome::Respond(_)));
+        let created = handle(&state, &me, &metadata_frame("other"), &mut sd).await;
+        assert!(matches!(created, Outcome::Respond(_)));
+        assert!(state.log.topic("other").is_some());
+        assert_eq!(
+            state
+                .log
+                .topic("t")
+                .unwrap()
+                .partition(0)
+                .unwrap()
+                .log_end(),
+            0
+        );
+
+        release.send(()).unwrap();
+        staller.join().unwrap();
+        let produced = tokio::time::timeout(Duration::from_secs(10), produce)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(produced, Outcome::Respond(_)));
+        assert_eq!(
+            state
+                .log
+                .topic("t")
+                .unwrap()
+                .partition(0)
+                .unwrap()
+                .log_end(),
+            1
+        );
+    }
 }

@@ -25,8 +25,11 @@
 //! - `log`: partitions as append-only entry lists, optionally persisted, with a
 //!   `watch` channel that wakes long-polling fetches (no polling loops).
 //! - `offsets`: committed offsets, optionally persisted.
+//! - `state`: the state connections share; `State::storage` runs storage work on the
+//!   blocking pool when it does file I/O (inline in memory).
 //! - `handler`: one function per API tying requests to storage.
 //! - `server`: accept loop and connection tasks; a bad frame closes only its connection.
+//! - `shutdown`: the stop signal both of them watch.
 //! - [`Broker`] / [`RunningBroker`]: lifecycle; [`spawn_background`] runs a broker on its
 //!   own thread for synchronous tests.
 //!
@@ -36,6 +39,16 @@
 //! survives a crash of the process (`kill -9`). With acks=all (-1) the file is also
 //! `fdatasync`ed before the answer, so the ack means "on disk". OffsetCommit is always
 //! written and `fdatasync`ed before its answer. Topic creation is synced too.
+//!
+//! # Where the file I/O runs
+//!
+//! Storage work that touches files (topic creation, appends, offset commits, their
+//! `fdatasync`s) runs on tokio's blocking pool through `State::storage`, and the request
+//! awaits it before answering, so the durability above is unchanged while a slow disk
+//! delays only the requests waiting for it, not the runtime's worker threads. A
+//! partition (and the offset store) has a writer lock, held across the file write so
+//! offsets are assigned in file order, and a separate lock on what readers see, held
+//! only briefly: fetches never wait for a disk. In memory the same work runs inline.
 
 mod broker;
 mod compression;
@@ -46,6 +59,8 @@ mod message_set;
 mod offsets;
 pub mod protocol;
 mod server;
+mod shutdown;
+mod state;
 
 pub use broker::{BackgroundBroker, Broker, BrokerError, RunningBroker, spawn_background};
 pub use config::{BrokerConfig, DEFAULT_MAX_FRAME_BYTES, DEFAULT_PARTITIONS, TopicSpec};

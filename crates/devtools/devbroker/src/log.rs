@@ -50,6 +50,8 @@ pub enum StorageError {
     BadTopicMeta(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
+    #[error("storage work did not finish: {0}")]
+    Unfinished(#[source] tokio::task::JoinError),
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
@@ -96,18 +98,29 @@ pub struct ReadResult {
     pub bytes: usize,
 }
 
-struct PartitionState {
-    entries: Vec<Entry>,
-    log_end: i64,
-    file: Option<Arc<File>>,
+/// The append side of a partition. Held across the file write (so offsets are assigned
+/// in file order), never by readers.
+struct Writer {
+    /// The next offset to assign: the log end once the append in hand is done.
+    next: i64,
     file_len: u64,
     /// Set if a failed write could not be rolled back: appending more would put records
     /// after garbage, which recovery would then drop.
     broken: bool,
 }
 
+/// The read side: what fetches and offset look-ups see. Locked only briefly, never
+/// across file I/O, so a slow write does not hold up readers.
+struct Entries {
+    list: Vec<Entry>,
+    log_end: i64,
+}
+
 pub struct Partition {
-    state: Mutex<PartitionState>,
+    writer: Mutex<Writer>,
+    entries: Mutex<Entries>,
+    /// The partition file, with a data dir.
+    file: Option<Arc<File>>,
 }
 
 /// Result of an append: the first assigned offset and, with a data dir, the file to
@@ -125,68 +138,47 @@ impl Partition {
             None => (None, 0),
         };
         Self {
-            state: Mutex::new(PartitionState {
-                entries,
-                log_end,
-                file,
+            writer: Mutex::new(Writer {
+                next: log_end,
                 file_len,
                 broken: false,
             }),
+            entries: Mutex::new(Entries {
+                list: entries,
+                log_end,
+            }),
+            file,
         }
     }
 
-    /// Assigns offsets to `units` and appends them (memory, and file if any).
+    /// Assigns offsets to `units` and appends them (file if any, then memory). With a
+    /// data dir this does blocking file I/O: call it off the async worker threads.
     pub fn append(&self, units: Vec<Prepared>) -> io::Result<Appended> {
-        let mut st = lock(&self.state);
-        if st.broken {
+        let mut w = lock(&self.writer);
+        if w.broken {
             return Err(io::Error::other(
                 "partition log is broken after a failed write",
             ));
         }
-        let base_offset = st.log_end;
-        let mut next = base_offset;
-        let mut new_entries = Vec::with_capacity(units.len());
-        for u in units {
-            let last = next + u.count - 1;
-            // A kept wrapper carries the offset of its last inner message.
-            let data = message_set::encode_entry(last, &u.body);
-            new_entries.push(Entry {
-                base: next,
-                last,
-                timestamp: u.timestamp,
-                data,
-            });
-            next = last + 1;
+        let base_offset = w.next;
+        let (new_entries, next) = assign_offsets(base_offset, units);
+        if let Some(file) = &self.file {
+            write_records(file, &mut w, &new_entries)?;
         }
-        if let Some(file) = st.file.clone() {
-            let mut buf = Vec::with_capacity(
-                new_entries
-                    .iter()
-                    .map(|e| e.data.len() + RECORD_HEADER_LEN)
-                    .sum(),
-            );
-            for e in &new_entries {
-                encode_record(e, &mut buf);
-            }
-            if let Err(e) = (&*file).write_all(&buf) {
-                // Roll the file back so the next append does not land after a torn record.
-                if file.set_len(st.file_len).is_err() {
-                    st.broken = true;
-                }
-                return Err(e);
-            }
-            st.file_len += buf.len() as u64;
+        {
+            let mut e = lock(&self.entries);
+            e.list.extend(new_entries);
+            e.log_end = next;
         }
-        st.entries.extend(new_entries);
-        st.log_end = next;
+        w.next = next;
         Ok(Appended {
             base_offset,
-            file: st.file.clone(),
+            file: self.file.clone(),
         })
     }
 
     pub fn log_end(&self) -> i64 {
-        lock(&self.state).log_end
+        lock(&self.entries).log_end
     }
 
     /// The log start: nothing is ever deleted, so it is 0.
@@ -197,7 +189,7 @@ impl Partition {
     /// Entries from `offset` on, up to about `max_bytes` (at least one whole entry, so a
     /// large message never blocks a consumer).
     pub fn read(&self, offset: i64, max_bytes: usize) -> ReadResult {
-        let st = lock(&self.state);
+        let st = lock(&self.entries);
         let mut r = ReadResult {
             high_watermark: st.log_end,
             ..ReadResult::default()
@@ -206,8 +198,8 @@ impl Partition {
             r.out_of_range = true;
             return r;
         }
-        let start = st.entries.partition_point(|e| e.last < offset);
-        for e in &st.entries[start..] {
+        let start = st.list.partition_point(|e| e.last < offset);
+        for e in &st.list[start..] {
             if !r.entries.is_empty() && r.bytes + e.data.len() > max_bytes {
                 break;
             }
@@ -219,21 +211,74 @@ impl Partition {
 
     /// The first entry with a timestamp at or after `ts`: `(offset, timestamp)`.
     pub fn offset_for_time(&self, ts: i64) -> Option<(i64, i64)> {
-        let st = lock(&self.state);
-        st.entries
+        let st = lock(&self.entries);
+        st.list
             .iter()
             .find(|e| e.timestamp >= ts)
             .map(|e| (e.base, e.timestamp))
     }
 
+    /// Holds the append side, as a write stuck on a slow disk would: says so on `held`,
+    /// then waits for `release` (tests).
+    #[cfg(test)]
+    pub(crate) fn stall_appends(
+        &self,
+        held: &std::sync::mpsc::Sender<()>,
+        release: &std::sync::mpsc::Receiver<()>,
+    ) {
+        let _writer = lock(&self.writer);
+        let _ = held.send(());
+        let _ = release.recv();
+    }
+
     /// Syncs the partition file (used at shutdown).
     fn sync(&self) -> io::Result<()> {
-        let file = lock(&self.state).file.clone();
-        match file {
+        match &self.file {
             Some(f) => f.sync_data(),
             None => Ok(()),
         }
     }
+}
+
+/// Gives `units` consecutive offsets from `base`; returns the entries and the next offset.
+fn assign_offsets(base: i64, units: Vec<Prepared>) -> (Vec<Entry>, i64) {
+    let mut next = base;
+    let mut entries = Vec::with_capacity(units.len());
+    for u in units {
+        let last = next + u.count - 1;
+        // A kept wrapper carries the offset of its last inner message.
+        let data = message_set::encode_entry(last, &u.body);
+        entries.push(Entry {
+            base: next,
+            last,
+            timestamp: u.timestamp,
+            data,
+        });
+        next = last + 1;
+    }
+    (entries, next)
+}
+
+/// Writes `entries` as records with one `write`; on failure rolls the file back so the
+/// next append does not land after a torn record (or marks the writer broken).
+fn write_records(file: &File, w: &mut Writer, entries: &[Entry]) -> io::Result<()> {
+    let mut buf = Vec::with_capacity(
+        entries
+            .iter()
+            .map(|e| e.data.len() + RECORD_HEADER_LEN)
+            .sum(),
+    );
+    for e in entries {
+        encode_record(e, &mut buf);
+    }
+    if let Err(e) = (&*file).write_all(&buf) {
+        if file.set_len(w.file_len).is_err() {
+            w.broken = true;
+        }
+        return Err(e);
+    }
+    w.file_len += buf.len() as u64;
+    Ok(())
 }
 
 fn encode_record(e: &Entry, buf: &mut Vec<u8>) {
@@ -349,6 +394,12 @@ impl Log {
         Ok(log)
     }
 
+    /// Whether topics live in files too (a data dir is set): creation and appends then
+    /// do blocking file I/O.
+    pub fn persistent(&self) -> bool {
+        self.data_dir.is_some()
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics
             .read()
@@ -371,6 +422,7 @@ impl Log {
     }
 
     /// The topic, created with `partitions` (or the default) if it does not exist.
+    /// Creation does blocking file I/O if [`Log::persistent`].
     pub fn get_or_create(
         &self,
         name: &str,

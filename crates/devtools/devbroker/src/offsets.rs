@@ -32,13 +32,13 @@ pub struct Committed {
     pub metadata: String,
 }
 
-struct Inner {
-    map: HashMap<Key, Committed>,
-    file: Option<Arc<File>>,
-}
-
 pub struct OffsetStore {
-    inner: Mutex<Inner>,
+    /// Held across the file write, so the file and the map see commits in one order.
+    /// Never taken by readers.
+    writer: Mutex<()>,
+    /// The committed offsets; locked only briefly, never across file I/O.
+    map: Mutex<HashMap<Key, Committed>>,
+    file: Option<Arc<File>>,
 }
 
 /// One offset to commit.
@@ -59,30 +59,38 @@ impl OffsetStore {
             }
         };
         Ok(Self {
-            inner: Mutex::new(Inner { map, file }),
+            writer: Mutex::new(()),
+            map: Mutex::new(map),
+            file,
         })
     }
 
+    /// Whether commits go to a file (blocking I/O) too.
+    pub fn persistent(&self) -> bool {
+        self.file.is_some()
+    }
+
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
-        lock(&self.inner)
-            .map
+        lock(&self.map)
             .get(&(group.to_owned(), topic.to_owned(), partition))
             .cloned()
     }
 
     /// Records the commits (written to the file, if any, before memory is updated) and
-    /// returns the file to sync before acknowledging.
+    /// returns the file to sync before acknowledging. With a file this does blocking
+    /// I/O: call it off the async worker threads.
     pub fn commit(&self, group: &str, commits: &[Commit<'_>]) -> io::Result<Option<Arc<File>>> {
-        let mut inner = lock(&self.inner);
-        if let Some(file) = inner.file.clone() {
+        let _writer = lock(&self.writer);
+        if let Some(file) = &self.file {
             let mut buf = Vec::new();
             for c in commits {
                 encode_record(group, c.topic, c.partition, c.offset, c.metadata, &mut buf);
             }
-            (&*file).write_all(&buf)?;
+            (&**file).write_all(&buf)?;
         }
+        let mut map = lock(&self.map);
         for c in commits {
-            inner.map.insert(
+            map.insert(
                 (group.to_owned(), c.topic.to_owned(), c.partition),
                 Committed {
                     offset: c.offset,
@@ -90,12 +98,11 @@ impl OffsetStore {
                 },
             );
         }
-        Ok(inner.file.clone())
+        Ok(self.file.clone())
     }
 
     pub fn sync(&self) -> io::Result<()> {
-        let file = lock(&self.inner).file.clone();
-        match file {
+        match &self.file {
             Some(f) => f.sync_data(),
             None => Ok(()),
         }

@@ -14,7 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::handler::{self, Advertised, Outcome, State};
+use crate::handler::{self, Advertised, Outcome};
+use crate::shutdown::stopped;
+use crate::state::State;
 
 /// How long shutdown waits for connections to finish their current request.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -149,10 +151,4 @@ async fn connection(
             }
         }
     }
-}
-
-/// Resolves once shutdown is requested (or the broker handle is gone). Unlike
-/// `changed()`, it also resolves if the request was already seen by an earlier select.
-pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
