@@ -2,8 +2,9 @@
 # Installs and starts what the test suite needs on a fresh Debian machine with the
 # Rust toolchain: the real clients the tests drive (kcat, grpcurl, schemathesis,
 # cargo-nextest), Apache Kafka's jars from Maven Central (scripts/fetch-kafka.sh; Java
-# 17 and Maven are installed from Debian if missing) and, if they are not running,
-# local PostgreSQL and Redis. Idempotent.
+# 17 and Maven are installed from Debian if missing), Debian's Chromium with the
+# pinned playwright-core of tools/browser (npm ci; Node.js and npm from Debian if
+# missing) and, if they are not running, local PostgreSQL and Redis. Idempotent.
 set -euo pipefail
 
 log() { echo "== setup-test-tools: $*"; }

@@ -18,6 +18,17 @@ use std::{
 use crate::{free_port, kafka_admin, unique_name, wait_until};
 
 const READY: Duration = Duration::from_secs(90);
+/// Starts tried when a port turns out to be taken by the time the JVM binds it.
+const BIND_ATTEMPTS: u32 = 5;
+
+/// Why a JVM did not become ready.
+#[derive(Debug)]
+enum StartFailure {
+    /// A listener port was taken (`Address already in use`).
+    PortTaken,
+    /// It exited for another reason (its exit status).
+    Exited(String),
+}
 
 /// The Apache Kafka release lines the tests run, each pinned in
 /// `tools/kafka/<line>/pom.xml`.
@@ -107,9 +118,24 @@ impl KafkaBroker {
             jvm: None,
             watchdog: None,
         };
-        broker.write_config();
-        broker.format();
-        broker.launch();
+        // The ports were free when picked, but the JVM binds them seconds later and
+        // another test process may take one meanwhile: then start over on new ports.
+        for attempt in 1.. {
+            broker.write_config();
+            broker.format();
+            match broker.launch() {
+                Ok(()) => break,
+                Err(StartFailure::PortTaken) if attempt < BIND_ATTEMPTS => {
+                    broker.kill9();
+                    let _ = std::fs::remove_dir_all(broker.dir.join("data"));
+                    let _ = std::fs::remove_file(broker.log_path());
+                    std::fs::create_dir_all(broker.dir.join("data")).unwrap();
+                    broker.port = free_port();
+                    broker.controller_port = free_port();
+                }
+                Err(failure) => broker.fail(failure),
+            }
+        }
         broker
     }
 
@@ -166,6 +192,7 @@ impl KafkaBroker {
         std::fs::write(
             self.dir.join("log4j.properties"),
             "log4j.rootLogger=INFO, out\n\
+             log4j.logger.kafka.request.logger=WARN\n\
              log4j.appender.out=org.apache.log4j.ConsoleAppender\n\
              log4j.appender.out.layout=org.apache.log4j.PatternLayout\n\
              log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
@@ -179,6 +206,8 @@ impl KafkaBroker {
              appender.out.layout.type = PatternLayout\n\
              appender.out.layout.pattern = [%d] %p %m (%c)%n\n\
              rootLogger.level = info\n\
+             logger.request.name = kafka.request.logger\n\
+             logger.request.level = warn\n\
              rootLogger.appenderRef.out.ref = out\n",
         )
         .unwrap();
@@ -231,7 +260,8 @@ impl KafkaBroker {
         );
     }
 
-    fn launch(&mut self) {
+    /// Starts the JVM and waits until it is ready.
+    fn launch(&mut self) -> Result<(), StartFailure> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -265,27 +295,40 @@ impl KafkaBroker {
             .ok();
         self.jvm = Some(jvm);
         self.watchdog = watchdog;
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn fail(&self, failure: StartFailure) -> ! {
+        let why = match failure {
+            StartFailure::PortTaken => "a listener port stayed taken".to_owned(),
+            StartFailure::Exited(status) => format!("exit {status}"),
+        };
+        panic!(
+            "Apache Kafka {} did not start ({why}):\n{}",
+            self.release,
+            self.log_tail(60)
+        )
+    }
+
+    fn wait_ready(&mut self) -> Result<(), StartFailure> {
         let addr = self.bootstrap();
         let what = format!("Apache Kafka {} to list itself in Metadata", self.release);
         let start = std::time::Instant::now();
         loop {
             if kafka_admin::metadata(&addr, None).is_ok_and(|m| m.brokers >= 1) {
-                return;
+                return Ok(());
             }
             if let Some(status) = self
                 .jvm
                 .as_mut()
                 .and_then(|jvm| jvm.try_wait().ok().flatten())
             {
-                panic!(
-                    "Apache Kafka {} exited with {status} while starting:\n{}",
-                    self.release,
-                    self.log_tail(60)
-                );
+                let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+                return Err(if log.contains("Address already in use") {
+                    StartFailure::PortTaken
+                } else {
+                    StartFailure::Exited(status.to_string())
+                });
             }
             if start.elapsed() > READY {
                 panic!(
@@ -320,7 +363,17 @@ impl KafkaBroker {
     /// [`KafkaBroker::kill9`]); returns once it is ready.
     pub fn restart(&mut self) {
         self.kill9();
-        self.launch();
+        for attempt in 1.. {
+            match self.launch() {
+                Ok(()) => return,
+                // Its own ports: someone may hold one for a moment; try again.
+                Err(StartFailure::PortTaken) if attempt < BIND_ATTEMPTS => {
+                    self.kill9();
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(failure) => self.fail(failure),
+            }
+        }
     }
 
     /// The last `lines` lines of the broker's log.
