@@ -25,7 +25,9 @@ use kafka::consumer::Consumer;
 use crate::compat;
 use crate::error::BusError;
 use crate::producer::guarded;
-use crate::shutdown::{Backoff, Shutdown};
+use backoff::Backoff;
+
+use crate::shutdown::Shutdown;
 
 /// Longest accepted `fetch_max_wait`: the `kafka` crate's socket timeout is 120 s and a
 /// long poll must end well before it.

@@ -10,7 +10,7 @@ use kafka::client::{KafkaClient, ProduceMessage, RequiredAcks};
 use crate::compat;
 use crate::error::BusError;
 use crate::partitioner;
-use crate::shutdown::Backoff;
+use backoff::Backoff;
 
 /// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);

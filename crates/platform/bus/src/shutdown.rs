@@ -73,35 +73,6 @@ impl std::fmt::Debug for Shutdown {
     }
 }
 
-/// Exponential backoff between `initial` and `max`.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        let initial = initial.max(Duration::from_millis(1));
-        Self {
-            initial,
-            max: max.max(initial),
-            next: initial,
-        }
-    }
-
-    pub(crate) fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -115,14 +86,5 @@ mod tests {
         s.trigger();
         assert!(t.join().unwrap());
         assert!(s.is_triggered());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_max() {
-        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(35));
-        let v: Vec<_> = (0..4).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(v, vec![10, 20, 35, 35]);
-        b.reset();
-        assert_eq!(b.next_delay().as_millis(), 10);
     }
 }

@@ -1,5 +1,6 @@
 //! The relay loop on its dedicated thread.
 
+use backoff::Backoff;
 use std::{
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -141,6 +142,8 @@ impl std::fmt::Display for ErrorChain<'_> {
 
 /// Longest single sleep, so shutdown is noticed promptly.
 const SLICE: Duration = Duration::from_millis(200);
+/// Retry delays after a failed attempt: 100 ms doubling to 5 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Relay {
@@ -152,30 +155,30 @@ impl Relay {
             Err(err) => tracing::debug!(%err, "broker version check inconclusive"),
             Ok(()) => {}
         }
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         while !self.shutdown.is_cancelled() {
             // LISTEN before claiming, so a commit between the claim and the wait
             // still wakes us.
             self.ensure_listening();
             match self.relay_batch() {
                 Ok(0) => {
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     self.update_backlog();
                     self.wait_for_notify();
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => backoff.reset(),
                 Err(RelayError::Broker(err @ bus::BusError::UnsupportedBroker { .. })) => {
                     return self.stop_on(err);
                 }
                 Err(err) => {
                     self.failures.inc();
+                    let delay = backoff.next_delay();
                     tracing::warn!(
                         error = %ErrorChain(&err),
-                        retry_in = ?backoff,
+                        retry_in = ?delay,
                         "outbox relay attempt failed"
                     );
-                    self.sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    self.sleep(delay);
                 }
             }
         }

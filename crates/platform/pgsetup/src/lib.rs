@@ -18,6 +18,7 @@
 mod connection;
 pub mod tls;
 
+use backoff::Backoff;
 use std::{str::FromStr, time::Duration};
 
 use postgres::{Client, Config, error::SqlState};
@@ -161,7 +162,7 @@ pub async fn prepare_until_ready(
     options: PoolOptions,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Pool>, SetupError> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let dsn_owned = dsn.to_owned();
         let attempt =
@@ -171,15 +172,15 @@ pub async fn prepare_until_ready(
         match attempt {
             Ok(pool) => return Ok(Some(pool)),
             Err(err) if err.is_transient() => {
-                tracing::warn!(%err, retry_in = ?backoff, "PostgreSQL not reachable yet");
+                let delay = backoff.next_delay();
+                tracing::warn!(%err, retry_in = ?delay, "PostgreSQL not reachable yet");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
             Err(err) => return Err(err),
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
