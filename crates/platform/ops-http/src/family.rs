@@ -13,7 +13,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use crate::metrics::{Counter, Gauge, Histogram};
+use crate::instruments::{Counter, Gauge, Histogram};
 
 /// The series of one family, keyed by their rendered label set (`a="x",b="y"`),
 /// which is also the order they are rendered in.

@@ -20,6 +20,7 @@
 mod family;
 mod health;
 mod http_server;
+mod instruments;
 mod metrics;
 mod server;
 
@@ -28,7 +29,6 @@ pub use health::{Health, NOT_READY_CODE};
 pub use http_server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_HEADER_TIMEOUT, HttpTimeouts, serve_http,
 };
-pub use metrics::{
-    Counter, Gauge, Histogram, LATENCY_BUCKETS, Metrics, PROMETHEUS_DEFAULT_BUCKETS,
-};
+pub use instruments::{Counter, Gauge, Histogram, LATENCY_BUCKETS, PROMETHEUS_DEFAULT_BUCKETS};
+pub use metrics::Metrics;
 pub use server::{BindError, OpsServer, serve};
