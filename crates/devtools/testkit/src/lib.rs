@@ -24,6 +24,8 @@
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
 //!   mode from the jars `scripts/fetch-kafka.sh` fetches: SIGKILL, restart on its log
 //!   directory, topic creation.
+//! - `worker` (feature `worker`): a worker service (payments, notifications) on its
+//!   own runtime against an in-process devbroker, with a producer to feed it.
 #![allow(clippy::unwrap_used)]
 
 mod broker;
@@ -33,6 +35,8 @@ mod kafka_admin;
 mod process;
 mod proxy;
 mod tls_servers;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 use std::{
     sync::atomic::{AtomicU64, Ordering},

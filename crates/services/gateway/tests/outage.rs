@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{DEADLINE, Gateway, Orders, gateway_config, get_status, orders_config, row_counts};
+use common::{Gateway, gateway_config};
+use orders::testing::{DEADLINE, Orders, config as orders_config, get_status, row_counts};
 use proto::v1::{CreateOrderRequest, Money, OrderItem};
 use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
 use tonic::Code;
@@ -31,7 +32,7 @@ fn database_outage_is_unavailable_then_recovers_without_restart() {
         // The service's defaults (ORDERS_DB_TIMEOUT, GATEWAY_ORDERS_TIMEOUT), except
         // that orders reaches PostgreSQL through the proxy.
         let orders = Orders::start(orders_config(db.dsn_via(&proxy.addr()))).await;
-        common::wait_orders_ready(&orders).await;
+        orders.wait_ready().await;
         let gateway = Gateway::start(gateway_config(
             &orders.grpc_addr.to_string(),
             gateway::Config::default().gateway_orders_timeout.get(),

@@ -14,7 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{DEADLINE, Gateway, Orders, gateway_config, orders_config};
+use common::{Gateway, gateway_config};
+use orders::testing::{DEADLINE, Orders, config as orders_config};
 use serde_json::Value;
 use settings::GoDuration;
 use testkit::{TestDatabase, runtime};
@@ -37,7 +38,7 @@ fn a_burst_past_the_bound_is_shed_at_once_and_admitted_orders_complete() {
             ..orders_config(db.dsn())
         })
         .await;
-        common::wait_orders_ready(&orders).await;
+        orders.wait_ready().await;
         let gateway = Gateway::start(gateway::Config {
             gateway_max_in_flight: BOUND,
             ..gateway_config(&orders.grpc_addr.to_string(), DEADLINE)

@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::row_counts;
+use orders::testing::row_counts;
 use serde_json::{Value, json};
 use testkit::{TestDatabase, runtime, with_db};
 

@@ -12,8 +12,10 @@ use std::{
 use contracts::{PaymentOutcome, PaymentStatus};
 use notifications::Config;
 use settings::GoDuration;
-use testkit::{KillOnDrop, TcpProxy, unique_name, wait_until};
-use tokio_util::sync::CancellationToken;
+use testkit::{
+    KillOnDrop, TcpProxy, unique_name, wait_until,
+    worker::{Worker, producer},
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -32,64 +34,38 @@ fn redis() -> redis::Connection {
         .unwrap()
 }
 
-/// A broker and the worker running against it (on its own runtime: the test
-/// bodies are synchronous).
+/// The worker running against an in-process broker ([`Worker`]: its own runtime,
+/// the test bodies are synchronous) and the test Redis, under its own key prefix.
 struct Harness {
-    rt: tokio::runtime::Runtime,
-    // Held so the broker lives as long as the worker.
-    _broker: devbroker::BackgroundBroker,
+    worker: Worker<notifications::StartError>,
     config: Config,
-    shutdown: CancellationToken,
-    running: Option<notifications::Running>,
-    producer: bus::Producer,
-}
-
-/// A failing test still stops the worker, so dropping the runtime does not wait
-/// forever on its threads.
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
 }
 
 impl Harness {
     fn start(configure: impl FnOnce(&mut Config)) -> Self {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
-        let mut config = Config {
-            notifications_health_addr: "127.0.0.1:0".parse().unwrap(),
-            kafka_brokers: broker.bootstrap().parse().unwrap(),
-            kafka_topic: Some(unique_name("statuses")),
-            kafka_consumer_group: unique_name("notifications"),
-            redis_addr: redis_host_port(),
-            redis_ttl: GoDuration::from_secs(3600),
-            redis_key_prefix: format!("{}:", unique_name("test_notifications")),
-            ..Config::default()
-        };
-        configure(&mut config);
-        let shutdown = CancellationToken::new();
-        let running = rt
-            .block_on(notifications::start(config.clone(), shutdown.clone()))
-            .unwrap();
-        let producer = producer(&broker);
-        Self {
-            rt,
-            _broker: broker,
-            config,
-            shutdown,
-            running: Some(running),
-            producer,
-        }
+        let (worker, config) = Worker::start(
+            "notifications-test",
+            |broker| {
+                let mut config = Config {
+                    notifications_health_addr: "127.0.0.1:0".parse().unwrap(),
+                    kafka_brokers: broker.bootstrap().parse().unwrap(),
+                    kafka_topic: Some(unique_name("statuses")),
+                    kafka_consumer_group: unique_name("notifications"),
+                    redis_addr: redis_host_port(),
+                    redis_ttl: GoDuration::from_secs(3600),
+                    redis_key_prefix: format!("{}:", unique_name("test_notifications")),
+                    ..Config::default()
+                };
+                configure(&mut config);
+                config
+            },
+            notifications::start,
+        );
+        Self { worker, config }
     }
 
     fn produce(&mut self, key: &str, value: &[u8]) {
-        self.producer
-            .send(bus::Record {
-                topic: self.config.topic(),
-                key: key.as_bytes(),
-                value,
-            })
-            .unwrap();
+        self.worker.produce(self.config.topic(), key, value);
     }
 
     fn produce_status(&mut self, status: &PaymentStatus) {
@@ -113,14 +89,11 @@ impl Harness {
     }
 
     fn health_addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().health_addr
+        self.worker.health_addr()
     }
 
     fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(running) = self.running.take() {
-            self.rt.block_on(running.wait()).unwrap();
-        }
+        self.worker.stop();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{}*", self.config.redis_key_prefix))
             .query(&mut redis())
@@ -132,16 +105,6 @@ impl Harness {
                 .unwrap();
         }
     }
-}
-
-fn producer(broker: &devbroker::BackgroundBroker) -> bus::Producer {
-    bus::Producer::connect(bus::ProducerConfig {
-        brokers: vec![broker.bootstrap()],
-        ack_timeout: Duration::from_secs(5),
-        max_retries: 5,
-        client_id: "notifications-test".into(),
-    })
-    .unwrap()
 }
 
 fn status(event_id: i64, order_id: i64, outcome: PaymentOutcome) -> PaymentStatus {
@@ -278,7 +241,7 @@ fn sigterm_finishes_and_exits_zero() {
             .unwrap(),
     );
 
-    let mut producer = producer(&broker);
+    let mut producer = producer(&broker, "notifications-test");
     producer
         .send(bus::Record {
             topic: &topic,

@@ -31,6 +31,8 @@
 pub mod config;
 mod grpc;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod validation;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -2,10 +2,8 @@
 //! the outbox row, and every bad input with its status and message.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use chrono::{DateTime, Utc};
-use common::{Orders, config, item, request, row_counts};
+use orders::testing::{Orders, config, item, request, row_counts};
 use proto::v1::{GetOrderRequest, OrderStatus};
 use serde_json::{Value, json};
 use testkit::{TestDatabase, runtime, with_db};

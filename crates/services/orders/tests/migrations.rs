@@ -2,9 +2,7 @@
 //! against a fresh database both come up.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Orders, config, item, request};
+use orders::testing::{Orders, config, item, request};
 use testkit::{TestDatabase, runtime, with_db};
 
 /// What a restart must not change: the migration history and the schema objects.

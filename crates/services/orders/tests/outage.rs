@@ -4,9 +4,7 @@
 //! `error` and `code`) and the `checks` detail.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{DEADLINE, Orders, config, item, request};
+use orders::testing::{DEADLINE, Orders, config, item, request};
 use serde_json::{Value, json};
 use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
 use tonic::Code;

@@ -6,11 +6,9 @@
 //! TABLE orders IN SHARE MODE`, so every order insert waits until the test lets go.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 
-use common::{DEADLINE, Orders, config, item, request};
+use orders::testing::{DEADLINE, Orders, config, item, request};
 use testkit::{TestDatabase, runtime};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -93,7 +91,7 @@ fn calls_past_the_bound_fail_at_once_with_unavailable() {
                 .unwrap();
             accepted.push(order_id);
         }
-        let (stored, _, _) = common::row_counts(&db.dsn()).await;
+        let (stored, _, _) = orders::testing::row_counts(&db.dsn()).await;
         assert_eq!(stored, i64::from(BOUND), "{accepted:?}");
         // Free again.
         client

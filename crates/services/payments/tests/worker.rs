@@ -13,65 +13,50 @@ use chrono::{SubsecRound, Utc};
 use contracts::{OrderCreated, PaymentOutcome, PaymentStatus};
 use payments::Config;
 use serde_json::{Value, json};
-use testkit::{KillOnDrop, TcpProxy, TestDatabase, unique_name, wait_until};
+use testkit::{
+    KillOnDrop, TcpProxy, TestDatabase, unique_name, wait_until,
+    worker::{Worker, producer},
+};
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A broker, a database and the worker running against them. The tests are
-/// synchronous (the `postgres` client refuses to run inside an async context); the
-/// worker runs on its own runtime.
+/// A database and the worker running against it and an in-process broker
+/// ([`Worker`]: its own runtime, the test bodies are synchronous).
 struct Harness {
-    rt: tokio::runtime::Runtime,
-    broker: devbroker::BackgroundBroker,
+    worker: Worker<payments::StartError>,
     db: TestDatabase,
     config: Config,
-    shutdown: CancellationToken,
-    running: Option<payments::Running>,
-    producer: bus::Producer,
 }
 
 impl Harness {
     /// `configure` adjusts the test's configuration (given the test database).
     fn start(configure: impl FnOnce(&mut Config, &TestDatabase)) -> Self {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
         let db = TestDatabase::new("payments");
-        let mut config = Config {
-            payments_pg_dsn: db.dsn(),
-            payments_health_addr: "127.0.0.1:0".parse().unwrap(),
-            payments_db_timeout: settings::GoDuration::from_millis(500),
-            kafka_brokers: broker.bootstrap().parse().unwrap(),
-            kafka_topic_order: unique_name("orders"),
-            kafka_topic_status: unique_name("statuses"),
-            kafka_consumer_group: unique_name("payments"),
-            ..Config::default()
-        };
-        configure(&mut config, &db);
-        let shutdown = CancellationToken::new();
-        let running = rt
-            .block_on(payments::start(config.clone(), shutdown.clone()))
-            .unwrap();
-        let producer = producer(&broker);
-        Self {
-            rt,
-            broker,
-            db,
-            config,
-            shutdown,
-            running: Some(running),
-            producer,
-        }
+        let (worker, config) = Worker::start(
+            "payments-test",
+            |broker| {
+                let mut config = Config {
+                    payments_pg_dsn: db.dsn(),
+                    payments_health_addr: "127.0.0.1:0".parse().unwrap(),
+                    payments_db_timeout: settings::GoDuration::from_millis(500),
+                    kafka_brokers: broker.bootstrap().parse().unwrap(),
+                    kafka_topic_order: unique_name("orders"),
+                    kafka_topic_status: unique_name("statuses"),
+                    kafka_consumer_group: unique_name("payments"),
+                    ..Config::default()
+                };
+                configure(&mut config, &db);
+                config
+            },
+            payments::start,
+        );
+        Self { worker, db, config }
     }
 
     fn produce(&mut self, key: &str, value: &[u8]) {
-        self.producer
-            .send(bus::Record {
-                topic: &self.config.kafka_topic_order,
-                key: key.as_bytes(),
-                value,
-            })
-            .unwrap();
+        self.worker
+            .produce(&self.config.kafka_topic_order, key, value);
     }
 
     fn produce_order(&mut self, order: &OrderCreated) {
@@ -80,7 +65,7 @@ impl Harness {
     }
 
     fn health_addr(&self) -> SocketAddr {
-        self.running.as_ref().unwrap().health_addr
+        self.worker.health_addr()
     }
 
     fn count(&self, sql: &str) -> i64 {
@@ -102,29 +87,8 @@ impl Harness {
     }
 
     fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(running) = self.running.take() {
-            self.rt.block_on(running.wait()).unwrap();
-        }
+        self.worker.stop();
     }
-}
-
-/// A failing test still stops the worker, so dropping the runtime does not wait
-/// forever on its threads.
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-fn producer(broker: &devbroker::BackgroundBroker) -> bus::Producer {
-    bus::Producer::connect(bus::ProducerConfig {
-        brokers: vec![broker.bootstrap()],
-        ack_timeout: Duration::from_secs(5),
-        max_retries: 5,
-        client_id: "payments-test".into(),
-    })
-    .unwrap()
 }
 
 fn order(event_id: i64, order_id: i64) -> OrderCreated {
@@ -207,7 +171,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     let consumer = bus::spawn_consumer(
         bus::ConsumerConfig {
             lag_observer: None,
-            brokers: vec![h.broker.bootstrap()],
+            brokers: vec![h.worker.broker.bootstrap()],
             topic: h.config.kafka_topic_status.clone(),
             group: unique_name("status-reader"),
             partitions: None,
@@ -385,9 +349,11 @@ fn instances_reading_disjoint_partitions_share_the_work() {
         ..h.config.clone()
     };
     let second_shutdown = CancellationToken::new();
-    let second =
-        h.rt.block_on(payments::start(second_config, second_shutdown.clone()))
-            .unwrap();
+    let second = h
+        .worker
+        .rt
+        .block_on(payments::start(second_config, second_shutdown.clone()))
+        .unwrap();
 
     let order_ids: Vec<i64> = (1..=12).collect();
     for &order_id in &order_ids {
@@ -410,7 +376,7 @@ fn instances_reading_disjoint_partitions_share_the_work() {
     });
 
     second_shutdown.cancel();
-    h.rt.block_on(second.wait()).unwrap();
+    h.worker.rt.block_on(second.wait()).unwrap();
     h.stop();
 }
 
@@ -433,7 +399,7 @@ fn sigterm_finishes_and_exits_zero() {
             .unwrap(),
     );
 
-    let mut producer = producer(&broker);
+    let mut producer = producer(&broker, "payments-test");
     let event = order(50, 6);
     producer
         .send(bus::Record {
@@ -491,7 +457,7 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
         let output = Command::new(testkit::binary("payments"))
             .args(&all_args)
             .env("PAYMENTS_PG_DSN", h.db.dsn())
-            .env("KAFKA_BROKERS", h.broker.bootstrap())
+            .env("KAFKA_BROKERS", h.worker.broker.bootstrap())
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -559,7 +525,7 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     let output = Command::new(testkit::binary("payments"))
         .args(["dead-letters", "replay", "999999"])
         .env("PAYMENTS_PG_DSN", h.db.dsn())
-        .env("KAFKA_BROKERS", h.broker.bootstrap())
+        .env("KAFKA_BROKERS", h.worker.broker.bootstrap())
         .output()
         .unwrap();
     assert!(!output.status.success());

@@ -1,29 +1,13 @@
-//! Starting orders and the gateway in-process for a test, and talking HTTP to it.
+//! Starting the gateway in-process for a test, and talking HTTP to it; orders in
+//! front of it comes from orders' own harness (`orders::testing`).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
 
-use proto::v1::orders_service_client::OrdersServiceClient;
+use orders::testing::{Orders, config as orders_config};
 use serde_json::Value;
-use settings::{BrokerList, GoDuration};
+use settings::GoDuration;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::transport::Channel;
-
-/// A deadline for things that normally take milliseconds, not a timing assert.
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Orders' settings for a test: loopback port-0 listeners, the given database, a
-/// broker address nothing listens on (the relay retries quietly; rows stay unsent).
-pub fn orders_config(dsn: String) -> orders::Config {
-    orders::Config {
-        orders_pg_dsn: dsn,
-        orders_grpc_addr: "127.0.0.1:0".parse().unwrap(),
-        orders_health_addr: "127.0.0.1:0".parse().unwrap(),
-        orders_db_pool_size: 4,
-        kafka_brokers: BrokerList::single("127.0.0.1", 1),
-        ..orders::Config::default()
-    }
-}
 
 /// The gateway's settings for a test: port 0, orders at `orders` (`host:port` or URI).
 pub fn gateway_config(orders: &str, timeout: Duration) -> gateway::Config {
@@ -32,36 +16,6 @@ pub fn gateway_config(orders: &str, timeout: Duration) -> gateway::Config {
         orders_grpc_addr: orders.parse().unwrap(),
         gateway_orders_timeout: GoDuration(timeout),
         ..gateway::Config::default()
-    }
-}
-
-/// A running orders; stops when dropped.
-pub struct Orders {
-    pub grpc_addr: SocketAddr,
-    pub health_addr: SocketAddr,
-    _stop: DropGuard,
-}
-
-impl Orders {
-    pub async fn start(config: orders::Config) -> Self {
-        let stop = CancellationToken::new();
-        let running = orders::start(config, stop.clone()).await.unwrap();
-        Self {
-            grpc_addr: running.grpc_addr,
-            health_addr: running.health_addr,
-            _stop: stop.drop_guard(),
-        }
-    }
-
-    pub async fn client(&self) -> OrdersServiceClient<Channel> {
-        OrdersServiceClient::connect(format!("http://{}", self.grpc_addr))
-            .await
-            .unwrap()
-    }
-
-    /// orders' own operations endpoint, e.g. `/readyz`.
-    pub fn ops_url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.health_addr)
     }
 }
 
@@ -186,43 +140,14 @@ impl Gateway {
     }
 }
 
-/// Status of a plain GET (e.g. orders' `/readyz`); `None` if it cannot be reached.
-pub async fn get_status(url: &str) -> Option<u16> {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let response = http
-        .get(url)
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-        .ok()?;
-    Some(response.status().as_u16())
-}
-
-/// Rows in `orders`, `order_items` and `events`.
-pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
-    let [orders, items, events] =
-        testkit::row_counts(dsn, ["orders", "order_items", "events"]).await;
-    (orders, items, events)
-}
-
 /// A ready orders on `db` and a gateway in front of it (5 s timeout).
 pub async fn orders_and_gateway(db: &testkit::TestDatabase) -> (Orders, Gateway) {
     let orders = Orders::start(orders_config(db.dsn())).await;
-    wait_orders_ready(&orders).await;
+    orders.wait_ready().await;
     let gateway = Gateway::start(gateway_config(
         &orders.grpc_addr.to_string(),
         Duration::from_secs(5),
     ))
     .await;
     (orders, gateway)
-}
-
-/// Waits until orders' `/readyz` is 200 (the database is migrated and reachable).
-pub async fn wait_orders_ready(orders: &Orders) {
-    let url = orders.ops_url("/readyz");
-    testkit::wait_until_async(DEADLINE, "orders /readyz 200", || {
-        let url = url.clone();
-        async move { (get_status(&url).await == Some(200)).then_some(()) }
-    })
-    .await;
 }

@@ -1,5 +1,7 @@
-//! Starting orders in-process for a test, and looking into its database.
-#![allow(dead_code, clippy::unwrap_used)]
+//! The test harness for orders (feature `testing`), shared by orders' own tests and
+//! the gateway's: start orders in-process on a test database, talk gRPC and HTTP to
+//! it, and look into its database. Everything here panics on failure (test code).
+#![allow(clippy::unwrap_used, missing_docs)]
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -16,14 +18,14 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Orders' settings for a test: loopback port-0 listeners, the given database, and
 /// a broker address nothing listens on (the relay retries quietly; rows stay unsent).
-pub fn config(dsn: String) -> orders::Config {
-    orders::Config {
+pub fn config(dsn: String) -> crate::Config {
+    crate::Config {
         orders_pg_dsn: dsn,
         orders_grpc_addr: "127.0.0.1:0".parse().unwrap(),
         orders_health_addr: "127.0.0.1:0".parse().unwrap(),
         orders_db_pool_size: 4,
         kafka_brokers: BrokerList::single("127.0.0.1", 1),
-        ..orders::Config::default()
+        ..crate::Config::default()
     }
 }
 
@@ -31,15 +33,15 @@ pub fn config(dsn: String) -> orders::Config {
 pub struct Orders {
     pub grpc_addr: SocketAddr,
     pub health_addr: SocketAddr,
-    pub running: Option<orders::Running>,
+    pub running: Option<crate::Running>,
     stop: CancellationToken,
     _guard: DropGuard,
 }
 
 impl Orders {
-    pub async fn start(config: orders::Config) -> Self {
+    pub async fn start(config: crate::Config) -> Self {
         let stop = CancellationToken::new();
-        let running = orders::start(config, stop.clone()).await.unwrap();
+        let running = crate::start(config, stop.clone()).await.unwrap();
         Self {
             grpc_addr: running.grpc_addr,
             health_addr: running.health_addr,
@@ -50,7 +52,7 @@ impl Orders {
     }
 
     /// Starts and waits until gRPC health says SERVING.
-    pub async fn start_serving(config: orders::Config) -> Self {
+    pub async fn start_serving(config: crate::Config) -> Self {
         let orders = Self::start(config).await;
         orders.wait_serving().await;
         orders
@@ -73,11 +75,26 @@ impl Orders {
         let mut client = HealthClient::new(channel);
         let response = client
             .check(HealthCheckRequest {
-                service: orders::SERVICE_NAME.to_owned(),
+                service: crate::SERVICE_NAME.to_owned(),
             })
             .await
             .ok()?;
         Some(response.into_inner().status())
+    }
+
+    /// orders' own operations endpoint, e.g. `/readyz`.
+    pub fn ops_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.health_addr)
+    }
+
+    /// Waits until orders' `/readyz` is 200 (the database is migrated and reachable).
+    pub async fn wait_ready(&self) {
+        let url = self.ops_url("/readyz");
+        testkit::wait_until_async(DEADLINE, "orders /readyz 200", || {
+            let url = url.clone();
+            async move { (get_status(&url).await == Some(200)).then_some(()) }
+        })
+        .await;
     }
 
     pub async fn wait_serving(&self) {
@@ -94,6 +111,18 @@ impl Orders {
             running.wait().await.unwrap();
         }
     }
+}
+
+/// Status of a plain GET (e.g. orders' `/readyz`); `None` if it cannot be reached.
+pub async fn get_status(url: &str) -> Option<u16> {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?;
+    Some(response.status().as_u16())
 }
 
 pub fn item(product_id: i64, quantity: i32, price: i64) -> OrderItem {
