@@ -80,3 +80,20 @@ pub const DEFAULT_BATCH_SIZE: u32 = 1000;
 /// The largest `RETENTION_BATCH` accepted: a bigger batch holds its row locks and
 /// its share of the WAL for too long at once.
 pub const MAX_BATCH_SIZE: u32 = 100_000;
+
+/// Checks `RETENTION_INTERVAL` and `RETENTION_BATCH` as every service reads them; the
+/// error names the variable (the caller wraps it in its configuration error).
+pub fn check_schedule(interval: Duration, batch_size: u32) -> Result<(), String> {
+    if interval.is_zero() {
+        return Err(
+            "RETENTION_INTERVAL must not be 0 (set a table's retention to 0 to keep its rows)"
+                .to_owned(),
+        );
+    }
+    if !(1..=MAX_BATCH_SIZE).contains(&batch_size) {
+        return Err(format!(
+            "RETENTION_BATCH must be from 1 to {MAX_BATCH_SIZE}"
+        ));
+    }
+    Ok(())
+}

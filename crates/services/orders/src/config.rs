@@ -131,18 +131,8 @@ impl Config {
         if self.outbox_lease.get().is_zero() {
             return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
         }
-        if self.retention_interval.get().is_zero() {
-            return Err(ConfigError::Other(
-                "RETENTION_INTERVAL must not be 0 (set OUTBOX_RETENTION to 0 to keep sent rows)"
-                    .into(),
-            ));
-        }
-        if !(1..=retention::MAX_BATCH_SIZE).contains(&self.retention_batch) {
-            return Err(ConfigError::Other(format!(
-                "RETENTION_BATCH must be from 1 to {}",
-                retention::MAX_BATCH_SIZE
-            )));
-        }
+        retention::check_schedule(self.retention_interval.get(), self.retention_batch)
+            .map_err(ConfigError::Other)?;
         Ok(self)
     }
 

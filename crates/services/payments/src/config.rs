@@ -126,18 +126,8 @@ impl Config {
         if self.kafka_period.get().is_zero() {
             return Err(ConfigError::Other("KAFKA_PERIOD must not be 0".into()));
         }
-        if self.retention_interval.get().is_zero() {
-            return Err(ConfigError::Other(
-                "RETENTION_INTERVAL must not be 0 (set a table's retention to 0 to keep its rows)"
-                    .into(),
-            ));
-        }
-        if !(1..=retention::MAX_BATCH_SIZE).contains(&self.retention_batch) {
-            return Err(ConfigError::Other(format!(
-                "RETENTION_BATCH must be from 1 to {}",
-                retention::MAX_BATCH_SIZE
-            )));
-        }
+        retention::check_schedule(self.retention_interval.get(), self.retention_batch)
+            .map_err(ConfigError::Other)?;
         // The deduplication window. A redelivery from beyond it still finds its order
         // paid (one payment per order), but is handled as a new event instead of
         // skipped at once; shorter than an hour is a typo, not a policy.
