@@ -7,8 +7,8 @@ use std::sync::mpsc;
 use std::thread;
 
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::BrokerConfig;
 use crate::log::{Log, StorageError};
@@ -77,12 +77,12 @@ impl Broker {
             source,
         })?;
         let state = Arc::new(State::new(log, offsets, config.max_frame_bytes));
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let task = tokio::spawn(server::serve(
             listener,
             state.clone(),
             config.advertised_host.clone(),
-            shutdown_rx,
+            shutdown.clone(),
         ));
         tracing::info!(
             %local_addr,
@@ -91,7 +91,7 @@ impl Broker {
         );
         Ok(RunningBroker {
             local_addr,
-            shutdown_tx,
+            shutdown: shutdown.drop_guard(),
             task,
             state,
         })
@@ -102,7 +102,8 @@ impl Broker {
 /// [`RunningBroker::shutdown`] to also wait for that and flush files.
 pub struct RunningBroker {
     local_addr: SocketAddr,
-    shutdown_tx: watch::Sender<bool>,
+    /// Cancels the server's token when dropped, so a dropped handle stops the broker too.
+    shutdown: DropGuard,
     task: JoinHandle<()>,
     state: Arc<State>,
 }
@@ -118,7 +119,7 @@ impl RunningBroker {
 
     /// Stops accepting, lets connections finish their current request, and syncs files.
     pub async fn shutdown(self) {
-        let _ = self.shutdown_tx.send(true);
+        drop(self.shutdown);
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "server task failed");
         }
@@ -141,7 +142,7 @@ impl RunningBroker {
 /// shuts the broker down and joins the thread.
 pub struct BackgroundBroker {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     thread: Option<thread::JoinHandle<()>>,
 }
 
@@ -165,9 +166,7 @@ impl BackgroundBroker {
 
 impl Drop for BackgroundBroker {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
         if let Some(t) = self.thread.take()
             && t.join().is_err()
         {
@@ -186,7 +185,8 @@ impl Drop for BackgroundBroker {
 /// ```
 pub fn spawn_background(config: BrokerConfig) -> Result<BackgroundBroker, BrokerError> {
     let (addr_tx, addr_rx) = mpsc::channel();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
     let thread = thread::Builder::new()
         .name("devbroker".into())
         .spawn(move || {
@@ -206,8 +206,8 @@ pub fn spawn_background(config: BrokerConfig) -> Result<BackgroundBroker, Broker
                 match Broker::start(config).await {
                     Ok(b) => {
                         let _ = addr_tx.send(Ok(b.local_addr()));
-                        // Either an explicit stop or the handle being dropped ends it.
-                        let _ = stop_rx.await;
+                        // Cancelled by the handle's `Drop` (`stop` drops it too).
+                        stopped.cancelled().await;
                         b.shutdown().await;
                     }
                     Err(e) => {
@@ -220,7 +220,7 @@ pub fn spawn_background(config: BrokerConfig) -> Result<BackgroundBroker, Broker
     match addr_rx.recv() {
         Ok(Ok(addr)) => Ok(BackgroundBroker {
             addr,
-            stop: Some(stop_tx),
+            stop,
             thread: Some(thread),
         }),
         Ok(Err(e)) => {

@@ -7,22 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::log::{MAX_PARTITIONS, StorageError, Topic, valid_topic_name};
+use crate::log::{MAX_PARTITIONS, Partition, StorageError, Topic, valid_topic_name};
 use crate::message_set::{self, Prepared};
 use crate::offsets::{self, Commit};
 use crate::protocol::create_topics::{
     CreatableTopic, CreatableTopicResult, CreateTopicsRequest, CreateTopicsResponse,
 };
-use crate::protocol::fetch::{
-    FetchPartitionResponse, FetchRequest, FetchResponse, FetchTopicResponse,
-};
+use crate::protocol::fetch::{FetchPartitionResponse, FetchRequest, FetchResponse};
 use crate::protocol::find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 use crate::protocol::list_offsets::{
     EARLIEST, LATEST, ListOffsetsPartitionResponse, ListOffsetsRequest, ListOffsetsResponse,
-    ListOffsetsTopicResponse,
 };
 use crate::protocol::metadata::{MetadataRequest, MetadataResponse, TopicMetadata};
 use crate::protocol::offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
@@ -33,10 +30,9 @@ use crate::protocol::produce::{
     PartitionData, PartitionResponse, ProduceRequest, ProduceResponse, TopicResponse,
 };
 use crate::protocol::{
-    DecodeError, Decoder, Encoder, RequestHeader, api_key, api_versions, error_code,
-    frame_response, supported_versions,
+    DecodeError, Decoder, Encoder, RequestHeader, TopicPartitions, api_key, api_versions,
+    error_code, frame_response, supported_versions,
 };
-use crate::shutdown::stopped;
 use crate::state::State;
 
 /// The single node's id.
@@ -64,7 +60,7 @@ pub async fn handle(
     state: &Arc<State>,
     me: &Advertised,
     frame: &[u8],
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Outcome {
     let mut d = Decoder::new(frame);
     let (key, version, correlation_id) = match RequestHeader::decode_prefix(&mut d) {
@@ -350,7 +346,7 @@ async fn fetch(
     state: &State,
     d: &mut Decoder<'_>,
     version: i16,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Handled {
     let req = FetchRequest::decode(d, version)?;
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
@@ -373,38 +369,57 @@ async fn fetch(
                 }
             }
             () = tokio::time::sleep_until(deadline) => {}
-            () = stopped(shutdown) => return Ok(Some(resp.encode(version))),
+            () = shutdown.cancelled() => return Ok(Some(resp.encode(version))),
         }
     }
 }
 
+/// Answers each requested partition of `topics`: `answer` gets the topic's name, the
+/// entry, and the partition (`None` when the topic or partition does not exist).
+fn answer_each<'a, P, Q>(
+    state: &State,
+    topics: &'a [TopicPartitions<P>],
+    index: impl Fn(&P) -> i32,
+    mut answer: impl FnMut(&'a str, &'a P, Option<&Partition>) -> Q,
+) -> Vec<TopicPartitions<Q>> {
+    topics
+        .iter()
+        .map(|t| {
+            let topic = state.log.topic(&t.name);
+            t.map(|p| {
+                let partition = topic.as_ref().and_then(|topic| topic.partition(index(p)));
+                answer(&t.name, p, partition)
+            })
+        })
+        .collect()
+}
+
 fn fetch_once(state: &State, req: &FetchRequest, version: i16) -> (FetchResponse, usize, bool) {
-    let mut resp = FetchResponse::default();
     let mut total = 0usize;
     let mut had_error = false;
     let response_limit = usize::try_from(req.max_bytes).unwrap_or(0);
-    for t in &req.topics {
-        let topic = state.log.topic(&t.name);
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
+    let topics = answer_each(
+        state,
+        &req.topics,
+        |p| p.index,
+        |_, p, partition| {
             let mut r = FetchPartitionResponse {
                 index: p.index,
                 error_code: error_code::NONE,
                 high_watermark: -1,
                 records: Vec::new(),
             };
-            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.index)) else {
+            let Some(partition) = partition else {
                 r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
                 had_error = true;
-                parts.push(r);
-                continue;
+                return r;
             };
             if total > 0 && total >= response_limit {
-                // v3 response limit reached: later partitions get nothing this time (the
-                // first data always goes out, so a small limit cannot stall a consumer).
+                // v3 response limit reached: later partitions get nothing this time
+                // (the first data always goes out, so a small limit cannot stall a
+                // consumer).
                 r.high_watermark = partition.log_end();
-                parts.push(r);
-                continue;
+                return r;
             }
             let max = usize::try_from(p.max_bytes)
                 .unwrap_or(0)
@@ -428,56 +443,45 @@ fn fetch_once(state: &State, req: &FetchRequest, version: i16) -> (FetchResponse
                     );
                 }
             }
-            parts.push(r);
-        }
-        resp.topics.push(FetchTopicResponse {
-            name: t.name.clone(),
-            partitions: parts,
-        });
-    }
-    (resp, total, had_error)
+            r
+        },
+    );
+    (FetchResponse { topics }, total, had_error)
 }
 
 fn list_offsets(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = ListOffsetsRequest::decode(d, version)?;
-    let mut resp = ListOffsetsResponse::default();
-    for t in &req.topics {
-        let topic = state.log.topic(&t.name);
-        let parts = t
-            .partitions
-            .iter()
-            .map(|p| {
-                let mut r = ListOffsetsPartitionResponse {
-                    index: p.index,
-                    error_code: error_code::NONE,
-                    offset: -1,
-                    timestamp: -1,
-                    max_num_offsets: p.max_num_offsets,
-                };
-                match topic.as_ref().and_then(|t| t.partition(p.index)) {
-                    None => r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                    Some(part) => match p.timestamp {
-                        LATEST => r.offset = part.log_end(),
-                        EARLIEST => r.offset = part.log_start(),
-                        ts => match part.offset_for_time(ts) {
-                            Some((o, found_ts)) => {
-                                r.offset = o;
-                                r.timestamp = found_ts;
-                            }
-                            None if version == 0 => r.offset = part.log_end(),
-                            None => {}
-                        },
+    let topics = answer_each(
+        state,
+        &req.topics,
+        |p| p.index,
+        |_, p, partition| {
+            let mut r = ListOffsetsPartitionResponse {
+                index: p.index,
+                error_code: error_code::NONE,
+                offset: -1,
+                timestamp: -1,
+                max_num_offsets: p.max_num_offsets,
+            };
+            match partition {
+                None => r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
+                Some(part) => match p.timestamp {
+                    LATEST => r.offset = part.log_end(),
+                    EARLIEST => r.offset = part.log_start(),
+                    ts => match part.offset_for_time(ts) {
+                        Some((o, found_ts)) => {
+                            r.offset = o;
+                            r.timestamp = found_ts;
+                        }
+                        None if version == 0 => r.offset = part.log_end(),
+                        None => {}
                     },
-                }
-                r
-            })
-            .collect();
-        resp.topics.push(ListOffsetsTopicResponse {
-            name: t.name.clone(),
-            partitions: parts,
-        });
-    }
-    Ok(Some(resp.encode(version)))
+                },
+            }
+            r
+        },
+    );
+    Ok(Some(ListOffsetsResponse { topics }.encode(version)))
 }
 
 async fn metadata(
@@ -532,36 +536,35 @@ async fn metadata(
 
 async fn offset_commit(state: &Arc<State>, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = OffsetCommitRequest::decode(d, version)?;
-    let mut codes: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
     let mut commits = Vec::new();
-    for t in &req.topics {
-        let topic = state.log.topic(&t.name);
-        let mut parts = Vec::with_capacity(t.partitions.len());
-        for p in &t.partitions {
+    let mut codes = answer_each(
+        state,
+        &req.topics,
+        |p| p.index,
+        |topic, p, partition| {
             let meta = p.metadata.as_deref().unwrap_or("");
             let code = if req.group_id.is_empty() {
                 error_code::INVALID_GROUP_ID
-            } else if topic.as_ref().and_then(|t| t.partition(p.index)).is_none() {
+            } else if partition.is_none() {
                 error_code::UNKNOWN_TOPIC_OR_PARTITION
             } else if meta.len() > offsets::MAX_METADATA_LEN {
                 error_code::OFFSET_METADATA_TOO_LARGE
             } else {
                 commits.push(Commit {
-                    topic: &t.name,
+                    topic,
                     partition: p.index,
                     offset: p.offset,
                     metadata: meta,
                 });
                 error_code::NONE
             };
-            parts.push((p.index, code));
-        }
-        codes.push((t.name.clone(), parts));
-    }
+            (p.index, code)
+        },
+    );
     let ok = commits.is_empty() || commit_offsets(state, &req.group_id, &commits).await;
     if !ok {
-        for (_, parts) in &mut codes {
-            for (_, code) in parts.iter_mut() {
+        for t in &mut codes {
+            for (_, code) in &mut t.partitions {
                 if *code == error_code::NONE {
                     *code = error_code::UNKNOWN_SERVER_ERROR;
                 }
@@ -617,20 +620,16 @@ fn offset_fetch(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
     let topics = req
         .topics
         .iter()
-        .map(|(name, parts)| {
-            let parts = parts
-                .iter()
-                .map(|&index| {
-                    let c = state.offsets.get(&req.group_id, name, index);
-                    OffsetFetchPartition {
-                        index,
-                        offset: c.as_ref().map_or(-1, |c| c.offset),
-                        metadata: c.map(|c| c.metadata).unwrap_or_default(),
-                        error_code: error_code::NONE,
-                    }
-                })
-                .collect();
-            (name.clone(), parts)
+        .map(|t| {
+            t.map(|&index| {
+                let c = state.offsets.get(&req.group_id, &t.name, index);
+                OffsetFetchPartition {
+                    index,
+                    offset: c.as_ref().map_or(-1, |c| c.offset),
+                    metadata: c.map(|c| c.metadata).unwrap_or_default(),
+                    error_code: error_code::NONE,
+                }
+            })
         })
         .collect();
     Ok(Some(OffsetFetchResponse { topics }.encode(version)))
@@ -881,6 +880,17 @@ mod tests {
         raw(api_key::METADATA, 0, e)
     }
 
+    /// Log end of `topic` partition 0.
+    fn log_end(state: &State, topic: &str) -> i64 {
+        state
+            .log
+            .topic(topic)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log_end()
+    }
+
     /// A current-thread runtime has one worker: if a produce blocked it on the disk, no
     /// other request could run until the disk answered.
     #[tokio::test]
@@ -893,7 +903,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
         };
-        let (_stop, shutdown) = watch::channel(false);
+        let shutdown = CancellationToken::new();
 
         let topic = state.log.topic("t").unwrap();
         let (held_tx, held) = mpsc::channel();
@@ -907,29 +917,19 @@ mod tests {
         held.recv().unwrap();
 
         let produce = tokio::spawn({
-            let (state, me, mut shutdown) = (state.clone(), me.clone(), shutdown.clone());
-            async move { handle(&state, &me, &produce_frame("t"), &mut shutdown).await }
+            let (state, me, shutdown) = (state.clone(), me.clone(), shutdown.clone());
+            async move { handle(&state, &me, &produce_frame("t"), &shutdown).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!produce.is_finished(), "the produce waits for its write");
 
         // Meanwhile a fetch of the same partition and a topic creation are answered.
-        let mut sd = shutdown.clone();
-        let fetched = handle(&state, &me, &fetch_frame("t"), &mut sd).await;
+        let fetched = handle(&state, &me, &fetch_frame("t"), &shutdown).await;
         assert!(matches!(fetched, Outcome::Respond(_)));
-        let created = handle(&state, &me, &metadata_frame("other"), &mut sd).await;
+        let created = handle(&state, &me, &metadata_frame("other"), &shutdown).await;
         assert!(matches!(created, Outcome::Respond(_)));
         assert!(state.log.topic("other").is_some());
-        assert_eq!(
-            state
-                .log
-                .topic("t")
-                .unwrap()
-                .partition(0)
-                .unwrap()
-                .log_end(),
-            0
-        );
+        assert_eq!(log_end(&state, "t"), 0);
 
         release.send(()).unwrap();
         staller.join().unwrap();
@@ -938,15 +938,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(matches!(produced, Outcome::Respond(_)));
-        assert_eq!(
-            state
-                .log
-                .topic("t")
-                .unwrap()
-                .partition(0)
-                .unwrap()
-                .log_end(),
-            1
-        );
+        assert_eq!(log_end(&state, "t"), 1);
     }
 }

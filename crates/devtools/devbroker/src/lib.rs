@@ -29,7 +29,8 @@
 //!   blocking pool when it does file I/O (inline in memory).
 //! - `handler`: one function per API tying requests to storage.
 //! - `server`: accept loop and connection tasks; a bad frame closes only its connection.
-//! - `shutdown`: the stop signal both of them watch.
+//! - Stop signal: a `CancellationToken` (the platform's one stop signal); each
+//!   connection holds a child of the server's token.
 //! - [`Broker`] / [`RunningBroker`]: lifecycle; [`spawn_background`] runs a broker on its
 //!   own thread for synchronous tests.
 //!
@@ -59,7 +60,6 @@ mod message_set;
 mod offsets;
 pub mod protocol;
 mod server;
-mod shutdown;
 mod state;
 
 pub use broker::{BackgroundBroker, Broker, BrokerError, RunningBroker, spawn_background};

@@ -334,15 +334,17 @@ mod tests {
             .collect()
     }
 
+    fn bodies(p: &[Prepared]) -> Vec<&[u8]> {
+        p.iter().map(|e| &e.body[..]).collect()
+    }
+
     #[test]
     fn uncompressed_messages_are_kept_byte_for_byte() {
         let m0 = build_message(0, 0, None, Some(b"k"), Some(b"v"));
         let m1 = build_message(1, 0, Some(123), None, Some(b"value"));
         let set = set_of(&[(0, m0.clone()), (0, m1.clone())]);
         let p = prepare(&set, 1 << 20).unwrap();
-        assert_eq!(p.len(), 2);
-        assert_eq!(&p[0].body[..], &m0[..]);
-        assert_eq!(&p[1].body[..], &m1[..]);
+        assert_eq!(bodies(&p), [&m0[..], &m1[..]]);
         assert_eq!(p[1].timestamp, 123);
     }
 
@@ -372,9 +374,8 @@ mod tests {
         ] {
             let w = build_message(1, attr, Some(2), None, Some(&payload));
             let p = prepare(&set_of(&[(0, w.clone())]), 1 << 20).unwrap();
-            assert_eq!(p.len(), 1);
+            assert_eq!(bodies(&p), [&w[..]]);
             assert_eq!(p[0].count, 2);
-            assert_eq!(&p[0].body[..], &w[..]);
 
             // Down-converted: two magic-0 messages with absolute offsets 10, 11.
             let mut out = Vec::new();
@@ -397,9 +398,7 @@ mod tests {
         let inner = set_of(&[(0, a.clone()), (0, b.clone())]);
         let w = build_message(0, 2, None, None, Some(&testing::snappy_raw(&inner)));
         let p = prepare(&set_of(&[(0, w)]), 1 << 20).unwrap();
-        assert_eq!(p.len(), 2);
-        assert_eq!(&p[0].body[..], &a[..]);
-        assert_eq!(&p[1].body[..], &b[..]);
+        assert_eq!(bodies(&p), [&a[..], &b[..]]);
         assert_eq!(p[0].count, 1);
     }
 

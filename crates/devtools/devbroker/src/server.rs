@@ -11,11 +11,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::handler::{self, Advertised, Outcome};
-use crate::shutdown::stopped;
 use crate::state::State;
 
 /// How long shutdown waits for connections to finish their current request.
@@ -25,7 +24,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     advertised_host: Option<String>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -33,7 +32,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let state = state.clone();
-                    let shutdown = shutdown.clone();
+                    let shutdown = shutdown.child_token();
                     let host = advertised_host.clone();
                     conns.spawn(async move {
                         connection(stream, peer, state, host, shutdown).await;
@@ -46,7 +45,7 @@ pub(crate) async fn serve(
                 }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.cancelled() => break,
         }
     }
     drop(listener);
@@ -97,7 +96,7 @@ async fn connection(
     peer: SocketAddr,
     state: Arc<State>,
     advertised_host: Option<String>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     // Advertise the address this client reached us on, so Metadata and FindCoordinator
     // always point back at a reachable listener (also when bound to 0.0.0.0).
@@ -120,7 +119,7 @@ async fn connection(
     loop {
         let frame = tokio::select! {
             f = read_frame(&mut reader, state.max_frame_bytes) => f,
-            () = stopped(&mut shutdown) => break,
+            () = shutdown.cancelled() => break,
         };
         let frame = match frame {
             Ok(Frame::Request(f)) => f,
@@ -137,7 +136,7 @@ async fn connection(
                 break;
             }
         };
-        match handler::handle(&state, &me, &frame, &mut shutdown).await {
+        match handler::handle(&state, &me, &frame, &shutdown).await {
             Outcome::Respond(bytes) => {
                 if let Err(e) = write_half.write_all(&bytes).await {
                     tracing::debug!(%peer, error = %e, "write failed");

@@ -205,22 +205,7 @@ fn creates_a_topic_with_the_asked_partition_count() {
         &["-b", &b.bootstrap(), "-P", "-t", "three", "-p", "2"],
         b"into partition 2\n",
     );
-    let out = kcat(
-        &[
-            "-b",
-            &b.bootstrap(),
-            "-C",
-            "-t",
-            "three",
-            "-p",
-            "2",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        b"",
-    );
+    let out = kcat_read(&b.bootstrap(), "three", 2, &[]);
     assert_eq!(out, b"into partition 2\n");
 
     // -1 partitions and -1 replication factor: the broker defaults (2 partitions here).
@@ -287,26 +272,16 @@ fn racing_creations_of_one_topic_make_exactly_one() {
 #[test]
 fn bad_replication_factor_is_refused() {
     let b = broker(None);
-    let results = create(
-        &b,
-        &[
-            topic("rf-three", 3, 3),
-            topic("rf-zero", 3, 0),
-            topic("rf-minus-two", 3, -2),
-            topic("rf-one", 3, 1),
-            topic("rf-default", 3, -1),
-        ],
-    );
-    let messages = assert_codes(
-        &results,
-        &[
-            ("rf-three", INVALID_REPLICATION_FACTOR),
-            ("rf-zero", INVALID_REPLICATION_FACTOR),
-            ("rf-minus-two", INVALID_REPLICATION_FACTOR),
-            ("rf-one", error_code::NONE),
-            ("rf-default", error_code::NONE),
-        ],
-    );
+    // (name, replication factor, expected code), each with 3 partitions.
+    let cases = [
+        ("rf-three", 3, INVALID_REPLICATION_FACTOR),
+        ("rf-zero", 0, INVALID_REPLICATION_FACTOR),
+        ("rf-minus-two", -2, INVALID_REPLICATION_FACTOR),
+        ("rf-one", 1, error_code::NONE),
+        ("rf-default", -1, error_code::NONE),
+    ];
+    let results = create(&b, &cases.map(|(name, rf, _)| topic(name, 3, rf)));
+    let messages = assert_codes(&results, &cases.map(|(name, _, code)| (name, code)));
     assert_eq!(
         messages[0].as_deref(),
         Some("Replication factor: 3 larger than available brokers: 1.")
@@ -471,22 +446,7 @@ fn created_topics_survive_a_restart_with_a_data_dir() {
         &create(&b, &[topic("kept", 4, 1)]),
         &[("kept", TOPIC_ALREADY_EXISTS)],
     );
-    let out = kcat(
-        &[
-            "-b",
-            &b.bootstrap(),
-            "-C",
-            "-t",
-            "kept",
-            "-p",
-            "3",
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ],
-        b"",
-    );
+    let out = kcat_read(&b.bootstrap(), "kept", 3, &[]);
     assert_eq!(out, b"before restart\n");
 }
 

@@ -86,22 +86,9 @@ fn parse_values(mut out: &[u8]) -> Vec<(i64, Vec<u8>)> {
 }
 
 fn consume_with_kcat(bootstrap: &str, topic: &str, how: Negotiation) -> Vec<(i64, Vec<u8>)> {
-    let mut args = vec![
-        "-C",
-        "-b",
-        bootstrap,
-        "-t",
-        topic,
-        "-p",
-        "0",
-        "-o",
-        "beginning",
-        "-e",
-        "-q",
-    ];
-    args.extend_from_slice(&["-f", "%o %S %s"]);
-    args.extend_from_slice(how.args());
-    parse_values(&kcat(&args, b""))
+    let mut extra = vec!["-f", "%o %S %s"];
+    extra.extend_from_slice(how.args());
+    parse_values(&kcat_read(bootstrap, topic, 0, &extra))
 }
 
 #[test]

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, kcat};
+use common::{DEADLINE, kcat, kcat_read};
 use devbroker::protocol::{SUPPORTED_APIS, api_key, supported_versions};
 use devbroker::{BrokerConfig, TopicSpec};
 use kafka::client::{
@@ -448,22 +448,9 @@ fn drive_kcat(bootstrap: &str) {
             lines,
         );
         // A short fetch wait, for the same reason as in drive_kafka_crate.
-        kcat(
-            &with(&[
-                "-C",
-                "-t",
-                SEED_TOPIC,
-                "-p",
-                "0",
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-                "-X",
-                "fetch.wait.max.ms=10",
-            ]),
-            b"",
-        );
+        let mut extra = vec!["-X", "fetch.wait.max.ms=10"];
+        extra.extend_from_slice(settings);
+        kcat_read(bootstrap, SEED_TOPIC, 0, &extra);
     }
 }
 

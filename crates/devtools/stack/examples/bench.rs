@@ -168,7 +168,7 @@ fn pgbench_reference(args: &Args) -> anyhow::Result<f64> {
         max_size: 1,
         connect_timeout: Duration::from_secs(5),
     };
-    pgsetup::prepare(&db.dsn(), orders::migrations(), options)?;
+    pgsetup::prepare(&db.dsn(), orders::schema(), options)?;
     // The same two statements OrderStore::create sends: reserve ids, then one
     // statement inserting the order, its item and the outbox row.
     let script = r#"\set user_id random(1, 100000)

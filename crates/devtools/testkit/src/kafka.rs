@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use crate::tls_servers::{kill_and_reap, spawn_watchdog};
 use crate::{free_port, kafka_admin, unique_name, wait_until};
 
 const READY: Duration = Duration::from_secs(90);
@@ -276,23 +277,7 @@ impl KafkaBroker {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start Apache Kafka {}: {err}", self.release));
         // Kills the JVM (and removes its files) once this test process is gone.
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(
-                "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 1; done; \
-                 if ! kill -0 \"$1\" 2>/dev/null; then kill -9 \"$2\" 2>/dev/null; rm -rf \"$3\"; fi",
-            )
-            .args([
-                "kafka-watchdog",
-                &std::process::id().to_string(),
-                &jvm.id().to_string(),
-                &self.dir.display().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
+        let watchdog = spawn_watchdog("kafka", jvm.id(), &self.dir);
         self.jvm = Some(jvm);
         self.watchdog = watchdog;
         self.wait_ready()
@@ -349,14 +334,8 @@ impl KafkaBroker {
     /// SIGKILL: the JVM gets no chance to flush or to leave the group coordinator
     /// cleanly.
     pub fn kill9(&mut self) {
-        if let Some(mut jvm) = self.jvm.take() {
-            let _ = jvm.kill();
-            let _ = jvm.wait();
-        }
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
+        kill_and_reap(&mut self.jvm);
+        kill_and_reap(&mut self.watchdog);
     }
 
     /// Starts the broker again on the same ports and log directory (after

@@ -10,7 +10,7 @@
 //! - [`ServiceProcess`]: a workspace binary run as a real process (kill -9, SIGTERM,
 //!   restart), its output kept in a log file and shown when the test fails.
 //! - [`run_to_exit`]: run a binary with a given environment to its exit (code, stderr),
-//!   and [`assert_setting_refused`] on top of it;
+//!   and [`assert_setting_refused`] / [`assert_settings_refused`] on top of it;
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
@@ -47,8 +47,8 @@ pub use broker::{BrokerKind, TestBroker};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use kafka::{KafkaBroker, KafkaLine};
 pub use process::{
-    KillOnDrop, ServiceProcess, assert_setting_refused, binary, free_port, http_get_status,
-    http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
+    KillOnDrop, ServiceProcess, assert_setting_refused, assert_settings_refused, binary, free_port,
+    http_get_status, http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
 pub use tls_servers::{TestCerts, TlsPostgres, TlsRedis};

@@ -106,6 +106,21 @@ pub fn assert_setting_refused(
     assert!(stderr.contains(expected), "{var}={value:?}: {stderr}");
 }
 
+/// [`assert_setting_refused`] for each case, with every variable the service reads
+/// (`env_vars`, and its configuration-file variable) cleared but the case's.
+pub fn assert_settings_refused(
+    program: &Path,
+    env_vars: &[&str],
+    config_file_var: &str,
+    cases: &[(&str, &str, &str)],
+) {
+    let mut clear = env_vars.to_vec();
+    clear.push(config_file_var);
+    for case in cases {
+        assert_setting_refused(program, &clear, &[], *case);
+    }
+}
+
 /// A child process killed on drop if it is still running (a failing test does not
 /// leave it behind).
 pub struct KillOnDrop(pub Child);

@@ -88,17 +88,28 @@ impl TestCerts {
     }
 }
 
-/// A process started for one test, its watchdog, and its files.
+/// A server process started for one test, its watchdog, its port and its files.
 struct Supervised {
     name: &'static str,
+    port: u16,
     child: Option<Child>,
     watchdog: Option<Child>,
     log: PathBuf,
+    // Removed after the server is killed (`Drop` runs before the fields drop).
+    _dir: tempfile::TempDir,
 }
 
 impl Supervised {
-    fn spawn(name: &'static str, mut command: Command, dir: &Path) -> Self {
-        let log = dir.join(format!("{name}.log"));
+    /// Starts `command` with its output in `dir` and returns once its log contains
+    /// `ready_line` and `port` accepts TCP connections.
+    fn start(
+        name: &'static str,
+        mut command: Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        ready_line: &str,
+    ) -> Self {
+        let log = dir.path().join(format!("{name}.log"));
         let out = File::create(&log).unwrap();
         let child = command
             .stdin(Stdio::null())
@@ -107,29 +118,19 @@ impl Supervised {
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {name}: {err}"));
         // Kills the server (and removes its files) once this test process is gone.
-        let watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(
-                "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 1; done; \
-                 if ! kill -0 \"$1\" 2>/dev/null; then kill -9 \"$2\" 2>/dev/null; rm -rf \"$3\"; fi",
-            )
-            .args([
-                &format!("{name}-watchdog"),
-                &std::process::id().to_string(),
-                &child.id().to_string(),
-                &dir.display().to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
-        Self {
+        let watchdog = spawn_watchdog(name, child.id(), dir.path());
+        let mut server = Self {
             name,
+            port,
             child: Some(child),
             watchdog,
             log,
-        }
+            _dir: dir,
+        };
+        server.wait_ready(|log| {
+            log.contains(ready_line) && TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        server
     }
 
     fn log_text(&self) -> String {
@@ -161,14 +162,39 @@ impl Supervised {
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(mut watchdog) = self.watchdog.take() {
-            let _ = watchdog.kill();
-            let _ = watchdog.wait();
-        }
+        kill_and_reap(&mut self.child);
+        kill_and_reap(&mut self.watchdog);
+    }
+}
+
+/// Starts a `sh` process that SIGKILLs `pid` and removes `dir` once this test process
+/// is gone: a test process killed mid-run (its `Drop`s never run) leaves no server
+/// behind. `None` when `sh` cannot start; the server then only dies with its `Drop`.
+pub(crate) fn spawn_watchdog(name: &str, pid: u32, dir: &Path) -> Option<Child> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(
+            "while kill -0 \"$1\" 2>/dev/null && kill -0 \"$2\" 2>/dev/null; do sleep 1; done; \
+             if ! kill -0 \"$1\" 2>/dev/null; then kill -9 \"$2\" 2>/dev/null; rm -rf \"$3\"; fi",
+        )
+        .args([
+            &format!("{name}-watchdog"),
+            &std::process::id().to_string(),
+            &pid.to_string(),
+            &dir.display().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// SIGKILLs and reaps the process, if there still is one.
+pub(crate) fn kill_and_reap(process: &mut Option<Child>) {
+    if let Some(mut process) = process.take() {
+        let _ = process.kill();
+        let _ = process.wait();
     }
 }
 
@@ -225,10 +251,7 @@ fn chown(path: &Path, user: Option<(u32, u32)>) {
 
 /// A private PostgreSQL with TLS on; see the module documentation.
 pub struct TlsPostgres {
-    port: u16,
     server: Supervised,
-    // Removed after the server is killed (field order).
-    _dir: tempfile::TempDir,
 }
 
 impl TlsPostgres {
@@ -307,20 +330,19 @@ impl TlsPostgres {
                 dir.path().join("server.key").display()
             ));
         as_user(&mut postgres, user, dir.path());
-        let mut server = Supervised::spawn("postgres", postgres, dir.path());
-        server.wait_ready(|log| {
-            log.contains("ready to accept connections")
-                && TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
         Self {
-            port,
-            server,
-            _dir: dir,
+            server: Supervised::start(
+                "postgres",
+                postgres,
+                dir,
+                port,
+                "ready to accept connections",
+            ),
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// `postgres://postgres:postgres@{host}:{port}/{database}` followed by `query`
@@ -328,7 +350,7 @@ impl TlsPostgres {
     pub fn dsn(&self, host: &str, database: &str, query: &str) -> String {
         format!(
             "postgres://postgres:postgres@{host}:{}/{database}{query}",
-            self.port
+            self.server.port
         )
     }
 
@@ -340,9 +362,7 @@ impl TlsPostgres {
 
 /// A private `redis-server` that speaks TLS only; see the module documentation.
 pub struct TlsRedis {
-    port: u16,
     server: Supervised,
-    _dir: tempfile::TempDir,
 }
 
 impl TlsRedis {
@@ -368,20 +388,19 @@ impl TlsRedis {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path());
-        let mut server = Supervised::spawn("redis-server", redis, dir.path());
-        server.wait_ready(|log| {
-            log.contains("Ready to accept connections")
-                && TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
         Self {
-            port,
-            server,
-            _dir: dir,
+            server: Supervised::start(
+                "redis-server",
+                redis,
+                dir,
+                port,
+                "Ready to accept connections",
+            ),
         }
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port
     }
 
     /// The server's log so far.

@@ -9,7 +9,8 @@
 //!   it resumes from the last committed offset (at-least-once).
 //! - A broker that answers without the protocol versions the client uses (Apache Kafka
 //!   4.x; checked at every connect) ends the loop with [`BusError::UnsupportedBroker`].
-//! - Shutdown: finish the message in hand, commit, return.
+//! - Shutdown (the `CancellationToken` cancelled): finish the message in hand, commit,
+//!   return. Backoff sleeps wake at once ([`lifecycle::stop::sleep`]).
 //! - Lag: with a [`LagObserver`], every [`LAG_INTERVAL`] each partition's log end
 //!   offset minus the group's committed offset is reported (for a metric).
 
@@ -21,13 +22,13 @@ use std::time::{Duration, Instant};
 
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
 use kafka::consumer::Consumer;
+use lifecycle::stop;
+use tokio_util::sync::CancellationToken;
 
 use crate::compat;
-use crate::error::BusError;
+use crate::error::{BusError, ConsumerError};
 use crate::producer::guarded;
 use backoff::Backoff;
-
-use crate::shutdown::Shutdown;
 
 /// Longest accepted `fetch_max_wait`: the `kafka` crate's socket timeout is 120 s and a
 /// long poll must end well before it.
@@ -176,10 +177,11 @@ pub struct BatchFailure<E> {
 #[derive(Debug)]
 pub struct ConsumerHandle {
     thread: thread::JoinHandle<Result<(), BusError>>,
+    shutdown: CancellationToken,
 }
 
 impl ConsumerHandle {
-    /// Waits for the thread (trigger the [`Shutdown`] first).
+    /// Waits for the thread (cancel its token first).
     pub fn join(self) -> Result<(), BusError> {
         self.thread.join().map_err(|_| BusError::ConsumerPanicked)?
     }
@@ -188,46 +190,39 @@ impl ConsumerHandle {
         self.thread.is_finished()
     }
 
-    /// For async services: waits until `cancel` is cancelled, then triggers
-    /// `shutdown` and waits for the thread (message in hand finished, offsets
-    /// committed). A consumer that ends by itself before that is an error.
-    pub async fn stop_when_cancelled(
-        self,
-        shutdown: Shutdown,
-        cancel: &tokio_util::sync::CancellationToken,
-    ) -> Result<(), BusError> {
-        let mut join = tokio::task::spawn_blocking(move || self.join());
-        let (joined, requested) = tokio::select! {
-            _ = cancel.cancelled() => {
-                shutdown.trigger();
-                ((&mut join).await, true)
-            }
-            joined = &mut join => (joined, false),
-        };
-        match joined {
-            Ok(Ok(())) if requested => Ok(()),
-            Ok(Ok(())) => Err(BusError::ConsumerStopped),
-            Ok(Err(err)) => Err(err),
-            Err(_) => Err(BusError::ConsumerPanicked),
+    /// For async services: waits, off the runtime, for the thread to end. After its
+    /// token is cancelled that is `Ok` (message in hand finished, offsets committed);
+    /// a consumer that ends by itself before that is an error.
+    pub async fn stopped(self) -> Result<(), ConsumerError> {
+        let shutdown = self.shutdown.clone();
+        match tokio::task::spawn_blocking(move || self.join()).await {
+            Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
+            Ok(Ok(())) => Err(BusError::ConsumerStopped.into()),
+            Ok(Err(err)) => Err(err.into()),
+            Err(_) => Err(BusError::ConsumerPanicked.into()),
         }
     }
 }
 
-/// Starts the consumer loop on a new thread named after the topic. Fails only if the
-/// configuration is unusable (`InvalidInput`) or the thread cannot be spawned. Unless
-/// shut down, the thread ends only with [`BusError::UnsupportedBroker`] (or a panic).
+/// Starts the consumer loop on a new thread named after the topic; cancelling
+/// `shutdown` stops it. Fails only if the configuration is unusable (`InvalidInput`)
+/// or the thread cannot be spawned ([`ConsumerError::Spawn`]). Unless shut down, the
+/// thread ends only with [`BusError::UnsupportedBroker`] (or a panic).
 pub fn spawn_consumer<H: Handler>(
     config: ConsumerConfig,
     handler: H,
-    shutdown: Shutdown,
-) -> io::Result<ConsumerHandle> {
-    validate(&config).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    shutdown: CancellationToken,
+) -> Result<ConsumerHandle, ConsumerError> {
+    validate(&config)
+        .map_err(|e| ConsumerError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
     // Linux keeps 15 bytes of a thread name.
     let name: String = format!("bus-{}", config.topic).chars().take(15).collect();
+    let stop = shutdown.clone();
     let thread = thread::Builder::new()
         .name(name)
-        .spawn(move || run(config, handler, shutdown))?;
-    Ok(ConsumerHandle { thread })
+        .spawn(move || run(config, handler, stop))
+        .map_err(ConsumerError::Spawn)?;
+    Ok(ConsumerHandle { thread, shutdown })
 }
 
 fn validate(c: &ConsumerConfig) -> Result<(), String> {
@@ -303,14 +298,14 @@ enum Batch {
 fn run<H: Handler>(
     config: ConsumerConfig,
     mut handler: H,
-    shutdown: Shutdown,
+    shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let topic = config.topic.as_str();
     let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
     let mut consumer: Option<Consumer> = None;
     let mut lag = config.lag_observer.clone().map(LagMeter::new);
     tracing::info!(topic, group = %config.group, partitions = ?config.partitions, "consumer started");
-    while !shutdown.is_triggered() {
+    while !shutdown.is_cancelled() {
         let c = match consumer.as_mut() {
             Some(c) => c,
             None => match connect(&config) {
@@ -327,7 +322,7 @@ fn run<H: Handler>(
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(topic, error = %e, ?delay, "consumer cannot connect; retrying");
-                    shutdown.wait_timeout(delay);
+                    stop::sleep(&shutdown, delay);
                     continue;
                 }
             },
@@ -338,7 +333,7 @@ fn run<H: Handler>(
                 let delay = backoff.next_delay();
                 tracing::warn!(topic, error = %e, ?delay, "poll failed; reconnecting");
                 consumer = None;
-                shutdown.wait_timeout(delay);
+                stop::sleep(&shutdown, delay);
                 continue;
             }
         };
@@ -351,7 +346,7 @@ fn run<H: Handler>(
             if matches!(outcome, Batch::ShutdownRequested) {
                 break;
             }
-            shutdown.wait_timeout(delay);
+            stop::sleep(&shutdown, delay);
             continue;
         }
         if matches!(outcome, Batch::ShutdownRequested) {
@@ -446,7 +441,7 @@ fn report_lag(
 fn handle_batch<H: Handler>(
     config: &ConsumerConfig,
     handler: &mut H,
-    shutdown: &Shutdown,
+    shutdown: &CancellationToken,
     consumer: &mut Consumer,
     sets: &kafka::consumer::MessageSets,
     lag: &mut Option<LagMeter>,
@@ -495,11 +490,11 @@ fn handle_batch<H: Handler>(
             if let Some(meter) = lag.as_mut() {
                 meter.report_when_due(config, consumer);
             }
-            if shutdown.wait_timeout(delay) {
+            if stop::sleep(shutdown, delay) {
                 return Batch::ShutdownRequested;
             }
         }
-        if shutdown.is_triggered() {
+        if shutdown.is_cancelled() {
             return Batch::ShutdownRequested;
         }
     }

@@ -46,6 +46,34 @@ pub enum BusError {
     ConsumerStopped,
 }
 
+/// Why a service's consumer did not start or stopped without being asked to: what
+/// [`spawn_consumer`](crate::spawn_consumer) and
+/// [`ConsumerHandle::stopped`](crate::ConsumerHandle::stopped) return, for the
+/// services to wrap (`#[from]`) in their own start-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// An unusable configuration (`InvalidInput`) or no thread for the loop.
+    #[error("cannot start the consumer: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("consumer failed: {0}")]
+    Failed(#[source] BusError),
+    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
+    /// (Every service names its brokers `KAFKA_BROKERS`.)
+    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    UnsupportedBroker(#[source] BusError),
+}
+
+impl From<BusError> for ConsumerError {
+    /// [`BusError::UnsupportedBroker`] gets its own case: the operator must change the
+    /// brokers, not wait.
+    fn from(err: BusError) -> Self {
+        match err {
+            BusError::UnsupportedBroker { .. } => Self::UnsupportedBroker(err),
+            err => Self::Failed(err),
+        }
+    }
+}
+
 impl BusError {
     /// Whether retrying the same operation later can succeed (network trouble, broker
     /// restarting, leadership or coordinator moving, topic being created).

@@ -4,8 +4,10 @@
 //!   transient errors retried with backoff; keyed records (the key picks the partition).
 //! - [`spawn_consumer`]: a consumer loop on a dedicated OS thread; a message's offset is
 //!   committed only after the [`Handler`] returned `Ok` for it (a handler may take a
-//!   partition's poll as one batch, e.g. one transaction); a [`Shutdown`] flag stops it
-//!   cleanly with offsets committed.
+//!   partition's poll as one batch, e.g. one transaction); cancelling its
+//!   `CancellationToken` (the platform's one stop signal, see `lifecycle::stop`) stops
+//!   it cleanly with offsets committed. A service waits for it with
+//!   [`ConsumerHandle::stopped`] and reports a [`ConsumerError`].
 //! - [`probe`]: a metadata round trip for readiness checks.
 //! - [`check_broker_versions`]: whether the brokers still serve the protocol versions the
 //!   `kafka` crate sends; the producer and the consumer check it whenever they connect,
@@ -22,7 +24,6 @@ mod error;
 mod partitioner;
 mod probe;
 mod producer;
-mod shutdown;
 mod versions;
 mod wire;
 
@@ -31,8 +32,7 @@ pub use consumer::{
     BatchFailure, ConsumerConfig, ConsumerHandle, Handler, LAG_INTERVAL, LagObserver, Message,
     spawn_consumer,
 };
-pub use error::BusError;
+pub use error::{BusError, ConsumerError};
 pub use probe::probe;
 pub use producer::{Producer, ProducerConfig, Record};
-pub use shutdown::Shutdown;
 pub use versions::{MissingVersion, VersionRange};

@@ -1,11 +1,13 @@
 //! The blocking producer: acks from all in-sync replicas, a broker-side ack timeout, and
-//! transient failures retried with exponential backoff.
+//! transient failures retried with exponential backoff, cut short by the stop signal.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use kafka::client::{KafkaClient, ProduceMessage, RequiredAcks};
+use lifecycle::stop;
+use tokio_util::sync::CancellationToken;
 
 use crate::compat;
 use crate::error::BusError;
@@ -43,6 +45,8 @@ pub struct Record<'a> {
 /// may be written twice: consumers deduplicate (on `event_id`).
 pub struct Producer {
     config: ProducerConfig,
+    /// Cancelled: no further retries (the backoff sleep wakes at once).
+    shutdown: CancellationToken,
     client: KafkaClient,
     /// Partition counts of the topics seen so far.
     partitions: HashMap<String, u32>,
@@ -83,8 +87,18 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, BusError>) -> Result<T, B
 impl Producer {
     /// Connects (the protocol-version check, then one metadata round trip; retried like a
     /// send) and returns the producer. A broker without the protocol versions the client
-    /// uses fails at once with [`BusError::UnsupportedBroker`].
+    /// uses fails at once with [`BusError::UnsupportedBroker`]. For callers without a
+    /// stop signal (commands, tests): retries always run their course.
     pub fn connect(config: ProducerConfig) -> Result<Producer, BusError> {
+        Self::connect_with_shutdown(config, CancellationToken::new())
+    }
+
+    /// [`Producer::connect`] for a long-running service: once `shutdown` is cancelled,
+    /// a failing connect or send returns its error instead of waiting for a retry.
+    pub fn connect_with_shutdown(
+        config: ProducerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Producer, BusError> {
         if config.brokers.is_empty() {
             return Err(BusError::Config("no brokers given".into()));
         }
@@ -94,6 +108,7 @@ impl Producer {
         let mut p = Producer {
             client: new_client(&config),
             config,
+            shutdown,
             partitions: HashMap::new(),
             round_robin: 0,
         };
@@ -136,6 +151,8 @@ impl Producer {
             attempt += 1;
             match op(self) {
                 Ok(v) => return Ok(v),
+                // Shutting down: the caller retries later, if at all.
+                Err(e) if self.shutdown.is_cancelled() => return Err(e),
                 Err(e) if e.is_transient() && attempt <= self.config.max_retries => {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, attempt, ?delay, "kafka produce failed; retrying");
@@ -143,7 +160,9 @@ impl Producer {
                     // moved leader must not be reused.
                     self.client = new_client(&self.config);
                     self.partitions.clear();
-                    std::thread::sleep(delay);
+                    if stop::sleep(&self.shutdown, delay) {
+                        return Err(e);
+                    }
                 }
                 // Only a transient error ran out of retries; any other is returned as is.
                 Err(e) if attempt > 1 && e.is_transient() => {

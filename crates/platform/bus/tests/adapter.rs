@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bus::{
-    BusError, ConsumerConfig, Handler, Message, Producer, ProducerConfig, Record, Shutdown,
+    BusError, ConsumerConfig, ConsumerHandle, Handler, Message, Producer, ProducerConfig, Record,
     spawn_consumer,
 };
 use kafka::client::{GroupOffsetStorage, KafkaClient};
 use testkit::{BrokerKind, TestBroker, on_each_broker};
+use tokio_util::sync::CancellationToken;
 
 /// Bound on any wait; not a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -79,6 +80,40 @@ impl<F: FnMut(&Got) -> bool + Send + 'static> Handler for TestHandler<F> {
     }
 }
 
+/// A consumer thread running a [`TestHandler`], with what a test needs to watch and
+/// stop it.
+struct Consuming {
+    rx: mpsc::Receiver<Got>,
+    shutdown: CancellationToken,
+    handle: ConsumerHandle,
+}
+
+impl Consuming {
+    fn start(config: ConsumerConfig, fail: impl FnMut(&Got) -> bool + Send + 'static) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let shutdown = CancellationToken::new();
+        let handle = spawn_consumer(config, TestHandler { tx, fail }, shutdown.clone()).unwrap();
+        Consuming {
+            rx,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Never fails a message.
+    fn healthy(config: ConsumerConfig) -> Self {
+        Self::start(config, |_| false)
+    }
+
+    /// Triggers shutdown and waits for the consumer's last commit; returns what is
+    /// left in the channel.
+    fn stop(self) -> mpsc::Receiver<Got> {
+        self.shutdown.cancel();
+        self.handle.join().unwrap();
+        self.rx
+    }
+}
+
 fn recv_n(rx: &mpsc::Receiver<Got>, n: usize) -> Vec<Got> {
     let start = Instant::now();
     let mut out = Vec::new();
@@ -135,17 +170,7 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
         p.send(*r).unwrap();
     }
 
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(brokers, &topic, "payments"),
-        TestHandler {
-            tx,
-            fail: |_: &Got| false,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
+    let consumer = Consuming::healthy(consumer_config(brokers, &topic, "payments"));
     // At least once: a record may arrive twice (a producer retry after a lost ack),
     // so receive until every one of the 20 has arrived.
     let mut got: Vec<Got> = Vec::new();
@@ -158,7 +183,7 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
         < values.len()
     {
         let left = DEADLINE.saturating_sub(start.elapsed());
-        match rx.recv_timeout(left) {
+        match consumer.rx.recv_timeout(left) {
             Ok(g) => got.push(g),
             Err(_) => panic!("only {} messages: {got:?}", got.len()),
         }
@@ -181,8 +206,7 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
     want.sort();
     assert_eq!(seen, want);
 
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
     // Shutdown committed everything in the log (-1: an empty partition, nothing to
     // commit).
     let offsets: Vec<(i32, i64)> = committed(&b.bootstrap(), "payments", &topic)
@@ -219,25 +243,18 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
 
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
+    let consumer = Consuming::start(
         consumer_config(brokers.clone(), &topic, "g"),
-        TestHandler {
-            tx,
-            fail: move |g: &Got| {
-                if g.offset == 1 {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    true
-                } else {
-                    false
-                }
-            },
+        move |g: &Got| {
+            if g.offset == 1 {
+                counter.fetch_add(1, Ordering::SeqCst);
+                true
+            } else {
+                false
+            }
         },
-        shutdown.clone(),
-    )
-    .unwrap();
-    assert_eq!(recv_n(&rx, 1)[0].offset, 0);
+    );
+    assert_eq!(recv_n(&consumer.rx, 1)[0].offset, 0);
     wait_until("the failing message to be retried", || {
         attempts.load(Ordering::SeqCst) >= 3
     });
@@ -245,37 +262,25 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
     wait_until("offset 0 to be committed", || {
         committed(&b.bootstrap(), "g", &topic) == vec![(0, 1)]
     });
-    assert!(!handle.is_finished());
+    assert!(!consumer.handle.is_finished());
     assert!(
-        rx.try_recv().is_err(),
+        consumer.rx.try_recv().is_err(),
         "nothing after the failing message was handled"
     );
 
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
     assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 1)]);
 
     // A healthy consumer of the same group resumes at the failed message.
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(brokers, &topic, "g"),
-        TestHandler {
-            tx,
-            fail: |_: &Got| false,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
-    let got = recv_n(&rx, 2);
+    let consumer = Consuming::healthy(consumer_config(brokers, &topic, "g"));
+    let got = recv_n(&consumer.rx, 2);
     assert_eq!(
         got.iter()
             .map(|g| (g.offset, g.value.as_str()))
             .collect::<Vec<_>>(),
         vec![(1, "b"), (2, "c")]
     );
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
     assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 3)]);
 }
 
@@ -298,28 +303,17 @@ fn configured_partitions_only(kind: BrokerKind) {
             )
             .unwrap();
     }
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
     let mut config = consumer_config(vec![b.bootstrap()], &topic, "g");
     config.partitions = Some(vec![1]);
-    let handle = spawn_consumer(
-        config,
-        TestHandler {
-            tx,
-            fail: |_: &Got| false,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
-    let got = recv_n(&rx, 2);
+    let consumer = Consuming::healthy(config);
+    let got = recv_n(&consumer.rx, 2);
     assert!(
         got.iter().all(|g| g.partition == 1 && g.value == "p1"),
         "{got:?}"
     );
     // Give it a chance to (wrongly) deliver partition 0 before stopping.
     std::thread::sleep(Duration::from_millis(300));
-    shutdown.trigger();
-    handle.join().unwrap();
+    let rx = consumer.stop();
     assert!(rx.try_recv().is_err());
 }
 
@@ -335,19 +329,9 @@ fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
     b.kill9();
 
     // Broker down at start: the consumer keeps trying instead of exiting.
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(brokers.clone(), &topic, "g"),
-        TestHandler {
-            tx,
-            fail: |_: &Got| false,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
+    let consumer = Consuming::healthy(consumer_config(brokers.clone(), &topic, "g"));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!handle.is_finished());
+    assert!(!consumer.handle.is_finished());
 
     b.restart();
     let mut p = producer(brokers.clone());
@@ -357,7 +341,7 @@ fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
         value: v.as_bytes(),
     };
     p.send(rec("first")).unwrap();
-    assert_eq!(recv_n(&rx, 1)[0].value, "first");
+    assert_eq!(recv_n(&consumer.rx, 1)[0].value, "first");
     // Let the commit land first; otherwise "first" is (correctly) redelivered.
     wait_until("the commit of the first message", || {
         committed(&b.bootstrap(), "g", &topic)
@@ -370,14 +354,13 @@ fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
     // Down mid-run (SIGKILL), then back on the same port and data.
     b.kill9();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!handle.is_finished());
+    assert!(!consumer.handle.is_finished());
     b.restart();
     // The producer's old connection is dead: its retry reconnects.
     p.send(rec("second")).unwrap();
-    assert_eq!(recv_n(&rx, 1)[0].value, "second");
+    assert_eq!(recv_n(&consumer.rx, 1)[0].value, "second");
 
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
 }
 
 fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
@@ -409,8 +392,11 @@ fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
         tx: mpsc::channel().0,
         fail: |_: &Got| false,
     };
-    let e = spawn_consumer(config, handler, Shutdown::new()).unwrap_err();
-    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let e = spawn_consumer(config, handler, CancellationToken::new()).unwrap_err();
+    assert!(
+        matches!(&e, bus::ConsumerError::Spawn(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+        "{e:?}"
+    );
 }
 
 fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
@@ -424,24 +410,16 @@ fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
         value: b"before any consumer",
     })
     .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
     let s2 = seen.clone();
-    let handle = spawn_consumer(
+    let consumer = Consuming::start(
         consumer_config(vec![b.bootstrap()], &topic, "new-group"),
-        TestHandler {
-            tx,
-            fail: move |g: &Got| {
-                s2.lock().unwrap().push(g.offset);
-                false
-            },
+        move |g: &Got| {
+            s2.lock().unwrap().push(g.offset);
+            false
         },
-        shutdown.clone(),
-    )
-    .unwrap();
-    assert_eq!(recv_n(&rx, 1)[0].value, "before any consumer");
-    shutdown.trigger();
-    handle.join().unwrap();
+    );
+    assert_eq!(recv_n(&consumer.rx, 1)[0].value, "before any consumer");
+    consumer.stop();
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
@@ -466,24 +444,13 @@ fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
             .push((topic.to_owned(), partition, lag));
     }));
     // Offsets 0 and 1 are handled and committed; offset 2 keeps failing.
-    let (tx, _rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        config,
-        TestHandler {
-            tx,
-            fail: |g: &Got| g.offset >= 2,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
+    let consumer = Consuming::start(config, |g: &Got| g.offset >= 2);
     // Measured while the failing message is retried: 5 in the log, 2 committed.
     wait_until("lag 3 to be reported", || {
         lags.lock().unwrap().last() == Some(&(topic.clone(), 0, 3))
     });
     assert_eq!(committed(&b.bootstrap(), "lagging", &topic), vec![(0, 2)]);
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
 
     // A healthy consumer of the group reads the rest and reports lag 0 once it has
     // committed everything (5 messages, committed offset 5).
@@ -493,23 +460,12 @@ fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
     config.lag_observer = Some(bus::LagObserver::new(move |_, _, lag| {
         seen.lock().unwrap().push(lag);
     }));
-    let (tx, rx) = mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        config,
-        TestHandler {
-            tx,
-            fail: |_: &Got| false,
-        },
-        shutdown.clone(),
-    )
-    .unwrap();
-    assert_eq!(recv_n(&rx, 3).len(), 3);
+    let consumer = Consuming::healthy(config);
+    assert_eq!(recv_n(&consumer.rx, 3).len(), 3);
     wait_until("lag 0 to be reported", || {
         lags.lock().unwrap().last() == Some(&0)
     });
-    shutdown.trigger();
-    handle.join().unwrap();
+    consumer.stop();
 }
 
 on_each_broker!(

@@ -11,10 +11,11 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use bus::{
-    BusError, ConsumerConfig, Handler, Message, Producer, ProducerConfig, Record, Shutdown,
+    BusError, ConsumerConfig, ConsumerHandle, Handler, Message, Producer, ProducerConfig, Record,
     spawn_consumer,
 };
 use testkit::{KafkaBroker, KafkaLine};
+use tokio_util::sync::CancellationToken;
 
 /// Bound on any wait; not a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -66,6 +67,22 @@ impl Handler for Forward {
     }
 }
 
+/// A consumer of `topic` sending each message's value to `tx`, and its stop signal.
+fn forwarding_consumer(
+    brokers: Vec<String>,
+    topic: &str,
+    tx: std::sync::mpsc::Sender<Vec<u8>>,
+) -> (CancellationToken, ConsumerHandle) {
+    let shutdown = CancellationToken::new();
+    let handle = spawn_consumer(
+        consumer_config(brokers, topic),
+        Forward(tx),
+        shutdown.clone(),
+    )
+    .unwrap();
+    (shutdown, handle)
+}
+
 fn assert_names_kafka_4_gaps(err: &BusError, broker: &str) {
     assert!(
         matches!(err, BusError::UnsupportedBroker { .. }),
@@ -109,19 +126,17 @@ fn apache_kafka_4_is_refused_at_start_up_by_producer_consumer_and_probe() {
     assert_names_kafka_4_gaps(&err, &bootstrap);
 
     // The consumer ends with the error instead of reconnecting forever.
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(vec![bootstrap.clone()], "orders"),
-        Forward(std::sync::mpsc::channel().0),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let (shutdown, handle) = forwarding_consumer(
+        vec![bootstrap.clone()],
+        "orders",
+        std::sync::mpsc::channel().0,
+    );
     let start = Instant::now();
     while !handle.is_finished() {
         assert!(start.elapsed() < DEADLINE, "the consumer keeps running");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!shutdown.is_triggered());
+    assert!(!shutdown.is_cancelled());
     let err = handle.join().unwrap_err();
     assert_names_kafka_4_gaps(&err, &bootstrap);
 }
@@ -141,16 +156,11 @@ fn a_broker_that_will_not_answer_api_versions_is_left_to_the_client() {
     assert!(matches!(err, BusError::Unreachable { .. }), "{err:?}");
 
     // The consumer keeps reconnecting until shut down.
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(vec![mute.clone()], "orders"),
-        Forward(std::sync::mpsc::channel().0),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let (shutdown, handle) =
+        forwarding_consumer(vec![mute.clone()], "orders", std::sync::mpsc::channel().0);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!handle.is_finished());
-    shutdown.trigger();
+    shutdown.cancel();
     handle.join().unwrap();
 }
 
@@ -182,14 +192,8 @@ fn devbroker_passes_the_check() {
         })
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let shutdown = Shutdown::new();
-    let handle = spawn_consumer(
-        consumer_config(brokers, "versions"),
-        Forward(tx),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let (shutdown, handle) = forwarding_consumer(brokers, "versions", tx);
     assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), b"hello");
-    shutdown.trigger();
+    shutdown.cancel();
     handle.join().unwrap();
 }

@@ -2,7 +2,10 @@
 //! ([`init_logging`]: `RUST_LOG` filters, default `info`; `LOG_FORMAT` `text` or
 //! `json`) and turn SIGTERM or Ctrl-C into a cancelled [`CancellationToken`]
 //! ([`shutdown_on_signal`]) that the service watches to stop taking work, finish
-//! what it holds and exit 0.
+//! what it holds and exit 0. That token is the platform's one stop signal; blocking
+//! threads wait on it with [`stop::sleep`].
+
+pub mod stop;
 
 use std::io::IsTerminal;
 

@@ -84,43 +84,30 @@ fn render_labels(names: &[&'static str], values: &[&str]) -> String {
     out
 }
 
-/// Counters by label values; see [`crate::Metrics::counter_family`].
+/// Counters or gauges by label values; see [`crate::Metrics::counter_family`] and
+/// [`crate::Metrics::gauge_family`].
 #[derive(Debug, Clone)]
-pub struct CounterFamily<const N: usize>(Arc<Series<Counter>>);
+pub struct Family<M, const N: usize>(Arc<Series<M>>);
 
-impl<const N: usize> CounterFamily<N> {
-    pub(crate) fn new(names: [&'static str; N]) -> Self {
-        Self(Arc::new(Series::new(&names)))
-    }
-
-    pub(crate) fn series(&self) -> Arc<Series<Counter>> {
-        self.0.clone()
-    }
-
-    /// The counter for these label values (in the order of the family's names),
-    /// created at 0 on first use. Keep the handle to skip the lookup next time.
-    pub fn with_labels(&self, values: [&str; N]) -> Counter {
-        self.0.get_or_insert(&values, Counter::default)
-    }
-}
+/// Counters by label values; see [`crate::Metrics::counter_family`].
+pub type CounterFamily<const N: usize> = Family<Counter, N>;
 
 /// Gauges by label values; see [`crate::Metrics::gauge_family`].
-#[derive(Debug, Clone)]
-pub struct GaugeFamily<const N: usize>(Arc<Series<Gauge>>);
+pub type GaugeFamily<const N: usize> = Family<Gauge, N>;
 
-impl<const N: usize> GaugeFamily<N> {
+impl<M: Clone + Default, const N: usize> Family<M, N> {
     pub(crate) fn new(names: [&'static str; N]) -> Self {
         Self(Arc::new(Series::new(&names)))
     }
 
-    pub(crate) fn series(&self) -> Arc<Series<Gauge>> {
+    pub(crate) fn series(&self) -> Arc<Series<M>> {
         self.0.clone()
     }
 
-    /// The gauge for these label values (in the order of the family's names),
-    /// created at 0 on first use.
-    pub fn with_labels(&self, values: [&str; N]) -> Gauge {
-        self.0.get_or_insert(&values, Gauge::default)
+    /// The instrument for these label values (in the order of the family's names),
+    /// created at 0 on first use. Keep the handle to skip the lookup next time.
+    pub fn with_labels(&self, values: [&str; N]) -> M {
+        self.0.get_or_insert(&values, M::default)
     }
 }
 

@@ -11,6 +11,23 @@ use std::{
     time::Duration,
 };
 
+/// How an instrument appears in the text format, alone or as a family's series.
+pub(crate) trait Sample: Clone + Send + Sync + 'static {
+    /// The `# TYPE` of the metric.
+    const KIND: &'static str;
+    /// Writes its lines for `name`; `labels` is `a="x",b="y"`, or empty.
+    fn render(&self, name: &str, labels: &str, out: &mut String);
+}
+
+/// `{a="x"}`, or nothing without labels.
+fn braced(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
 /// A monotonically increasing count.
 #[derive(Debug, Clone, Default)]
 pub struct Counter(Arc<AtomicU64>);
@@ -112,10 +129,13 @@ impl Histogram {
             .map(|bucket| bucket.load(Ordering::Relaxed))
             .sum()
     }
+}
 
-    /// The `_bucket`, `_sum` and `_count` lines; `labels` (`a="x",b="y"`, or empty)
-    /// go before `le`.
-    pub(crate) fn render(&self, name: &str, labels: &str, out: &mut String) {
+/// The `_bucket`, `_sum` and `_count` lines; the labels go before `le`.
+impl Sample for Histogram {
+    const KIND: &'static str = "histogram";
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
         let cells = &self.0;
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
@@ -131,11 +151,7 @@ impl Histogram {
             .get(cells.bounds.len())
             .map_or(0, |bucket| bucket.load(Ordering::Relaxed));
         let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let braced = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
+        let braced = braced(labels);
         let _ = writeln!(
             out,
             "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}\n\
@@ -143,3 +159,19 @@ impl Histogram {
         );
     }
 }
+
+// Counters and gauges: one `name{labels} value` line.
+macro_rules! one_line_sample {
+    ($instrument:ty, $kind:literal) => {
+        impl Sample for $instrument {
+            const KIND: &'static str = $kind;
+
+            fn render(&self, name: &str, labels: &str, out: &mut String) {
+                let _ = writeln!(out, "{name}{} {}", braced(labels), self.get());
+            }
+        }
+    };
+}
+
+one_line_sample!(Counter, "counter");
+one_line_sample!(Gauge, "gauge");

@@ -24,7 +24,7 @@ mod instruments;
 mod metrics;
 mod server;
 
-pub use family::{CounterFamily, GaugeFamily, HistogramFamily};
+pub use family::{CounterFamily, Family, GaugeFamily, HistogramFamily};
 pub use health::{Health, NOT_READY_CODE};
 pub use http_server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_HEADER_TIMEOUT, HttpTimeouts, serve_http,

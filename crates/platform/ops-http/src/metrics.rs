@@ -7,47 +7,55 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use crate::family::{CounterFamily, GaugeFamily, HistogramFamily, Series};
-use crate::instruments::{Counter, Gauge, Histogram};
+use crate::family::{CounterFamily, Family, GaugeFamily, HistogramFamily, Series};
+use crate::instruments::{Counter, Gauge, Histogram, Sample};
 
+/// Writes a registered metric's sample lines for its name: always some for a single
+/// instrument, none for a family without series yet.
+type WriteSamples = dyn Fn(&str, &mut String) + Send + Sync;
+
+struct Samples(Box<WriteSamples>);
+
+impl std::fmt::Debug for Samples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Samples")
+    }
+}
+
+/// One registered metric.
 #[derive(Debug)]
-enum Instrument {
-    Counter(Counter),
-    Gauge(Gauge),
-    Histogram(Histogram),
-    CounterFamily(Arc<Series<Counter>>),
-    GaugeFamily(Arc<Series<Gauge>>),
-    HistogramFamily(Arc<Series<Histogram>>),
+struct Registered {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    samples: Samples,
 }
 
 /// The service's metrics; register once at start-up, update from anywhere.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    instruments: Mutex<Vec<(&'static str, &'static str, Instrument)>>,
+    instruments: Mutex<Vec<Registered>>,
 }
 
 impl Metrics {
+    /// An empty registry.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A counter, by convention named `..._total`.
     pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
-        let counter = Counter::default();
-        self.register(name, help, Instrument::Counter(counter.clone()));
-        counter
+        self.single(name, help, Counter::default())
     }
 
+    /// A gauge: a value that goes up and down.
     pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
-        let gauge = Gauge::default();
-        self.register(name, help, Instrument::Gauge(gauge.clone()));
-        gauge
+        self.single(name, help, Gauge::default())
     }
 
     /// A latency histogram; by convention `name` ends in `_seconds`.
     pub fn histogram(&self, name: &'static str, help: &'static str) -> Histogram {
-        let histogram = Histogram::default();
-        self.register(name, help, Instrument::Histogram(histogram.clone()));
-        histogram
+        self.single(name, help, Histogram::default())
     }
 
     /// Counters labelled `labels`, one series per set of values (see [`CounterFamily`]).
@@ -58,8 +66,8 @@ impl Metrics {
         help: &'static str,
         labels: [&'static str; N],
     ) -> CounterFamily<N> {
-        let family = CounterFamily::new(labels);
-        self.register(name, help, Instrument::CounterFamily(family.series()));
+        let family = Family::new(labels);
+        self.family(name, help, family.series());
         family
     }
 
@@ -71,8 +79,8 @@ impl Metrics {
         help: &'static str,
         labels: [&'static str; N],
     ) -> GaugeFamily<N> {
-        let family = GaugeFamily::new(labels);
-        self.register(name, help, Instrument::GaugeFamily(family.series()));
+        let family = Family::new(labels);
+        self.family(name, help, family.series());
         family
     }
 
@@ -86,16 +94,53 @@ impl Metrics {
         buckets: &'static [f64],
     ) -> HistogramFamily<N> {
         let family = HistogramFamily::new(labels, buckets);
-        self.register(name, help, Instrument::HistogramFamily(family.series()));
+        self.family(name, help, family.series());
         family
     }
 
-    fn register(&self, name: &'static str, help: &'static str, instrument: Instrument) {
+    fn single<M: Sample>(&self, name: &'static str, help: &'static str, instrument: M) -> M {
+        let held = instrument.clone();
+        let samples = move |name: &str, out: &mut String| held.render(name, "", out);
+        self.register(name, help, M::KIND, Samples(Box::new(samples)));
+        instrument
+    }
+
+    fn family<M: Sample>(&self, name: &'static str, help: &'static str, series: Arc<Series<M>>) {
+        let samples = move |name: &str, out: &mut String| {
+            for (labels, instrument) in series.snapshot() {
+                instrument.render(name, &labels, out);
+            }
+        };
+        self.register(name, help, M::KIND, Samples(Box::new(samples)));
+    }
+
+    fn register(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        samples: Samples,
+    ) {
         let mut instruments = self
             .instruments
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        instruments.push((name, help, instrument));
+        instruments.push(Registered {
+            name,
+            help,
+            kind,
+            samples,
+        });
+    }
+
+    /// The current value of one series as `/metrics` shows it, named with its labels
+    /// exactly as rendered (`outbox_published_total`, `x_total{topic="t"}`); `None`
+    /// before it has a value. For tests and diagnostics, not a hot path.
+    pub fn value(&self, series: &str) -> Option<f64> {
+        let prefix = format!("{series} ");
+        self.render()
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
     }
 
     /// The Prometheus text exposition format (version 0.0.4).
@@ -105,50 +150,14 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = String::new();
-        for (name, help, instrument) in instruments.iter() {
-            let header = |out: &mut String, kind: &str| {
+        for metric in instruments.iter() {
+            let mut lines = String::new();
+            (metric.samples.0)(metric.name, &mut lines);
+            // A family without series has no header either.
+            if !lines.is_empty() {
+                let (name, help, kind) = (metric.name, metric.help, metric.kind);
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            };
-            match instrument {
-                Instrument::Counter(counter) => {
-                    header(&mut out, "counter");
-                    let _ = writeln!(out, "{name} {}", counter.get());
-                }
-                Instrument::Gauge(gauge) => {
-                    header(&mut out, "gauge");
-                    let _ = writeln!(out, "{name} {}", gauge.get());
-                }
-                Instrument::Histogram(histogram) => {
-                    header(&mut out, "histogram");
-                    histogram.render(name, "", &mut out);
-                }
-                Instrument::CounterFamily(series) => {
-                    let series = series.snapshot();
-                    if !series.is_empty() {
-                        header(&mut out, "counter");
-                    }
-                    for (labels, counter) in series {
-                        let _ = writeln!(out, "{name}{{{labels}}} {}", counter.get());
-                    }
-                }
-                Instrument::GaugeFamily(series) => {
-                    let series = series.snapshot();
-                    if !series.is_empty() {
-                        header(&mut out, "gauge");
-                    }
-                    for (labels, gauge) in series {
-                        let _ = writeln!(out, "{name}{{{labels}}} {}", gauge.get());
-                    }
-                }
-                Instrument::HistogramFamily(series) => {
-                    let series = series.snapshot();
-                    if !series.is_empty() {
-                        header(&mut out, "histogram");
-                    }
-                    for (labels, histogram) in series {
-                        histogram.render(name, &labels, &mut out);
-                    }
-                }
+                out.push_str(&lines);
             }
         }
         out

@@ -19,18 +19,26 @@ use warp::Filter;
 const DEADLINE: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(500);
 
-/// `/fast` answers at once; `/slow` answers when the test says so.
-async fn start(
-    release: tokio::sync::watch::Receiver<bool>,
+/// A running `serve_http` and the test's handles on it.
+struct Server {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
     shutdown: CancellationToken,
-) -> (SocketAddr, JoinHandle<()>) {
+    /// `true` lets `/slow` answer.
+    release: tokio::sync::watch::Sender<bool>,
+}
+
+/// `/fast` answers at once; `/slow` answers once `release` is set.
+async fn start() -> Server {
+    let (release, released) = tokio::sync::watch::channel(false);
+    let shutdown = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let fast = warp::path!("fast").map(|| "fast");
     let slow = warp::path!("slow").then(move || {
-        let mut release = release.clone();
+        let mut released = released.clone();
         async move {
-            let _ = release.wait_for(|go| *go).await;
+            let _ = released.wait_for(|go| *go).await;
             "slow"
         }
     });
@@ -43,9 +51,21 @@ async fn start(
         warp::service(routes),
         listener,
         timeouts,
-        shutdown.cancelled_owned(),
+        shutdown.clone().cancelled_owned(),
     ));
-    (addr, task)
+    Server {
+        addr,
+        task,
+        shutdown,
+        release,
+    }
+}
+
+/// Connects and sends `bytes`.
+async fn send(addr: SocketAddr, bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
 }
 
 /// Reads until EOF or a reset (true), or `DEADLINE` (false); returns what was read.
@@ -63,53 +83,42 @@ async fn read_to_close(stream: &mut TcpStream) -> (bool, Vec<u8>) {
 
 #[tokio::test]
 async fn slow_headers_and_idle_connections_are_closed() {
-    let (_release_tx, release) = tokio::sync::watch::channel(false);
-    let shutdown = CancellationToken::new();
-    let (addr, _task) = start(release, shutdown.clone()).await;
+    let server = start().await;
 
-    let mut half = TcpStream::connect(addr).await.unwrap();
-    half.write_all(b"GET /fast HTTP/1.1\r\nHo").await.unwrap();
+    let mut half = send(server.addr, b"GET /fast HTTP/1.1\r\nHo").await;
     let (closed, answer) = read_to_close(&mut half).await;
     assert!(closed && answer.is_empty(), "{answer:?}");
 
-    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut silent = send(server.addr, b"").await;
     assert!(read_to_close(&mut silent).await.0);
 
     // Two requests on one connection, then idle: both answered, then closed.
-    let mut kept = TcpStream::connect(addr).await.unwrap();
-    kept.write_all(b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\nGET /fast HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let both = b"GET /fast HTTP/1.1\r\nHost: t\r\n\r\nGET /fast HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut kept = send(server.addr, both).await;
     let (closed, answer) = read_to_close(&mut kept).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(closed, "{answer}");
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
-    shutdown.cancel();
+    server.shutdown.cancel();
 }
 
 #[tokio::test]
 async fn a_request_being_handled_is_not_cut_and_shutdown_waits_for_it() {
-    let (release_tx, release) = tokio::sync::watch::channel(false);
-    let shutdown = CancellationToken::new();
-    let (addr, task) = start(release, shutdown.clone()).await;
+    let server = start().await;
 
-    let mut waiting = TcpStream::connect(addr).await.unwrap();
-    waiting
-        .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut waiting = send(server.addr, b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n").await;
     // Let both timeouts pass several times over while the handler waits: a request
     // in hand has no read deadline. (A sleep to give the timers their chance, not a
     // timing assert: the answer must come whatever the machine's speed.)
     tokio::time::sleep(SHORT * 4).await;
-    shutdown.cancel();
+    server.shutdown.cancel();
     let (answered_tx, answered) = oneshot::channel();
     tokio::spawn(async move {
         let answer = read_to_close(&mut waiting).await;
         let _ = answered_tx.send(answer);
     });
     // The server waits for the slow request.
-    release_tx.send(true).unwrap();
+    server.release.send(true).unwrap();
     let (closed, answer) = tokio::time::timeout(DEADLINE, answered)
         .await
         .unwrap()
@@ -118,5 +127,8 @@ async fn a_request_being_handled_is_not_cut_and_shutdown_waits_for_it() {
     assert!(closed, "{answer}");
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.ends_with("slow"), "{answer}");
-    tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    tokio::time::timeout(DEADLINE, server.task)
+        .await
+        .unwrap()
+        .unwrap();
 }

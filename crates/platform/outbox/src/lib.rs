@@ -1,4 +1,10 @@
-//! The outbox relay: the only way events leave orders and payments.
+//! The transactional outbox: the only way events leave orders and payments.
+//!
+//! This crate owns all of it: the table ([`migrations`], its own migration set with
+//! its own history table, which every service with an outbox adds to its
+//! [`pgsetup::Schema`]), the insert ([`insert_sql`] with an [`OutboxRow`]'s values,
+//! part of the service's own statement), the settings ([`OutboxSettings`]: defaults, checks, the relay's
+//! configuration and the retention policy) and the relay.
 //!
 //! A service writes its state change and an `events` row in one transaction; the
 //! relay, on its own OS thread, turns those rows into Kafka messages:
@@ -19,15 +25,19 @@
 //! retries with backoff and catches up when they return. A broker that no longer serves
 //! the `kafka` client's protocol (Apache Kafka 4.x) stops the relay and its service.
 //!
-//! The table and trigger it expects are in each service's `V1__init.sql`
-//! ([`TABLE`], [`CHANNEL`]). Sent rows are kept for a while, then deleted by the
-//! `retention` crate as [`RETENTION_TABLE`] describes (unsent rows never).
+//! The table and its trigger ([`TABLE`], [`CHANNEL`]) are in `migrations/outbox`.
+//! Sent rows are kept for a while, then deleted by the `retention` crate as
+//! [`RETENTION_TABLE`] describes (unsent rows never).
 
 mod claim;
 mod relay;
+pub mod schema;
+mod settings;
 
 pub use claim::{ClaimedEvent, OutboxTable};
 pub use relay::{RelayConfig, RelayHandle, spawn_relay};
+pub use schema::{NEXT_EVENT_ID, OutboxRow, insert_sql, migrations, schema_with};
+pub use settings::{ACK_TIMEOUT, ENV_VARS, OutboxSettings};
 
 /// The outbox table's name.
 pub const TABLE: &str = "events";
@@ -36,7 +46,7 @@ pub const CHANNEL: &str = "outbox_events";
 
 /// The outbox for the `retention` crate: a row's age is counted from `sent_at`, so
 /// only published rows ever go (an unsent row's `sent_at` is NULL); the index on it
-/// is `events_sent_at` (each service's `V2__retention_indexes.sql`).
+/// is `events_sent_at` (`migrations/outbox`).
 pub const RETENTION_TABLE: retention::Table = retention::Table {
     name: TABLE,
     key: "event_id",

@@ -6,6 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lifecycle::stop;
 use ops_http::{Counter, Gauge, Histogram, Metrics};
 use pgsetup::Pool;
 use postgres::{Client, fallible_iterator::FallibleIterator};
@@ -140,7 +141,8 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// Longest single sleep, so shutdown is noticed promptly.
+/// Longest single wait for a NOTIFY: a blocking socket read cannot be woken by the
+/// shutdown token, so shutdown is noticed within this.
 const SLICE: Duration = Duration::from_millis(200);
 /// Retry delays after a failed attempt: 100 ms doubling to 5 s.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -178,7 +180,7 @@ impl Relay {
                         retry_in = ?delay,
                         "outbox relay attempt failed"
                     );
-                    self.sleep(delay);
+                    stop::sleep(&self.shutdown, delay);
                 }
             }
         }
@@ -243,12 +245,15 @@ impl Relay {
     fn producer(&mut self) -> Result<&mut bus::Producer, RelayError> {
         let producer = match self.producer.take() {
             Some(producer) => producer,
-            None => bus::Producer::connect(bus::ProducerConfig {
-                brokers: self.config.brokers.clone(),
-                ack_timeout: self.config.ack_timeout,
-                max_retries: 2,
-                client_id: self.config.client_id.clone(),
-            })?,
+            None => bus::Producer::connect_with_shutdown(
+                bus::ProducerConfig {
+                    brokers: self.config.brokers.clone(),
+                    ack_timeout: self.config.ack_timeout,
+                    max_retries: 2,
+                    client_id: self.config.client_id.clone(),
+                },
+                self.shutdown.clone(),
+            )?,
         };
         Ok(self.producer.insert(producer))
     }
@@ -296,7 +301,7 @@ impl Relay {
                 return;
             }
             let Some(listener) = self.listener.as_mut() else {
-                self.sleep(left);
+                stop::sleep(&self.shutdown, left);
                 return;
             };
             let woken = {
@@ -329,17 +334,6 @@ impl Relay {
         self.backlog_counted_at = Some(Instant::now());
         if let Ok(count) = self.table.backlog() {
             self.backlog.set(count);
-        }
-    }
-
-    fn sleep(&self, total: Duration) {
-        let deadline = Instant::now() + total;
-        while !self.shutdown.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(SLICE));
         }
     }
 }

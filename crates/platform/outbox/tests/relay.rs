@@ -12,22 +12,9 @@ use ops_http::Metrics;
 use testkit::{TestDatabase, unique_name, wait_until};
 use tokio_util::sync::CancellationToken;
 
-mod migrations {
-    refinery::embed_migrations!("../../../migrations/orders");
-}
+mod common;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A migrated database with the orders outbox table.
-fn outbox_database() -> (TestDatabase, pgsetup::Pool) {
-    let db = TestDatabase::new("outbox");
-    let options = pgsetup::PoolOptions {
-        max_size: 4,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), migrations::migrations::runner(), options).unwrap();
-    (db, pool)
-}
 
 fn relay_config(
     db: &TestDatabase,
@@ -105,7 +92,7 @@ fn read_topic(brokers: &[String], topic: &str, expected: usize) -> Vec<(String, 
 #[test]
 fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
@@ -155,7 +142,7 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
         .unwrap()
         .port();
     let bootstrap = format!("127.0.0.1:{port}");
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
     let shutdown = CancellationToken::new();
     let relay = outbox::spawn_relay(
@@ -186,7 +173,7 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
 #[test]
 fn two_relays_on_one_database_publish_each_event_once() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
     let shutdown = CancellationToken::new();
     let relays: Vec<_> = (0..2)
@@ -216,7 +203,7 @@ fn two_relays_on_one_database_publish_each_event_once() {
 #[test]
 fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
     insert_events(&db, &topic, 2);
     // As if a relay claimed the rows and died before publishing.
@@ -249,16 +236,6 @@ fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
     relay.join().unwrap();
 }
 
-/// The value of an unlabelled counter (0 before it is first rendered with a value).
-fn counter(metrics: &Metrics, name: &str) -> u64 {
-    let prefix = format!("{name} ");
-    metrics
-        .render()
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     // The relay reaches the broker through a proxy that accepts connections and closes
@@ -266,7 +243,7 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
     let proxy = testkit::TcpProxy::start(&broker.bootstrap()).unwrap();
     proxy.cut();
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
@@ -280,14 +257,18 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     insert_events(&db, &topic, 3);
     // Wait for failed attempts (each one claimed the rows, tried to publish, failed).
     wait_until(DEADLINE, "two failed publish attempts", || {
-        (counter(&metrics, "outbox_publish_failures_total") >= 2).then_some(())
+        (metrics
+            .value("outbox_publish_failures_total")
+            .unwrap_or(0.0)
+            >= 2.0)
+            .then_some(())
     });
     assert_eq!(
         unsent(&db),
         3,
         "nothing is marked sent without an acknowledgement"
     );
-    assert_eq!(counter(&metrics, "outbox_published_total"), 0);
+    assert_eq!(metrics.value("outbox_published_total").unwrap_or(0.0), 0.0);
 
     // The broker answers again: the same rows go out, each once, and only then are
     // they marked sent.
@@ -297,7 +278,7 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     });
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
     wait_until(DEADLINE, "publish metric updated", || {
-        (counter(&metrics, "outbox_published_total") == 3).then_some(())
+        (metrics.value("outbox_published_total").unwrap_or(0.0) == 3.0).then_some(())
     });
     shutdown.cancel();
     relay.join().unwrap();

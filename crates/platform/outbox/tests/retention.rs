@@ -10,22 +10,9 @@ use retention::{Policy, Retention, RetentionConfig};
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
-mod migrations {
-    refinery::embed_migrations!("../../../migrations/orders");
-}
+mod common;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
-
-/// A migrated database with the orders outbox table.
-fn outbox_database() -> (TestDatabase, pgsetup::Pool) {
-    let db = TestDatabase::new("outbox_retention");
-    let options = pgsetup::PoolOptions {
-        max_size: 4,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), migrations::migrations::runner(), options).unwrap();
-    (db, pool)
-}
 
 /// Inserts `count` rows created `created_days_ago` and sent `sent_days_ago` (`None`:
 /// unsent), as the relay would have left them.
@@ -72,7 +59,7 @@ fn retention(pool: pgsetup::Pool, keep: Duration, batch_size: u32, metrics: &Met
 
 #[test]
 fn old_sent_rows_go_in_bounded_batches_young_and_unsent_rows_stay() {
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox_retention");
     insert(&db, 35, 10, Some(9)); // sent 9 days ago: past a 7-day window
     insert(&db, 4, 3, Some(2)); // sent 2 days ago: inside it
     insert(&db, 3, 30, None); // never sent, however old
@@ -109,7 +96,7 @@ fn old_sent_rows_go_in_bounded_batches_young_and_unsent_rows_stay() {
 
 #[test]
 fn a_zero_window_disables_retention() {
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox_retention");
     insert(&db, 5, 400, Some(399));
     let metrics = Metrics::new();
     let retention = retention(pool, Duration::ZERO, 10, &metrics);
@@ -127,7 +114,7 @@ fn a_zero_window_disables_retention() {
 
 #[test]
 fn the_background_thread_prunes_on_its_interval_and_stops_on_shutdown() {
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox_retention");
     insert(&db, 12, 10, Some(9));
     insert(&db, 1, 10, None);
     let metrics = Metrics::new();
@@ -160,7 +147,7 @@ fn the_background_thread_prunes_on_its_interval_and_stops_on_shutdown() {
 
 #[test]
 fn a_failed_run_is_counted_and_retried_not_fatal() {
-    let (db, pool) = outbox_database();
+    let (db, pool) = common::outbox_database("outbox_retention");
     insert(&db, 3, 10, Some(9));
     let metrics = Metrics::new();
     let retention = retention(pool, 7 * DAY, 10, &metrics);

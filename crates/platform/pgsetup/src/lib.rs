@@ -1,8 +1,9 @@
 //! PostgreSQL plumbing shared by the services that keep state in PostgreSQL.
 //!
 //! Start-up is [`prepare`]: make sure the service's database exists (creating it
-//! through the `postgres` maintenance database if not), apply the refinery
-//! migrations embedded in the service binary while holding an advisory lock (so two
+//! through the `postgres` maintenance database if not), apply the service's
+//! [`Schema`] (the refinery migration sets embedded in its binary: its own, the
+//! outbox's, each with its own history table) while holding an advisory lock (so two
 //! instances starting at once neither fail nor apply anything twice), and return an
 //! r2d2 pool that connects lazily. [`is_unavailable`] tells a transient database
 //! outage (connection refused, lost, server shutting down) from a real error, so
@@ -16,6 +17,7 @@
 //! All calls here block: async code reaches them through `spawn_blocking`.
 
 mod connection;
+mod schema;
 pub mod tls;
 
 use backoff::Backoff;
@@ -24,6 +26,7 @@ use std::{str::FromStr, time::Duration};
 use postgres::{Client, Config, error::SqlState};
 
 pub use connection::{Connection, ConnectionManager};
+pub use schema::{DEFAULT_HISTORY_TABLE, MigrationSet, Schema, Superseded};
 pub use tls::{PgTls, SslMode, TlsConfigError, TlsSettings};
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -56,6 +59,9 @@ pub enum SetupError {
     },
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
+    /// Recording the current checksum of a superseded migration failed.
+    #[error("cannot update the migration history: {}", describe(.0))]
+    AdoptSuperseded(#[source] postgres::Error),
     #[error("database set-up task failed: {0}")]
     Task(String),
 }
@@ -70,6 +76,7 @@ impl SetupError {
             SetupError::CreateDatabase { source: err, .. } => {
                 is_unavailable(err) || err.code() == Some(&SqlState::OBJECT_IN_USE)
             }
+            SetupError::AdoptSuperseded(err) => is_unavailable(err),
             SetupError::Migrate(_)
             | SetupError::Dsn(_)
             | SetupError::Task(_)
@@ -87,10 +94,11 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
 }
 
-/// Creates the database named in `dsn` if needed, migrates it, and returns a pool.
+/// Creates the database named in `dsn` if needed, applies `schema` (a [`Schema`], or
+/// one refinery runner), and returns a pool.
 pub fn prepare(
     dsn: &str,
-    migrations: refinery::Runner,
+    schema: impl Into<Schema>,
     options: PoolOptions,
 ) -> Result<Pool, SetupError> {
     let (mut config, tls) = parse_dsn(dsn)?;
@@ -107,7 +115,7 @@ pub fn prepare(
         .ok_or_else(|| SetupError::Dsn("no database name (e.g. postgres://host/orders_db)".into()))?
         .to_owned();
     ensure_database(&config, &tls, &database)?;
-    migrate(&config, &tls, migrations)?;
+    migrate(&config, &tls, schema.into())?;
     Ok(pool(config, tls, options))
 }
 
@@ -156,19 +164,18 @@ fn classify_connect_error(err: postgres::Error, mode: SslMode) -> SetupError {
 /// [`prepare`] from async code, retried with backoff (200 ms doubling to 5 s) while
 /// PostgreSQL is unreachable, so a service may start before its database. `None`
 /// when `shutdown` came first.
-pub async fn prepare_until_ready(
+pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
     dsn: &str,
-    migrations: fn() -> refinery::Runner,
+    schema: fn() -> S,
     options: PoolOptions,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Pool>, SetupError> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let dsn_owned = dsn.to_owned();
-        let attempt =
-            tokio::task::spawn_blocking(move || prepare(&dsn_owned, migrations(), options))
-                .await
-                .map_err(|err| SetupError::Task(err.to_string()))?;
+        let attempt = tokio::task::spawn_blocking(move || prepare(&dsn_owned, schema(), options))
+            .await
+            .map_err(|err| SetupError::Task(err.to_string()))?;
         match attempt {
             Ok(pool) => return Ok(Some(pool)),
             Err(err) if err.is_transient() => {
@@ -229,15 +236,16 @@ fn ensure_database(config: &Config, tls: &PgTls, database: &str) -> Result<(), S
     }
 }
 
-fn migrate(config: &Config, tls: &PgTls, migrations: refinery::Runner) -> Result<(), SetupError> {
+fn migrate(config: &Config, tls: &PgTls, schema: Schema) -> Result<(), SetupError> {
     let mut client: Client = connect_with(config, tls)?;
     // Session-level lock: released when this connection closes, even on error.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .map_err(SetupError::Connect)?;
-    let report = migrations.run(&mut client).map_err(SetupError::Migrate)?;
-    for migration in report.applied_migrations() {
-        tracing::info!(migration = %migration, "applied migration");
+    for set in schema.into_sets() {
+        for migration in set.apply(&mut client)? {
+            tracing::info!(%migration, "applied migration");
+        }
     }
     Ok(())
 }

@@ -246,12 +246,14 @@ impl PgTls {
         };
         let verifier: Arc<dyn ServerCertVerifier> = match (settings.mode, roots) {
             (SslMode::VerifyFull, Some(roots)) => web_pki(roots, &provider)?,
-            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(ChainOnly {
-                inner: web_pki(roots, &provider)?,
+            (SslMode::VerifyCa | SslMode::Require, Some(roots)) => Arc::new(Relaxed {
+                provider: provider.clone(),
+                chain: Some(web_pki(roots, &provider)?),
             }),
             // disable (never used), prefer, require without a root certificate.
-            _ => Arc::new(EncryptOnly {
+            _ => Arc::new(Relaxed {
                 provider: provider.clone(),
+                chain: None,
             }),
         };
         let config = ClientConfig::builder_with_provider(provider)
@@ -317,68 +319,17 @@ fn web_pki(
         .map_err(|err| TlsConfigError::Rustls(rustls::Error::General(err.to_string())))
 }
 
-/// `require` / `prefer` without a root certificate: the handshake's signatures are
-/// checked (so the session is really keyed to the presented certificate), the
-/// certificate itself is not.
+/// Every mode short of `verify-full`. The handshake's signatures are always checked
+/// (so the session is really keyed to the presented certificate); the certificate
+/// itself only when `chain` is set (`verify-ca`, or `require` with a root
+/// certificate), and then without its host name.
 #[derive(Debug)]
-struct EncryptOnly {
+struct Relaxed {
     provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted CA; the host name is not checked.
-#[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -387,15 +338,12 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // webpki checks the chain (and validity dates) before the name, so a name
         // error means everything else passed.
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -403,13 +351,15 @@ impl ServerCertVerifier for ChainOnly {
         }
     }
 
+    // webpki's own signature checks use these same provider algorithms.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -418,11 +368,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

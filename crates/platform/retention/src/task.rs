@@ -3,9 +3,10 @@
 use std::{
     fmt::Write as _,
     thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use lifecycle::stop;
 use ops_http::{Counter, Gauge, Metrics};
 use pgsetup::Pool;
 use tokio_util::sync::CancellationToken;
@@ -56,9 +57,6 @@ struct TableState {
     deleted: Counter,
     rows: Gauge,
 }
-
-/// Longest single sleep, so shutdown is noticed promptly.
-const SLICE: Duration = Duration::from_millis(200);
 
 impl Retention {
     /// Registers the metrics for `policies` (disabled ones too: their row gauge is
@@ -127,7 +125,7 @@ impl Retention {
         );
         while !self.shutdown.is_cancelled() {
             self.run_once();
-            self.sleep(self.config.interval);
+            stop::sleep(&self.shutdown, self.config.interval);
         }
         tracing::info!("retention stopped");
     }
@@ -199,7 +197,7 @@ impl Retention {
             if deleted < u64::from(self.config.batch_size) {
                 break;
             }
-            self.sleep(self.config.pause);
+            stop::sleep(&self.shutdown, self.config.pause);
         }
         Ok(pruned)
     }
@@ -220,17 +218,6 @@ impl Retention {
                     tracing::debug!(table = table.policy.table.name, %err, "row estimate failed");
                 }
             }
-        }
-    }
-
-    fn sleep(&self, total: Duration) {
-        let deadline = Instant::now() + total;
-        while !self.shutdown.is_cancelled() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            thread::sleep(left.min(SLICE));
         }
     }
 }

@@ -176,6 +176,11 @@ pub fn code_name(code: Code) -> &'static str {
 mod tests {
     use super::*;
 
+    /// `ApiError::from_grpc` with a 2 s deadline.
+    fn from_orders(status: tonic::Status) -> ApiError {
+        ApiError::from_grpc(&status, Duration::from_secs(2))
+    }
+
     #[test]
     fn maps_codes_to_statuses() {
         let cases = [
@@ -201,20 +206,15 @@ mod tests {
 
     #[test]
     fn client_errors_keep_the_message_server_errors_do_not() {
-        let timeout = Duration::from_secs(2);
-        let bad = ApiError::from_grpc(
-            &tonic::Status::invalid_argument("user_id must be positive, got 0"),
-            timeout,
-        );
+        let bad = from_orders(tonic::Status::invalid_argument(
+            "user_id must be positive, got 0",
+        ));
         assert_eq!(bad.status, StatusCode::BAD_REQUEST);
         assert_eq!(bad.message, "user_id must be positive, got 0");
-        let internal = ApiError::from_grpc(
-            &tonic::Status::internal("relation \"x\" does not exist"),
-            timeout,
-        );
+        let internal = from_orders(tonic::Status::internal("relation \"x\" does not exist"));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(internal.message, "internal error");
-        let late = ApiError::from_grpc(&tonic::Status::cancelled("Timeout expired"), timeout);
+        let late = from_orders(tonic::Status::cancelled("Timeout expired"));
         assert_eq!(
             (late.status, late.code),
             (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded)
@@ -223,16 +223,14 @@ mod tests {
 
     #[test]
     fn every_503_says_when_to_retry_and_orders_overload_is_named() {
-        let timeout = Duration::from_secs(2);
-        let overloaded = ApiError::from_grpc(
-            &tonic::Status::unavailable("orders overloaded: 256 calls in flight, retry later"),
-            timeout,
-        );
+        let overloaded = from_orders(tonic::Status::unavailable(
+            "orders overloaded: 256 calls in flight, retry later",
+        ));
         assert_eq!(
             overloaded.message,
             "orders overloaded: 256 calls in flight, retry later"
         );
-        let down = ApiError::from_grpc(&tonic::Status::unavailable("tcp connect error"), timeout);
+        let down = from_orders(tonic::Status::unavailable("tcp connect error"));
         assert_eq!(down.message, "orders service unavailable, retry later");
         for error in [overloaded, down] {
             let response = error.into_response();

@@ -8,7 +8,7 @@
 //! one item, the total fitting in i64, ...) are checked by orders, the one place
 //! they live; its INVALID_ARGUMENT message reaches the client unchanged.
 
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use proto::v1::{self, OrderStatus};
@@ -42,22 +42,34 @@ pub struct ItemBody {
 // its field values (`[1, [[1, 2, 3]]]`), which the contract does not, and matches
 // keys exactly, where the Go gateway also takes `User_Id` ([`json_keys`]).
 
-impl<'de> Deserialize<'de> for CreateOrderBody {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(CreateOrderVisitor)
-    }
+/// A struct read from a JSON object (and from nothing else), field by field.
+trait FromObject: Sized {
+    fn from_object<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
 }
 
-struct CreateOrderVisitor;
+/// The visitor of every [`FromObject`]: only a map is accepted.
+struct ObjectVisitor<T>(PhantomData<T>);
 
-impl<'de> Visitor<'de> for CreateOrderVisitor {
-    type Value = CreateOrderBody;
+impl<'de, T: FromObject> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::from_object(map)
+    }
+}
+
+impl<'de> Deserialize<'de> for CreateOrderBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+impl FromObject for CreateOrderBody {
+    fn from_object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         const FIELDS: &[&str] = &["user_id", "items"];
         let (mut user_id, mut items) = (None, None);
         while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
@@ -66,7 +78,7 @@ impl<'de> Visitor<'de> for CreateOrderVisitor {
                 _ => next_value_once(&mut map, &mut items, "items")?,
             }
         }
-        Ok(CreateOrderBody {
+        Ok(Self {
             user_id: user_id.ok_or_else(|| de::Error::missing_field("user_id"))?,
             items: items.ok_or_else(|| de::Error::missing_field("items"))?,
         })
@@ -75,20 +87,12 @@ impl<'de> Visitor<'de> for CreateOrderVisitor {
 
 impl<'de> Deserialize<'de> for ItemBody {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ItemVisitor)
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
     }
 }
 
-struct ItemVisitor;
-
-impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = ItemBody;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+impl FromObject for ItemBody {
+    fn from_object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         const FIELDS: &[&str] = &["product_id", "quantity", "price"];
         let (mut product_id, mut quantity, mut price) = (None, None, None);
         while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
@@ -98,7 +102,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
                 _ => next_value_once(&mut map, &mut price, "price")?,
             }
         }
-        Ok(ItemBody {
+        Ok(Self {
             product_id: product_id.ok_or_else(|| de::Error::missing_field("product_id"))?,
             quantity: quantity.ok_or_else(|| de::Error::missing_field("quantity"))?,
             price: price.ok_or_else(|| de::Error::missing_field("price"))?,

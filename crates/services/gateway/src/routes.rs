@@ -18,7 +18,8 @@
 //! Handlers never reject: they answer with the result or an [`ApiError`]. A known
 //! path with another method is 405 with the `Allow` header ([`allowed_methods`]);
 //! an unknown path is rejected, and [`handle_rejection`] turns that into a 404 with
-//! the same JSON error body.
+//! the same JSON error body. The routes and `Allow` are built from one table of path
+//! patterns and methods (`ROUTES`; Swagger UI's paths are [`swagger::serves`]').
 
 use std::{convert::Infallible, pin::pin, sync::Arc, time::Duration};
 
@@ -32,6 +33,7 @@ use tonic_health::pb::{
 };
 use warp::{
     Buf, Filter, Rejection, Reply, Stream,
+    filters::BoxedFilter,
     http::{
         StatusCode,
         header::{self, HeaderValue},
@@ -238,31 +240,153 @@ where
     if over { Err(too_large()) } else { Ok(data) }
 }
 
-/// The methods a known path answers (the `Allow` header of its 405), or `None` for
-/// a path no route serves.
-pub fn allowed_methods(path: &str) -> Option<&'static str> {
-    if path == "/orders/" {
-        // POST creates an order (the trailing slash is ignored); GET is the order
-        // route with an empty id (400).
-        return Some("GET, POST");
+/// A segment of a route's path pattern.
+#[derive(Debug, Clone, Copy)]
+enum Segment {
+    /// Exactly this text.
+    Literal(&'static str),
+    /// Any one segment, passed to the handler (`{id}`).
+    Param,
+}
+
+use Segment::{Literal, Param};
+
+/// The methods the routes use.
+#[derive(Debug, Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+        }
     }
-    // warp's routes also match with one trailing slash (`/healthz/`).
-    let path = path.strip_suffix('/').unwrap_or(path);
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["orders"] => Some("POST"),
-        ["orders", _] => Some("GET"),
-        ["healthz"] | ["readyz"] | ["metrics"] | ["openapi.yaml"] => Some("GET"),
-        swagger_path if swagger::serves(swagger_path) => Some("GET"),
-        _ => None,
+
+    /// Another method is rejected as warp's own method filters reject it, so the
+    /// rejection still combines into a 405.
+    fn filter(self) -> BoxedFilter<()> {
+        match self {
+            Verb::Get => warp::get().boxed(),
+            Verb::Post => warp::post().boxed(),
+        }
     }
 }
 
-/// `/orders/`: the order route with an empty id, which `path!("orders" / String)`
-/// does not match; `GET` on it is a bad id (400), as the Go gateway answers, not 405.
+/// One route of this module: a path pattern and the method it answers. The routes
+/// are built from these ([`Route::filter`]) and so is the 405's `Allow`
+/// ([`allowed_methods`]), so the two cannot disagree.
+#[derive(Debug)]
+struct Route {
+    path: &'static [Segment],
+    verb: Verb,
+}
+
+impl Route {
+    const fn new(verb: Verb, path: &'static [Segment]) -> Self {
+        Self { path, verb }
+    }
+}
+
+const CREATE_ORDER: Route = Route::new(Verb::Post, &[Literal("orders")]);
+const GET_ORDER: Route = Route::new(Verb::Get, &[Literal("orders"), Param]);
+const HEALTHZ: Route = Route::new(Verb::Get, &[Literal("healthz")]);
+const READYZ: Route = Route::new(Verb::Get, &[Literal("readyz")]);
+const METRICS: Route = Route::new(Verb::Get, &[Literal("metrics")]);
+const OPENAPI_YAML: Route = Route::new(Verb::Get, &[Literal("openapi.yaml")]);
+
+/// Every route of this module; Swagger UI's are [`swagger`]'s.
+const ROUTES: [&Route; 6] = [
+    &CREATE_ORDER,
+    &GET_ORDER,
+    &HEALTHZ,
+    &READYZ,
+    &METRICS,
+    &OPENAPI_YAML,
+];
+
+impl Route {
+    /// The path (one trailing slash allowed, as `warp::path!` allows it), then the
+    /// method; extracts the [`Segment::Param`] segments in order.
+    fn filter(&'static self) -> BoxedFilter<(Vec<String>,)> {
+        self.path_filter().and(self.verb.filter()).boxed()
+    }
+
+    fn path_filter(&'static self) -> BoxedFilter<(Vec<String>,)> {
+        let mut filter = warp::any().map(Vec::new).boxed();
+        for segment in self.path {
+            filter = match *segment {
+                Literal(text) => filter.and(warp::path(text)).boxed(),
+                Param => filter
+                    .and(warp::path::param::<String>())
+                    .map(|mut params: Vec<String>, param| {
+                        params.push(param);
+                        params
+                    })
+                    .boxed(),
+            };
+        }
+        filter.and(warp::path::end()).boxed()
+    }
+
+    /// Whether a path split at `/` has this route's shape. A [`Segment::Param`]
+    /// matches any segment here, even an empty one (`DELETE /orders//` is 405 too).
+    fn matches(&self, segments: &[&str]) -> bool {
+        segments.len() == self.path.len()
+            && self
+                .path
+                .iter()
+                .zip(segments)
+                .all(|(pattern, segment)| match pattern {
+                    Literal(text) => text == segment,
+                    Param => true,
+                })
+    }
+}
+
+/// A path split at `/`, without its leading slashes.
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+/// The methods a known path answers, sorted, or none for a path no route serves.
+fn allowed(path: &str) -> Vec<&'static str> {
+    // warp's routes also match with one trailing slash (`/healthz/`).
+    let segments = segments(path.strip_suffix('/').unwrap_or(path));
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|route| route.matches(&segments))
+        .map(|route| route.verb.as_str())
+        .collect();
+    if path == EMPTY_ORDER_ID {
+        methods.push(GET_ORDER.verb.as_str());
+    }
+    if swagger::serves(&segments) {
+        methods.push(Verb::Get.as_str());
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// The methods a known path answers (the `Allow` header of its 405, e.g.
+/// `GET, POST`), or `None` for a path no route serves.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let methods = allowed(path);
+    (!methods.is_empty()).then(|| methods.join(", "))
+}
+
+/// The path of the order route with an empty id.
+const EMPTY_ORDER_ID: &str = "/orders/";
+
+/// `/orders/`: the order route with an empty id, which its `{id}` filter (a
+/// non-empty segment) does not match; `GET` on it is a bad id (400), as the Go gateway answers, not 405.
 fn empty_order_id() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
     warp::path::full().and_then(|path: warp::path::FullPath| async move {
-        if path.as_str() == "/orders/" {
+        if path.as_str() == EMPTY_ORDER_ID {
             Ok(String::new())
         } else {
             Err(warp::reject::not_found())
@@ -276,23 +400,24 @@ async fn method_not_allowed(
     path: warp::path::FullPath,
     method: warp::http::Method,
 ) -> Result<Response, Rejection> {
-    match allowed_methods(path.as_str()) {
-        Some(allow) if !allow.split(", ").any(|allowed| allowed == method.as_str()) => {
-            let mut response = ApiError::with_status(
-                StatusCode::METHOD_NOT_ALLOWED,
-                Code::Unimplemented,
-                "method not allowed on this path",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
-            Ok(response)
-        }
-        // The method is allowed: an earlier route refused the request for another
-        // reason (a bad header), which warp reports in preference to "not found".
-        _ => Err(warp::reject::not_found()),
+    let allowed = allowed(path.as_str());
+    if allowed.is_empty() || allowed.contains(&method.as_str()) {
+        // Not a known path, or the method is allowed: an earlier route refused the
+        // request for another reason (a bad header), which warp reports in preference
+        // to "not found".
+        return Err(warp::reject::not_found());
     }
+    let mut response = ApiError::with_status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        "method not allowed on this path",
+    )
+    .into_response();
+    // Method names are tokens, valid in a header: the conversion cannot fail.
+    if let Ok(allow) = HeaderValue::try_from(allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(response)
 }
 
 /// Routing failures as JSON errors: 404 for an unknown path, 405 for a known path
@@ -320,39 +445,112 @@ pub fn routes(
     gateway: Gateway,
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let with_gateway = warp::any().map(move || gateway.clone());
+    create_order(gateway.clone())
+        .or(get_order(gateway.clone()))
+        .unify()
+        .or(healthz())
+        .unify()
+        .or(readyz(gateway))
+        .unify()
+        .or(metrics_text(metrics.clone()))
+        .unify()
+        .or(openapi())
+        .unify()
+        .or(swagger::routes())
+        .unify()
+        .or(other_methods())
+        .unify()
+        .recover(handle_rejection)
+        .unify()
+        .with(count_responses(&metrics))
+}
 
-    let create = warp::path!("orders")
-        .and(warp::post())
+/// The value every request's handler gets.
+fn with_gateway(
+    gateway: Gateway,
+) -> impl Filter<Extract = (Gateway,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::any().map(move || gateway.clone())
+}
+
+/// `POST /orders`.
+fn create_order(
+    gateway: Gateway,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    CREATE_ORDER
+        .filter()
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .and(with_gateway.clone())
-        .then(|length, body, gateway: Gateway| gateway.create_order(length, body));
-    let get = warp::path!("orders" / String)
+        .and(with_gateway(gateway))
+        .then(|_: Vec<String>, length, body, gateway: Gateway| gateway.create_order(length, body))
+}
+
+/// `GET /orders/{id}`, and `GET /orders/` (an empty id).
+fn get_order(
+    gateway: Gateway,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    GET_ORDER
+        .path_filter()
+        .map(|params: Vec<String>| params.into_iter().next().unwrap_or_default())
         .or(empty_order_id())
         .unify()
-        .and(warp::get())
-        .and(with_gateway.clone())
-        .then(|id, gateway: Gateway| gateway.get_order(id));
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
-    let readyz = warp::path!("readyz")
-        .and(warp::get())
-        .and(with_gateway)
-        .then(|gateway: Gateway| gateway.readiness());
-    let openapi = warp::path!("openapi.yaml").and(warp::get()).map(|| {
-        warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()
-    });
-    let other_methods = warp::path::full()
-        .and(warp::method())
-        .and_then(method_not_allowed);
-    let render = metrics.clone();
-    let metrics_route = warp::path!("metrics").and(warp::get()).map(move || {
-        warp::reply::with_header(render.render(), "content-type", "text/plain; version=0.0.4")
-            .into_response()
-    });
+        .and(GET_ORDER.verb.filter())
+        .and(with_gateway(gateway))
+        .then(|id, gateway: Gateway| gateway.get_order(id))
+}
 
+/// `GET /healthz`: the process serves.
+fn healthz() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
+    HEALTHZ
+        .filter()
+        .map(|_| warp::reply::json(&json!({"status": "ok"})).into_response())
+}
+
+/// `GET /readyz`: orders is ready.
+fn readyz(
+    gateway: Gateway,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    READYZ
+        .filter()
+        .and(with_gateway(gateway))
+        .then(|_, gateway: Gateway| gateway.readiness())
+}
+
+/// `GET /metrics`: every family of `metrics`, as Prometheus text.
+fn metrics_text(
+    metrics: Arc<Metrics>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    METRICS.filter().map(move |_| {
+        warp::reply::with_header(
+            metrics.render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+        .into_response()
+    })
+}
+
+/// `GET /openapi.yaml`: [`OPENAPI`].
+fn openapi() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
+    OPENAPI_YAML.filter().map(|_| {
+        warp::reply::with_header(OPENAPI, "content-type", "application/yaml").into_response()
+    })
+}
+
+/// Last: a known path with a method no route took ([`method_not_allowed`]).
+fn other_methods()
+-> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    warp::path::full()
+        .and(warp::method())
+        .and_then(method_not_allowed)
+}
+
+/// Counts and logs every answered request: totals by status class, the latency of
+/// the order routes, and the Go gateway's families ([`RequestMetrics`]).
+fn count_responses(
+    metrics: &Metrics,
+) -> warp::log::Log<impl Fn(warp::log::Info<'_>) + Clone + Send + Sync + 'static + use<>> {
     let requests = metrics.counter("gateway_http_requests_total", "HTTP requests answered.");
     let ok = metrics.counter(
         "gateway_http_responses_2xx_total",
@@ -370,8 +568,8 @@ pub fn routes(
         "gateway_order_request_duration_seconds",
         "Time to answer requests under /orders (POST /orders, GET /orders/{id}), the call to orders included.",
     );
-    let go_metrics = RequestMetrics::register(&metrics);
-    let count = warp::log::custom(move |info| {
+    let go_metrics = RequestMetrics::register(metrics);
+    warp::log::custom(move |info| {
         go_metrics.observe(info.method(), info.path(), info.status(), info.elapsed());
         requests.inc();
         if info.path().starts_with("/orders") {
@@ -390,24 +588,29 @@ pub fn routes(
             elapsed = ?info.elapsed(),
             "request"
         );
-    });
+    })
+}
 
-    create
-        .or(get)
-        .unify()
-        .or(healthz)
-        .unify()
-        .or(readyz)
-        .unify()
-        .or(metrics_route)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(swagger::routes())
-        .unify()
-        .or(other_methods)
-        .unify()
-        .recover(handle_rejection)
-        .unify()
-        .with(count)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_names_the_methods_of_every_route_of_the_path() {
+        for (path, allow) in [
+            ("/orders", Some("POST")),
+            ("/orders/", Some("GET, POST")),
+            ("/orders/1", Some("GET")),
+            ("/orders/1/", Some("GET")),
+            ("/healthz/", Some("GET")),
+            ("/openapi.yaml", Some("GET")),
+            ("/swagger/", Some("GET")),
+            ("/swagger/doc.json", Some("GET")),
+            ("/", None),
+            ("/orders/1/items", None),
+            ("/swagger/nope", None),
+        ] {
+            assert_eq!(allowed_methods(path).as_deref(), allow, "{path}");
+        }
+    }
 }

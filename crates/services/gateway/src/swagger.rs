@@ -39,34 +39,29 @@ pub struct Asset {
     pub body: &'static [u8],
 }
 
+/// An [`Asset`] from `assets/swagger-ui/`, served under its file name: the name is
+/// written once, so the served name and the embedded file cannot drift apart.
+macro_rules! vendored {
+    ($name:literal, $content_type:literal) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../assets/swagger-ui/", $name)),
+        }
+    };
+}
+
 /// The vendored files the page uses (and the licence notices of the bundle, which the
 /// bundle's first line points to by this relative name).
 pub const ASSETS: &[Asset] = &[
-    Asset {
-        name: "swagger-ui.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../assets/swagger-ui/swagger-ui.css"),
-    },
-    Asset {
-        name: "swagger-ui-bundle.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
-    },
-    Asset {
-        name: "swagger-ui-bundle.js.LICENSE.txt",
-        content_type: "text/plain; charset=utf-8",
-        body: include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js.LICENSE.txt"),
-    },
-    Asset {
-        name: "favicon-32x32.png",
-        content_type: "image/png",
-        body: include_bytes!("../assets/swagger-ui/favicon-32x32.png"),
-    },
-    Asset {
-        name: "favicon-16x16.png",
-        content_type: "image/png",
-        body: include_bytes!("../assets/swagger-ui/favicon-16x16.png"),
-    },
+    vendored!("swagger-ui.css", "text/css; charset=utf-8"),
+    vendored!("swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+    vendored!(
+        "swagger-ui-bundle.js.LICENSE.txt",
+        "text/plain; charset=utf-8"
+    ),
+    vendored!("favicon-32x32.png", "image/png"),
+    vendored!("favicon-16x16.png", "image/png"),
 ];
 
 /// For what changes with the gateway (the page, the description): revalidate each time.

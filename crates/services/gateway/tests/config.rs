@@ -2,13 +2,11 @@
 //! message that names the variable.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod common;
 
 #[test]
 fn invalid_values_stop_the_binary_naming_the_variable() {
-    let mut clear = gateway::config::ENV_VARS.to_vec();
-    clear.push(gateway::config::CONFIG_FILE_VAR);
-    for case in [
+    common::assert_settings_refused(&[
         ("GATEWAY_ORDERS_TIMEOUT", "soon", "expected a Go duration"),
         ("GATEWAY_ORDERS_TIMEOUT", "-1s", "must not be negative"),
         ("GATEWAY_ORDERS_TIMEOUT", "0", "must be greater than 0"),
@@ -28,13 +26,5 @@ fn invalid_values_stop_the_binary_naming_the_variable() {
             "x:y",
             "is not a number from 0 to 65535",
         ),
-    ] {
-        testkit::assert_setting_refused(
-            Path::new(env!("CARGO_BIN_EXE_gateway")),
-            &clear,
-            // Should the value be accepted by mistake, do not take port 8080.
-            &[("GATEWAY_HTTP_ADDR", "127.0.0.1:0")],
-            case,
-        );
-    }
+    ]);
 }

@@ -9,10 +9,7 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{Gateway, gateway_config};
 use orders::testing::{DEADLINE, Orders, config as orders_config};
@@ -72,10 +69,7 @@ fn a_burst_past_the_bound_is_shed_at_once_and_admitted_orders_complete() {
         // BOUND requests wait on the lock; all the others are answered meanwhile.
         let shed_count = BURST - BOUND as usize;
         for _ in 0..shed_count {
-            let (status, retry_after, body) = tokio::time::timeout(DEADLINE, answers.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let (status, retry_after, body) = next_answer(&mut answers).await;
             assert_eq!(status, 503, "{body}");
             assert_eq!(retry_after.as_deref(), Some("1"));
             assert_eq!(
@@ -105,10 +99,7 @@ fn a_burst_past_the_bound_is_shed_at_once_and_admitted_orders_complete() {
         lock.release();
         let mut accepted = Vec::new();
         for _ in 0..BOUND {
-            let (status, _, body) = tokio::time::timeout(DEADLINE, answers.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let (status, _, body) = next_answer(&mut answers).await;
             assert_eq!(status, 200, "{body}");
             accepted.push(body["order_id"].as_i64().unwrap());
         }
@@ -129,6 +120,14 @@ fn a_burst_past_the_bound_is_shed_at_once_and_admitted_orders_complete() {
         // The bound is free again.
         assert_eq!(gateway.post("/orders", ORDER).await.status, 200);
     });
+}
+
+/// The next answer of the burst, within `DEADLINE`.
+async fn next_answer(answers: &mut tokio::sync::mpsc::UnboundedReceiver<Answer>) -> Answer {
+    tokio::time::timeout(DEADLINE, answers.recv())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Reads until the server closes the connection (EOF or reset), or `DEADLINE`.
@@ -204,9 +203,7 @@ fn orders_overloaded_message_is_the_one_the_gateway_passes_on() {
 
 #[test]
 fn invalid_overload_settings_stop_the_binary_naming_the_variable() {
-    let mut clear = gateway::config::ENV_VARS.to_vec();
-    clear.push(gateway::config::CONFIG_FILE_VAR);
-    for case in [
+    common::assert_settings_refused(&[
         ("GATEWAY_MAX_IN_FLIGHT", "0", "must be at least 1"),
         ("GATEWAY_MAX_IN_FLIGHT", "lots", ""),
         ("GATEWAY_MAX_IN_FLIGHT", "-1", ""),
@@ -218,12 +215,5 @@ fn invalid_overload_settings_stop_the_binary_naming_the_variable() {
         ("GATEWAY_READ_HEADER_TIMEOUT", "0", "must be greater than 0"),
         ("GATEWAY_IDLE_TIMEOUT", "-5s", "must not be negative"),
         ("GATEWAY_IDLE_TIMEOUT", "0s", "must be greater than 0"),
-    ] {
-        testkit::assert_setting_refused(
-            Path::new(env!("CARGO_BIN_EXE_gateway")),
-            &clear,
-            &[("GATEWAY_HTTP_ADDR", "127.0.0.1:0")],
-            case,
-        );
-    }
+    ]);
 }

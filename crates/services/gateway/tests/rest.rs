@@ -13,22 +13,17 @@ fn create_then_get_over_http() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
         let (orders, gateway) = common::orders_and_gateway(&db).await;
-        let created = gateway
-            .post(
-                "/orders",
+        let order_id = gateway
+            .create_order(
                 r#"{"user_id": 7, "items": [{"product_id": 11, "quantity": 2, "price": 150},
                                            {"product_id": 12, "quantity": 1, "price": 99}]}"#,
             )
             .await;
-        assert_eq!(created.status, 200, "{created:?}");
-        let order_id = created.body["order_id"].as_i64().unwrap();
-        assert_eq!(created.body, json!({ "order_id": order_id }));
 
-        let got = gateway.get(&format!("/orders/{order_id}")).await;
-        assert_eq!(got.status, 200, "{got:?}");
-        let created_at = got.body["order"]["created_at"].as_str().unwrap().to_owned();
+        let got = gateway.get_order(order_id).await;
+        let created_at = got["order"]["created_at"].as_str().unwrap().to_owned();
         assert_eq!(
-            got.body,
+            got,
             json!({"order": {
                 "order_id": order_id, "user_id": 7, "status": "new",
                 "items": [{"product_id": 11, "quantity": 2, "price": 150},
@@ -92,11 +87,10 @@ fn create_then_get_over_http() {
             .unwrap()
             .into_inner()
             .order_id;
-        let got = gateway.get(&format!("/orders/{grpc_id}")).await;
-        assert_eq!(got.status, 200);
-        assert_eq!(got.body["order"]["total_amount"], json!(15));
+        let got = gateway.get_order(grpc_id).await;
+        assert_eq!(got["order"]["total_amount"], json!(15));
         assert_eq!(
-            got.body["order"]["items"],
+            got["order"]["items"],
             json!([{"product_id": 1, "quantity": 3, "price": 5}])
         );
     });
@@ -107,21 +101,17 @@ fn keys_that_differ_only_in_case_are_accepted_as_the_go_gateway_accepts_them() {
     let db = TestDatabase::new("gateway");
     runtime().block_on(async {
         let (_orders, gateway) = common::orders_and_gateway(&db).await;
-        let created = gateway
-            .post(
-                "/orders",
+        let order_id = gateway
+            .create_order(
                 r#"{"User_Id": 1, "Items": [{"Product_ID": 1, "quantity": 1, "PRICE": 5}]}"#,
             )
             .await;
-        assert_eq!(created.status, 200, "{created:?}");
-        let order_id = created.body["order_id"].as_i64().unwrap();
-        let got = gateway.get(&format!("/orders/{order_id}")).await;
-        assert_eq!(got.status, 200, "{got:?}");
+        let got = gateway.get_order(order_id).await;
         assert_eq!(
             (
-                &got.body["order"]["user_id"],
-                &got.body["order"]["items"],
-                &got.body["order"]["total_amount"]
+                &got["order"]["user_id"],
+                &got["order"]["items"],
+                &got["order"]["total_amount"]
             ),
             (
                 &json!(1),
@@ -370,13 +360,11 @@ fn go_metric_families_count_every_answer_by_route_pattern() {
     runtime().block_on(async {
         let (_orders, gateway) = common::orders_and_gateway(&db).await;
         let order = format!(r#"{{"user_id": 3, "items": [{ITEM}]}}"#);
-        let created = gateway.post("/orders", &order).await;
-        assert_eq!(created.status, 200, "{created:?}");
-        assert_eq!(gateway.post("/orders", &order).await.status, 200);
+        let order_id = gateway.create_order(&order).await;
+        gateway.create_order(&order).await;
         let free = r#"{"user_id": 3, "items": [{"product_id": 1, "quantity": 1, "price": 0}]}"#;
         assert_eq!(gateway.post("/orders", free).await.status, 400);
-        let order_id = created.body["order_id"].as_i64().unwrap();
-        assert_eq!(gateway.get(&format!("/orders/{order_id}")).await.status, 200);
+        gateway.get_order(order_id).await;
         assert_eq!(gateway.get("/orders/").await.status, 400);
         assert_eq!(gateway.send("DELETE", "/orders/1", None).await.status, 405);
         assert_eq!(gateway.send("BREW", "/orders/1", None).await.status, 405);

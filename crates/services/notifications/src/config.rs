@@ -315,34 +315,21 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let bad = |config: Config| config.check().unwrap_err().to_string();
-        assert!(
-            bad(Config {
-                redis_addr: "localhost".into(),
-                ..Config::default()
-            })
-            .contains("REDIS_ADDR")
-        );
-        assert!(
-            bad(Config {
-                redis_ttl: GoDuration(Duration::from_micros(10)),
-                ..Config::default()
-            })
-            .contains("REDIS_TTL")
-        );
-        assert!(
-            bad(Config {
-                kafka_topic: Some(" ".into()),
-                ..Config::default()
-            })
-            .contains("KAFKA_TOPIC")
-        );
-        assert!(
-            bad(Config {
-                redis_db: -1,
-                ..Config::default()
-            })
-            .contains("REDIS_DB")
-        );
+        // Each case spoils one setting of the defaults; the error names its variable.
+        type Spoil = fn(&mut Config);
+        let cases: [(&str, Spoil); 4] = [
+            ("REDIS_ADDR", |c| c.redis_addr = "localhost".into()),
+            ("REDIS_TTL", |c| {
+                c.redis_ttl = GoDuration(Duration::from_micros(10))
+            }),
+            ("KAFKA_TOPIC", |c| c.kafka_topic = Some(" ".into())),
+            ("REDIS_DB", |c| c.redis_db = -1),
+        ];
+        for (var, spoil) in cases {
+            let mut config = Config::default();
+            spoil(&mut config);
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
     }
 }

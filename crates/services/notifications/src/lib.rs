@@ -13,7 +13,8 @@
 //!   Redis and the broker, `/metrics`), runs the `bus` consumer on its dedicated
 //!   thread, and on shutdown lets it finish the message in hand and commit. A broker
 //!   that does not serve the `kafka` client's protocol versions (Apache Kafka 4.x)
-//!   stops the worker: [`StartError::UnsupportedBroker`].
+//!   stops the worker: [`StartError::Consumer`] with
+//!   [`bus::ConsumerError::UnsupportedBroker`].
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
 //! [`Running`] handle, the readiness probes, and the start-up errors kept as the
@@ -49,13 +50,9 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error("redis client: {0}")]
     Redis(#[from] SinkError),
-    #[error("cannot start the consumer: {0}")]
-    Consumer(#[source] std::io::Error),
-    #[error("consumer failed: {0}")]
-    ConsumerFailed(#[source] bus::BusError),
-    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
-    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
-    UnsupportedBroker(#[source] bus::BusError),
+    /// The consumer did not start, failed, or found a broker it cannot use.
+    #[error(transparent)]
+    Consumer(#[from] bus::ConsumerError),
     /// The worker's task panicked.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -109,13 +106,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())
         .probe("broker", move || bus::probe(&brokers, PROBE_TIMEOUT));
-    let bus_shutdown = bus::Shutdown::new();
-    let consumer = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
+    let consumer = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => consumer,
         Err(err) => {
             shutdown.cancel();
             ops.stopped().await;
-            return Err(StartError::Consumer(err));
+            return Err(err.into());
         }
     };
     tracing::info!(
@@ -129,13 +125,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let stop = shutdown.clone();
     let work = async move {
         let readiness = readiness.spawn(stop.clone());
-        let result = consumer
-            .stop_when_cancelled(bus_shutdown, &stop)
-            .await
-            .map_err(|err| match err {
-                bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
-                err => StartError::ConsumerFailed(err),
-            });
+        let result = consumer.stopped().await.map_err(StartError::from);
         stop.cancel();
         let _ = readiness.await;
         result

@@ -1,5 +1,6 @@
 //! The orders service's settings: defaults < TOML file named by `ORDERS_CONFIG` < environment.
 
+use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
 
@@ -85,10 +86,10 @@ impl Default for Config {
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
             kafka_topic: None,
             kafka_topic_order: None,
-            kafka_sender_period: GoDuration::from_secs(1),
-            outbox_batch_size: 500,
-            outbox_lease: GoDuration::from_secs(30),
-            outbox_retention: GoDuration(outbox::DEFAULT_RETENTION),
+            kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
+            outbox_batch_size: OutboxSettings::DEFAULT.batch_size,
+            outbox_lease: GoDuration(OutboxSettings::DEFAULT.lease),
+            outbox_retention: GoDuration(OutboxSettings::DEFAULT.retention),
             retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
             retention_batch: retention::DEFAULT_BATCH_SIZE,
         }
@@ -113,27 +114,25 @@ impl Config {
                 "ORDERS_MAX_IN_FLIGHT must be at least 1 (e.g. 256)".into(),
             ));
         }
-        if self.outbox_batch_size == 0 {
-            return Err(ConfigError::Other(
-                "OUTBOX_BATCH_SIZE must be at least 1".into(),
-            ));
-        }
         if self.topic().trim().is_empty() {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }
-        // Zero would make an idle relay poll PostgreSQL in a tight loop, or let
-        // claims expire at once so concurrent relays publish rows twice.
-        if self.kafka_sender_period.get().is_zero() {
-            return Err(ConfigError::Other(
-                "KAFKA_SENDER_PERIOD must not be 0".into(),
-            ));
-        }
-        if self.outbox_lease.get().is_zero() {
-            return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
-        }
+        self.outbox()
+            .check("KAFKA_SENDER_PERIOD")
+            .map_err(ConfigError::Other)?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
             .map_err(ConfigError::Other)?;
         Ok(self)
+    }
+
+    /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).
+    pub fn outbox(&self) -> OutboxSettings {
+        OutboxSettings {
+            batch_size: self.outbox_batch_size,
+            lease: self.outbox_lease.get(),
+            retention: self.outbox_retention.get(),
+            poll_interval: self.kafka_sender_period.get(),
+        }
     }
 
     /// The order topic: `KAFKA_TOPIC`, else `KAFKA_TOPIC_ORDER`, else [`DEFAULT_TOPIC`].

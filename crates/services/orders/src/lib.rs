@@ -35,7 +35,7 @@ mod store;
 pub mod testing;
 mod validation;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use ops_http::{Health, Metrics, OpsServer};
 use proto::v1::orders_service_server::OrdersServiceServer;
@@ -54,10 +54,20 @@ mod embedded {
     refinery::embed_migrations!("../../../migrations/orders");
 }
 
-/// The schema migrations embedded from `migrations/orders` (applied by [`start`];
-/// exposed for tools such as the benchmark's pgbench reference database).
-pub fn migrations() -> refinery::Runner {
-    embedded::migrations::runner()
+/// Checksums of orders' migrations before the outbox table moved to the outbox's
+/// own migrations (see [`pgsetup::Superseded`]).
+const SUPERSEDED: &[pgsetup::Superseded] = &[
+    pgsetup::Superseded::new(1, 5_246_704_316_077_698_593),
+    pgsetup::Superseded::new(2, 8_679_723_856_987_840_998),
+];
+
+/// The database orders needs, applied by [`start`]: the outbox's migrations, then
+/// its own from `migrations/orders` (exposed for tools such as the benchmark's
+/// pgbench reference database).
+pub fn schema() -> pgsetup::Schema {
+    outbox::schema_with(
+        pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED),
+    )
 }
 
 /// The gRPC service name health checks are reported under.
@@ -156,7 +166,11 @@ async fn serve(
     let store = OrderStore::new(pool.clone(), config.topic().to_owned());
     let _ = store_slot.set(store.clone());
     let relay = outbox::spawn_relay(
-        relay_config(&config),
+        config.outbox().relay_config(
+            &config.orders_pg_dsn,
+            config.kafka_brokers.hosts(),
+            "orders-outbox-relay",
+        ),
         pool.clone(),
         &metrics,
         shutdown.clone(),
@@ -165,10 +179,7 @@ async fn serve(
     let retention = retention::Retention::new(
         pool,
         retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
-        &[retention::Policy::new(
-            outbox::RETENTION_TABLE,
-            config.outbox_retention.get(),
-        )],
+        &[config.outbox().retention_policy()],
         &metrics,
         shutdown.clone(),
     )
@@ -241,18 +252,6 @@ async fn report_serving(reporter: &HealthReporter, serving: bool) {
     }
 }
 
-fn relay_config(config: &Config) -> outbox::RelayConfig {
-    outbox::RelayConfig {
-        dsn: config.orders_pg_dsn.clone(),
-        brokers: config.kafka_brokers.hosts().to_vec(),
-        batch_size: config.outbox_batch_size,
-        lease: config.outbox_lease.get(),
-        poll_interval: config.kafka_sender_period.get(),
-        ack_timeout: Duration::from_secs(5),
-        client_id: "orders-outbox-relay".to_owned(),
-    }
-}
-
 /// Creates and migrates the database, retrying while PostgreSQL is unreachable.
 /// `None` when shutdown came first.
 async fn prepare_database(
@@ -263,5 +262,5 @@ async fn prepare_database(
         max_size: config.orders_db_pool_size,
         connect_timeout: config.orders_db_timeout.get(),
     };
-    Ok(pgsetup::prepare_until_ready(&config.orders_pg_dsn, migrations, options, shutdown).await?)
+    Ok(pgsetup::prepare_until_ready(&config.orders_pg_dsn, schema, options, shutdown).await?)
 }

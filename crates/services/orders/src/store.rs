@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -10,7 +10,9 @@ use std::{
 
 use chrono::{DateTime, SubsecRound, Utc};
 use contracts::OrderCreated;
+use outbox::OutboxRow;
 use pgsetup::Pool;
+use postgres::types::ToSql;
 
 use crate::validation::NewOrder;
 
@@ -53,7 +55,12 @@ impl From<postgres::Error> for StoreError {
 }
 
 /// Reserves the order's and its event's ids.
-const NEXT_IDS: &str = "SELECT nextval('orders_order_id_seq'), nextval('events_event_id_seq')";
+static NEXT_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT nextval('orders_order_id_seq'), {}",
+        outbox::NEXT_EVENT_ID
+    )
+});
 
 const SELECT_ORDER: &str = "
 SELECT user_id, status, total_amount, created_at, updated_at FROM orders WHERE order_id = $1";
@@ -62,8 +69,11 @@ const SELECT_ITEMS: &str = "
 SELECT product_id, quantity, price FROM order_items WHERE order_id = $1 ORDER BY position";
 
 /// Writes the order, its items and the `OrderCreated` outbox row in one statement,
-/// which PostgreSQL runs as one transaction: all three rows or none.
-const INSERT_ORDER: &str = "
+/// which PostgreSQL runs as one transaction: all three rows or none. The outbox
+/// insert is the outbox crate's, its values `$8..$11`.
+static INSERT_ORDER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH new_order AS (
     INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at)
     VALUES ($1, $2, 'new', $3, $4, $4)
@@ -73,8 +83,10 @@ WITH new_order AS (
     FROM unnest($5::bigint[], $6::int[], $7::bigint[])
          WITH ORDINALITY AS item (product_id, quantity, price, position)
 )
-INSERT INTO events (event_id, topic, message_key, payload)
-VALUES ($8, $9, $10, $11::text::json)";
+{}",
+        outbox::insert_sql(8, None)
+    )
+});
 
 /// How long a request waits for a connection while the database is known to be
 /// unreachable: enough to open a connection to a healthy server, far below callers'
@@ -142,7 +154,7 @@ impl OrderStore {
         let mut client = self.client()?;
         // Both ids first, so the event's JSON (built by the contracts crate, the one
         // source of its shape) can carry them and the insert is a single statement.
-        let next_ids = client.prepare_cached(NEXT_IDS)?;
+        let next_ids = client.prepare_cached(&NEXT_IDS)?;
         let ids = client.query_one(&next_ids, &[])?;
         let (order_id, event_id): (i64, i64) = (ids.try_get(0)?, ids.try_get(1)?);
         // PostgreSQL keeps microseconds: round here so the event and the row agree.
@@ -157,23 +169,27 @@ impl OrderStore {
         let product_ids: Vec<i64> = order.items.iter().map(|item| item.product_id).collect();
         let quantities: Vec<i32> = order.items.iter().map(|item| item.quantity).collect();
         let prices: Vec<i64> = order.items.iter().map(|item| item.price).collect();
-        let insert_order = client.prepare_cached(INSERT_ORDER)?;
-        client.execute(
-            &insert_order,
-            &[
-                &order_id,
-                &order.user_id,
-                &order.total_amount,
-                &created_at,
-                &product_ids,
-                &quantities,
-                &prices,
-                &event_id,
-                &self.topic,
-                &contracts::message_key(order_id),
-                &contracts::encode(&event),
-            ],
-        )?;
+        let outbox_row = OutboxRow::new(
+            event_id,
+            &self.topic,
+            contracts::message_key(order_id),
+            &event,
+        );
+        let insert_order = client.prepare_cached(&INSERT_ORDER)?;
+        let order_params: [&(dyn ToSql + Sync); 7] = [
+            &order_id,
+            &order.user_id,
+            &order.total_amount,
+            &created_at,
+            &product_ids,
+            &quantities,
+            &prices,
+        ];
+        let params: Vec<&(dyn ToSql + Sync)> = order_params
+            .into_iter()
+            .chain(outbox_row.params())
+            .collect();
+        client.execute(&insert_order, &params)?;
         Ok(order_id)
     }
 

@@ -6,25 +6,28 @@ use std::path::Path;
 
 #[test]
 fn invalid_values_stop_the_binary_naming_the_variable() {
-    let mut clear = orders::config::ENV_VARS.to_vec();
-    clear.push(orders::config::CONFIG_FILE_VAR);
-    for case in [
-        ("ORDERS_GRPC_ADDR", "nonsense", "is not a number"),
-        (
-            "ORDERS_HEALTH_ADDR",
-            ":99999",
-            "not a number from 0 to 65535",
-        ),
-        ("ORDERS_DB_TIMEOUT", "soon", "Go duration"),
-        ("ORDERS_DB_POOL_SIZE", "lots", ""),
-        ("ORDERS_DB_POOL_SIZE", "0", "at least 1"),
-        ("KAFKA_BROKERS", "", ""),
-        ("OUTBOX_RETENTION", "a week", "Go duration"),
-        ("OUTBOX_RETENTION", "7d", "unknown unit"),
-        ("RETENTION_INTERVAL", "0", "must not be 0"),
-        ("RETENTION_BATCH", "0", "from 1 to 100000"),
-        ("RETENTION_BATCH", "lots", ""),
-    ] {
-        testkit::assert_setting_refused(Path::new(env!("CARGO_BIN_EXE_orders")), &clear, &[], case);
-    }
+    testkit::assert_settings_refused(
+        Path::new(env!("CARGO_BIN_EXE_orders")),
+        orders::config::ENV_VARS,
+        orders::config::CONFIG_FILE_VAR,
+        &[
+            ("ORDERS_GRPC_ADDR", "nonsense", "is not a number"),
+            (
+                "ORDERS_HEALTH_ADDR",
+                ":99999",
+                "not a number from 0 to 65535",
+            ),
+            ("ORDERS_DB_TIMEOUT", "soon", "Go duration"),
+            ("ORDERS_DB_POOL_SIZE", "lots", ""),
+            ("ORDERS_DB_POOL_SIZE", "0", "at least 1"),
+            ("KAFKA_BROKERS", "", ""),
+            ("OUTBOX_RETENTION", "a week", "Go duration"),
+            ("OUTBOX_LEASE", "0", "must not be 0"),
+            ("KAFKA_SENDER_PERIOD", "0", "must not be 0"),
+            ("OUTBOX_RETENTION", "7d", "unknown unit"),
+            ("RETENTION_INTERVAL", "0", "must not be 0"),
+            ("RETENTION_BATCH", "0", "from 1 to 100000"),
+            ("RETENTION_BATCH", "lots", ""),
+        ],
+    );
 }

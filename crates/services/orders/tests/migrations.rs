@@ -1,17 +1,23 @@
 //! Start-up migrations: a restart changes nothing, two instances starting at once
-//! against a fresh database both come up.
+//! against a fresh database both come up, and a database of the previous release
+//! (whose V1 still created the outbox table) is taken over as it is.
 #![allow(clippy::unwrap_used)]
 
+use orders::testing::DEADLINE;
 use orders::testing::{Orders, config, item, request};
 use testkit::{TestDatabase, runtime, with_db};
+use tokio_util::sync::CancellationToken;
 
 /// What a restart must not change: the migration history and the schema objects.
 async fn schema(dsn: &str) -> (Vec<String>, Vec<String>) {
     with_db(dsn, |client| {
         let history = client
             .query(
-                "SELECT version::text || ' ' || name || ' ' || checksum || ' ' || applied_on
-                 FROM refinery_schema_history ORDER BY version",
+                "SELECT 'orders ' || version::text || ' ' || name || ' ' || checksum || ' ' || applied_on
+                 FROM refinery_schema_history
+                 UNION ALL
+                 SELECT 'outbox ' || version::text || ' ' || name || ' ' || checksum || ' ' || applied_on
+                 FROM outbox_schema_history ORDER BY 1",
                 &[],
             )
             .unwrap()
@@ -49,7 +55,12 @@ fn a_second_start_changes_nothing() {
             .order_id;
         first.stop().await;
         let before = schema(&db.dsn()).await;
-        assert_eq!(before.0.len(), 2, "V1 and V2 applied once: {:?}", before.0);
+        assert_eq!(
+            before.0.len(),
+            3,
+            "orders' V1 and V2 and the outbox's V1 applied once: {:?}",
+            before.0
+        );
         assert!(before.1.contains(&"r orders".to_owned()), "{:?}", before.1);
         assert!(before.1.contains(&"r events".to_owned()), "{:?}", before.1);
 
@@ -97,7 +108,7 @@ fn two_instances_starting_at_once_both_come_up() {
             assert!(order_id > 0);
         }
         let (history, _) = schema(&db.dsn()).await;
-        assert_eq!(history.len(), 2, "each migration applied once: {history:?}");
+        assert_eq!(history.len(), 3, "each migration applied once: {history:?}");
         let orders: i64 = with_db(&db.dsn(), |client| {
             client
                 .query_one("SELECT count(*) FROM orders", &[])
@@ -109,4 +120,120 @@ fn two_instances_starting_at_once_both_come_up() {
         a.stop().await;
         b.stop().await;
     });
+}
+
+/// orders' migrations as the previous release shipped them: V1 created the outbox
+/// table, V2 its retention index (both now the outbox crate's own migrations).
+mod previous_release {
+    refinery::embed_migrations!("tests/fixtures/previous_release");
+}
+
+fn checksums(client: &mut postgres::Client, table: &str) -> Vec<(i32, String)> {
+    client
+        .query(
+            &format!("SELECT version, checksum FROM {table} ORDER BY version"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[test]
+fn a_database_of_the_previous_release_is_taken_over_as_it_is() {
+    let db = TestDatabase::new("orders");
+    let options = pgsetup::PoolOptions {
+        max_size: 1,
+        connect_timeout: DEADLINE,
+    };
+    pgsetup::prepare(&db.dsn(), previous_release::migrations::runner(), options).unwrap();
+    // An event the previous release wrote and had not published yet.
+    db.client()
+        .execute(
+            "INSERT INTO events (topic, message_key, payload) VALUES ('order-topic', '1', '{}')",
+            &[],
+        )
+        .unwrap();
+
+    runtime().block_on(async {
+        let orders = Orders::start_serving(config(db.dsn())).await;
+        let order_id = orders
+            .client()
+            .await
+            .create_order(request(4, vec![item(1, 2, 30)]))
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id;
+        assert!(order_id > 0);
+        orders.stop().await;
+    });
+
+    let mut client = db.client();
+    let current: Vec<(i32, String)> = orders::schema().sets()[1]
+        .migrations()
+        .iter()
+        .map(|migration| (migration.version(), migration.checksum().to_string()))
+        .collect();
+    assert_eq!(
+        checksums(&mut client, "refinery_schema_history"),
+        current,
+        "orders' history now records the migrations as they are"
+    );
+    assert_eq!(
+        checksums(&mut client, "outbox_schema_history").len(),
+        1,
+        "the outbox's V1 ran (and adopted the existing table)"
+    );
+    let (events, unsent): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE sent_at IS NULL) FROM events",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (events, unsent),
+        (2, 2),
+        "the old event kept, the new one added"
+    );
+    let triggers: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'events'::regclass AND NOT tgisinternal",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(triggers, 1, "one NOTIFY trigger, not a second one");
+}
+
+#[test]
+fn a_migration_edited_in_any_other_way_still_stops_start_up() {
+    let db = TestDatabase::new("orders");
+    runtime().block_on(async {
+        Orders::start_serving(config(db.dsn())).await.stop().await;
+    });
+    db.client()
+        .execute(
+            "UPDATE refinery_schema_history SET checksum = '42' WHERE version = 1",
+            &[],
+        )
+        .unwrap();
+    let stopped = runtime().block_on(async {
+        let running = orders::start(config(db.dsn()), CancellationToken::new())
+            .await
+            .unwrap();
+        tokio::time::timeout(DEADLINE, running.wait()).await
+    });
+    let err = stopped
+        .expect("orders kept running on a database whose migration differs")
+        .unwrap_err();
+    let message = service_skeleton::ErrorChain(&err).to_string();
+    assert!(
+        message.contains("ORDERS_PG_DSN") && message.contains("different than filesystem"),
+        "{message}"
+    );
 }

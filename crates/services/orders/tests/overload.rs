@@ -103,13 +103,14 @@ fn calls_past_the_bound_fail_at_once_with_unavailable() {
 
 #[test]
 fn an_invalid_bound_stops_the_binary_naming_the_variable() {
-    let mut clear = orders::config::ENV_VARS.to_vec();
-    clear.push(orders::config::CONFIG_FILE_VAR);
-    for case in [
-        ("ORDERS_MAX_IN_FLIGHT", "0", "at least 1"),
-        ("ORDERS_MAX_IN_FLIGHT", "lots", ""),
-        ("ORDERS_MAX_IN_FLIGHT", "-3", ""),
-    ] {
-        testkit::assert_setting_refused(Path::new(env!("CARGO_BIN_EXE_orders")), &clear, &[], case);
-    }
+    testkit::assert_settings_refused(
+        Path::new(env!("CARGO_BIN_EXE_orders")),
+        orders::config::ENV_VARS,
+        orders::config::CONFIG_FILE_VAR,
+        &[
+            ("ORDERS_MAX_IN_FLIGHT", "0", "at least 1"),
+            ("ORDERS_MAX_IN_FLIGHT", "lots", ""),
+            ("ORDERS_MAX_IN_FLIGHT", "-3", ""),
+        ],
+    );
 }

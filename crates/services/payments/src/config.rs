@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
 
@@ -88,10 +89,10 @@ impl Default for Config {
             kafka_topic_status: "status-topic".to_owned(),
             kafka_consumer_group: "payments".to_owned(),
             kafka_partitions: PartitionList::default(),
-            kafka_period: GoDuration::from_secs(1),
-            outbox_batch_size: 500,
-            outbox_lease: GoDuration::from_secs(30),
-            outbox_retention: GoDuration(outbox::DEFAULT_RETENTION),
+            kafka_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
+            outbox_batch_size: OutboxSettings::DEFAULT.batch_size,
+            outbox_lease: GoDuration(OutboxSettings::DEFAULT.lease),
+            outbox_retention: GoDuration(OutboxSettings::DEFAULT.retention),
             processed_events_retention: GoDuration::from_secs(720 * 3600),
             dead_letters_retention: GoDuration::from_secs(720 * 3600),
             retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
@@ -101,6 +102,16 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The outbox's settings (`OUTBOX_*`, `KAFKA_PERIOD`).
+    pub fn outbox(&self) -> OutboxSettings {
+        OutboxSettings {
+            batch_size: self.outbox_batch_size,
+            lease: self.outbox_lease.get(),
+            retention: self.outbox_retention.get(),
+            poll_interval: self.kafka_period.get(),
+        }
+    }
+
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
         let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
@@ -115,17 +126,9 @@ impl Config {
                 "PAYMENTS_DB_POOL_SIZE must be at least 2".into(),
             ));
         }
-        if self.outbox_batch_size == 0 {
-            return Err(ConfigError::Other(
-                "OUTBOX_BATCH_SIZE must be at least 1".into(),
-            ));
-        }
-        if self.outbox_lease.get().is_zero() {
-            return Err(ConfigError::Other("OUTBOX_LEASE must not be 0".into()));
-        }
-        if self.kafka_period.get().is_zero() {
-            return Err(ConfigError::Other("KAFKA_PERIOD must not be 0".into()));
-        }
+        self.outbox()
+            .check("KAFKA_PERIOD")
+            .map_err(ConfigError::Other)?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
             .map_err(ConfigError::Other)?;
         // The deduplication window. A redelivery from beyond it still finds its order
@@ -179,27 +182,22 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        let bad = |config: Config| config.check().unwrap_err().to_string();
-        assert!(
-            bad(Config {
-                payments_db_pool_size: 1,
-                ..Config::default()
-            })
-            .contains("PAYMENTS_DB_POOL_SIZE")
-        );
-        assert!(
-            bad(Config {
-                kafka_topic_status: "order-topic".into(),
-                ..Config::default()
-            })
-            .contains("KAFKA_TOPIC_STATUS")
-        );
-        assert!(
-            bad(Config {
-                kafka_consumer_group: "".into(),
-                ..Config::default()
-            })
-            .contains("KAFKA_CONSUMER_GROUP")
-        );
+        // Each case spoils one setting of the defaults; the error names its variable.
+        type Spoil = fn(&mut Config);
+        let cases: [(&str, Spoil); 3] = [
+            ("PAYMENTS_DB_POOL_SIZE", |c| c.payments_db_pool_size = 1),
+            ("KAFKA_TOPIC_STATUS", |c| {
+                c.kafka_topic_status = "order-topic".into()
+            }),
+            ("KAFKA_CONSUMER_GROUP", |c| {
+                c.kafka_consumer_group = "".into()
+            }),
+        ];
+        for (var, spoil) in cases {
+            let mut config = Config::default();
+            spoil(&mut config);
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
     }
 }

@@ -179,7 +179,7 @@ pub fn run(
 ) -> Result<(), CommandError> {
     let pool = pgsetup::prepare(
         &config.payments_pg_dsn,
-        crate::migrations(),
+        crate::schema(),
         pgsetup::PoolOptions {
             max_size: 1,
             connect_timeout: Duration::from_secs(10),

@@ -23,7 +23,8 @@
 //!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
 //!   consumer on their own threads; on shutdown the consumer finishes the message
 //!   in hand and commits. A broker that does not serve the `kafka` client's protocol
-//!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`].
+//!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`]
+//!   from the relay, [`bus::ConsumerError::UnsupportedBroker`] from the consumer.
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
 //! [`Running`] handle, the readiness probes, and the start-up errors kept as the
@@ -53,16 +54,24 @@ mod embedded {
     refinery::embed_migrations!("../../../migrations/payments");
 }
 
-/// The schema migrations embedded from `migrations/payments` (applied by [`start`]).
-pub fn migrations() -> refinery::Runner {
-    embedded::migrations::runner()
+/// Checksums of payments' migrations before the outbox table moved to the outbox's
+/// own migrations (see [`pgsetup::Superseded`]).
+const SUPERSEDED: &[pgsetup::Superseded] = &[
+    pgsetup::Superseded::new(1, 1_755_324_436_353_812_171),
+    pgsetup::Superseded::new(2, 9_212_255_282_338_458_441),
+];
+
+/// The database payments needs, applied by [`start`]: the outbox's migrations, then
+/// its own from `migrations/payments`.
+pub fn schema() -> pgsetup::Schema {
+    outbox::schema_with(
+        pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED),
+    )
 }
 
 /// The Kafka client id of the consumer and the name in logs.
 pub const CLIENT_ID: &str = "payments";
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the broker may take to acknowledge a relay batch.
-const RELAY_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +86,11 @@ pub enum StartError {
     Relay(#[source] std::io::Error),
     #[error("cannot start retention: {0}")]
     Retention(#[source] std::io::Error),
-    #[error("cannot start the consumer: {0}")]
-    Consumer(#[source] std::io::Error),
-    #[error("consumer failed: {0}")]
-    ConsumerFailed(#[source] bus::BusError),
-    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
+    /// The consumer did not start, failed, or found a broker it cannot use.
+    #[error(transparent)]
+    Consumer(#[from] bus::ConsumerError),
+    /// The relay found that the brokers answer but cannot serve the `kafka` client
+    /// (Apache Kafka 4.x).
     #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
     UnsupportedBroker(#[source] bus::BusError),
     /// The worker's task panicked.
@@ -131,15 +140,11 @@ async fn run(
     let brokers = config.kafka_brokers.hosts().to_vec();
     let readiness = readiness(store.clone(), brokers.clone(), health).spawn(shutdown.clone());
 
-    let relay_config = outbox::RelayConfig {
-        dsn: config.payments_pg_dsn.clone(),
-        brokers: brokers.clone(),
-        batch_size: config.outbox_batch_size,
-        lease: config.outbox_lease.get(),
-        poll_interval: config.kafka_period.get(),
-        ack_timeout: RELAY_ACK_TIMEOUT,
-        client_id: format!("{CLIENT_ID}-relay"),
-    };
+    let relay_config = config.outbox().relay_config(
+        &config.payments_pg_dsn,
+        &brokers,
+        &format!("{CLIENT_ID}-relay"),
+    );
     let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
         Ok(relay) => relay,
         Err(err) => {
@@ -177,8 +182,7 @@ async fn run(
         )
     };
     let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
-    let bus_shutdown = bus::Shutdown::new();
-    let result = match bus::spawn_consumer(consumer_config, handler, bus_shutdown.clone()) {
+    let result = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => {
             tracing::info!(
                 topic = %config.kafka_topic_order,
@@ -187,15 +191,9 @@ async fn run(
                 status_topic = %config.kafka_topic_status,
                 "payments consuming"
             );
-            consumer
-                .stop_when_cancelled(bus_shutdown, &shutdown)
-                .await
-                .map_err(|err| match err {
-                    bus::BusError::UnsupportedBroker { .. } => StartError::UnsupportedBroker(err),
-                    err => StartError::ConsumerFailed(err),
-                })
+            consumer.stopped().await.map_err(StartError::from)
         }
-        Err(err) => Err(StartError::Consumer(err)),
+        Err(err) => Err(err.into()),
     };
     shutdown.cancel();
     // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
@@ -230,7 +228,7 @@ pub const DEAD_LETTERS_TABLE: retention::Table = retention::Table {
 /// What retention keeps bounded in payments' database, and for how long.
 fn retention_policies(config: &Config) -> [retention::Policy; 3] {
     [
-        retention::Policy::new(outbox::RETENTION_TABLE, config.outbox_retention.get()),
+        config.outbox().retention_policy(),
         retention::Policy::new(
             PROCESSED_EVENTS_TABLE,
             config.processed_events_retention.get(),
@@ -249,10 +247,7 @@ async fn prepare_database(
         max_size: config.payments_db_pool_size,
         connect_timeout: config.payments_db_timeout.get(),
     };
-    Ok(
-        pgsetup::prepare_until_ready(&config.payments_pg_dsn, migrations, options, shutdown)
-            .await?,
-    )
+    Ok(pgsetup::prepare_until_ready(&config.payments_pg_dsn, schema, options, shutdown).await?)
 }
 
 /// `/readyz`: PostgreSQL and the broker.

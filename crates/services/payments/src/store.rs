@@ -25,9 +25,12 @@
 //! re-decided and no second `PaymentStatus` is written ([`Processed::AlreadyPaid`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use contracts::{OrderCreated, PaymentOutcome, PaymentStatus};
+use outbox::OutboxRow;
 use pgsetup::Pool;
+use postgres::types::ToSql;
 use postgres::{Statement, Transaction};
 
 use crate::provider::{PaymentProvider, ProviderError};
@@ -111,22 +114,32 @@ const SELECT_PROCESSED: &str = "
 SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 
 /// Claims the event id and, for a new event, draws the id of its outbox row.
-const RECORD_EVENT: &str = "
+static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 INSERT INTO processed_events (event_id, order_id, kafka_topic, kafka_partition, kafka_offset)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (event_id) DO NOTHING
-RETURNING nextval('events_event_id_seq')";
+RETURNING {}",
+        outbox::NEXT_EVENT_ID
+    )
+});
 
-/// The payment and, only if it is new, its outbox row.
-const INSERT_PAYMENT: &str = "
+/// The payment and, only if it is new, its outbox row (the outbox crate's insert,
+/// its values `$5..$8`).
+static INSERT_PAYMENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
 WITH payment AS (
     INSERT INTO payments (order_id, user_id, amount, status)
     VALUES ($1, $2, $3, $4)
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
 )
-INSERT INTO events (event_id, topic, message_key, payload)
-SELECT $5, $6, $7, $8::text::json FROM payment";
+{}",
+        outbox::insert_sql(5, Some("payment"))
+    )
+});
 
 const INSERT_DEAD_LETTER: &str = "
 INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error)
@@ -158,8 +171,8 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
         Ok(Self {
-            record_event: client.prepare_cached(RECORD_EVENT)?,
-            insert_payment: client.prepare_cached(INSERT_PAYMENT)?,
+            record_event: client.prepare_cached(&RECORD_EVENT)?,
+            insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
             insert_dead_letter: client.prepare_cached(INSERT_DEAD_LETTER)?,
         })
     }
@@ -314,19 +327,21 @@ impl PaymentStore {
             user_id: order.user_id,
             order_status: outcome,
         };
-        let inserted = tx.execute(
-            &statements.insert_payment,
-            &[
-                &order.order_id,
-                &order.user_id,
-                &order.total_amount,
-                &outcome.as_str(),
-                &status_event_id,
-                &self.status_topic,
-                &contracts::message_key(order.order_id),
-                &contracts::encode(&status),
-            ],
-        )?;
+        let outbox_row = OutboxRow::new(
+            status_event_id,
+            &self.status_topic,
+            contracts::message_key(order.order_id),
+            &status,
+        );
+        let payment: [&(dyn ToSql + Sync); 4] = [
+            &order.order_id,
+            &order.user_id,
+            &order.total_amount,
+            &outcome.as_str(),
+        ];
+        let params: Vec<&(dyn ToSql + Sync)> =
+            payment.into_iter().chain(outbox_row.params()).collect();
+        let inserted = tx.execute(&statements.insert_payment, &params)?;
         Ok(if inserted == 0 {
             Processed::AlreadyPaid
         } else {

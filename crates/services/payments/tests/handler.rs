@@ -43,16 +43,6 @@ fn count(db: &TestDatabase, sql: &str) -> i64 {
     db.client().query_one(sql, &[]).unwrap().get(0)
 }
 
-/// The value of an unlabelled counter.
-fn counter(metrics: &Metrics, name: &str) -> u64 {
-    let prefix = format!("{name} ");
-    metrics
-        .render()
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
     let db = TestDatabase::new("payments_handler");
@@ -60,7 +50,7 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         max_size: 2,
         connect_timeout: Duration::from_secs(5),
     };
-    let pool = pgsetup::prepare(&db.dsn(), payments::migrations(), options).unwrap();
+    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
     // The database refuses order 2's payment: the batch transaction is rolled back
     // and redone message by message, so that only order 2 is dead-lettered.
     db.client()
@@ -127,9 +117,17 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         2
     );
     assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 1);
-    assert_eq!(counter(&metrics, "payments_messages_processed_total"), 3);
-    assert_eq!(counter(&metrics, "payments_duplicates_skipped_total"), 0);
-    assert_eq!(counter(&metrics, "payments_dead_letters_total"), 1);
+    assert_eq!(
+        metrics.value("payments_messages_processed_total"),
+        Some(3.0)
+    );
+    assert_eq!(
+        metrics
+            .value("payments_duplicates_skipped_total")
+            .unwrap_or(0.0),
+        0.0
+    );
+    assert_eq!(metrics.value("payments_dead_letters_total"), Some(1.0));
 }
 
 /// Records, at each decision, how many sessions of the database had a transaction open.
@@ -162,7 +160,7 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
         max_size: 2,
         connect_timeout: Duration::from_secs(5),
     };
-    let pool = pgsetup::prepare(&db.dsn(), payments::migrations(), options).unwrap();
+    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
     let store = PaymentStore::new(pool, "statuses".into());
     let mut provider = WatchingProvider {
         watcher: db.client(),

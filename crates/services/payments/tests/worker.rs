@@ -167,7 +167,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
 
     // The relay publishes both statuses to the status topic, keyed by order id.
     let seen: Seen = Arc::default();
-    let stop = bus::Shutdown::new();
+    let stop = CancellationToken::new();
     let consumer = bus::spawn_consumer(
         bus::ConsumerConfig {
             lag_observer: None,
@@ -188,7 +188,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
         let seen = seen.lock().unwrap();
         (seen.len() >= 2).then(|| seen.clone())
     });
-    stop.trigger();
+    stop.cancel();
     consumer.join().unwrap();
     let mut statuses: Vec<(String, PaymentStatus)> = published
         .iter()

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 
 #[derive(Debug)]
 pub struct FetchRequest {
@@ -16,11 +16,8 @@ pub struct FetchRequest {
     pub topics: Vec<FetchTopic>,
 }
 
-#[derive(Debug)]
-pub struct FetchTopic {
-    pub name: String,
-    pub partitions: Vec<FetchPartition>,
-}
+/// A topic's partitions to read.
+pub type FetchTopic = TopicPartitions<FetchPartition>;
 
 #[derive(Debug)]
 pub struct FetchPartition {
@@ -39,16 +36,12 @@ impl FetchRequest {
         } else {
             i32::MAX
         };
-        let topics = d.array_of("topics", 6, |d| {
-            let name = d.string("topic name")?;
-            let partitions = d.array_of("partitions", 16, |d| {
-                Ok(FetchPartition {
-                    index: d.i32("partition")?,
-                    fetch_offset: d.i64("fetch_offset")?,
-                    max_bytes: d.i32("partition_max_bytes")?,
-                })
-            })?;
-            Ok(FetchTopic { name, partitions })
+        let topics = d.topics(16, |d| {
+            Ok(FetchPartition {
+                index: d.i32("partition")?,
+                fetch_offset: d.i64("fetch_offset")?,
+                max_bytes: d.i32("partition_max_bytes")?,
+            })
         })?;
         d.finish()?;
         Ok(Self {
@@ -65,11 +58,8 @@ pub struct FetchResponse {
     pub topics: Vec<FetchTopicResponse>,
 }
 
-#[derive(Debug)]
-pub struct FetchTopicResponse {
-    pub name: String,
-    pub partitions: Vec<FetchPartitionResponse>,
-}
+/// A topic's read data.
+pub type FetchTopicResponse = TopicPartitions<FetchPartitionResponse>;
 
 #[derive(Debug)]
 pub struct FetchPartitionResponse {
@@ -86,14 +76,11 @@ impl FetchResponse {
         if version >= 1 {
             e.i32(0); // throttle_time_ms
         }
-        e.array(&self.topics, |e, t| {
-            e.string(&t.name);
-            e.array(&t.partitions, |e, p| {
-                e.i32(p.index)
-                    .i16(p.error_code)
-                    .i64(p.high_watermark)
-                    .bytes_chunks(&p.records);
-            });
+        e.topics(&self.topics, |e, p| {
+            e.i32(p.index)
+                .i16(p.error_code)
+                .i64(p.high_watermark)
+                .bytes_chunks(&p.records);
         });
         e
     }

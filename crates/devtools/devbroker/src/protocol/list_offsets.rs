@@ -3,7 +3,7 @@
 //! v0 asks for up to `max_num_offsets` offsets before a time and gets a list back; v1 asks
 //! for one offset per partition and gets it with its timestamp.
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 
 /// The special timestamps: latest (-1) and earliest (-2).
 pub const LATEST: i64 = -1;
@@ -14,11 +14,8 @@ pub struct ListOffsetsRequest {
     pub topics: Vec<ListOffsetsTopic>,
 }
 
-#[derive(Debug)]
-pub struct ListOffsetsTopic {
-    pub name: String,
-    pub partitions: Vec<ListOffsetsPartition>,
-}
+/// A topic's partitions to look up.
+pub type ListOffsetsTopic = TopicPartitions<ListOffsetsPartition>;
 
 #[derive(Debug)]
 pub struct ListOffsetsPartition {
@@ -31,23 +28,19 @@ pub struct ListOffsetsPartition {
 impl ListOffsetsRequest {
     pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
         let _replica_id = d.i32("replica_id")?;
-        let topics = d.array_of("topics", 6, |d| {
-            let name = d.string("topic name")?;
-            let partitions = d.array_of("partitions", 12, |d| {
-                let index = d.i32("partition")?;
-                let timestamp = d.i64("timestamp")?;
-                let max_num_offsets = if version == 0 {
-                    d.i32("max_num_offsets")?
-                } else {
-                    1
-                };
-                Ok(ListOffsetsPartition {
-                    index,
-                    timestamp,
-                    max_num_offsets,
-                })
-            })?;
-            Ok(ListOffsetsTopic { name, partitions })
+        let topics = d.topics(12, |d| {
+            let index = d.i32("partition")?;
+            let timestamp = d.i64("timestamp")?;
+            let max_num_offsets = if version == 0 {
+                d.i32("max_num_offsets")?
+            } else {
+                1
+            };
+            Ok(ListOffsetsPartition {
+                index,
+                timestamp,
+                max_num_offsets,
+            })
         })?;
         d.finish()?;
         Ok(Self { topics })
@@ -59,11 +52,8 @@ pub struct ListOffsetsResponse {
     pub topics: Vec<ListOffsetsTopicResponse>,
 }
 
-#[derive(Debug)]
-pub struct ListOffsetsTopicResponse {
-    pub name: String,
-    pub partitions: Vec<ListOffsetsPartitionResponse>,
-}
+/// A topic's found offsets.
+pub type ListOffsetsTopicResponse = TopicPartitions<ListOffsetsPartitionResponse>;
 
 #[derive(Debug)]
 pub struct ListOffsetsPartitionResponse {
@@ -80,20 +70,17 @@ pub struct ListOffsetsPartitionResponse {
 impl ListOffsetsResponse {
     pub fn encode(&self, version: i16) -> Encoder {
         let mut e = Encoder::new();
-        e.array(&self.topics, |e, t| {
-            e.string(&t.name);
-            e.array(&t.partitions, |e, p| {
-                e.i32(p.index).i16(p.error_code);
-                if version == 0 {
-                    if p.offset >= 0 && p.max_num_offsets > 0 {
-                        e.array_len(1).i64(p.offset);
-                    } else {
-                        e.array_len(0);
-                    }
+        e.topics(&self.topics, |e, p| {
+            e.i32(p.index).i16(p.error_code);
+            if version == 0 {
+                if p.offset >= 0 && p.max_num_offsets > 0 {
+                    e.array_len(1).i64(p.offset);
                 } else {
-                    e.i64(p.timestamp).i64(p.offset);
+                    e.array_len(0);
                 }
-            });
+            } else {
+                e.i64(p.timestamp).i64(p.offset);
+            }
         });
         e
     }

@@ -93,6 +93,25 @@ pub enum DecodeError {
     UnexpectedNull(&'static str),
 }
 
+/// One topic's entries per partition: the `[name, [partition]]` nesting most requests
+/// and responses share.
+#[derive(Debug)]
+pub struct TopicPartitions<P> {
+    pub name: String,
+    pub partitions: Vec<P>,
+}
+
+impl<P> TopicPartitions<P> {
+    /// The same topic with `f` applied to each partition's entry (a request's entry to
+    /// its answer).
+    pub fn map<'a, Q>(&'a self, f: impl FnMut(&'a P) -> Q) -> TopicPartitions<Q> {
+        TopicPartitions {
+            name: self.name.clone(),
+            partitions: self.partitions.iter().map(f).collect(),
+        }
+    }
+}
+
 /// Reads Kafka primitive types from a byte slice. Every read is bounds-checked: network
 /// input is never trusted.
 pub struct Decoder<'a> {
@@ -207,6 +226,21 @@ impl<'a> Decoder<'a> {
         Ok(out)
     }
 
+    /// Reads a `[topic name, [partition]]` array, `partition` decoding each partition's
+    /// entry of at least `partition_min_size` bytes.
+    pub fn topics<P>(
+        &mut self,
+        partition_min_size: usize,
+        mut partition: impl FnMut(&mut Self) -> Result<P, DecodeError>,
+    ) -> Result<Vec<TopicPartitions<P>>, DecodeError> {
+        // Smallest topic: name length 2 + partition count 4.
+        self.array_of("topics", 6, |d| {
+            let name = d.string("topic name")?;
+            let partitions = d.array_of("partitions", partition_min_size, &mut partition)?;
+            Ok(TopicPartitions { name, partitions })
+        })
+    }
+
     /// Fails if bytes are left: a request longer than its schema is malformed.
     pub fn finish(&self) -> Result<(), DecodeError> {
         if self.buf.is_empty() {
@@ -291,6 +325,18 @@ impl Encoder {
             elem(self, item);
         }
         self
+    }
+
+    /// Writes a `[topic name, [partition]]` array, `partition` encoding each entry.
+    pub fn topics<P>(
+        &mut self,
+        topics: &[TopicPartitions<P>],
+        mut partition: impl FnMut(&mut Self, &P),
+    ) -> &mut Self {
+        self.array(topics, |e, t| {
+            e.string(&t.name);
+            e.array(&t.partitions, &mut partition);
+        })
     }
 
     pub fn into_bytes(self) -> Bytes {

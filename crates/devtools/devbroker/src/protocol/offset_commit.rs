@@ -4,7 +4,7 @@
 //! timestamp with a request-wide retention time. The broker has no group membership, so
 //! generation and member are accepted as given (the `kafka` crate sends -1 and "").
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 
 #[derive(Debug)]
 pub struct OffsetCommitRequest {
@@ -12,11 +12,8 @@ pub struct OffsetCommitRequest {
     pub topics: Vec<CommitTopic>,
 }
 
-#[derive(Debug)]
-pub struct CommitTopic {
-    pub name: String,
-    pub partitions: Vec<CommitPartition>,
-}
+/// A topic's offsets to commit.
+pub type CommitTopic = TopicPartitions<CommitPartition>;
 
 #[derive(Debug)]
 pub struct CommitPartition {
@@ -35,22 +32,18 @@ impl OffsetCommitRequest {
         if version >= 2 {
             let _retention = d.i64("retention_time_ms")?;
         }
-        let topics = d.array_of("topics", 6, |d| {
-            let name = d.string("topic name")?;
-            let partitions = d.array_of("partitions", 14, |d| {
-                let index = d.i32("partition")?;
-                let offset = d.i64("committed_offset")?;
-                if version == 1 {
-                    let _timestamp = d.i64("commit_timestamp")?;
-                }
-                let metadata = d.nullable_string("committed_metadata")?;
-                Ok(CommitPartition {
-                    index,
-                    offset,
-                    metadata,
-                })
-            })?;
-            Ok(CommitTopic { name, partitions })
+        let topics = d.topics(14, |d| {
+            let index = d.i32("partition")?;
+            let offset = d.i64("committed_offset")?;
+            if version == 1 {
+                let _timestamp = d.i64("commit_timestamp")?;
+            }
+            let metadata = d.nullable_string("committed_metadata")?;
+            Ok(CommitPartition {
+                index,
+                offset,
+                metadata,
+            })
         })?;
         d.finish()?;
         Ok(Self { group_id, topics })
@@ -59,18 +52,15 @@ impl OffsetCommitRequest {
 
 #[derive(Debug, Default)]
 pub struct OffsetCommitResponse {
-    /// `(topic, [(partition, error_code)])`
-    pub topics: Vec<(String, Vec<(i32, i16)>)>,
+    /// `(partition, error_code)` per partition.
+    pub topics: Vec<TopicPartitions<(i32, i16)>>,
 }
 
 impl OffsetCommitResponse {
     pub fn encode(&self, _version: i16) -> Encoder {
         let mut e = Encoder::new();
-        e.array(&self.topics, |e, (name, parts)| {
-            e.string(name);
-            e.array(parts, |e, &(index, code)| {
-                e.i32(index).i16(code);
-            });
+        e.topics(&self.topics, |e, &(index, code)| {
+            e.i32(index).i16(code);
         });
         e
     }

@@ -1,22 +1,19 @@
 //! OffsetFetch (key 9), versions 0-1 (v0 meant ZooKeeper storage, v1 Kafka storage; here
 //! both read the same store).
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 
 #[derive(Debug)]
 pub struct OffsetFetchRequest {
     pub group_id: String,
-    pub topics: Vec<(String, Vec<i32>)>,
+    /// The partition indexes asked for, per topic.
+    pub topics: Vec<TopicPartitions<i32>>,
 }
 
 impl OffsetFetchRequest {
     pub fn decode(d: &mut Decoder<'_>, _version: i16) -> Result<Self, DecodeError> {
         let group_id = d.string("group_id")?;
-        let topics = d.array_of("topics", 6, |d| {
-            let name = d.string("topic name")?;
-            let partitions = d.array_of("partitions", 4, |d| d.i32("partition"))?;
-            Ok((name, partitions))
-        })?;
+        let topics = d.topics(4, |d| d.i32("partition"))?;
         d.finish()?;
         Ok(Self { group_id, topics })
     }
@@ -33,22 +30,19 @@ pub struct OffsetFetchPartition {
 
 #[derive(Debug, Default)]
 pub struct OffsetFetchResponse {
-    pub topics: Vec<(String, Vec<OffsetFetchPartition>)>,
+    pub topics: Vec<TopicPartitions<OffsetFetchPartition>>,
 }
 
 impl OffsetFetchResponse {
     pub fn encode(&self, _version: i16) -> Encoder {
         let mut e = Encoder::new();
-        e.array(&self.topics, |e, (name, parts)| {
-            e.string(name);
-            e.array(parts, |e, p| {
-                // Metadata is sent as "" rather than null: some old clients (the `kafka`
-                // crate) decode it as a non-nullable string.
-                e.i32(p.index)
-                    .i64(p.offset)
-                    .string(&p.metadata)
-                    .i16(p.error_code);
-            });
+        e.topics(&self.topics, |e, p| {
+            // Metadata is sent as "" rather than null: some old clients (the `kafka`
+            // crate) decode it as a non-nullable string.
+            e.i32(p.index)
+                .i64(p.offset)
+                .string(&p.metadata)
+                .i16(p.error_code);
         });
         e
     }

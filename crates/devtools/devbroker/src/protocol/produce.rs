@@ -3,7 +3,7 @@
 //! v0 and v1 differ only in the response (v1 adds throttle time); v2 adds the log append
 //! time per partition. All three carry message sets of format v0/v1.
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 
 #[derive(Debug)]
 pub struct ProduceRequest<'a> {
@@ -12,11 +12,8 @@ pub struct ProduceRequest<'a> {
     pub topics: Vec<TopicData<'a>>,
 }
 
-#[derive(Debug)]
-pub struct TopicData<'a> {
-    pub name: String,
-    pub partitions: Vec<PartitionData<'a>>,
-}
+/// A topic's produced message sets.
+pub type TopicData<'a> = TopicPartitions<PartitionData<'a>>;
 
 #[derive(Debug)]
 pub struct PartitionData<'a> {
@@ -29,15 +26,11 @@ impl<'a> ProduceRequest<'a> {
     pub fn decode(d: &mut Decoder<'a>, _version: i16) -> Result<Self, DecodeError> {
         let acks = d.i16("acks")?;
         let timeout_ms = d.i32("timeout_ms")?;
-        let topics = d.array_of("topics", 6, |d| {
-            let name = d.string("topic name")?;
-            let partitions = d.array_of("partitions", 8, |d| {
-                Ok(PartitionData {
-                    index: d.i32("partition")?,
-                    records: d.nullable_bytes("records")?,
-                })
-            })?;
-            Ok(TopicData { name, partitions })
+        let topics = d.topics(8, |d| {
+            Ok(PartitionData {
+                index: d.i32("partition")?,
+                records: d.nullable_bytes("records")?,
+            })
         })?;
         d.finish()?;
         Ok(Self {
@@ -53,11 +46,8 @@ pub struct ProduceResponse {
     pub topics: Vec<TopicResponse>,
 }
 
-#[derive(Debug)]
-pub struct TopicResponse {
-    pub name: String,
-    pub partitions: Vec<PartitionResponse>,
-}
+/// A topic's produce results.
+pub type TopicResponse = TopicPartitions<PartitionResponse>;
 
 #[derive(Debug)]
 pub struct PartitionResponse {
@@ -69,15 +59,12 @@ pub struct PartitionResponse {
 impl ProduceResponse {
     pub fn encode(&self, version: i16) -> Encoder {
         let mut e = Encoder::new();
-        e.array(&self.topics, |e, t| {
-            e.string(&t.name);
-            e.array(&t.partitions, |e, p| {
-                e.i32(p.index).i16(p.error_code).i64(p.base_offset);
-                if version >= 2 {
-                    // log_append_time: -1 means the producer's CreateTime is kept.
-                    e.i64(-1);
-                }
-            });
+        e.topics(&self.topics, |e, p| {
+            e.i32(p.index).i16(p.error_code).i64(p.base_offset);
+            if version >= 2 {
+                // log_append_time: -1 means the producer's CreateTime is kept.
+                e.i64(-1);
+            }
         });
         if version >= 1 {
             e.i32(0); // throttle_time_ms

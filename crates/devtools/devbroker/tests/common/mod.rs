@@ -118,6 +118,27 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Reads partition `partition` of `topic` with kcat, from the beginning to the end of
+/// the partition, and returns stdout; `extra` adds kcat arguments (format, settings).
+pub fn kcat_read(bootstrap: &str, topic: &str, partition: i32, extra: &[&str]) -> Vec<u8> {
+    let partition = partition.to_string();
+    let mut args = vec![
+        "-b",
+        bootstrap,
+        "-C",
+        "-t",
+        topic,
+        "-p",
+        &partition,
+        "-o",
+        "beginning",
+        "-e",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    kcat(&args, b"")
+}
+
 /// Runs kcat with `args`, feeding `stdin`, and returns stdout. Fails the test with a
 /// clear message if kcat is not installed or does not finish before the deadline.
 pub fn kcat(args: &[&str], stdin: &[u8]) -> Vec<u8> {

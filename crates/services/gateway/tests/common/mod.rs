@@ -2,7 +2,7 @@
 //! front of it comes from orders' own harness (`orders::testing`).
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use orders::testing::{Orders, config as orders_config};
 use serde_json::Value;
@@ -128,6 +128,23 @@ impl Gateway {
             .assert_error(status, code, message);
     }
 
+    /// `POST /orders` with `order`, which must be accepted: its `order_id`.
+    pub async fn create_order(&self, order: &str) -> i64 {
+        let created = self.post("/orders", order).await;
+        assert_eq!(created.status, 200, "{created:?}");
+        let order_id = created.body["order_id"].as_i64().unwrap();
+        // The whole answer: the id and nothing else.
+        assert_eq!(created.body, serde_json::json!({ "order_id": order_id }));
+        order_id
+    }
+
+    /// `GET /orders/{order_id}`, which must be found: the body.
+    pub async fn get_order(&self, order_id: i64) -> Value {
+        let got = self.get(&format!("/orders/{order_id}")).await;
+        assert_eq!(got.status, 200, "{got:?}");
+        got.body
+    }
+
     pub async fn text(&self, path: &str) -> String {
         self.http
             .get(self.url(path))
@@ -150,4 +167,20 @@ pub async fn orders_and_gateway(db: &testkit::TestDatabase) -> (Orders, Gateway)
     ))
     .await;
     (orders, gateway)
+}
+
+/// Asserts that each `(variable, value, message part)` stops the real gateway binary
+/// with a non-zero exit and a message naming the variable.
+pub fn assert_settings_refused(cases: &[(&str, &str, &str)]) {
+    let mut clear = gateway::config::ENV_VARS.to_vec();
+    clear.push(gateway::config::CONFIG_FILE_VAR);
+    for &case in cases {
+        testkit::assert_setting_refused(
+            Path::new(env!("CARGO_BIN_EXE_gateway")),
+            &clear,
+            // Should the value be accepted by mistake, do not take port 8080.
+            &[("GATEWAY_HTTP_ADDR", "127.0.0.1:0")],
+            case,
+        );
+    }
 }

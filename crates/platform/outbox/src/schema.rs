@@ -1,0 +1,79 @@
+//! The outbox table: its migrations, and the one way rows get into it.
+//!
+//! A service writes its state change and its outbox row in one transaction, and in
+//! orders and payments in one statement (one round trip on the hot path): the service's
+//! statement ends with the `INSERT` [`insert_sql`] gives, bound to the values of an
+//! [`OutboxRow`]. The event id is drawn first ([`NEXT_EVENT_ID`]), so the event's JSON
+//! can carry it.
+
+use contracts::Event;
+use postgres::types::ToSql;
+
+mod embedded {
+    refinery::embed_migrations!("../../../migrations/outbox");
+}
+
+/// The table recording which of the outbox's migrations ran, apart from the service's.
+pub const HISTORY_TABLE: &str = "outbox_schema_history";
+
+/// The outbox's migrations (`migrations/outbox`), for a service's [`pgsetup::Schema`].
+pub fn migrations() -> pgsetup::MigrationSet {
+    pgsetup::MigrationSet::new(embedded::migrations::runner()).history_table(HISTORY_TABLE)
+}
+
+/// The database of a service with an outbox: the outbox's migrations, then the
+/// service's own (`service`).
+pub fn schema_with(service: pgsetup::MigrationSet) -> pgsetup::Schema {
+    pgsetup::Schema::new().with(migrations()).with(service)
+}
+
+/// SQL expression drawing the next event id, e.g. `SELECT nextval(...), ...`.
+pub const NEXT_EVENT_ID: &str = "nextval('events_event_id_seq')";
+
+/// `INSERT INTO events ...` with the row's four values bound to `$first` ..
+/// `$first+3` in [`OutboxRow::params`] order. With `only_if = Some(cte)` the row is
+/// written only when the CTE `cte` of the same statement returned a row (e.g. "only
+/// if the payment was new").
+pub fn insert_sql(first: usize, only_if: Option<&str>) -> String {
+    let values = format!(
+        "${first}, ${}, ${}, ${}::text::json",
+        first + 1,
+        first + 2,
+        first + 3
+    );
+    let source = match only_if {
+        None => format!("VALUES ({values})"),
+        Some(cte) => format!("SELECT {values} FROM {cte}"),
+    };
+    format!(
+        "INSERT INTO {} (event_id, topic, message_key, payload) {source}",
+        crate::TABLE
+    )
+}
+
+/// One event about to be written to the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    event_id: i64,
+    topic: String,
+    key: String,
+    payload: String,
+}
+
+impl OutboxRow {
+    /// `event` published to `topic` under `key` (e.g. the order id, so one order's
+    /// events stay in one partition); `event_id` is the one `event` carries.
+    pub fn new<E: Event>(event_id: i64, topic: &str, key: String, event: &E) -> Self {
+        Self {
+            event_id,
+            topic: topic.to_owned(),
+            key,
+            payload: contracts::encode(event),
+        }
+    }
+
+    /// The values for [`insert_sql`], in its order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.event_id, &self.topic, &self.key, &self.payload]
+    }
+}
