@@ -13,7 +13,10 @@ expression: the file keeps them as plain literals for this) and docker-compose.y
   * a port compose maps into a flake-built container is not one its image exposes;
   * imageTag differs from the workspace version in Cargo.toml;
   * a Prometheus service's mounted scrape config (compose/prometheus.yml) does not
-    scrape every flake-built service at its health port.
+    scrape every flake-built service at its health port;
+  * the broker is Apache Kafka 4.x (an `apache/kafka:4.*` image) and a flake-built
+    service that talks to it (sets KAFKA_BROKERS) is not on KAFKA_CLIENT=rdkafka: the
+    default `kafka` client cannot use 4.x (KIP-896) and the service would stop.
 
 On success it prints, as JSON on stdout, the environment variable names compose sets
 for each flake-built service: {"gateway": ["GATEWAY_HTTP_ADDR", ...], ...}. A Rust test
@@ -24,6 +27,10 @@ With --eval-json FILE (the output of `nix-instantiate --eval --strict --json
 nix/eval-stub.nix`), it also checks that the images the flake's outputs evaluate to
 (name, tag, exposed ports, per system) are exactly the ones read from nix/images.nix,
 i.e. that the regular expressions above read the file faithfully.
+
+The compose file may be the output of `docker-compose -f docker-compose.yaml -f
+docker-compose.kafka4.yaml config` (an override merged in): nix/ci-validate.sh checks
+the Apache Kafka 4.x override that way.
 
 Usage: check-compose.py [--root REPO_ROOT] [--compose FILE] [--images FILE] [--eval-json FILE]
 """
@@ -100,6 +107,45 @@ def container_ports(ports):
         spec = str(p).split("/", 1)[0]  # drop /tcp
         result.append(int(spec.rsplit(":", 1)[-1]))
     return result
+
+
+def env_value(environment, name):
+    """The value compose sets for `name` (None if it sets none)."""
+    if isinstance(environment, dict):
+        value = environment.get(name)
+        return None if value is None else str(value)
+    for item in environment or []:
+        key, _, value = str(item).partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def check_kafka_client(services, prefix):
+    """Problems of services left on the `kafka` client with an Apache Kafka 4.x broker."""
+    kafka4 = [
+        name
+        for name, svc in services.items()
+        if re.match(r"^apache/kafka:4\.", str((svc or {}).get("image", "")))
+    ]
+    if not kafka4:
+        return []
+    problems = []
+    for name, svc in services.items():
+        svc = svc or {}
+        if not str(svc.get("image", "")).startswith(prefix + "/"):
+            continue
+        environment = svc.get("environment")
+        if env_value(environment, "KAFKA_BROKERS") is None:
+            continue
+        client = env_value(environment, "KAFKA_CLIENT")
+        if client != "rdkafka":
+            problems.append(
+                f"compose service {name!r} talks to Apache Kafka 4.x ({', '.join(kafka4)}) "
+                f"with KAFKA_CLIENT={client or 'kafka (default)'}; the kafka client cannot "
+                f"use 4.x: set KAFKA_CLIENT=rdkafka"
+            )
+    return problems
 
 
 def check_prometheus(base, name, svc, uses, flake_services):
@@ -211,6 +257,8 @@ def main():
     for name, svc in services.items():
         if str((svc or {}).get("image", "")).startswith("prom/prometheus:"):
             errors.extend(check_prometheus(compose_path.parent, name, svc, uses, flake_services))
+
+    errors.extend(check_kafka_client(services, prefix))
 
     for flake_svc in flake_services:
         if flake_svc not in uses:

@@ -21,7 +21,8 @@ let
         pname = "order-platform-${name}";
         # cargo-auditable only wraps builds; these commands are not builds.
         auditable = false;
-        nativeBuildInputs = [ tool ];
+        # cmake for rdkafka-sys (see nix/package.nix), plus the tool.
+        nativeBuildInputs = platform.commonArgs.nativeBuildInputs ++ [ tool ];
         doCheck = false;
         buildPhase = ''
           runHook preBuild

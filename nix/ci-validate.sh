@@ -10,7 +10,10 @@
 #      wiring, asserts, file set paths and output names;
 #   4. docker-compose -f docker-compose.yaml config -q (PyPI docker-compose 1.29.2);
 #   5. nix/check-compose.py: compose runs exactly the images the flake builds, and prints
-#      the environment variable names compose sets per service (JSON).
+#      the environment variable names compose sets per service (JSON);
+#   6. the Apache Kafka 4.x override (docker-compose.kafka4.yaml) merged into the default
+#      file: docker-compose config, then nix/check-compose.py on the result (which also
+#      refuses a service left on the kafka client with a 4.x broker).
 #
 # Installs what it needs when missing. Called from .ci/run; runnable by hand:
 #   bash nix/ci-validate.sh
@@ -74,7 +77,7 @@ for f in "${nix_files[@]}"; do
   nix-instantiate --parse "$f" >/dev/null
   echo "parsed $f"
 done
-log "1/5 ${#nix_files[@]} .nix files parse"
+log "1/6 ${#nix_files[@]} .nix files parse"
 
 # --- 2. flake.lock holds exactly the pin -------------------------------------------
 python3 - <<'PY'
@@ -117,7 +120,7 @@ if 'inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";' not in src:
 if src.count(".url =") != 1:
     sys.exit("nix/ci-validate: flake.nix declares an input other than nixpkgs")
 PY
-log "2/5 flake.lock is valid JSON and holds exactly the nixpkgs pin"
+log "2/6 flake.lock is valid JSON and holds exactly the nixpkgs pin"
 
 # --- 3. the flake's outputs evaluate (against a nixpkgs stub) -----------------------
 eval_json="$(mktemp)"
@@ -146,14 +149,32 @@ for system in ("x86_64-linux", "aarch64-linux"):
             sys.exit(f"{system}: {name} has no entrypoint")
 print("evaluated outputs: " + ", ".join(f"{k}: {len(v)}" for k, v in d["x86_64-linux"].items()))
 PY
-log "3/5 flake outputs evaluate (stubbed nixpkgs) with the expected names"
+log "3/6 flake outputs evaluate (stubbed nixpkgs) with the expected names"
 
 # --- 4. docker-compose config ------------------------------------------------------
 "$compose" -f docker-compose.yaml config -q
-log "4/5 docker-compose -f docker-compose.yaml config -q: valid"
+log "4/6 docker-compose -f docker-compose.yaml config -q: valid"
 
 # --- 5. compose and flake agree ----------------------------------------------------
 python3 nix/check-compose.py --eval-json "$eval_json"
-log "5/5 compose images are the flake's images"
+log "5/6 compose images are the flake's images"
 
-log "all 5 steps passed"
+# --- 6. the Apache Kafka 4.x override --------------------------------------------------
+merged="$(mktemp)"
+trap 'rm -f "$eval_json" "$merged"' EXIT
+"$compose" -f docker-compose.yaml -f docker-compose.kafka4.yaml config >"$merged"
+python3 nix/check-compose.py --compose "$merged" --eval-json "$eval_json" >/dev/null
+python3 - "$merged" <<'PY'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+for name in ("kafka", "kafka-init"):
+    image = services[name]["image"]
+    if not image.startswith("apache/kafka:4."):
+        sys.exit(f"docker-compose.kafka4.yaml: {name} runs {image}, not Apache Kafka 4.x")
+for name in ("orders", "payments", "notifications"):
+    if services[name]["environment"].get("KAFKA_CLIENT") != "rdkafka":
+        sys.exit(f"docker-compose.kafka4.yaml: {name} is not on KAFKA_CLIENT=rdkafka")
+PY
+log "6/6 docker-compose.yaml + docker-compose.kafka4.yaml: valid, Apache Kafka 4.x, every Kafka service on rdkafka"
+
+log "all 6 steps passed"

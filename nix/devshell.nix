@@ -10,6 +10,8 @@
   kcat,
   grpcurl,
   pkg-config,
+  cmake,
+  curl,
 }:
 mkShell {
   name = "order-platform-dev";
@@ -25,6 +27,9 @@ mkShell {
     kcat
     grpcurl
     pkg-config
+    # rdkafka-sys builds librdkafka with cmake; its build includes curl's headers.
+    cmake
+    curl.dev
   ];
   # rust-analyzer and friends find the standard library sources here.
   RUST_SRC_PATH = "${rustPlatform.rustLibSrc}";

@@ -84,6 +84,11 @@ let
           buildRustPackage =
             args:
             assert args ? cargoLock.lockFile;
+            # rdkafka-sys builds librdkafka with cmake, which must not take over the
+            # package's configure phase, and needs curl's headers.
+            assert builtins.elem "cmake" (map (d: d.name) (args.nativeBuildInputs or [ ]));
+            assert args.dontUseCmakeConfigure or false;
+            assert builtins.elem "curl-dev" (map (d: d.name) (args.buildInputs or [ ]));
             drv "${args.pname}-${args.version}" (args.passthru or { } // { inherit (args) version; });
         };
         runCommand = name: env: script: drv name env;
@@ -108,6 +113,8 @@ let
         kcat = drv "kcat" { };
         grpcurl = drv "grpcurl" { };
         pkg-config = drv "pkg-config" { };
+        cmake = drv "cmake" { };
+        curl = drv "curl" { dev = drv "curl-dev" { }; };
       };
     in
     pkgs;

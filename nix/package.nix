@@ -6,6 +6,8 @@
   rustc,
   runCommand,
   kcat,
+  cmake,
+  curl,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
@@ -45,6 +47,15 @@ let
     # (importCargoLock): no cargoHash to keep in sync. There are no git dependencies,
     # so no outputHashes are needed.
     cargoLock.lockFile = ../Cargo.lock;
+    # rdkafka-sys builds librdkafka 2.12.1 from the source inside the crate, driven by
+    # cmake (feature cmake-build; no TLS, no system librdkafka, no download). cmake
+    # only builds that dependency: it must not replace the package's configure phase.
+    nativeBuildInputs = [ cmake ];
+    dontUseCmakeConfigure = true;
+    # librdkafka 2.12.1's cmake build includes <curl/curl.h> even with curl off
+    # (confluentinc/librdkafka#5135): curl's headers only, nothing links libcurl, so
+    # it is not in the closure of the binaries.
+    buildInputs = [ curl.dev ];
   };
 
   platform = rustPlatform.buildRustPackage (

@@ -27,6 +27,15 @@ pip_install() {
     python3 -m pip install -q --break-system-packages "$@"
 }
 
+# rdkafka-sys builds librdkafka 2.12.1 from its bundled source with cmake (a C and C++
+# toolchain). That release's cmake build includes <curl/curl.h> even with curl off
+# (librdkafka issue #5135), so curl's headers must be there; nothing links libcurl.
+if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null ||
+  { [ ! -e /usr/include/curl/curl.h ] && ! ls /usr/include/*/curl/curl.h >/dev/null 2>&1; }; then
+  log "installing cmake, g++ and curl's headers (Debian; librdkafka is built from source)"
+  apt_install cmake g++ libcurl4-openssl-dev
+fi
+
 if ! command -v kcat >/dev/null; then
   log "installing kcat (Debian package)"
   apt_install kcat

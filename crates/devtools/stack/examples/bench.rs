@@ -13,16 +13,25 @@
 //!   shed (503)/s, p50/p99 of the accepted and of the shed requests' latency, and
 //!   whether every accepted order reached Redis.
 //!
+//! - with `--idempotency-keys`: a second burst of the same size right after the first,
+//!   every request with its own `Idempotency-Key` (unique per request, so every one
+//!   creates an order), and the gateway rate with keys beside the rate without: the
+//!   cost of keys.
+//!
 //! The burst and the paced phase run once per broker in `--brokers` (default: devbroker
-//! and Apache Kafka 3.9, one after the other, fresh databases and topics each), and a
-//! table at the end puts them side by side with pgbench's reference.
+//! and Apache Kafka 3.9, one after the other, fresh databases and topics each) and Kafka
+//! client in `--clients` (default: `kafka`; `kafka,rdkafka` for both), skipping the pairs
+//! that cannot work (rdkafka on devbroker, the kafka crate on Apache Kafka 4.x), and a
+//! table at the end puts them side by side with pgbench's reference. One run comparing
+//! the clients: `--brokers kafka-3.9,kafka-4 --clients kafka,rdkafka` (the kafka crate
+//! and rdkafka on 3.9, rdkafka on 4.x).
 //!
 //! Everything runs here: the four services in this process (release build), the
 //! broker (devbroker in this process, or Apache Kafka's JVM from the jars
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
 //! come from Redis keyspace notifications, so nothing polls.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -55,9 +64,13 @@ struct Args {
     pgbench_clients: u32,
     #[arg(long, default_value_t = 10)]
     pgbench_seconds: u32,
-    /// Brokers to run the phases on, in order: `devbroker`, `kafka-3.9`.
+    /// Brokers to run the phases on, in order: `devbroker`, `kafka-3.9`, `kafka-4`.
     #[arg(long, value_delimiter = ',', default_value = "devbroker,kafka-3.9")]
     brokers: Vec<BrokerChoice>,
+    /// Kafka clients (`KAFKA_CLIENT`) to run each broker with, in order: `kafka`,
+    /// `rdkafka`. Pairs that cannot work are skipped.
+    #[arg(long, value_delimiter = ',', default_value = "kafka")]
+    clients: Vec<settings::KafkaClient>,
     /// Clients of the overload phase (closed loop, no pause after a 503); the phase
     /// runs only when this is given, e.g. `--overload-concurrency 1024`.
     #[arg(long)]
@@ -68,6 +81,21 @@ struct Args {
     /// Length of the overload phase.
     #[arg(long, default_value_t = 10)]
     overload_seconds: u64,
+    /// Also run the burst with a unique `Idempotency-Key` on every request, after the
+    /// burst without, and show both rates side by side.
+    #[arg(long)]
+    idempotency_keys: bool,
+    /// `ORDERS_TRACK_PAYMENTS` values to run each broker and client with, in order
+    /// (`on`, `off`): `on,off` shows the cost of orders following payment results.
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    track_payments: Vec<Switch>,
+}
+
+/// An on/off setting as the bench's flags spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -77,12 +105,28 @@ enum BrokerChoice {
     /// Apache Kafka 3.9 (single-node KRaft JVM, testkit::KafkaBroker).
     #[value(name = "kafka-3.9")]
     Kafka39,
+    /// Apache Kafka 4.x (rdkafka only: the kafka crate cannot use it).
+    #[value(name = "kafka-4")]
+    Kafka4,
+}
+
+impl BrokerChoice {
+    /// Whether `client` can use this broker.
+    fn serves(self, client: settings::KafkaClient) -> bool {
+        !matches!(
+            (self, client),
+            (BrokerChoice::Devbroker, settings::KafkaClient::Rdkafka)
+                | (BrokerChoice::Kafka4, settings::KafkaClient::Kafka)
+        )
+    }
 }
 
 /// One broker's figures.
 struct Figures {
     broker: String,
     gateway_rate: f64,
+    /// The burst's gateway rate with a key on every request (`--idempotency-keys`).
+    keyed_gateway_rate: Option<f64>,
     e2e_rate: f64,
     notified: usize,
     backlog_secs: f64,
@@ -114,39 +158,67 @@ fn main() -> anyhow::Result<()> {
     println!("pgbench create-order transactions/s: {pgbench_tps:.0}");
 
     let mut all = Vec::new();
-    for choice in args.brokers.clone() {
+    let mut runs = Vec::new();
+    for broker in &args.brokers {
+        for client in &args.clients {
+            for track in &args.track_payments {
+                runs.push((*broker, *client, *track == Switch::On));
+            }
+        }
+    }
+    for (choice, client, track_payments) in runs {
+        if !choice.serves(client) {
+            println!("== skipped: {choice:?} with the {client} client (cannot work)");
+            continue;
+        }
         // Apache Kafka is started (a JVM, seconds) and its topics created before the
         // clock starts; the databases are created and dropped outside the runtime:
         // the blocking postgres client that drops them refuses to run inside one.
-        let kafka = match choice {
+        let line = match choice {
             BrokerChoice::Devbroker => None,
-            BrokerChoice::Kafka39 => {
-                let kafka = testkit::KafkaBroker::start(testkit::KafkaLine::V3_9);
-                for topic in ["order-topic", "status-topic"] {
-                    kafka.create_topic(topic, 3);
-                }
-                Some(kafka)
-            }
+            BrokerChoice::Kafka39 => Some(testkit::KafkaLine::V3_9),
+            BrokerChoice::Kafka4 => Some(testkit::KafkaLine::V4),
         };
+        let kafka = line.map(|line| {
+            let kafka = testkit::KafkaBroker::start(line);
+            for topic in ["order-topic", "status-topic"] {
+                kafka.create_topic(topic, 3);
+            }
+            kafka
+        });
         let orders_db = testkit::TestDatabase::new("bench_orders");
         let payments_db = testkit::TestDatabase::new("bench_payments");
-        let figures = runtime.block_on(drive(&args, kafka, &orders_db, &payments_db))?;
+        let run = Run {
+            client,
+            track_payments,
+        };
+        let figures = runtime.block_on(drive(&args, kafka, run, &orders_db, &payments_db))?;
         all.push(figures);
     }
     drop(runtime);
 
     println!("== side by side (pgbench reference: {pgbench_tps:.0} create-order transactions/s)");
     println!(
-        "| broker | gateway orders/s (x pgbench) | end to end orders/s | backlog after burst | p50 / p99 / max at {}/s |",
+        "| broker, client, orders | gateway orders/s (x pgbench) | with Idempotency-Key orders/s (cost) | end to end orders/s | backlog after burst | p50 / p99 / max at {}/s |",
         args.paced_rate
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for f in &all {
+        let keyed = f.keyed_gateway_rate.map_or_else(
+            || "not run (--idempotency-keys)".to_owned(),
+            |keyed| {
+                format!(
+                    "{keyed:.0} ({:+.1}%)",
+                    (keyed / f.gateway_rate - 1.0) * 100.0
+                )
+            },
+        );
         println!(
-            "| {} | {:.0} ({:.2}) | {:.0} ({} notified) | {:+.3} s | {:.1} / {:.1} / {:.1} ms |",
+            "| {} | {:.0} ({:.2}) | {} | {:.0} ({} notified) | {:+.3} s | {:.1} / {:.1} / {:.1} ms |",
             f.broker,
             f.gateway_rate,
             f.gateway_rate / pgbench_tps,
+            keyed,
             f.e2e_rate,
             f.notified,
             f.backlog_secs,
@@ -206,14 +278,32 @@ WITH new_order AS (INSERT INTO orders (order_id, user_id, status, total_amount, 
         .ok_or_else(|| anyhow::anyhow!("no tps line in pgbench output: {stdout}"))
 }
 
+/// How one run's services are set up, beside the broker.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    client: settings::KafkaClient,
+    /// `ORDERS_TRACK_PAYMENTS`.
+    track_payments: bool,
+}
+
 /// Starts the platform on `kafka` (or on an in-process devbroker when `None`), runs
 /// the burst and the paced phase, stops everything and returns the figures.
 async fn drive(
     args: &Args,
     kafka: Option<testkit::KafkaBroker>,
+    run: Run,
     orders_db: &testkit::TestDatabase,
     payments_db: &testkit::TestDatabase,
 ) -> anyhow::Result<Figures> {
+    let Run {
+        client,
+        track_payments,
+    } = run;
+    let tracking = if track_payments {
+        "orders track payments"
+    } else {
+        "ORDERS_TRACK_PAYMENTS=false"
+    };
     let prefix = format!("{}:", testkit::unique_name("bench"));
     let shutdown = CancellationToken::new();
 
@@ -233,8 +323,14 @@ async fn drive(
         ),
     };
     let (broker_name, bootstrap) = match &broker {
-        BenchBroker::Devbroker(b) => ("devbroker".to_owned(), b.local_addr().to_string()),
-        BenchBroker::Kafka(k) => (format!("Apache Kafka {}", k.release()), k.bootstrap()),
+        BenchBroker::Devbroker(b) => (
+            format!("devbroker, {client}, {tracking}"),
+            b.local_addr().to_string(),
+        ),
+        BenchBroker::Kafka(k) => (
+            format!("Apache Kafka {}, {client}, {tracking}", k.release()),
+            k.bootstrap(),
+        ),
     };
     println!("==== on {broker_name} ({bootstrap})");
     let brokers: settings::BrokerList = bootstrap.parse()?;
@@ -246,6 +342,8 @@ async fn drive(
             orders_grpc_addr: any_port,
             orders_health_addr: any_port,
             kafka_brokers: brokers.clone(),
+            kafka_client: client,
+            orders_track_payments: track_payments,
             ..Default::default()
         },
         shutdown.clone(),
@@ -256,6 +354,7 @@ async fn drive(
             payments_pg_dsn: payments_db.dsn(),
             payments_health_addr: any_port,
             kafka_brokers: brokers.clone(),
+            kafka_client: client,
             ..Default::default()
         },
         shutdown.clone(),
@@ -265,6 +364,7 @@ async fn drive(
         notifications::Config {
             notifications_health_addr: any_port,
             kafka_brokers: brokers.clone(),
+            kafka_client: client,
             redis_key_prefix: prefix.clone(),
             redis_ttl: "10m".parse()?,
             ..Default::default()
@@ -305,7 +405,7 @@ async fn drive(
         .build()?;
 
     // Warm-up: connections, prepared plans, consumer positions.
-    burst(&client, &url, 200, 16).await?;
+    burst(&client, &url, 200, 16, None).await?;
     wait_for_arrivals(&arrivals, 200, Duration::from_secs(60)).await;
     arrivals.lock().unwrap().clear();
 
@@ -314,7 +414,7 @@ async fn drive(
         args.orders, args.concurrency
     );
     let start = Instant::now();
-    let accepted = burst(&client, &url, args.orders, args.concurrency).await?;
+    let accepted = burst(&client, &url, args.orders, args.concurrency, None).await?;
     let gateway_secs = start.elapsed().as_secs_f64();
     let gateway_rate = args.orders as f64 / gateway_secs;
     let settled = wait_for_arrivals(&arrivals, args.orders, Duration::from_secs(300)).await;
@@ -339,6 +439,27 @@ async fn drive(
         backlog_after_burst
     );
     arrivals.lock().unwrap().clear();
+
+    let keyed_gateway_rate = if args.idempotency_keys {
+        println!(
+            "== burst with keys: {} orders through the gateway, {} in flight, a unique Idempotency-Key on each",
+            args.orders, args.concurrency
+        );
+        let keys = testkit::unique_name("bench-key");
+        let start = Instant::now();
+        let accepted = burst(&client, &url, args.orders, args.concurrency, Some(&keys)).await?;
+        let rate = args.orders as f64 / start.elapsed().as_secs_f64();
+        println!(
+            "gateway POST /orders with Idempotency-Key: {rate:.0} orders/s ({:+.1}% against {gateway_rate:.0} without)",
+            (rate / gateway_rate - 1.0) * 100.0
+        );
+        let notified = wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(300)).await;
+        println!("with keys: {notified} of {} notified", accepted.len());
+        arrivals.lock().unwrap().clear();
+        Some(rate)
+    } else {
+        None
+    };
 
     println!(
         "== paced: {} orders/s for {} s, latency accepted -> notification in Redis",
@@ -393,6 +514,7 @@ async fn drive(
     Ok(Figures {
         broker: broker_name,
         gateway_rate,
+        keyed_gateway_rate,
         e2e_rate: args.orders as f64 / e2e_secs,
         notified: settled,
         backlog_secs: backlog_after_burst,
@@ -516,9 +638,19 @@ async fn overload(
     Ok(())
 }
 
-async fn place(client: &reqwest::Client, url: &str, user_id: i64) -> anyhow::Result<i64> {
+/// One `POST /orders`, with `key` as its `Idempotency-Key` if given.
+async fn place(
+    client: &reqwest::Client,
+    url: &str,
+    user_id: i64,
+    key: Option<String>,
+) -> anyhow::Result<i64> {
     let body = serde_json::json!({"user_id": user_id, "items": [{"product_id": 7, "quantity": 2, "price": 150}]});
-    let response = client.post(url).json(&body).send().await?;
+    let mut request = client.post(url).json(&body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request.send().await?;
     anyhow::ensure!(
         response.status().is_success(),
         "POST /orders answered {}",
@@ -530,20 +662,23 @@ async fn place(client: &reqwest::Client, url: &str, user_id: i64) -> anyhow::Res
         .ok_or_else(|| anyhow::anyhow!("no order_id in {json}"))
 }
 
-/// Closed loop: `count` orders, `concurrency` in flight. Returns id -> accepted at.
+/// Closed loop: `count` orders, `concurrency` in flight; with `keys`, request `i`
+/// carries the `Idempotency-Key` `{keys}-{i}`. Returns id -> accepted at.
 async fn burst(
     client: &reqwest::Client,
     url: &str,
     count: usize,
     concurrency: usize,
+    keys: Option<&str>,
 ) -> anyhow::Result<HashMap<i64, Instant>> {
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let permit = permits.clone().acquire_owned().await?;
         let (client, url) = (client.clone(), url.to_owned());
+        let key = keys.map(|keys| format!("{keys}-{i}"));
         tasks.push(tokio::spawn(async move {
-            let result = place(&client, &url, 1 + i as i64).await;
+            let result = place(&client, &url, 1 + i as i64, key).await;
             drop(permit);
             result.map(|id| (id, Instant::now()))
         }));
@@ -570,7 +705,7 @@ async fn paced(
         ticker.tick().await;
         let (client, url) = (client.clone(), url.to_owned());
         tasks.push(tokio::spawn(async move {
-            place(&client, &url, 1 + i as i64)
+            place(&client, &url, 1 + i as i64, None)
                 .await
                 .map(|id| (id, Instant::now()))
         }));

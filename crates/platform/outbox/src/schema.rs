@@ -21,12 +21,6 @@ pub fn migrations() -> pgsetup::MigrationSet {
     pgsetup::MigrationSet::new(embedded::migrations::runner()).history_table(HISTORY_TABLE)
 }
 
-/// The database of a service with an outbox: the outbox's migrations, then the
-/// service's own (`service`).
-pub fn schema_with(service: pgsetup::MigrationSet) -> pgsetup::Schema {
-    pgsetup::Schema::new().with(migrations()).with(service)
-}
-
 /// SQL expression drawing the next event id, e.g. `SELECT nextval(...), ...`.
 pub const NEXT_EVENT_ID: &str = "nextval('events_event_id_seq')";
 

@@ -56,7 +56,7 @@ impl OutboxSettings {
     }
 
     /// The relay of a service whose database is `dsn`, publishing to `brokers` as
-    /// `client_id`.
+    /// `client_id`, on the default Kafka client (see [`RelayConfig::with_kafka_client`]).
     pub fn relay_config(&self, dsn: &str, brokers: &[String], client_id: &str) -> RelayConfig {
         RelayConfig {
             dsn: dsn.to_owned(),
@@ -66,6 +66,7 @@ impl OutboxSettings {
             poll_interval: self.poll_interval,
             ack_timeout: ACK_TIMEOUT,
             client_id: client_id.to_owned(),
+            kafka_client: bus::KafkaClient::default(),
         }
     }
 

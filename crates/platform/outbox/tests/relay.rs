@@ -29,6 +29,7 @@ fn relay_config(
         poll_interval,
         ack_timeout: Duration::from_secs(5),
         client_id: "outbox-test".to_owned(),
+        kafka_client: bus::KafkaClient::default(),
     }
 }
 

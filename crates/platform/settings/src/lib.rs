@@ -10,7 +10,8 @@
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
 //! - [`BrokerList`], a comma-separated `host:port` list;
-//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads.
+//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
+//! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`.
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
@@ -18,11 +19,13 @@
 mod address;
 mod broker_list;
 mod duration;
+mod kafka_client;
 mod loader;
 mod partition_list;
 
 pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
 pub use duration::GoDuration;
+pub use kafka_client::{KafkaClient, KafkaClientError};
 pub use loader::{ConfigError, load};
 pub use partition_list::PartitionList;

@@ -2,7 +2,8 @@
 //!
 //! | route              | handler                                                     |
 //! |--------------------|-------------------------------------------------------------|
-//! | `POST /orders`     | body (at most [`MAX_BODY`] bytes) -> `CreateOrder`          |
+//! | `POST /orders`     | body (at most [`MAX_BODY`] bytes) -> `CreateOrder`, with    |
+//! |                    | `Idempotency-Key` forwarded as metadata                     |
 //! | `GET /orders/{id}` | `GetOrder`                                                  |
 //! | `GET /orders/`     | an empty id: 400, as the Go gateway answers                 |
 //! | `GET /healthz`     | 200 `{"status": "ok"}` while the process serves             |
@@ -27,7 +28,7 @@ use ops_http::Metrics;
 use proto::v1::{CreateOrderRequest, GetOrderRequest, orders_service_client::OrdersServiceClient};
 use serde_json::json;
 use tokio_stream::StreamExt;
-use tonic::{Code, transport::Channel};
+use tonic::{Code, metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -89,18 +90,42 @@ impl Gateway {
         F: FnOnce(OrdersServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let mut request = tonic::Request::new(message);
+        self.call_with(tonic::Request::new(message), call)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// [`Gateway::call`] with a request that may carry metadata; the whole answer.
+    async fn call_with<Req, Resp, F, Fut>(
+        &self,
+        mut request: tonic::Request<Req>,
+        call: F,
+    ) -> Result<tonic::Response<Resp>, ApiError>
+    where
+        F: FnOnce(OrdersServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         request.set_timeout(self.timeout);
         let client = OrdersServiceClient::new(self.channel.clone());
         let status = match tokio::time::timeout(self.timeout, call(client, request)).await {
-            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Ok(response)) => return Ok(response),
             Ok(Err(status)) => status,
             Err(_elapsed) => tonic::Status::deadline_exceeded("no answer in time"),
         };
         Err(ApiError::from_grpc(&status, self.timeout))
     }
 
-    async fn create_order<S, B>(self, content_length: Option<u64>, body: S) -> Response
+    /// `POST /orders`. `idempotency_key` is every value of the request's
+    /// `Idempotency-Key` header: at most one valid key, forwarded to orders as the
+    /// `idempotency-key` metadata. A replayed answer carries `Idempotent-Replayed:
+    /// true`; the key reused for another request is 422 (orders' FAILED_PRECONDITION),
+    /// the key's first request still in progress 409 (ABORTED).
+    async fn create_order<S, B>(
+        self,
+        content_length: Option<u64>,
+        idempotency_key: Vec<HeaderValue>,
+        body: S,
+    ) -> Response
     where
         S: Stream<Item = Result<B, warp::Error>>,
         B: Buf,
@@ -111,18 +136,62 @@ impl Gateway {
             Err(shed) => return shed.into_response(),
         };
         let result = async {
+            let key =
+                rest::parse_idempotency_key(idempotency_key.iter().map(HeaderValue::as_bytes))?;
             let body = read_body(content_length, body).await?;
-            let request = CreateOrderRequest::from(rest::parse_create_order(&body)?);
+            let mut request =
+                tonic::Request::new(CreateOrderRequest::from(rest::parse_create_order(&body)?));
+            if let Some(key) = &key {
+                // Checked above: visible ASCII, which is valid metadata.
+                let value = MetadataValue::try_from(key.as_str()).map_err(|err| {
+                    ApiError::invalid_argument(format!(
+                        "{} header: {err}",
+                        rest::IDEMPOTENCY_KEY_HEADER
+                    ))
+                })?;
+                request
+                    .metadata_mut()
+                    .insert(rest::IDEMPOTENCY_KEY_METADATA, value);
+            }
             let response = self
-                .call(request, |mut client, request| async move {
+                .call_with(request, |mut client, request| async move {
                     client.create_order(request).await
                 })
-                .await?;
-            Ok(CreateOrderAnswer {
-                order_id: response.order_id,
-            })
+                .await
+                .map_err(|err| match err.code {
+                    // The only FAILED_PRECONDITION of CreateOrder: the key was used
+                    // for another request (the draft's 422).
+                    Code::FailedPrecondition if key.is_some() => ApiError::with_status(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        err.code,
+                        err.message,
+                    ),
+                    _ => err,
+                })?;
+            let replayed = response
+                .metadata()
+                .get(rest::IDEMPOTENT_REPLAYED_METADATA)
+                .is_some_and(|value| value == "true");
+            Ok::<_, ApiError>((
+                CreateOrderAnswer {
+                    order_id: response.into_inner().order_id,
+                },
+                replayed,
+            ))
         };
-        answer(result.await)
+        match result.await {
+            Ok((created, replayed)) => {
+                let mut response = warp::reply::json(&created).into_response();
+                if replayed {
+                    response.headers_mut().insert(
+                        rest::IDEMPOTENT_REPLAYED_HEADER,
+                        HeaderValue::from_static("true"),
+                    );
+                }
+                response
+            }
+            Err(err) => err.into_response(),
+        }
     }
 
     async fn get_order(self, id: String) -> Response {
@@ -479,9 +548,25 @@ fn create_order(
     CREATE_ORDER
         .filter()
         .and(warp::header::optional::<u64>("content-length"))
+        .and(idempotency_key_values())
         .and(warp::body::stream())
         .and(with_gateway(gateway))
-        .then(|_: Vec<String>, length, body, gateway: Gateway| gateway.create_order(length, body))
+        .then(|_: Vec<String>, length, key, body, gateway: Gateway| {
+            gateway.create_order(length, key, body)
+        })
+}
+
+/// Every value of the request's `Idempotency-Key` header (checked by the handler,
+/// so a bad one is the usual JSON 400).
+fn idempotency_key_values()
+-> impl Filter<Extract = (Vec<HeaderValue>,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        headers
+            .get_all(rest::IDEMPOTENCY_KEY_HEADER)
+            .iter()
+            .cloned()
+            .collect()
+    })
 }
 
 /// `GET /orders/{id}`, and `GET /orders/` (an empty id).

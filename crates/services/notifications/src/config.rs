@@ -14,6 +14,7 @@ pub use settings::PartitionList;
 pub const ENV_VARS: &[&str] = &[
     "NOTIFICATIONS_HEALTH_ADDR",
     "KAFKA_BROKERS",
+    "KAFKA_CLIENT",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
@@ -41,6 +42,9 @@ pub struct Config {
     pub notifications_health_addr: ListenAddr,
     /// Kafka bootstrap brokers.
     pub kafka_brokers: BrokerList,
+    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
+    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
+    pub kafka_client: settings::KafkaClient,
     /// Topic carrying `PaymentStatus` (the Go worker's name for it); see [`Config::topic`].
     pub kafka_topic: Option<String>,
     /// Alias of `KAFKA_TOPIC` (the name payments publishes under); `KAFKA_TOPIC` wins.
@@ -75,6 +79,7 @@ impl Default for Config {
         Self {
             notifications_health_addr: ListenAddr::all_interfaces(8083),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_client: settings::KafkaClient::default(),
             kafka_topic: None,
             kafka_topic_status: None,
             kafka_consumer_group: "notifications".to_owned(),
@@ -100,6 +105,9 @@ impl Config {
 
     /// Refuses values that would only fail later.
     pub fn check(self) -> Result<Self, ConfigError> {
+        self.kafka_client
+            .check_partitions(&self.kafka_partitions)
+            .map_err(ConfigError::Other)?;
         if self.topic().trim().is_empty() {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }

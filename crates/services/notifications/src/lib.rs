@@ -94,6 +94,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let brokers = config.kafka_brokers.hosts().to_vec();
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
+        client: config.kafka_client,
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
         ..bus::ConsumerConfig::new(
             brokers.clone(),
@@ -103,9 +104,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         )
     };
     // `/readyz`: Redis and the broker.
+    let kafka_client = config.kafka_client;
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())
-        .probe("broker", move || bus::probe(&brokers, PROBE_TIMEOUT));
+        .probe("broker", move || {
+            bus::probe_for(kafka_client, &brokers, PROBE_TIMEOUT)
+        });
     let consumer = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => consumer,
         Err(err) => {

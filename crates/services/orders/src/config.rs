@@ -1,8 +1,9 @@
 //! The orders service's settings: defaults < TOML file named by `ORDERS_CONFIG` < environment.
 
+use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+use settings::{BrokerList, ConfigError, GoDuration, ListenAddr, PartitionList};
 
 /// Every environment variable the service reads.
 pub const ENV_VARS: &[&str] = &[
@@ -12,10 +13,18 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_DB_POOL_SIZE",
     "ORDERS_DB_TIMEOUT",
     "ORDERS_MAX_IN_FLIGHT",
+    "ORDERS_IDEMPOTENCY_TTL",
     "KAFKA_BROKERS",
+    "KAFKA_CLIENT",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_SENDER_PERIOD",
+    "ORDERS_TRACK_PAYMENTS",
+    "KAFKA_TOPIC_STATUS",
+    "KAFKA_CONSUMER_GROUP",
+    "KAFKA_PARTITIONS",
+    "PROCESSED_EVENTS_RETENTION",
+    "DEAD_LETTERS_RETENTION",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
     "OUTBOX_RETENTION",
@@ -32,6 +41,9 @@ pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// The topic published to when neither `KAFKA_TOPIC` nor `KAFKA_TOPIC_ORDER` is set.
 pub const DEFAULT_TOPIC: &str = "order-topic";
+
+/// The status topic read when `KAFKA_TOPIC_STATUS` is not set.
+pub const DEFAULT_STATUS_TOPIC: &str = "status-topic";
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "ORDERS_CONFIG";
@@ -53,8 +65,14 @@ pub struct Config {
     /// past it a call fails at once with UNAVAILABLE ("orders overloaded ...").
     /// Health and reflection calls are not counted.
     pub orders_max_in_flight: u32,
+    /// How long an idempotency key (`CreateOrder` metadata `idempotency-key`) is
+    /// remembered; older keys are ignored and deleted by retention. Not 0.
+    pub orders_idempotency_ttl: GoDuration,
     /// Kafka bootstrap brokers for the outbox relay.
     pub kafka_brokers: BrokerList,
+    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
+    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
+    pub kafka_client: settings::KafkaClient,
     /// Topic the relay publishes `OrderCreated` to (the Go service's name for it);
     /// see [`Config::topic`].
     pub kafka_topic: Option<String>,
@@ -62,6 +80,23 @@ pub struct Config {
     pub kafka_topic_order: Option<String>,
     /// Relay poll interval when no NOTIFY arrives (Go: one event per tick).
     pub kafka_sender_period: GoDuration,
+    /// Whether orders follows payment results: consumes `PaymentStatus` from
+    /// `KAFKA_TOPIC_STATUS` and moves each order to `paid` or `payment_failed`.
+    /// `false` for a deployment whose payments service does not publish them in
+    /// this platform's way (e.g. the Go payments): orders then stay `new`.
+    pub orders_track_payments: bool,
+    /// Topic carrying `PaymentStatus` (as payments and notifications name it).
+    pub kafka_topic_status: String,
+    /// Group orders' consumed offsets of `KAFKA_TOPIC_STATUS` are committed under.
+    pub kafka_consumer_group: String,
+    /// Partitions of the status topic this instance reads (`0,1`); empty = all.
+    pub kafka_partitions: PartitionList,
+    /// Applied `PaymentStatus` event ids (deduplication) older than this are
+    /// deleted; 0 keeps them. Must stay far longer than any redelivery.
+    pub processed_events_retention: GoDuration,
+    /// Kept `PaymentStatus` messages that could not be applied older than this are
+    /// deleted; 0 keeps them.
+    pub dead_letters_retention: GoDuration,
     /// Most outbox rows the relay claims and publishes at once.
     pub outbox_batch_size: u32,
     /// How long a claim lasts before another relay may take the rows over.
@@ -83,10 +118,20 @@ impl Default for Config {
             orders_db_pool_size: 16,
             orders_db_timeout: GoDuration::from_secs(2),
             orders_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            orders_idempotency_ttl: GoDuration(crate::idempotency::DEFAULT_TTL),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_client: settings::KafkaClient::default(),
             kafka_topic: None,
             kafka_topic_order: None,
             kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
+            orders_track_payments: true,
+            kafka_topic_status: DEFAULT_STATUS_TOPIC.to_owned(),
+            kafka_consumer_group: "orders".to_owned(),
+            kafka_partitions: PartitionList::default(),
+            processed_events_retention: GoDuration(
+                InboxSettings::DEFAULT.processed_events_retention,
+            ),
+            dead_letters_retention: GoDuration(InboxSettings::DEFAULT.dead_letters_retention),
             outbox_batch_size: OutboxSettings::DEFAULT.batch_size,
             outbox_lease: GoDuration(OutboxSettings::DEFAULT.lease),
             outbox_retention: GoDuration(OutboxSettings::DEFAULT.retention),
@@ -104,6 +149,9 @@ impl Config {
     }
 
     fn check(self) -> Result<Self, ConfigError> {
+        self.kafka_client
+            .check_partitions(&self.kafka_partitions)
+            .map_err(ConfigError::Other)?;
         if self.orders_db_pool_size == 0 {
             return Err(ConfigError::Other(
                 "ORDERS_DB_POOL_SIZE must be at least 1".into(),
@@ -114,15 +162,52 @@ impl Config {
                 "ORDERS_MAX_IN_FLIGHT must be at least 1 (e.g. 256)".into(),
             ));
         }
+        if self.orders_idempotency_ttl.get().is_zero() {
+            return Err(ConfigError::Other(
+                "ORDERS_IDEMPOTENCY_TTL must not be 0 (e.g. 24h): a key must be remembered for retries".into(),
+            ));
+        }
         if self.topic().trim().is_empty() {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }
         self.outbox()
             .check("KAFKA_SENDER_PERIOD")
             .map_err(ConfigError::Other)?;
+        self.check_payment_tracking()?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
             .map_err(ConfigError::Other)?;
         Ok(self)
+    }
+
+    fn check_payment_tracking(&self) -> Result<(), ConfigError> {
+        if !self.orders_track_payments {
+            return Ok(());
+        }
+        for (var, value) in [
+            ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
+            ("KAFKA_CONSUMER_GROUP", &self.kafka_consumer_group),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Other(format!(
+                    "{var} must not be empty (or set ORDERS_TRACK_PAYMENTS=false)"
+                )));
+            }
+        }
+        if self.kafka_topic_status == self.topic() {
+            return Err(ConfigError::Other(format!(
+                "KAFKA_TOPIC_STATUS and KAFKA_TOPIC are both {:?}: orders would consume its own events",
+                self.kafka_topic_status
+            )));
+        }
+        self.inbox().check().map_err(ConfigError::Other)
+    }
+
+    /// The inbox's settings (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`).
+    pub fn inbox(&self) -> InboxSettings {
+        InboxSettings {
+            processed_events_retention: self.processed_events_retention.get(),
+            dead_letters_retention: self.dead_letters_retention.get(),
+        }
     }
 
     /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).

@@ -15,15 +15,16 @@ use proto::v1::{
 };
 use std::{
     sync::{Arc, OnceLock},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
-    store::{OrderStore, StoreError, StoredOrder},
+    idempotency::{self, IdempotencyKey, KeyConflict},
+    store::{Created, OrderStore, StoreError, StoredOrder},
     validation::validate,
 };
 
@@ -40,6 +41,8 @@ pub struct OrdersApi {
     metrics: CallMetrics,
     in_flight: Semaphore,
     max_in_flight: usize,
+    /// How long idempotency keys are remembered (`ORDERS_IDEMPOTENCY_TTL`).
+    idempotency_ttl: Duration,
 }
 
 /// What `/metrics` shows about the gRPC calls, whoever makes them (the gateway or a
@@ -48,6 +51,7 @@ struct CallMetrics {
     create_duration: Histogram,
     get_duration: Histogram,
     created: Counter,
+    replayed: Counter,
     refused: Counter,
     failed: Counter,
     shed: Counter,
@@ -65,9 +69,13 @@ impl CallMetrics {
                 "Time to answer GetOrder, whatever the outcome.",
             ),
             created: metrics.counter("orders_created_total", "Orders stored by CreateOrder."),
+            replayed: metrics.counter(
+                "orders_create_replayed_total",
+                "CreateOrder calls answered with the order an earlier call with the same idempotency key created (nothing stored).",
+            ),
             refused: metrics.counter(
                 "orders_calls_refused_total",
-                "Calls refused for the caller's mistake (INVALID_ARGUMENT, NOT_FOUND).",
+                "Calls refused for the caller's mistake (INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION: an idempotency key reused for another request, ABORTED: one in progress).",
             ),
             failed: metrics.counter(
                 "orders_calls_failed_total",
@@ -113,7 +121,9 @@ impl Drop for CallRecord<'_> {
         self.duration.observe(self.started.elapsed());
         match self.outcome {
             Some(Ok(())) => {}
-            Some(Err(Code::InvalidArgument | Code::NotFound)) => self.metrics.refused.inc(),
+            Some(Err(
+                Code::InvalidArgument | Code::NotFound | Code::FailedPrecondition | Code::Aborted,
+            )) => self.metrics.refused.inc(),
             Some(Err(_)) | None => self.metrics.failed.inc(),
         }
     }
@@ -121,7 +131,13 @@ impl Drop for CallRecord<'_> {
 
 impl OrdersApi {
     /// `max_in_flight`: at least 1; larger than tokio's semaphore maximum is capped.
-    pub fn new(store: StoreSlot, metrics: &Metrics, max_in_flight: u32) -> Self {
+    /// `idempotency_ttl`: how long idempotency keys are remembered.
+    pub fn new(
+        store: StoreSlot,
+        metrics: &Metrics,
+        max_in_flight: u32,
+        idempotency_ttl: Duration,
+    ) -> Self {
         let max_in_flight = usize::try_from(max_in_flight)
             .unwrap_or(Semaphore::MAX_PERMITS)
             .clamp(1, Semaphore::MAX_PERMITS);
@@ -130,6 +146,7 @@ impl OrdersApi {
             metrics: CallMetrics::new(metrics),
             in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
+            idempotency_ttl,
         }
     }
 
@@ -144,11 +161,21 @@ impl OrdersApi {
         })
     }
 
-    async fn create(&self, request: &CreateOrderRequest) -> Result<i64, Status> {
-        let order = validate(request).map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let order_id = self.with_store(move |store| store.create(&order)).await?;
-        tracing::debug!(order_id, "order created");
-        Ok(order_id)
+    async fn create(&self, request: &Request<CreateOrderRequest>) -> Result<Created, Status> {
+        let key = IdempotencyKey::from_metadata(request.metadata())
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let order =
+            validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let ttl = self.idempotency_ttl;
+        let created = self
+            .with_store(move |store| store.create(&order, key.as_ref().map(|key| (key, ttl))))
+            .await?;
+        tracing::debug!(
+            order_id = created.order_id,
+            replayed = created.replayed,
+            "order created"
+        );
+        Ok(created)
     }
 
     async fn get(&self, order_id: i64) -> Result<Order, Status> {
@@ -192,6 +219,12 @@ fn store_status(err: StoreError) -> Status {
             tracing::error!(%reason, "database error");
             Status::internal("internal error")
         }
+        StoreError::Key(conflict @ KeyConflict::DifferentRequest(_)) => {
+            Status::failed_precondition(conflict.to_string())
+        }
+        StoreError::Key(conflict @ KeyConflict::InProgress(_)) => {
+            Status::aborted(conflict.to_string())
+        }
     }
 }
 
@@ -203,11 +236,20 @@ impl OrdersService for OrdersApi {
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let _permit = self.admit()?;
         let record = self.metrics.start(&self.metrics.create_duration);
-        let result = self.create(request.get_ref()).await;
+        let result = self.create(&request).await;
         record.finish(&result);
-        let order_id = result?;
-        self.metrics.created.inc();
-        Ok(Response::new(CreateOrderResponse { order_id }))
+        let Created { order_id, replayed } = result?;
+        let mut response = Response::new(CreateOrderResponse { order_id });
+        if replayed {
+            self.metrics.replayed.inc();
+            response.metadata_mut().insert(
+                idempotency::REPLAYED_METADATA,
+                MetadataValue::from_static("true"),
+            );
+        } else {
+            self.metrics.created.inc();
+        }
+        Ok(response)
     }
 
     async fn get_order(
@@ -227,6 +269,8 @@ impl OrdersService for OrdersApi {
 fn to_proto(order: StoredOrder) -> Order {
     let status = match order.status.as_str() {
         "new" => OrderStatus::New,
+        "paid" => OrderStatus::Paid,
+        "payment_failed" => OrderStatus::PaymentFailed,
         _ => OrderStatus::Unspecified,
     };
     Order {

@@ -12,7 +12,10 @@
 //! - the `outbox` crate's relay (its own thread) publishes the outbox rows to
 //!   `KAFKA_TOPIC`, woken by NOTIFY;
 //! - the `retention` crate's thread deletes sent outbox rows older than
-//!   `OUTBOX_RETENTION`, in bounded batches;
+//!   `OUTBOX_RETENTION`, and idempotency keys older than `ORDERS_IDEMPOTENCY_TTL`, in
+//!   bounded batches;
+//! - [`idempotency`]: `CreateOrder` under an `idempotency-key` (metadata) answers a
+//!   retried request with the order it created, in the same statement as the order;
 //! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
 //!   with reflection (v1 and v1alpha) and the standard health service at once
 //!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
@@ -30,6 +33,8 @@
 
 pub mod config;
 mod grpc;
+pub mod idempotency;
+pub mod payment_results;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -47,7 +52,8 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use config::Config;
 pub use grpc::OVERLOADED_PREFIX;
-pub use store::{OrderStore, StoreError};
+use payment_results::{PaymentResults, ResultMetrics};
+pub use store::{Created, OrderStore, StoreError};
 pub use validation::{MAX_ITEMS, NewOrder, ValidationError, validate};
 
 mod embedded {
@@ -61,13 +67,14 @@ const SUPERSEDED: &[pgsetup::Superseded] = &[
     pgsetup::Superseded::new(2, 8_679_723_856_987_840_998),
 ];
 
-/// The database orders needs, applied by [`start`]: the outbox's migrations, then
-/// its own from `migrations/orders` (exposed for tools such as the benchmark's
+/// The database orders needs, applied by [`start`]: the outbox's and the inbox's
+/// migrations, then its own from `migrations/orders` (exposed for tools such as the benchmark's
 /// pgbench reference database).
 pub fn schema() -> pgsetup::Schema {
-    outbox::schema_with(
-        pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED),
-    )
+    pgsetup::Schema::new()
+        .with(outbox::migrations())
+        .with(inbox::migrations())
+        .with(pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED))
 }
 
 /// The gRPC service name health checks are reported under.
@@ -88,6 +95,10 @@ pub enum StartError {
     Relay(#[source] std::io::Error),
     #[error("cannot start retention: {0}")]
     Retention(#[source] std::io::Error),
+    /// The payment-results consumer did not start, failed, or found a broker it
+    /// cannot use.
+    #[error(transparent)]
+    Consumer(#[from] bus::ConsumerError),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x): the
     /// outbox relay stopped, and the service with it.
     #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
@@ -165,26 +176,7 @@ async fn serve(
     };
     let store = OrderStore::new(pool.clone(), config.topic().to_owned());
     let _ = store_slot.set(store.clone());
-    let relay = outbox::spawn_relay(
-        config.outbox().relay_config(
-            &config.orders_pg_dsn,
-            config.kafka_brokers.hosts(),
-            "orders-outbox-relay",
-        ),
-        pool.clone(),
-        &metrics,
-        shutdown.clone(),
-    )
-    .map_err(StartError::Relay)?;
-    let retention = retention::Retention::new(
-        pool,
-        retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
-        &[config.outbox().retention_policy()],
-        &metrics,
-        shutdown.clone(),
-    )
-    .spawn()
-    .map_err(StartError::Retention)?;
+    let background = Background::start(&config, pool, &metrics, &shutdown)?;
     // `/readyz` and gRPC health follow the database.
     let readiness = Readiness::new(health)
         .probe("database", move || store.ping())
@@ -204,13 +196,104 @@ async fn serve(
     };
     shutdown.cancel();
     let _ = readiness.await;
-    // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
-    let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
-        Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
-        Err(_) => Ok(()),
-    };
-    let _ = tokio::task::spawn_blocking(move || retention.join()).await;
-    result.and(relay_result)
+    result.and(background.stopped().await)
+}
+
+/// The threads beside the gRPC server: the outbox relay, retention and, unless
+/// `ORDERS_TRACK_PAYMENTS=false`, the payment-results consumer.
+struct Background {
+    relay: outbox::RelayHandle,
+    retention: retention::RetentionHandle,
+    payment_results: Option<bus::ConsumerHandle>,
+}
+
+impl Background {
+    fn start(
+        config: &Config,
+        pool: pgsetup::Pool,
+        metrics: &Metrics,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, StartError> {
+        let payment_results = if config.orders_track_payments {
+            let handler = PaymentResults::new(pool.clone(), ResultMetrics::register(metrics));
+            let consumer = bus::ConsumerConfig {
+                partitions: config.kafka_partitions.selected(),
+                client: config.kafka_client,
+                lag_observer: Some(bus::LagObserver::metric(metrics)),
+                ..bus::ConsumerConfig::new(
+                    config.kafka_brokers.hosts().to_vec(),
+                    &config.kafka_topic_status,
+                    &config.kafka_consumer_group,
+                    "orders-payment-results",
+                )
+            };
+            let handle = bus::spawn_consumer(consumer, handler, shutdown.clone())?;
+            tracing::info!(
+                topic = %config.kafka_topic_status,
+                group = %config.kafka_consumer_group,
+                partitions = %config.kafka_partitions,
+                "orders following payment results"
+            );
+            Some(handle)
+        } else {
+            None
+        };
+        let mut policies = vec![
+            config.outbox().retention_policy(),
+            idempotency::retention_policy(config.orders_idempotency_ttl.get()),
+        ];
+        if config.orders_track_payments {
+            policies.extend(config.inbox().retention_policies());
+        }
+        let relay = outbox::spawn_relay(
+            config
+                .outbox()
+                .relay_config(
+                    &config.orders_pg_dsn,
+                    config.kafka_brokers.hosts(),
+                    "orders-outbox-relay",
+                )
+                .with_kafka_client(config.kafka_client),
+            pool.clone(),
+            metrics,
+            shutdown.clone(),
+        )
+        .map_err(StartError::Relay)?;
+        let retention = retention::Retention::new(
+            pool,
+            retention::RetentionConfig::new(
+                config.retention_interval.get(),
+                config.retention_batch,
+            ),
+            &policies,
+            metrics,
+            shutdown.clone(),
+        )
+        .spawn()
+        .map_err(StartError::Retention)?;
+        Ok(Self {
+            relay,
+            retention,
+            payment_results,
+        })
+    }
+
+    /// Waits for every thread to stop (after `shutdown` was cancelled). The relay
+    /// stops by itself (cancelling `shutdown`) only on a broker it cannot use.
+    async fn stopped(self) -> Result<(), StartError> {
+        let relay = self.relay;
+        let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
+            Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
+            Err(_) => Ok(()),
+        };
+        let consumer_result = match self.payment_results {
+            Some(consumer) => consumer.stopped().await.map_err(StartError::from),
+            None => Ok(()),
+        };
+        let retention = self.retention;
+        let _ = tokio::task::spawn_blocking(move || retention.join()).await;
+        relay_result.and(consumer_result)
+    }
 }
 
 /// The gRPC services but health: orders.v1 on the store (once it is set) and
@@ -235,6 +318,7 @@ fn grpc_server(
             store_slot,
             metrics,
             config.orders_max_in_flight,
+            config.orders_idempotency_ttl.get(),
         )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

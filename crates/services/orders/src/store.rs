@@ -14,7 +14,10 @@ use outbox::OutboxRow;
 use pgsetup::Pool;
 use postgres::types::ToSql;
 
-use crate::validation::NewOrder;
+use crate::{
+    idempotency::{self, IdempotencyKey, KeyConflict},
+    validation::NewOrder,
+};
 
 /// An order as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +45,19 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Internal(String),
+    /// An idempotency key stood in the way; nothing was written.
+    #[error(transparent)]
+    Key(#[from] KeyConflict),
+}
+
+/// What [`OrderStore::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    /// The order's id: new, or the one first created under the idempotency key.
+    pub order_id: i64,
+    /// True when the order was created earlier under the same idempotency key and
+    /// this call wrote nothing.
+    pub replayed: bool,
 }
 
 impl From<postgres::Error> for StoreError {
@@ -88,6 +104,48 @@ WITH new_order AS (
     )
 });
 
+/// [`INSERT_ORDER`] under an idempotency key: the key row first (`$12` the key,
+/// `$13` the request's fingerprint, `$14` the TTL in seconds), and the order, its
+/// items and its outbox row only if the key row was written, all in one statement.
+/// A key already taken (and not expired) writes nothing; a concurrent request holding
+/// the same key makes this one wait on its primary key until that one commits (then
+/// nothing is written here) or rolls back (then this one goes on). An expired row is
+/// replaced, so a key can be reused after its TTL even before retention deletes it.
+static INSERT_KEYED_ORDER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH new_key AS (
+    INSERT INTO {table} AS old (user_id, idempotency_key, fingerprint, order_id, created_at)
+    VALUES ($2, $12, $13, $1, now())
+    ON CONFLICT (user_id, idempotency_key) DO UPDATE
+        SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
+            created_at = EXCLUDED.created_at
+        WHERE old.created_at < now() - make_interval(secs => $14)
+    RETURNING 1
+), new_order AS (
+    INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at)
+    SELECT $1, $2, 'new', $3, $4, $4 FROM new_key
+), new_items AS (
+    INSERT INTO order_items (order_id, position, product_id, quantity, price)
+    SELECT $1, item.position, item.product_id, item.quantity, item.price
+    FROM new_key, unnest($5::bigint[], $6::int[], $7::bigint[])
+         WITH ORDINALITY AS item (product_id, quantity, price, position)
+)
+{outbox}",
+        table = idempotency::TABLE,
+        outbox = outbox::insert_sql(8, Some("new_key"))
+    )
+});
+
+/// The live (younger than the TTL, `$3` seconds) key row of a user and key.
+static SELECT_KEY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT fingerprint, order_id FROM {} WHERE user_id = $1 AND idempotency_key = $2
+         AND created_at >= now() - make_interval(secs => $3)",
+        idempotency::TABLE
+    )
+});
+
 /// How long a request waits for a connection while the database is known to be
 /// unreachable: enough to open a connection to a healthy server, far below callers'
 /// deadlines (the gateway's is 2 s, as is the default `ORDERS_DB_TIMEOUT`).
@@ -131,14 +189,21 @@ impl OrderStore {
             Ok(_) => false,
             Err(StoreError::Unavailable(_)) => true,
             Err(StoreError::Internal(_)) => return result,
+            Err(StoreError::Key(_)) => false,
         };
         self.unreachable.store(unreachable, Ordering::Relaxed);
         result
     }
 
     /// Stores a validated order and its `OrderCreated` event; returns the order id.
-    pub fn create(&self, order: &NewOrder) -> Result<i64, StoreError> {
-        self.observe(self.try_create(order))
+    /// Under an idempotency `key` (remembered for `ttl`), a request already made under
+    /// it answers the order it created, writing nothing (see [`crate::idempotency`]).
+    pub fn create(
+        &self,
+        order: &NewOrder,
+        key: Option<(&IdempotencyKey, Duration)>,
+    ) -> Result<Created, StoreError> {
+        self.observe(self.try_create(order, key))
     }
 
     pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
@@ -150,7 +215,11 @@ impl OrderStore {
         self.observe(self.try_ping())
     }
 
-    fn try_create(&self, order: &NewOrder) -> Result<i64, StoreError> {
+    fn try_create(
+        &self,
+        order: &NewOrder,
+        key: Option<(&IdempotencyKey, Duration)>,
+    ) -> Result<Created, StoreError> {
         let mut client = self.client()?;
         // Both ids first, so the event's JSON (built by the contracts crate, the one
         // source of its shape) can carry them and the insert is a single statement.
@@ -175,7 +244,6 @@ impl OrderStore {
             contracts::message_key(order_id),
             &event,
         );
-        let insert_order = client.prepare_cached(&INSERT_ORDER)?;
         let order_params: [&(dyn ToSql + Sync); 7] = [
             &order_id,
             &order.user_id,
@@ -185,12 +253,44 @@ impl OrderStore {
             &quantities,
             &prices,
         ];
-        let params: Vec<&(dyn ToSql + Sync)> = order_params
+        let mut params: Vec<&(dyn ToSql + Sync)> = order_params
             .into_iter()
             .chain(outbox_row.params())
             .collect();
-        client.execute(&insert_order, &params)?;
-        Ok(order_id)
+        let Some((key, ttl)) = key else {
+            let insert_order = client.prepare_cached(&INSERT_ORDER)?;
+            client.execute(&insert_order, &params)?;
+            return Ok(Created {
+                order_id,
+                replayed: false,
+            });
+        };
+        let fingerprint = idempotency::fingerprint(order);
+        let ttl_secs = ttl.as_secs_f64();
+        let key_text = key.as_str();
+        params.extend([&key_text as &(dyn ToSql + Sync), &fingerprint, &ttl_secs]);
+        let insert_order = client.prepare_cached(&INSERT_KEYED_ORDER)?;
+        if client.execute(&insert_order, &params)? == 1 {
+            return Ok(Created {
+                order_id,
+                replayed: false,
+            });
+        }
+        // The key is taken, by a committed request: its row is visible to this new
+        // statement (unless it expired or was deleted in between).
+        let select_key = client.prepare_cached(&SELECT_KEY)?;
+        let Some(row) = client.query_opt(&select_key, &[&order.user_id, &key_text, &ttl_secs])?
+        else {
+            return Err(KeyConflict::InProgress(key_text.to_owned()).into());
+        };
+        let (stored, order_id): (Vec<u8>, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if stored != fingerprint {
+            return Err(KeyConflict::DifferentRequest(key_text.to_owned()).into());
+        }
+        Ok(Created {
+            order_id,
+            replayed: true,
+        })
     }
 
     fn try_get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {

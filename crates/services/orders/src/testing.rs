@@ -66,6 +66,17 @@ impl Orders {
         OrdersServiceClient::connect(self.uri()).await.unwrap()
     }
 
+    /// `CreateOrder` over a new connection, which must succeed; the order id.
+    pub async fn create(&self, request: CreateOrderRequest) -> i64 {
+        self.client()
+            .await
+            .create_order(request)
+            .await
+            .unwrap()
+            .into_inner()
+            .order_id
+    }
+
     pub async fn health(&self) -> Option<ServingStatus> {
         let channel = tonic::transport::Endpoint::from_shared(self.uri())
             .ok()?

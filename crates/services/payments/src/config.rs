@@ -1,8 +1,7 @@
 //! The payments worker's settings: defaults < TOML file named by `PAYMENTS_CONFIG` <
 //! environment.
 
-use std::time::Duration;
-
+use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
 use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
@@ -16,6 +15,7 @@ pub const ENV_VARS: &[&str] = &[
     "PAYMENTS_DB_POOL_SIZE",
     "PAYMENTS_DB_TIMEOUT",
     "KAFKA_BROKERS",
+    "KAFKA_CLIENT",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
@@ -33,8 +33,7 @@ pub const ENV_VARS: &[&str] = &[
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "PAYMENTS_CONFIG";
 
-/// The shortest non-zero `PROCESSED_EVENTS_RETENTION` accepted.
-pub const MIN_PROCESSED_EVENTS_RETENTION: Duration = Duration::from_secs(3600);
+pub use inbox::MIN_PROCESSED_EVENTS_RETENTION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +49,9 @@ pub struct Config {
     pub payments_db_timeout: GoDuration,
     /// Kafka bootstrap brokers, for the consumer and the outbox relay.
     pub kafka_brokers: BrokerList,
+    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
+    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
+    pub kafka_client: settings::KafkaClient,
     /// Topic carrying `OrderCreated`.
     pub kafka_topic_order: String,
     /// Topic the relay publishes `PaymentStatus` to.
@@ -85,6 +87,7 @@ impl Default for Config {
             payments_db_pool_size: 8,
             payments_db_timeout: GoDuration::from_secs(2),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
+            kafka_client: settings::KafkaClient::default(),
             kafka_topic_order: "order-topic".to_owned(),
             kafka_topic_status: "status-topic".to_owned(),
             kafka_consumer_group: "payments".to_owned(),
@@ -93,8 +96,10 @@ impl Default for Config {
             outbox_batch_size: OutboxSettings::DEFAULT.batch_size,
             outbox_lease: GoDuration(OutboxSettings::DEFAULT.lease),
             outbox_retention: GoDuration(OutboxSettings::DEFAULT.retention),
-            processed_events_retention: GoDuration::from_secs(720 * 3600),
-            dead_letters_retention: GoDuration::from_secs(720 * 3600),
+            processed_events_retention: GoDuration(
+                InboxSettings::DEFAULT.processed_events_retention,
+            ),
+            dead_letters_retention: GoDuration(InboxSettings::DEFAULT.dead_letters_retention),
             retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
             retention_batch: retention::DEFAULT_BATCH_SIZE,
         }
@@ -112,6 +117,14 @@ impl Config {
         }
     }
 
+    /// The inbox's settings (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`).
+    pub fn inbox(&self) -> InboxSettings {
+        InboxSettings {
+            processed_events_retention: self.processed_events_retention.get(),
+            dead_letters_retention: self.dead_letters_retention.get(),
+        }
+    }
+
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
         let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
@@ -120,6 +133,9 @@ impl Config {
 
     /// Refuses values that would only fail later.
     pub fn check(self) -> Result<Self, ConfigError> {
+        self.kafka_client
+            .check_partitions(&self.kafka_partitions)
+            .map_err(ConfigError::Other)?;
         // Consumer, relay (pool side) and readiness each hold one at times.
         if self.payments_db_pool_size < 2 {
             return Err(ConfigError::Other(
@@ -131,18 +147,9 @@ impl Config {
             .map_err(ConfigError::Other)?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
             .map_err(ConfigError::Other)?;
-        // The deduplication window. A redelivery from beyond it still finds its order
-        // paid (one payment per order), but is handled as a new event instead of
-        // skipped at once; shorter than an hour is a typo, not a policy.
-        let dedup = self.processed_events_retention.get();
-        if !dedup.is_zero() && dedup < MIN_PROCESSED_EVENTS_RETENTION {
-            return Err(ConfigError::Other(format!(
-                "PROCESSED_EVENTS_RETENTION = {}: must be 0 (keep forever) or at least {}, \
-                 longer than any redelivery (the order topic's retention)",
-                self.processed_events_retention,
-                GoDuration(MIN_PROCESSED_EVENTS_RETENTION)
-            )));
-        }
+        // A redelivery from beyond the deduplication window still finds its order
+        // paid (one payment per order), but is handled as a new event.
+        self.inbox().check().map_err(ConfigError::Other)?;
         for (var, value) in [
             ("KAFKA_TOPIC_ORDER", &self.kafka_topic_order),
             ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),

@@ -120,13 +120,15 @@ pub fn replay(
     Ok(replayed)
 }
 
-/// The producer a replay uses: the same settings as the relay's.
-pub fn producer_config(brokers: Vec<String>) -> bus::ProducerConfig {
+/// The producer a replay uses: the same settings as the relay's, on `client`
+/// (`KAFKA_CLIENT`).
+pub fn producer_config(brokers: Vec<String>, client: bus::KafkaClient) -> bus::ProducerConfig {
     bus::ProducerConfig {
         brokers,
         ack_timeout: Duration::from_secs(5),
         max_retries: 5,
         client_id: format!("{}-dead-letters", crate::CLIENT_ID),
+        client,
     }
 }
 
@@ -191,7 +193,8 @@ pub fn run(
         Command::Replay(selection) => {
             let brokers = config.kafka_brokers.hosts().to_vec();
             let mut producer =
-                bus::Producer::connect(producer_config(brokers)).map_err(CommandError::Broker)?;
+                bus::Producer::connect(producer_config(brokers, config.kafka_client))
+                    .map_err(CommandError::Broker)?;
             replay(&mut client, &mut producer, selection)?
         }
     };

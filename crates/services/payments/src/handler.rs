@@ -16,7 +16,7 @@ use service_skeleton::ErrorChain;
 
 use crate::{
     provider::PaymentProvider,
-    store::{BatchItem, Origin, PaymentStore, ProcessError, Processed, StoreError},
+    store::{BatchItem, DeadLetter, Origin, PaymentStore, ProcessError, Processed, StoreError},
 };
 
 /// The worker's counters.
@@ -97,7 +97,7 @@ impl<P: PaymentProvider> OrderHandler<P> {
     fn dead_letter(&self, message: &bus::Message<'_>, reason: &str) -> Result<(), HandleError> {
         message.log_dead_letter(&reason, DEAD_LETTERS_KEPT);
         self.store
-            .dead_letter(origin(message), message.key, message.value, reason)
+            .dead_letter(&DeadLetter::of(message, reason.to_owned()))
             .map_err(|err| {
                 self.metrics.retries.inc();
                 HandleError::DeadLetter(err)
@@ -159,7 +159,7 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
         };
         match self
             .store
-            .process(&order, origin(message), &mut self.provider)
+            .process(&order, Origin::of(message), &mut self.provider)
         {
             Ok(processed) => {
                 self.record(&order, message, processed);
@@ -207,13 +207,8 @@ impl<P: PaymentProvider> OrderHandler<P> {
             .iter()
             .map(
                 |message| match contracts::decode::<OrderCreated>(message.value) {
-                    Ok(order) => BatchItem::Order(order, origin(message)),
-                    Err(reason) => BatchItem::Poison {
-                        origin: origin(message),
-                        key: message.key,
-                        payload: message.value,
-                        reason: reason.to_string(),
-                    },
+                    Ok(order) => BatchItem::Order(order, Origin::of(message)),
+                    Err(reason) => BatchItem::Poison(DeadLetter::of(message, reason.to_string())),
                 },
             )
             .collect();
@@ -222,8 +217,8 @@ impl<P: PaymentProvider> OrderHandler<P> {
                 for ((item, message), processed) in items.iter().zip(messages).zip(results) {
                     match item {
                         BatchItem::Order(order, _) => self.record(order, message, processed),
-                        BatchItem::Poison { reason, .. } => {
-                            message.log_dead_letter(&reason, DEAD_LETTERS_KEPT);
+                        BatchItem::Poison(dead_letter) => {
+                            message.log_dead_letter(&dead_letter.reason, DEAD_LETTERS_KEPT);
                             self.metrics.dead_letters.inc();
                             self.metrics.processed.inc();
                         }
@@ -253,13 +248,5 @@ impl<P: PaymentProvider> OrderHandler<P> {
                 .map_err(|error| bus::BatchFailure { handled, error })?;
         }
         Ok(())
-    }
-}
-
-fn origin<'a>(message: &bus::Message<'a>) -> Origin<'a> {
-    Origin {
-        topic: message.topic,
-        partition: message.partition,
-        offset: message.offset,
     }
 }

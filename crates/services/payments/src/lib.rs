@@ -54,19 +54,22 @@ mod embedded {
     refinery::embed_migrations!("../../../migrations/payments");
 }
 
-/// Checksums of payments' migrations before the outbox table moved to the outbox's
-/// own migrations (see [`pgsetup::Superseded`]).
+/// Checksums of payments' migrations before the outbox's table and then the inbox's
+/// tables moved to their owners' migrations (see [`pgsetup::Superseded`]).
 const SUPERSEDED: &[pgsetup::Superseded] = &[
     pgsetup::Superseded::new(1, 1_755_324_436_353_812_171),
     pgsetup::Superseded::new(2, 9_212_255_282_338_458_441),
+    pgsetup::Superseded::new(1, 3_337_749_247_454_870_399),
+    pgsetup::Superseded::new(2, 6_241_584_207_050_803_967),
 ];
 
-/// The database payments needs, applied by [`start`]: the outbox's migrations, then
-/// its own from `migrations/payments`.
+/// The database payments needs, applied by [`start`]: the outbox's and the inbox's
+/// migrations, then its own from `migrations/payments`.
 pub fn schema() -> pgsetup::Schema {
-    outbox::schema_with(
-        pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED),
-    )
+    pgsetup::Schema::new()
+        .with(outbox::migrations())
+        .with(inbox::migrations())
+        .with(pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED))
 }
 
 /// The Kafka client id of the consumer and the name in logs.
@@ -138,13 +141,17 @@ async fn run(
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
     let brokers = config.kafka_brokers.hosts().to_vec();
-    let readiness = readiness(store.clone(), brokers.clone(), health).spawn(shutdown.clone());
+    let readiness = readiness(store.clone(), brokers.clone(), config.kafka_client, health)
+        .spawn(shutdown.clone());
 
-    let relay_config = config.outbox().relay_config(
-        &config.payments_pg_dsn,
-        &brokers,
-        &format!("{CLIENT_ID}-relay"),
-    );
+    let relay_config = config
+        .outbox()
+        .relay_config(
+            &config.payments_pg_dsn,
+            &brokers,
+            &format!("{CLIENT_ID}-relay"),
+        )
+        .with_kafka_client(config.kafka_client);
     let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
         Ok(relay) => relay,
         Err(err) => {
@@ -173,6 +180,7 @@ async fn run(
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
+        client: config.kafka_client,
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
         ..bus::ConsumerConfig::new(
             brokers,
@@ -209,31 +217,13 @@ async fn run(
     result.and(relay_result)
 }
 
-/// `processed_events` for the `retention` crate: the deduplication record, aged from
-/// `processed_at` (index `processed_events_processed_at`, `V2__retention_indexes.sql`).
-pub const PROCESSED_EVENTS_TABLE: retention::Table = retention::Table {
-    name: "processed_events",
-    key: "event_id",
-    age_column: "processed_at",
-};
-
-/// `dead_letters` for the `retention` crate, aged from `received_at` (index
-/// `dead_letters_received`).
-pub const DEAD_LETTERS_TABLE: retention::Table = retention::Table {
-    name: "dead_letters",
-    key: "id",
-    age_column: "received_at",
-};
-
 /// What retention keeps bounded in payments' database, and for how long.
 fn retention_policies(config: &Config) -> [retention::Policy; 3] {
+    let [processed_events, dead_letters] = config.inbox().retention_policies();
     [
         config.outbox().retention_policy(),
-        retention::Policy::new(
-            PROCESSED_EVENTS_TABLE,
-            config.processed_events_retention.get(),
-        ),
-        retention::Policy::new(DEAD_LETTERS_TABLE, config.dead_letters_retention.get()),
+        processed_events,
+        dead_letters,
     ]
 }
 
@@ -251,8 +241,15 @@ async fn prepare_database(
 }
 
 /// `/readyz`: PostgreSQL and the broker.
-fn readiness(store: PaymentStore, brokers: Vec<String>, health: Arc<Health>) -> Readiness {
+fn readiness(
+    store: PaymentStore,
+    brokers: Vec<String>,
+    kafka_client: bus::KafkaClient,
+    health: Arc<Health>,
+) -> Readiness {
     Readiness::new(health)
         .probe("database", move || store.ping())
-        .probe("broker", move || bus::probe(&brokers, PROBE_TIMEOUT))
+        .probe("broker", move || {
+            bus::probe_for(kafka_client, &brokers, PROBE_TIMEOUT)
+        })
 }

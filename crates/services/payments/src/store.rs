@@ -35,13 +35,7 @@ use postgres::{Statement, Transaction};
 
 use crate::provider::{PaymentProvider, ProviderError};
 
-/// Where a message came from, recorded with it.
-#[derive(Debug, Clone, Copy)]
-pub struct Origin<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-}
+pub use inbox::{DeadLetter, Origin};
 
 /// What [`PaymentStore::process`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,16 +108,7 @@ const SELECT_PROCESSED: &str = "
 SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 
 /// Claims the event id and, for a new event, draws the id of its outbox row.
-static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "
-INSERT INTO processed_events (event_id, order_id, kafka_topic, kafka_partition, kafka_offset)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (event_id) DO NOTHING
-RETURNING {}",
-        outbox::NEXT_EVENT_ID
-    )
-});
+static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| inbox::record_sql(outbox::NEXT_EVENT_ID));
 
 /// The payment and, only if it is new, its outbox row (the outbox crate's insert,
 /// its values `$5..$8`).
@@ -141,20 +126,11 @@ WITH payment AS (
     )
 });
 
-const INSERT_DEAD_LETTER: &str = "
-INSERT INTO dead_letters (kafka_topic, kafka_partition, kafka_offset, message_key, payload, error)
-VALUES ($1, $2, $3, $4, $5, $6)";
-
 /// One message of a batch: an event to process, or a poison message to keep.
 #[derive(Debug, Clone)]
 pub enum BatchItem<'a> {
     Order(OrderCreated, Origin<'a>),
-    Poison {
-        origin: Origin<'a>,
-        key: &'a [u8],
-        payload: &'a [u8],
-        reason: String,
-    },
+    Poison(DeadLetter<'a>),
 }
 
 /// The provider's outcome for each event to record, by `event_id`.
@@ -173,7 +149,7 @@ impl Statements {
         Ok(Self {
             record_event: client.prepare_cached(&RECORD_EVENT)?,
             insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
-            insert_dead_letter: client.prepare_cached(INSERT_DEAD_LETTER)?,
+            insert_dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
         })
     }
 }
@@ -268,23 +244,8 @@ impl PaymentStore {
             BatchItem::Order(order, origin) => {
                 self.record_order(tx, statements, order, *origin, decisions)
             }
-            BatchItem::Poison {
-                origin,
-                key,
-                payload,
-                reason,
-            } => {
-                tx.execute(
-                    &statements.insert_dead_letter,
-                    &[
-                        &origin.topic,
-                        &origin.partition,
-                        &origin.offset,
-                        key,
-                        payload,
-                        reason,
-                    ],
-                )?;
+            BatchItem::Poison(dead_letter) => {
+                tx.execute(&statements.insert_dead_letter, &dead_letter.params())?;
                 Ok(Processed::DeadLettered)
             }
         }
@@ -349,24 +310,10 @@ impl PaymentStore {
         })
     }
 
-    pub fn dead_letter(
-        &self,
-        origin: Origin<'_>,
-        key: &[u8],
-        payload: &[u8],
-        error: &str,
-    ) -> Result<(), StoreError> {
-        self.client()?.execute(
-            INSERT_DEAD_LETTER,
-            &[
-                &origin.topic,
-                &origin.partition,
-                &origin.offset,
-                &key,
-                &payload,
-                &error,
-            ],
-        )?;
+    /// Keeps a message that cannot be used, in its own statement.
+    pub fn dead_letter(&self, dead_letter: &DeadLetter<'_>) -> Result<(), StoreError> {
+        self.client()?
+            .execute(inbox::INSERT_DEAD_LETTER, &dead_letter.params())?;
         Ok(())
     }
 

@@ -1,253 +1,33 @@
-//! The consumer loop: a dedicated OS thread that polls, hands each partition's new messages to a
-//! [`Handler`] (one by one unless it batches), and commits offsets only after the handler succeeded.
+//! The consumer loop on the `kafka` crate (`KAFKA_CLIENT=kafka`), on the dedicated
+//! thread [`spawn_consumer`](crate::spawn_consumer) starts. No group membership: it
+//! reads the partitions it is given and uses the group only to store offsets.
 //!
-//! - Handler `Err` = transient: the same message is retried with backoff, nothing after
-//!   it is handled and its offset is not committed, until `Ok` or shutdown.
-//! - Poison messages are the handler's business: it records them and returns `Ok`.
 //! - Broker trouble (unreachable at start, gone mid-run, errors on poll or commit): log,
 //!   drop the client, reconnect with backoff. The loop never exits on a transient error;
 //!   it resumes from the last committed offset (at-least-once).
 //! - A broker that answers without the protocol versions the client uses (Apache Kafka
 //!   4.x; checked at every connect) ends the loop with [`BusError::UnsupportedBroker`].
-//! - Shutdown (the `CancellationToken` cancelled): finish the message in hand, commit,
-//!   return. Backoff sleeps wake at once ([`lifecycle::stop::sleep`]).
-//! - Lag: with a [`LagObserver`], every [`LAG_INTERVAL`] each partition's log end
-//!   offset minus the group's committed offset is reported (for a metric).
+//! - Lag: every [`LAG_INTERVAL`], each partition's log end offset minus the group's
+//!   committed offset.
 
 use std::collections::HashMap;
-use std::io;
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient};
+use backoff::Backoff;
+use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient as CrateClient};
 use kafka::consumer::Consumer;
 use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
+use super::guarded;
 use crate::compat;
-use crate::error::{BusError, ConsumerError};
-use crate::producer::guarded;
-use backoff::Backoff;
-
-/// Longest accepted `fetch_max_wait`: the `kafka` crate's socket timeout is 120 s and a
-/// long poll must end well before it.
-const MAX_FETCH_WAIT: Duration = Duration::from_secs(60);
-
-/// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
-pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Receives `(topic, partition, lag)`: messages in the partition after the group's
-/// committed offset (log end offset minus committed offset, never negative).
-#[derive(Clone)]
-pub struct LagObserver(Arc<ObserveLag>);
-
-type ObserveLag = dyn Fn(&str, i32, i64) + Send + Sync;
-
-impl LagObserver {
-    pub fn new(observe: impl Fn(&str, i32, i64) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(observe))
-    }
-
-    /// Sets the gauge `kafka_consumer_lag{topic,partition}` registered in `metrics`
-    /// (one series per partition the consumer reads).
-    pub fn metric(metrics: &ops_http::Metrics) -> Self {
-        let lag = metrics.gauge_family(
-            "kafka_consumer_lag",
-            "Messages in the partition after this consumer group's committed offset (log end offset minus committed offset), measured every 2 s.",
-            ["topic", "partition"],
-        );
-        Self::new(move |topic, partition, value| {
-            lag.with_labels([topic, &partition.to_string()]).set(value);
-        })
-    }
-}
-
-impl std::fmt::Debug for LagObserver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LagObserver")
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ConsumerConfig {
-    pub brokers: Vec<String>,
-    pub topic: String,
-    /// Group under which offsets are committed (no group membership: see DESIGN.md).
-    pub group: String,
-    /// Partitions to read; `None` = all partitions of the topic.
-    pub partitions: Option<Vec<i32>>,
-    /// How long the broker holds a poll open when there is nothing new. Also bounds how
-    /// long shutdown waits for an idle consumer.
-    pub fetch_max_wait: Duration,
-    pub retry_backoff_initial: Duration,
-    pub retry_backoff_max: Duration,
-    pub client_id: String,
-    /// Told each partition's lag every [`LAG_INTERVAL`]; `None`: not measured.
-    pub lag_observer: Option<LagObserver>,
-}
-
-impl ConsumerConfig {
-    /// A worker's usual settings: all partitions, a 1 s long poll (which also bounds
-    /// how long an idle consumer takes to notice shutdown), retries backing off from
-    /// 100 ms to 5 s.
-    pub fn new(brokers: Vec<String>, topic: &str, group: &str, client_id: &str) -> Self {
-        Self {
-            brokers,
-            topic: topic.to_owned(),
-            group: group.to_owned(),
-            partitions: None,
-            fetch_max_wait: Duration::from_secs(1),
-            retry_backoff_initial: Duration::from_millis(100),
-            retry_backoff_max: Duration::from_secs(5),
-            client_id: client_id.to_owned(),
-            lag_observer: None,
-        }
-    }
-}
-
-/// One consumed message.
-#[derive(Debug, Clone, Copy)]
-pub struct Message<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-}
-
-/// Processes messages. `Err` means "transient, try again later".
-/// Longest part of a payload [`Message::payload_preview`] shows.
-const PREVIEW_BYTES: usize = 1024;
-
-impl Message<'_> {
-    /// The start of the value as text, for logging a message that cannot be handled.
-    pub fn payload_preview(&self) -> String {
-        let shown = &self.value[..self.value.len().min(PREVIEW_BYTES)];
-        let mut text = String::from_utf8_lossy(shown).into_owned();
-        if self.value.len() > PREVIEW_BYTES {
-            text.push_str("...");
-        }
-        text
-    }
-
-    /// Logs a poison message that is about to be skipped, with what an operator needs
-    /// to find it again: topic, partition, offset, key, the start of the payload, why
-    /// it was refused and where it is `kept`.
-    pub fn log_dead_letter(&self, reason: &dyn std::fmt::Display, kept: &'static str) {
-        tracing::error!(
-            topic = self.topic,
-            partition = self.partition,
-            offset = self.offset,
-            key = %String::from_utf8_lossy(self.key),
-            payload = %self.payload_preview(),
-            %reason,
-            kept,
-            "dead letter: poison message skipped"
-        );
-    }
-}
-
-pub trait Handler: Send + 'static {
-    type Error: std::fmt::Display;
-    fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
-
-    /// Handles the messages one poll returned for one partition, in offset order.
-    /// Override it to process them together (one database transaction for the
-    /// lot); the default hands them to [`Handler::handle`] one by one. On failure,
-    /// [`BatchFailure::handled`] says how many leading messages are done: their
-    /// offsets are committed and the rest is retried from the first one not done.
-    fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), BatchFailure<Self::Error>> {
-        for (handled, message) in messages.iter().enumerate() {
-            self.handle(message)
-                .map_err(|error| BatchFailure { handled, error })?;
-        }
-        Ok(())
-    }
-}
-
-/// A batch that failed part-way: the first `handled` messages succeeded.
-#[derive(Debug)]
-pub struct BatchFailure<E> {
-    pub handled: usize,
-    pub error: E,
-}
-
-/// The running consumer thread.
-#[derive(Debug)]
-pub struct ConsumerHandle {
-    thread: thread::JoinHandle<Result<(), BusError>>,
-    shutdown: CancellationToken,
-}
-
-impl ConsumerHandle {
-    /// Waits for the thread (cancel its token first).
-    pub fn join(self) -> Result<(), BusError> {
-        self.thread.join().map_err(|_| BusError::ConsumerPanicked)?
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.thread.is_finished()
-    }
-
-    /// For async services: waits, off the runtime, for the thread to end. After its
-    /// token is cancelled that is `Ok` (message in hand finished, offsets committed);
-    /// a consumer that ends by itself before that is an error.
-    pub async fn stopped(self) -> Result<(), ConsumerError> {
-        let shutdown = self.shutdown.clone();
-        match tokio::task::spawn_blocking(move || self.join()).await {
-            Ok(Ok(())) if shutdown.is_cancelled() => Ok(()),
-            Ok(Ok(())) => Err(BusError::ConsumerStopped.into()),
-            Ok(Err(err)) => Err(err.into()),
-            Err(_) => Err(BusError::ConsumerPanicked.into()),
-        }
-    }
-}
-
-/// Starts the consumer loop on a new thread named after the topic; cancelling
-/// `shutdown` stops it. Fails only if the configuration is unusable (`InvalidInput`)
-/// or the thread cannot be spawned ([`ConsumerError::Spawn`]). Unless shut down, the
-/// thread ends only with [`BusError::UnsupportedBroker`] (or a panic).
-pub fn spawn_consumer<H: Handler>(
-    config: ConsumerConfig,
-    handler: H,
-    shutdown: CancellationToken,
-) -> Result<ConsumerHandle, ConsumerError> {
-    validate(&config)
-        .map_err(|e| ConsumerError::Spawn(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-    // Linux keeps 15 bytes of a thread name.
-    let name: String = format!("bus-{}", config.topic).chars().take(15).collect();
-    let stop = shutdown.clone();
-    let thread = thread::Builder::new()
-        .name(name)
-        .spawn(move || run(config, handler, stop))
-        .map_err(ConsumerError::Spawn)?;
-    Ok(ConsumerHandle { thread, shutdown })
-}
-
-fn validate(c: &ConsumerConfig) -> Result<(), String> {
-    if c.brokers.is_empty() {
-        return Err("no brokers given".into());
-    }
-    if c.topic.is_empty() {
-        return Err("no topic given".into());
-    }
-    if c.group.is_empty() {
-        return Err("no consumer group given (offsets are committed under it)".into());
-    }
-    if c.fetch_max_wait > MAX_FETCH_WAIT {
-        return Err(format!("fetch_max_wait must be at most {MAX_FETCH_WAIT:?}"));
-    }
-    if matches!(&c.partitions, Some(p) if p.is_empty()) {
-        return Err("an empty partition list reads nothing; use None for all".into());
-    }
-    Ok(())
-}
+use crate::consumer::api::{ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message};
+use crate::error::BusError;
 
 fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
     compat::check_broker_versions(&config.brokers, compat::CHECK_TIMEOUT)?;
     guarded(|| {
-        let mut client = KafkaClient::new(config.brokers.clone());
+        let mut client = CrateClient::new(config.brokers.clone());
         client.set_client_id(config.client_id.clone());
         // Naming the topic makes brokers with auto-create (devbroker, Kafka's default)
         // create it, so a consumer may start before the first produce.
@@ -295,7 +75,8 @@ enum Batch {
     ShutdownRequested,
 }
 
-fn run<H: Handler>(
+/// Runs the loop until `shutdown` (then `Ok`) or an unsupported broker.
+pub(crate) fn run<H: Handler>(
     config: ConsumerConfig,
     mut handler: H,
     shutdown: CancellationToken,
@@ -432,7 +213,7 @@ fn report_lag(
                         .unwrap_or(0)
                 }
             };
-            (observer.0)(topic, end.partition, (end.offset - from).max(0));
+            observer.observe(topic, end.partition, (end.offset - from).max(0));
         }
         Ok(())
     })

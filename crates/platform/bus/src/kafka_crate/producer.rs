@@ -1,111 +1,66 @@
-//! The blocking producer: acks from all in-sync replicas, a broker-side ack timeout, and
-//! transient failures retried with exponential backoff, cut short by the stop signal.
+//! The producer on the `kafka` crate (`KAFKA_CLIENT=kafka`) behind
+//! [`Producer`](crate::Producer): acks from all in-sync replicas, a broker-side ack
+//! timeout, transient failures retried with exponential backoff (on fresh connections),
+//! cut short by the stop signal. It checks the brokers' protocol versions when it
+//! connects.
 
 use std::collections::{HashMap, HashSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
 
-use kafka::client::{KafkaClient, ProduceMessage, RequiredAcks};
+use backoff::Backoff;
+use kafka::client::{KafkaClient as CrateClient, ProduceMessage, RequiredAcks};
 use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
+use super::guarded;
 use crate::compat;
 use crate::error::BusError;
 use crate::partitioner;
-use backoff::Backoff;
+use crate::producer::api::{INITIAL_BACKOFF, MAX_BACKOFF, ProducerConfig, Record};
 
-/// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone)]
-pub struct ProducerConfig {
-    /// Bootstrap brokers, `host:port`.
-    pub brokers: Vec<String>,
-    /// How long the broker may take to get the acks (sent as the produce timeout).
-    pub ack_timeout: Duration,
-    /// Retries of a transient failure (0 = one attempt only), with backoff.
-    pub max_retries: u32,
-    pub client_id: String,
-}
-
-/// One record: JSON (or any bytes) with a key that picks the partition.
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
-    pub topic: &'a str,
-    pub key: &'a [u8],
-    pub value: &'a [u8],
-}
-
-/// A blocking producer on the `kafka` crate's client, with `RequiredAcks::All`.
+/// The producer on the `kafka` crate's client, with `RequiredAcks::All`.
 ///
 /// Partitioning is Java's default (murmur2 of the key); records without a key go round
 /// robin. Topics unknown at connect time are looked up (and auto-created by brokers that
-/// allow it) on first use. A batch that fails transiently is re-sent whole, so a record
-/// may be written twice: consumers deduplicate (on `event_id`).
-pub struct Producer {
+/// allow it) on first use.
+pub(crate) struct KafkaProducer {
     config: ProducerConfig,
     /// Cancelled: no further retries (the backoff sleep wakes at once).
     shutdown: CancellationToken,
-    client: KafkaClient,
+    client: CrateClient,
     /// Partition counts of the topics seen so far.
     partitions: HashMap<String, u32>,
     round_robin: u32,
 }
 
-impl std::fmt::Debug for Producer {
+impl std::fmt::Debug for KafkaProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer")
+        f.debug_struct("KafkaProducer")
             .field("config", &self.config)
             .field("partitions", &self.partitions)
             .finish_non_exhaustive()
     }
 }
 
-fn new_client(config: &ProducerConfig) -> KafkaClient {
-    let mut client = KafkaClient::new(config.brokers.clone());
+fn new_client(config: &ProducerConfig) -> CrateClient {
+    let mut client = CrateClient::new(config.brokers.clone());
     client.set_client_id(config.client_id.clone());
     client
 }
 
-/// Runs a `kafka` crate call, turning a panic inside it (it has `expect`s on network
-/// input) into a transient error instead of taking the caller down.
-pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, BusError>) -> Result<T, BusError> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(BusError::ClientPanicked(msg))
-        }
-    }
-}
-
-impl Producer {
-    /// Connects (the protocol-version check, then one metadata round trip; retried like a
-    /// send) and returns the producer. A broker without the protocol versions the client
-    /// uses fails at once with [`BusError::UnsupportedBroker`]. For callers without a
-    /// stop signal (commands, tests): retries always run their course.
-    pub fn connect(config: ProducerConfig) -> Result<Producer, BusError> {
-        Self::connect_with_shutdown(config, CancellationToken::new())
-    }
-
-    /// [`Producer::connect`] for a long-running service: once `shutdown` is cancelled,
-    /// a failing connect or send returns its error instead of waiting for a retry.
-    pub fn connect_with_shutdown(
+impl KafkaProducer {
+    /// Connects: the protocol-version check, then one metadata round trip, retried
+    /// like a send.
+    pub(crate) fn connect_with_shutdown(
         config: ProducerConfig,
         shutdown: CancellationToken,
-    ) -> Result<Producer, BusError> {
+    ) -> Result<KafkaProducer, BusError> {
         if config.brokers.is_empty() {
             return Err(BusError::Config("no brokers given".into()));
         }
         if config.ack_timeout.as_millis() > i32::MAX as u128 {
             return Err(BusError::Config("ack_timeout too large".into()));
         }
-        let mut p = Producer {
+        let mut p = KafkaProducer {
             client: new_client(&config),
             config,
             shutdown,
@@ -128,15 +83,10 @@ impl Producer {
         Ok(p)
     }
 
-    /// Sends one record and waits for its ack.
-    pub fn send(&mut self, record: Record<'_>) -> Result<(), BusError> {
-        self.send_all(std::slice::from_ref(&record))
-    }
-
     /// Sends the records as one batch: Ok only if every record was acknowledged. A
     /// retry re-sends only the records of partitions that were not acknowledged, so a
     /// partial failure does not write the acknowledged records twice.
-    pub fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
+    pub(crate) fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
         let mut pending: Vec<Record<'_>> = records.to_vec();
         self.with_retries(|p| p.try_send_all(&mut pending))
     }

@@ -1,0 +1,176 @@
+//! The client-neutral consumer API: what a consumer reads ([`ConsumerConfig`]), what
+//! it hands over ([`Message`]), who handles it ([`Handler`], [`BatchFailure`]) and who
+//! is told its lag ([`LagObserver`], [`LAG_INTERVAL`]). Both consumer loops
+//! (`crate::kafka_crate::consumer`, `crate::rd::consumer`) take these types; this file
+//! imports neither.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::KafkaClient;
+
+/// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
+pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Receives `(topic, partition, lag)`: messages in the partition after the group's
+/// committed offset (log end offset minus committed offset, never negative).
+#[derive(Clone)]
+pub struct LagObserver(Arc<ObserveLag>);
+
+type ObserveLag = dyn Fn(&str, i32, i64) + Send + Sync;
+
+impl LagObserver {
+    /// An observer calling `observe(topic, partition, lag)`.
+    pub fn new(observe: impl Fn(&str, i32, i64) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(observe))
+    }
+
+    /// Sets the gauge `kafka_consumer_lag{topic,partition}` registered in `metrics`
+    /// (one series per partition the consumer reads).
+    pub fn metric(metrics: &ops_http::Metrics) -> Self {
+        let lag = metrics.gauge_family(
+            "kafka_consumer_lag",
+            "Messages in the partition after this consumer group's committed offset (log end offset minus committed offset), measured every 2 s.",
+            ["topic", "partition"],
+        );
+        Self::new(move |topic, partition, value| {
+            lag.with_labels([topic, &partition.to_string()]).set(value);
+        })
+    }
+
+    /// Tells the observer one partition's lag.
+    pub(crate) fn observe(&self, topic: &str, partition: i32, lag: i64) {
+        (self.0)(topic, partition, lag);
+    }
+}
+
+impl std::fmt::Debug for LagObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LagObserver")
+    }
+}
+
+/// What a consumer loop reads and how.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Bootstrap brokers, `host:port`.
+    pub brokers: Vec<String>,
+    /// The one topic read.
+    pub topic: String,
+    /// Group under which offsets are committed; with `rdkafka` also the group the
+    /// consumer joins (the `kafka` crate has no group membership: see DESIGN.md).
+    pub group: String,
+    /// Partitions to read; `None` = all partitions of the topic. `kafka` client only:
+    /// with `rdkafka` the group assigns them and `Some` is refused.
+    pub partitions: Option<Vec<i32>>,
+    /// How long the broker holds a poll open when there is nothing new. Also bounds how
+    /// long shutdown waits for an idle consumer.
+    pub fetch_max_wait: Duration,
+    /// First delay before a failed handler or poll is retried; doubles up to
+    /// `retry_backoff_max`.
+    pub retry_backoff_initial: Duration,
+    /// Longest retry delay.
+    pub retry_backoff_max: Duration,
+    /// The `client.id` the brokers see.
+    pub client_id: String,
+    /// Told each partition's lag every [`LAG_INTERVAL`]; `None`: not measured.
+    pub lag_observer: Option<LagObserver>,
+    /// The client library (`KAFKA_CLIENT`): the `kafka` crate or librdkafka.
+    pub client: KafkaClient,
+}
+
+impl ConsumerConfig {
+    /// A worker's usual settings: all partitions, a 1 s long poll (which also bounds
+    /// how long an idle consumer takes to notice shutdown), retries backing off from
+    /// 100 ms to 5 s.
+    pub fn new(brokers: Vec<String>, topic: &str, group: &str, client_id: &str) -> Self {
+        Self {
+            brokers,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            partitions: None,
+            fetch_max_wait: Duration::from_secs(1),
+            retry_backoff_initial: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(5),
+            client_id: client_id.to_owned(),
+            lag_observer: None,
+            client: KafkaClient::Kafka,
+        }
+    }
+}
+
+/// One consumed message.
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    /// The topic it was read from.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset in the partition.
+    pub offset: i64,
+    /// Its key (empty if none).
+    pub key: &'a [u8],
+    /// Its value (empty if none).
+    pub value: &'a [u8],
+}
+
+/// Longest part of a payload [`Message::payload_preview`] shows.
+const PREVIEW_BYTES: usize = 1024;
+
+impl Message<'_> {
+    /// The start of the value as text, for logging a message that cannot be handled.
+    pub fn payload_preview(&self) -> String {
+        let shown = &self.value[..self.value.len().min(PREVIEW_BYTES)];
+        let mut text = String::from_utf8_lossy(shown).into_owned();
+        if self.value.len() > PREVIEW_BYTES {
+            text.push_str("...");
+        }
+        text
+    }
+
+    /// Logs a poison message that is about to be skipped, with what an operator needs
+    /// to find it again: topic, partition, offset, key, the start of the payload, why
+    /// it was refused and where it is `kept`.
+    pub fn log_dead_letter(&self, reason: &dyn std::fmt::Display, kept: &'static str) {
+        tracing::error!(
+            topic = self.topic,
+            partition = self.partition,
+            offset = self.offset,
+            key = %String::from_utf8_lossy(self.key),
+            payload = %self.payload_preview(),
+            %reason,
+            kept,
+            "dead letter: poison message skipped"
+        );
+    }
+}
+
+/// Processes messages. `Err` means "transient, try again later".
+pub trait Handler: Send + 'static {
+    /// Why a message could not be handled now (logged, then retried).
+    type Error: std::fmt::Display;
+    /// Handles one message; `Ok` lets its offset be committed.
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
+
+    /// Handles the messages one poll returned for one partition, in offset order.
+    /// Override it to process them together (one database transaction for the
+    /// lot); the default hands them to [`Handler::handle`] one by one. On failure,
+    /// [`BatchFailure::handled`] says how many leading messages are done: their
+    /// offsets are committed and the rest is retried from the first one not done.
+    fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), BatchFailure<Self::Error>> {
+        for (handled, message) in messages.iter().enumerate() {
+            self.handle(message)
+                .map_err(|error| BatchFailure { handled, error })?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch that failed part-way: the first `handled` messages succeeded.
+#[derive(Debug)]
+pub struct BatchFailure<E> {
+    /// How many leading messages of the batch were handled.
+    pub handled: usize,
+    /// Why the next one was not.
+    pub error: E,
+}

@@ -1,0 +1,385 @@
+//! The consumer loop on librdkafka (`KAFKA_CLIENT=rdkafka`): a `BaseConsumer` that
+//! joins the consumer group, on the dedicated thread [`spawn_consumer`](crate::spawn_consumer)
+//! starts. The [`Handler`] contract is the `kafka` side's:
+//!
+//! - `subscribe` with the group: the broker assigns and rebalances the partitions;
+//!   scaling out is starting another instance.
+//! - Auto-commit is off and offsets are stored by hand: a message's offset is stored,
+//!   then committed, only after the handler returned `Ok` for it (per partition batch,
+//!   as on the `kafka` side: one poll drains what is there, grouped by partition).
+//! - Handler `Err`: the same message is retried with backoff, nothing after it in its
+//!   partition is handled, the progress before it is committed.
+//! - Rebalance: the handler runs on the polling thread, so when librdkafka calls the
+//!   rebalance callback (inside a poll) no message is in the handler; on revocation the
+//!   callback commits the stored offsets before the partitions are given up, and
+//!   messages already fetched for revoked partitions are dropped unhandled (their new
+//!   owner reads them from the committed offset).
+//! - Broker trouble: librdkafka reconnects by itself; poll errors are logged with
+//!   backoff. Shutdown: finish the batch in hand, commit synchronously, leave the group.
+//! - Lag: every [`LAG_INTERVAL`](crate::LAG_INTERVAL), for each assigned partition,
+//!   the high watermark minus the group's committed offset.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use backoff::Backoff;
+use lifecycle::stop;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::consumer::api::{ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message};
+use crate::error::BusError;
+
+/// Most messages one poll drains before they are handled.
+const MAX_POLL_MESSAGES: usize = 500;
+/// How long a lag measurement may wait for each broker answer.
+const LAG_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the final commit (shutdown) may take.
+const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The consumer's context: logs, the rebalance callback, the commit callback.
+struct GroupContext {
+    topic: String,
+    group: String,
+    /// Counts rebalances, so a poll that drained messages can tell whether its
+    /// partitions may have changed meanwhile.
+    rebalances: AtomicU64,
+}
+
+fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
+    let mut ps: Vec<i32> = list.elements().iter().map(|e| e.partition()).collect();
+    ps.sort_unstable();
+    ps
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::forward_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::forward_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+        match rebalance {
+            Rebalance::Revoke(list) => {
+                // The handler is never running here (it runs on this thread, between
+                // polls): everything handled is stored; commit it before giving the
+                // partitions up, so the next owner starts after it.
+                match consumer.commit_consumer_state(CommitMode::Sync) {
+                    Ok(()) => {}
+                    Err(e) if is_no_offset(&e) => {}
+                    Err(e) => tracing::warn!(
+                        topic = %self.topic,
+                        error = %e,
+                        "commit before revocation failed; the next owner may redeliver"
+                    ),
+                }
+                tracing::info!(
+                    topic = %self.topic,
+                    group = %self.group,
+                    partitions = ?partitions_of(list),
+                    "partitions revoked"
+                );
+            }
+            Rebalance::Assign(list) => tracing::info!(
+                topic = %self.topic,
+                group = %self.group,
+                partitions = ?partitions_of(list),
+                "partitions assigned"
+            ),
+            Rebalance::Error(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "rebalance failed")
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {}
+            Err(e) if is_no_offset(&e) => {}
+            Err(e) => tracing::warn!(
+                topic = %self.topic,
+                error = %e,
+                "offset commit failed (uncommitted messages will be redelivered)"
+            ),
+        }
+    }
+}
+
+/// Nothing stored to commit: not an error for this loop.
+fn is_no_offset(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))
+}
+
+fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusError> {
+    let wait_ms = config.fetch_max_wait.as_millis().clamp(1, 60_000);
+    super::base_config(&config.brokers, &config.client_id)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // A new group starts at the beginning: nothing produced before its first
+        // commit is skipped.
+        .set("auto.offset.reset", "earliest")
+        // A member that died is noticed within 10 s (the broker's minimum is 6 s).
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
+        .set("fetch.wait.max.ms", wait_ms.to_string())
+        // A topic created after the consumer starts is picked up within 5 s.
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .create_with_context(GroupContext {
+            topic: config.topic.clone(),
+            group: config.group.clone(),
+            rebalances: AtomicU64::new(0),
+        })
+        .map_err(|e| BusError::Config(format!("cannot create the rdkafka consumer: {e}")))
+}
+
+/// Runs the loop until `shutdown` (then `Ok`) or a fatal librdkafka error.
+pub(crate) fn run<H: Handler>(
+    config: ConsumerConfig,
+    mut handler: H,
+    shutdown: CancellationToken,
+) -> Result<(), BusError> {
+    let topic = config.topic.as_str();
+    let consumer = create(&config)?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| BusError::Config(format!("cannot subscribe to {topic}: {e}")))?;
+    tracing::info!(topic, group = %config.group, client = "rdkafka", "consumer started (group membership)");
+    let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+    let mut lag = config.lag_observer.clone().map(|o| LagMeter {
+        observer: o,
+        measured: None,
+    });
+    let mut result = Ok(());
+    while !shutdown.is_cancelled() {
+        let first = match consumer.poll(config.fetch_max_wait) {
+            None => {
+                if let Some(meter) = lag.as_mut() {
+                    meter.report_when_due(&consumer, topic);
+                }
+                continue;
+            }
+            Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                tracing::error!(topic, error = %code, "fatal consumer error; stopping");
+                result = Err(BusError::Rdkafka(KafkaError::MessageConsumptionFatal(code)));
+                break;
+            }
+            Some(Err(e)) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(topic, error = %e, ?delay, "poll failed; retrying");
+                stop::sleep(&shutdown, delay);
+                continue;
+            }
+            Some(Ok(m)) => m,
+        };
+        backoff.reset();
+        let rebalances = consumer.context().rebalances.load(Ordering::SeqCst);
+        let mut polled = vec![first];
+        while polled.len() < MAX_POLL_MESSAGES {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => polled.push(m),
+                Some(Err(e)) => {
+                    tracing::debug!(topic, error = %e, "poll while draining failed");
+                    break;
+                }
+                None => break,
+            }
+        }
+        if consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
+            // Partitions may have been revoked while draining: handle only those
+            // still ours; the others' new owners start from the committed offsets.
+            let assigned = consumer
+                .assignment()
+                .map(|a| partitions_of(&a))
+                .unwrap_or_default();
+            polled.retain(|m| assigned.contains(&m.partition()));
+        }
+        let stopped = handle_polled(
+            &config,
+            &mut handler,
+            &shutdown,
+            &consumer,
+            &polled,
+            &mut lag,
+        );
+        drop(polled);
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+            && !is_no_offset(&e)
+        {
+            tracing::warn!(topic, error = %e, "offset commit failed (uncommitted messages will be redelivered)");
+        }
+        if stopped {
+            break;
+        }
+        if let Some(meter) = lag.as_mut() {
+            meter.report_when_due(&consumer, topic);
+        }
+    }
+    final_commit(&consumer, topic);
+    consumer.unsubscribe();
+    tracing::info!(topic, group = %config.group, "consumer stopped");
+    // Dropping the consumer leaves the group (its close runs the revocation, which
+    // commits once more: nothing new).
+    drop(consumer);
+    result
+}
+
+fn final_commit(consumer: &BaseConsumer<GroupContext>, topic: &str) {
+    let started = Instant::now();
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => {}
+        Err(e) if is_no_offset(&e) => {}
+        Err(e) => tracing::warn!(
+            topic,
+            error = %e,
+            took = ?started.elapsed().min(FINAL_COMMIT_TIMEOUT),
+            "final offset commit failed; uncommitted messages will be redelivered"
+        ),
+    }
+}
+
+/// Hands the polled messages to the handler, one partition batch at a time, and
+/// stores the offset after each success. Returns whether shutdown was requested.
+fn handle_polled<H: Handler>(
+    config: &ConsumerConfig,
+    handler: &mut H,
+    shutdown: &CancellationToken,
+    consumer: &BaseConsumer<GroupContext>,
+    polled: &[BorrowedMessage<'_>],
+    lag: &mut Option<LagMeter>,
+) -> bool {
+    // Group by partition, partitions in the order first seen, offsets in order.
+    let mut order: Vec<i32> = Vec::new();
+    let mut by_partition: HashMap<i32, Vec<Message<'_>>> = HashMap::new();
+    for m in polled {
+        let partition = m.partition();
+        by_partition
+            .entry(partition)
+            .or_insert_with(|| {
+                order.push(partition);
+                Vec::new()
+            })
+            .push(Message {
+                topic: m.topic(),
+                partition,
+                offset: m.offset(),
+                key: m.key().unwrap_or_default(),
+                value: m.payload().unwrap_or_default(),
+            });
+    }
+    for partition in order {
+        let Some(batch) = by_partition.remove(&partition) else {
+            continue;
+        };
+        let mut pending: &[Message<'_>] = &batch;
+        let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+        while let Some(first) = pending.first().copied() {
+            let result = handler.handle_batch(pending);
+            let handled = match &result {
+                Ok(()) => pending.len(),
+                Err(failure) => failure.handled.min(pending.len()),
+            };
+            if let Some(done) = handled.checked_sub(1).map(|last| pending[last]) {
+                // The next offset to read is stored: committed with the next commit.
+                if let Err(e) = store_next(consumer, &done) {
+                    tracing::warn!(
+                        topic = done.topic,
+                        partition = done.partition,
+                        error = %e,
+                        "cannot store the offset (partition revoked?); it may be redelivered"
+                    );
+                }
+                backoff.reset();
+            }
+            pending = &pending[handled..];
+            let Err(failure) = result else { break };
+            let delay = backoff.next_delay();
+            tracing::warn!(
+                topic = first.topic,
+                partition = first.partition,
+                offset = pending.first().map_or(first.offset, |m| m.offset),
+                error = %failure.error,
+                ?delay,
+                "handler failed; retrying from the same message"
+            );
+            // Save the progress made before the failing message while it is stuck.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                && !is_no_offset(&e)
+            {
+                tracing::debug!(error = %e, "commit while retrying failed");
+            }
+            if let Some(meter) = lag.as_mut() {
+                meter.report_when_due(consumer, first.topic);
+            }
+            if stop::sleep(shutdown, delay) {
+                return true;
+            }
+        }
+        if shutdown.is_cancelled() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Stores `done.offset + 1`, the next offset to read, for the next commit
+/// (`rd_kafka_offsets_store` stores the offset as given; `store_offset` would add 1).
+fn store_next(consumer: &BaseConsumer<GroupContext>, done: &Message<'_>) -> KafkaResult<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(done.topic, done.partition, Offset::Offset(done.offset + 1))?;
+    consumer.store_offsets(&list)
+}
+
+/// Measures the lag of the assigned partitions at most every [`LAG_INTERVAL`].
+struct LagMeter {
+    observer: LagObserver,
+    measured: Option<Instant>,
+}
+
+impl LagMeter {
+    fn report_when_due(&mut self, consumer: &BaseConsumer<GroupContext>, topic: &str) {
+        if self.measured.is_some_and(|at| at.elapsed() < LAG_INTERVAL) {
+            return;
+        }
+        self.measured = Some(Instant::now());
+        if let Err(e) = report_lag(consumer, topic, &self.observer) {
+            tracing::debug!(topic, error = %e, "cannot measure consumer lag");
+        }
+    }
+}
+
+/// High watermark minus the group's committed offset (the low watermark where the
+/// group has none), for each partition assigned to this member.
+fn report_lag(
+    consumer: &BaseConsumer<GroupContext>,
+    topic: &str,
+    observer: &LagObserver,
+) -> Result<(), KafkaError> {
+    let assignment = consumer.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(());
+    }
+    let committed = consumer.committed_offsets(assignment, LAG_TIMEOUT)?;
+    for element in committed.elements_for_topic(topic) {
+        let partition = element.partition();
+        let (low, high) = consumer.fetch_watermarks(topic, partition, LAG_TIMEOUT)?;
+        let from = match element.offset() {
+            Offset::Offset(o) if o >= 0 => o,
+            _ => low,
+        };
+        observer.observe(topic, partition, (high - from).max(0));
+    }
+    Ok(())
+}

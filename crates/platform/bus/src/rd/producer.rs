@@ -1,0 +1,270 @@
+//! The librdkafka producer behind [`Producer`](crate::Producer) with
+//! `KAFKA_CLIENT=rdkafka`: a `BaseProducer` driven on the caller's (blocking) thread.
+//!
+//! acks=all with idempotence on (librdkafka retries within a batch without writing a
+//! record twice or reordering a partition); a batch is Ok only once every record's
+//! delivery report says acknowledged. Records whose report is a failure are re-sent,
+//! with backoff, up to `max_retries` times; the stop signal cuts the waits short.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use backoff::Backoff;
+use lifecycle::stop;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::BusError;
+use crate::producer::api::{INITIAL_BACKOFF, MAX_BACKOFF, ProducerConfig, Record};
+
+/// How long a delivery may still be waited for once the stop signal is given.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Each wait for delivery reports (between checks of the stop signal). Short:
+/// `BaseProducer::poll` serves events until its timeout has passed, not only until the
+/// first one, so this is also the granularity of a send's latency.
+const POLL_SLICE: Duration = Duration::from_millis(1);
+
+/// One delivery report: (batch number, index in the batch, outcome).
+type Report = (u64, usize, Result<(), KafkaError>);
+
+/// Collects the delivery reports that `BaseProducer::poll` hands over.
+struct DeliveryContext {
+    reports: Mutex<Vec<Report>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::forward_log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        super::forward_error(&error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<(u64, usize)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (batch, index) = *opaque;
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((error, _)) => Err(error.clone()),
+        };
+        // A poisoned lock only means another report panicked mid-push: keep going.
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        reports.push((batch, index, outcome));
+    }
+}
+
+/// The librdkafka producer of one [`Producer`](crate::Producer).
+pub(crate) struct RdProducer {
+    config: ProducerConfig,
+    shutdown: CancellationToken,
+    producer: BaseProducer<DeliveryContext>,
+    /// Numbers each `send_all`, so a late report of an abandoned batch is not
+    /// taken for one of the current batch.
+    batch: u64,
+}
+
+impl std::fmt::Debug for RdProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdProducer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ack_timeout_ms(config: &ProducerConfig) -> Result<u64, BusError> {
+    let ms = u64::try_from(config.ack_timeout.as_millis())
+        .ok()
+        .filter(|ms| (1..=i32::MAX as u64 / 2).contains(ms))
+        .ok_or_else(|| BusError::Config("ack_timeout must be between 1 ms and 12 days".into()))?;
+    Ok(ms)
+}
+
+impl RdProducer {
+    /// Creates the producer and waits (with retries) until a broker answers a
+    /// metadata request: as the `kafka` side, an unreachable cluster is an error here,
+    /// not at the first send.
+    pub(crate) fn connect(
+        config: ProducerConfig,
+        shutdown: CancellationToken,
+    ) -> Result<RdProducer, BusError> {
+        let ack_ms = ack_timeout_ms(&config)?;
+        let producer: BaseProducer<DeliveryContext> =
+            super::base_config(&config.brokers, &config.client_id)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                // The broker's ack timeout, and the whole life of a record in
+                // librdkafka (its own retries included) before it is reported failed.
+                .set("request.timeout.ms", ack_ms.to_string())
+                .set("message.timeout.ms", (ack_ms * 2).max(1000).to_string())
+                // Latency over batching, as the relay sends what it claimed at once.
+                .set("linger.ms", "1")
+                .create_with_context(DeliveryContext {
+                    reports: Mutex::new(Vec::new()),
+                })
+                .map_err(|e| {
+                    BusError::Config(format!("cannot create the rdkafka producer: {e}"))
+                })?;
+        let mut p = RdProducer {
+            config,
+            shutdown,
+            producer,
+            batch: 0,
+        };
+        p.with_retries(|p| p.check_reachable())?;
+        Ok(p)
+    }
+
+    /// One metadata round trip (all topics).
+    fn check_reachable(&mut self) -> Result<(), BusError> {
+        self.producer
+            .client()
+            .fetch_metadata(None, self.config.ack_timeout)
+            .map(|_| ())
+            .map_err(|e| BusError::Unreachable {
+                brokers: self.config.brokers.clone(),
+                last: e.to_string(),
+            })
+    }
+
+    /// Sends the records and waits for every acknowledgement; a retry re-sends only
+    /// the records that were not acknowledged.
+    pub(crate) fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
+        let mut pending: Vec<Record<'_>> = records.to_vec();
+        self.with_retries(|p| p.try_send_all(&mut pending))
+    }
+
+    fn with_retries<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Self) -> Result<T, BusError>,
+    ) -> Result<T, BusError> {
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(e) if self.shutdown.is_cancelled() => return Err(e),
+                Err(e) if e.is_transient() && attempt <= self.config.max_retries => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, attempt, ?delay, "rdkafka produce failed; retrying");
+                    if stop::sleep(&self.shutdown, delay) {
+                        return Err(e);
+                    }
+                }
+                Err(e) if attempt > 1 && e.is_transient() => {
+                    return Err(BusError::RetriesExhausted {
+                        attempts: attempt,
+                        last: Box::new(e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Enqueues `pending`, waits for its delivery reports and keeps in `pending` only
+    /// the records that were not acknowledged.
+    fn try_send_all(&mut self, pending: &mut Vec<Record<'_>>) -> Result<(), BusError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.batch = self.batch.wrapping_add(1);
+        let batch = self.batch;
+        let started = Instant::now();
+        // librdkafka reports every enqueued record within message.timeout.ms; a little
+        // more covers the report's own way back.
+        let deadline = started + self.config.ack_timeout * 2 + Duration::from_secs(2);
+        let mut enqueued = 0usize;
+        let mut enqueue_error = None;
+        for (index, r) in pending.iter().enumerate() {
+            let mut record =
+                BaseRecord::with_opaque_to(r.topic, Box::new((batch, index))).payload(r.value);
+            if !r.key.is_empty() {
+                record = record.key(r.key);
+            }
+            loop {
+                match self.producer.send(record) {
+                    Ok(()) => {
+                        enqueued += 1;
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        record = back;
+                        self.producer.poll(POLL_SLICE);
+                    }
+                    Err((e, _)) => {
+                        enqueue_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            if enqueue_error.is_some() {
+                break;
+            }
+        }
+        // Wait for the reports of what was enqueued.
+        let mut acked = vec![false; pending.len()];
+        let mut failure: Option<KafkaError> = enqueue_error;
+        let mut reported = 0usize;
+        let mut stop_deadline: Option<Instant> = None;
+        while reported < enqueued {
+            self.producer.poll(POLL_SLICE);
+            let reports = std::mem::take(
+                &mut *self
+                    .producer
+                    .context()
+                    .reports
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()),
+            );
+            for (b, index, outcome) in reports {
+                if b != batch || index >= acked.len() {
+                    continue;
+                }
+                reported += 1;
+                match outcome {
+                    Ok(()) => acked[index] = true,
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.shutdown.is_cancelled() {
+                let until = *stop_deadline.get_or_insert(now + STOP_GRACE);
+                if now >= until {
+                    break;
+                }
+            }
+            if now >= deadline {
+                break;
+            }
+        }
+        let total = pending.len();
+        let mut index = 0;
+        pending.retain(|_| {
+            let keep = !acked[index];
+            index += 1;
+            keep
+        });
+        if pending.is_empty() {
+            return Ok(());
+        }
+        Err(BusError::Undelivered {
+            undelivered: pending.len(),
+            total,
+            last: failure.unwrap_or(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut,
+            )),
+        })
+    }
+}

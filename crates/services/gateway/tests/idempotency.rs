@@ -1,0 +1,202 @@
+//! `POST /orders` with `Idempotency-Key` over real HTTP, through a real gateway to a
+//! real orders on PostgreSQL: a replay is 200 with the first order's id and
+//! `Idempotent-Replayed: true`, the key with another request 422, a bad key 400
+//! naming the header, 50 racing requests one order (the others its id or 409), and
+//! an expired key a new order.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use orders::testing::{Orders, config as orders_config};
+use serde_json::{Value, json};
+use settings::GoDuration;
+use testkit::{TestDatabase, runtime};
+
+/// An answer to `POST /orders`: status, JSON body and `Idempotent-Replayed`.
+#[derive(Debug)]
+struct Posted {
+    status: u16,
+    body: Value,
+    replayed: Option<String>,
+}
+
+/// `POST /orders` with `body` and each of `keys` as an `Idempotency-Key` header.
+async fn post(gateway: &common::Gateway, body: &str, keys: &[&[u8]]) -> Posted {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut request = http
+        .post(gateway.url("/orders"))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    for key in keys {
+        request = request.header(
+            "Idempotency-Key",
+            reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+        );
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let replayed = response
+        .headers()
+        .get("idempotent-replayed")
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+    Posted {
+        status,
+        body,
+        replayed,
+    }
+}
+
+/// Rows in `orders`, `events` and `idempotency_keys`.
+async fn counts(dsn: &str) -> (i64, i64, i64) {
+    let [orders, events, keys] =
+        testkit::row_counts(dsn, ["orders", "events", "idempotency_keys"]).await;
+    (orders, events, keys)
+}
+
+const ORDER: &str =
+    r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 2, "price": 1500}]}"#;
+
+#[test]
+fn a_replay_is_the_first_answer_with_idempotent_replayed_and_writes_nothing() {
+    let db = TestDatabase::new("gateway_idem");
+    runtime().block_on(async {
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+        let first = post(&gateway, ORDER, &[b"rest-1"]).await;
+        assert_eq!(first.status, 200, "{first:?}");
+        assert_eq!(first.replayed, None);
+        let order_id = first.body["order_id"].as_i64().unwrap();
+        assert_eq!(first.body, json!({ "order_id": order_id }));
+
+        for _ in 0..3 {
+            let again = post(&gateway, ORDER, &[b"rest-1"]).await;
+            assert_eq!(again.status, 200, "{again:?}");
+            assert_eq!(again.body, json!({ "order_id": order_id }));
+            assert_eq!(again.replayed.as_deref(), Some("true"));
+        }
+        assert_eq!(counts(&db.dsn()).await, (1, 1, 1), "no second order");
+        // The order is the one stored.
+        assert_eq!(gateway.get_order(order_id).await["order"]["user_id"], 42);
+        // Without the header: a new order each time, as before.
+        let plain = post(&gateway, ORDER, &[]).await;
+        assert_eq!((plain.status, plain.replayed), (200, None));
+        assert_ne!(plain.body["order_id"].as_i64(), Some(order_id));
+        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+    });
+}
+
+#[test]
+fn the_key_with_another_request_is_422_and_bad_keys_are_400_naming_the_header() {
+    let db = TestDatabase::new("gateway_idem");
+    runtime().block_on(async {
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+        assert_eq!(post(&gateway, ORDER, &[b"rest-2"]).await.status, 200);
+
+        let other = r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 3, "price": 1500}]}"#;
+        let refused = post(&gateway, other, &[b"rest-2"]).await;
+        assert_eq!(refused.status, 422, "{refused:?}");
+        assert_eq!(refused.replayed, None);
+        assert_eq!(
+            refused.body,
+            json!({"error": "idempotency-key \"rest-2\" was already used for a different request (another user_id or other items); use a new key for a new order",
+                   "code": "FailedPrecondition"})
+        );
+
+        let long = vec![b'k'; 256];
+        let bad_keys: [&[u8]; 4] = [b"", b"two words", "caf\u{e9}".as_bytes(), &long];
+        for bad in bad_keys {
+            let answer = post(&gateway, ORDER, &[bad]).await;
+            assert_eq!(
+                (answer.status, answer.body),
+                (
+                    400,
+                    json!({"error": "Idempotency-Key header must be 1 to 255 visible ASCII characters (0x21-0x7E)",
+                           "code": "InvalidArgument"})
+                ),
+                "{bad:?}"
+            );
+        }
+        let twice = post(&gateway, ORDER, &[b"a", b"b"]).await;
+        assert_eq!(
+            (twice.status, twice.body),
+            (
+                400,
+                json!({"error": "Idempotency-Key header must be given at most once",
+                       "code": "InvalidArgument"})
+            )
+        );
+        // The longest key is fine.
+        let longest = vec![b'~'; 255];
+        assert_eq!(post(&gateway, ORDER, &[&longest]).await.status, 200);
+        assert_eq!(counts(&db.dsn()).await, (2, 2, 2), "nothing else written");
+    });
+}
+
+#[test]
+fn fifty_concurrent_posts_with_one_key_make_one_order() {
+    let db = TestDatabase::new("gateway_idem");
+    runtime().block_on(async {
+        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+        let gateway = std::sync::Arc::new(gateway);
+        let posts: Vec<_> = (0..50)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { post(&gateway, ORDER, &[b"rest-race"]).await })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for posted in posts {
+            let posted = posted.await.unwrap();
+            match posted.status {
+                200 => ids.push(posted.body["order_id"].as_i64().unwrap()),
+                409 => assert_eq!(posted.body["code"], "Aborted", "{posted:?}"),
+                _ => panic!("neither the order nor 409: {posted:?}"),
+            }
+        }
+        assert!(!ids.is_empty());
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "one order id in every answer: {ids:?}");
+        assert_eq!(
+            counts(&db.dsn()).await,
+            (1, 1, 1),
+            "one order, one outbox row"
+        );
+    });
+}
+
+#[test]
+fn after_the_ttl_the_key_is_gone_and_makes_a_new_order() {
+    let db = TestDatabase::new("gateway_idem");
+    runtime().block_on(async {
+        let orders = Orders::start(orders::Config {
+            orders_idempotency_ttl: GoDuration::from_secs(1),
+            retention_interval: GoDuration::from_millis(100),
+            ..orders_config(db.dsn())
+        })
+        .await;
+        orders.wait_ready().await;
+        let gateway = common::Gateway::start(common::gateway_config(
+            &orders.grpc_addr.to_string(),
+            Duration::from_secs(5),
+        ))
+        .await;
+        let first = post(&gateway, ORDER, &[b"rest-ttl"]).await;
+        assert_eq!(first.status, 200);
+        let dsn = db.dsn();
+        testkit::wait_until_async(
+            orders::testing::DEADLINE,
+            "retention to delete the key",
+            || {
+                let dsn = dsn.clone();
+                async move { (counts(&dsn).await.2 == 0).then_some(()) }
+            },
+        )
+        .await;
+        let second = post(&gateway, ORDER, &[b"rest-ttl"]).await;
+        assert_eq!((second.status, second.replayed.as_deref()), (200, None));
+        assert_ne!(second.body["order_id"], first.body["order_id"]);
+        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+    });
+}

@@ -1,0 +1,271 @@
+//! Orders learn how they ended: `PaymentStatus` events from `KAFKA_TOPIC_STATUS`
+//! move each order from `new` to `paid` or `payment_failed`.
+//!
+//! The `bus` consumer (its own OS thread) hands this handler the messages of a poll,
+//! one partition at a time; they are applied in offset order in ONE transaction:
+//! - the `event_id` is recorded in the inbox's `processed_events` first: a redelivered
+//!   event finds it there and changes nothing;
+//! - the order moves only from `new` (a status event for an order that already has
+//!   its final status never moves it back, or sideways: the first decision stands);
+//! - an event for an order this database does not have, and a message that is not a
+//!   valid `PaymentStatus`, is kept in the inbox's `dead_letters` with the reason and
+//!   acknowledged, so it never blocks the partition;
+//! - the database unreachable: `Err`, the consumer retries the poll with backoff and
+//!   commits no offset until it is applied.
+//!
+//! Offsets are committed by the consumer only after the transaction committed.
+
+use std::sync::LazyLock;
+
+use contracts::{PaymentOutcome, PaymentStatus};
+use inbox::{DeadLetter, Origin};
+use ops_http::{CounterFamily, Histogram, Metrics};
+use pgsetup::Pool;
+use postgres::{Statement, Transaction};
+use service_skeleton::ErrorChain;
+
+/// The order status a payment outcome leads to.
+pub fn final_status(outcome: PaymentOutcome) -> &'static str {
+    match outcome {
+        PaymentOutcome::Succeeded => "paid",
+        PaymentOutcome::Failed => "payment_failed",
+    }
+}
+
+/// Records the event id; a row back means the event is new.
+static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| inbox::record_sql("event_id"));
+
+/// Moves a `new` order to its final status; returns how long it took, on the
+/// database clock.
+const MOVE_ORDER: &str = "
+UPDATE orders SET status = $2, updated_at = clock_timestamp()
+WHERE order_id = $1 AND status = 'new'
+RETURNING EXTRACT(EPOCH FROM clock_timestamp() - created_at)::float8";
+
+const ORDER_STATUS: &str = "SELECT status FROM orders WHERE order_id = $1";
+
+/// Takes back an event's record: it is dead-lettered instead (an operator may
+/// replay it once the order exists).
+const FORGET_EVENT: &str = "DELETE FROM processed_events WHERE event_id = $1";
+
+/// The consumer's counters and the time-to-final-status histogram.
+#[derive(Debug, Clone)]
+pub struct ResultMetrics {
+    /// By `outcome`: applied, duplicate, already_final, dead_lettered.
+    events: CounterFamily<1>,
+    /// By final `status`: paid, payment_failed.
+    final_status: CounterFamily<1>,
+    time_to_final: Histogram,
+    failures: ops_http::Counter,
+}
+
+impl ResultMetrics {
+    pub fn register(metrics: &Metrics) -> Self {
+        Self {
+            events: metrics.counter_family(
+                "orders_status_events_total",
+                "PaymentStatus events handled, by outcome (applied, duplicate, already_final, dead_lettered).",
+                ["outcome"],
+            ),
+            final_status: metrics.counter_family(
+                "orders_final_status_total",
+                "Orders that reached a final status, by status (paid, payment_failed).",
+                ["status"],
+            ),
+            time_to_final: metrics.histogram(
+                "orders_time_to_final_status_seconds",
+                "Time from an order's creation to its final status, on the database clock.",
+            ),
+            failures: metrics.counter(
+                "orders_status_event_failures_total",
+                "Attempts to apply PaymentStatus events that failed (database); each is retried.",
+            ),
+        }
+    }
+}
+
+/// What applying one message did.
+#[derive(Debug, Clone, PartialEq)]
+enum Applied {
+    /// The order moved from `new` to `status`, `seconds` after it was created.
+    Moved { status: &'static str, seconds: f64 },
+    /// This `event_id` was applied before.
+    Duplicate,
+    /// The order already had its final status (`current`); it stays.
+    AlreadyFinal { current: String },
+    /// Kept in `dead_letters`, with the reason.
+    DeadLettered { reason: String },
+}
+
+/// Why a poll must be retried. `Display` is the whole chain of causes, since the
+/// `bus` consumer logs `Display` alone.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("no database connection: {}", ErrorChain(.0))]
+    Pool(r2d2::Error),
+    #[error("applying payment results failed: {}", ErrorChain(.0))]
+    Database(postgres::Error),
+}
+
+/// The `bus::Handler` that applies `PaymentStatus` events to orders.
+pub struct PaymentResults {
+    pool: Pool,
+    metrics: ResultMetrics,
+}
+
+/// Where a message that cannot be applied is kept, for its log line.
+const DEAD_LETTERS_KEPT: &str = "in orders' dead_letters table";
+
+struct Statements {
+    record: Statement,
+    move_order: Statement,
+    order_status: Statement,
+    forget: Statement,
+    dead_letter: Statement,
+}
+
+impl PaymentResults {
+    pub fn new(pool: Pool, metrics: ResultMetrics) -> Self {
+        Self { pool, metrics }
+    }
+
+    /// Applies the messages in one transaction; nothing of it is visible unless all is.
+    fn apply_all(&self, messages: &[bus::Message<'_>]) -> Result<Vec<Applied>, HandleError> {
+        let mut client = self.pool.get().map_err(HandleError::Pool)?;
+        let statements = Statements {
+            record: client.prepare_cached(&RECORD_EVENT)?,
+            move_order: client.prepare_cached(MOVE_ORDER)?,
+            order_status: client.prepare_cached(ORDER_STATUS)?,
+            forget: client.prepare_cached(FORGET_EVENT)?,
+            dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
+        };
+        let mut tx = client.transaction()?;
+        let applied = messages
+            .iter()
+            .map(|message| apply(&mut tx, &statements, message))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    /// Logs and counts what was applied (after the commit).
+    fn record(&self, message: &bus::Message<'_>, applied: &Applied) {
+        let outcome = match applied {
+            Applied::Moved { status, seconds } => {
+                self.metrics.final_status.with_labels([status]).inc();
+                self.metrics
+                    .time_to_final
+                    .observe(std::time::Duration::from_secs_f64(seconds.max(0.0)));
+                "applied"
+            }
+            Applied::Duplicate => "duplicate",
+            Applied::AlreadyFinal { current } => {
+                tracing::warn!(
+                    partition = message.partition,
+                    offset = message.offset,
+                    current,
+                    "PaymentStatus for an order that already has its final status: it stays"
+                );
+                "already_final"
+            }
+            Applied::DeadLettered { reason } => {
+                message.log_dead_letter(reason, DEAD_LETTERS_KEPT);
+                "dead_lettered"
+            }
+        };
+        self.metrics.events.with_labels([outcome]).inc();
+    }
+}
+
+impl From<postgres::Error> for HandleError {
+    fn from(err: postgres::Error) -> Self {
+        HandleError::Database(err)
+    }
+}
+
+/// Applies one message inside the poll's transaction.
+fn apply(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    message: &bus::Message<'_>,
+) -> Result<Applied, postgres::Error> {
+    let result = match contracts::decode::<PaymentStatus>(message.value) {
+        Ok(result) => result,
+        Err(reason) => return dead_letter(tx, statements, message, reason.to_string()),
+    };
+    let origin = Origin::of(message);
+    let recorded = tx.query_opt(
+        &statements.record,
+        &[
+            &result.event_id,
+            &result.order_id,
+            &origin.topic,
+            &origin.partition,
+            &origin.offset,
+        ],
+    )?;
+    if recorded.is_none() {
+        return Ok(Applied::Duplicate);
+    }
+    let status = final_status(result.order_status);
+    if let Some(row) = tx.query_opt(&statements.move_order, &[&result.order_id, &status])? {
+        return Ok(Applied::Moved {
+            status,
+            seconds: row.try_get(0)?,
+        });
+    }
+    match tx.query_opt(&statements.order_status, &[&result.order_id])? {
+        Some(row) => Ok(Applied::AlreadyFinal {
+            current: row.try_get(0)?,
+        }),
+        None => {
+            tx.execute(&statements.forget, &[&result.event_id])?;
+            let reason = format!("order {} does not exist in this database", result.order_id);
+            dead_letter(tx, statements, message, reason)
+        }
+    }
+}
+
+fn dead_letter(
+    tx: &mut Transaction<'_>,
+    statements: &Statements,
+    message: &bus::Message<'_>,
+    reason: String,
+) -> Result<Applied, postgres::Error> {
+    let kept = DeadLetter::of(message, reason);
+    tx.execute(&statements.dead_letter, &kept.params())?;
+    Ok(Applied::DeadLettered {
+        reason: kept.reason,
+    })
+}
+
+impl bus::Handler for PaymentResults {
+    type Error = HandleError;
+
+    fn handle(&mut self, message: &bus::Message<'_>) -> Result<(), HandleError> {
+        self.handle_batch(std::slice::from_ref(message))
+            .map_err(|failure| failure.error)
+    }
+
+    fn handle_batch(
+        &mut self,
+        messages: &[bus::Message<'_>],
+    ) -> Result<(), bus::BatchFailure<HandleError>> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        match self.apply_all(messages) {
+            Ok(applied) => {
+                for (message, applied) in messages.iter().zip(&applied) {
+                    self.record(message, applied);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.metrics.failures.inc();
+                // One transaction: nothing of the poll was written.
+                Err(bus::BatchFailure { handled: 0, error })
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! orders follows payment results: `PaymentStatus` events on the status topic move
+//! orders to `paid` / `payment_failed`, once, never backwards; duplicates are
+//! skipped, poison messages and events for unknown orders are kept in
+//! `dead_letters` without blocking the partition. Runs on devbroker and on Apache
+//! Kafka (`testkit::on_each_broker!`); orders runs in-process.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use contracts::{PaymentOutcome, PaymentStatus};
+use orders::testing::{DEADLINE, Orders, config, item, request};
+use testkit::{BrokerKind, TestBroker, TestDatabase, on_each_broker, runtime, wait_until};
+
+on_each_broker!(
+    status_events_move_orders_once_and_keep_what_cannot_be_applied,
+    turned_off_orders_stay_new
+);
+
+fn producer(broker: &TestBroker) -> bus::Producer {
+    bus::Producer::connect(bus::ProducerConfig {
+        brokers: vec![broker.bootstrap()],
+        ack_timeout: Duration::from_secs(5),
+        max_retries: 5,
+        client_id: "orders-test".to_owned(),
+        client: bus::KafkaClient::Kafka,
+    })
+    .unwrap()
+}
+
+fn status(event_id: i64, order_id: i64, outcome: PaymentOutcome) -> Vec<u8> {
+    contracts::encode(&PaymentStatus {
+        event_id,
+        order_id,
+        user_id: 7,
+        order_status: outcome,
+    })
+    .into_bytes()
+}
+
+fn send(producer: &mut bus::Producer, topic: &str, key: &str, value: &[u8]) {
+    producer
+        .send(bus::Record {
+            topic,
+            key: key.as_bytes(),
+            value,
+        })
+        .unwrap();
+}
+
+/// (status, updated_at > created_at) of an order, read from its database.
+fn stored_status(db: &TestDatabase, order_id: i64) -> (String, bool) {
+    let row = db
+        .client()
+        .query_one(
+            "SELECT status, updated_at > created_at FROM orders WHERE order_id = $1",
+            &[&order_id],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// orders with its consumer on `topic` of `broker`.
+fn orders_config(db: &TestDatabase, broker: &TestBroker, topic: &str) -> orders::Config {
+    orders::Config {
+        kafka_brokers: broker.bootstrap().parse().unwrap(),
+        kafka_topic_status: topic.to_owned(),
+        kafka_consumer_group: testkit::unique_name("orders"),
+        ..config(db.dsn())
+    }
+}
+
+fn status_events_move_orders_once_and_keep_what_cannot_be_applied(kind: BrokerKind) {
+    let db = TestDatabase::new("orders_results");
+    let broker = TestBroker::start(kind);
+    let topic = broker.unique_topic("status-topic", 1);
+    let rt = runtime();
+    let orders = rt.block_on(Orders::start_serving(orders_config(&db, &broker, &topic)));
+    let [paid, failed, untouched] = rt.block_on(async {
+        let mut client = orders.client().await;
+        let mut ids = [0; 3];
+        for id in &mut ids {
+            *id = client
+                .create_order(request(7, vec![item(1, 1, 10)]))
+                .await
+                .unwrap()
+                .into_inner()
+                .order_id;
+        }
+        ids
+    });
+
+    let mut producer = producer(&broker);
+    let key = |id: i64| contracts::message_key(id);
+    // In one partition, in this order: a result, its redelivery, a poison message,
+    // the other order's result, a later contradicting result for the first order,
+    // and a result for an order this database never had.
+    send(
+        &mut producer,
+        &topic,
+        &key(paid),
+        &status(1001, paid, PaymentOutcome::Succeeded),
+    );
+    send(
+        &mut producer,
+        &topic,
+        &key(paid),
+        &status(1001, paid, PaymentOutcome::Succeeded),
+    );
+    send(&mut producer, &topic, "x", b"{not json");
+    send(
+        &mut producer,
+        &topic,
+        &key(failed),
+        &status(1002, failed, PaymentOutcome::Failed),
+    );
+    send(
+        &mut producer,
+        &topic,
+        &key(paid),
+        &status(1003, paid, PaymentOutcome::Failed),
+    );
+    send(
+        &mut producer,
+        &topic,
+        "999999",
+        &status(1004, 999_999, PaymentOutcome::Succeeded),
+    );
+
+    wait_until(
+        DEADLINE,
+        "both orders final and both dead letters kept",
+        || {
+            let dead: i64 = db
+                .client()
+                .query_one("SELECT count(*) FROM dead_letters", &[])
+                .unwrap()
+                .get(0);
+            (stored_status(&db, paid).0 == "paid"
+                && stored_status(&db, failed).0 == "payment_failed"
+                && dead == 2)
+                .then_some(())
+        },
+    );
+    // The last message was applied: everything before it was too.
+    assert_eq!(
+        stored_status(&db, paid),
+        ("paid".to_owned(), true),
+        "not moved back"
+    );
+    assert_eq!(
+        stored_status(&db, failed),
+        ("payment_failed".to_owned(), true)
+    );
+    assert_eq!(stored_status(&db, untouched).0, "new");
+
+    let mut client = db.client();
+    let processed: Vec<i64> = client
+        .query(
+            "SELECT event_id FROM processed_events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        processed,
+        [1001, 1002, 1003],
+        "applied and skipped events recorded; the unknown order's is not (so it can be replayed)"
+    );
+    let reasons: Vec<(Vec<u8>, String)> = client
+        .query("SELECT payload, error FROM dead_letters ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(reasons[0].0, b"{not json", "kept byte for byte");
+    assert!(
+        reasons[1].1.contains("order 999999 does not exist"),
+        "{}",
+        reasons[1].1
+    );
+
+    // gRPC shows the final statuses (as the gateway's REST does).
+    let statuses = rt.block_on(async {
+        let mut client = orders.client().await;
+        let mut statuses = Vec::new();
+        for order_id in [paid, failed, untouched] {
+            let order = client
+                .get_order(proto::v1::GetOrderRequest { order_id })
+                .await
+                .unwrap()
+                .into_inner()
+                .order
+                .unwrap();
+            statuses.push(order.status());
+        }
+        statuses
+    });
+    use proto::v1::OrderStatus;
+    assert_eq!(
+        statuses,
+        [
+            OrderStatus::Paid,
+            OrderStatus::PaymentFailed,
+            OrderStatus::New
+        ]
+    );
+
+    let metrics = testkit::http_request("GET", &orders.ops_url("/metrics"), None)
+        .unwrap()
+        .1;
+    for series in [
+        r#"orders_status_events_total{outcome="applied"} 2"#,
+        r#"orders_status_events_total{outcome="duplicate"} 1"#,
+        r#"orders_status_events_total{outcome="already_final"} 1"#,
+        r#"orders_status_events_total{outcome="dead_lettered"} 2"#,
+        r#"orders_final_status_total{status="paid"} 1"#,
+        r#"orders_final_status_total{status="payment_failed"} 1"#,
+        "orders_time_to_final_status_seconds_count 2",
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    rt.block_on(orders.stop());
+}
+
+fn turned_off_orders_stay_new(kind: BrokerKind) {
+    let db = TestDatabase::new("orders_results");
+    let broker = TestBroker::start(kind);
+    let topic = broker.unique_topic("status-topic", 1);
+    let rt = runtime();
+    let orders = rt.block_on(Orders::start_serving(orders::Config {
+        orders_track_payments: false,
+        ..orders_config(&db, &broker, &topic)
+    }));
+    let order_id = rt.block_on(async { orders.create(request(7, vec![item(1, 1, 10)])).await });
+    let mut producer = producer(&broker);
+    send(
+        &mut producer,
+        &topic,
+        &contracts::message_key(order_id),
+        &status(2001, order_id, PaymentOutcome::Succeeded),
+    );
+    // Nothing consumes it: give a consumer, if there were one, ample time.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(stored_status(&db, order_id).0, "new");
+    let metrics = testkit::http_request("GET", &orders.ops_url("/metrics"), None)
+        .unwrap()
+        .1;
+    assert!(!metrics.contains("orders_status_events_total"), "{metrics}");
+    rt.block_on(orders.stop());
+}
