@@ -12,6 +12,7 @@
   pkg-config,
   cmake,
   curl,
+  openssl,
 }:
 mkShell {
   name = "order-platform-dev";
@@ -31,6 +32,8 @@ mkShell {
     cmake
     curl.dev
   ];
+  # rdkafka's ssl feature (Kafka TLS and SASL) links OpenSSL, found with pkg-config.
+  buildInputs = [ openssl ];
   # rust-analyzer and friends find the standard library sources here.
   RUST_SRC_PATH = "${rustPlatform.rustLibSrc}";
 }

@@ -89,6 +89,9 @@ let
             assert builtins.elem "cmake" (map (d: d.name) (args.nativeBuildInputs or [ ]));
             assert args.dontUseCmakeConfigure or false;
             assert builtins.elem "curl-dev" (map (d: d.name) (args.buildInputs or [ ]));
+            # rdkafka's ssl feature links OpenSSL, found with pkg-config.
+            assert builtins.elem "openssl" (map (d: d.name) (args.buildInputs or [ ]));
+            assert builtins.elem "pkg-config" (map (d: d.name) (args.nativeBuildInputs or [ ]));
             drv "${args.pname}-${args.version}" (args.passthru or { } // { inherit (args) version; });
         };
         runCommand = name: env: script: drv name env;
@@ -115,6 +118,7 @@ let
         pkg-config = drv "pkg-config" { };
         cmake = drv "cmake" { };
         curl = drv "curl" { dev = drv "curl-dev" { }; };
+        openssl = drv "openssl" { dev = drv "openssl-dev" { }; };
       };
     in
     pkgs;

@@ -8,6 +8,8 @@
   kcat,
   cmake,
   curl,
+  openssl,
+  pkg-config,
 }:
 let
   cargoToml = lib.importTOML ../Cargo.toml;
@@ -48,14 +50,22 @@ let
     # so no outputHashes are needed.
     cargoLock.lockFile = ../Cargo.lock;
     # rdkafka-sys builds librdkafka 2.12.1 from the source inside the crate, driven by
-    # cmake (feature cmake-build; no TLS, no system librdkafka, no download). cmake
-    # only builds that dependency: it must not replace the package's configure phase.
-    nativeBuildInputs = [ cmake ];
+    # cmake (feature cmake-build; no system librdkafka, no download). cmake only
+    # builds that dependency: it must not replace the package's configure phase.
+    # Feature ssl (Kafka TLS and SASL PLAIN/SCRAM) links nixpkgs' OpenSSL, found by
+    # openssl-sys with pkg-config.
+    nativeBuildInputs = [
+      cmake
+      pkg-config
+    ];
     dontUseCmakeConfigure = true;
     # librdkafka 2.12.1's cmake build includes <curl/curl.h> even with curl off
     # (confluentinc/librdkafka#5135): curl's headers only, nothing links libcurl, so
-    # it is not in the closure of the binaries.
-    buildInputs = [ curl.dev ];
+    # it is not in the closure of the binaries. OpenSSL is linked (libssl, libcrypto).
+    buildInputs = [
+      curl.dev
+      openssl
+    ];
   };
 
   platform = rustPlatform.buildRustPackage (

@@ -30,10 +30,13 @@ pip_install() {
 # rdkafka-sys builds librdkafka 2.12.1 from its bundled source with cmake (a C and C++
 # toolchain). That release's cmake build includes <curl/curl.h> even with curl off
 # (librdkafka issue #5135), so curl's headers must be there; nothing links libcurl.
+# Kafka TLS and SASL (rdkafka's `ssl` feature) link the system OpenSSL, found with
+# pkg-config: libssl-dev.
 if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null ||
+  ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl ||
   { [ ! -e /usr/include/curl/curl.h ] && ! ls /usr/include/*/curl/curl.h >/dev/null 2>&1; }; then
-  log "installing cmake, g++ and curl's headers (Debian; librdkafka is built from source)"
-  apt_install cmake g++ libcurl4-openssl-dev
+  log "installing cmake, g++, pkg-config, OpenSSL's and curl's headers (Debian; librdkafka is built from source)"
+  apt_install cmake g++ pkg-config libssl-dev libcurl4-openssl-dev
 fi
 
 if ! command -v kcat >/dev/null; then

@@ -4,8 +4,12 @@
 //!   (pgbench running the same INSERTs on a scratch copy of the orders schema);
 //! - the gateway's sustained `POST /orders` rate (closed loop, `--concurrency`);
 //! - end-to-end throughput, order accepted -> notification in Redis, for that burst;
-//! - end-to-end latency p50/p99/max at a fixed offered rate (`--paced-rate`,
-//!   default 500/s, half the 1,000/s target).
+//! - end-to-end latency p50/p99/max at an offered rate (`--paced-rate`: orders/s,
+//!   default 500, or `half` for half the gateway rate the run's burst just measured).
+//!
+//! - with `--batch-max 1,64`: every run once per `ORDERS_BATCH_MAX` value (orders'
+//!   group commit; 1 = one transaction per order, the default 64), side by side in the
+//!   table; e.g. `--brokers devbroker --batch-max 1,64 --paced-rate half`.
 //!
 //! - with `--overload-concurrency N`: an overload phase after the paced one, N clients
 //!   in a closed loop against a second gateway whose `GATEWAY_MAX_IN_FLIGHT` is
@@ -31,7 +35,7 @@
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
 //! come from Redis keyspace notifications, so nothing polls.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -53,9 +57,10 @@ struct Args {
     /// Requests in flight during the burst.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Offered rate (orders/s) of the latency phase.
-    #[arg(long, default_value_t = 500)]
-    paced_rate: u64,
+    /// Offered rate (orders/s) of the latency phase: a number, or `half` for half
+    /// the gateway rate the same run's burst just measured.
+    #[arg(long, default_value = "500")]
+    paced_rate: PacedRate,
     /// Length of the latency phase.
     #[arg(long, default_value_t = 10)]
     paced_seconds: u64,
@@ -89,6 +94,45 @@ struct Args {
     /// (`on`, `off`): `on,off` shows the cost of orders following payment results.
     #[arg(long, value_delimiter = ',', default_value = "on")]
     track_payments: Vec<Switch>,
+    /// `ORDERS_BATCH_MAX` values (group commit; 1 = one transaction per order) to run
+    /// each broker and client with, in order: `1,64` compares batching off and on.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    batch_max: Vec<u32>,
+}
+
+/// The latency phase's offered rate (`--paced-rate`).
+#[derive(Debug, Clone, Copy)]
+enum PacedRate {
+    /// This many orders/s.
+    Fixed(u64),
+    /// Half the gateway rate of the run's burst.
+    Half,
+}
+
+impl PacedRate {
+    /// The rate to offer after a burst measured at `gateway_rate` orders/s.
+    fn resolve(self, gateway_rate: f64) -> u64 {
+        match self {
+            PacedRate::Fixed(rate) => rate,
+            PacedRate::Half => ((gateway_rate / 2.0) as u64).max(1),
+        }
+    }
+}
+
+impl std::str::FromStr for PacedRate {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value == "half" {
+            return Ok(PacedRate::Half);
+        }
+        match value.parse::<u64>() {
+            Ok(rate) if rate > 0 => Ok(PacedRate::Fixed(rate)),
+            _ => Err(format!(
+                "expected a positive number of orders/s or `half`, got {value:?}"
+            )),
+        }
+    }
 }
 
 /// An on/off setting as the bench's flags spell it.
@@ -129,6 +173,8 @@ struct Figures {
     keyed_gateway_rate: Option<f64>,
     e2e_rate: f64,
     notified: usize,
+    /// The latency phase's offered rate, orders/s.
+    paced_rate: u64,
     backlog_secs: f64,
     p50: Duration,
     p99: Duration,
@@ -162,11 +208,13 @@ fn main() -> anyhow::Result<()> {
     for broker in &args.brokers {
         for client in &args.clients {
             for track in &args.track_payments {
-                runs.push((*broker, *client, *track == Switch::On));
+                for batch_max in &args.batch_max {
+                    runs.push((*broker, *client, *track == Switch::On, *batch_max));
+                }
             }
         }
     }
-    for (choice, client, track_payments) in runs {
+    for (choice, client, track_payments, batch_max) in runs {
         if !choice.serves(client) {
             println!("== skipped: {choice:?} with the {client} client (cannot work)");
             continue;
@@ -191,6 +239,7 @@ fn main() -> anyhow::Result<()> {
         let run = Run {
             client,
             track_payments,
+            batch_max,
         };
         let figures = runtime.block_on(drive(&args, kafka, run, &orders_db, &payments_db))?;
         all.push(figures);
@@ -199,8 +248,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("== side by side (pgbench reference: {pgbench_tps:.0} create-order transactions/s)");
     println!(
-        "| broker, client, orders | gateway orders/s (x pgbench) | with Idempotency-Key orders/s (cost) | end to end orders/s | backlog after burst | p50 / p99 / max at {}/s |",
-        args.paced_rate
+        "| broker, client, orders, ORDERS_BATCH_MAX | gateway orders/s (x pgbench) | with Idempotency-Key orders/s (cost) | end to end orders/s (x pgbench) | backlog after burst | paced orders/s: p50 / p99 / max |"
     );
     println!("|---|---|---|---|---|---|");
     for f in &all {
@@ -214,14 +262,16 @@ fn main() -> anyhow::Result<()> {
             },
         );
         println!(
-            "| {} | {:.0} ({:.2}) | {} | {:.0} ({} notified) | {:+.3} s | {:.1} / {:.1} / {:.1} ms |",
+            "| {} | {:.0} ({:.2}) | {} | {:.0} ({:.2}; {} notified) | {:+.3} s | {}/s: {:.1} / {:.1} / {:.1} ms |",
             f.broker,
             f.gateway_rate,
             f.gateway_rate / pgbench_tps,
             keyed,
             f.e2e_rate,
+            f.e2e_rate / pgbench_tps,
             f.notified,
             f.backlog_secs,
+            f.paced_rate,
             f.p50.as_secs_f64() * 1e3,
             f.p99.as_secs_f64() * 1e3,
             f.max.as_secs_f64() * 1e3
@@ -284,6 +334,8 @@ struct Run {
     client: settings::KafkaClient,
     /// `ORDERS_TRACK_PAYMENTS`.
     track_payments: bool,
+    /// `ORDERS_BATCH_MAX`.
+    batch_max: u32,
 }
 
 /// Starts the platform on `kafka` (or on an in-process devbroker when `None`), runs
@@ -298,6 +350,7 @@ async fn drive(
     let Run {
         client,
         track_payments,
+        batch_max,
     } = run;
     let tracking = if track_payments {
         "orders track payments"
@@ -324,11 +377,14 @@ async fn drive(
     };
     let (broker_name, bootstrap) = match &broker {
         BenchBroker::Devbroker(b) => (
-            format!("devbroker, {client}, {tracking}"),
+            format!("devbroker, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}"),
             b.local_addr().to_string(),
         ),
         BenchBroker::Kafka(k) => (
-            format!("Apache Kafka {}, {client}, {tracking}", k.release()),
+            format!(
+                "Apache Kafka {}, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}",
+                k.release()
+            ),
             k.bootstrap(),
         ),
     };
@@ -344,6 +400,7 @@ async fn drive(
             kafka_brokers: brokers.clone(),
             kafka_client: client,
             orders_track_payments: track_payments,
+            orders_batch_max: batch_max,
             ..Default::default()
         },
         shutdown.clone(),
@@ -461,11 +518,12 @@ async fn drive(
         None
     };
 
+    let paced_rate = args.paced_rate.resolve(gateway_rate);
     println!(
-        "== paced: {} orders/s for {} s, latency accepted -> notification in Redis",
+        "== paced: {paced_rate} orders/s ({:?}) for {} s, latency accepted -> notification in Redis",
         args.paced_rate, args.paced_seconds
     );
-    let accepted = paced(&client, &url, args.paced_rate, args.paced_seconds).await?;
+    let accepted = paced(&client, &url, paced_rate, args.paced_seconds).await?;
     wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(120)).await;
     let mut latencies: Vec<Duration> = {
         let arrivals = arrivals.lock().unwrap();
@@ -487,7 +545,7 @@ async fn drive(
     };
     println!(
         "end-to-end latency at {} orders/s ({} orders): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        args.paced_rate,
+        paced_rate,
         latencies.len(),
         pick(0.50).as_secs_f64() * 1e3,
         pick(0.99).as_secs_f64() * 1e3,
@@ -517,6 +575,7 @@ async fn drive(
         keyed_gateway_rate,
         e2e_rate: args.orders as f64 / e2e_secs,
         notified: settled,
+        paced_rate,
         backlog_secs: backlog_after_burst,
         p50: pick(0.50),
         p99: pick(0.99),

@@ -492,6 +492,77 @@ fn kill_9_of_orders_and_its_relay_loses_nothing(kind: BrokerKind) {
     });
 }
 
+/// Group commit under a kill -9 (issue 15): 16 clients place orders concurrently (so
+/// orders batches them) until orders is SIGKILLed; every order a client saw accepted
+/// is stored whole (order, items, one outbox row) and reaches Redis after the restart.
+fn kill_9_of_orders_mid_burst_keeps_every_accepted_order(kind: BrokerKind) {
+    let mut platform = Platform::start(kind, Options::default());
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = format!("{}/orders", platform.gateway_url);
+    let lanes: Vec<_> = (0..16_i64)
+        .map(|lane| {
+            let (url, accepted) = (url.clone(), std::sync::Arc::clone(&accepted));
+            std::thread::spawn(move || {
+                for i in 0..100_000_i64 {
+                    let user_id = 1_000_000 * (lane + 1) + i;
+                    let body = format!(
+                        r#"{{"user_id": {user_id}, "items": [{{"product_id": 7, "quantity": 2, "price": 150}}]}}"#
+                    );
+                    match http_request("POST", &url, Some(&body)) {
+                        Some((200, response)) => {
+                            let json: serde_json::Value = serde_json::from_str(&response).unwrap();
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .push((json["order_id"].as_i64().unwrap(), user_id));
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(READY, "40 orders accepted", || {
+        (accepted.lock().unwrap().len() >= 40).then_some(())
+    });
+    platform.orders.kill9();
+    for lane in lanes {
+        lane.join().unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    let (half_written, stored): (i64, i64) = {
+        let row = platform
+            .orders_db
+            .client()
+            .query_one(
+                "SELECT
+                    (SELECT count(*) FROM orders o
+                     WHERE NOT EXISTS (SELECT 1 FROM order_items i WHERE i.order_id = o.order_id)
+                        OR (SELECT count(*) FROM events e
+                            WHERE (e.payload->>'order_id')::bigint = o.order_id) <> 1),
+                    (SELECT count(*) FROM orders WHERE order_id = ANY($1))",
+                &[&accepted.iter().map(|(id, _)| *id).collect::<Vec<i64>>()],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(half_written, 0, "no order without its items or outbox row");
+    assert_eq!(
+        stored,
+        accepted.len() as i64,
+        "every accepted order is stored"
+    );
+    platform.orders.restart();
+    let ids: Vec<i64> = accepted.iter().map(|(id, _)| *id).collect();
+    let notifications = platform.wait_for_notifications(&ids);
+    for (order_id, user_id) in &accepted {
+        assert_eq!(
+            notifications[order_id]["user_id"], *user_id,
+            "notification of order {order_id}"
+        );
+    }
+}
+
 fn kill_9_of_notifications_loses_nothing(kind: BrokerKind) {
     let mut platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(30);
@@ -567,6 +638,7 @@ fn poison_messages_do_not_stop_the_next_order(kind: BrokerKind, options: Options
         max_retries: 3,
         client_id: "e2e-poison".to_owned(),
         client: platform.kafka_client,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap();
     for topic in [&platform.order_topic, &platform.status_topic] {
@@ -618,6 +690,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
         max_retries: 3,
         client_id: "e2e-duplicates".to_owned(),
         client: platform.kafka_client,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap();
     let rows = platform
@@ -645,6 +718,7 @@ on_each_client!(an_order_placed_over_http_ends_as_a_notification_in_redis);
 on_each_broker!(
     kill_9_of_payments_mid_flight_loses_and_duplicates_nothing,
     kill_9_of_orders_and_its_relay_loses_nothing,
+    kill_9_of_orders_mid_burst_keeps_every_accepted_order,
     kill_9_of_notifications_loses_nothing,
     a_broker_restart_with_data_dir_loses_nothing,
     a_postgres_outage_under_payments_loses_nothing,

@@ -2,7 +2,14 @@
 //! Maven Central jars that `scripts/fetch-kafka.sh` keeps outside the repository.
 //!
 //! [`KafkaBroker::start`] formats a fresh log directory, starts the JVM on free ports
-//! with a bounded heap and waits until Metadata lists the broker. It can be killed
+//! with a bounded heap and waits until Metadata lists the broker.
+//! [`KafkaBroker::start_sasl_ssl`] adds a SASL_SSL listener ([`KafkaBroker::sasl_ssl_bootstrap`],
+//! advertised as `localhost`): TLS from a [`TestCerts`] server certificate (a PEM
+//! keystore, no keytool), SASL PLAIN (in the listener's JAAS configuration) and
+//! SCRAM-SHA-256/512 (credentials written at storage format time), all for
+//! [`SASL_USER`] / [`SASL_PASSWORD`]; and an SSL listener (TLS without SASL,
+//! [`KafkaBroker::ssl_bootstrap`]) with the same certificate. The PLAINTEXT listener stays, for the harness
+//! itself (readiness, topic creation) and the inter-broker traffic. It can be killed
 //! with SIGKILL and restarted on the same log directory, and it is stopped when
 //! dropped. A watchdog process kills the JVM if the test process dies without
 //! dropping it (e.g. killed by the test runner's timeout), so no broker outlives its
@@ -15,7 +22,7 @@ use std::{
     time::Duration,
 };
 
-use crate::tls_servers::{kill_and_reap, spawn_watchdog};
+use crate::tls_servers::{TestCerts, kill_and_reap, spawn_watchdog};
 use crate::{free_port, kafka_admin, unique_name, wait_until};
 
 const READY: Duration = Duration::from_secs(90);
@@ -84,6 +91,23 @@ fn dist_dir(release: &str) -> PathBuf {
     base.join(release)
 }
 
+/// The user of [`KafkaBroker::start_sasl_ssl`]'s SASL listener (PLAIN and SCRAM).
+pub const SASL_USER: &str = "platform";
+/// [`SASL_USER`]'s password.
+pub const SASL_PASSWORD: &str = "platform-secret";
+
+/// The SASL_SSL and SSL listeners of a broker started with
+/// [`KafkaBroker::start_sasl_ssl`].
+struct SaslSsl {
+    port: u16,
+    /// The SSL (TLS only, no SASL) listener's port.
+    ssl_port: u16,
+    /// The server certificate (PEM), for `ssl.keystore.certificate.chain`.
+    cert_chain: String,
+    /// Its private key (PKCS#8 PEM, unencrypted), for `ssl.keystore.key`.
+    key: String,
+}
+
 /// A single-node Apache Kafka (broker and KRaft controller in one JVM).
 pub struct KafkaBroker {
     line: KafkaLine,
@@ -91,6 +115,7 @@ pub struct KafkaBroker {
     dir: PathBuf,
     port: u16,
     controller_port: u16,
+    sasl_ssl: Option<SaslSsl>,
     jvm: Option<Child>,
     watchdog: Option<Child>,
 }
@@ -100,6 +125,29 @@ impl KafkaBroker {
     /// lists it. Panics with what to do when Java or the jars are missing: a test
     /// that needs Apache Kafka fails rather than skips.
     pub fn start(line: KafkaLine) -> Self {
+        Self::start_with(line, None)
+    }
+
+    /// [`KafkaBroker::start`] with a SASL_SSL listener as well, serving `certs`'
+    /// server certificate (which must name `localhost`) and accepting [`SASL_USER`]
+    /// with [`SASL_PASSWORD`] over PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512.
+    pub fn start_sasl_ssl(line: KafkaLine, certs: &TestCerts) -> Self {
+        let read = |path: PathBuf| {
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display()))
+        };
+        Self::start_with(
+            line,
+            Some(SaslSsl {
+                port: free_port(),
+                ssl_port: free_port(),
+                cert_chain: read(certs.server_cert()),
+                key: read(certs.server_key()),
+            }),
+        )
+    }
+
+    fn start_with(line: KafkaLine, sasl_ssl: Option<SaslSsl>) -> Self {
         let release = line.release();
         let lib = dist_dir(&release).join("lib");
         assert!(
@@ -116,6 +164,7 @@ impl KafkaBroker {
             dir,
             port: free_port(),
             controller_port: free_port(),
+            sasl_ssl,
             jvm: None,
             watchdog: None,
         };
@@ -133,6 +182,10 @@ impl KafkaBroker {
                     std::fs::create_dir_all(broker.dir.join("data")).unwrap();
                     broker.port = free_port();
                     broker.controller_port = free_port();
+                    if let Some(listener) = broker.sasl_ssl.as_mut() {
+                        listener.port = free_port();
+                        listener.ssl_port = free_port();
+                    }
                 }
                 Err(failure) => broker.fail(failure),
             }
@@ -153,6 +206,27 @@ impl KafkaBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// `localhost:port` of the SASL_SSL listener (the name its certificate carries,
+    /// verified by the clients). Panics unless started with
+    /// [`KafkaBroker::start_sasl_ssl`].
+    pub fn sasl_ssl_bootstrap(&self) -> String {
+        let listener = self
+            .sasl_ssl
+            .as_ref()
+            .unwrap_or_else(|| panic!("this broker has no SASL_SSL listener (start_sasl_ssl)"));
+        format!("localhost:{}", listener.port)
+    }
+
+    /// `localhost:port` of the SSL listener (TLS, no SASL), with the same certificate
+    /// as the SASL_SSL one. Panics unless started with [`KafkaBroker::start_sasl_ssl`].
+    pub fn ssl_bootstrap(&self) -> String {
+        let listener = self
+            .sasl_ssl
+            .as_ref()
+            .unwrap_or_else(|| panic!("this broker has no SSL listener (start_sasl_ssl)"));
+        format!("localhost:{}", listener.ssl_port)
+    }
+
     fn config_path(&self) -> PathBuf {
         self.dir.join("server.properties")
     }
@@ -167,13 +241,36 @@ impl KafkaBroker {
         // Small internal topics and no rebalance delay: a test broker starts and
         // serves its first consumer group in seconds. Topics are created explicitly,
         // as compose's kafka-init does.
+        let (listeners, advertised, map, secured) = match &self.sasl_ssl {
+            None => (
+                format!("PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}"),
+                format!("PLAINTEXT://127.0.0.1:{port}"),
+                "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                String::new(),
+            ),
+            Some(listener) => {
+                let (sport, tport) = (listener.port, listener.ssl_port);
+                (
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sport},\
+                         SSL://127.0.0.1:{tport},CONTROLLER://127.0.0.1:{cport}"
+                    ),
+                    format!(
+                        "PLAINTEXT://127.0.0.1:{port},SASL_SSL://localhost:{sport},\
+                         SSL://localhost:{tport}"
+                    ),
+                    "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT",
+                    sasl_ssl_properties(listener),
+                )
+            }
+        };
         let config = format!(
             "process.roles=broker,controller\n\
              node.id=1\n\
              controller.quorum.voters=1@127.0.0.1:{cport}\n\
-             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
-             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
-             listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             listeners={listeners}\n\
+             advertised.listeners={advertised}\n\
+             listener.security.protocol.map={map}\n\
              controller.listener.names=CONTROLLER\n\
              inter.broker.listener.name=PLAINTEXT\n\
              log.dirs={data}\n\
@@ -184,7 +281,8 @@ impl KafkaBroker {
              transaction.state.log.replication.factor=1\n\
              transaction.state.log.min.isr=1\n\
              transaction.state.log.num.partitions=1\n\
-             group.initial.rebalance.delay.ms=0\n",
+             group.initial.rebalance.delay.ms=0\n\
+             {secured}",
             data = data.display()
         );
         std::fs::write(self.config_path(), config).unwrap();
@@ -248,6 +346,17 @@ impl KafkaBroker {
                 "-c",
             ])
             .arg(self.config_path())
+            .args(self.sasl_ssl.iter().flat_map(|_| {
+                // SCRAM credentials live in the KRaft metadata log: written here.
+                ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+                    .into_iter()
+                    .flat_map(|mechanism| {
+                        [
+                            "--add-scram".to_owned(),
+                            format!("{mechanism}=[name={SASL_USER},password={SASL_PASSWORD}]"),
+                        ]
+                    })
+            }))
             .output()
             .unwrap_or_else(|err| {
                 panic!("cannot run java (Apache Kafka needs Java 17 on PATH or in $JAVA): {err}")
@@ -377,6 +486,34 @@ impl Drop for KafkaBroker {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The SASL_SSL listener's settings: a PEM keystore given inline (Kafka wants a key
+/// password for a PEM keystore file, not for an inline key), PLAIN's user in the
+/// JAAS configuration, SCRAM's in the metadata log (see `format`).
+fn sasl_ssl_properties(listener: &SaslSsl) -> String {
+    // A properties value on one line: `\n` escapes are read back as line breaks.
+    let inline = |pem: &str| pem.trim().replace('\n', "\\n");
+    format!(
+        "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512\n\
+         listener.name.sasl_ssl.plain.sasl.jaas.config=\
+         org.apache.kafka.common.security.plain.PlainLoginModule required \
+         user_{SASL_USER}=\"{SASL_PASSWORD}\";\n\
+         listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+         org.apache.kafka.common.security.scram.ScramLoginModule required;\n\
+         listener.name.sasl_ssl.ssl.keystore.type=PEM\n\
+         listener.name.sasl_ssl.ssl.keystore.certificate.chain={}\n\
+         listener.name.sasl_ssl.ssl.keystore.key={}\n\
+         listener.name.ssl.ssl.keystore.type=PEM\n\
+         listener.name.ssl.ssl.keystore.certificate.chain={}\n\
+         listener.name.ssl.ssl.keystore.key={}\n",
+        inline(&listener.cert_chain),
+        inline(&listener.key),
+        inline(&listener.cert_chain),
+        inline(&listener.key),
+    )
 }
 
 /// CreateTopics at `addr`, retried while the broker is still settling, then waits

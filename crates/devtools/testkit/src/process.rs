@@ -121,6 +121,69 @@ pub fn assert_settings_refused(
     }
 }
 
+/// The Kafka TLS/SASL settings a service must refuse at start-up, each stopping
+/// `program` with a message naming the variables at fault and never the password:
+/// TLS or SASL with `KAFKA_CLIENT=kafka` (default or explicit), which has neither,
+/// and a SASL protocol on `rdkafka` without a password.
+pub fn assert_kafka_security_refused(program: &Path, env_vars: &[&str], config_file_var: &str) {
+    const PASSWORD: &str = "never-print-me";
+    let mut clear = env_vars.to_vec();
+    clear.push(config_file_var);
+    let sasl = [
+        ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
+        ("KAFKA_SASL_USERNAME", "platform"),
+    ];
+    let with_password = [sasl[0], sasl[1], ("KAFKA_SASL_PASSWORD", PASSWORD)];
+    type Case<'a> = (Vec<(&'a str, &'a str)>, &'a [&'a str]);
+    let cases: [Case<'_>; 4] = [
+        (
+            vec![("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")],
+            &["KAFKA_SECURITY_PROTOCOL", "KAFKA_CLIENT"],
+        ),
+        (
+            [
+                ("KAFKA_CLIENT", "kafka"),
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ]
+            .into_iter()
+            .chain(with_password)
+            .collect(),
+            &["KAFKA_SECURITY_PROTOCOL", "KAFKA_CLIENT"],
+        ),
+        (
+            vec![
+                ("KAFKA_CLIENT", "kafka"),
+                ("KAFKA_SECURITY_PROTOCOL", "ssl"),
+            ],
+            &["KAFKA_SECURITY_PROTOCOL", "KAFKA_CLIENT"],
+        ),
+        (
+            [
+                ("KAFKA_CLIENT", "rdkafka"),
+                ("KAFKA_SECURITY_PROTOCOL", "sasl_ssl"),
+            ]
+            .into_iter()
+            .chain(sasl)
+            .collect(),
+            &["KAFKA_SASL_PASSWORD"],
+        ),
+    ];
+    for (env, expected) in cases {
+        let (code, stderr) = run_to_exit(program, &clear, &env, Duration::from_secs(30));
+        assert!(
+            code.is_some_and(|code| code != 0),
+            "{env:?}: exit {code:?}\n{stderr}"
+        );
+        for var in expected {
+            assert!(stderr.contains(var), "{env:?}: no {var} in: {stderr}");
+        }
+        assert!(
+            !stderr.contains(PASSWORD),
+            "{env:?}: password shown: {stderr}"
+        );
+    }
+}
+
 /// A child process killed on drop if it is still running (a failing test does not
 /// leave it behind).
 pub struct KillOnDrop(pub Child);

@@ -85,6 +85,7 @@ pub fn producer(broker: &devbroker::BackgroundBroker, client_id: &str) -> bus::P
         max_retries: 5,
         client_id: client_id.into(),
         client: bus::KafkaClient::Kafka,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap()
 }

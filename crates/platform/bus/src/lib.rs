@@ -3,6 +3,9 @@
 //! [`ConsumerConfig::client`]): the synchronous `kafka` crate (the default) or
 //! librdkafka (`rdkafka`, built from its bundled source). Both run on dedicated
 //! blocking threads, never on the async runtime; the services cannot tell them apart.
+//! TLS and SASL ([`KafkaSecurity`], in [`ProducerConfig::security`] and
+//! [`ConsumerConfig::security`], and for [`probe_secured`]) are librdkafka's only: the
+//! `kafka` side refuses anything but plaintext.
 //!
 //! - [`Producer`]: blocking, acks from all in-sync replicas, a broker ack timeout,
 //!   transient errors retried with backoff; keyed records (the key picks the partition).
@@ -57,9 +60,12 @@ pub use consumer::api::{
 };
 pub use consumer::spawn::{ConsumerHandle, spawn_consumer};
 pub use error::{BusError, ConsumerError};
-pub use probe::{probe, probe_for};
+pub use probe::{probe, probe_for, probe_secured};
 pub use producer::api::{ProducerConfig, Record};
 pub use producer::dispatch::Producer;
 /// `KAFKA_CLIENT`: which client library the producer and the consumer run on.
 pub use settings::KafkaClient;
+/// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_*`: TLS and SASL
+/// (librdkafka only).
+pub use settings::{KafkaSecurity, SaslCredentials, SaslMechanism, Secret, SecurityProtocol};
 pub use versions::{MissingVersion, VersionRange};

@@ -2,6 +2,9 @@
 //! crate's own client has a fixed 120 s socket timeout): ApiVersions, to refuse a broker
 //! the client cannot use, then one Metadata v0 round trip on the same connection.
 //!
+//! With TLS or SASL ([`probe_secured`]) the probe is a librdkafka metadata request
+//! instead (this one speaks plain TCP only).
+//!
 //! With `rdkafka` ([`probe_for`]) there is no refusal: librdkafka negotiates versions
 //! with each broker, and every Apache Kafka release, 4.x included, still serves
 //! ApiVersions v0 and Metadata v0, which is all the probe sends.
@@ -9,10 +12,10 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::KafkaClient;
 use crate::compat;
 use crate::error::BusError;
 use crate::wire::{self, Request};
+use crate::{KafkaClient, KafkaSecurity};
 
 const CORRELATION_ID: i32 = 0x0b05;
 const METADATA: i16 = 3;
@@ -22,6 +25,27 @@ const METADATA: i16 = 3;
 /// the probe with [`BusError::UnsupportedBroker`].
 pub fn probe(brokers: &[String], timeout: Duration) -> Result<(), BusError> {
     probe_for(KafkaClient::Kafka, brokers, timeout)
+}
+
+/// [`probe_for`] with the service's TLS and SASL settings: plaintext is the
+/// hand-written probe; anything else (librdkafka only, the `kafka` client is refused)
+/// is one librdkafka metadata request over TLS and/or SASL, so a wrong password or an
+/// untrusted certificate makes the probe fail (the service not ready), with the
+/// cause in the error.
+pub fn probe_secured(
+    client: KafkaClient,
+    security: &KafkaSecurity,
+    brokers: &[String],
+    timeout: Duration,
+) -> Result<(), BusError> {
+    if security.is_plaintext() {
+        return probe_for(client, brokers, timeout);
+    }
+    crate::rd::check_security(client, security).map_err(BusError::Config)?;
+    if brokers.is_empty() {
+        return Err(BusError::Config("no brokers given".into()));
+    }
+    crate::rd::probe(brokers, security, timeout)
 }
 
 /// [`probe`] for the services' client: with [`KafkaClient::Rdkafka`] a broker is

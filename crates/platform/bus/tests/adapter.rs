@@ -31,6 +31,7 @@ fn producer(setup: Setup, brokers: Vec<String>) -> Producer {
         max_retries: 5,
         client_id: "bus-test".into(),
         client: setup.client,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap()
 }
@@ -47,6 +48,7 @@ fn consumer_config(setup: Setup, brokers: Vec<String>, topic: &str, group: &str)
         client_id: "bus-test".into(),
         lag_observer: None,
         client: setup.client,
+        security: bus::KafkaSecurity::plaintext(),
     }
 }
 
@@ -451,6 +453,7 @@ fn probe_and_connect_report_unreachable_brokers(setup: Setup) {
         max_retries: 1,
         client_id: "t".into(),
         client,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap_err();
     assert!(

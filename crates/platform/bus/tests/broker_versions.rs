@@ -41,6 +41,7 @@ fn producer_config(brokers: Vec<String>, max_retries: u32) -> ProducerConfig {
         max_retries,
         client_id: "broker-versions-test".into(),
         client: bus::KafkaClient::Kafka,
+        security: bus::KafkaSecurity::plaintext(),
     }
 }
 

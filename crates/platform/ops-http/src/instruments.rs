@@ -73,6 +73,12 @@ pub const PROMETHEUS_DEFAULT_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Upper bounds for histograms of counts ([`Histogram::observe_count`]): powers of two
+/// from 1 to 1024, e.g. orders per committed batch.
+pub const COUNT_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 /// A distribution of durations in buckets ([`LATENCY_BUCKETS`] unless made with
 /// [`Histogram::with_buckets`], plus one for anything longer), with their count and
 /// sum: Prometheus computes quantiles from it
@@ -119,6 +125,14 @@ impl Histogram {
         }
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Records a count instead of a duration (e.g. items per batch), for a histogram
+    /// made with count bounds (see [`COUNT_BUCKETS`] and
+    /// [`crate::Metrics::histogram_with_buckets`]): `n` lands in the first bucket
+    /// whose bound is at least `n`, and `_sum` adds `n`.
+    pub fn observe_count(&self, n: u64) {
+        self.observe(Duration::from_secs(n));
     }
 
     /// How many durations were observed.

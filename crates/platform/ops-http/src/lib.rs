@@ -29,6 +29,8 @@ pub use health::{Health, NOT_READY_CODE};
 pub use http_server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_READ_HEADER_TIMEOUT, HttpTimeouts, serve_http,
 };
-pub use instruments::{Counter, Gauge, Histogram, LATENCY_BUCKETS, PROMETHEUS_DEFAULT_BUCKETS};
+pub use instruments::{
+    COUNT_BUCKETS, Counter, Gauge, Histogram, LATENCY_BUCKETS, PROMETHEUS_DEFAULT_BUCKETS,
+};
 pub use metrics::Metrics;
 pub use server::{BindError, OpsServer, serve};

@@ -58,6 +58,18 @@ impl Metrics {
         self.single(name, help, Histogram::default())
     }
 
+    /// A histogram with its own `buckets` (upper bounds, ascending): in seconds for
+    /// durations, or counts for [`Histogram::observe_count`] (e.g.
+    /// [`crate::COUNT_BUCKETS`]).
+    pub fn histogram_with_buckets(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        buckets: &'static [f64],
+    ) -> Histogram {
+        self.single(name, help, Histogram::with_buckets(buckets))
+    }
+
     /// Counters labelled `labels`, one series per set of values (see [`CounterFamily`]).
     /// Rendered only once it has a series, as the Prometheus client libraries do.
     pub fn counter_family<const N: usize>(
@@ -204,6 +216,27 @@ mod tests {
             "delay_seconds_bucket{le=\"+Inf\"} 5",
             "delay_seconds_sum 60.047",
             "delay_seconds_count 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn count_histograms_render_counts_in_their_own_buckets() {
+        let metrics = Metrics::new();
+        let size = metrics.histogram_with_buckets("batch_size", "Sizes.", &crate::COUNT_BUCKETS);
+        for n in [1, 3, 64, 2000] {
+            size.observe_count(n);
+        }
+        let text = metrics.render();
+        for line in [
+            "batch_size_bucket{le=\"1\"} 1",
+            "batch_size_bucket{le=\"4\"} 2",
+            "batch_size_bucket{le=\"64\"} 3",
+            "batch_size_bucket{le=\"1024\"} 3",
+            "batch_size_bucket{le=\"+Inf\"} 4",
+            "batch_size_sum 2068",
+            "batch_size_count 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }

@@ -31,6 +31,8 @@ pub struct RelayConfig {
     pub client_id: String,
     /// The Kafka client library (`KAFKA_CLIENT`).
     pub kafka_client: bus::KafkaClient,
+    /// Kafka TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...; rdkafka only).
+    pub kafka_security: bus::KafkaSecurity,
 }
 
 impl RelayConfig {
@@ -38,6 +40,14 @@ impl RelayConfig {
     pub fn with_kafka_client(self, client: bus::KafkaClient) -> Self {
         Self {
             kafka_client: client,
+            ..self
+        }
+    }
+
+    /// The same relay with Kafka TLS and SASL settings `security`.
+    pub fn with_kafka_security(self, security: bus::KafkaSecurity) -> Self {
+        Self {
+            kafka_security: security,
             ..self
         }
     }
@@ -270,6 +280,7 @@ impl Relay {
                     max_retries: 2,
                     client_id: self.config.client_id.clone(),
                     client: self.config.kafka_client,
+                    security: self.config.kafka_security.clone(),
                 },
                 self.shutdown.clone(),
             )?,

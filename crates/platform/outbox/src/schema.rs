@@ -71,3 +71,62 @@ impl OutboxRow {
         [&self.event_id, &self.topic, &self.key, &self.payload]
     }
 }
+
+/// `INSERT INTO events ...` of many rows at once: four arrays bound to `$first` ..
+/// `$first+3` in [`OutboxRows::params`] order, one row per element.
+pub fn insert_many_sql(first: usize) -> String {
+    format!(
+        "INSERT INTO {} (event_id, topic, message_key, payload) \
+         SELECT e.event_id, e.topic, e.message_key, e.payload::json \
+         FROM unnest(${first}::bigint[], ${}::text[], ${}::text[], ${}::text[]) \
+              AS e (event_id, topic, message_key, payload)",
+        crate::TABLE,
+        first + 1,
+        first + 2,
+        first + 3
+    )
+}
+
+/// Many [`OutboxRow`]s for one multi-row insert ([`insert_many_sql`]).
+#[derive(Debug, Clone, Default)]
+pub struct OutboxRows {
+    event_ids: Vec<i64>,
+    topics: Vec<String>,
+    keys: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl OutboxRows {
+    /// No rows yet, room for `capacity`.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            event_ids: Vec::with_capacity(capacity),
+            topics: Vec::with_capacity(capacity),
+            keys: Vec::with_capacity(capacity),
+            payloads: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds one row.
+    pub fn push(&mut self, row: OutboxRow) {
+        self.event_ids.push(row.event_id);
+        self.topics.push(row.topic);
+        self.keys.push(row.key);
+        self.payloads.push(row.payload);
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.event_ids.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.event_ids.is_empty()
+    }
+
+    /// The four arrays for [`insert_many_sql`], in its order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 4] {
+        [&self.event_ids, &self.topics, &self.keys, &self.payloads]
+    }
+}

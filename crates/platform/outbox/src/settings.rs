@@ -67,6 +67,7 @@ impl OutboxSettings {
             ack_timeout: ACK_TIMEOUT,
             client_id: client_id.to_owned(),
             kafka_client: bus::KafkaClient::default(),
+            kafka_security: bus::KafkaSecurity::plaintext(),
         }
     }
 

@@ -30,6 +30,7 @@ fn relay_config(
         ack_timeout: Duration::from_secs(5),
         client_id: "outbox-test".to_owned(),
         kafka_client: bus::KafkaClient::default(),
+        kafka_security: bus::KafkaSecurity::plaintext(),
     }
 }
 

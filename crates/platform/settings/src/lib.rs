@@ -11,7 +11,9 @@
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
 //! - [`BrokerList`], a comma-separated `host:port` list;
 //! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
-//! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`.
+//! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
+//! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
+//!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`].
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
@@ -20,6 +22,7 @@ mod address;
 mod broker_list;
 mod duration;
 mod kafka_client;
+mod kafka_security;
 mod loader;
 mod partition_list;
 
@@ -27,5 +30,8 @@ pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
 pub use duration::GoDuration;
 pub use kafka_client::{KafkaClient, KafkaClientError};
+pub use kafka_security::{
+    KafkaSecurity, KafkaSecurityVars, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
+};
 pub use loader::{ConfigError, load};
 pub use partition_list::PartitionList;

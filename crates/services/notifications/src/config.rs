@@ -15,6 +15,11 @@ pub const ENV_VARS: &[&str] = &[
     "NOTIFICATIONS_HEALTH_ADDR",
     "KAFKA_BROKERS",
     "KAFKA_CLIENT",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SSL_CA_LOCATION",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
@@ -45,6 +50,22 @@ pub struct Config {
     /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
     /// (Apache Kafka 3.x and 4.x, consumer-group membership).
     pub kafka_client: settings::KafkaClient,
+    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
+    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
+    pub kafka_security_protocol: String,
+    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
+    /// the system's roots.
+    pub kafka_ssl_ca_location: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
+    pub kafka_sasl_mechanism: String,
+    /// SASL user name.
+    pub kafka_sasl_username: String,
+    /// SASL password (never shown: `Debug` prints `***`).
+    pub kafka_sasl_password: settings::Secret,
+    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
+    /// set by `check` (plaintext until then).
+    #[serde(skip)]
+    pub kafka_security: settings::KafkaSecurity,
     /// Topic carrying `PaymentStatus` (the Go worker's name for it); see [`Config::topic`].
     pub kafka_topic: Option<String>,
     /// Alias of `KAFKA_TOPIC` (the name payments publishes under); `KAFKA_TOPIC` wins.
@@ -80,6 +101,12 @@ impl Default for Config {
             notifications_health_addr: ListenAddr::all_interfaces(8083),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
             kafka_client: settings::KafkaClient::default(),
+            kafka_security_protocol: String::new(),
+            kafka_ssl_ca_location: String::new(),
+            kafka_sasl_mechanism: String::new(),
+            kafka_sasl_username: String::new(),
+            kafka_sasl_password: settings::Secret::default(),
+            kafka_security: settings::KafkaSecurity::plaintext(),
             kafka_topic: None,
             kafka_topic_status: None,
             kafka_consumer_group: "notifications".to_owned(),
@@ -104,7 +131,18 @@ impl Config {
     }
 
     /// Refuses values that would only fail later.
-    pub fn check(self) -> Result<Self, ConfigError> {
+    pub fn check(mut self) -> Result<Self, ConfigError> {
+        self.kafka_security = settings::KafkaSecurity::from_vars(
+            self.kafka_client,
+            settings::KafkaSecurityVars {
+                protocol: &self.kafka_security_protocol,
+                ca_location: &self.kafka_ssl_ca_location,
+                mechanism: &self.kafka_sasl_mechanism,
+                username: &self.kafka_sasl_username,
+                password: &self.kafka_sasl_password,
+            },
+        )
+        .map_err(ConfigError::Other)?;
         self.kafka_client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;

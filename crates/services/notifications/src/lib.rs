@@ -95,6 +95,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
         client: config.kafka_client,
+        security: config.kafka_security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
         ..bus::ConsumerConfig::new(
             brokers.clone(),
@@ -105,10 +106,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     // `/readyz`: Redis and the broker.
     let kafka_client = config.kafka_client;
+    let kafka_security = config.kafka_security.clone();
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())
         .probe("broker", move || {
-            bus::probe_for(kafka_client, &brokers, PROBE_TIMEOUT)
+            bus::probe_secured(kafka_client, &kafka_security, &brokers, PROBE_TIMEOUT)
         });
     let consumer = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => consumer,

@@ -14,8 +14,14 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_DB_TIMEOUT",
     "ORDERS_MAX_IN_FLIGHT",
     "ORDERS_IDEMPOTENCY_TTL",
+    "ORDERS_BATCH_MAX",
     "KAFKA_BROKERS",
     "KAFKA_CLIENT",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SSL_CA_LOCATION",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_SENDER_PERIOD",
@@ -68,11 +74,30 @@ pub struct Config {
     /// How long an idempotency key (`CreateOrder` metadata `idempotency-key`) is
     /// remembered; older keys are ignored and deleted by retention. Not 0.
     pub orders_idempotency_ttl: GoDuration,
+    /// Most `CreateOrder` calls written in one transaction (group commit, see
+    /// `batcher`), 1 to 1000; 1 writes each order in its own transaction.
+    pub orders_batch_max: u32,
     /// Kafka bootstrap brokers for the outbox relay.
     pub kafka_brokers: BrokerList,
     /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
     /// (Apache Kafka 3.x and 4.x, consumer-group membership).
     pub kafka_client: settings::KafkaClient,
+    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
+    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
+    pub kafka_security_protocol: String,
+    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
+    /// the system's roots.
+    pub kafka_ssl_ca_location: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
+    pub kafka_sasl_mechanism: String,
+    /// SASL user name.
+    pub kafka_sasl_username: String,
+    /// SASL password (never shown: `Debug` prints `***`).
+    pub kafka_sasl_password: settings::Secret,
+    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
+    /// set by `check` (plaintext until then).
+    #[serde(skip)]
+    pub kafka_security: settings::KafkaSecurity,
     /// Topic the relay publishes `OrderCreated` to (the Go service's name for it);
     /// see [`Config::topic`].
     pub kafka_topic: Option<String>,
@@ -119,8 +144,15 @@ impl Default for Config {
             orders_db_timeout: GoDuration::from_secs(2),
             orders_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             orders_idempotency_ttl: GoDuration(crate::idempotency::DEFAULT_TTL),
+            orders_batch_max: crate::batcher::DEFAULT_BATCH_MAX,
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
             kafka_client: settings::KafkaClient::default(),
+            kafka_security_protocol: String::new(),
+            kafka_ssl_ca_location: String::new(),
+            kafka_sasl_mechanism: String::new(),
+            kafka_sasl_username: String::new(),
+            kafka_sasl_password: settings::Secret::default(),
+            kafka_security: settings::KafkaSecurity::plaintext(),
             kafka_topic: None,
             kafka_topic_order: None,
             kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
@@ -148,7 +180,18 @@ impl Config {
         config.check()
     }
 
-    fn check(self) -> Result<Self, ConfigError> {
+    fn check(mut self) -> Result<Self, ConfigError> {
+        self.kafka_security = settings::KafkaSecurity::from_vars(
+            self.kafka_client,
+            settings::KafkaSecurityVars {
+                protocol: &self.kafka_security_protocol,
+                ca_location: &self.kafka_ssl_ca_location,
+                mechanism: &self.kafka_sasl_mechanism,
+                username: &self.kafka_sasl_username,
+                password: &self.kafka_sasl_password,
+            },
+        )
+        .map_err(ConfigError::Other)?;
         self.kafka_client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;
@@ -161,6 +204,14 @@ impl Config {
             return Err(ConfigError::Other(
                 "ORDERS_MAX_IN_FLIGHT must be at least 1 (e.g. 256)".into(),
             ));
+        }
+        if !(1..=crate::batcher::MAX_BATCH_MAX).contains(&self.orders_batch_max) {
+            return Err(ConfigError::Other(format!(
+                "ORDERS_BATCH_MAX must be from 1 to {} (e.g. {}; 1 = one transaction per order), got {}",
+                crate::batcher::MAX_BATCH_MAX,
+                crate::batcher::DEFAULT_BATCH_MAX,
+                self.orders_batch_max
+            )));
         }
         if self.orders_idempotency_ttl.get().is_zero() {
             return Err(ConfigError::Other(

@@ -7,6 +7,10 @@
 //! is per connection, and tower's `ConcurrencyLimitLayer` queues: a semaphore's
 //! `try_acquire` in the service does neither. Health and reflection are other
 //! services, not counted: an overloaded orders still answers its health checks.
+//!
+//! Unkeyed `CreateOrder` calls are group-committed through [`crate::batcher`]
+//! (`ORDERS_BATCH_MAX`); keyed ones, and all with `ORDERS_BATCH_MAX=1`, are written one
+//! per transaction.
 
 use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{
@@ -23,6 +27,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
 
 use crate::{
+    batcher::{BatchMetrics, Batcher},
     idempotency::{self, IdempotencyKey, KeyConflict},
     store::{Created, OrderStore, StoreError, StoredOrder},
     validation::validate,
@@ -43,6 +48,20 @@ pub struct OrdersApi {
     max_in_flight: usize,
     /// How long idempotency keys are remembered (`ORDERS_IDEMPOTENCY_TTL`).
     idempotency_ttl: Duration,
+    /// Group commit of unkeyed creates; see [`BatchSettings`].
+    batch: BatchSettings,
+    batch_metrics: BatchMetrics,
+    /// Started with the first unkeyed create once the store is ready.
+    batcher: OnceLock<Batcher>,
+}
+
+/// How `CreateOrder` calls are grouped into transactions (see [`crate::batcher`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// `ORDERS_BATCH_MAX`: most orders per transaction; 1 turns batching off.
+    pub max: u32,
+    /// Writer threads, each committing one batch at a time.
+    pub writers: u32,
 }
 
 /// What `/metrics` shows about the gRPC calls, whoever makes them (the gateway or a
@@ -131,12 +150,14 @@ impl Drop for CallRecord<'_> {
 
 impl OrdersApi {
     /// `max_in_flight`: at least 1; larger than tokio's semaphore maximum is capped.
-    /// `idempotency_ttl`: how long idempotency keys are remembered.
+    /// `idempotency_ttl`: how long idempotency keys are remembered; `batch`: group
+    /// commit.
     pub fn new(
         store: StoreSlot,
         metrics: &Metrics,
         max_in_flight: u32,
         idempotency_ttl: Duration,
+        batch: BatchSettings,
     ) -> Self {
         let max_in_flight = usize::try_from(max_in_flight)
             .unwrap_or(Semaphore::MAX_PERMITS)
@@ -147,6 +168,9 @@ impl OrdersApi {
             in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
             idempotency_ttl,
+            batch,
+            batch_metrics: BatchMetrics::register(metrics),
+            batcher: OnceLock::new(),
         }
     }
 
@@ -167,9 +191,18 @@ impl OrdersApi {
         let order =
             validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
         let ttl = self.idempotency_ttl;
-        let created = self
-            .with_store(move |store| store.create(&order, key.as_ref().map(|key| (key, ttl))))
-            .await?;
+        let created = match (key, self.batcher()) {
+            // Unkeyed, batching on: group commit.
+            (None, Some(batcher)) => batcher.create(order).await.map_err(store_status)?,
+            // Keyed (the key's guarantees live in the single-order statement), or
+            // batching off.
+            (key, _) => {
+                self.with_store(move |store| {
+                    store.create(&order, key.as_ref().map(|key| (key, ttl)))
+                })
+                .await?
+            }
+        };
         tracing::debug!(
             order_id = created.order_id,
             replayed = created.replayed,
@@ -188,6 +221,26 @@ impl OrdersApi {
             Some(order) => Ok(to_proto(order)),
             None => Err(Status::not_found(format!("order {order_id} not found"))),
         }
+    }
+
+    /// The group-commit queue, started on first use once the store is ready; `None`
+    /// with `ORDERS_BATCH_MAX=1` or before the store is ready.
+    fn batcher(&self) -> Option<&Batcher> {
+        if self.batch.max <= 1 {
+            return None;
+        }
+        if let Some(batcher) = self.batcher.get() {
+            return Some(batcher);
+        }
+        let store = self.store.get()?.clone();
+        Some(self.batcher.get_or_init(|| {
+            Batcher::start(
+                store,
+                self.batch.max,
+                self.batch.writers,
+                self.batch_metrics.clone(),
+            )
+        }))
     }
 
     /// Runs a blocking store call off the async runtime.

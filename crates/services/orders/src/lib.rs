@@ -6,6 +6,9 @@
 //! - `validation`: a `CreateOrderRequest` becomes a `NewOrder` or INVALID_ARGUMENT
 //!   naming the field (checked arithmetic for the total);
 //! - `store`: the order, its items and the outbox row in one transaction; reads;
+//! - `batcher`: group commit: concurrent unkeyed `CreateOrder` calls written
+//!   together, up to `ORDERS_BATCH_MAX` orders per transaction, each caller answered
+//!   on its own;
 //! - `grpc`: `orders.v1.OrdersService` on top of the store, blocking calls moved to
 //!   `spawn_blocking`, database outages answered with UNAVAILABLE, calls past
 //!   `ORDERS_MAX_IN_FLIGHT` refused at once with UNAVAILABLE ("orders overloaded");
@@ -31,6 +34,7 @@
 //! Tests and the `stack` runner call [`start`] directly; `main.rs` only adds
 //! configuration, logging and signals.
 
+mod batcher;
 pub mod config;
 mod grpc;
 pub mod idempotency;
@@ -219,6 +223,7 @@ impl Background {
             let consumer = bus::ConsumerConfig {
                 partitions: config.kafka_partitions.selected(),
                 client: config.kafka_client,
+                security: config.kafka_security.clone(),
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
                 ..bus::ConsumerConfig::new(
                     config.kafka_brokers.hosts().to_vec(),
@@ -253,7 +258,8 @@ impl Background {
                     config.kafka_brokers.hosts(),
                     "orders-outbox-relay",
                 )
-                .with_kafka_client(config.kafka_client),
+                .with_kafka_client(config.kafka_client)
+                .with_kafka_security(config.kafka_security.clone()),
             pool.clone(),
             metrics,
             shutdown.clone(),
@@ -319,6 +325,10 @@ fn grpc_server(
             metrics,
             config.orders_max_in_flight,
             config.orders_idempotency_ttl.get(),
+            grpc::BatchSettings {
+                max: config.orders_batch_max,
+                writers: batcher::writers_for_pool(config.orders_db_pool_size),
+            },
         )))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha))

@@ -137,6 +137,36 @@ WITH new_key AS (
     )
 });
 
+/// Reserves `$1` orders' and their events' ids in one round trip.
+static NEXT_BATCH_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT nextval('orders_order_id_seq'), {} FROM generate_series(1, $1::int)",
+        outbox::NEXT_EVENT_ID
+    )
+});
+
+/// Writes many orders, all their items and their outbox rows in one statement (one
+/// transaction: all rows or none), from arrays: orders `$1..$4` (ids, users, totals;
+/// one creation time), items `$5..$9` (order id, position, product, quantity, price),
+/// outbox rows `$10..$13`.
+static INSERT_ORDERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH new_orders AS (
+    INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at)
+    SELECT o.order_id, o.user_id, 'new', o.total_amount, $4, $4
+    FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS o (order_id, user_id, total_amount)
+), new_items AS (
+    INSERT INTO order_items (order_id, position, product_id, quantity, price)
+    SELECT i.order_id, i.position, i.product_id, i.quantity, i.price
+    FROM unnest($5::bigint[], $6::bigint[], $7::bigint[], $8::int[], $9::bigint[])
+         AS i (order_id, position, product_id, quantity, price)
+)
+{}",
+        outbox::insert_many_sql(10)
+    )
+});
+
 /// The live (younger than the TTL, `$3` seconds) key row of a user and key.
 static SELECT_KEY: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -206,6 +236,13 @@ impl OrderStore {
         self.observe(self.try_create(order, key))
     }
 
+    /// Stores validated orders and their `OrderCreated` events in one transaction
+    /// (all or none); their ids, in `orders`' order. No idempotency keys here.
+    pub fn create_many(&self, orders: &[&NewOrder]) -> Result<Vec<i64>, StoreError> {
+        self.observe(self.try_create_many(orders))
+    }
+
+    /// Reads one order with its items.
     pub fn get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {
         self.observe(self.try_get(order_id))
     }
@@ -291,6 +328,78 @@ impl OrderStore {
             order_id,
             replayed: true,
         })
+    }
+
+    fn try_create_many(&self, orders: &[&NewOrder]) -> Result<Vec<i64>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let count = i32::try_from(orders.len())
+            .map_err(|_| StoreError::Internal(format!("{} orders in one batch", orders.len())))?;
+        let mut client = self.client()?;
+        let next_ids = client.prepare_cached(&NEXT_BATCH_IDS)?;
+        let ids = client
+            .query(&next_ids, &[&count])?
+            .iter()
+            .map(|row| Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?)))
+            .collect::<Result<Vec<_>, postgres::Error>>()?;
+        if ids.len() != orders.len() {
+            return Err(StoreError::Internal(format!(
+                "asked for {} ids, got {}",
+                orders.len(),
+                ids.len()
+            )));
+        }
+        let created_at = Utc::now().trunc_subsecs(6);
+        let mut order_ids = Vec::with_capacity(orders.len());
+        let mut user_ids = Vec::with_capacity(orders.len());
+        let mut totals = Vec::with_capacity(orders.len());
+        let (mut item_orders, mut positions, mut product_ids, mut quantities, mut prices) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut outbox_rows = outbox::OutboxRows::with_capacity(orders.len());
+        for (order, &(order_id, event_id)) in orders.iter().zip(&ids) {
+            order_ids.push(order_id);
+            user_ids.push(order.user_id);
+            totals.push(order.total_amount);
+            for (position, item) in (1_i64..).zip(&order.items) {
+                item_orders.push(order_id);
+                positions.push(position);
+                product_ids.push(item.product_id);
+                quantities.push(item.quantity);
+                prices.push(item.price);
+            }
+            let event = OrderCreated {
+                event_id,
+                order_id,
+                user_id: order.user_id,
+                total_amount: order.total_amount,
+                created_at,
+            };
+            outbox_rows.push(OutboxRow::new(
+                event_id,
+                &self.topic,
+                contracts::message_key(order_id),
+                &event,
+            ));
+        }
+        let order_params: [&(dyn ToSql + Sync); 9] = [
+            &order_ids,
+            &user_ids,
+            &totals,
+            &created_at,
+            &item_orders,
+            &positions,
+            &product_ids,
+            &quantities,
+            &prices,
+        ];
+        let params: Vec<&(dyn ToSql + Sync)> = order_params
+            .into_iter()
+            .chain(outbox_rows.params())
+            .collect();
+        let insert_orders = client.prepare_cached(&INSERT_ORDERS)?;
+        client.execute(&insert_orders, &params)?;
+        Ok(order_ids)
     }
 
     fn try_get(&self, order_id: i64) -> Result<Option<StoredOrder>, StoreError> {

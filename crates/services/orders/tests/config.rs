@@ -28,6 +28,17 @@ fn invalid_values_stop_the_binary_naming_the_variable() {
             ("RETENTION_INTERVAL", "0", "must not be 0"),
             ("RETENTION_BATCH", "0", "from 1 to 100000"),
             ("RETENTION_BATCH", "lots", ""),
+            ("ORDERS_BATCH_MAX", "0", "from 1 to 1000"),
+            ("ORDERS_BATCH_MAX", "1001", "from 1 to 1000"),
         ],
+    );
+}
+
+#[test]
+fn kafka_tls_or_sasl_without_rdkafka_or_a_password_stops_the_binary() {
+    testkit::assert_kafka_security_refused(
+        Path::new(env!("CARGO_BIN_EXE_orders")),
+        orders::config::ENV_VARS,
+        orders::config::CONFIG_FILE_VAR,
     );
 }

@@ -23,6 +23,7 @@ fn producer(broker: &TestBroker) -> bus::Producer {
         max_retries: 5,
         client_id: "orders-test".to_owned(),
         client: bus::KafkaClient::Kafka,
+        security: bus::KafkaSecurity::plaintext(),
     })
     .unwrap()
 }

@@ -16,6 +16,11 @@ pub const ENV_VARS: &[&str] = &[
     "PAYMENTS_DB_TIMEOUT",
     "KAFKA_BROKERS",
     "KAFKA_CLIENT",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SSL_CA_LOCATION",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
@@ -52,6 +57,22 @@ pub struct Config {
     /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
     /// (Apache Kafka 3.x and 4.x, consumer-group membership).
     pub kafka_client: settings::KafkaClient,
+    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
+    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
+    pub kafka_security_protocol: String,
+    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
+    /// the system's roots.
+    pub kafka_ssl_ca_location: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
+    pub kafka_sasl_mechanism: String,
+    /// SASL user name.
+    pub kafka_sasl_username: String,
+    /// SASL password (never shown: `Debug` prints `***`).
+    pub kafka_sasl_password: settings::Secret,
+    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
+    /// set by `check` (plaintext until then).
+    #[serde(skip)]
+    pub kafka_security: settings::KafkaSecurity,
     /// Topic carrying `OrderCreated`.
     pub kafka_topic_order: String,
     /// Topic the relay publishes `PaymentStatus` to.
@@ -88,6 +109,12 @@ impl Default for Config {
             payments_db_timeout: GoDuration::from_secs(2),
             kafka_brokers: BrokerList::single("127.0.0.1", 9092),
             kafka_client: settings::KafkaClient::default(),
+            kafka_security_protocol: String::new(),
+            kafka_ssl_ca_location: String::new(),
+            kafka_sasl_mechanism: String::new(),
+            kafka_sasl_username: String::new(),
+            kafka_sasl_password: settings::Secret::default(),
+            kafka_security: settings::KafkaSecurity::plaintext(),
             kafka_topic_order: "order-topic".to_owned(),
             kafka_topic_status: "status-topic".to_owned(),
             kafka_consumer_group: "payments".to_owned(),
@@ -132,7 +159,18 @@ impl Config {
     }
 
     /// Refuses values that would only fail later.
-    pub fn check(self) -> Result<Self, ConfigError> {
+    pub fn check(mut self) -> Result<Self, ConfigError> {
+        self.kafka_security = settings::KafkaSecurity::from_vars(
+            self.kafka_client,
+            settings::KafkaSecurityVars {
+                protocol: &self.kafka_security_protocol,
+                ca_location: &self.kafka_ssl_ca_location,
+                mechanism: &self.kafka_sasl_mechanism,
+                username: &self.kafka_sasl_username,
+                password: &self.kafka_sasl_password,
+            },
+        )
+        .map_err(ConfigError::Other)?;
         self.kafka_client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;
@@ -206,5 +244,25 @@ mod tests {
             let err = config.check().unwrap_err().to_string();
             assert!(err.contains(var), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn kafka_sasl_settings_are_checked_once_and_the_password_never_shown() {
+        let config = Config {
+            kafka_client: settings::KafkaClient::Rdkafka,
+            kafka_security_protocol: "sasl_ssl".into(),
+            kafka_sasl_mechanism: "SCRAM-SHA-256".into(),
+            kafka_sasl_username: "payments".into(),
+            kafka_sasl_password: settings::Secret::new("hunter2"),
+            ..Config::default()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(
+            config.kafka_security.protocol,
+            settings::SecurityProtocol::SaslSsl
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

@@ -122,13 +122,18 @@ pub fn replay(
 
 /// The producer a replay uses: the same settings as the relay's, on `client`
 /// (`KAFKA_CLIENT`).
-pub fn producer_config(brokers: Vec<String>, client: bus::KafkaClient) -> bus::ProducerConfig {
+pub fn producer_config(
+    brokers: Vec<String>,
+    client: bus::KafkaClient,
+    security: bus::KafkaSecurity,
+) -> bus::ProducerConfig {
     bus::ProducerConfig {
         brokers,
         ack_timeout: Duration::from_secs(5),
         max_retries: 5,
         client_id: format!("{}-dead-letters", crate::CLIENT_ID),
         client,
+        security,
     }
 }
 
@@ -192,9 +197,12 @@ pub fn run(
         Command::List { limit } => list(&mut client, *limit)?,
         Command::Replay(selection) => {
             let brokers = config.kafka_brokers.hosts().to_vec();
-            let mut producer =
-                bus::Producer::connect(producer_config(brokers, config.kafka_client))
-                    .map_err(CommandError::Broker)?;
+            let mut producer = bus::Producer::connect(producer_config(
+                brokers,
+                config.kafka_client,
+                config.kafka_security.clone(),
+            ))
+            .map_err(CommandError::Broker)?;
             replay(&mut client, &mut producer, selection)?
         }
     };

@@ -141,8 +141,14 @@ async fn run(
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
     let brokers = config.kafka_brokers.hosts().to_vec();
-    let readiness = readiness(store.clone(), brokers.clone(), config.kafka_client, health)
-        .spawn(shutdown.clone());
+    let readiness = readiness(
+        store.clone(),
+        brokers.clone(),
+        config.kafka_client,
+        config.kafka_security.clone(),
+        health,
+    )
+    .spawn(shutdown.clone());
 
     let relay_config = config
         .outbox()
@@ -151,7 +157,8 @@ async fn run(
             &brokers,
             &format!("{CLIENT_ID}-relay"),
         )
-        .with_kafka_client(config.kafka_client);
+        .with_kafka_client(config.kafka_client)
+        .with_kafka_security(config.kafka_security.clone());
     let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
         Ok(relay) => relay,
         Err(err) => {
@@ -181,6 +188,7 @@ async fn run(
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
         client: config.kafka_client,
+        security: config.kafka_security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
         ..bus::ConsumerConfig::new(
             brokers,
@@ -245,11 +253,12 @@ fn readiness(
     store: PaymentStore,
     brokers: Vec<String>,
     kafka_client: bus::KafkaClient,
+    kafka_security: bus::KafkaSecurity,
     health: Arc<Health>,
 ) -> Readiness {
     Readiness::new(health)
         .probe("database", move || store.ping())
         .probe("broker", move || {
-            bus::probe_for(kafka_client, &brokers, PROBE_TIMEOUT)
+            bus::probe_secured(kafka_client, &kafka_security, &brokers, PROBE_TIMEOUT)
         })
 }

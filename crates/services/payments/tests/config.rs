@@ -26,3 +26,12 @@ fn invalid_outbox_and_retention_settings_stop_the_binary_naming_the_variable() {
         ],
     );
 }
+
+#[test]
+fn kafka_tls_or_sasl_without_rdkafka_or_a_password_stops_the_binary() {
+    testkit::assert_kafka_security_refused(
+        Path::new(env!("CARGO_BIN_EXE_payments")),
+        payments::config::ENV_VARS,
+        payments::config::CONFIG_FILE_VAR,
+    );
+}

@@ -180,6 +180,7 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
             retry_backoff_max: Duration::from_millis(500),
             client_id: "payments-test".into(),
             client: bus::KafkaClient::Kafka,
+            security: bus::KafkaSecurity::plaintext(),
         },
         Collector(seen.clone()),
         stop.clone(),

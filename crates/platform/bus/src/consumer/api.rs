@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::KafkaClient;
+use crate::{KafkaClient, KafkaSecurity};
 
 /// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
@@ -77,6 +77,9 @@ pub struct ConsumerConfig {
     pub lag_observer: Option<LagObserver>,
     /// The client library (`KAFKA_CLIENT`): the `kafka` crate or librdkafka.
     pub client: KafkaClient,
+    /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...): anything but plaintext needs
+    /// [`KafkaClient::Rdkafka`] (the `kafka` side refuses it).
+    pub security: KafkaSecurity,
 }
 
 impl ConsumerConfig {
@@ -95,6 +98,7 @@ impl ConsumerConfig {
             client_id: client_id.to_owned(),
             lag_observer: None,
             client: KafkaClient::Kafka,
+            security: KafkaSecurity::plaintext(),
         }
     }
 }

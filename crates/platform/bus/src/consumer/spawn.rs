@@ -96,5 +96,5 @@ fn validate(c: &ConsumerConfig) -> Result<(), String> {
     if c.client == KafkaClient::Rdkafka && c.partitions.is_some() {
         return Err(settings::KafkaClient::PARTITIONS_WITH_RDKAFKA.into());
     }
-    Ok(())
+    crate::rd::check_security(c.client, &c.security)
 }

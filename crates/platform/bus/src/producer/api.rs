@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::KafkaClient;
+use crate::{KafkaClient, KafkaSecurity};
 
 /// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
 pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -26,6 +26,9 @@ pub struct ProducerConfig {
     pub client_id: String,
     /// The client library (`KAFKA_CLIENT`): the `kafka` crate or librdkafka.
     pub client: KafkaClient,
+    /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...): anything but plaintext needs
+    /// [`KafkaClient::Rdkafka`] (the `kafka` side refuses it).
+    pub security: KafkaSecurity,
 }
 
 /// One record: JSON (or any bytes) with a key that picks the partition.

@@ -49,6 +49,7 @@ impl Producer {
         if config.brokers.is_empty() {
             return Err(BusError::Config("no brokers given".into()));
         }
+        crate::rd::check_security(config.client, &config.security).map_err(BusError::Config)?;
         let inner = match config.client {
             KafkaClient::Kafka => Inner::Kafka(Box::new(KafkaProducer::connect_with_shutdown(
                 config, shutdown,

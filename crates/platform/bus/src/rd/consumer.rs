@@ -124,7 +124,7 @@ fn is_no_offset(e: &KafkaError) -> bool {
 
 fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusError> {
     let wait_ms = config.fetch_max_wait.as_millis().clamp(1, 60_000);
-    super::base_config(&config.brokers, &config.client_id)
+    super::base_config(&config.brokers, &config.client_id, &config.security)
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

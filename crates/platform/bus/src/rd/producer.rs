@@ -33,15 +33,19 @@ type Report = (u64, usize, Result<(), KafkaError>);
 /// Collects the delivery reports that `BaseProducer::poll` hands over.
 struct DeliveryContext {
     reports: Mutex<Vec<Report>>,
+    /// The last global error (authentication, TLS, ...), to explain a failed connect.
+    last_error: super::LastError,
 }
 
 impl ClientContext for DeliveryContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         super::forward_log(level, fac, message);
+        self.last_error.remember_log(fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         super::forward_error(&error, reason);
+        self.last_error.remember(&error, reason);
     }
 }
 
@@ -96,7 +100,7 @@ impl RdProducer {
     ) -> Result<RdProducer, BusError> {
         let ack_ms = ack_timeout_ms(&config)?;
         let producer: BaseProducer<DeliveryContext> =
-            super::base_config(&config.brokers, &config.client_id)
+            super::base_config(&config.brokers, &config.client_id, &config.security)
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
                 // The broker's ack timeout, and the whole life of a record in
@@ -107,6 +111,7 @@ impl RdProducer {
                 .set("linger.ms", "1")
                 .create_with_context(DeliveryContext {
                     reports: Mutex::new(Vec::new()),
+                    last_error: super::LastError::default(),
                 })
                 .map_err(|e| {
                     BusError::Config(format!("cannot create the rdkafka producer: {e}"))
@@ -123,14 +128,18 @@ impl RdProducer {
 
     /// One metadata round trip (all topics).
     fn check_reachable(&mut self) -> Result<(), BusError> {
-        self.producer
-            .client()
-            .fetch_metadata(None, self.config.ack_timeout)
-            .map(|_| ())
-            .map_err(|e| BusError::Unreachable {
-                brokers: self.config.brokers.clone(),
-                last: e.to_string(),
-            })
+        super::fetch_metadata(
+            self.producer.client(),
+            || {
+                self.producer.poll(Duration::ZERO);
+            },
+            &self.producer.context().last_error,
+            self.config.ack_timeout,
+        )
+        .map_err(|e| BusError::Unreachable {
+            brokers: self.config.brokers.clone(),
+            last: self.producer.context().last_error.explain(&e),
+        })
     }
 
     /// Sends the records and waits for every acknowledgement; a retry re-sends only

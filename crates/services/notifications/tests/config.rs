@@ -1,0 +1,14 @@
+//! An invalid setting stops the real binary with a non-zero exit and a message that
+//! names the variable.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+#[test]
+fn kafka_tls_or_sasl_without_rdkafka_or_a_password_stops_the_binary() {
+    testkit::assert_kafka_security_refused(
+        Path::new(env!("CARGO_BIN_EXE_notifications")),
+        notifications::ENV_VARS,
+        notifications::CONFIG_FILE_VAR,
+    );
+}
