@@ -82,37 +82,75 @@ pub fn init_logging() -> Result<(), LoggingError> {
 
 /// A token cancelled on the first SIGTERM or SIGINT. Must be called inside a
 /// tokio runtime.
+///
+/// The signal handlers are installed before this returns, not in the spawned
+/// task: a SIGTERM that arrives right after start-up (a supervisor stopping a
+/// process it just launched) must stop the process cleanly, never with the
+/// default action that kills it mid-write.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let signals = Signals::install();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!("shutdown requested: finishing in-flight work");
         cancel.cancel();
     });
     token
 }
 
+/// SIGTERM and SIGINT streams, registered with the runtime at creation.
 #[cfg(unix)]
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch {name}; it will not stop this process cleanly");
+                None
+            }
+        };
+        Signals {
+            terminate: watch(SignalKind::terminate(), "SIGTERM"),
+            interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+        }
+    }
+
+    async fn recv(mut self) {
+        async fn next(stream: &mut Option<tokio::signal::unix::Signal>) {
+            match stream {
+                Some(stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         }
-        Err(err) => {
-            tracing::warn!(%err, "cannot watch SIGTERM; only Ctrl-C stops this process");
-            let _ = tokio::signal::ctrl_c().await;
+        tokio::select! {
+            _ = next(&mut self.terminate) => {}
+            _ = next(&mut self.interrupt) => {}
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Self {
+        Signals
+    }
+
+    async fn recv(self) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]
