@@ -1,14 +1,14 @@
 //! Idempotency keys end to end (issue 12): 50 concurrent `POST /orders` with one
 //! `Idempotency-Key` through the real gateway make one order, one outbox row, one
 //! payment and one notification in Redis. The platform runs in this process (as the
-//! bench runs it): devbroker, orders, payments, notifications and the gateway, on the
+//! bench runs it, `stack::Platform`): devbroker, orders, payments, notifications and the gateway, on the
 //! local PostgreSQL and Redis, with fresh databases and a Redis key prefix of its own.
 #![allow(clippy::unwrap_used)]
 
 use std::{sync::Arc, time::Duration};
 
-use settings::{BrokerList, ListenAddr};
-use testkit::{TestDatabase, runtime, unique_name, wait_until_async};
+use stack::{DevbrokerOptions, Platform, PlatformConfig};
+use testkit::{TestDatabase, runtime, unique_name};
 use tokio_util::sync::CancellationToken;
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -22,82 +22,19 @@ fn fifty_concurrent_posts_with_one_key_make_one_order_one_payment_one_notificati
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         let _stop = shutdown.clone().drop_guard();
-        let broker = devbroker::Broker::start(devbroker::BrokerConfig {
-            topics: ["order-topic", "status-topic"]
-                .map(|name| devbroker::TopicSpec {
-                    name: name.to_owned(),
-                    partitions: 3,
-                })
-                .to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        let brokers: BrokerList = broker.local_addr().to_string().parse().unwrap();
-        let any_port: ListenAddr = "127.0.0.1:0".parse().unwrap();
-        let orders = orders::start(
-            orders::Config {
-                orders_pg_dsn: orders_db.dsn(),
-                orders_grpc_addr: any_port,
-                orders_health_addr: any_port,
-                kafka_brokers: brokers.clone(),
-                ..Default::default()
-            },
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let payments = payments::start(
-            payments::Config {
-                payments_pg_dsn: payments_db.dsn(),
-                payments_health_addr: any_port,
-                kafka_brokers: brokers.clone(),
-                ..Default::default()
-            },
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let notifications = notifications::start(
-            notifications::Config {
-                notifications_health_addr: any_port,
-                kafka_brokers: brokers.clone(),
-                redis_key_prefix: prefix.clone(),
-                redis_ttl: "10m".parse().unwrap(),
-                ..Default::default()
-            },
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let gateway = gateway::start(
-            gateway::Config {
-                gateway_http_addr: any_port,
-                orders_grpc_addr: format!("http://{}", orders.grpc_addr).parse().unwrap(),
-                ..Default::default()
-            },
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        for health in [
-            orders.health_addr,
-            payments.health_addr,
-            notifications.health_addr,
-            gateway.http_addr,
-        ] {
-            let ready = format!("http://{health}/readyz");
-            wait_until_async(SETTLE, &ready, || async {
-                reqwest::get(&ready)
-                    .await
-                    .ok()
-                    .filter(|response| response.status().is_success())
-                    .map(|_| ())
-            })
-            .await;
-        }
+        let mut config = PlatformConfig::local(
+            orders_db.dsn(),
+            payments_db.dsn(),
+            settings::KafkaConnection::default(),
+            prefix.clone(),
+        );
+        let broker = stack::start_devbroker(&mut config, DevbrokerOptions::default())
+            .await
+            .unwrap();
+        let platform = Platform::start(config, &shutdown).await.unwrap();
+        platform.wait_ready(SETTLE).await.unwrap();
 
-        let url = Arc::new(format!("http://{}/orders", gateway.http_addr));
+        let url = Arc::new(platform.orders_url());
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let posts: Vec<_> = (0..50)
             .map(|_| {
@@ -163,12 +100,7 @@ fn fifty_concurrent_posts_with_one_key_make_one_order_one_payment_one_notificati
         });
 
         shutdown.cancel();
-        let _ = tokio::join!(
-            orders.wait(),
-            payments.wait(),
-            notifications.wait(),
-            gateway.wait()
-        );
+        platform.wait(&shutdown).await;
         broker.shutdown().await;
     });
 }

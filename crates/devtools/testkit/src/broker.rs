@@ -190,6 +190,23 @@ fn wait_answering(addr: &str, process: &mut ServiceProcess) {
     );
 }
 
+/// Writes a module `$test` holding one `#[test]` per `name => argument` pair, each
+/// calling `super::$test(argument)`: what the `on_*!` macros below expand to.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __one_test_per_setup {
+    ($test:ident: $($name:ident => $setup:expr),+ $(,)?) => {
+        mod $test {
+            $(
+                #[test]
+                fn $name() {
+                    super::$test($setup);
+                }
+            )+
+        }
+    };
+}
+
 /// Writes one `#[test]` per broker kind for a test function that takes a
 /// [`BrokerKind`]: `name::devbroker` and `name::apache_kafka_3_9`.
 ///
@@ -201,16 +218,10 @@ fn wait_answering(addr: &str, process: &mut ServiceProcess) {
 macro_rules! on_each_broker {
     ($($test:ident),+ $(,)?) => {
         $(
-            mod $test {
-                #[test]
-                fn devbroker() {
-                    super::$test($crate::BrokerKind::Devbroker);
-                }
-                #[test]
-                fn apache_kafka_3_9() {
-                    super::$test($crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9));
-                }
-            }
+            $crate::__one_test_per_setup!($test:
+                devbroker => $crate::BrokerKind::Devbroker,
+                apache_kafka_3_9 => $crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9),
+            );
         )+
     };
 }
@@ -229,24 +240,12 @@ macro_rules! on_each_broker {
 macro_rules! on_each_client {
     ($($test:ident),+ $(,)?) => {
         $(
-            mod $test {
-                #[test]
-                fn devbroker_kafka() {
-                    super::$test($crate::Setup::DEVBROKER_KAFKA);
-                }
-                #[test]
-                fn apache_kafka_3_9_kafka() {
-                    super::$test($crate::Setup::KAFKA_3_9_KAFKA);
-                }
-                #[test]
-                fn apache_kafka_3_9_rdkafka() {
-                    super::$test($crate::Setup::KAFKA_3_9_RDKAFKA);
-                }
-                #[test]
-                fn apache_kafka_4_rdkafka() {
-                    super::$test($crate::Setup::KAFKA_4_RDKAFKA);
-                }
-            }
+            $crate::__one_test_per_setup!($test:
+                devbroker_kafka => $crate::Setup::DEVBROKER_KAFKA,
+                apache_kafka_3_9_kafka => $crate::Setup::KAFKA_3_9_KAFKA,
+                apache_kafka_3_9_rdkafka => $crate::Setup::KAFKA_3_9_RDKAFKA,
+                apache_kafka_4_rdkafka => $crate::Setup::KAFKA_4_RDKAFKA,
+            );
         )+
     };
 }
@@ -257,16 +256,10 @@ macro_rules! on_each_client {
 macro_rules! on_rdkafka {
     ($($test:ident),+ $(,)?) => {
         $(
-            mod $test {
-                #[test]
-                fn apache_kafka_3_9_rdkafka() {
-                    super::$test($crate::Setup::KAFKA_3_9_RDKAFKA);
-                }
-                #[test]
-                fn apache_kafka_4_rdkafka() {
-                    super::$test($crate::Setup::KAFKA_4_RDKAFKA);
-                }
-            }
+            $crate::__one_test_per_setup!($test:
+                apache_kafka_3_9_rdkafka => $crate::Setup::KAFKA_3_9_RDKAFKA,
+                apache_kafka_4_rdkafka => $crate::Setup::KAFKA_4_RDKAFKA,
+            );
         )+
     };
 }

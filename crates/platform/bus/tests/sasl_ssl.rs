@@ -45,6 +45,34 @@ fn producer_config(bootstrap: &str, security: KafkaSecurity, max_retries: u32) -
     }
 }
 
+/// Why the readiness probe through `bootstrap` with `security` says not ready.
+fn probe_error(security: &KafkaSecurity, bootstrap: &str) -> String {
+    bus::probe_secured(
+        KafkaClient::Rdkafka,
+        security,
+        &[bootstrap.to_owned()],
+        Duration::from_secs(5),
+    )
+    .unwrap_err()
+    .to_string()
+}
+
+/// Why `Producer::connect` through `bootstrap` with `security` fails at once.
+fn connect_error(bootstrap: &str, security: KafkaSecurity) -> String {
+    Producer::connect(producer_config(bootstrap, security, 0))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+}
+
+/// A failed TLS handshake (certificate verification) as librdkafka reports it.
+fn assert_tls_refused(err: &str, case: &str) {
+    assert!(
+        err.contains("SSL") || err.contains("certificate"),
+        "{case}: {err}"
+    );
+}
+
 /// Forwards each message's value to a channel.
 struct Forward(mpsc::Sender<String>);
 
@@ -121,23 +149,13 @@ fn wrong_password_is_refused(broker: &KafkaBroker, certs: &TestCerts) {
     let bootstrap = broker.sasl_ssl_bootstrap();
     for mechanism in [SaslMechanism::ScramSha256, SaslMechanism::Plain] {
         let secured = security(certs, mechanism, wrong);
-        let err = Producer::connect(producer_config(&bootstrap, secured.clone(), 0))
-            .map(|_| ())
-            .unwrap_err()
-            .to_string();
+        let err = connect_error(&bootstrap, secured.clone());
         assert!(
             err.to_lowercase().contains("authentication"),
             "{mechanism}: {err}"
         );
         assert!(!err.contains(wrong), "{mechanism}: {err}");
-        let err = bus::probe_secured(
-            KafkaClient::Rdkafka,
-            &secured,
-            std::slice::from_ref(&bootstrap),
-            Duration::from_secs(5),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = probe_error(&secured, &bootstrap);
         assert!(
             err.to_lowercase().contains("authentication"),
             "{mechanism}: probe: {err}"
@@ -152,26 +170,8 @@ fn untrusted_ca_is_refused(broker: &KafkaBroker) {
     let other = TestCerts::for_names(&["localhost"]);
     let secured = security(&other, SaslMechanism::ScramSha256, SASL_PASSWORD);
     let bootstrap = broker.sasl_ssl_bootstrap();
-    let err = Producer::connect(producer_config(&bootstrap, secured.clone(), 0))
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("SSL") || err.contains("certificate"),
-        "untrusted CA: {err}"
-    );
-    let err = bus::probe_secured(
-        KafkaClient::Rdkafka,
-        &secured,
-        std::slice::from_ref(&bootstrap),
-        Duration::from_secs(5),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("SSL") || err.contains("certificate"),
-        "untrusted CA: probe: {err}"
-    );
+    assert_tls_refused(&connect_error(&bootstrap, secured.clone()), "untrusted CA");
+    assert_tls_refused(&probe_error(&secured, &bootstrap), "untrusted CA: probe");
 }
 
 /// `KAFKA_SECURITY_PROTOCOL=ssl` (TLS, no SASL): a round trip of one record through
@@ -215,17 +215,9 @@ fn wrong_host_name_is_refused(broker: &KafkaBroker, certs: &TestCerts) {
         .sasl_ssl_bootstrap()
         .replace("localhost", "127.0.0.1");
     let secured = security(certs, SaslMechanism::ScramSha256, SASL_PASSWORD);
-    let err = bus::probe_secured(
-        KafkaClient::Rdkafka,
-        &secured,
-        std::slice::from_ref(&by_address),
-        Duration::from_secs(5),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("SSL") || err.contains("certificate"),
-        "wrong host name: probe: {err}"
+    assert_tls_refused(
+        &probe_error(&secured, &by_address),
+        "wrong host name: probe",
     );
 }
 

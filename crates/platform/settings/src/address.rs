@@ -13,10 +13,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub struct ListenAddr(pub SocketAddr);
 
 impl ListenAddr {
+    /// `port` on every interface (`:port`), what the services listen on by default.
     pub const fn all_interfaces(port: u16) -> Self {
         Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port))
     }
 
+    /// `127.0.0.1:port`: this machine only (port 0: any free port).
+    pub const fn loopback(port: u16) -> Self {
+        Self(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    /// The socket address to bind.
     pub const fn get(self) -> SocketAddr {
         self.0
     }

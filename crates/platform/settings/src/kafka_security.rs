@@ -1,9 +1,9 @@
 //! Kafka TLS and SASL: `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`,
 //! `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`, `KAFKA_SASL_PASSWORD`.
 //!
-//! Each service keeps the five variables as plain fields of its settings
-//! ([`KafkaSecurityVars`] lists them) and turns them once, at start-up, into a
-//! [`KafkaSecurity`] with [`KafkaSecurity::from_vars`], which refuses:
+//! The five variables are plain fields of [`crate::KafkaConnection`] (which every
+//! Kafka-using service loads), turned once, at start-up, into a [`KafkaSecurity`] with
+//! [`KafkaSecurity::from_vars`], which refuses:
 //! - anything but `plaintext` with `KAFKA_CLIENT=kafka` (the `kafka` crate has no TLS
 //!   or SASL here; librdkafka, `KAFKA_CLIENT=rdkafka`, has both);
 //! - a SASL protocol without mechanism, user name or password (naming the variable);

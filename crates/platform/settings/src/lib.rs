@@ -13,7 +13,9 @@
 //! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
 //! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
 //! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
-//!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`].
+//!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`];
+//! - [`KafkaConnection`]: brokers, client and security together, the section every
+//!   Kafka-using service loads beside its own settings with [`load_with_kafka`].
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
@@ -22,6 +24,7 @@ mod address;
 mod broker_list;
 mod duration;
 mod kafka_client;
+mod kafka_connection;
 mod kafka_security;
 mod loader;
 mod partition_list;
@@ -30,8 +33,9 @@ pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
 pub use duration::GoDuration;
 pub use kafka_client::{KafkaClient, KafkaClientError};
+pub use kafka_connection::KafkaConnection;
 pub use kafka_security::{
     KafkaSecurity, KafkaSecurityVars, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
 };
-pub use loader::{ConfigError, load};
+pub use loader::{ConfigError, load, load_with_kafka};
 pub use partition_list::PartitionList;

@@ -10,6 +10,8 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::KafkaConnection;
+
 /// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -31,13 +33,32 @@ pub enum ConfigError {
 }
 
 /// Loads `T` from its `Default`, then the TOML file named by `config_file_var` (if
-/// set), then the process environment restricted to `env_vars`.
+/// set), then the process environment restricted to `env_vars`. A key in the file
+/// that is not the lowercase name of one of `env_vars` is refused (a typo would
+/// otherwise be a setting silently not applied).
 pub fn load<T>(config_file_var: &str, env_vars: &[&str]) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     load_from(&env, config_file_var, env_vars)
+}
+
+/// Loads a Kafka-using service's own settings `T` and, from the same defaults, file
+/// and environment, its [`KafkaConnection`] section, for the service to check
+/// ([`KafkaConnection::check`]) with the rest. `env_vars` lists every variable the
+/// service reads, the section's included.
+pub fn load_with_kafka<T>(
+    config_file_var: &str,
+    env_vars: &[&str],
+) -> Result<(T, KafkaConnection), ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let own = load_from(&env, config_file_var, env_vars)?;
+    let kafka = load_from(&env, config_file_var, env_vars)?;
+    Ok((own, kafka))
 }
 
 /// As [`load`], with the environment given explicitly (tests, embedding).
@@ -67,6 +88,24 @@ where
             .into_values()
             .next()
             .unwrap_or_default();
+        if let Some(unknown) = parsed
+            .keys()
+            .find(|key| !env_vars.iter().any(|var| var.eq_ignore_ascii_case(key)))
+        {
+            return Err(ConfigError::File {
+                var: config_file_var.to_owned(),
+                path: path.clone(),
+                reason: format!(
+                    "unknown key `{unknown}`: the file takes the lowercase names of the \
+                     service's variables ({})",
+                    env_vars
+                        .iter()
+                        .map(|var| var.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         file_values = parsed;
         figment = figment.merge(Toml::string(&text));
     }
@@ -218,6 +257,66 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("sample_addr = \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn a_file_key_that_names_no_variable_is_refused_naming_it() {
+        let dir = tempfile_dir();
+        let path = dir.join("typo.toml");
+        std::fs::write(&path, "sample_pool_size = 3\nsample_pool_sise = 4\n").unwrap();
+        let err = load_from::<Sample>(
+            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
+            "SAMPLE_CONFIG",
+            VARS,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("SAMPLE_CONFIG: configuration file"),
+            "{err}"
+        );
+        assert!(err.contains("unknown key `sample_pool_sise`"), "{err}");
+        assert!(err.contains("sample_pool_size"), "{err}");
+    }
+
+    #[test]
+    fn the_kafka_section_loads_beside_the_service_settings_from_the_same_sources() {
+        let mut vars = VARS.to_vec();
+        vars.extend(crate::KafkaConnection::ENV_VARS);
+        let dir = tempfile_dir();
+        let path = dir.join("kafka.toml");
+        std::fs::write(
+            &path,
+            "sample_pool_size = 3\nkafka_brokers = \"a:1,b:2\"\nkafka_sasl_username = \"file\"\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("SAMPLE_CONFIG", path.to_str().unwrap()),
+            ("KAFKA_CLIENT", "rdkafka"),
+            ("KAFKA_SASL_USERNAME", "123"),
+        ]);
+        // The service's own struct takes no `deny_unknown_fields`: the file's keys
+        // are checked against the variables instead.
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        #[serde(default)]
+        struct Service {
+            sample_pool_size: u32,
+        }
+        let sample: Service = load_from(&env, "SAMPLE_CONFIG", &vars).unwrap();
+        let kafka: crate::KafkaConnection = load_from(&env, "SAMPLE_CONFIG", &vars).unwrap();
+        assert_eq!(sample.sample_pool_size, 3);
+        assert_eq!(kafka.brokers.hosts(), ["a:1", "b:2"]);
+        assert_eq!(kafka.client, crate::KafkaClient::Rdkafka);
+        assert_eq!(kafka.sasl_username, "123");
+
+        let err = load_from::<crate::KafkaConnection>(
+            &BTreeMap::from([("KAFKA_CLIENT".to_owned(), "franz".to_owned())]),
+            "SAMPLE_CONFIG",
+            &vars,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("KAFKA_CLIENT = \"franz\""), "{err}");
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+use settings::{ConfigError, GoDuration, ListenAddr};
 
 use crate::sink::RedisTls;
 
@@ -41,31 +41,17 @@ pub const CONFIG_FILE_VAR: &str = "NOTIFICATIONS_CONFIG";
 pub const DEFAULT_TOPIC: &str = "status-topic";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+// No `deny_unknown_fields`: the Kafka section's keys are in the same file; the
+// loader refuses a key that names none of `ENV_VARS`.
+#[serde(default)]
 pub struct Config {
     /// `/healthz`, `/readyz`, `/metrics` listen address.
     pub notifications_health_addr: ListenAddr,
-    /// Kafka bootstrap brokers.
-    pub kafka_brokers: BrokerList,
-    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
-    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
-    pub kafka_client: settings::KafkaClient,
-    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
-    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
-    pub kafka_security_protocol: String,
-    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
-    /// the system's roots.
-    pub kafka_ssl_ca_location: String,
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
-    pub kafka_sasl_mechanism: String,
-    /// SASL user name.
-    pub kafka_sasl_username: String,
-    /// SASL password (never shown: `Debug` prints `***`).
-    pub kafka_sasl_password: settings::Secret,
-    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
-    /// set by `check` (plaintext until then).
+    /// Brokers, client library and TLS/SASL (`KAFKA_BROKERS`, `KAFKA_CLIENT`,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_*`, `KAFKA_SASL_*`), loaded beside the
+    /// rest by [`settings::load_with_kafka`].
     #[serde(skip)]
-    pub kafka_security: settings::KafkaSecurity,
+    pub kafka: settings::KafkaConnection,
     /// Topic carrying `PaymentStatus` (the Go worker's name for it); see [`Config::topic`].
     pub kafka_topic: Option<String>,
     /// Alias of `KAFKA_TOPIC` (the name payments publishes under); `KAFKA_TOPIC` wins.
@@ -99,14 +85,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             notifications_health_addr: ListenAddr::all_interfaces(8083),
-            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
-            kafka_client: settings::KafkaClient::default(),
-            kafka_security_protocol: String::new(),
-            kafka_ssl_ca_location: String::new(),
-            kafka_sasl_mechanism: String::new(),
-            kafka_sasl_username: String::new(),
-            kafka_sasl_password: settings::Secret::default(),
-            kafka_security: settings::KafkaSecurity::plaintext(),
+            kafka: settings::KafkaConnection::default(),
             kafka_topic: None,
             kafka_topic_status: None,
             kafka_consumer_group: "notifications".to_owned(),
@@ -126,24 +105,15 @@ impl Default for Config {
 impl Config {
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
-        config.check()
+        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        Config { kafka, ..config }.check()
     }
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka_security = settings::KafkaSecurity::from_vars(
-            self.kafka_client,
-            settings::KafkaSecurityVars {
-                protocol: &self.kafka_security_protocol,
-                ca_location: &self.kafka_ssl_ca_location,
-                mechanism: &self.kafka_sasl_mechanism,
-                username: &self.kafka_sasl_username,
-                password: &self.kafka_sasl_password,
-            },
-        )
-        .map_err(ConfigError::Other)?;
-        self.kafka_client
+        self.kafka.check()?;
+        self.kafka
+            .client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;
         if self.topic().trim().is_empty() {

@@ -91,11 +91,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
-    let brokers = config.kafka_brokers.hosts().to_vec();
+    let brokers = config.kafka.hosts();
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
-        client: config.kafka_client,
-        security: config.kafka_security.clone(),
+        client: config.kafka.client,
+        security: config.kafka.security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
         ..bus::ConsumerConfig::new(
             brokers.clone(),
@@ -105,8 +105,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         )
     };
     // `/readyz`: Redis and the broker.
-    let kafka_client = config.kafka_client;
-    let kafka_security = config.kafka_security.clone();
+    let kafka_client = config.kafka.client;
+    let kafka_security = config.kafka.security.clone();
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())
         .probe("broker", move || {

@@ -48,7 +48,10 @@ impl Harness {
             |broker| {
                 let mut config = Config {
                     notifications_health_addr: "127.0.0.1:0".parse().unwrap(),
-                    kafka_brokers: broker.bootstrap().parse().unwrap(),
+                    kafka: settings::KafkaConnection {
+                        brokers: broker.bootstrap().parse().unwrap(),
+                        ..Default::default()
+                    },
                     kafka_topic: Some(unique_name("statuses")),
                     kafka_consumer_group: unique_name("notifications"),
                     redis_addr: redis_host_port(),

@@ -3,7 +3,7 @@
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{BrokerList, ConfigError, GoDuration, ListenAddr, PartitionList};
+use settings::{ConfigError, GoDuration, ListenAddr, PartitionList};
 
 /// Every environment variable the service reads.
 pub const ENV_VARS: &[&str] = &[
@@ -55,7 +55,9 @@ pub const DEFAULT_STATUS_TOPIC: &str = "status-topic";
 pub const CONFIG_FILE_VAR: &str = "ORDERS_CONFIG";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+// No `deny_unknown_fields`: the Kafka section's keys are in the same file; the
+// loader refuses a key that names none of `ENV_VARS`.
+#[serde(default)]
 pub struct Config {
     /// PostgreSQL URL; the database is created at start-up if missing.
     pub orders_pg_dsn: String,
@@ -77,27 +79,11 @@ pub struct Config {
     /// Most `CreateOrder` calls written in one transaction (group commit, see
     /// `batcher`), 1 to 1000; 1 writes each order in its own transaction.
     pub orders_batch_max: u32,
-    /// Kafka bootstrap brokers for the outbox relay.
-    pub kafka_brokers: BrokerList,
-    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
-    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
-    pub kafka_client: settings::KafkaClient,
-    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
-    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
-    pub kafka_security_protocol: String,
-    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
-    /// the system's roots.
-    pub kafka_ssl_ca_location: String,
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
-    pub kafka_sasl_mechanism: String,
-    /// SASL user name.
-    pub kafka_sasl_username: String,
-    /// SASL password (never shown: `Debug` prints `***`).
-    pub kafka_sasl_password: settings::Secret,
-    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
-    /// set by `check` (plaintext until then).
+    /// Brokers, client library and TLS/SASL (`KAFKA_BROKERS`, `KAFKA_CLIENT`,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_*`, `KAFKA_SASL_*`), loaded beside the
+    /// rest by [`settings::load_with_kafka`].
     #[serde(skip)]
-    pub kafka_security: settings::KafkaSecurity,
+    pub kafka: settings::KafkaConnection,
     /// Topic the relay publishes `OrderCreated` to (the Go service's name for it);
     /// see [`Config::topic`].
     pub kafka_topic: Option<String>,
@@ -145,14 +131,7 @@ impl Default for Config {
             orders_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             orders_idempotency_ttl: GoDuration(crate::idempotency::DEFAULT_TTL),
             orders_batch_max: crate::batcher::DEFAULT_BATCH_MAX,
-            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
-            kafka_client: settings::KafkaClient::default(),
-            kafka_security_protocol: String::new(),
-            kafka_ssl_ca_location: String::new(),
-            kafka_sasl_mechanism: String::new(),
-            kafka_sasl_username: String::new(),
-            kafka_sasl_password: settings::Secret::default(),
-            kafka_security: settings::KafkaSecurity::plaintext(),
+            kafka: settings::KafkaConnection::default(),
             kafka_topic: None,
             kafka_topic_order: None,
             kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
@@ -176,23 +155,14 @@ impl Default for Config {
 impl Config {
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
-        config.check()
+        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        Config { kafka, ..config }.check()
     }
 
     fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka_security = settings::KafkaSecurity::from_vars(
-            self.kafka_client,
-            settings::KafkaSecurityVars {
-                protocol: &self.kafka_security_protocol,
-                ca_location: &self.kafka_ssl_ca_location,
-                mechanism: &self.kafka_sasl_mechanism,
-                username: &self.kafka_sasl_username,
-                password: &self.kafka_sasl_password,
-            },
-        )
-        .map_err(ConfigError::Other)?;
-        self.kafka_client
+        self.kafka.check()?;
+        self.kafka
+            .client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;
         if self.orders_db_pool_size == 0 {

@@ -222,11 +222,11 @@ impl Background {
             let handler = PaymentResults::new(pool.clone(), ResultMetrics::register(metrics));
             let consumer = bus::ConsumerConfig {
                 partitions: config.kafka_partitions.selected(),
-                client: config.kafka_client,
-                security: config.kafka_security.clone(),
+                client: config.kafka.client,
+                security: config.kafka.security.clone(),
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
                 ..bus::ConsumerConfig::new(
-                    config.kafka_brokers.hosts().to_vec(),
+                    config.kafka.hosts(),
                     &config.kafka_topic_status,
                     &config.kafka_consumer_group,
                     "orders-payment-results",
@@ -255,11 +255,11 @@ impl Background {
                 .outbox()
                 .relay_config(
                     &config.orders_pg_dsn,
-                    config.kafka_brokers.hosts(),
+                    config.kafka.brokers.hosts(),
                     "orders-outbox-relay",
                 )
-                .with_kafka_client(config.kafka_client)
-                .with_kafka_security(config.kafka_security.clone()),
+                .with_kafka_client(config.kafka.client)
+                .with_kafka_security(config.kafka.security.clone()),
             pool.clone(),
             metrics,
             shutdown.clone(),

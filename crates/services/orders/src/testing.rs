@@ -24,7 +24,10 @@ pub fn config(dsn: String) -> crate::Config {
         orders_grpc_addr: "127.0.0.1:0".parse().unwrap(),
         orders_health_addr: "127.0.0.1:0".parse().unwrap(),
         orders_db_pool_size: 4,
-        kafka_brokers: BrokerList::single("127.0.0.1", 1),
+        kafka: settings::KafkaConnection {
+            brokers: BrokerList::single("127.0.0.1", 1),
+            ..Default::default()
+        },
         ..crate::Config::default()
     }
 }
@@ -115,6 +118,23 @@ impl Orders {
         .await;
     }
 
+    /// The text of orders' `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let response = http.get(self.ops_url("/metrics")).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// One series of `/metrics` (e.g. `orders_batch_size_count`), 0 if absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let prefix = format!("{series} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Cancels and waits for the service to stop; its result must be Ok.
     pub async fn stop(mut self) {
         self.stop.cancel();
@@ -153,4 +173,44 @@ pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
     let [orders, items, events] =
         testkit::row_counts(dsn, ["orders", "order_items", "events"]).await;
     (orders, items, events)
+}
+
+/// The orders binary as a separate process (for kill -9 tests), on free loopback
+/// ports and the given database, its relay pointed at a port nothing listens on (the
+/// rows stay unsent).
+pub struct OrdersProcess {
+    pub process: testkit::ServiceProcess,
+    /// `http://127.0.0.1:<grpc port>`.
+    pub uri: String,
+    /// `http://127.0.0.1:<health port>/readyz`.
+    pub ready_url: String,
+}
+
+impl OrdersProcess {
+    /// Spawns the binary and waits until `/readyz` answers 200.
+    pub fn spawn(dsn: String) -> Self {
+        let grpc_port = testkit::free_port();
+        let health_port = testkit::free_port();
+        let mut process = testkit::ServiceProcess::spawn(
+            "orders",
+            &[],
+            &[
+                ("ORDERS_PG_DSN", dsn),
+                ("ORDERS_GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
+                ("ORDERS_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
+                (
+                    "KAFKA_BROKERS",
+                    format!("127.0.0.1:{}", testkit::free_port()),
+                ),
+            ],
+        );
+        let ready_url = format!("http://127.0.0.1:{health_port}/readyz");
+        testkit::wait_http_ok(&ready_url, DEADLINE);
+        process.assert_running();
+        Self {
+            process,
+            uri: format!("http://127.0.0.1:{grpc_port}"),
+            ready_url,
+        }
+    }
 }

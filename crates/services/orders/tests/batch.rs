@@ -10,27 +10,10 @@ use std::{
     time::Duration,
 };
 
-use orders::testing::{DEADLINE, Orders, config, item, request};
+use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, request};
 use proto::v1::orders_service_client::OrdersServiceClient;
-use testkit::{ServiceProcess, TestDatabase, free_port, runtime, with_db};
+use testkit::{TestDatabase, runtime, with_db};
 use tonic::Code;
-
-/// One series of orders' `/metrics` (e.g. `orders_batch_size_count`), 0 if absent.
-async fn metric(orders: &Orders, series: &str) -> f64 {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let text = http
-        .get(orders.ops_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
-        .unwrap_or(0.0)
-}
 
 /// An order as stored: user id and its items (product, quantity, price) by position.
 type Stored = (i64, Vec<(i64, i32, i64)>);
@@ -147,13 +130,13 @@ fn two_hundred_concurrent_creates_make_two_hundred_orders_each_its_callers() {
             "200 outbox rows"
         );
         assert_eq!(half_written(&db.dsn()).await, (0, 0, 0));
-        assert_eq!(metric(&orders, "orders_batch_size_sum").await, 200.0);
-        let batches = metric(&orders, "orders_batch_size_count").await;
+        assert_eq!(orders.metric("orders_batch_size_sum").await, 200.0);
+        let batches = orders.metric("orders_batch_size_count").await;
         assert!(
             (1.0..200.0).contains(&batches),
             "200 concurrent orders committed in fewer batches: {batches}"
         );
-        assert!(metric(&orders, "orders_batch_commit_seconds_count").await >= batches);
+        assert!(orders.metric("orders_batch_commit_seconds_count").await >= batches);
         orders.stop().await;
     });
 }
@@ -215,7 +198,7 @@ fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits()
         assert_eq!(orders::testing::row_counts(&db.dsn()).await.0, 20);
         assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 20);
         assert_eq!(half_written(&db.dsn()).await, (0, 0, 0));
-        let split = metric(&orders, "orders_batch_split_orders_total").await;
+        let split = orders.metric("orders_batch_split_orders_total").await;
         assert!(
             split >= 2.0,
             "the refused order was in a batch of several orders, retried one by one: {split}"
@@ -244,7 +227,7 @@ fn batch_max_one_writes_one_order_per_transaction() {
             call.await.unwrap().unwrap();
         }
         assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 20);
-        assert_eq!(metric(&orders, "orders_batch_size_count").await, 0.0);
+        assert_eq!(orders.metric("orders_batch_size_count").await, 0.0);
         orders.stop().await;
     });
 }
@@ -252,25 +235,11 @@ fn batch_max_one_writes_one_order_per_transaction() {
 #[test]
 fn a_kill_9_during_a_burst_leaves_every_acknowledged_order_whole() {
     let db = TestDatabase::new("orders_batch");
-    let grpc_port = free_port();
-    let health_port = free_port();
-    let mut orders = ServiceProcess::spawn(
-        "orders",
-        &[],
-        &[
-            ("ORDERS_PG_DSN", db.dsn()),
-            ("ORDERS_GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
-            ("ORDERS_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
-            // Nothing listens there: the relay waits, rows stay unsent.
-            ("KAFKA_BROKERS", format!("127.0.0.1:{}", free_port())),
-        ],
-    );
-    testkit::wait_http_ok(
-        &format!("http://127.0.0.1:{health_port}/readyz"),
-        Duration::from_secs(60),
-    );
-    orders.assert_running();
-    let uri = format!("http://127.0.0.1:{grpc_port}");
+    let OrdersProcess {
+        process: mut orders,
+        uri,
+        ..
+    } = OrdersProcess::spawn(db.dsn());
     let runtime = runtime();
     // (order id, n) of every create a caller saw succeed.
     let acknowledged = Arc::new(Mutex::new(Vec::new()));

@@ -8,10 +8,10 @@
 
 use std::{path::Path, time::Duration};
 
-use orders::testing::{DEADLINE, Orders, config, item, request, row_counts};
+use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, request, row_counts};
 use proto::v1::{CreateOrderRequest, orders_service_client::OrdersServiceClient};
 use settings::GoDuration;
-use testkit::{ServiceProcess, TestDatabase, free_port, runtime, with_db};
+use testkit::{TestDatabase, runtime, with_db};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
 
@@ -282,23 +282,11 @@ fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
 #[test]
 fn the_retry_after_a_kill_9_of_orders_answers_the_committed_order() {
     let db = TestDatabase::new("orders_idem");
-    let grpc_port = free_port();
-    let health_port = free_port();
-    let mut orders = ServiceProcess::spawn(
-        "orders",
-        &[],
-        &[
-            ("ORDERS_PG_DSN", db.dsn()),
-            ("ORDERS_GRPC_ADDR", format!("127.0.0.1:{grpc_port}")),
-            ("ORDERS_HEALTH_ADDR", format!("127.0.0.1:{health_port}")),
-            // Nothing listens there: the relay waits, rows stay unsent.
-            ("KAFKA_BROKERS", format!("127.0.0.1:{}", free_port())),
-        ],
-    );
-    let ready = format!("http://127.0.0.1:{health_port}/readyz");
-    let uri = format!("http://127.0.0.1:{grpc_port}");
-    testkit::wait_http_ok(&ready, Duration::from_secs(60));
-    orders.assert_running();
+    let OrdersProcess {
+        process: mut orders,
+        uri,
+        ready_url: ready,
+    } = OrdersProcess::spawn(db.dsn());
     let runtime = runtime();
     // The real gateway in front of it, which reconnects by itself after the restart.
     let stop = CancellationToken::new();

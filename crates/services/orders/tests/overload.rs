@@ -64,17 +64,7 @@ fn calls_past_the_bound_fail_at_once_with_unavailable() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(orders.health().await, Some(ServingStatus::Serving));
-        let metrics = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("http://{}/metrics", orders.health_addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = orders.metrics().await;
         let line = format!("orders_calls_shed_total {}", CALLS - BOUND as usize + 1);
         assert!(
             metrics.lines().any(|l| l == line),

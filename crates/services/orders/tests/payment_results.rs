@@ -63,7 +63,10 @@ fn stored_status(db: &TestDatabase, order_id: i64) -> (String, bool) {
 /// orders with its consumer on `topic` of `broker`.
 fn orders_config(db: &TestDatabase, broker: &TestBroker, topic: &str) -> orders::Config {
     orders::Config {
-        kafka_brokers: broker.bootstrap().parse().unwrap(),
+        kafka: settings::KafkaConnection {
+            brokers: broker.bootstrap().parse().unwrap(),
+            ..Default::default()
+        },
         kafka_topic_status: topic.to_owned(),
         kafka_consumer_group: testkit::unique_name("orders"),
         ..config(db.dsn())

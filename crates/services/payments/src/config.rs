@@ -4,7 +4,7 @@
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{BrokerList, ConfigError, GoDuration, ListenAddr};
+use settings::{ConfigError, GoDuration, ListenAddr};
 
 pub use settings::PartitionList;
 
@@ -41,7 +41,9 @@ pub const CONFIG_FILE_VAR: &str = "PAYMENTS_CONFIG";
 pub use inbox::MIN_PROCESSED_EVENTS_RETENTION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+// No `deny_unknown_fields`: the Kafka section's keys are in the same file; the
+// loader refuses a key that names none of `ENV_VARS`.
+#[serde(default)]
 pub struct Config {
     /// PostgreSQL URL; the database is created at start-up if missing.
     pub payments_pg_dsn: String,
@@ -52,27 +54,11 @@ pub struct Config {
     /// How long a caller waits for a database connection before giving up (and
     /// the message is retried).
     pub payments_db_timeout: GoDuration,
-    /// Kafka bootstrap brokers, for the consumer and the outbox relay.
-    pub kafka_brokers: BrokerList,
-    /// Kafka client library: `kafka` (default; Apache Kafka 3.x) or `rdkafka`
-    /// (Apache Kafka 3.x and 4.x, consumer-group membership).
-    pub kafka_client: settings::KafkaClient,
-    /// Kafka TLS and SASL: `plaintext` (default), `ssl`, `sasl_plaintext`, `sasl_ssl`
-    /// (anything but plaintext needs `KAFKA_CLIENT=rdkafka`).
-    pub kafka_security_protocol: String,
-    /// CA certificates (PEM) the brokers' certificates are checked against; empty:
-    /// the system's roots.
-    pub kafka_ssl_ca_location: String,
-    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (SASL protocols).
-    pub kafka_sasl_mechanism: String,
-    /// SASL user name.
-    pub kafka_sasl_username: String,
-    /// SASL password (never shown: `Debug` prints `***`).
-    pub kafka_sasl_password: settings::Secret,
-    /// The five `KAFKA_SECURITY_*`/`KAFKA_SSL_*`/`KAFKA_SASL_*` values, checked:
-    /// set by `check` (plaintext until then).
+    /// Brokers, client library and TLS/SASL (`KAFKA_BROKERS`, `KAFKA_CLIENT`,
+    /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_*`, `KAFKA_SASL_*`), loaded beside the
+    /// rest by [`settings::load_with_kafka`].
     #[serde(skip)]
-    pub kafka_security: settings::KafkaSecurity,
+    pub kafka: settings::KafkaConnection,
     /// Topic carrying `OrderCreated`.
     pub kafka_topic_order: String,
     /// Topic the relay publishes `PaymentStatus` to.
@@ -107,14 +93,7 @@ impl Default for Config {
             payments_health_addr: ListenAddr::all_interfaces(8082),
             payments_db_pool_size: 8,
             payments_db_timeout: GoDuration::from_secs(2),
-            kafka_brokers: BrokerList::single("127.0.0.1", 9092),
-            kafka_client: settings::KafkaClient::default(),
-            kafka_security_protocol: String::new(),
-            kafka_ssl_ca_location: String::new(),
-            kafka_sasl_mechanism: String::new(),
-            kafka_sasl_username: String::new(),
-            kafka_sasl_password: settings::Secret::default(),
-            kafka_security: settings::KafkaSecurity::plaintext(),
+            kafka: settings::KafkaConnection::default(),
             kafka_topic_order: "order-topic".to_owned(),
             kafka_topic_status: "status-topic".to_owned(),
             kafka_consumer_group: "payments".to_owned(),
@@ -154,24 +133,15 @@ impl Config {
 
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
-        config.check()
+        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        Config { kafka, ..config }.check()
     }
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka_security = settings::KafkaSecurity::from_vars(
-            self.kafka_client,
-            settings::KafkaSecurityVars {
-                protocol: &self.kafka_security_protocol,
-                ca_location: &self.kafka_ssl_ca_location,
-                mechanism: &self.kafka_sasl_mechanism,
-                username: &self.kafka_sasl_username,
-                password: &self.kafka_sasl_password,
-            },
-        )
-        .map_err(ConfigError::Other)?;
-        self.kafka_client
+        self.kafka.check()?;
+        self.kafka
+            .client
             .check_partitions(&self.kafka_partitions)
             .map_err(ConfigError::Other)?;
         // Consumer, relay (pool side) and readiness each hold one at times.
@@ -249,17 +219,20 @@ mod tests {
     #[test]
     fn kafka_sasl_settings_are_checked_once_and_the_password_never_shown() {
         let config = Config {
-            kafka_client: settings::KafkaClient::Rdkafka,
-            kafka_security_protocol: "sasl_ssl".into(),
-            kafka_sasl_mechanism: "SCRAM-SHA-256".into(),
-            kafka_sasl_username: "payments".into(),
-            kafka_sasl_password: settings::Secret::new("hunter2"),
+            kafka: settings::KafkaConnection {
+                client: settings::KafkaClient::Rdkafka,
+                security_protocol: "sasl_ssl".into(),
+                sasl_mechanism: "SCRAM-SHA-256".into(),
+                sasl_username: "payments".into(),
+                sasl_password: settings::Secret::new("hunter2"),
+                ..Default::default()
+            },
             ..Config::default()
         }
         .check()
         .unwrap();
         assert_eq!(
-            config.kafka_security.protocol,
+            config.kafka.security.protocol,
             settings::SecurityProtocol::SaslSsl
         );
         let shown = format!("{config:?}");

@@ -196,11 +196,11 @@ pub fn run(
     let letters = match command {
         Command::List { limit } => list(&mut client, *limit)?,
         Command::Replay(selection) => {
-            let brokers = config.kafka_brokers.hosts().to_vec();
+            let brokers = config.kafka.hosts();
             let mut producer = bus::Producer::connect(producer_config(
                 brokers,
-                config.kafka_client,
-                config.kafka_security.clone(),
+                config.kafka.client,
+                config.kafka.security.clone(),
             ))
             .map_err(CommandError::Broker)?;
             replay(&mut client, &mut producer, selection)?

@@ -140,12 +140,12 @@ async fn run(
         return Ok(()); // shut down while waiting for PostgreSQL
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
-    let brokers = config.kafka_brokers.hosts().to_vec();
+    let brokers = config.kafka.hosts();
     let readiness = readiness(
         store.clone(),
         brokers.clone(),
-        config.kafka_client,
-        config.kafka_security.clone(),
+        config.kafka.client,
+        config.kafka.security.clone(),
         health,
     )
     .spawn(shutdown.clone());
@@ -157,8 +157,8 @@ async fn run(
             &brokers,
             &format!("{CLIENT_ID}-relay"),
         )
-        .with_kafka_client(config.kafka_client)
-        .with_kafka_security(config.kafka_security.clone());
+        .with_kafka_client(config.kafka.client)
+        .with_kafka_security(config.kafka.security.clone());
     let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
         Ok(relay) => relay,
         Err(err) => {
@@ -187,8 +187,8 @@ async fn run(
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
-        client: config.kafka_client,
-        security: config.kafka_security.clone(),
+        client: config.kafka.client,
+        security: config.kafka.security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
         ..bus::ConsumerConfig::new(
             brokers,

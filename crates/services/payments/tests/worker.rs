@@ -40,7 +40,10 @@ impl Harness {
                     payments_pg_dsn: db.dsn(),
                     payments_health_addr: "127.0.0.1:0".parse().unwrap(),
                     payments_db_timeout: settings::GoDuration::from_millis(500),
-                    kafka_brokers: broker.bootstrap().parse().unwrap(),
+                    kafka: settings::KafkaConnection {
+                        brokers: broker.bootstrap().parse().unwrap(),
+                        ..Default::default()
+                    },
                     kafka_topic_order: unique_name("orders"),
                     kafka_topic_status: unique_name("statuses"),
                     kafka_consumer_group: unique_name("payments"),

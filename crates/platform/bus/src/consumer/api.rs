@@ -1,11 +1,16 @@
 //! The client-neutral consumer API: what a consumer reads ([`ConsumerConfig`]), what
 //! it hands over ([`Message`]), who handles it ([`Handler`], [`BatchFailure`]) and who
-//! is told its lag ([`LagObserver`], [`LAG_INTERVAL`]). Both consumer loops
+//! is told its lag ([`LagObserver`], [`LAG_INTERVAL`]), and how one partition's
+//! messages are handed over and retried ([`hand_over`]). Both consumer loops
 //! (`crate::kafka_crate::consumer`, `crate::rd::consumer`) take these types; this file
 //! imports neither.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use backoff::Backoff;
+use lifecycle::stop;
+use tokio_util::sync::CancellationToken;
 
 use crate::{KafkaClient, KafkaSecurity};
 
@@ -177,4 +182,56 @@ pub struct BatchFailure<E> {
     pub handled: usize,
     /// Why the next one was not.
     pub error: E,
+}
+
+/// What [`hand_over`] tells the consumer loop about its progress.
+pub(crate) enum Progress<'m, 'a> {
+    /// Every message up to this one is handled: its offset may be committed.
+    Handled(&'m Message<'a>),
+    /// The handler failed at a message and is about to be retried after a delay:
+    /// save the progress made so far and report the lag while the partition is stuck.
+    Stuck(&'m Message<'a>),
+}
+
+/// Hands one partition's messages (offset order) to `handler`, retrying from the
+/// first message not handled, with backoff, until all are handled. `progress` hears
+/// of every step (the client's way to mark offsets and commit). Returns true if the
+/// shutdown was requested while a message was still failing (the rest is left for
+/// the next run to redeliver).
+pub(crate) fn hand_over<H: Handler>(
+    config: &ConsumerConfig,
+    handler: &mut H,
+    shutdown: &CancellationToken,
+    messages: &[Message<'_>],
+    mut progress: impl FnMut(Progress<'_, '_>),
+) -> bool {
+    let mut pending = messages;
+    let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
+    while let Some(first) = pending.first().copied() {
+        let result = handler.handle_batch(pending);
+        let handled = match &result {
+            Ok(()) => pending.len(),
+            Err(failure) => failure.handled.min(pending.len()),
+        };
+        if let Some(done) = handled.checked_sub(1).map(|last| &pending[last]) {
+            progress(Progress::Handled(done));
+            backoff.reset();
+        }
+        pending = &pending[handled..];
+        let Err(failure) = result else { break };
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            topic = first.topic,
+            partition = first.partition,
+            offset = pending.first().map_or(first.offset, |m| m.offset),
+            error = %failure.error,
+            ?delay,
+            "handler failed; retrying from the same message"
+        );
+        progress(Progress::Stuck(&first));
+        if stop::sleep(shutdown, delay) {
+            return true;
+        }
+    }
+    false
 }

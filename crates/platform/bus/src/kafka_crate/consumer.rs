@@ -21,7 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::guarded;
 use crate::compat;
-use crate::consumer::api::{ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message};
+use crate::consumer::api::{
+    ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress, hand_over,
+};
 use crate::error::BusError;
 
 fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
@@ -239,41 +241,32 @@ fn handle_batch<H: Handler>(
                 value: m.value,
             })
             .collect();
-        let mut pending: &[Message<'_>] = &batch;
-        let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
-        while let Some(first) = pending.first().copied() {
-            let result = handler.handle_batch(pending);
-            let handled = match &result {
-                Ok(()) => pending.len(),
-                Err(failure) => failure.handled.min(pending.len()),
-            };
-            if let Some(done) = handled.checked_sub(1).map(|last| pending[last]) {
-                if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
-                    tracing::warn!(error = %e, "cannot mark messages consumed");
+        let stopped = hand_over(
+            config,
+            handler,
+            shutdown,
+            &batch,
+            |progress| match progress {
+                Progress::Handled(done) => {
+                    if let Err(e) =
+                        consumer.consume_message(done.topic, done.partition, done.offset)
+                    {
+                        tracing::warn!(error = %e, "cannot mark messages consumed");
+                    }
                 }
-                backoff.reset();
-            }
-            pending = &pending[handled..];
-            let Err(failure) = result else { break };
-            let delay = backoff.next_delay();
-            tracing::warn!(
-                topic = first.topic,
-                partition = first.partition,
-                offset = pending.first().map_or(first.offset, |m| m.offset),
-                error = %failure.error,
-                ?delay,
-                "handler failed; retrying from the same message"
-            );
-            // Save the progress made before the failing message while it is stuck.
-            if let Err(e) = commit(consumer) {
-                tracing::debug!(error = %e, "commit while retrying failed");
-            }
-            if let Some(meter) = lag.as_mut() {
-                meter.report_when_due(config, consumer);
-            }
-            if stop::sleep(shutdown, delay) {
-                return Batch::ShutdownRequested;
-            }
+                Progress::Stuck(_) => {
+                    // Save the progress made before the failing message while it is stuck.
+                    if let Err(e) = commit(consumer) {
+                        tracing::debug!(error = %e, "commit while retrying failed");
+                    }
+                    if let Some(meter) = lag.as_mut() {
+                        meter.report_when_due(config, consumer);
+                    }
+                }
+            },
+        );
+        if stopped {
+            return Batch::ShutdownRequested;
         }
         if shutdown.is_cancelled() {
             return Batch::ShutdownRequested;

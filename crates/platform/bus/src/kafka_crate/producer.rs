@@ -6,16 +6,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use backoff::Backoff;
 use kafka::client::{KafkaClient as CrateClient, ProduceMessage, RequiredAcks};
-use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
 use super::guarded;
 use crate::compat;
 use crate::error::BusError;
 use crate::partitioner;
-use crate::producer::api::{INITIAL_BACKOFF, MAX_BACKOFF, ProducerConfig, Record};
+use crate::producer::api::{self, ProducerConfig, Record};
 
 /// The producer on the `kafka` crate's client, with `RequiredAcks::All`.
 ///
@@ -93,37 +91,15 @@ impl KafkaProducer {
 
     fn with_retries<T>(
         &mut self,
-        mut op: impl FnMut(&mut Self) -> Result<T, BusError>,
+        op: impl FnMut(&mut Self) -> Result<T, BusError>,
     ) -> Result<T, BusError> {
-        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match op(self) {
-                Ok(v) => return Ok(v),
-                // Shutting down: the caller retries later, if at all.
-                Err(e) if self.shutdown.is_cancelled() => return Err(e),
-                Err(e) if e.is_transient() && attempt <= self.config.max_retries => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, attempt, ?delay, "kafka produce failed; retrying");
-                    // Start over with fresh connections and metadata: a broken socket or a
-                    // moved leader must not be reused.
-                    self.client = new_client(&self.config);
-                    self.partitions.clear();
-                    if stop::sleep(&self.shutdown, delay) {
-                        return Err(e);
-                    }
-                }
-                // Only a transient error ran out of retries; any other is returned as is.
-                Err(e) if attempt > 1 && e.is_transient() => {
-                    return Err(BusError::RetriesExhausted {
-                        attempts: attempt,
-                        last: Box::new(e),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (max_retries, shutdown) = (self.config.max_retries, self.shutdown.clone());
+        api::with_retries(self, "kafka", max_retries, &shutdown, op, |p| {
+            // Start over with fresh connections and metadata: a broken socket or a
+            // moved leader must not be reused.
+            p.client = new_client(&p.config);
+            p.partitions.clear();
+        })
     }
 
     /// Partition count of `topic`, asking the broker (which may create it) if unknown.

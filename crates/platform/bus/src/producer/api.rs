@@ -1,11 +1,17 @@
 //! The client-neutral producer API: how a producer connects and sends
-//! ([`ProducerConfig`]), what it sends ([`Record`]) and the retry backoff both
-//! producers use ([`INITIAL_BACKOFF`], [`MAX_BACKOFF`]). Both producers
+//! ([`ProducerConfig`]), what it sends ([`Record`]) and the retry loop both
+//! producers run ([`with_retries`], backoff from [`INITIAL_BACKOFF`] to
+//! [`MAX_BACKOFF`]). Both producers
 //! (`crate::kafka_crate::producer`, `crate::rd::producer`) take these; this file
 //! imports neither.
 
 use std::time::Duration;
 
+use backoff::Backoff;
+use lifecycle::stop;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::BusError;
 use crate::{KafkaClient, KafkaSecurity};
 
 /// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
@@ -40,4 +46,45 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     /// The value (JSON).
     pub value: &'a [u8],
+}
+
+/// Runs `op` on `producer` until it succeeds, fails with a non-transient error, the
+/// producer is shut down, or `max_retries` transient failures have passed (then
+/// [`BusError::RetriesExhausted`]). Before each retry `reset` runs (a client that
+/// must drop its connections does it there) and the backoff delay is slept,
+/// cut short by `shutdown`.
+pub(crate) fn with_retries<P, T>(
+    producer: &mut P,
+    client_name: &str,
+    max_retries: u32,
+    shutdown: &CancellationToken,
+    mut op: impl FnMut(&mut P) -> Result<T, BusError>,
+    mut reset: impl FnMut(&mut P),
+) -> Result<T, BusError> {
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        match op(producer) {
+            Ok(v) => return Ok(v),
+            // Shutting down: the caller retries later, if at all.
+            Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) if e.is_transient() && attempt <= max_retries => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, attempt, ?delay, "{client_name} produce failed; retrying");
+                reset(producer);
+                if stop::sleep(shutdown, delay) {
+                    return Err(e);
+                }
+            }
+            // Only a transient error ran out of retries; any other is returned as is.
+            Err(e) if attempt > 1 && e.is_transient() => {
+                return Err(BusError::RetriesExhausted {
+                    attempts: attempt,
+                    last: Box::new(e),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }

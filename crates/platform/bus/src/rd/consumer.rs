@@ -33,7 +33,9 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::api::{ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message};
+use crate::consumer::api::{
+    ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress, hand_over,
+};
 use crate::error::BusError;
 
 /// Most messages one poll drains before they are handled.
@@ -283,49 +285,38 @@ fn handle_polled<H: Handler>(
         let Some(batch) = by_partition.remove(&partition) else {
             continue;
         };
-        let mut pending: &[Message<'_>] = &batch;
-        let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
-        while let Some(first) = pending.first().copied() {
-            let result = handler.handle_batch(pending);
-            let handled = match &result {
-                Ok(()) => pending.len(),
-                Err(failure) => failure.handled.min(pending.len()),
-            };
-            if let Some(done) = handled.checked_sub(1).map(|last| pending[last]) {
-                // The next offset to read is stored: committed with the next commit.
-                if let Err(e) = store_next(consumer, &done) {
-                    tracing::warn!(
-                        topic = done.topic,
-                        partition = done.partition,
-                        error = %e,
-                        "cannot store the offset (partition revoked?); it may be redelivered"
-                    );
+        let stopped = hand_over(
+            config,
+            handler,
+            shutdown,
+            &batch,
+            |progress| match progress {
+                Progress::Handled(done) => {
+                    // The next offset to read is stored: committed with the next commit.
+                    if let Err(e) = store_next(consumer, done) {
+                        tracing::warn!(
+                            topic = done.topic,
+                            partition = done.partition,
+                            error = %e,
+                            "cannot store the offset (partition revoked?); it may be redelivered"
+                        );
+                    }
                 }
-                backoff.reset();
-            }
-            pending = &pending[handled..];
-            let Err(failure) = result else { break };
-            let delay = backoff.next_delay();
-            tracing::warn!(
-                topic = first.topic,
-                partition = first.partition,
-                offset = pending.first().map_or(first.offset, |m| m.offset),
-                error = %failure.error,
-                ?delay,
-                "handler failed; retrying from the same message"
-            );
-            // Save the progress made before the failing message while it is stuck.
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-                && !is_no_offset(&e)
-            {
-                tracing::debug!(error = %e, "commit while retrying failed");
-            }
-            if let Some(meter) = lag.as_mut() {
-                meter.report_when_due(consumer, first.topic);
-            }
-            if stop::sleep(shutdown, delay) {
-                return true;
-            }
+                Progress::Stuck(first) => {
+                    // Save the progress made before the failing message while it is stuck.
+                    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                        && !is_no_offset(&e)
+                    {
+                        tracing::debug!(error = %e, "commit while retrying failed");
+                    }
+                    if let Some(meter) = lag.as_mut() {
+                        meter.report_when_due(consumer, first.topic);
+                    }
+                }
+            },
+        );
+        if stopped {
+            return true;
         }
         if shutdown.is_cancelled() {
             return true;

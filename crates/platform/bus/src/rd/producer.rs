@@ -9,8 +9,6 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use backoff::Backoff;
-use lifecycle::stop;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -18,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _,
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BusError;
-use crate::producer::api::{INITIAL_BACKOFF, MAX_BACKOFF, ProducerConfig, Record};
+use crate::producer::api::{self, ProducerConfig, Record};
 
 /// How long a delivery may still be waited for once the stop signal is given.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -151,31 +149,11 @@ impl RdProducer {
 
     fn with_retries<T>(
         &mut self,
-        mut op: impl FnMut(&mut Self) -> Result<T, BusError>,
+        op: impl FnMut(&mut Self) -> Result<T, BusError>,
     ) -> Result<T, BusError> {
-        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            match op(self) {
-                Ok(v) => return Ok(v),
-                Err(e) if self.shutdown.is_cancelled() => return Err(e),
-                Err(e) if e.is_transient() && attempt <= self.config.max_retries => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, attempt, ?delay, "rdkafka produce failed; retrying");
-                    if stop::sleep(&self.shutdown, delay) {
-                        return Err(e);
-                    }
-                }
-                Err(e) if attempt > 1 && e.is_transient() => {
-                    return Err(BusError::RetriesExhausted {
-                        attempts: attempt,
-                        last: Box::new(e),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (max_retries, shutdown) = (self.config.max_retries, self.shutdown.clone());
+        // librdkafka reconnects by itself: nothing to reset between attempts.
+        api::with_retries(self, "rdkafka", max_retries, &shutdown, op, |_| {})
     }
 
     /// Enqueues `pending`, waits for its delivery reports and keeps in `pending` only

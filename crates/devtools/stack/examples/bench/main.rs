@@ -11,6 +11,9 @@
 //!   group commit; 1 = one transaction per order, the default 64), side by side in the
 //!   table; e.g. `--brokers devbroker --batch-max 1,64 --paced-rate half`.
 //!
+//! - the CPU split of the burst: PostgreSQL, the services, the load generator, Redis
+//!   and Apache Kafka's JVM, in cores (see `cpu.rs`).
+//!
 //! - with `--overload-concurrency N`: an overload phase after the paced one, N clients
 //!   in a closed loop against a second gateway whose `GATEWAY_MAX_IN_FLIGHT` is
 //!   `--overload-max-in-flight` (default 32), for `--overload-seconds`: accepted/s,
@@ -44,6 +47,8 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+mod cpu;
 
 use clap::Parser;
 use tokio::sync::Semaphore;
@@ -179,6 +184,8 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// Who spent the CPU from the burst's first request to its last notification.
+    burst_cpu: String,
 }
 
 /// The broker a run talks to; Apache Kafka's JVM is stopped when this is dropped.
@@ -193,6 +200,12 @@ type Arrivals = Arc<Mutex<HashMap<i64, Instant>>>;
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // The load generator runs on its own named threads so that its CPU is told
+    // apart from the services' in the CPU split.
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .thread_name(cpu::LOAD_THREAD_NAME)
         .enable_all()
         .build()?;
 
@@ -241,16 +254,24 @@ fn main() -> anyhow::Result<()> {
             track_payments,
             batch_max,
         };
-        let figures = runtime.block_on(drive(&args, kafka, run, &orders_db, &payments_db))?;
+        let figures = runtime.block_on(drive(
+            &args,
+            load.handle(),
+            kafka,
+            run,
+            &orders_db,
+            &payments_db,
+        ))?;
         all.push(figures);
     }
     drop(runtime);
+    drop(load);
 
     println!("== side by side (pgbench reference: {pgbench_tps:.0} create-order transactions/s)");
     println!(
-        "| broker, client, orders, ORDERS_BATCH_MAX | gateway orders/s (x pgbench) | with Idempotency-Key orders/s (cost) | end to end orders/s (x pgbench) | backlog after burst | paced orders/s: p50 / p99 / max |"
+        "| broker, client, orders, ORDERS_BATCH_MAX | gateway orders/s (x pgbench) | with Idempotency-Key orders/s (cost) | end to end orders/s (x pgbench) | backlog after burst | paced orders/s: p50 / p99 / max | CPU in the burst, cores |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for f in &all {
         let keyed = f.keyed_gateway_rate.map_or_else(
             || "not run (--idempotency-keys)".to_owned(),
@@ -262,7 +283,7 @@ fn main() -> anyhow::Result<()> {
             },
         );
         println!(
-            "| {} | {:.0} ({:.2}) | {} | {:.0} ({:.2}; {} notified) | {:+.3} s | {}/s: {:.1} / {:.1} / {:.1} ms |",
+            "| {} | {:.0} ({:.2}) | {} | {:.0} ({:.2}; {} notified) | {:+.3} s | {}/s: {:.1} / {:.1} / {:.1} ms | {} |",
             f.broker,
             f.gateway_rate,
             f.gateway_rate / pgbench_tps,
@@ -274,7 +295,8 @@ fn main() -> anyhow::Result<()> {
             f.paced_rate,
             f.p50.as_secs_f64() * 1e3,
             f.p99.as_secs_f64() * 1e3,
-            f.max.as_secs_f64() * 1e3
+            f.max.as_secs_f64() * 1e3,
+            f.burst_cpu
         );
     }
     println!(
@@ -342,6 +364,7 @@ struct Run {
 /// the burst and the paced phase, stops everything and returns the figures.
 async fn drive(
     args: &Args,
+    load: &tokio::runtime::Handle,
     kafka: Option<testkit::KafkaBroker>,
     run: Run,
     orders_db: &testkit::TestDatabase,
@@ -360,100 +383,42 @@ async fn drive(
     let prefix = format!("{}:", testkit::unique_name("bench"));
     let shutdown = CancellationToken::new();
 
+    let mut config = stack::PlatformConfig::local(
+        orders_db.dsn(),
+        payments_db.dsn(),
+        settings::KafkaConnection {
+            client,
+            ..Default::default()
+        },
+        prefix.clone(),
+    );
+    config.orders.orders_track_payments = track_payments;
+    config.orders.orders_batch_max = batch_max;
     let broker = match kafka {
-        Some(kafka) => BenchBroker::Kafka(kafka),
+        Some(kafka) => {
+            config.use_brokers(kafka.bootstrap().parse()?);
+            BenchBroker::Kafka(kafka)
+        }
         None => BenchBroker::Devbroker(
-            devbroker::Broker::start(devbroker::BrokerConfig {
-                topics: ["order-topic", "status-topic"]
-                    .map(|name| devbroker::TopicSpec {
-                        name: name.to_owned(),
-                        partitions: 3,
-                    })
-                    .to_vec(),
-                ..Default::default()
-            })
-            .await?,
+            stack::start_devbroker(&mut config, stack::DevbrokerOptions::default()).await?,
         ),
     };
-    let (broker_name, bootstrap) = match &broker {
-        BenchBroker::Devbroker(b) => (
-            format!("devbroker, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}"),
-            b.local_addr().to_string(),
-        ),
-        BenchBroker::Kafka(k) => (
-            format!(
-                "Apache Kafka {}, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}",
-                k.release()
-            ),
-            k.bootstrap(),
+    let broker_name = match &broker {
+        BenchBroker::Devbroker(_) => {
+            format!("devbroker, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}")
+        }
+        BenchBroker::Kafka(k) => format!(
+            "Apache Kafka {}, {client}, {tracking}, ORDERS_BATCH_MAX={batch_max}",
+            k.release()
         ),
     };
-    println!("==== on {broker_name} ({bootstrap})");
-    let brokers: settings::BrokerList = bootstrap.parse()?;
-    let any_port: settings::ListenAddr = "127.0.0.1:0".parse()?;
-
-    let orders = orders::start(
-        orders::Config {
-            orders_pg_dsn: orders_db.dsn(),
-            orders_grpc_addr: any_port,
-            orders_health_addr: any_port,
-            kafka_brokers: brokers.clone(),
-            kafka_client: client,
-            orders_track_payments: track_payments,
-            orders_batch_max: batch_max,
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    let payments = payments::start(
-        payments::Config {
-            payments_pg_dsn: payments_db.dsn(),
-            payments_health_addr: any_port,
-            kafka_brokers: brokers.clone(),
-            kafka_client: client,
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    let notifications = notifications::start(
-        notifications::Config {
-            notifications_health_addr: any_port,
-            kafka_brokers: brokers.clone(),
-            kafka_client: client,
-            redis_key_prefix: prefix.clone(),
-            redis_ttl: "10m".parse()?,
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    let gateway = gateway::start(
-        gateway::Config {
-            gateway_http_addr: any_port,
-            orders_grpc_addr: format!("http://{}", orders.grpc_addr).parse()?,
-            ..Default::default()
-        },
-        shutdown.clone(),
-    )
-    .await?;
-    let url = format!("http://{}/orders", gateway.http_addr);
-    for health in [
-        orders.health_addr,
-        payments.health_addr,
-        notifications.health_addr,
-    ] {
-        let ready = format!("http://{health}/readyz");
-        testkit::wait_until_async(Duration::from_secs(60), &ready, || async {
-            reqwest::get(&ready)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await;
-    }
+    println!(
+        "==== on {broker_name} ({})",
+        config.orders.kafka.brokers.hosts().join(",")
+    );
+    let platform = stack::Platform::start(config, &shutdown).await?;
+    platform.wait_ready(Duration::from_secs(60)).await?;
+    let url = platform.orders_url();
 
     let arrivals: Arrivals = Arc::default();
     let listener = spawn_arrival_listener(&prefix, arrivals.clone())?;
@@ -462,7 +427,8 @@ async fn drive(
         .build()?;
 
     // Warm-up: connections, prepared plans, consumer positions.
-    burst(&client, &url, 200, 16, None).await?;
+    load.spawn(burst(client.clone(), url.clone(), 200, 16, None))
+        .await??;
     wait_for_arrivals(&arrivals, 200, Duration::from_secs(60)).await;
     arrivals.lock().unwrap().clear();
 
@@ -470,8 +436,17 @@ async fn drive(
         "== burst: {} orders through the gateway, {} in flight",
         args.orders, args.concurrency
     );
+    let cpu_before = cpu::CpuSample::take();
     let start = Instant::now();
-    let accepted = burst(&client, &url, args.orders, args.concurrency, None).await?;
+    let accepted = load
+        .spawn(burst(
+            client.clone(),
+            url.clone(),
+            args.orders,
+            args.concurrency,
+            None,
+        ))
+        .await??;
     let gateway_secs = start.elapsed().as_secs_f64();
     let gateway_rate = args.orders as f64 / gateway_secs;
     let settled = wait_for_arrivals(&arrivals, args.orders, Duration::from_secs(300)).await;
@@ -483,6 +458,7 @@ async fn drive(
             .max()
             .copied()
     };
+    let burst_cpu = cpu_before.split_until(&cpu::CpuSample::take());
     let e2e_secs = last_arrival.map_or(f64::NAN, |last| (last - start).as_secs_f64());
     let backlog_after_burst = last_arrival.map_or(f64::NAN, |last| {
         (last - (start + Duration::from_secs_f64(gateway_secs))).as_secs_f64()
@@ -495,6 +471,7 @@ async fn drive(
         args.orders as f64 / e2e_secs,
         backlog_after_burst
     );
+    println!("CPU from the first request to the last notification, cores: {burst_cpu}");
     arrivals.lock().unwrap().clear();
 
     let keyed_gateway_rate = if args.idempotency_keys {
@@ -504,7 +481,15 @@ async fn drive(
         );
         let keys = testkit::unique_name("bench-key");
         let start = Instant::now();
-        let accepted = burst(&client, &url, args.orders, args.concurrency, Some(&keys)).await?;
+        let accepted = load
+            .spawn(burst(
+                client.clone(),
+                url.clone(),
+                args.orders,
+                args.concurrency,
+                Some(keys),
+            ))
+            .await??;
         let rate = args.orders as f64 / start.elapsed().as_secs_f64();
         println!(
             "gateway POST /orders with Idempotency-Key: {rate:.0} orders/s ({:+.1}% against {gateway_rate:.0} without)",
@@ -523,7 +508,14 @@ async fn drive(
         "== paced: {paced_rate} orders/s ({:?}) for {} s, latency accepted -> notification in Redis",
         args.paced_rate, args.paced_seconds
     );
-    let accepted = paced(&client, &url, paced_rate, args.paced_seconds).await?;
+    let accepted = load
+        .spawn(paced(
+            client.clone(),
+            url.clone(),
+            paced_rate,
+            args.paced_seconds,
+        ))
+        .await??;
     wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(120)).await;
     let mut latencies: Vec<Duration> = {
         let arrivals = arrivals.lock().unwrap();
@@ -553,15 +545,17 @@ async fn drive(
     );
     if let Some(concurrency) = args.overload_concurrency {
         arrivals.lock().unwrap().clear();
-        overload(args, concurrency, orders.grpc_addr, &arrivals, &shutdown).await?;
+        overload(
+            args,
+            concurrency,
+            platform.orders.grpc_addr,
+            &arrivals,
+            &shutdown,
+        )
+        .await?;
     }
     shutdown.cancel();
-    let _ = tokio::join!(
-        orders.wait(),
-        payments.wait(),
-        notifications.wait(),
-        gateway.wait()
-    );
+    platform.wait(&shutdown).await;
     if let BenchBroker::Devbroker(broker) = broker {
         broker.shutdown().await;
     } else {
@@ -580,6 +574,7 @@ async fn drive(
         p50: pick(0.50),
         p99: pick(0.99),
         max: latencies.last().copied().unwrap_or_default(),
+        burst_cpu: burst_cpu.to_string(),
     })
 }
 
@@ -724,18 +719,18 @@ async fn place(
 /// Closed loop: `count` orders, `concurrency` in flight; with `keys`, request `i`
 /// carries the `Idempotency-Key` `{keys}-{i}`. Returns id -> accepted at.
 async fn burst(
-    client: &reqwest::Client,
-    url: &str,
+    client: reqwest::Client,
+    url: String,
     count: usize,
     concurrency: usize,
-    keys: Option<&str>,
+    keys: Option<String>,
 ) -> anyhow::Result<HashMap<i64, Instant>> {
     let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = Vec::with_capacity(count);
     for i in 0..count {
         let permit = permits.clone().acquire_owned().await?;
         let (client, url) = (client.clone(), url.to_owned());
-        let key = keys.map(|keys| format!("{keys}-{i}"));
+        let key = keys.as_ref().map(|keys| format!("{keys}-{i}"));
         tasks.push(tokio::spawn(async move {
             let result = place(&client, &url, 1 + i as i64, key).await;
             drop(permit);
@@ -752,8 +747,8 @@ async fn burst(
 
 /// Open loop at `rate` orders/s for `seconds`. Returns id -> accepted at.
 async fn paced(
-    client: &reqwest::Client,
-    url: &str,
+    client: reqwest::Client,
+    url: String,
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<HashMap<i64, Instant>> {
