@@ -52,7 +52,7 @@ pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
 pub use process::{
     KillOnDrop, ServiceProcess, assert_kafka_security_refused, assert_setting_refused,
     assert_settings_refused, binary, free_port, http_get_status, http_request, metric, run_to_exit,
-    wait_for_metric, wait_http_ok,
+    service_vars, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
 /// `KAFKA_CLIENT`: the client a [`Setup`] runs the code under test on.

@@ -106,16 +106,24 @@ pub fn assert_setting_refused(
     assert!(stderr.contains(expected), "{var}={value:?}: {stderr}");
 }
 
+/// Every variable a service reads: its own (`env_vars`), the Kafka connection's and
+/// its configuration-file variable; what a test clears before setting its own.
+pub fn service_vars<'a>(env_vars: &[&'a str], config_file_var: &'a str) -> Vec<&'a str> {
+    let mut all = env_vars.to_vec();
+    all.extend(settings::KafkaConnection::ENV_VARS);
+    all.push(config_file_var);
+    all
+}
+
 /// [`assert_setting_refused`] for each case, with every variable the service reads
-/// (`env_vars`, and its configuration-file variable) cleared but the case's.
+/// ([`service_vars`]) cleared but the case's.
 pub fn assert_settings_refused(
     program: &Path,
     env_vars: &[&str],
     config_file_var: &str,
     cases: &[(&str, &str, &str)],
 ) {
-    let mut clear = env_vars.to_vec();
-    clear.push(config_file_var);
+    let clear = service_vars(env_vars, config_file_var);
     for case in cases {
         assert_setting_refused(program, &clear, &[], *case);
     }
@@ -127,8 +135,7 @@ pub fn assert_settings_refused(
 /// and a SASL protocol on `rdkafka` without a password.
 pub fn assert_kafka_security_refused(program: &Path, env_vars: &[&str], config_file_var: &str) {
     const PASSWORD: &str = "never-print-me";
-    let mut clear = env_vars.to_vec();
-    clear.push(config_file_var);
+    let clear = service_vars(env_vars, config_file_var);
     let sasl = [
         ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-256"),
         ("KAFKA_SASL_USERNAME", "platform"),

@@ -44,10 +44,10 @@ where
     load_from(&env, config_file_var, env_vars)
 }
 
-/// Loads a Kafka-using service's own settings `T` and, from the same defaults, file
-/// and environment, its [`KafkaConnection`] section, for the service to check
-/// ([`KafkaConnection::check`]) with the rest. `env_vars` lists every variable the
-/// service reads, the section's included.
+/// Loads a Kafka-using service's own settings `T` (its variables: `env_vars`) and,
+/// from the same defaults, file and environment, its [`KafkaConnection`] section
+/// ([`KafkaConnection::ENV_VARS`]), for the service to check
+/// ([`KafkaConnection::check`]) with the rest.
 pub fn load_with_kafka<T>(
     config_file_var: &str,
     env_vars: &[&str],
@@ -56,8 +56,10 @@ where
     T: Serialize + DeserializeOwned + Default,
 {
     let env: BTreeMap<String, String> = std::env::vars().collect();
-    let own = load_from(&env, config_file_var, env_vars)?;
-    let kafka = load_from(&env, config_file_var, env_vars)?;
+    let mut all_vars = env_vars.to_vec();
+    all_vars.extend(KafkaConnection::ENV_VARS);
+    let own = load_from(&env, config_file_var, &all_vars)?;
+    let kafka = load_from(&env, config_file_var, &all_vars)?;
     Ok((own, kafka))
 }
 
@@ -246,31 +248,13 @@ mod tests {
             "{err}"
         );
 
-        let dir = tempfile_dir();
-        let path = dir.join("bad.toml");
-        std::fs::write(&path, "sample_addr = \"nowhere\"\n").unwrap();
-        let err = load_from::<Sample>(
-            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
-            "SAMPLE_CONFIG",
-            VARS,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = file_error("bad.toml", "sample_addr = \"nowhere\"\n");
         assert!(err.starts_with("sample_addr = \"nowhere\""), "{err}");
     }
 
     #[test]
     fn a_file_key_that_names_no_variable_is_refused_naming_it() {
-        let dir = tempfile_dir();
-        let path = dir.join("typo.toml");
-        std::fs::write(&path, "sample_pool_size = 3\nsample_pool_sise = 4\n").unwrap();
-        let err = load_from::<Sample>(
-            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
-            "SAMPLE_CONFIG",
-            VARS,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = file_error("typo.toml", "sample_pool_size = 3\nsample_pool_sise = 4\n");
         assert!(
             err.starts_with("SAMPLE_CONFIG: configuration file"),
             "{err}"
@@ -317,6 +301,19 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("KAFKA_CLIENT = \"franz\""), "{err}");
+    }
+
+    /// Why a [`Sample`] cannot be loaded from a file `name` holding `contents`.
+    fn file_error(name: &str, contents: &str) -> String {
+        let path = tempfile_dir().join(name);
+        std::fs::write(&path, contents).unwrap();
+        load_from::<Sample>(
+            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
+            "SAMPLE_CONFIG",
+            VARS,
+        )
+        .unwrap_err()
+        .to_string()
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

@@ -10,16 +10,10 @@ use crate::sink::RedisTls;
 
 pub use settings::PartitionList;
 
-/// Every environment variable the worker reads.
+/// Every environment variable the worker reads but the Kafka connection's
+/// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
 pub const ENV_VARS: &[&str] = &[
     "NOTIFICATIONS_HEALTH_ADDR",
-    "KAFKA_BROKERS",
-    "KAFKA_CLIENT",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SSL_CA_LOCATION",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",

@@ -5,7 +5,8 @@ use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
 use settings::{ConfigError, GoDuration, ListenAddr, PartitionList};
 
-/// Every environment variable the service reads.
+/// Every environment variable the service reads but the Kafka connection's
+/// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
 pub const ENV_VARS: &[&str] = &[
     "ORDERS_PG_DSN",
     "ORDERS_GRPC_ADDR",
@@ -15,13 +16,6 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_MAX_IN_FLIGHT",
     "ORDERS_IDEMPOTENCY_TTL",
     "ORDERS_BATCH_MAX",
-    "KAFKA_BROKERS",
-    "KAFKA_CLIENT",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SSL_CA_LOCATION",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_SENDER_PERIOD",

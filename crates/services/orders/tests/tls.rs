@@ -35,8 +35,7 @@ fn orders_starts_over_verified_tls_and_refuses_a_wrong_host_name() {
     orders.assert_running();
     orders.terminate(Duration::from_secs(20));
 
-    let mut clear = orders::config::ENV_VARS.to_vec();
-    clear.push(orders::config::CONFIG_FILE_VAR);
+    let clear = testkit::service_vars(orders::config::ENV_VARS, orders::config::CONFIG_FILE_VAR);
     let wrong_host = server.dsn("127.0.0.1", "orders_tls_refused", &query);
     let (code, stderr) = testkit::run_to_exit(
         Path::new(env!("CARGO_BIN_EXE_orders")),

@@ -8,19 +8,13 @@ use settings::{ConfigError, GoDuration, ListenAddr};
 
 pub use settings::PartitionList;
 
-/// Every environment variable the worker reads.
+/// Every environment variable the worker reads but the Kafka connection's
+/// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
 pub const ENV_VARS: &[&str] = &[
     "PAYMENTS_PG_DSN",
     "PAYMENTS_HEALTH_ADDR",
     "PAYMENTS_DB_POOL_SIZE",
     "PAYMENTS_DB_TIMEOUT",
-    "KAFKA_BROKERS",
-    "KAFKA_CLIENT",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SSL_CA_LOCATION",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",

@@ -418,17 +418,19 @@ async fn drive(
     );
     let platform = stack::Platform::start(config, &shutdown).await?;
     platform.wait_ready(Duration::from_secs(60)).await?;
-    let url = platform.orders_url();
+    let load = LoadGenerator {
+        runtime: load.clone(),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency)
+            .build()?,
+        url: platform.orders_url(),
+    };
 
     let arrivals: Arrivals = Arc::default();
     let listener = spawn_arrival_listener(&prefix, arrivals.clone())?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
 
     // Warm-up: connections, prepared plans, consumer positions.
-    load.spawn(burst(client.clone(), url.clone(), 200, 16, None))
-        .await??;
+    load.burst(200, 16, None).await?;
     wait_for_arrivals(&arrivals, 200, Duration::from_secs(60)).await;
     arrivals.lock().unwrap().clear();
 
@@ -438,15 +440,7 @@ async fn drive(
     );
     let cpu_before = cpu::CpuSample::take();
     let start = Instant::now();
-    let accepted = load
-        .spawn(burst(
-            client.clone(),
-            url.clone(),
-            args.orders,
-            args.concurrency,
-            None,
-        ))
-        .await??;
+    let accepted = load.burst(args.orders, args.concurrency, None).await?;
     let gateway_secs = start.elapsed().as_secs_f64();
     let gateway_rate = args.orders as f64 / gateway_secs;
     let settled = wait_for_arrivals(&arrivals, args.orders, Duration::from_secs(300)).await;
@@ -482,14 +476,8 @@ async fn drive(
         let keys = testkit::unique_name("bench-key");
         let start = Instant::now();
         let accepted = load
-            .spawn(burst(
-                client.clone(),
-                url.clone(),
-                args.orders,
-                args.concurrency,
-                Some(keys),
-            ))
-            .await??;
+            .burst(args.orders, args.concurrency, Some(keys))
+            .await?;
         let rate = args.orders as f64 / start.elapsed().as_secs_f64();
         println!(
             "gateway POST /orders with Idempotency-Key: {rate:.0} orders/s ({:+.1}% against {gateway_rate:.0} without)",
@@ -508,14 +496,7 @@ async fn drive(
         "== paced: {paced_rate} orders/s ({:?}) for {} s, latency accepted -> notification in Redis",
         args.paced_rate, args.paced_seconds
     );
-    let accepted = load
-        .spawn(paced(
-            client.clone(),
-            url.clone(),
-            paced_rate,
-            args.paced_seconds,
-        ))
-        .await??;
+    let accepted = load.paced(paced_rate, args.paced_seconds).await?;
     wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(120)).await;
     let mut latencies: Vec<Duration> = {
         let arrivals = arrivals.lock().unwrap();
@@ -690,6 +671,37 @@ async fn overload(
         ids.len()
     );
     Ok(())
+}
+
+/// The load generator: `POST /orders` to `url` from the tasks of its own runtime
+/// (`runtime`, threads named [`cpu::LOAD_THREAD_NAME`]).
+struct LoadGenerator {
+    runtime: tokio::runtime::Handle,
+    client: reqwest::Client,
+    url: String,
+}
+
+impl LoadGenerator {
+    /// [`burst`] on the load generator's threads.
+    async fn burst(
+        &self,
+        count: usize,
+        concurrency: usize,
+        keys: Option<String>,
+    ) -> anyhow::Result<HashMap<i64, Instant>> {
+        let (client, url) = (self.client.clone(), self.url.clone());
+        self.runtime
+            .spawn(burst(client, url, count, concurrency, keys))
+            .await?
+    }
+
+    /// [`paced`] on the load generator's threads.
+    async fn paced(&self, rate: u64, seconds: u64) -> anyhow::Result<HashMap<i64, Instant>> {
+        let (client, url) = (self.client.clone(), self.url.clone());
+        self.runtime
+            .spawn(paced(client, url, rate, seconds))
+            .await?
+    }
 }
 
 /// One `POST /orders`, with `key` as its `Idempotency-Key` if given.

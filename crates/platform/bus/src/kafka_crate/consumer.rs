@@ -241,30 +241,23 @@ fn handle_batch<H: Handler>(
                 value: m.value,
             })
             .collect();
-        let stopped = hand_over(
-            config,
-            handler,
-            shutdown,
-            &batch,
-            |progress| match progress {
-                Progress::Handled(done) => {
-                    if let Err(e) =
-                        consumer.consume_message(done.topic, done.partition, done.offset)
-                    {
-                        tracing::warn!(error = %e, "cannot mark messages consumed");
-                    }
+        let on_progress = |progress: Progress<'_, '_>| match progress {
+            Progress::Handled(done) => {
+                if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
+                    tracing::warn!(error = %e, "cannot mark messages consumed");
                 }
-                Progress::Stuck(_) => {
-                    // Save the progress made before the failing message while it is stuck.
-                    if let Err(e) = commit(consumer) {
-                        tracing::debug!(error = %e, "commit while retrying failed");
-                    }
-                    if let Some(meter) = lag.as_mut() {
-                        meter.report_when_due(config, consumer);
-                    }
+            }
+            Progress::Stuck(_) => {
+                // Save the progress made before the failing message while it is stuck.
+                if let Err(e) = commit(consumer) {
+                    tracing::debug!(error = %e, "commit while retrying failed");
                 }
-            },
-        );
+                if let Some(meter) = lag.as_mut() {
+                    meter.report_when_due(config, consumer);
+                }
+            }
+        };
+        let stopped = hand_over(config, handler, shutdown, &batch, on_progress);
         if stopped {
             return Batch::ShutdownRequested;
         }

@@ -285,36 +285,31 @@ fn handle_polled<H: Handler>(
         let Some(batch) = by_partition.remove(&partition) else {
             continue;
         };
-        let stopped = hand_over(
-            config,
-            handler,
-            shutdown,
-            &batch,
-            |progress| match progress {
-                Progress::Handled(done) => {
-                    // The next offset to read is stored: committed with the next commit.
-                    if let Err(e) = store_next(consumer, done) {
-                        tracing::warn!(
-                            topic = done.topic,
-                            partition = done.partition,
-                            error = %e,
-                            "cannot store the offset (partition revoked?); it may be redelivered"
-                        );
-                    }
+        let on_progress = |progress: Progress<'_, '_>| match progress {
+            Progress::Handled(done) => {
+                // The next offset to read is stored: committed with the next commit.
+                if let Err(e) = store_next(consumer, done) {
+                    tracing::warn!(
+                        topic = done.topic,
+                        partition = done.partition,
+                        error = %e,
+                        "cannot store the offset (partition revoked?); it may be redelivered"
+                    );
                 }
-                Progress::Stuck(first) => {
-                    // Save the progress made before the failing message while it is stuck.
-                    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-                        && !is_no_offset(&e)
-                    {
-                        tracing::debug!(error = %e, "commit while retrying failed");
-                    }
-                    if let Some(meter) = lag.as_mut() {
-                        meter.report_when_due(consumer, first.topic);
-                    }
+            }
+            Progress::Stuck(first) => {
+                // Save the progress made before the failing message while it is stuck.
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                    && !is_no_offset(&e)
+                {
+                    tracing::debug!(error = %e, "commit while retrying failed");
                 }
-            },
-        );
+                if let Some(meter) = lag.as_mut() {
+                    meter.report_when_due(consumer, first.topic);
+                }
+            }
+        };
+        let stopped = hand_over(config, handler, shutdown, &batch, on_progress);
         if stopped {
             return true;
         }
