@@ -6,7 +6,7 @@
 //!   every consuming service (payments, orders);
 //! - [`record_sql`]: records an event id in `processed_events` in the transaction of
 //!   its effect; no row back means the event was handled before (a redelivery) and
-//!   is skipped;
+//!   is skipped; [`record_many_cte`] does it for a whole poll in one statement;
 //! - [`DeadLetter`] / [`INSERT_DEAD_LETTER`]: a message that cannot be used, kept
 //!   byte for byte with the reason, so its offset can be committed and the partition
 //!   moves on;
@@ -63,6 +63,22 @@ pub fn record_sql(returning: &str) -> String {
          VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (event_id) DO NOTHING
          RETURNING {returning}"
+    )
+}
+
+/// A `recorded AS (...)` common table expression for a statement that handles many
+/// events at once: records every event of the relation `incoming` (columns
+/// `event_id`, `order_id`, `kafka_topic`, `kafka_partition`, `kafka_offset`, event
+/// ids distinct) and yields the `event_id`s that were new; the others were handled
+/// before and must be skipped.
+pub fn record_many_cte(incoming: &str) -> String {
+    format!(
+        "recorded AS (
+    INSERT INTO processed_events (event_id, order_id, kafka_topic, kafka_partition, kafka_offset)
+    SELECT event_id, order_id, kafka_topic, kafka_partition, kafka_offset FROM {incoming}
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)"
     )
 }
 

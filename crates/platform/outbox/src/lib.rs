@@ -36,7 +36,10 @@ mod settings;
 
 pub use claim::{ClaimedEvent, OutboxTable};
 pub use relay::{RelayConfig, RelayHandle, spawn_relay};
-pub use schema::{NEXT_EVENT_ID, OutboxRow, OutboxRows, insert_many_sql, insert_sql, migrations};
+pub use schema::{
+    NEXT_EVENT_ID, OutboxRow, OutboxRows, insert_many_sql, insert_select_sql, insert_sql,
+    migrations,
+};
 pub use settings::{ACK_TIMEOUT, ENV_VARS, OutboxSettings};
 
 /// The outbox table's name.

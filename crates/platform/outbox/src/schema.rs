@@ -72,6 +72,19 @@ impl OutboxRow {
     }
 }
 
+/// `INSERT INTO events ...` of the rows `select` yields: its columns, in order, the
+/// event id, topic, message key and payload (text holding the event's JSON). For a
+/// statement that writes many events drawn from its own data (e.g. "one per new
+/// payment").
+pub fn insert_select_sql(select: &str) -> String {
+    format!(
+        "INSERT INTO {} (event_id, topic, message_key, payload) \
+         SELECT s.event_id, s.topic, s.message_key, s.payload::json FROM ({select}) \
+              AS s (event_id, topic, message_key, payload)",
+        crate::TABLE
+    )
+}
+
 /// `INSERT INTO events ...` of many rows at once: four arrays bound to `$first` ..
 /// `$first+3` in [`OutboxRows::params`] order, one row per element.
 pub fn insert_many_sql(first: usize) -> String {

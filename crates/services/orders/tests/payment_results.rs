@@ -254,3 +254,119 @@ fn turned_off_orders_stay_new(kind: BrokerKind) {
     assert!(!metrics.contains("orders_status_events_total"), "{metrics}");
     rt.block_on(orders.stop());
 }
+
+/// `values` as one poll of partition 0, the first at `first_offset`.
+fn messages(values: &[Vec<u8>], first_offset: i64) -> Vec<bus::Message<'_>> {
+    values
+        .iter()
+        .zip(first_offset..)
+        .map(|(value, offset)| bus::Message {
+            topic: "status-topic",
+            partition: 0,
+            offset,
+            key: b"k",
+            value,
+        })
+        .collect()
+}
+
+/// A poll of valid events for distinct orders is applied in one statement: new
+/// events move their `new` orders, a redelivered event is skipped, an event for an
+/// order already final leaves it, and an event for an unknown order is taken back
+/// and kept in `dead_letters`, each exactly as when applied one by one.
+#[test]
+fn a_poll_of_events_for_distinct_orders_is_applied_together_with_the_same_outcomes() {
+    use bus::Handler as _;
+    let db = TestDatabase::new("orders_results_many");
+    let rt = runtime();
+    let orders = rt.block_on(Orders::start_serving(orders::Config {
+        orders_track_payments: false,
+        ..config(db.dsn())
+    }));
+    let [a, b, c] = rt.block_on(async {
+        let mut ids = [0; 3];
+        for id in &mut ids {
+            *id = orders.create(request(7, vec![item(1, 1, 10)])).await;
+        }
+        ids
+    });
+    let pool = pgsetup::prepare(
+        &db.dsn(),
+        orders::schema(),
+        pgsetup::PoolOptions {
+            max_size: 2,
+            connect_timeout: Duration::from_secs(5),
+        },
+    )
+    .unwrap();
+    let metrics = ops_http::Metrics::new();
+    let mut handler = orders::payment_results::PaymentResults::new(
+        pool,
+        orders::payment_results::ResultMetrics::register(&metrics),
+    );
+    let poll = |events: &[(i64, i64, PaymentOutcome)]| -> Vec<Vec<u8>> {
+        events
+            .iter()
+            .map(|(event_id, order_id, outcome)| status(*event_id, *order_id, *outcome))
+            .collect()
+    };
+    let first = poll(&[
+        (2001, a, PaymentOutcome::Succeeded),
+        (2002, b, PaymentOutcome::Failed),
+    ]);
+    handler.handle_batch(&messages(&first, 0)).unwrap();
+    let second = poll(&[
+        (2001, a, PaymentOutcome::Succeeded),
+        (2003, b, PaymentOutcome::Succeeded),
+        (2004, 999_999, PaymentOutcome::Succeeded),
+        (2005, c, PaymentOutcome::Succeeded),
+    ]);
+    handler.handle_batch(&messages(&second, 2)).unwrap();
+
+    assert_eq!(stored_status(&db, a), ("paid".to_owned(), true));
+    assert_eq!(
+        stored_status(&db, b),
+        ("payment_failed".to_owned(), true),
+        "the first decision stands"
+    );
+    assert_eq!(stored_status(&db, c), ("paid".to_owned(), true));
+    let mut client = db.client();
+    let processed: Vec<i64> = client
+        .query(
+            "SELECT event_id FROM processed_events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(processed, [2001, 2002, 2003, 2005]);
+    let kept: Vec<(i64, String)> = client
+        .query("SELECT kafka_offset, error FROM dead_letters", &[])
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].0, 4, "the unknown order's message, by its offset");
+    assert!(
+        kept[0].1.contains("order 999999 does not exist"),
+        "{kept:?}"
+    );
+    for (series, expected) in [
+        (r#"orders_status_events_total{outcome="applied"}"#, 3.0),
+        (r#"orders_status_events_total{outcome="duplicate"}"#, 1.0),
+        (
+            r#"orders_status_events_total{outcome="already_final"}"#,
+            1.0,
+        ),
+        (
+            r#"orders_status_events_total{outcome="dead_lettered"}"#,
+            1.0,
+        ),
+        ("orders_time_to_final_status_seconds_count", 3.0),
+    ] {
+        assert_eq!(metrics.value(series), Some(expected), "{series}");
+    }
+    rt.block_on(orders.stop());
+}

@@ -126,6 +126,51 @@ WITH payment AS (
     )
 });
 
+/// Draws `$1` event ids for the `PaymentStatus` rows of a batch.
+static DRAW_EVENT_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM generate_series(1, $1::int)",
+        outbox::NEXT_EVENT_ID
+    )
+});
+
+/// A batch's events (distinct event ids, distinct orders) recorded together: each
+/// new event recorded, its payment inserted unless the order has one, and for each
+/// new payment its `PaymentStatus` outbox row. Per event: whether it was new, and
+/// whether its payment was.
+static RECORD_MANY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
+WITH incoming AS (
+    SELECT * FROM unnest(
+        $1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::bigint[],
+        $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[]
+    ) AS t(event_id, order_id, kafka_topic, kafka_partition, kafka_offset,
+           user_id, amount, status, status_event_id, message_key, payload)
+),
+{},
+paid AS (
+    INSERT INTO payments (order_id, user_id, amount, status)
+    SELECT i.order_id, i.user_id, i.amount, i.status
+    FROM incoming i JOIN recorded r ON r.event_id = i.event_id
+    ON CONFLICT (order_id) DO NOTHING
+    RETURNING order_id
+),
+published AS (
+    {}
+)
+SELECT i.event_id, r.event_id IS NOT NULL, p.order_id IS NOT NULL
+FROM incoming i
+LEFT JOIN recorded r ON r.event_id = i.event_id
+LEFT JOIN paid p ON p.order_id = i.order_id",
+        inbox::record_many_cte("incoming"),
+        outbox::insert_select_sql(
+            "SELECT i.status_event_id, $12, i.message_key, i.payload \
+             FROM incoming i JOIN paid p ON p.order_id = i.order_id"
+        )
+    )
+});
+
 /// One message of a batch: an event to process, or a poison message to keep.
 #[derive(Debug, Clone)]
 pub enum BatchItem<'a> {
@@ -139,6 +184,8 @@ type Decisions = HashMap<i64, PaymentOutcome>;
 /// The statements the recording transaction runs, prepared (and cached) on its
 /// connection.
 struct Statements {
+    draw_event_ids: Statement,
+    record_many: Statement,
     record_event: Statement,
     insert_payment: Statement,
     insert_dead_letter: Statement,
@@ -147,6 +194,8 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
         Ok(Self {
+            draw_event_ids: client.prepare_cached(&DRAW_EVENT_IDS)?,
+            record_many: client.prepare_cached(&RECORD_MANY)?,
             record_event: client.prepare_cached(&RECORD_EVENT)?,
             insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
             insert_dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
@@ -188,8 +237,10 @@ impl PaymentStore {
     }
 
     /// [`PaymentStore::process`] for several messages, in their order: all decided
-    /// first, then recorded in ONE transaction (one commit, one WAL flush for the lot);
-    /// poison ones go to `dead_letters`; all of it takes effect, or none.
+    /// first, then recorded in ONE transaction (one commit, one WAL flush for the lot),
+    /// in one statement when they are all events for distinct orders (the common
+    /// case), else one by one; poison ones go to `dead_letters`; all of it takes
+    /// effect, or none.
     pub fn process_batch(
         &self,
         batch: &[BatchItem<'_>],
@@ -203,10 +254,13 @@ impl PaymentStore {
         let mut client = self.client()?;
         let statements = Statements::prepare(&mut client)?;
         let mut tx = client.transaction()?;
-        let results = batch
-            .iter()
-            .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
-            .collect::<Result<Vec<_>, _>>()?;
+        let results = match together(batch) {
+            Some(orders) => self.record_together(&mut tx, &statements, &orders, &decisions)?,
+            None => batch
+                .iter()
+                .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         tx.commit()?;
         Ok(results)
     }
@@ -230,6 +284,65 @@ impl PaymentStore {
             decisions.insert(order.event_id, provider.decide(order)?);
         }
         Ok(decisions)
+    }
+
+    /// Records `orders` (distinct event ids and orders) in one statement, after
+    /// drawing an event id for each one's `PaymentStatus` (unused for the ones that
+    /// turn out to be duplicates or already paid: a sequence may have gaps).
+    fn record_together(
+        &self,
+        tx: &mut Transaction<'_>,
+        statements: &Statements,
+        orders: &[(&OrderCreated, Origin<'_>)],
+        decisions: &Decisions,
+    ) -> Result<Vec<Processed>, ProcessError> {
+        let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
+        let status_event_ids: Vec<i64> = tx
+            .query(&statements.draw_event_ids, &[&count])?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+        let mut columns = RecordColumns::with_capacity(orders.len());
+        for ((order, origin), status_event_id) in orders.iter().zip(&status_event_ids) {
+            // An event already processed has no decision: its row is skipped by the
+            // statement (not new), so any outcome stands in for it.
+            let outcome = decisions
+                .get(&order.event_id)
+                .copied()
+                .unwrap_or(PaymentOutcome::Failed);
+            columns.push(order, *origin, outcome, *status_event_id);
+        }
+        let rows = tx.query(&statements.record_many, &columns.params(&self.status_topic))?;
+        let mut by_event = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let event_id: i64 = row.try_get(0)?;
+            let new_event: bool = row.try_get(1)?;
+            let new_payment: bool = row.try_get(2)?;
+            by_event.insert(event_id, (new_event, new_payment));
+        }
+        orders
+            .iter()
+            .map(|(order, _)| match by_event.get(&order.event_id) {
+                Some((false, _)) => Ok(Processed::Duplicate),
+                Some((true, paid)) => {
+                    let outcome =
+                        decisions
+                            .get(&order.event_id)
+                            .copied()
+                            .ok_or(ProcessError::Undecided {
+                                event_id: order.event_id,
+                            })?;
+                    Ok(if *paid {
+                        Processed::Decided(outcome)
+                    } else {
+                        Processed::AlreadyPaid
+                    })
+                }
+                None => Err(ProcessError::Undecided {
+                    event_id: order.event_id,
+                }),
+            })
+            .collect()
     }
 
     /// Records one message of a batch inside the batch's transaction.
@@ -321,6 +434,99 @@ impl PaymentStore {
     pub fn ping(&self) -> Result<(), StoreError> {
         self.client()?.batch_execute("SELECT 1")?;
         Ok(())
+    }
+}
+
+/// The batch's events, if they can be recorded in one statement: no poison message,
+/// no event id and no order twice (for one order, the first event stands).
+fn together<'b, 'a>(batch: &'b [BatchItem<'a>]) -> Option<Vec<(&'b OrderCreated, Origin<'a>)>> {
+    let mut event_ids = HashSet::with_capacity(batch.len());
+    let mut order_ids = HashSet::with_capacity(batch.len());
+    batch
+        .iter()
+        .map(|item| match item {
+            BatchItem::Order(order, origin) => (event_ids.insert(order.event_id)
+                && order_ids.insert(order.order_id))
+            .then_some((order, *origin)),
+            BatchItem::Poison(_) => None,
+        })
+        .collect()
+}
+
+/// The columns of [`RECORD_MANY`], one element per event.
+struct RecordColumns {
+    event_ids: Vec<i64>,
+    order_ids: Vec<i64>,
+    topics: Vec<String>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    user_ids: Vec<i64>,
+    amounts: Vec<i64>,
+    statuses: Vec<&'static str>,
+    status_event_ids: Vec<i64>,
+    keys: Vec<String>,
+    payloads: Vec<String>,
+}
+
+impl RecordColumns {
+    fn with_capacity(capacity: usize) -> Self {
+        Self {
+            event_ids: Vec::with_capacity(capacity),
+            order_ids: Vec::with_capacity(capacity),
+            topics: Vec::with_capacity(capacity),
+            partitions: Vec::with_capacity(capacity),
+            offsets: Vec::with_capacity(capacity),
+            user_ids: Vec::with_capacity(capacity),
+            amounts: Vec::with_capacity(capacity),
+            statuses: Vec::with_capacity(capacity),
+            status_event_ids: Vec::with_capacity(capacity),
+            keys: Vec::with_capacity(capacity),
+            payloads: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn push(
+        &mut self,
+        order: &OrderCreated,
+        origin: Origin<'_>,
+        outcome: PaymentOutcome,
+        status_event_id: i64,
+    ) {
+        let status = PaymentStatus {
+            event_id: status_event_id,
+            order_id: order.order_id,
+            user_id: order.user_id,
+            order_status: outcome,
+        };
+        self.event_ids.push(order.event_id);
+        self.order_ids.push(order.order_id);
+        self.topics.push(origin.topic.to_owned());
+        self.partitions.push(origin.partition);
+        self.offsets.push(origin.offset);
+        self.user_ids.push(order.user_id);
+        self.amounts.push(order.total_amount);
+        self.statuses.push(outcome.as_str());
+        self.status_event_ids.push(status_event_id);
+        self.keys.push(contracts::message_key(order.order_id));
+        self.payloads.push(contracts::encode(&status));
+    }
+
+    /// The statement's parameters, `status_topic` last (`$12`).
+    fn params<'p>(&'p self, status_topic: &'p String) -> [&'p (dyn ToSql + Sync); 12] {
+        [
+            &self.event_ids,
+            &self.order_ids,
+            &self.topics,
+            &self.partitions,
+            &self.offsets,
+            &self.user_ids,
+            &self.amounts,
+            &self.statuses,
+            &self.status_event_ids,
+            &self.keys,
+            &self.payloads,
+            status_topic,
+        ]
     }
 }
 

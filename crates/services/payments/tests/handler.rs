@@ -192,3 +192,84 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
     assert_eq!(again, payments::Processed::Duplicate);
     assert_eq!(provider.open_transactions_seen.len(), 2);
 }
+
+/// A batch of events for distinct orders is recorded in one statement with the same
+/// outcomes as one by one: a new event pays its order and queues exactly one
+/// `PaymentStatus` (carrying the outbox row's own event id), a processed event is a
+/// duplicate, and a new event for an order already paid changes nothing.
+#[test]
+fn a_batch_for_distinct_orders_is_recorded_together_with_one_status_per_new_payment() {
+    let db = TestDatabase::new("payments_together");
+    let options = pgsetup::PoolOptions {
+        max_size: 2,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
+    let store = PaymentStore::new(pool, "statuses".into());
+    let mut provider = payments::SimulatedProvider;
+    let origin = |offset| payments::store::Origin {
+        topic: "orders",
+        partition: 0,
+        offset,
+    };
+    let batch = |orders: &[OrderCreated]| -> Vec<payments::store::BatchItem<'static>> {
+        orders
+            .iter()
+            .zip(0..)
+            .map(|(order, offset)| payments::store::BatchItem::Order(order.clone(), origin(offset)))
+            .collect()
+    };
+    let first = store
+        .process_batch(&batch(&[order(301, 20), order(302, 21)]), &mut provider)
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            payments::Processed::Decided(PaymentOutcome::Succeeded),
+            payments::Processed::Decided(PaymentOutcome::Failed),
+        ]
+    );
+    // 301 again (a redelivery), a new event for order 21 (already paid), order 23.
+    let second = store
+        .process_batch(
+            &batch(&[order(301, 20), order(303, 21), order(304, 23)]),
+            &mut provider,
+        )
+        .unwrap();
+    assert_eq!(
+        second,
+        [
+            payments::Processed::Duplicate,
+            payments::Processed::AlreadyPaid,
+            payments::Processed::Decided(PaymentOutcome::Failed),
+        ]
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 3);
+    assert_eq!(count(&db, "SELECT count(*) FROM processed_events"), 4);
+    let statuses: Vec<(i64, String, String, serde_json::Value)> = db
+        .client()
+        .query(
+            "SELECT event_id, topic, message_key, payload FROM events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    assert_eq!(
+        statuses.len(),
+        3,
+        "one PaymentStatus per new payment: {statuses:?}"
+    );
+    for ((event_id, topic, key, payload), (order_id, outcome)) in
+        statuses
+            .iter()
+            .zip([(20, "succeeded"), (21, "failed"), (23, "failed")])
+    {
+        assert_eq!(topic, "statuses");
+        assert_eq!(key, &order_id.to_string());
+        assert_eq!(payload["event_id"], *event_id, "{payload}");
+        assert_eq!(payload["order_id"], order_id, "{payload}");
+        assert_eq!(payload["order_status"], outcome, "{payload}");
+    }
+}
