@@ -15,7 +15,7 @@
 //!   `CancellationToken` (the platform's one stop signal, see `lifecycle::stop`) stops
 //!   it cleanly with offsets committed. A service waits for it with
 //!   [`ConsumerHandle::stopped`] and reports a [`ConsumerError`].
-//! - [`probe`]: a metadata round trip for readiness checks.
+//! - [`probe()`]: a metadata round trip for readiness checks.
 //! - [`check_broker_versions`]: whether the brokers still serve the protocol versions the
 //!   `kafka` crate sends; the producer and the consumer check it whenever they connect,
 //!   and a broker that does not is [`BusError::UnsupportedBroker`], never retried.

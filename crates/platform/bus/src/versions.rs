@@ -45,7 +45,7 @@ impl fmt::Display for MissingVersion {
     }
 }
 
-/// `missing` as a comma-separated list, for [`BusError::UnsupportedBroker`]'s message.
+/// `missing` as a comma-separated list, for [`crate::BusError::UnsupportedBroker`]'s message.
 pub(crate) fn list(missing: &[MissingVersion]) -> String {
     missing
         .iter()

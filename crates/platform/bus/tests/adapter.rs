@@ -24,6 +24,18 @@ use tokio_util::sync::CancellationToken;
 /// Bound on any wait; not a timing assertion.
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// One record per (key, value) pair, to `topic`.
+fn records<'a>(topic: &'a str, pairs: &'a [(String, String)]) -> Vec<Record<'a>> {
+    pairs
+        .iter()
+        .map(|(k, v)| Record {
+            topic,
+            key: k.as_bytes(),
+            value: v.as_bytes(),
+        })
+        .collect()
+}
+
 fn producer(setup: Setup, brokers: Vec<String>) -> Producer {
     Producer::connect(ProducerConfig {
         brokers,
@@ -231,14 +243,7 @@ fn keyed_records_are_consumed_and_shutdown_commits(setup: Setup) {
     let values: Vec<(String, String)> = (0..20)
         .map(|i| ((i % 4).to_string(), format!("{{\"event_id\":{i}}}")))
         .collect();
-    let recs: Vec<Record<'_>> = values
-        .iter()
-        .map(|(k, v)| Record {
-            topic: &topic,
-            key: k.as_bytes(),
-            value: v.as_bytes(),
-        })
-        .collect();
+    let recs = records(&topic, &values);
     p.send_all(&recs[..10]).unwrap();
     for r in &recs[10..] {
         p.send(*r).unwrap();
@@ -577,14 +582,7 @@ fn a_second_member_takes_partitions_over_and_revocation_commits(setup: Setup) {
         let batch: Vec<(String, String)> = (from..from + n)
             .map(|i| ((i % 8).to_string(), format!("v{i}")))
             .collect();
-        let recs: Vec<Record<'_>> = batch
-            .iter()
-            .map(|(k, v)| Record {
-                topic: &topic,
-                key: k.as_bytes(),
-                value: v.as_bytes(),
-            })
-            .collect();
+        let recs = records(&topic, &batch);
         p.send_all(&recs).unwrap();
         sent.extend(batch.into_iter().map(|(_, v)| v));
     };

@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{BrokerList, ConfigError, KafkaClient, KafkaSecurity, KafkaSecurityVars, Secret};
+use crate::{
+    BrokerList, ConfigError, KafkaClient, KafkaSecurity, KafkaSecurityVars, PartitionList, Secret,
+};
 
 /// `KAFKA_BROKERS`, `KAFKA_CLIENT` and the Kafka TLS/SASL variables.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +84,15 @@ impl KafkaConnection {
         )
         .map_err(ConfigError::Other)?;
         Ok(())
+    }
+
+    /// [`KafkaConnection::check`], and refuses `KAFKA_PARTITIONS` (the consumer's
+    /// `partitions`) where the client assigns them itself (rdkafka's groups).
+    pub fn check_with_partitions(&mut self, partitions: &PartitionList) -> Result<(), ConfigError> {
+        self.check()?;
+        self.client
+            .check_partitions(partitions)
+            .map_err(ConfigError::Other)
     }
 
     /// The bootstrap brokers as `host:port` strings, as the bus takes them.

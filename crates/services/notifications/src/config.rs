@@ -105,11 +105,7 @@ impl Config {
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check()?;
-        self.kafka
-            .client
-            .check_partitions(&self.kafka_partitions)
-            .map_err(ConfigError::Other)?;
+        self.kafka.check_with_partitions(&self.kafka_partitions)?;
         if self.topic().trim().is_empty() {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }

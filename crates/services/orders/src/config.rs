@@ -154,11 +154,7 @@ impl Config {
     }
 
     fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check()?;
-        self.kafka
-            .client
-            .check_partitions(&self.kafka_partitions)
-            .map_err(ConfigError::Other)?;
+        self.kafka.check_with_partitions(&self.kafka_partitions)?;
         if self.orders_db_pool_size == 0 {
             return Err(ConfigError::Other(
                 "ORDERS_DB_POOL_SIZE must be at least 1".into(),

@@ -133,11 +133,7 @@ impl Config {
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check()?;
-        self.kafka
-            .client
-            .check_partitions(&self.kafka_partitions)
-            .map_err(ConfigError::Other)?;
+        self.kafka.check_with_partitions(&self.kafka_partitions)?;
         // Consumer, relay (pool side) and readiness each hold one at times.
         if self.payments_db_pool_size < 2 {
             return Err(ConfigError::Other(
