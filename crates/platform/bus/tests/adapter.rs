@@ -50,17 +50,11 @@ fn producer(setup: Setup, brokers: Vec<String>) -> Producer {
 
 fn consumer_config(setup: Setup, brokers: Vec<String>, topic: &str, group: &str) -> ConsumerConfig {
     ConsumerConfig {
-        brokers,
-        topic: topic.into(),
-        group: group.into(),
-        partitions: None,
         fetch_max_wait: Duration::from_millis(200),
         retry_backoff_initial: Duration::from_millis(20),
         retry_backoff_max: Duration::from_millis(200),
-        client_id: "bus-test".into(),
-        lag_observer: None,
         client: setup.client,
-        security: bus::KafkaSecurity::plaintext(),
+        ..ConsumerConfig::new(brokers, topic, group, "bus-test")
     }
 }
 

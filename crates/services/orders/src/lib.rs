@@ -225,6 +225,8 @@ impl Background {
                 client: config.kafka.client,
                 security: config.kafka.security.clone(),
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
+                fetch_min_bytes: payment_results::FETCH_MIN_BYTES,
+                fetch_max_wait: payment_results::FETCH_MAX_WAIT,
                 ..bus::ConsumerConfig::new(
                     config.kafka.hosts(),
                     &config.kafka_topic_status,

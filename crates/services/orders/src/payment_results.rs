@@ -18,6 +18,7 @@
 //! Offsets are committed by the consumer only after the transaction committed.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use contracts::{PaymentOutcome, PaymentStatus};
 use inbox::{DeadLetter, Origin};
@@ -25,6 +26,16 @@ use ops_http::{CounterFamily, Histogram, Metrics};
 use pgsetup::Pool;
 use postgres::{Statement, Transaction};
 use service_skeleton::ErrorChain;
+
+/// Polls gather up to this much (about 200 `PaymentStatus` events) or wait
+/// [`FETCH_MAX_WAIT`]: an order's final status is not on any caller's path, so
+/// fewer, bigger transactions (fewer commits on the database every service shares)
+/// are worth up to that much delay.
+pub const FETCH_MIN_BYTES: u32 = 32 * 1024;
+
+/// The longest a poll waits for [`FETCH_MIN_BYTES`]: how much later than at once an
+/// order's status may show its payment when few arrive.
+pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(200);
 
 /// The order status a payment outcome leads to.
 pub fn final_status(outcome: PaymentOutcome) -> &'static str {

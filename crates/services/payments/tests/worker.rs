@@ -173,17 +173,15 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     let stop = CancellationToken::new();
     let consumer = bus::spawn_consumer(
         bus::ConsumerConfig {
-            lag_observer: None,
-            brokers: vec![h.worker.broker.bootstrap()],
-            topic: h.config.kafka_topic_status.clone(),
-            group: unique_name("status-reader"),
-            partitions: None,
             fetch_max_wait: Duration::from_millis(200),
             retry_backoff_initial: Duration::from_millis(50),
             retry_backoff_max: Duration::from_millis(500),
-            client_id: "payments-test".into(),
-            client: bus::KafkaClient::Kafka,
-            security: bus::KafkaSecurity::plaintext(),
+            ..bus::ConsumerConfig::new(
+                vec![h.worker.broker.bootstrap()],
+                &h.config.kafka_topic_status,
+                &unique_name("status-reader"),
+                "payments-test",
+            )
         },
         Collector(seen.clone()),
         stop.clone(),

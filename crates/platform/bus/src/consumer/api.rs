@@ -71,6 +71,10 @@ pub struct ConsumerConfig {
     /// How long the broker holds a poll open when there is nothing new. Also bounds how
     /// long shutdown waits for an idle consumer.
     pub fetch_max_wait: Duration,
+    /// Bytes a poll waits for (up to `fetch_max_wait`) before the broker answers: 1
+    /// (the default) answers as soon as anything is there, for latency; more gathers
+    /// bigger polls, so fewer transactions, for a consumer whose latency matters less.
+    pub fetch_min_bytes: u32,
     /// First delay before a failed handler or poll is retried; doubles up to
     /// `retry_backoff_max`.
     pub retry_backoff_initial: Duration,
@@ -98,6 +102,7 @@ impl ConsumerConfig {
             group: group.to_owned(),
             partitions: None,
             fetch_max_wait: Duration::from_secs(1),
+            fetch_min_bytes: 1,
             retry_backoff_initial: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(5),
             client_id: client_id.to_owned(),

@@ -56,8 +56,7 @@ fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
             // commit is skipped.
             .with_fallback_offset(FetchOffset::Earliest)
             .with_fetch_max_wait_time(config.fetch_max_wait)
-            // Return as soon as one message is there: latency over batching.
-            .with_fetch_min_bytes(1)
+            .with_fetch_min_bytes(i32::try_from(config.fetch_min_bytes.max(1)).unwrap_or(i32::MAX))
             .with_client_id(config.client_id.clone());
         let builder = match &config.partitions {
             None => builder.with_topic(config.topic.clone()),

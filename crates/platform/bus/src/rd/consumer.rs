@@ -137,6 +137,10 @@ fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusErro
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")
         .set("fetch.wait.max.ms", wait_ms.to_string())
+        .set(
+            "fetch.min.bytes",
+            config.fetch_min_bytes.clamp(1, 100_000_000).to_string(),
+        )
         // A topic created after the consumer starts is picked up within 5 s.
         .set("topic.metadata.refresh.interval.ms", "5000")
         .create_with_context(GroupContext {
