@@ -60,6 +60,19 @@ fn stored_status(db: &TestDatabase, order_id: i64) -> (String, bool) {
     (row.get(0), row.get(1))
 }
 
+/// The `event_id`s in `processed_events`, in order.
+fn processed_event_ids(client: &mut postgres::Client) -> Vec<i64> {
+    client
+        .query(
+            "SELECT event_id FROM processed_events ORDER BY event_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// orders with its consumer on `topic` of `broker`.
 fn orders_config(db: &TestDatabase, broker: &TestBroker, topic: &str) -> orders::Config {
     orders::Config {
@@ -158,15 +171,7 @@ fn status_events_move_orders_once_and_keep_what_cannot_be_applied(kind: BrokerKi
     assert_eq!(stored_status(&db, untouched).0, "new");
 
     let mut client = db.client();
-    let processed: Vec<i64> = client
-        .query(
-            "SELECT event_id FROM processed_events ORDER BY event_id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let processed = processed_event_ids(&mut client);
     assert_eq!(
         processed,
         [1001, 1002, 1003],
@@ -331,15 +336,7 @@ fn a_poll_of_events_for_distinct_orders_is_applied_together_with_the_same_outcom
     );
     assert_eq!(stored_status(&db, c), ("paid".to_owned(), true));
     let mut client = db.client();
-    let processed: Vec<i64> = client
-        .query(
-            "SELECT event_id FROM processed_events ORDER BY event_id",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let processed = processed_event_ids(&mut client);
     assert_eq!(processed, [2001, 2002, 2003, 2005]);
     let kept: Vec<(i64, String)> = client
         .query("SELECT kafka_offset, error FROM dead_letters", &[])
