@@ -63,19 +63,23 @@ impl CpuSample {
                 add(spender, spent);
             }
         }
+        // This process as a whole (its threads that have exited included, which a sum
+        // over /proc/self/task would lose), less the load generator's threads, which
+        // live as long as the bench.
+        let mut load = 0;
         if let Ok(threads) = fs::read_dir("/proc/self/task") {
             for thread in threads.flatten() {
                 let path = thread.path().join("stat");
-                let Some((name, spent)) = read_stat(&path.to_string_lossy()) else {
-                    continue;
-                };
-                let spender = if name.starts_with(LOAD_THREAD_NAME) {
-                    Spender::LoadGenerator
-                } else {
-                    Spender::Services
-                };
-                add(spender, spent);
+                if let Some((name, spent)) = read_stat(&path.to_string_lossy())
+                    && name.starts_with(LOAD_THREAD_NAME)
+                {
+                    load += spent;
+                }
             }
+        }
+        if let Some((_, total)) = read_stat("/proc/self/stat") {
+            add(Spender::LoadGenerator, load);
+            add(Spender::Services, total.saturating_sub(load));
         }
         CpuSample {
             at: Instant::now(),
