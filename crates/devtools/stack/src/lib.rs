@@ -173,8 +173,20 @@ pub struct Platform {
 
 impl Platform {
     /// Starts orders, the gateway in front of it, payments and notifications; all
-    /// stop when `shutdown` is cancelled.
+    /// stop when `shutdown` is cancelled. If one cannot start, `shutdown` is cancelled
+    /// so the ones already started stop too.
     pub async fn start(
+        config: PlatformConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let started = Self::start_each(config, shutdown).await;
+        if started.is_err() {
+            shutdown.cancel();
+        }
+        started
+    }
+
+    async fn start_each(
         mut config: PlatformConfig,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {

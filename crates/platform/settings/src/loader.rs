@@ -92,7 +92,9 @@ where
             .unwrap_or_default();
         if let Some(unknown) = parsed
             .keys()
-            .find(|key| !env_vars.iter().any(|var| var.eq_ignore_ascii_case(key)))
+            // Exactly the lowercase name: the values are read by it, so `ORDERS_PG_DSN`
+            // in a file would otherwise pass this check and then be ignored.
+            .find(|key| !env_vars.iter().any(|var| var.to_ascii_lowercase() == **key))
         {
             return Err(ConfigError::File {
                 var: config_file_var.to_owned(),
@@ -260,6 +262,11 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("unknown key `sample_pool_sise`"), "{err}");
+
+        // The variable's own spelling is not a key: keys are the lowercase names.
+        let err = file_error("upper.toml", "SAMPLE_POOL_SIZE = 3\n");
+        assert!(err.contains("unknown key `SAMPLE_POOL_SIZE`"), "{err}");
+        assert!(err.contains("sample_pool_size"), "{err}");
         assert!(err.contains("sample_pool_size"), "{err}");
     }
 

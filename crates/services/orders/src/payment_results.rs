@@ -284,6 +284,16 @@ fn apply_together(
         let outcome = match by_event.remove(&event.event_id) {
             Some((false, _, _)) => Applied::Duplicate,
             Some((true, Some(seconds), _)) => Applied::Moved { status, seconds },
+            // Still `new` in the statement's snapshot but not moved: another transaction
+            // moved it meanwhile; its status now is what the log must name.
+            Some((true, None, Some(current))) if current == "new" => {
+                match tx.query_opt(&statements.order_status, &[&event.order_id])? {
+                    Some(row) => Applied::AlreadyFinal {
+                        current: row.try_get(0)?,
+                    },
+                    None => Applied::AlreadyFinal { current },
+                }
+            }
             Some((true, None, Some(current))) => Applied::AlreadyFinal { current },
             // Recorded, but no such order (or no row back at all): taken back and kept.
             Some((true, None, None)) | None => {
