@@ -1,25 +1,24 @@
 //! Group commit of concurrent `CreateOrder` calls (`ORDERS_BATCH_MAX`).
 //!
-//! Validated orders without an idempotency key go to one queue. A few writer threads
-//! ([`writers_for_pool`]: a quarter of the pool, 1 to 4) each take the first order
-//! waiting, drain whatever else is queued up to `ORDERS_BATCH_MAX`, and write all
-//! of them, with their items and outbox rows, in ONE statement (one transaction;
-//! [`OrderStore::create_many`]). There is no timer: a lone order is written at once,
-//! and orders arriving while a batch commits queue for the next one.
+//! Validated orders go to one queue. A few writer threads ([`writers_for_pool`]: a
+//! quarter of the pool, 1 to 4) each take the first order waiting, drain whatever
+//! else is queued up to `ORDERS_BATCH_MAX`, and write all of them, with their items,
+//! outbox rows and idempotency keys, in ONE statement (one transaction;
+//! [`OrderStore::create_many`], which keeps each key's guarantees inside the batch:
+//! two requests with one key make one order). There is no timer: a lone order is
+//! written at once, and orders arriving while a batch commits queue for the next one.
 //!
-//! Each caller gets its own answer. A batch the database refuses for a reason other
-//! than being unreachable (e.g. one order breaks a constraint or a trigger) is
-//! retried one order at a time, so the others commit and only the guilty caller
-//! gets its error (`orders_batch_split_orders_total` counts the orders so retried).
-//! A batch that cannot commit because the database is unreachable answers
-//! UNAVAILABLE to each of its callers: one transaction, so nothing of it is visible.
-//! Orders whose caller already left (deadline passed, hung up) are not written.
+//! Each caller gets its own answer: its order, a replay, or its key's conflict. A
+//! batch the database refuses for a reason other than being unreachable (e.g. one
+//! order breaks a constraint or a trigger) is retried one order at a time, so the
+//! others commit and only the guilty caller gets its error
+//! (`orders_batch_split_orders_total` counts the orders so retried). A batch that
+//! cannot commit because the database is unreachable answers UNAVAILABLE to each of
+//! its callers: one transaction, so nothing of it is visible. Orders whose caller
+//! already left (deadline passed, hung up) are not written.
 //!
-//! Keyed requests (`idempotency-key`) do not come here: they take the single-order
-//! path ([`OrderStore::create`]), whose one statement keeps the key's guarantees
-//! (two requests with one key make one order) whatever else runs concurrently.
-//! `ORDERS_BATCH_MAX=1` turns batching off: every order takes that path, one
-//! transaction each, as before group commit.
+//! `ORDERS_BATCH_MAX=1` turns batching off: every call writes its own order
+//! ([`OrderStore::create`]), one transaction each, as before group commit.
 
 use std::{
     sync::{
@@ -33,7 +32,8 @@ use ops_http::{COUNT_BUCKETS, Counter, Histogram, Metrics};
 use tokio::sync::oneshot;
 
 use crate::{
-    store::{Created, OrderStore, StoreError},
+    idempotency::IdempotencyKey,
+    store::{Created, OrderRequest, OrderStore, StoreError},
     validation::NewOrder,
 };
 
@@ -87,6 +87,7 @@ impl BatchMetrics {
 /// One caller's order and where its answer goes.
 struct Job {
     order: NewOrder,
+    key: Option<IdempotencyKey>,
     reply: oneshot::Sender<Result<Created, StoreError>>,
 }
 
@@ -120,11 +121,16 @@ impl Batcher {
         Self { queue }
     }
 
-    /// Queues `order` for the next batch and waits for its own answer.
-    pub async fn create(&self, order: NewOrder) -> Result<Created, StoreError> {
+    /// Queues `order` (under `key`, if given) for the next batch and waits for its
+    /// own answer.
+    pub async fn create(
+        &self,
+        order: NewOrder,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Created, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { order, reply })
+            .send(Job { order, key, reply })
             .map_err(|_| StoreError::Unavailable("no order batch writer is running".into()))?;
         answer.await.map_err(|_| {
             StoreError::Internal("the order batch writer stopped before answering".into())
@@ -173,18 +179,26 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let orders: Vec<&NewOrder> = batch.iter().map(|job| &job.order).collect();
+        let requests: Vec<OrderRequest<'_>> = batch
+            .iter()
+            .map(|job| OrderRequest {
+                order: &job.order,
+                key: job.key.as_ref(),
+            })
+            .collect();
         let started = Instant::now();
-        let result = self.store.create_many(&orders);
+        let result = self.store.create_many(&requests);
         self.metrics.commit.observe(started.elapsed());
+        drop(requests);
         match result {
-            Ok(ids) => {
-                self.metrics.size.observe_count(ids.len() as u64);
-                for (job, order_id) in batch.into_iter().zip(ids) {
-                    let _ = job.reply.send(Ok(Created {
-                        order_id,
-                        replayed: false,
-                    }));
+            Ok(answers) => {
+                let created = answers
+                    .iter()
+                    .filter(|answer| matches!(answer, Ok(created) if !created.replayed))
+                    .count();
+                self.metrics.size.observe_count(created as u64);
+                for (job, answer) in batch.into_iter().zip(answers) {
+                    let _ = job.reply.send(answer.map_err(StoreError::from));
                 }
             }
             // Refused for one order's sake (or so it may be): one at a time, so
@@ -197,8 +211,8 @@ impl Writer {
                 );
                 self.metrics.split.add(batch.len() as u64);
                 for job in batch {
-                    let result = self.store.create(&job.order, None);
-                    if result.is_ok() {
+                    let result = self.store.create(&job.order, job.key.as_ref());
+                    if matches!(result, Ok(created) if !created.replayed) {
                         self.metrics.size.observe_count(1);
                     }
                     let _ = job.reply.send(result);

@@ -19,7 +19,7 @@ use proto::v1::{
 };
 use std::{
     sync::{Arc, OnceLock},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -46,12 +46,10 @@ pub struct OrdersApi {
     metrics: CallMetrics,
     in_flight: Semaphore,
     max_in_flight: usize,
-    /// How long idempotency keys are remembered (`ORDERS_IDEMPOTENCY_TTL`).
-    idempotency_ttl: Duration,
-    /// Group commit of unkeyed creates; see [`BatchSettings`].
+    /// Group commit of creates; see [`BatchSettings`].
     batch: BatchSettings,
     batch_metrics: BatchMetrics,
-    /// Started with the first unkeyed create once the store is ready.
+    /// Started with the first create once the store is ready.
     batcher: OnceLock<Batcher>,
 }
 
@@ -150,13 +148,11 @@ impl Drop for CallRecord<'_> {
 
 impl OrdersApi {
     /// `max_in_flight`: at least 1; larger than tokio's semaphore maximum is capped.
-    /// `idempotency_ttl`: how long idempotency keys are remembered; `batch`: group
-    /// commit.
+    /// `batch`: group commit.
     pub fn new(
         store: StoreSlot,
         metrics: &Metrics,
         max_in_flight: u32,
-        idempotency_ttl: Duration,
         batch: BatchSettings,
     ) -> Self {
         let max_in_flight = usize::try_from(max_in_flight)
@@ -167,7 +163,6 @@ impl OrdersApi {
             metrics: CallMetrics::new(metrics),
             in_flight: Semaphore::new(max_in_flight),
             max_in_flight,
-            idempotency_ttl,
             batch,
             batch_metrics: BatchMetrics::register(metrics),
             batcher: OnceLock::new(),
@@ -190,17 +185,12 @@ impl OrdersApi {
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let order =
             validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let ttl = self.idempotency_ttl;
-        let created = match (key, self.batcher()) {
-            // Unkeyed, batching on: group commit.
-            (None, Some(batcher)) => batcher.create(order).await.map_err(store_status)?,
-            // Keyed (the key's guarantees live in the single-order statement), or
-            // batching off.
-            (key, _) => {
-                self.with_store(move |store| {
-                    store.create(&order, key.as_ref().map(|key| (key, ttl)))
-                })
-                .await?
+        let created = match self.batcher() {
+            Some(batcher) => batcher.create(order, key).await.map_err(store_status)?,
+            // Batching off (or the store not ready yet).
+            None => {
+                self.with_store(move |store| store.create(&order, key.as_ref()))
+                    .await?
             }
         };
         tracing::debug!(

@@ -178,7 +178,11 @@ async fn serve(
             return outcome.map(|_| ());
         }
     };
-    let store = OrderStore::new(pool.clone(), config.topic().to_owned());
+    let store = OrderStore::new(
+        pool.clone(),
+        config.topic().to_owned(),
+        config.orders_idempotency_ttl.get(),
+    );
     let _ = store_slot.set(store.clone());
     let background = Background::start(&config, pool, &metrics, &shutdown)?;
     // `/readyz` and gRPC health follow the database.
@@ -326,7 +330,6 @@ fn grpc_server(
             store_slot,
             metrics,
             config.orders_max_in_flight,
-            config.orders_idempotency_ttl.get(),
             grpc::BatchSettings {
                 max: config.orders_batch_max,
                 writers: batcher::writers_for_pool(config.orders_db_pool_size),

@@ -168,6 +168,15 @@ pub fn request(user_id: i64, items: Vec<OrderItem>) -> CreateOrderRequest {
     CreateOrderRequest { user_id, items }
 }
 
+/// `message` with `key` as its `idempotency-key` metadata.
+pub fn keyed(message: CreateOrderRequest, key: &str) -> tonic::Request<CreateOrderRequest> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(crate::idempotency::METADATA_KEY, key.parse().unwrap());
+    request
+}
+
 /// Rows in `orders`, `order_items` and `events`.
 pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
     let [orders, items, events] =

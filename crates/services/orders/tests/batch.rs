@@ -2,7 +2,8 @@
 //! concurrent creates make 200 orders, each caller's id naming its own order; an
 //! order the database refuses inside a batch fails alone; a kill -9 during a burst
 //! leaves every acknowledged order whole (with its items and outbox row) and no order
-//! half-written; `ORDERS_BATCH_MAX=1` writes one order per transaction.
+//! half-written; idempotency keys keep their guarantees inside a batch;
+//! `ORDERS_BATCH_MAX=1` writes one order per transaction.
 #![allow(clippy::unwrap_used)]
 
 use std::{
@@ -10,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, request};
+use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, keyed, request};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use testkit::{TestDatabase, runtime, with_db};
 use tonic::Code;
@@ -202,6 +203,110 @@ fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits()
         assert!(
             split >= 2.0,
             "the refused order was in a batch of several orders, retried one by one: {split}"
+        );
+        orders.stop().await;
+    });
+}
+
+/// A trigger that makes user 777's order take half a second to insert, so the
+/// orders sent meanwhile queue behind it and form one batch (one writer: a pool of 4).
+async fn slow_user_777(dsn: &str) {
+    with_db(dsn, |client| {
+        client
+            .batch_execute(
+                "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN
+                     IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;
+                     RETURN NEW;
+                 END $$;
+                 CREATE TRIGGER test_slow BEFORE INSERT ON orders
+                     FOR EACH ROW EXECUTE FUNCTION test_slow();",
+            )
+            .unwrap();
+    })
+    .await;
+}
+
+/// CreateOrder, under `key` if given: the order id and whether it was a replay.
+async fn create(
+    mut client: OrdersServiceClient<tonic::transport::Channel>,
+    message: proto::v1::CreateOrderRequest,
+    key: Option<&str>,
+) -> Result<(i64, bool), tonic::Status> {
+    let response = match key {
+        Some(key) => client.create_order(keyed(message, key)).await?,
+        None => client.create_order(message).await?,
+    };
+    let replayed = response.metadata().get("idempotent-replayed").is_some();
+    Ok((response.into_inner().order_id, replayed))
+}
+
+#[test]
+fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
+    let db = TestDatabase::new("orders_batch");
+    runtime().block_on(async {
+        let orders = Orders::start_serving(config(db.dsn())).await;
+        let client = orders.client().await;
+        // A key taken before the batch, by user 1.
+        let (taken, _) = create(client.clone(), order_request(1, 1), Some("taken"))
+            .await
+            .unwrap();
+        slow_user_777(&db.dsn()).await;
+        let slow = tokio::spawn(create(client.clone(), order_request(777, 0), None));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+
+        // Queued behind the slow order, in this order (a few ms apart).
+        let sends: Vec<(i64, i64, Option<&'static str>)> = vec![
+            (1, 2, Some("same")),  // leads key "same" of user 1
+            (1, 2, Some("same")),  // the same request again: a replay
+            (2, 2, Some("same")),  // another user's "same": another key
+            (3, 3, None),          // no key
+            (1, 2, Some("same")),  // a replay again
+            (1, 9, Some("same")),  // another request under user 1's "same"
+            (1, 1, Some("taken")), // the request made before the batch: a replay
+            (1, 4, Some("taken")), // another request under a key taken before
+            (4, 4, None),          // no key
+        ];
+        let mut calls = Vec::new();
+        for &(user, n, key) in &sends {
+            calls.push(tokio::spawn(create(
+                client.clone(),
+                order_request(user, n),
+                key,
+            )));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(slow.await.unwrap().is_ok());
+        let mut answers = Vec::new();
+        for call in calls {
+            answers.push(call.await.unwrap());
+        }
+        let ok = |index: usize| answers[index].clone().unwrap();
+        let refused = |index: usize| answers[index].clone().unwrap_err().code();
+
+        let (same, replayed) = ok(0);
+        assert!(!replayed, "the first under a key makes the order");
+        assert_eq!(ok(1), (same, true));
+        assert_eq!(ok(4), (same, true));
+        assert_eq!(refused(5), Code::FailedPrecondition);
+        assert_eq!(ok(6), (taken, true));
+        assert_eq!(refused(7), Code::FailedPrecondition);
+        let others = [ok(2), ok(3), ok(8)];
+        assert!(others.iter().all(|&(id, replayed)| !replayed && id != same));
+        for (index, &(user, n, _)) in sends.iter().enumerate() {
+            if let Ok((id, _)) = answers[index] {
+                assert_eq!(stored(&db.dsn(), id).await, Some((user, items_of(n))));
+            }
+        }
+        // Orders: the one before, the slow one, "same" of users 1 and 2, two unkeyed.
+        assert_eq!(orders::testing::row_counts(&db.dsn()).await.0, 6);
+        assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 6);
+        assert_eq!(half_written(&db.dsn()).await, (0, 0, 0));
+        assert_eq!(orders.metric("orders_batch_split_orders_total").await, 0.0);
+        let batches = orders.metric("orders_batch_size_count").await;
+        assert!(
+            batches <= 4.0,
+            "the nine calls queued behind the slow order were written together: {batches} batches"
         );
         orders.stop().await;
     });

@@ -8,21 +8,12 @@
 
 use std::{path::Path, time::Duration};
 
-use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, request, row_counts};
+use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, keyed, request, row_counts};
 use proto::v1::{CreateOrderRequest, orders_service_client::OrdersServiceClient};
 use settings::GoDuration;
 use testkit::{TestDatabase, runtime, with_db};
 use tokio_util::sync::CancellationToken;
 use tonic::{Code, transport::Channel};
-
-/// `message` with `key` as its `idempotency-key` metadata.
-fn keyed(message: CreateOrderRequest, key: &str) -> tonic::Request<CreateOrderRequest> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("idempotency-key", key.parse().unwrap());
-    request
-}
 
 /// CreateOrder under `key`: the order id and whether the answer was a replay.
 async fn create_keyed(
