@@ -6,6 +6,8 @@
 //! - end-to-end throughput, order accepted -> notification in Redis, for that burst;
 //! - end-to-end latency p50/p99/max at an offered rate (`--paced-rate`: orders/s,
 //!   default 500, or `half` for half the gateway rate the run's burst just measured).
+//!   Then where that latency goes, stage by stage, from each order's timestamps in
+//!   both databases (see `stages.rs`).
 //!
 //! - with `--batch-max 1,64`: every run once per `ORDERS_BATCH_MAX` value (orders'
 //!   group commit; 1 = one transaction per order, the default 64), side by side in the
@@ -49,6 +51,7 @@ use std::{
 };
 
 mod cpu;
+mod stages;
 
 use clap::Parser;
 use tokio::sync::Semaphore;
@@ -313,8 +316,9 @@ fn pgbench_reference(args: &Args) -> anyhow::Result<f64> {
         connect_timeout: Duration::from_secs(5),
     };
     pgsetup::prepare(&db.dsn(), orders::schema(), options)?;
-    // The same two statements OrderStore::create sends: reserve ids, then one
-    // statement inserting the order, its item and the outbox row.
+    // One order per transaction, the design group commit replaced (and the
+    // reference every earlier run used): reserve ids, then one statement inserting
+    // the order, its item and the outbox row.
     let script = r#"\set user_id random(1, 100000)
 SELECT nextval('orders_order_id_seq') AS order_id, nextval('events_event_id_seq') AS event_id \gset
 WITH new_order AS (INSERT INTO orders (order_id, user_id, status, total_amount, created_at, updated_at) VALUES (:order_id, :user_id, 'new', 300, now(), now())), new_items AS (INSERT INTO order_items (order_id, position, product_id, quantity, price) SELECT :order_id, item.position, item.product_id, item.quantity, item.price FROM unnest(ARRAY[7]::bigint[], ARRAY[2]::int[], ARRAY[150]::bigint[]) WITH ORDINALITY AS item (product_id, quantity, price, position)) INSERT INTO events (event_id, topic, message_key, payload) VALUES (:event_id, 'order-topic', :order_id, '{"event_id":1,"order_id":1,"user_id":1,"total_amount":300,"created_at":"2026-01-01T00:00:00Z"}'::json);
@@ -496,19 +500,18 @@ async fn drive(
         "== paced: {paced_rate} orders/s ({:?}) for {} s, latency accepted -> notification in Redis",
         args.paced_rate, args.paced_seconds
     );
+    let clock = stages::Clock::start();
     let accepted = load.paced(paced_rate, args.paced_seconds).await?;
     wait_for_arrivals(&arrivals, accepted.len(), Duration::from_secs(120)).await;
-    let mut latencies: Vec<Duration> = {
-        let arrivals = arrivals.lock().unwrap();
-        accepted
-            .iter()
-            .filter_map(|(id, at)| {
-                arrivals
-                    .get(id)
-                    .map(|arrived| arrived.saturating_duration_since(*at))
-            })
-            .collect()
-    };
+    let arrived = arrivals.lock().unwrap().clone();
+    let mut latencies: Vec<Duration> = accepted
+        .iter()
+        .filter_map(|(id, sent)| {
+            arrived
+                .get(id)
+                .map(|at| at.saturating_duration_since(sent.accepted))
+        })
+        .collect();
     latencies.sort();
     let pick = |q: f64| {
         latencies
@@ -524,6 +527,14 @@ async fn drive(
         pick(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    stages::print(
+        clock,
+        &orders_db.dsn(),
+        &payments_db.dsn(),
+        &accepted,
+        &arrived,
+    )
+    .await;
     if let Some(concurrency) = args.overload_concurrency {
         arrivals.lock().unwrap().clear();
         overload(
@@ -696,7 +707,7 @@ impl LoadGenerator {
     }
 
     /// [`paced`] on the load generator's threads.
-    async fn paced(&self, rate: u64, seconds: u64) -> anyhow::Result<HashMap<i64, Instant>> {
+    async fn paced(&self, rate: u64, seconds: u64) -> anyhow::Result<HashMap<i64, stages::Sent>> {
         let (client, url) = (self.client.clone(), self.url.clone());
         self.runtime
             .spawn(paced(client, url, rate, seconds))
@@ -757,13 +768,13 @@ async fn burst(
     Ok(accepted)
 }
 
-/// Open loop at `rate` orders/s for `seconds`. Returns id -> accepted at.
+/// Open loop at `rate` orders/s for `seconds`. Returns id -> sent and accepted at.
 async fn paced(
     client: reqwest::Client,
     url: String,
     rate: u64,
     seconds: u64,
-) -> anyhow::Result<HashMap<i64, Instant>> {
+) -> anyhow::Result<HashMap<i64, stages::Sent>> {
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
@@ -771,15 +782,17 @@ async fn paced(
         ticker.tick().await;
         let (client, url) = (client.clone(), url.to_owned());
         tasks.push(tokio::spawn(async move {
-            place(&client, &url, 1 + i as i64, None)
-                .await
-                .map(|id| (id, Instant::now()))
+            let sent = Instant::now();
+            place(&client, &url, 1 + i as i64, None).await.map(|id| {
+                let accepted = Instant::now();
+                (id, stages::Sent { sent, accepted })
+            })
         }));
     }
     let mut accepted = HashMap::new();
     for task in tasks {
-        let (id, at) = task.await??;
-        accepted.insert(id, at);
+        let (id, sent) = task.await??;
+        accepted.insert(id, sent);
     }
     Ok(accepted)
 }

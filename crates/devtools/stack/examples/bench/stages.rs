@@ -1,0 +1,154 @@
+//! Where the paced phase's latency goes: every order's times at each hop, from the
+//! load generator (sent, answered, notification in Redis) and from the databases
+//! (`orders.created_at`, the `OrderCreated` outbox row's `sent_at`, payments'
+//! `processed_events.processed_at`, the payment event's `sent_at`), as p50 / p99 per
+//! stage. PostgreSQL's `now()` is its transaction's start, so a stage ending at one
+//! includes the wait before that transaction began, not its commit.
+
+use std::{
+    collections::HashMap,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// Turns the bench's `Instant`s into the wall-clock seconds the databases use.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    wall: f64,
+    instant: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64());
+        Self {
+            wall,
+            instant: Instant::now(),
+        }
+    }
+
+    fn epoch_secs(&self, at: Instant) -> f64 {
+        if at >= self.instant {
+            self.wall + (at - self.instant).as_secs_f64()
+        } else {
+            self.wall - (self.instant - at).as_secs_f64()
+        }
+    }
+}
+
+/// One paced order as the load generator saw it.
+#[derive(Clone, Copy)]
+pub struct Sent {
+    pub sent: Instant,
+    pub accepted: Instant,
+}
+
+/// The database side of each order: created, its event sent, payment processed,
+/// payment event sent (epoch seconds).
+type Hops = HashMap<i64, [f64; 4]>;
+
+async fn hops(orders_dsn: &str, payments_dsn: &str, ids: Vec<i64>) -> Hops {
+    let payments_ids = ids.clone();
+    let orders_side: Vec<(i64, f64, f64)> = testkit::with_db(orders_dsn, move |client| {
+        client
+            .query(
+                "SELECT o.order_id, extract(epoch FROM o.created_at)::float8,
+                        extract(epoch FROM e.sent_at)::float8
+                 FROM orders o JOIN events e ON (e.payload->>'order_id')::bigint = o.order_id
+                 WHERE o.order_id = ANY($1) AND e.sent_at IS NOT NULL",
+                &[&ids],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| (row.get(0), row.get(1), row.get(2)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .await;
+    let payments_side: HashMap<i64, (f64, f64)> = testkit::with_db(payments_dsn, move |client| {
+        client
+            .query(
+                "SELECT p.order_id, extract(epoch FROM p.processed_at)::float8,
+                        extract(epoch FROM e.sent_at)::float8
+                 FROM processed_events p
+                 JOIN events e ON (e.payload->>'order_id')::bigint = p.order_id
+                 WHERE p.order_id = ANY($1) AND e.sent_at IS NOT NULL",
+                &[&payments_ids],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|row| (row.get(0), (row.get(1), row.get(2))))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .await;
+    orders_side
+        .into_iter()
+        .filter_map(|(order_id, created, order_sent)| {
+            let (processed, payment_sent) = payments_side.get(&order_id)?;
+            Some((order_id, [created, order_sent, *processed, *payment_sent]))
+        })
+        .collect()
+}
+
+/// Prints p50 / p99 of each stage of the paced orders that went all the way.
+pub async fn print(
+    clock: Clock,
+    orders_dsn: &str,
+    payments_dsn: &str,
+    paced: &HashMap<i64, Sent>,
+    arrivals: &HashMap<i64, Instant>,
+) {
+    let hops = hops(orders_dsn, payments_dsn, paced.keys().copied().collect()).await;
+    const STAGES: [&str; 7] = [
+        "request sent -> orders.created_at (gateway, group-commit queue, ids)",
+        "orders.created_at -> answer received (insert, commit, answer)",
+        "orders.created_at -> OrderCreated sent_at (orders relay: notify, claim, publish, ack)",
+        "OrderCreated sent_at -> payment processed_at (payments fetch, transaction start)",
+        "payment processed_at -> payment event sent_at (payments commit, relay)",
+        "payment event sent_at -> notification in Redis (notifications)",
+        "answer received -> notification in Redis (the reported latency)",
+    ];
+    let mut stages: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+    for (order_id, sent) in paced {
+        let (Some(arrived), Some([created, order_sent, processed, payment_sent])) =
+            (arrivals.get(order_id), hops.get(order_id))
+        else {
+            continue;
+        };
+        let (sent_at, accepted, arrived) = (
+            clock.epoch_secs(sent.sent),
+            clock.epoch_secs(sent.accepted),
+            clock.epoch_secs(*arrived),
+        );
+        let spans = [
+            created - sent_at,
+            accepted - created,
+            order_sent - created,
+            processed - order_sent,
+            payment_sent - processed,
+            arrived - payment_sent,
+            arrived - accepted,
+        ];
+        for (stage, span) in stages.iter_mut().zip(spans) {
+            stage.push(span * 1e3);
+        }
+    }
+    println!(
+        "latency by stage, {} paced orders, ms (p50 / p99):",
+        stages[0].len()
+    );
+    for (name, mut spans) in STAGES.into_iter().zip(stages) {
+        spans.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            spans
+                .get(((spans.len() as f64 * q) as usize).min(spans.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!("  {:>7.1} / {:>7.1}  {name}", pick(0.5), pick(0.99));
+    }
+}
