@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use pgsetup::Pool;
+use postgres::{Row, types::ToSql};
 
 use crate::RelayError;
 
@@ -13,6 +14,24 @@ pub struct ClaimedEvent {
     pub topic: String,
     pub message_key: String,
     pub payload: String,
+}
+
+/// Runs one statement of the relay's bookkeeping (claims, "sent" marks) in a
+/// transaction whose commit does not wait for its WAL to reach the disk
+/// (`synchronous_commit = off`, for this transaction only). Safe for these rows: a
+/// claim or mark lost in a crash of PostgreSQL only means the event is published
+/// again, and consumers deduplicate on `event_id` (at-least-once either way). It saves
+/// the relay's loop two disk flushes per batch, which each event otherwise waited for.
+fn query_unflushed(
+    client: &mut postgres::Client,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>, postgres::Error> {
+    let mut transaction = client.transaction()?;
+    transaction.batch_execute("SET LOCAL synchronous_commit = off")?;
+    let rows = transaction.query(sql, params)?;
+    transaction.commit()?;
+    Ok(rows)
 }
 
 /// The `events` table of one service's database.
@@ -40,7 +59,11 @@ impl OutboxTable {
     /// Claims up to `limit` unsent rows for `lease`, oldest first.
     pub fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, RelayError> {
         let mut client = self.pool.get()?;
-        let rows = client.query(CLAIM, &[&i64::from(limit), &lease.as_secs_f64()])?;
+        let rows = query_unflushed(
+            &mut client,
+            CLAIM,
+            &[&i64::from(limit), &lease.as_secs_f64()],
+        )?;
         let mut events = rows
             .iter()
             .map(|row| {
@@ -61,7 +84,8 @@ impl OutboxTable {
     /// insert to now (both read from the database clock, so host clocks do not matter).
     pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, RelayError> {
         let mut client = self.pool.get()?;
-        let rows = client.query(
+        let rows = query_unflushed(
+            &mut client,
             // `sent_at IS NULL`: a row another relay re-published after this claim's
             // lease ran out keeps its first sent_at and is timed once.
             "UPDATE events SET sent_at = now(), claimed_until = NULL

@@ -168,6 +168,27 @@ pub fn request(user_id: i64, items: Vec<OrderItem>) -> CreateOrderRequest {
     CreateOrderRequest { user_id, items }
 }
 
+/// CreateOrder under `key`: the order id and whether the answer was a replay
+/// (response metadata `idempotent-replayed: true`, its only value).
+pub async fn create_keyed(
+    client: &mut OrdersServiceClient<Channel>,
+    message: CreateOrderRequest,
+    key: &str,
+) -> Result<(i64, bool), tonic::Status> {
+    let response = client.create_order(keyed(message, key)).await?;
+    let replayed = match response
+        .metadata()
+        .get(crate::idempotency::REPLAYED_METADATA)
+    {
+        None => false,
+        Some(value) => {
+            assert_eq!(value, "true", "the only value of idempotent-replayed");
+            true
+        }
+    };
+    Ok((response.into_inner().order_id, replayed))
+}
+
 /// `message` with `key` as its `idempotency-key` metadata.
 pub fn keyed(message: CreateOrderRequest, key: &str) -> tonic::Request<CreateOrderRequest> {
     let mut request = tonic::Request::new(message);

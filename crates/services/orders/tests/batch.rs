@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, keyed, request};
+use orders::testing::{DEADLINE, Orders, OrdersProcess, config, create_keyed, item, request};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use testkit::{TestDatabase, runtime, with_db};
 use tonic::Code;
@@ -233,12 +233,13 @@ async fn create(
     message: proto::v1::CreateOrderRequest,
     key: Option<&str>,
 ) -> Result<(i64, bool), tonic::Status> {
-    let response = match key {
-        Some(key) => client.create_order(keyed(message, key)).await?,
-        None => client.create_order(message).await?,
-    };
-    let replayed = response.metadata().get("idempotent-replayed").is_some();
-    Ok((response.into_inner().order_id, replayed))
+    match key {
+        Some(key) => create_keyed(&mut client, message, key).await,
+        None => Ok((
+            client.create_order(message).await?.into_inner().order_id,
+            false,
+        )),
+    }
 }
 
 #[test]

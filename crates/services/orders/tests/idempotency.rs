@@ -8,29 +8,14 @@
 
 use std::{path::Path, time::Duration};
 
-use orders::testing::{DEADLINE, Orders, OrdersProcess, config, item, keyed, request, row_counts};
-use proto::v1::{CreateOrderRequest, orders_service_client::OrdersServiceClient};
+use orders::testing::{
+    DEADLINE, Orders, OrdersProcess, config, create_keyed, item, keyed, request, row_counts,
+};
+use proto::v1::orders_service_client::OrdersServiceClient;
 use settings::GoDuration;
 use testkit::{TestDatabase, runtime, with_db};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, transport::Channel};
-
-/// CreateOrder under `key`: the order id and whether the answer was a replay.
-async fn create_keyed(
-    client: &mut OrdersServiceClient<Channel>,
-    message: CreateOrderRequest,
-    key: &str,
-) -> Result<(i64, bool), tonic::Status> {
-    let response = client.create_order(keyed(message, key)).await?;
-    let replayed = match response.metadata().get("idempotent-replayed") {
-        None => false,
-        Some(value) => {
-            assert_eq!(value, "true", "the only value of idempotent-replayed");
-            true
-        }
-    };
-    Ok((response.into_inner().order_id, replayed))
-}
+use tonic::Code;
 
 /// Rows in `orders`, `events` and `idempotency_keys`.
 async fn counts(dsn: &str) -> (i64, i64, i64) {

@@ -535,6 +535,9 @@ async fn drive(
         &arrived,
     )
     .await;
+    if track_payments {
+        stages::print_hot_updates(&orders_db.dsn()).await;
+    }
     if let Some(concurrency) = args.overload_concurrency {
         arrivals.lock().unwrap().clear();
         overload(

@@ -152,3 +152,25 @@ pub async fn print(
         println!("  {:>7.1} / {:>7.1}  {name}", pick(0.5), pick(0.99));
     }
 }
+
+/// How many of the updates of `orders` (each order's move to its final status) were
+/// HOT, so far in this database (PostgreSQL's statistics, a second or so behind).
+pub async fn print_hot_updates(orders_dsn: &str) {
+    let counts: Option<(i64, i64)> = testkit::with_db(orders_dsn, |client| {
+        client
+            .query_opt(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .map(|row| (row.get(0), row.get(1)))
+    })
+    .await;
+    if let Some((updated, hot)) = counts {
+        println!(
+            "orders updated {updated} times, {hot} HOT ({:.0}%)",
+            hot as f64 * 100.0 / updated.max(1) as f64
+        );
+    }
+}

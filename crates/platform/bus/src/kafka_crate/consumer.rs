@@ -9,9 +9,15 @@
 //!   4.x; checked at every connect) ends the loop with [`BusError::UnsupportedBroker`].
 //! - Lag: every [`LAG_INTERVAL`], each partition's log end offset minus the group's
 //!   committed offset.
+//! - Offsets of handled messages are committed at most every [`COMMIT_INTERVAL`], after
+//!   a poll that brought nothing (so an idle consumer has committed everything), and at
+//!   shutdown. The kafka crate commits synchronously: one broker round trip (and the
+//!   broker's write) per poll otherwise held up every message behind it. Handlers are
+//!   idempotent (at-least-once), so a crash that loses up to an interval of commits
+//!   only redelivers messages they skip.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use backoff::Backoff;
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient as CrateClient};
@@ -66,6 +72,9 @@ fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
     })
 }
 
+/// Longest time between offset commits while messages keep coming.
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
 fn commit(consumer: &mut Consumer) -> Result<(), BusError> {
     guarded(|| Ok(consumer.commit_consumed()?))
 }
@@ -86,6 +95,7 @@ pub(crate) fn run<H: Handler>(
     let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
     let mut consumer: Option<Consumer> = None;
     let mut lag = config.lag_observer.clone().map(LagMeter::new);
+    let mut committed_at = Instant::now();
     tracing::info!(topic, group = %config.group, partitions = ?config.partitions, "consumer started");
     while !shutdown.is_cancelled() {
         let c = match consumer.as_mut() {
@@ -121,6 +131,13 @@ pub(crate) fn run<H: Handler>(
         };
         backoff.reset();
         let outcome = handle_batch(&config, &mut handler, &shutdown, c, &sets, &mut lag);
+        let commit_due = sets.is_empty()
+            || matches!(outcome, Batch::ShutdownRequested)
+            || committed_at.elapsed() >= COMMIT_INTERVAL;
+        if !commit_due {
+            continue;
+        }
+        committed_at = Instant::now();
         if let Err(e) = commit(c) {
             let delay = backoff.next_delay();
             tracing::warn!(topic, error = %e, ?delay, "offset commit failed; reconnecting (uncommitted messages will be redelivered)");
