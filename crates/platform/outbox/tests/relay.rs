@@ -285,3 +285,27 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     shutdown.cancel();
     relay.join().unwrap();
 }
+
+#[test]
+fn the_relays_bookkeeping_leaves_every_pooled_connection_committing_durably() {
+    // Claims and marks turn synchronous_commit off for their own transaction only: the
+    // pool's connections serve orders and payments next, whose commits must wait for
+    // the disk.
+    let (db, pool) = common::outbox_database("outbox");
+    let ids = insert_events(&db, "order-topic", 3);
+    let table = outbox::OutboxTable::new(pool.clone());
+    for _ in 0..4 {
+        let claimed = table.claim(10, Duration::from_secs(30)).unwrap();
+        let claimed_ids: Vec<i64> = claimed.iter().map(|event| event.event_id).collect();
+        table.mark_sent(&claimed_ids).unwrap();
+    }
+    assert_eq!(unsent(&db), 0, "claimed and marked: {ids:?}");
+    let mut connections: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    for connection in &mut connections {
+        let setting: String = connection
+            .query_one("SHOW synchronous_commit", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(setting, "on");
+    }
+}
