@@ -59,15 +59,7 @@ fn create_then_get_over_http() {
         assert_eq!(payload["total_amount"], json!(399));
 
         // The same order over gRPC.
-        let order = orders
-            .client()
-            .await
-            .get_order(proto::v1::GetOrderRequest { order_id })
-            .await
-            .unwrap()
-            .into_inner()
-            .order
-            .unwrap();
+        let order = orders::testing::get_order(&mut orders.client().await, order_id).await;
         assert_eq!(order.user_id, 7);
         assert_eq!(order.total_amount.unwrap().money, 399);
 

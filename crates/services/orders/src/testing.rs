@@ -168,6 +168,20 @@ pub fn request(user_id: i64, items: Vec<OrderItem>) -> CreateOrderRequest {
     CreateOrderRequest { user_id, items }
 }
 
+/// GetOrder of an order that exists.
+pub async fn get_order(
+    client: &mut OrdersServiceClient<Channel>,
+    order_id: i64,
+) -> proto::v1::Order {
+    client
+        .get_order(proto::v1::GetOrderRequest { order_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap()
+}
+
 /// CreateOrder under `key`: the order id and whether the answer was a replay
 /// (response metadata `idempotent-replayed: true`, its only value).
 pub async fn create_keyed(

@@ -148,26 +148,16 @@ fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits()
     runtime().block_on(async {
         // One writer (a pool of 4), so the orders queued behind a slow one form a batch.
         let orders = Orders::start_serving(config(db.dsn())).await;
-        with_db(&db.dsn(), |client| {
-            client
-                .batch_execute(
-                    "CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
-                     BEGIN
-                         IF NEW.user_id = 666 THEN RAISE EXCEPTION 'user 666 refused by the test'; END IF;
-                         IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;
-                         RETURN NEW;
-                     END $$;
-                     CREATE TRIGGER test_refuse BEFORE INSERT ON orders
-                         FOR EACH ROW EXECUTE FUNCTION test_refuse();",
-                )
-                .unwrap();
-        })
+        on_order_insert(
+            &db.dsn(),
+            "IF NEW.user_id = 666 THEN RAISE EXCEPTION 'user 666 refused by the test'; END IF;
+             IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;",
+        )
         .await;
         let client = orders.client().await;
         let mut slow_client = client.clone();
-        let slow = tokio::spawn(async move {
-            slow_client.create_order(order_request(777, 1)).await
-        });
+        let slow =
+            tokio::spawn(async move { slow_client.create_order(order_request(777, 1)).await });
         // The slow order is committing (its trigger sleeps); these queue behind it.
         tokio::time::sleep(Duration::from_millis(150)).await;
         let users: Vec<i64> = (1..=19).chain([666]).collect();
@@ -175,7 +165,9 @@ fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits()
             .iter()
             .map(|&user| {
                 let mut client = client.clone();
-                tokio::spawn(async move { (user, client.create_order(order_request(user, user)).await) })
+                tokio::spawn(
+                    async move { (user, client.create_order(order_request(user, user)).await) },
+                )
             })
             .collect();
         assert!(slow.await.unwrap().is_ok());
@@ -208,23 +200,20 @@ fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits()
     });
 }
 
-/// A trigger that makes user 777's order take half a second to insert, so the
-/// orders sent meanwhile queue behind it and form one batch (one writer: a pool of 4).
-async fn slow_user_777(dsn: &str) {
-    with_db(dsn, |client| {
-        client
-            .batch_execute(
-                "CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-                 BEGIN
-                     IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;
-                     RETURN NEW;
-                 END $$;
-                 CREATE TRIGGER test_slow BEFORE INSERT ON orders
-                     FOR EACH ROW EXECUTE FUNCTION test_slow();",
-            )
-            .unwrap();
-    })
-    .await;
+/// Runs the PL/pgSQL `statements` before each insert into `orders` (e.g. to refuse
+/// one user's order, or make it slow so the orders sent meanwhile queue behind it and
+/// form one batch: one writer with a pool of 4).
+async fn on_order_insert(dsn: &str, statements: &str) {
+    let sql = format!(
+        "CREATE FUNCTION test_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             {statements}
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER test_on_insert BEFORE INSERT ON orders
+             FOR EACH ROW EXECUTE FUNCTION test_on_insert();"
+    );
+    with_db(dsn, move |client| client.batch_execute(&sql).unwrap()).await;
 }
 
 /// CreateOrder, under `key` if given: the order id and whether it was a replay.
@@ -252,7 +241,11 @@ fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
         let (taken, _) = create(client.clone(), order_request(1, 1), Some("taken"))
             .await
             .unwrap();
-        slow_user_777(&db.dsn()).await;
+        on_order_insert(
+            &db.dsn(),
+            "IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;",
+        )
+        .await;
         let slow = tokio::spawn(create(client.clone(), order_request(777, 0), None));
         tokio::time::sleep(Duration::from_millis(150)).await;
 

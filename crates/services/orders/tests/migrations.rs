@@ -73,13 +73,7 @@ fn a_second_start_changes_nothing() {
         assert_eq!(schema(&db.dsn()).await, before);
         // The data survived and the service works.
         let mut client = second.client().await;
-        let order = client
-            .get_order(proto::v1::GetOrderRequest { order_id })
-            .await
-            .unwrap()
-            .into_inner()
-            .order
-            .unwrap();
+        let order = orders::testing::get_order(&mut client, order_id).await;
         assert_eq!(order.user_id, 3);
         let next = client
             .create_order(request(3, vec![item(1, 1, 10)]))

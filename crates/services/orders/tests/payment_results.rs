@@ -195,13 +195,7 @@ fn status_events_move_orders_once_and_keep_what_cannot_be_applied(kind: BrokerKi
         let mut client = orders.client().await;
         let mut statuses = Vec::new();
         for order_id in [paid, failed, untouched] {
-            let order = client
-                .get_order(proto::v1::GetOrderRequest { order_id })
-                .await
-                .unwrap()
-                .into_inner()
-                .order
-                .unwrap();
+            let order = orders::testing::get_order(&mut client, order_id).await;
             statuses.push(order.status());
         }
         statuses
