@@ -26,5 +26,16 @@ fn invalid_values_stop_the_binary_naming_the_variable() {
             "x:y",
             "is not a number from 0 to 65535",
         ),
+        ("GATEWAY_MAX_IN_FLIGHT", "0", "must be at least 1"),
+        ("GATEWAY_MAX_IN_FLIGHT", "lots", ""),
+        ("GATEWAY_MAX_IN_FLIGHT", "-1", ""),
+        (
+            "GATEWAY_READ_HEADER_TIMEOUT",
+            "soon",
+            "expected a Go duration",
+        ),
+        ("GATEWAY_READ_HEADER_TIMEOUT", "0", "must be greater than 0"),
+        ("GATEWAY_IDLE_TIMEOUT", "-5s", "must not be negative"),
+        ("GATEWAY_IDLE_TIMEOUT", "0s", "must be greater than 0"),
     ]);
 }

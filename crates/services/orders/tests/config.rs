@@ -30,6 +30,11 @@ fn invalid_values_stop_the_binary_naming_the_variable() {
             ("RETENTION_BATCH", "lots", ""),
             ("ORDERS_BATCH_MAX", "0", "from 1 to 1000"),
             ("ORDERS_BATCH_MAX", "1001", "from 1 to 1000"),
+            ("ORDERS_IDEMPOTENCY_TTL", "0", "must not be 0"),
+            ("ORDERS_IDEMPOTENCY_TTL", "1d", "unknown unit"),
+            ("ORDERS_MAX_IN_FLIGHT", "0", "at least 1"),
+            ("ORDERS_MAX_IN_FLIGHT", "lots", ""),
+            ("ORDERS_MAX_IN_FLIGHT", "-3", ""),
         ],
     );
 }
