@@ -13,8 +13,9 @@
 //!   a poll that brought nothing (so an idle consumer has committed everything), and at
 //!   shutdown. The kafka crate commits synchronously: one broker round trip (and the
 //!   broker's write) per poll otherwise held up every message behind it. Handlers are
-//!   idempotent (at-least-once), so a crash that loses up to an interval of commits
-//!   only redelivers messages they skip.
+//!   idempotent (at-least-once), so a crash or a reconnect that loses up to an
+//!   interval of commits only redelivers messages they skip. A failed poll first tries
+//!   to commit what was handled, then reconnects.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -124,6 +125,10 @@ pub(crate) fn run<H: Handler>(
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(topic, error = %e, ?delay, "poll failed; reconnecting");
+                // Best effort: the handled messages' offsets may not be committed yet.
+                if let Err(e) = commit(c) {
+                    tracing::debug!(topic, error = %e, "commit before reconnecting failed");
+                }
                 consumer = None;
                 stop::sleep(&shutdown, delay);
                 continue;

@@ -13,7 +13,9 @@
 //!   key row was;
 //! - a leader whose key was already taken answers from the stored key row, read
 //!   right after the statement (committed by then): a replay, `DifferentRequest`, or
-//!   `InProgress` when the row has gone meanwhile (expired, deleted).
+//!   `InProgress` when the row has gone meanwhile (expired, deleted) or cannot be read.
+//!   Once the statement has committed nothing fails the batch as a whole: its unkeyed
+//!   callers would retry orders that exist.
 
 use std::{collections::HashMap, sync::LazyLock, time::Duration};
 
@@ -42,7 +44,7 @@ pub type Outcome = Result<Created, KeyConflict>;
 
 /// Writes `requests` in one statement; their answers, in their order. `topic` is
 /// where their events go; keys are remembered for `key_ttl`. An error is the whole
-/// batch's: nothing of it was written.
+/// batch's, and comes before or from the one statement: nothing of it was written.
 pub fn write(
     client: &mut Connection,
     topic: &str,
@@ -81,7 +83,17 @@ pub fn write(
         })
         .map(|(&index, _)| index)
         .collect();
-    let stored = stored_keys(client, requests, &taken, ttl_secs)?;
+    // The insert has committed: from here on no error may fail the batch (its callers
+    // would retry orders that exist). Keys whose row cannot be read now answer
+    // `InProgress`, which the keyed caller retries safely.
+    let stored = stored_keys(client, requests, &taken, ttl_secs).unwrap_or_else(|err| {
+        tracing::warn!(
+            %err,
+            keys = taken.len(),
+            "cannot read the idempotency keys taken before this batch; their requests are answered ABORTED"
+        );
+        HashMap::new()
+    });
 
     // Every request's answer: what its key row holds (fingerprint, order id), or
     // its new order.
