@@ -8,9 +8,9 @@
 //! `try_acquire` in the service does neither. Health and reflection are other
 //! services, not counted: an overloaded orders still answers its health checks.
 //!
-//! Unkeyed `CreateOrder` calls are group-committed through [`crate::batcher`]
-//! (`ORDERS_BATCH_MAX`); keyed ones, and all with `ORDERS_BATCH_MAX=1`, are written one
-//! per transaction.
+//! `CreateOrder` calls, with or without an idempotency key, are group-committed
+//! through [`crate::batcher`] (`ORDERS_BATCH_MAX`); with `ORDERS_BATCH_MAX=1` each is
+//! written in its own transaction.
 
 use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{

@@ -5,10 +5,11 @@
 //! - [`config`]: settings from defaults, an optional TOML file and the environment;
 //! - `validation`: a `CreateOrderRequest` becomes a `NewOrder` or INVALID_ARGUMENT
 //!   naming the field (checked arithmetic for the total);
-//! - `store`: the order, its items and the outbox row in one transaction; reads;
-//! - `batcher`: group commit: concurrent unkeyed `CreateOrder` calls written
-//!   together, up to `ORDERS_BATCH_MAX` orders per transaction, each caller answered
-//!   on its own;
+//! - `store`: reads; and (`store::write`) many orders, their items, outbox rows and
+//!   idempotency keys in one statement, so one transaction;
+//! - `batcher`: group commit: concurrent `CreateOrder` calls written together, up to
+//!   `ORDERS_BATCH_MAX` orders per transaction, each caller answered on its own (its
+//!   order, a replay under its key, or its key's conflict);
 //! - `grpc`: `orders.v1.OrdersService` on top of the store, blocking calls moved to
 //!   `spawn_blocking`, database outages answered with UNAVAILABLE, calls past
 //!   `ORDERS_MAX_IN_FLIGHT` refused at once with UNAVAILABLE ("orders overloaded");
