@@ -482,6 +482,36 @@ mod tests {
     }
 
     #[test]
+    fn a_taken_key_replays_the_same_request_and_refuses_another() {
+        let (first, other) = (order(1), order(2));
+        let key = IdempotencyKey::parse("k").unwrap();
+        let request = OrderRequest {
+            order: &first,
+            key: Some(&key),
+        };
+        let stored = |order: &NewOrder| KeyRow {
+            fingerprint: idempotency::fingerprint(order),
+            order_id: 41,
+        };
+        assert_eq!(
+            answer_from(request, &key, Some(&stored(&first))),
+            Ok(Created {
+                order_id: 41,
+                replayed: true
+            })
+        );
+        assert_eq!(
+            answer_from(request, &key, Some(&stored(&other))),
+            Err(KeyConflict::DifferentRequest("k".into()))
+        );
+        // The row is gone (expired, deleted) or could not be read: retry.
+        assert_eq!(
+            answer_from(request, &key, None),
+            Err(KeyConflict::InProgress("k".into()))
+        );
+    }
+
+    #[test]
     fn the_first_request_under_a_users_key_leads_the_later_ones() {
         let (a, b) = (order(1), order(2));
         let (key, other) = (
