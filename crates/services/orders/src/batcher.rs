@@ -69,7 +69,7 @@ impl BatchMetrics {
         Self {
             size: metrics.histogram_with_buckets(
                 "orders_batch_size",
-                "Orders per committed CreateOrder batch (one transaction).",
+                "New orders per committed CreateOrder batch (one transaction); replays under an idempotency key are not counted.",
                 &COUNT_BUCKETS,
             ),
             commit: metrics.histogram(

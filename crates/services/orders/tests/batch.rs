@@ -297,6 +297,11 @@ fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
         assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 6);
         assert_eq!(half_written(&db.dsn()).await, (0, 0, 0));
         assert_eq!(orders.metric("orders_batch_split_orders_total").await, 0.0);
+        assert_eq!(
+            orders.metric("orders_batch_size_sum").await,
+            6.0,
+            "the batch size counts new orders, not replays"
+        );
         let batches = orders.metric("orders_batch_size_count").await;
         assert!(
             batches <= 4.0,
