@@ -16,6 +16,11 @@ mod common;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A poll interval of `millis` milliseconds.
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
 fn relay_config(
     db: &TestDatabase,
     brokers: Vec<String>,
@@ -32,6 +37,45 @@ fn relay_config(
         kafka_client: bus::KafkaClient::default(),
         kafka_security: bus::KafkaSecurity::plaintext(),
     }
+}
+
+/// A relay on its own thread, as a service runs it, publishing `db`'s outbox.
+struct RunningRelay {
+    shutdown: CancellationToken,
+    handle: outbox::RelayHandle,
+}
+
+impl RunningRelay {
+    /// Starts a relay on `pool` (of `db`) sending to `brokers`, polling every
+    /// `poll_interval`, its metrics in `metrics`.
+    fn start(
+        db: &TestDatabase,
+        pool: pgsetup::Pool,
+        brokers: Vec<String>,
+        poll_interval: Duration,
+        metrics: &Metrics,
+    ) -> Self {
+        let shutdown = CancellationToken::new();
+        let handle = outbox::spawn_relay(
+            relay_config(db, brokers, poll_interval),
+            pool,
+            metrics,
+            shutdown.clone(),
+        )
+        .unwrap();
+        Self { shutdown, handle }
+    }
+
+    /// Shuts the relay down and waits for its thread.
+    fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.join().unwrap();
+    }
+}
+
+/// Waits until every row of `db`'s outbox is marked sent (`what` names the wait).
+fn wait_all_sent(db: &TestDatabase, what: &str) {
+    wait_until(DEADLINE, what, || (unsent(db) == 0).then_some(()));
 }
 
 fn insert_events(db: &TestDatabase, topic: &str, count: usize) -> Vec<i64> {
@@ -96,22 +140,14 @@ fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
     let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
-    let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
     // A long poll interval: only NOTIFY can make the relay this prompt.
-    let relay = outbox::spawn_relay(
-        relay_config(&db, vec![broker.bootstrap()], Duration::from_secs(3600)),
-        pool,
-        &metrics,
-        shutdown.clone(),
-    )
-    .unwrap();
+    let hour = Duration::from_secs(3600);
+    let relay = RunningRelay::start(&db, pool, vec![broker.bootstrap()], hour, &metrics);
     std::thread::sleep(Duration::from_millis(300)); // let it reach its idle wait
 
     let ids = insert_events(&db, &topic, 5);
-    wait_until(DEADLINE, "all events marked sent", || {
-        (unsent(&db) == 0).then_some(())
-    });
+    wait_all_sent(&db, "all events marked sent");
 
     let messages = read_topic(&[broker.bootstrap()], &topic, 5);
     assert_eq!(messages.len(), 5, "each event published once");
@@ -131,8 +167,7 @@ fn publishes_new_events_keyed_by_order_and_marks_them_sent() {
             && text.contains("\noutbox_publish_delay_seconds_count 5\n"))
         .then_some(())
     });
-    shutdown.cancel();
-    relay.join().unwrap();
+    relay.stop();
 }
 
 #[test]
@@ -146,14 +181,8 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
     let bootstrap = format!("127.0.0.1:{port}");
     let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
-    let shutdown = CancellationToken::new();
-    let relay = outbox::spawn_relay(
-        relay_config(&db, vec![bootstrap.clone()], Duration::from_millis(200)),
-        pool,
-        &Metrics::new(),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let brokers = vec![bootstrap.clone()];
+    let relay = RunningRelay::start(&db, pool, brokers, ms(200), &Metrics::new());
 
     insert_events(&db, &topic, 3);
     std::thread::sleep(Duration::from_secs(1));
@@ -164,12 +193,9 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
         ..Default::default()
     })
     .unwrap();
-    wait_until(DEADLINE, "events sent after the broker came up", || {
-        (unsent(&db) == 0).then_some(())
-    });
+    wait_all_sent(&db, "events sent after the broker came up");
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
-    shutdown.cancel();
-    relay.join().unwrap();
+    relay.stop();
 }
 
 #[test]
@@ -177,29 +203,20 @@ fn two_relays_on_one_database_publish_each_event_once() {
     let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
     let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
-    let shutdown = CancellationToken::new();
     let relays: Vec<_> = (0..2)
         .map(|_| {
-            outbox::spawn_relay(
-                relay_config(&db, vec![broker.bootstrap()], Duration::from_millis(50)),
-                pool.clone(),
-                &Metrics::new(),
-                shutdown.clone(),
-            )
-            .unwrap()
+            let brokers = vec![broker.bootstrap()];
+            RunningRelay::start(&db, pool.clone(), brokers, ms(50), &Metrics::new())
         })
         .collect();
 
     for _ in 0..10 {
         insert_events(&db, &topic, 20);
     }
-    wait_until(DEADLINE, "all 200 events sent", || {
-        (unsent(&db) == 0).then_some(())
-    });
+    wait_all_sent(&db, "all 200 events sent");
     let messages = read_topic(&[broker.bootstrap()], &topic, 200);
     assert_eq!(messages.len(), 200, "every event published, none twice");
-    shutdown.cancel();
-    relays.into_iter().for_each(|relay| relay.join().unwrap());
+    relays.into_iter().for_each(RunningRelay::stop);
 }
 
 #[test]
@@ -216,26 +233,17 @@ fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
         )
         .unwrap();
 
-    let shutdown = CancellationToken::new();
-    let relay = outbox::spawn_relay(
-        relay_config(&db, vec![broker.bootstrap()], Duration::from_millis(100)),
-        pool,
-        &Metrics::new(),
-        shutdown.clone(),
-    )
-    .unwrap();
+    let brokers = vec![broker.bootstrap()];
+    let relay = RunningRelay::start(&db, pool, brokers, ms(100), &Metrics::new());
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         unsent(&db),
         2,
         "claimed rows are left alone while the lease holds"
     );
-    wait_until(DEADLINE, "rows published after the lease expired", || {
-        (unsent(&db) == 0).then_some(())
-    });
+    wait_all_sent(&db, "rows published after the lease expired");
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 2).len(), 2);
-    shutdown.cancel();
-    relay.join().unwrap();
+    relay.stop();
 }
 
 #[test]
@@ -247,15 +255,8 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     proxy.cut();
     let (db, pool) = common::outbox_database("outbox");
     let topic = unique_name("order-topic");
-    let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
-    let relay = outbox::spawn_relay(
-        relay_config(&db, vec![proxy.addr()], Duration::from_millis(100)),
-        pool,
-        &metrics,
-        shutdown.clone(),
-    )
-    .unwrap();
+    let relay = RunningRelay::start(&db, pool, vec![proxy.addr()], ms(100), &metrics);
     insert_events(&db, &topic, 3);
     // Wait for failed attempts (each one claimed the rows, tried to publish, failed).
     wait_until(DEADLINE, "two failed publish attempts", || {
@@ -275,15 +276,12 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     // The broker answers again: the same rows go out, each once, and only then are
     // they marked sent.
     proxy.restore();
-    wait_until(DEADLINE, "events sent once the broker acknowledges", || {
-        (unsent(&db) == 0).then_some(())
-    });
+    wait_all_sent(&db, "events sent once the broker acknowledges");
     assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
     wait_until(DEADLINE, "publish metric updated", || {
         (metrics.value("outbox_published_total").unwrap_or(0.0) == 3.0).then_some(())
     });
-    shutdown.cancel();
-    relay.join().unwrap();
+    relay.stop();
 }
 
 #[test]

@@ -57,6 +57,13 @@ fn retention(pool: pgsetup::Pool, keep: Duration, batch_size: u32, metrics: &Met
     )
 }
 
+/// `metrics` renders `line` as a whole line.
+#[track_caller]
+fn assert_metrics_line(metrics: &Metrics, line: &str) {
+    let text = metrics.render();
+    assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+}
+
 #[test]
 fn old_sent_rows_go_in_bounded_batches_young_and_unsent_rows_stay() {
     let (db, pool) = common::outbox_database("outbox_retention");
@@ -77,16 +84,12 @@ fn old_sent_rows_go_in_bounded_batches_young_and_unsent_rows_stay() {
     assert_eq!(pruned.batches, 4);
     assert_eq!(remaining(&db), (4, 5));
 
-    let text = metrics.render();
-    assert!(
-        text.contains("\nretention_deleted_rows_total{table=\"events\"} 35\n"),
-        "{text}"
+    assert_metrics_line(
+        &metrics,
+        "retention_deleted_rows_total{table=\"events\"} 35",
     );
-    assert!(text.contains("\nretention_failures_total 0\n"), "{text}");
-    assert!(
-        text.contains("# TYPE retention_table_rows gauge\n"),
-        "{text}"
-    );
+    assert_metrics_line(&metrics, "retention_failures_total 0");
+    assert_metrics_line(&metrics, "# TYPE retention_table_rows gauge");
 
     // The next run finds nothing more to delete.
     let again = retention.run_once();
@@ -105,11 +108,7 @@ fn a_zero_window_disables_retention() {
         "a disabled table is not pruned"
     );
     assert_eq!(remaining(&db), (5, 0));
-    assert!(
-        metrics
-            .render()
-            .contains("\nretention_deleted_rows_total{table=\"events\"} 0\n")
-    );
+    assert_metrics_line(&metrics, "retention_deleted_rows_total{table=\"events\"} 0");
 }
 
 #[test]
@@ -138,10 +137,9 @@ fn the_background_thread_prunes_on_its_interval_and_stops_on_shutdown() {
     });
     shutdown.cancel();
     handle.join();
-    assert!(
-        metrics
-            .render()
-            .contains("\nretention_deleted_rows_total{table=\"events\"} 15\n")
+    assert_metrics_line(
+        &metrics,
+        "retention_deleted_rows_total{table=\"events\"} 15",
     );
 }
 
@@ -160,7 +158,7 @@ fn a_failed_run_is_counted_and_retried_not_fatal() {
         .unwrap();
     let outcomes = retention.run_once();
     assert!(outcomes[0].1.is_err(), "{outcomes:?}");
-    assert!(metrics.render().contains("\nretention_failures_total 1\n"));
+    assert_metrics_line(&metrics, "retention_failures_total 1");
     transaction.rollback().unwrap();
 
     let outcomes = retention.run_once();
