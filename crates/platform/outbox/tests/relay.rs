@@ -102,6 +102,14 @@ fn unsent(db: &TestDatabase) -> i64 {
         .get(0)
 }
 
+/// Waits until every row of `db`'s outbox is marked sent, then asserts that `topic`
+/// on `bootstrap` holds `n` messages: each row published once.
+fn assert_all_published_once(db: &TestDatabase, bootstrap: &str, topic: &str, n: usize) {
+    wait_all_sent(db, &format!("all {n} events marked sent"));
+    let messages = read_topic(&[bootstrap.to_owned()], topic, n);
+    assert_eq!(messages.len(), n, "every event published, none twice");
+}
+
 /// Reads `topic` from the start until `expected` messages arrived, then a little
 /// longer so an unexpected duplicate would show: (key, value) pairs.
 fn read_topic(brokers: &[String], topic: &str, expected: usize) -> Vec<(String, String)> {
@@ -193,8 +201,8 @@ fn keeps_events_while_the_broker_is_down_and_sends_them_when_it_is_back() {
         ..Default::default()
     })
     .unwrap();
-    wait_all_sent(&db, "events sent after the broker came up");
-    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
+    // Events sent after the broker came up.
+    assert_all_published_once(&db, &broker.bootstrap(), &topic, 3);
     relay.stop();
 }
 
@@ -213,9 +221,7 @@ fn two_relays_on_one_database_publish_each_event_once() {
     for _ in 0..10 {
         insert_events(&db, &topic, 20);
     }
-    wait_all_sent(&db, "all 200 events sent");
-    let messages = read_topic(&[broker.bootstrap()], &topic, 200);
-    assert_eq!(messages.len(), 200, "every event published, none twice");
+    assert_all_published_once(&db, &broker.bootstrap(), &topic, 200);
     relays.into_iter().for_each(RunningRelay::stop);
 }
 
@@ -241,8 +247,8 @@ fn a_crashed_relays_claim_expires_and_its_rows_go_out() {
         2,
         "claimed rows are left alone while the lease holds"
     );
-    wait_all_sent(&db, "rows published after the lease expired");
-    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 2).len(), 2);
+    // Rows published after the lease expired.
+    assert_all_published_once(&db, &broker.bootstrap(), &topic, 2);
     relay.stop();
 }
 
@@ -276,8 +282,8 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
     // The broker answers again: the same rows go out, each once, and only then are
     // they marked sent.
     proxy.restore();
-    wait_all_sent(&db, "events sent once the broker acknowledges");
-    assert_eq!(read_topic(&[broker.bootstrap()], &topic, 3).len(), 3);
+    // Events sent once the broker acknowledges.
+    assert_all_published_once(&db, &broker.bootstrap(), &topic, 3);
     wait_until(DEADLINE, "publish metric updated", || {
         (metrics.value("outbox_published_total").unwrap_or(0.0) == 3.0).then_some(())
     });
