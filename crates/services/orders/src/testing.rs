@@ -7,6 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use proto::v1::{CreateOrderRequest, Money, OrderItem, orders_service_client::OrdersServiceClient};
 use settings::BrokerList;
+use testkit::TestDatabase;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -30,6 +31,28 @@ pub fn config(dsn: String) -> crate::Config {
         },
         ..crate::Config::default()
     }
+}
+
+/// Runs `test` on a fresh two-thread runtime against an orders serving on a new
+/// database (`TestDatabase::new(db_name)`) with the test settings of [`config`]. The
+/// test gets orders to stop (or drop) and the database to look into; the database is
+/// dropped once the runtime is gone.
+pub fn with_orders(db_name: &str, test: impl AsyncFnOnce(Orders, &TestDatabase)) {
+    with_orders_configured(db_name, |config| config, test);
+}
+
+/// [`with_orders`] with `configure` applied to the test settings first (e.g. a
+/// shorter `orders_idempotency_ttl`).
+pub fn with_orders_configured(
+    db_name: &str,
+    configure: impl FnOnce(crate::Config) -> crate::Config,
+    test: impl AsyncFnOnce(Orders, &TestDatabase),
+) {
+    let db = TestDatabase::new(db_name);
+    testkit::runtime().block_on(async {
+        let orders = Orders::start_serving(configure(config(db.dsn()))).await;
+        test(orders, &db).await;
+    });
 }
 
 /// A running orders; stops when dropped.

@@ -11,7 +11,9 @@ use std::{
     time::Duration,
 };
 
-use orders::testing::{DEADLINE, Orders, OrdersProcess, config, create_keyed, item, request};
+use orders::testing::{
+    DEADLINE, OrdersProcess, create_keyed, item, request, with_orders, with_orders_configured,
+};
 use proto::v1::orders_service_client::OrdersServiceClient;
 use testkit::{TestDatabase, runtime, with_db};
 use tonic::Code;
@@ -91,9 +93,7 @@ fn order_request(user_id: i64, n: i64) -> proto::v1::CreateOrderRequest {
 
 #[test]
 fn two_hundred_concurrent_creates_make_two_hundred_orders_each_its_callers() {
-    let db = TestDatabase::new("orders_batch");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_batch", async |orders, db| {
         let client = orders.client().await;
         let calls: Vec<_> = (0..200_i64)
             .map(|n| {
@@ -144,10 +144,8 @@ fn two_hundred_concurrent_creates_make_two_hundred_orders_each_its_callers() {
 
 #[test]
 fn an_order_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits() {
-    let db = TestDatabase::new("orders_batch");
-    runtime().block_on(async {
+    with_orders("orders_batch", async |orders, db| {
         // One writer (a pool of 4), so the orders queued behind a slow one form a batch.
-        let orders = Orders::start_serving(config(db.dsn())).await;
         on_order_insert(
             &db.dsn(),
             "IF NEW.user_id = 666 THEN RAISE EXCEPTION 'user 666 refused by the test'; END IF;
@@ -233,9 +231,7 @@ async fn create(
 
 #[test]
 fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
-    let db = TestDatabase::new("orders_batch");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_batch", async |orders, db| {
         let client = orders.client().await;
         // A key taken before the batch, by user 1.
         let (taken, _) = create(client.clone(), order_request(1, 1), Some("taken"))
@@ -313,27 +309,28 @@ fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
 
 #[test]
 fn batch_max_one_writes_one_order_per_transaction() {
-    let db = TestDatabase::new("orders_batch");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(orders::Config {
+    with_orders_configured(
+        "orders_batch",
+        |config| orders::Config {
             orders_batch_max: 1,
-            ..config(db.dsn())
-        })
-        .await;
-        let client = orders.client().await;
-        let calls: Vec<_> = (0..20_i64)
-            .map(|n| {
-                let mut client = client.clone();
-                tokio::spawn(async move { client.create_order(order_request(n + 1, n)).await })
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap().unwrap();
-        }
-        assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 20);
-        assert_eq!(orders.metric("orders_batch_size_count").await, 0.0);
-        orders.stop().await;
-    });
+            ..config
+        },
+        async |orders, db| {
+            let client = orders.client().await;
+            let calls: Vec<_> = (0..20_i64)
+                .map(|n| {
+                    let mut client = client.clone();
+                    tokio::spawn(async move { client.create_order(order_request(n + 1, n)).await })
+                })
+                .collect();
+            for call in calls {
+                call.await.unwrap().unwrap();
+            }
+            assert_eq!(orders::testing::row_counts(&db.dsn()).await.2, 20);
+            assert_eq!(orders.metric("orders_batch_size_count").await, 0.0);
+            orders.stop().await;
+        },
+    );
 }
 
 #[test]

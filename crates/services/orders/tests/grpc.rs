@@ -3,17 +3,15 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, Utc};
-use orders::testing::{Orders, config, item, request, row_counts};
+use orders::testing::{item, request, row_counts, with_orders};
 use proto::v1::{GetOrderRequest, OrderStatus};
 use serde_json::{Value, json};
-use testkit::{TestDatabase, runtime, with_db};
+use testkit::with_db;
 use tonic::Code;
 
 #[test]
 fn create_then_get_and_the_outbox_row_matches_the_contract() {
-    let db = TestDatabase::new("orders");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders", async |orders, db| {
         let mut client = orders.client().await;
 
         let order_id = client
@@ -84,9 +82,7 @@ fn create_then_get_and_the_outbox_row_matches_the_contract() {
 
 #[test]
 fn bad_create_requests_are_invalid_argument_naming_the_field_and_store_nothing() {
-    let db = TestDatabase::new("orders");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders", async |orders, db| {
         let mut client = orders.client().await;
         let cases = vec![
             (
@@ -178,9 +174,7 @@ fn bad_create_requests_are_invalid_argument_naming_the_field_and_store_nothing()
 
 #[test]
 fn get_order_unknown_is_not_found_and_bad_ids_are_invalid() {
-    let db = TestDatabase::new("orders");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders", async |orders, _db| {
         let mut client = orders.client().await;
         let status = client
             .get_order(GetOrderRequest { order_id: 424242 })
@@ -205,9 +199,7 @@ fn get_order_unknown_is_not_found_and_bad_ids_are_invalid() {
 
 #[test]
 fn every_call_is_counted_by_outcome_and_timed_on_metrics() {
-    let db = TestDatabase::new("orders");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders", async |orders, _db| {
         let mut client = orders.client().await;
         for user_id in [1, 2] {
             client

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use orders::testing::{
-    DEADLINE, Orders, OrdersProcess, config, create_keyed, item, keyed, request, row_counts,
+    DEADLINE, OrdersProcess, create_keyed, item, keyed, request, row_counts, with_orders,
+    with_orders_configured,
 };
 use proto::v1::orders_service_client::OrdersServiceClient;
 use settings::GoDuration;
@@ -41,9 +42,7 @@ async fn key_row(dsn: &str, user_id: i64, key: &str) -> Option<i64> {
 
 #[test]
 fn the_same_key_and_request_replays_the_first_order_and_writes_nothing() {
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_idem", async |orders, db| {
         let mut client = orders.client().await;
         let order = || request(7, vec![item(11, 2, 150), item(12, 1, 99)]);
 
@@ -95,9 +94,7 @@ fn the_same_key_and_request_replays_the_first_order_and_writes_nothing() {
 
 #[test]
 fn the_same_key_with_another_request_is_failed_precondition_and_writes_nothing() {
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_idem", async |orders, db| {
         let mut client = orders.client().await;
         let (first, _) = create_keyed(&mut client, request(7, vec![item(1, 1, 100)]), "k")
             .await
@@ -126,9 +123,7 @@ fn the_same_key_with_another_request_is_failed_precondition_and_writes_nothing()
 
 #[test]
 fn bad_keys_are_invalid_argument_naming_the_metadata_and_store_nothing() {
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_idem", async |orders, db| {
         let mut client = orders.client().await;
         let long = "k".repeat(256);
         for bad in ["", "a b", "tab\there", long.as_str()] {
@@ -165,9 +160,7 @@ fn bad_keys_are_invalid_argument_naming_the_metadata_and_store_nothing() {
 
 #[test]
 fn fifty_concurrent_requests_with_one_key_make_one_order() {
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_idem", async |orders, db| {
         let client = orders.client().await;
         let calls: Vec<_> = (0..50)
             .map(|_| {
@@ -202,57 +195,59 @@ fn fifty_concurrent_requests_with_one_key_make_one_order() {
 #[test]
 fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
     // Retention far away: the expired row is still there, and ignored.
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(orders::Config {
+    with_orders_configured(
+        "orders_idem",
+        |config| orders::Config {
             orders_idempotency_ttl: GoDuration::from_millis(500),
             retention_interval: GoDuration::from_secs(3600),
-            ..config(db.dsn())
-        })
-        .await;
-        let mut client = orders.client().await;
-        let order = || request(9, vec![item(1, 1, 100)]);
-        let (first, _) = create_keyed(&mut client, order(), "short").await.unwrap();
-        assert_eq!(
-            create_keyed(&mut client, order(), "short").await.unwrap(),
-            (first, true)
-        );
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        // Expired but not deleted: the key is free again, even for another request.
-        let (second, replayed) =
-            create_keyed(&mut client, request(9, vec![item(2, 2, 200)]), "short")
-                .await
-                .unwrap();
-        assert!(!replayed);
-        assert_ne!(second, first);
-        assert_eq!(key_row(&db.dsn(), 9, "short").await, Some(second));
-        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
-    });
+            ..config
+        },
+        async |orders, db| {
+            let mut client = orders.client().await;
+            let order = || request(9, vec![item(1, 1, 100)]);
+            let (first, _) = create_keyed(&mut client, order(), "short").await.unwrap();
+            assert_eq!(
+                create_keyed(&mut client, order(), "short").await.unwrap(),
+                (first, true)
+            );
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            // Expired but not deleted: the key is free again, even for another request.
+            let (second, replayed) =
+                create_keyed(&mut client, request(9, vec![item(2, 2, 200)]), "short")
+                    .await
+                    .unwrap();
+            assert!(!replayed);
+            assert_ne!(second, first);
+            assert_eq!(key_row(&db.dsn(), 9, "short").await, Some(second));
+            assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+        },
+    );
 
     // Retention every 100 ms: the expired row goes.
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(orders::Config {
+    with_orders_configured(
+        "orders_idem",
+        |config| orders::Config {
             orders_idempotency_ttl: GoDuration::from_secs(1),
             retention_interval: GoDuration::from_millis(100),
-            ..config(db.dsn())
-        })
-        .await;
-        let mut client = orders.client().await;
-        let order = || request(9, vec![item(1, 1, 100)]);
-        let (first, _) = create_keyed(&mut client, order(), "gone").await.unwrap();
-        assert_eq!(key_row(&db.dsn(), 9, "gone").await, Some(first));
-        let dsn = db.dsn();
-        testkit::wait_until_async(DEADLINE, "retention to delete the expired key", || {
-            let dsn = dsn.clone();
-            async move { key_row(&dsn, 9, "gone").await.is_none().then_some(()) }
-        })
-        .await;
-        let (second, replayed) = create_keyed(&mut client, order(), "gone").await.unwrap();
-        assert!(!replayed, "a new order under the expired key");
-        assert_ne!(second, first);
-        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
-    });
+            ..config
+        },
+        async |orders, db| {
+            let mut client = orders.client().await;
+            let order = || request(9, vec![item(1, 1, 100)]);
+            let (first, _) = create_keyed(&mut client, order(), "gone").await.unwrap();
+            assert_eq!(key_row(&db.dsn(), 9, "gone").await, Some(first));
+            let dsn = db.dsn();
+            testkit::wait_until_async(DEADLINE, "retention to delete the expired key", || {
+                let dsn = dsn.clone();
+                async move { key_row(&dsn, 9, "gone").await.is_none().then_some(()) }
+            })
+            .await;
+            let (second, replayed) = create_keyed(&mut client, order(), "gone").await.unwrap();
+            assert!(!replayed, "a new order under the expired key");
+            assert_ne!(second, first);
+            assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+        },
+    );
 }
 
 #[test]
@@ -360,9 +355,7 @@ async fn grpcurl(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn grpcurl_with_an_idempotency_key_header_replays_and_refuses_another_request() {
-    let db = TestDatabase::new("orders_idem");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders_idem", async |orders, db| {
         let addr = orders.grpc_addr.to_string();
         let body = r#"{"user_id":3,"items":[{"product_id":1,"quantity":2,"price":{"money":150}}]}"#;
         let call = |key: &'static str, body: &'static str, verbose: bool| {

