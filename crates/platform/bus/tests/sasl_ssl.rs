@@ -86,6 +86,39 @@ impl Handler for Forward {
     }
 }
 
+/// The values of the first `n` records of `topic`, read by an rdkafka consumer in
+/// a group of its own through `bootstrap` with `security`, which then stops; panics
+/// with the broker's log tail (and `case`) if they do not all come within [`DEADLINE`].
+fn consume(
+    broker: &KafkaBroker,
+    bootstrap: String,
+    security: KafkaSecurity,
+    topic: &str,
+    n: usize,
+    case: &str,
+) -> Vec<String> {
+    let (tx, rx) = mpsc::channel();
+    let shutdown = CancellationToken::new();
+    let config = ConsumerConfig {
+        client: KafkaClient::Rdkafka,
+        security,
+        fetch_max_wait: Duration::from_millis(200),
+        ..ConsumerConfig::new(vec![bootstrap], topic, &unique_name("g"), "sasl-ssl-test")
+    };
+    let handle = spawn_consumer(config, Forward(tx), shutdown.clone()).unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < n {
+        match rx.recv_timeout(DEADLINE.saturating_sub(start.elapsed())) {
+            Ok(v) => got.push(v),
+            Err(_) => panic!("{case}: only {got:?} consumed:\n{}", broker.log_tail(30)),
+        }
+    }
+    shutdown.cancel();
+    handle.join().unwrap();
+    got
+}
+
 /// Produces three records over SASL_SSL with `mechanism` and reads them back with a
 /// consumer over SASL_SSL too.
 fn round_trip(broker: &KafkaBroker, certs: &TestCerts, mechanism: SaslMechanism) {
@@ -117,29 +150,9 @@ fn round_trip(broker: &KafkaBroker, certs: &TestCerts, mechanism: SaslMechanism)
         .send_all(&records)
         .unwrap_or_else(|e| panic!("{mechanism}: send: {e}"));
 
-    let (tx, rx) = mpsc::channel();
-    let shutdown = CancellationToken::new();
-    let config = ConsumerConfig {
-        client: KafkaClient::Rdkafka,
-        security: secured,
-        fetch_max_wait: Duration::from_millis(200),
-        ..ConsumerConfig::new(vec![bootstrap], &topic, &unique_name("g"), "sasl-ssl-test")
-    };
-    let handle = spawn_consumer(config, Forward(tx), shutdown.clone()).unwrap();
-    let start = Instant::now();
-    let mut got = Vec::new();
-    while got.len() < values.len() {
-        match rx.recv_timeout(DEADLINE.saturating_sub(start.elapsed())) {
-            Ok(v) => got.push(v),
-            Err(_) => panic!(
-                "{mechanism}: only {got:?} consumed:\n{}",
-                broker.log_tail(30)
-            ),
-        }
-    }
+    let case = mechanism.to_string();
+    let got = consume(broker, bootstrap, secured, &topic, values.len(), &case);
     assert_eq!(got, values, "{mechanism}");
-    shutdown.cancel();
-    handle.join().unwrap();
 }
 
 /// A wrong password: the producer gives up (no silent endless retry) with an error
@@ -194,18 +207,10 @@ fn ssl_without_sasl(broker: &KafkaBroker, certs: &TestCerts) {
             value: b"over-tls",
         })
         .unwrap_or_else(|e| panic!("ssl: send: {e}"));
-    let (tx, rx) = mpsc::channel();
-    let shutdown = CancellationToken::new();
-    let config = ConsumerConfig {
-        client: KafkaClient::Rdkafka,
-        security: tls,
-        fetch_max_wait: Duration::from_millis(200),
-        ..ConsumerConfig::new(vec![bootstrap], &topic, &unique_name("g"), "ssl-test")
-    };
-    let handle = spawn_consumer(config, Forward(tx), shutdown.clone()).unwrap();
-    assert_eq!(rx.recv_timeout(DEADLINE).unwrap(), "over-tls");
-    shutdown.cancel();
-    handle.join().unwrap();
+    assert_eq!(
+        consume(broker, bootstrap, tls, &topic, 1, "ssl"),
+        ["over-tls"]
+    );
 }
 
 /// The broker's host name is verified: its certificate names `localhost` only, so the
