@@ -10,7 +10,8 @@
 //! - [`ServiceProcess`]: a workspace binary run as a real process (kill -9, SIGTERM,
 //!   restart), its output kept in a log file and shown when the test fails.
 //! - [`run_to_exit`]: run a binary with a given environment to its exit (code, stderr),
-//!   and [`assert_setting_refused`] / [`assert_settings_refused`] on top of it;
+//!   and [`assert_setting_refused`] / [`assert_settings_refused`] on top of it
+//!   ([`ServiceBinary`] bundles a service's binary with the variables it reads);
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
@@ -50,9 +51,9 @@ pub use broker::{BrokerKind, Setup, TestBroker};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
 pub use process::{
-    KillOnDrop, ServiceProcess, assert_kafka_security_refused, assert_setting_refused,
-    assert_settings_refused, binary, free_port, http_get_status, http_request, metric, run_to_exit,
-    service_vars, wait_for_metric, wait_http_ok,
+    KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,
+    assert_setting_refused, assert_settings_refused, binary, free_port, http_get_status,
+    http_request, metric, run_to_exit, service_vars, wait_for_metric, wait_http_ok,
 };
 pub use proxy::TcpProxy;
 /// `KAFKA_CLIENT`: the client a [`Setup`] runs the code under test on.

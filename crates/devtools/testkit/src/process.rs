@@ -191,6 +191,46 @@ pub fn assert_kafka_security_refused(program: &Path, env_vars: &[&str], config_f
     }
 }
 
+/// A service binary as the "a bad setting stops the binary" tests run it: its path
+/// (`env!("CARGO_BIN_EXE_<name>")`), the variables it reads and its
+/// configuration-file variable.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceBinary {
+    path: &'static str,
+    env_vars: &'static [&'static str],
+    config_file_var: &'static str,
+}
+
+impl ServiceBinary {
+    pub const fn new(
+        path: &'static str,
+        env_vars: &'static [&'static str],
+        config_file_var: &'static str,
+    ) -> Self {
+        Self {
+            path,
+            env_vars,
+            config_file_var,
+        }
+    }
+
+    /// [`assert_settings_refused`] on this binary: each `(variable, value, message
+    /// part)` stops it.
+    pub fn assert_settings_refused(self, cases: &[(&str, &str, &str)]) {
+        assert_settings_refused(
+            Path::new(self.path),
+            self.env_vars,
+            self.config_file_var,
+            cases,
+        );
+    }
+
+    /// [`assert_kafka_security_refused`] on this binary.
+    pub fn assert_kafka_security_refused(self) {
+        assert_kafka_security_refused(Path::new(self.path), self.env_vars, self.config_file_var);
+    }
+}
+
 /// A child process killed on drop if it is still running (a failing test does not
 /// leave it behind).
 pub struct KillOnDrop(pub Child);

@@ -2,13 +2,16 @@
 //! names the variable.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use testkit::ServiceBinary;
+
+/// The real notifications binary and the variables it reads.
+const NOTIFICATIONS: ServiceBinary = ServiceBinary::new(
+    env!("CARGO_BIN_EXE_notifications"),
+    notifications::ENV_VARS,
+    notifications::CONFIG_FILE_VAR,
+);
 
 #[test]
 fn kafka_tls_or_sasl_without_rdkafka_or_a_password_stops_the_binary() {
-    testkit::assert_kafka_security_refused(
-        Path::new(env!("CARGO_BIN_EXE_notifications")),
-        notifications::ENV_VARS,
-        notifications::CONFIG_FILE_VAR,
-    );
+    NOTIFICATIONS.assert_kafka_security_refused();
 }
