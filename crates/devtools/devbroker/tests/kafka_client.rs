@@ -90,14 +90,7 @@ fn keyed_records_keep_key_and_value_and_stay_in_one_partition() {
 
     let mut c = consumer(&b.bootstrap(), "keyed", "g");
     let got = consume_n(&mut c, 30, true);
-    let mut by_key = std::collections::HashMap::new();
-    for g in &got {
-        let prev = by_key.insert(g.key.clone(), g.partition);
-        assert!(
-            prev.is_none() || prev == Some(g.partition),
-            "key split across partitions"
-        );
-    }
+    assert_each_key_in_one_partition(&got);
     let mut seen: Vec<_> = got
         .iter()
         .map(|g| {
@@ -145,11 +138,7 @@ fn compressed_produce_from_the_kafka_crate_reads_back() {
 fn waiting_consumer_sees_a_later_produce() {
     let b = broker_with_topics(&[("wait", 1)]);
     let bootstrap = b.bootstrap();
-    let mut c = kafka::consumer::Consumer::from_hosts(vec![bootstrap.clone()])
-        .with_topic("wait".into())
-        .with_fallback_offset(FetchOffset::Earliest)
-        .with_fetch_max_wait_time(Duration::from_secs(10))
-        .with_fetch_min_bytes(1)
+    let mut c = reader(&bootstrap, "wait", Duration::from_secs(10))
         .create()
         .unwrap();
     let producer_thread = std::thread::spawn(move || {

@@ -37,16 +37,42 @@ pub fn producer(bootstrap: &str) -> Producer {
         .unwrap()
 }
 
+/// A consumer of `topic` in `group` (offsets stored in Kafka), from the earliest
+/// offset when the group has none, each fetch waiting up to 200 ms.
 pub fn consumer(bootstrap: &str, topic: &str, group: &str) -> Consumer {
-    Consumer::from_hosts(vec![bootstrap.to_owned()])
-        .with_topic(topic.to_owned())
+    reader(bootstrap, topic, Duration::from_millis(200))
         .with_group(group.to_owned())
-        .with_fallback_offset(FetchOffset::Earliest)
         .with_offset_storage(Some(GroupOffsetStorage::Kafka))
-        .with_fetch_max_wait_time(Duration::from_millis(200))
-        .with_fetch_min_bytes(1)
         .create()
         .unwrap()
+}
+
+/// A consumer of `topic` from its earliest offset, to be built (`create`), each fetch
+/// waiting up to `max_wait` for at least one byte.
+pub fn reader(bootstrap: &str, topic: &str, max_wait: Duration) -> kafka::consumer::Builder {
+    Consumer::from_hosts(vec![bootstrap.to_owned()])
+        .with_topic(topic.to_owned())
+        .with_fallback_offset(FetchOffset::Earliest)
+        .with_fetch_max_wait_time(max_wait)
+        .with_fetch_min_bytes(1)
+}
+
+/// Asserts that every key of `got` came from one partition only.
+#[track_caller]
+pub fn assert_each_key_in_one_partition(got: &[Got]) {
+    let mut partitions_of = std::collections::HashMap::<_, Vec<i32>>::new();
+    for g in got {
+        let partitions = partitions_of.entry(&g.key).or_default();
+        if !partitions.contains(&g.partition) {
+            partitions.push(g.partition);
+        }
+    }
+    assert!(
+        partitions_of
+            .values()
+            .all(|partitions| partitions.len() == 1),
+        "key split across partitions: {partitions_of:?}"
+    );
 }
 
 /// A consumed message, owned.
