@@ -39,18 +39,27 @@ fn order(event_id: i64, order_id: i64) -> OrderCreated {
     }
 }
 
+/// A pool of two connections.
+const TWO_CONNECTIONS: pgsetup::PoolOptions = pgsetup::PoolOptions {
+    max_size: 2,
+    connect_timeout: Duration::from_secs(5),
+};
+
+/// A new database with payments' schema, and a store on it (a pool of two
+/// connections) that queues its statuses for the topic `statuses`.
+fn payments_store(name: &str) -> (TestDatabase, PaymentStore) {
+    let db = TestDatabase::new(name);
+    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), TWO_CONNECTIONS).unwrap();
+    (db, PaymentStore::new(pool, "statuses".into()))
+}
+
 fn count(db: &TestDatabase, sql: &str) -> i64 {
     db.client().query_one(sql, &[]).unwrap().get(0)
 }
 
 #[test]
 fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
-    let db = TestDatabase::new("payments_handler");
-    let options = pgsetup::PoolOptions {
-        max_size: 2,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
+    let (db, store) = payments_store("payments_handler");
     // The database refuses order 2's payment: the batch transaction is rolled back
     // and redone message by message, so that only order 2 is dead-lettered.
     db.client()
@@ -58,7 +67,7 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         .unwrap();
     let metrics = Metrics::new();
     let mut handler = OrderHandler::new(
-        PaymentStore::new(pool, "statuses".into()),
+        store,
         FlakyProvider {
             flaky_order: 3,
             asked: 0,
@@ -155,13 +164,7 @@ impl PaymentProvider for WatchingProvider {
 
 #[test]
 fn payments_are_decided_before_the_transaction_that_records_them() {
-    let db = TestDatabase::new("payments_decide_first");
-    let options = pgsetup::PoolOptions {
-        max_size: 2,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
-    let store = PaymentStore::new(pool, "statuses".into());
+    let (db, store) = payments_store("payments_decide_first");
     let mut provider = WatchingProvider {
         watcher: db.client(),
         open_transactions_seen: Vec::new(),
@@ -199,13 +202,7 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
 /// duplicate, and a new event for an order already paid changes nothing.
 #[test]
 fn a_batch_for_distinct_orders_is_recorded_together_with_one_status_per_new_payment() {
-    let db = TestDatabase::new("payments_together");
-    let options = pgsetup::PoolOptions {
-        max_size: 2,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), payments::schema(), options).unwrap();
-    let store = PaymentStore::new(pool, "statuses".into());
+    let (db, store) = payments_store("payments_together");
     let mut provider = payments::SimulatedProvider;
     let origin = |offset| payments::store::Origin {
         topic: "orders",

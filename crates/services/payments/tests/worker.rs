@@ -71,6 +71,16 @@ impl Harness {
         self.worker.health_addr()
     }
 
+    /// The worker's `/metrics` value of `name`, if it has one.
+    fn metric(&self, name: &str) -> Option<u64> {
+        testkit::metric(self.health_addr(), name)
+    }
+
+    /// Waits until the worker's `/metrics` value of `name` is at least `at_least`.
+    fn wait_for_metric(&self, name: &str, at_least: u64) {
+        testkit::wait_for_metric(self.health_addr(), name, at_least, DEADLINE);
+    }
+
     fn count(&self, sql: &str) -> i64 {
         self.db.client().query_one(sql, &[]).unwrap().get(0)
     }
@@ -210,14 +220,8 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     let (status, body) =
         testkit::http_request("GET", &format!("http://{}/readyz", h.health_addr()), None).unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_succeeded_total"),
-        Some(1)
-    );
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_failed_total"),
-        Some(1)
-    );
+    assert_eq!(h.metric("payments_succeeded_total"), Some(1));
+    assert_eq!(h.metric("payments_failed_total"), Some(1));
     h.stop();
 }
 
@@ -232,17 +236,9 @@ fn a_redelivered_order_is_paid_once() {
         event_id: 21,
         ..event.clone()
     });
-    testkit::wait_for_metric(
-        h.health_addr(),
-        "payments_messages_processed_total",
-        3,
-        DEADLINE,
-    );
+    h.wait_for_metric("payments_messages_processed_total", 3);
     assert_eq!(h.wait_for_payment(8), "succeeded");
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
-        Some(2)
-    );
+    assert_eq!(h.metric("payments_duplicates_skipped_total"), Some(2));
     assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
         h.count("SELECT count(*) FROM processed_events WHERE event_id = 20"),
@@ -285,10 +281,7 @@ fn poison_messages_are_dead_lettered_and_the_next_order_is_processed() {
             .get::<_, String>(3)
             .contains("order_id must be positive")
     );
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_dead_letters_total"),
-        Some(3)
-    );
+    assert_eq!(h.metric("payments_dead_letters_total"), Some(3));
     assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
     h.stop();
 }
@@ -308,12 +301,7 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
     proxy.cut();
     h.produce_order(&order(41, 101));
     // The worker has tried, and failed, to process it.
-    testkit::wait_for_metric(
-        h.health_addr(),
-        "payments_transient_failures_total",
-        1,
-        DEADLINE,
-    );
+    h.wait_for_metric("payments_transient_failures_total", 1);
     assert_eq!(
         h.count("SELECT count(*) FROM payments WHERE order_id = 101"),
         0
@@ -329,16 +317,8 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
         h.count("SELECT count(*) FROM events WHERE message_key = '101'"),
         1
     );
-    testkit::wait_for_metric(
-        h.health_addr(),
-        "payments_messages_processed_total",
-        2,
-        DEADLINE,
-    );
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
-        Some(0)
-    );
+    h.wait_for_metric("payments_messages_processed_total", 2);
+    assert_eq!(h.metric("payments_duplicates_skipped_total"), Some(0));
     h.stop();
 }
 
@@ -569,10 +549,9 @@ fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_
         )
         .unwrap();
     let deleted = |table: &str| {
-        testkit::metric(
-            h.health_addr(),
-            &format!("retention_deleted_rows_total{{table=\"{table}\"}}"),
-        )
+        h.metric(&format!(
+            "retention_deleted_rows_total{{table=\"{table}\"}}"
+        ))
     };
     wait_until(DEADLINE, "retention to delete the aged rows", || {
         (deleted("processed_events") == Some(25)
@@ -598,16 +577,8 @@ fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_
     // Retention has run since the order was handled; redelivered within the window,
     // it is still recognised and skipped.
     h.produce_order(&event);
-    testkit::wait_for_metric(
-        h.health_addr(),
-        "payments_messages_processed_total",
-        2,
-        DEADLINE,
-    );
-    assert_eq!(
-        testkit::metric(h.health_addr(), "payments_duplicates_skipped_total"),
-        Some(1)
-    );
+    h.wait_for_metric("payments_messages_processed_total", 2);
+    assert_eq!(h.metric("payments_duplicates_skipped_total"), Some(1));
     assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
         h.count("SELECT count(*) FROM events WHERE message_key = '12'"),
@@ -615,6 +586,6 @@ fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_
     );
     // Registered (a run that failed on a busy machine, e.g. no pool connection within
     // PAYMENTS_DB_TIMEOUT, is retried and counted here, so its value is not asserted).
-    assert!(testkit::metric(h.health_addr(), "retention_failures_total").is_some());
+    assert!(h.metric("retention_failures_total").is_some());
     h.stop();
 }
