@@ -7,53 +7,22 @@
 
 mod common;
 
-use std::time::Duration;
-
-use orders::testing::{Orders, config as orders_config};
-use serde_json::{Value, json};
+use common::{Answer, Gateway};
+use orders::testing::{assert_one_keyed_order, keyed_row_counts as counts};
+use reqwest::header::HeaderValue;
+use serde_json::json;
 use settings::GoDuration;
-use testkit::{TestDatabase, runtime};
-
-/// An answer to `POST /orders`: status, JSON body and `Idempotent-Replayed`.
-#[derive(Debug)]
-struct Posted {
-    status: u16,
-    body: Value,
-    replayed: Option<String>,
-}
 
 /// `POST /orders` with `body` and each of `keys` as an `Idempotency-Key` header.
-async fn post(gateway: &common::Gateway, body: &str, keys: &[&[u8]]) -> Posted {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut request = http
-        .post(gateway.url("/orders"))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    for key in keys {
-        request = request.header(
-            "Idempotency-Key",
-            reqwest::header::HeaderValue::from_bytes(key).unwrap(),
-        );
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let replayed = response
-        .headers()
-        .get("idempotent-replayed")
-        .map(|value| value.to_str().unwrap().to_owned());
-    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
-    Posted {
-        status,
-        body,
-        replayed,
-    }
-}
-
-/// Rows in `orders`, `events` and `idempotency_keys`.
-async fn counts(dsn: &str) -> (i64, i64, i64) {
-    let [orders, events, keys] =
-        testkit::row_counts(dsn, ["orders", "events", "idempotency_keys"]).await;
-    (orders, events, keys)
+async fn post(gateway: &Gateway, body: &str, keys: &[&[u8]]) -> Answer {
+    let headers: Vec<_> = keys
+        .iter()
+        .map(|key| ("Idempotency-Key", HeaderValue::from_bytes(key).unwrap()))
+        .collect();
+    let body = Some(body.as_bytes().to_vec());
+    gateway
+        .send_with_headers("POST", "/orders", body, &headers)
+        .await
 }
 
 const ORDER: &str =
@@ -61,9 +30,7 @@ const ORDER: &str =
 
 #[test]
 fn a_replay_is_the_first_answer_with_idempotent_replayed_and_writes_nothing() {
-    let db = TestDatabase::new("gateway_idem");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway_idem", async |_orders, gateway, db| {
         let first = post(&gateway, ORDER, &[b"rest-1"]).await;
         assert_eq!(first.status, 200, "{first:?}");
         assert_eq!(first.replayed, None);
@@ -89,12 +56,11 @@ fn a_replay_is_the_first_answer_with_idempotent_replayed_and_writes_nothing() {
 
 #[test]
 fn the_key_with_another_request_is_422_and_bad_keys_are_400_naming_the_header() {
-    let db = TestDatabase::new("gateway_idem");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway_idem", async |_orders, gateway, db| {
         assert_eq!(post(&gateway, ORDER, &[b"rest-2"]).await.status, 200);
 
-        let other = r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 3, "price": 1500}]}"#;
+        let other =
+            r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 3, "price": 1500}]}"#;
         let refused = post(&gateway, other, &[b"rest-2"]).await;
         assert_eq!(refused.status, 422, "{refused:?}");
         assert_eq!(refused.replayed, None);
@@ -136,9 +102,7 @@ fn the_key_with_another_request_is_422_and_bad_keys_are_400_naming_the_header() 
 
 #[test]
 fn fifty_concurrent_posts_with_one_key_make_one_order() {
-    let db = TestDatabase::new("gateway_idem");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway_idem", async |_orders, gateway, db| {
         let gateway = std::sync::Arc::new(gateway);
         let posts: Vec<_> = (0..50)
             .map(|_| {
@@ -155,33 +119,18 @@ fn fifty_concurrent_posts_with_one_key_make_one_order() {
                 _ => panic!("neither the order nor 409: {posted:?}"),
             }
         }
-        assert!(!ids.is_empty());
-        ids.dedup();
-        assert_eq!(ids.len(), 1, "one order id in every answer: {ids:?}");
-        assert_eq!(
-            counts(&db.dsn()).await,
-            (1, 1, 1),
-            "one order, one outbox row"
-        );
+        assert_one_keyed_order(&db.dsn(), ids).await;
     });
 }
 
 #[test]
 fn after_the_ttl_the_key_is_gone_and_makes_a_new_order() {
-    let db = TestDatabase::new("gateway_idem");
-    runtime().block_on(async {
-        let orders = Orders::start(orders::Config {
-            orders_idempotency_ttl: GoDuration::from_secs(1),
-            retention_interval: GoDuration::from_millis(100),
-            ..orders_config(db.dsn())
-        })
-        .await;
-        orders.wait_ready().await;
-        let gateway = common::Gateway::start(common::gateway_config(
-            &orders.grpc_addr.to_string(),
-            Duration::from_secs(5),
-        ))
-        .await;
+    let short_ttl = |config| orders::Config {
+        orders_idempotency_ttl: GoDuration::from_secs(1),
+        retention_interval: GoDuration::from_millis(100),
+        ..config
+    };
+    common::with_gateway_configured("gateway_idem", short_ttl, async |_orders, gateway, db| {
         let first = post(&gateway, ORDER, &[b"rest-ttl"]).await;
         assert_eq!(first.status, 200);
         let dsn = db.dsn();

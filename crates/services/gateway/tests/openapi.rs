@@ -17,9 +17,7 @@ use testkit::{TestDatabase, runtime};
 
 #[test]
 fn the_served_description_is_the_file_in_the_repository() {
-    let db = TestDatabase::new("gateway_openapi_served");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway_openapi_served", async |_orders, gateway, _db| {
         let response = reqwest::get(gateway.url("/openapi.yaml")).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/yaml");

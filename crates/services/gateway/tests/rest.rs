@@ -6,13 +6,11 @@ mod common;
 use chrono::{DateTime, Utc};
 use orders::testing::row_counts;
 use serde_json::{Value, json};
-use testkit::{TestDatabase, runtime, with_db};
+use testkit::with_db;
 
 #[test]
 fn create_then_get_over_http() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |orders, gateway, db| {
         let order_id = gateway
             .create_order(
                 r#"{"user_id": 7, "items": [{"product_id": 11, "quantity": 2, "price": 150},
@@ -90,9 +88,7 @@ fn create_then_get_over_http() {
 
 #[test]
 fn keys_that_differ_only_in_case_are_accepted_as_the_go_gateway_accepts_them() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |_orders, gateway, _db| {
         let order_id = gateway
             .create_order(
                 r#"{"User_Id": 1, "Items": [{"Product_ID": 1, "quantity": 1, "PRICE": 5}]}"#,
@@ -118,9 +114,7 @@ const ITEM: &str = r#"{"product_id": 1, "quantity": 1, "price": 1}"#;
 
 #[test]
 fn bad_bodies_are_400_with_a_message_and_store_nothing() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |_orders, gateway, db| {
         let shape_errors: Vec<(String, &str)> = vec![
             // malformed
             (
@@ -214,23 +208,34 @@ fn bad_bodies_are_400_with_a_message_and_store_nothing() {
         // Business rules: orders' INVALID_ARGUMENT message passes through.
         let many = vec![ITEM; 1001].join(",");
         let rule_errors = [
-            (format!(r#"{{"user_id": 0, "items": [{ITEM}]}}"#), "user_id must be positive, got 0"),
-            (r#"{"user_id": 1, "items": []}"#.to_owned(), "items must not be empty"),
             (
-                r#"{"user_id": 1, "items": [{"product_id": 0, "quantity": 1, "price": 1}]}"#.to_owned(),
+                format!(r#"{{"user_id": 0, "items": [{ITEM}]}}"#),
+                "user_id must be positive, got 0",
+            ),
+            (
+                r#"{"user_id": 1, "items": []}"#.to_owned(),
+                "items must not be empty",
+            ),
+            (
+                r#"{"user_id": 1, "items": [{"product_id": 0, "quantity": 1, "price": 1}]}"#
+                    .to_owned(),
                 "items[0].product_id must be positive, got 0",
             ),
             (
-                r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 0, "price": 1}]}"#.to_owned(),
+                r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 0, "price": 1}]}"#
+                    .to_owned(),
                 "items[0].quantity must be at least 1, got 0",
             ),
             (
-                r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "price": -1}]}"#.to_owned(),
+                r#"{"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "price": -1}]}"#
+                    .to_owned(),
                 "items[0].price must be positive, got -1",
             ),
             // The Go orders service's rule: a price of 0 is refused too.
             (
-                format!(r#"{{"user_id": 1, "items": [{ITEM}, {{"product_id": 2, "quantity": 1, "price": 0}}]}}"#),
+                format!(
+                    r#"{{"user_id": 1, "items": [{ITEM}, {{"product_id": 2, "quantity": 1, "price": 0}}]}}"#
+                ),
                 "items[1].price must be positive, got 0",
             ),
             (
@@ -261,9 +266,7 @@ fn bad_bodies_are_400_with_a_message_and_store_nothing() {
 
 #[test]
 fn bad_ids_unknown_orders_paths_and_methods() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |_orders, gateway, _db| {
         for id in ["abc", "0", "-1", "1.5", "99999999999999999999", "1e3"] {
             gateway.get(&format!("/orders/{id}")).await.assert_error(
                 400,
@@ -348,9 +351,7 @@ fn bad_ids_unknown_orders_paths_and_methods() {
 /// client_golang's defaults). Every answered request counts, 4xx, 404 and 405 too.
 #[test]
 fn go_metric_families_count_every_answer_by_route_pattern() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |_orders, gateway, _db| {
         let order = format!(r#"{{"user_id": 3, "items": [{ITEM}]}}"#);
         let order_id = gateway.create_order(&order).await;
         gateway.create_order(&order).await;
@@ -407,12 +408,19 @@ fn go_metric_families_count_every_answer_by_route_pattern() {
         let post = r#"service="gateway",method="POST",route="/orders""#;
         let buckets: Vec<&str> = durations
             .iter()
-            .filter_map(|line| line.strip_prefix(&format!("opp_http_request_duration_seconds_bucket{{{post},le=\"")))
+            .filter_map(|line| {
+                line.strip_prefix(&format!(
+                    "opp_http_request_duration_seconds_bucket{{{post},le=\""
+                ))
+            })
             .filter_map(|rest| rest.split_once('"').map(|(le, _)| le))
             .collect();
         assert_eq!(
             buckets,
-            ["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"]
+            [
+                "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+                "+Inf"
+            ]
         );
         let counts: Vec<&str> = durations
             .iter()
@@ -439,9 +447,8 @@ fn go_metric_families_count_every_answer_by_route_pattern() {
             "{text}"
         );
         assert!(
-            durations
-                .iter()
-                .any(|line| line.starts_with(&format!("opp_http_request_duration_seconds_sum{{{post}}} "))),
+            durations.iter().any(|line| line
+                .starts_with(&format!("opp_http_request_duration_seconds_sum{{{post}}} "))),
             "{text}"
         );
 
@@ -465,9 +472,7 @@ fn padded_order(len: usize) -> Vec<u8> {
 
 #[test]
 fn bodies_over_one_mib_are_413() {
-    let db = TestDatabase::new("gateway");
-    runtime().block_on(async {
-        let (_orders, gateway) = common::orders_and_gateway(&db).await;
+    common::with_gateway("gateway", async |_orders, gateway, db| {
         let limit = 1024 * 1024;
         let at_limit = gateway
             .send("POST", "/orders", Some(padded_order(limit)))

@@ -242,6 +242,28 @@ pub async fn row_counts(dsn: &str) -> (i64, i64, i64) {
     (orders, items, events)
 }
 
+/// Rows in `orders`, `events` and `idempotency_keys`.
+pub async fn keyed_row_counts(dsn: &str) -> (i64, i64, i64) {
+    let [orders, events, keys] =
+        testkit::row_counts(dsn, ["orders", "events", "idempotency_keys"]).await;
+    (orders, events, keys)
+}
+
+/// Asserts that racing creates under one key made one order: `ids`, the order ids
+/// of the answers that were not refused, all name it, and the database holds that
+/// order, its outbox row and its key, nothing more. The order's id.
+pub async fn assert_one_keyed_order(dsn: &str, mut ids: Vec<i64>) -> i64 {
+    assert!(!ids.is_empty());
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one order id for every answer: {ids:?}");
+    assert_eq!(
+        keyed_row_counts(dsn).await,
+        (1, 1, 1),
+        "one order, one outbox row"
+    );
+    ids[0]
+}
+
 /// The orders binary as a separate process (for kill -9 tests), on free loopback
 /// ports and the given database, its relay pointed at a port nothing listens on (the
 /// rows stay unsent).

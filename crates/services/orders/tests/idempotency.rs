@@ -9,21 +9,14 @@
 use std::time::Duration;
 
 use orders::testing::{
-    DEADLINE, OrdersProcess, create_keyed, item, keyed, request, row_counts, with_orders,
-    with_orders_configured,
+    DEADLINE, OrdersProcess, assert_one_keyed_order, create_keyed, item, keyed,
+    keyed_row_counts as counts, request, row_counts, with_orders, with_orders_configured,
 };
 use proto::v1::orders_service_client::OrdersServiceClient;
 use settings::GoDuration;
 use testkit::{TestDatabase, runtime, with_db};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
-
-/// Rows in `orders`, `events` and `idempotency_keys`.
-async fn counts(dsn: &str) -> (i64, i64, i64) {
-    let [orders, events, keys] =
-        testkit::row_counts(dsn, ["orders", "events", "idempotency_keys"]).await;
-    (orders, events, keys)
-}
 
 /// The order id the key row of `user_id` and `key` names, if there is one.
 async fn key_row(dsn: &str, user_id: i64, key: &str) -> Option<i64> {
@@ -180,15 +173,8 @@ fn fifty_concurrent_requests_with_one_key_make_one_order() {
             }
         }
         assert_eq!(ids.len() + aborted, 50);
-        assert!(!ids.is_empty());
-        ids.dedup();
-        assert_eq!(ids.len(), 1, "one order id for every answer: {ids:?}");
-        assert_eq!(
-            counts(&db.dsn()).await,
-            (1, 1, 1),
-            "one order, one outbox row"
-        );
-        assert_eq!(key_row(&db.dsn(), 5, "race").await, Some(ids[0]));
+        let order_id = assert_one_keyed_order(&db.dsn(), ids).await;
+        assert_eq!(key_row(&db.dsn(), 5, "race").await, Some(order_id));
     });
 }
 

@@ -5,8 +5,10 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use orders::testing::{Orders, config as orders_config};
+use reqwest::header::HeaderValue;
 use serde_json::Value;
 use settings::GoDuration;
+use testkit::TestDatabase;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// The gateway's settings for a test: port 0, orders at `orders` (`host:port` or URI).
@@ -27,12 +29,13 @@ pub struct Gateway {
 }
 
 /// An HTTP answer: status, JSON body (`Value::Null` if the body is not JSON) and the
-/// `Allow` header, if any.
+/// `Allow` and `Idempotent-Replayed` headers, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     pub status: u16,
     pub body: Value,
     pub allow: Option<String>,
+    pub replayed: Option<String>,
 }
 
 impl Answer {
@@ -81,6 +84,17 @@ impl Gateway {
     }
 
     pub async fn send(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> Answer {
+        self.send_with_headers(method, path, body, &[]).await
+    }
+
+    /// [`Gateway::send`] with `headers` added (a name may come more than once).
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, HeaderValue)],
+    ) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
@@ -88,17 +102,22 @@ impl Gateway {
                 .header("content-type", "application/json")
                 .body(body);
         }
+        for (name, value) in headers {
+            request = request.header(*name, value.clone());
+        }
         let response = request.send().await.unwrap();
+        let header = |name: &str| {
+            let value = response.headers().get(name)?;
+            Some(value.to_str().unwrap().to_owned())
+        };
+        let (allow, replayed) = (header("allow"), header("idempotent-replayed"));
         let status = response.status().as_u16();
-        let allow = response
-            .headers()
-            .get("allow")
-            .map(|value| value.to_str().unwrap().to_owned());
         let bytes = response.bytes().await.unwrap();
         Answer {
             status,
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             allow,
+            replayed,
         }
     }
 
@@ -158,8 +177,16 @@ impl Gateway {
 }
 
 /// A ready orders on `db` and a gateway in front of it (5 s timeout).
-pub async fn orders_and_gateway(db: &testkit::TestDatabase) -> (Orders, Gateway) {
-    let orders = Orders::start(orders_config(db.dsn())).await;
+pub async fn orders_and_gateway(db: &TestDatabase) -> (Orders, Gateway) {
+    orders_and_gateway_configured(db, |config| config).await
+}
+
+/// [`orders_and_gateway`] with `configure` applied to orders' test settings first.
+pub async fn orders_and_gateway_configured(
+    db: &TestDatabase,
+    configure: impl FnOnce(orders::Config) -> orders::Config,
+) -> (Orders, Gateway) {
+    let orders = Orders::start(configure(orders_config(db.dsn()))).await;
     orders.wait_ready().await;
     let gateway = Gateway::start(gateway_config(
         &orders.grpc_addr.to_string(),
@@ -167,6 +194,26 @@ pub async fn orders_and_gateway(db: &testkit::TestDatabase) -> (Orders, Gateway)
     ))
     .await;
     (orders, gateway)
+}
+
+/// Runs `test` on a fresh two-thread runtime against [`orders_and_gateway`] on a new
+/// database (`TestDatabase::new(db_name)`); the database is dropped once the runtime
+/// is gone.
+pub fn with_gateway(db_name: &str, test: impl AsyncFnOnce(Orders, Gateway, &TestDatabase)) {
+    with_gateway_configured(db_name, |config| config, test);
+}
+
+/// [`with_gateway`] with `configure` applied to orders' test settings first.
+pub fn with_gateway_configured(
+    db_name: &str,
+    configure: impl FnOnce(orders::Config) -> orders::Config,
+    test: impl AsyncFnOnce(Orders, Gateway, &TestDatabase),
+) {
+    let db = TestDatabase::new(db_name);
+    testkit::runtime().block_on(async {
+        let (orders, gateway) = orders_and_gateway_configured(&db, configure).await;
+        test(orders, gateway, &db).await;
+    });
 }
 
 /// Asserts that each `(variable, value, message part)` stops the real gateway binary
