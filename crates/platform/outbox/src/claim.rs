@@ -31,16 +31,44 @@ pub struct OutboxTable {
     pool: Pool,
 }
 
-const CLAIM: &str = "
-UPDATE events SET claimed_until = now() + make_interval(secs => $2)
-WHERE event_id IN (
-    SELECT event_id FROM events
-    WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
-    ORDER BY event_id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-) AND set_config('synchronous_commit', 'off', true) = 'off'
-RETURNING event_id, topic, message_key, payload::text";
+/// Marks the previous batch sent and claims the next, in one statement (one round trip
+/// per relay cycle instead of two). `$3` are the acknowledged ids (none: claim only),
+/// `$1` how many to claim (0: mark only), `$2` the lease in seconds. The claim skips
+/// the ids being marked: a row whose lease ran out during its publish would otherwise
+/// be marked and claimed by one statement. Result rows: one per claimed event
+/// (`waited` NULL), then one per marked row (`event_id` NULL) with its wait in seconds
+/// from insert to now, both read from the database clock.
+const MARK_SENT_AND_CLAIM: &str = "
+WITH sent AS (
+    UPDATE events SET sent_at = now(), claimed_until = NULL
+    WHERE event_id = ANY($3) AND sent_at IS NULL
+      AND set_config('synchronous_commit', 'off', true) = 'off'
+    RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8 AS waited
+), claimed AS (
+    UPDATE events SET claimed_until = now() + make_interval(secs => $2)
+    WHERE event_id IN (
+        SELECT event_id FROM events
+        WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+          AND event_id <> ALL($3)
+        ORDER BY event_id
+        LIMIT $1
+        FOR UPDATE SKIP LOCKED
+    ) AND set_config('synchronous_commit', 'off', true) = 'off'
+    RETURNING event_id, topic, message_key, payload::text AS payload
+)
+SELECT NULL::float8, event_id, topic, message_key, payload FROM claimed
+UNION ALL
+SELECT waited, NULL, NULL, NULL, NULL FROM sent";
+
+/// What one [`OutboxTable::mark_sent_and_claim`] did.
+#[derive(Debug, Default)]
+pub struct RelayStep {
+    /// Per row marked sent, how long it waited from its insert to the mark (rows
+    /// another relay already marked are not counted).
+    pub waited: Vec<Duration>,
+    /// The newly claimed rows, oldest first.
+    pub claimed: Vec<ClaimedEvent>,
+}
 
 impl OutboxTable {
     pub fn new(pool: Pool) -> Self {
@@ -49,46 +77,51 @@ impl OutboxTable {
 
     /// Claims up to `limit` unsent rows for `lease`, oldest first.
     pub fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, RelayError> {
-        let mut client = self.pool.get()?;
-        let rows = client.query(CLAIM, &[&i64::from(limit), &lease.as_secs_f64()])?;
-        let mut events = rows
-            .iter()
-            .map(|row| {
-                Ok(ClaimedEvent {
-                    event_id: row.try_get(0)?,
-                    topic: row.try_get(1)?,
-                    message_key: row.try_get(2)?,
-                    payload: row.try_get(3)?,
-                })
-            })
-            .collect::<Result<Vec<_>, postgres::Error>>()?;
-        // RETURNING does not promise the subquery's order.
-        events.sort_by_key(|event| event.event_id);
-        Ok(events)
+        Ok(self.mark_sent_and_claim(&[], limit, lease)?.claimed)
     }
 
     /// Marks the rows published and returns, per row, how long it waited from its
     /// insert to now (both read from the database clock, so host clocks do not matter).
+    /// A row another relay re-published after this claim's lease ran out keeps its
+    /// first `sent_at` and is timed once.
     pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, RelayError> {
+        Ok(self
+            .mark_sent_and_claim(event_ids, 0, Duration::ZERO)?
+            .waited)
+    }
+
+    /// Marks `sent` (the acknowledged ids of the previous batch) published and claims up
+    /// to `limit` unsent rows for `lease`, in one statement and transaction.
+    pub fn mark_sent_and_claim(
+        &self,
+        sent: &[i64],
+        limit: u32,
+        lease: Duration,
+    ) -> Result<RelayStep, RelayError> {
         let mut client = self.pool.get()?;
         let rows = client.query(
-            // `sent_at IS NULL`: a row another relay re-published after this claim's
-            // lease ran out keeps its first sent_at and is timed once.
-            "UPDATE events SET sent_at = now(), claimed_until = NULL
-             WHERE event_id = ANY($1) AND sent_at IS NULL
-                   AND set_config('synchronous_commit', 'off', true) = 'off'
-             RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8",
-            &[&event_ids],
+            MARK_SENT_AND_CLAIM,
+            &[&i64::from(limit), &lease.as_secs_f64(), &sent],
         )?;
-        rows.iter()
-            .map(|row| {
-                let seconds: f64 = row.try_get(0)?;
-                // A negative or absurd value cannot come from one clock; keep it out of
-                // the histogram's sum rather than fail the batch.
-                Ok(Duration::try_from_secs_f64(seconds).unwrap_or_default())
-            })
-            .collect::<Result<Vec<_>, postgres::Error>>()
-            .map_err(RelayError::from)
+        let mut step = RelayStep::default();
+        for row in &rows {
+            match row.try_get::<_, Option<f64>>(0)? {
+                // A negative or absurd value cannot come from one clock; keep it out
+                // of the histogram's sum rather than fail the batch.
+                Some(seconds) => step
+                    .waited
+                    .push(Duration::try_from_secs_f64(seconds).unwrap_or_default()),
+                None => step.claimed.push(ClaimedEvent {
+                    event_id: row.try_get(1)?,
+                    topic: row.try_get(2)?,
+                    message_key: row.try_get(3)?,
+                    payload: row.try_get(4)?,
+                }),
+            }
+        }
+        // RETURNING does not promise the subquery's order.
+        step.claimed.sort_by_key(|event| event.event_id);
+        Ok(step)
     }
 
     /// Gives rows back at once after a failed publish, instead of waiting out the lease.

@@ -15,7 +15,8 @@
 //!    when its lease runs out;
 //! 2. **publish** them with the `bus` producer (acks from all in-sync replicas),
 //!    keyed by `message_key` so one order's events stay in one partition;
-//! 3. **mark** them sent.
+//! 3. **mark** them sent, in the statement that claims the next batch (one round trip
+//!    per cycle; alone when the relay stops).
 //!
 //! A crash between 2 and 3 publishes a row twice: delivery is at least once, and
 //! consumers deduplicate on `event_id`. When a batch comes back empty the relay

@@ -109,6 +109,7 @@ pub fn spawn_relay(
         shutdown,
         producer: None,
         listener: None,
+        unmarked: Acknowledged(Vec::new()),
         backlog_counted_at: None,
     };
     let thread = thread::Builder::new()
@@ -123,6 +124,8 @@ struct Relay {
     shutdown: CancellationToken,
     producer: Option<bus::Producer>,
     listener: Option<Client>,
+    /// The last batch: acknowledged by the broker, marked sent by the next claim.
+    unmarked: Acknowledged,
     published: Counter,
     failures: Counter,
     backlog: Gauge,
@@ -140,7 +143,8 @@ const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The ids of rows the broker acknowledged. Only [`Relay::publish`] makes one, after
 /// every record of the batch was acknowledged, and rows are marked sent only through
 /// one: a batch that was not acknowledged (no producer, connect failed, send failed)
-/// cannot be marked.
+/// cannot be marked. The relay marks a batch in the statement that claims the next
+/// (one round trip per cycle), or on its own when it stops.
 struct Acknowledged(Vec<i64>);
 
 /// An error and its causes on one line (`outer: cause: root cause`), for a log field:
@@ -212,8 +216,24 @@ impl Relay {
                 }
             }
         }
+        self.mark_unmarked_on_stop();
         tracing::info!("outbox relay stopped");
         Ok(())
+    }
+
+    /// Marks the last acknowledged batch before the relay exits, so a restart does not
+    /// publish it again (if this fails, it is published again: consumers skip it).
+    fn mark_unmarked_on_stop(&mut self) {
+        if self.unmarked.0.is_empty() {
+            return;
+        }
+        match self.table.mark_sent(&self.unmarked.0) {
+            Ok(waited) => self.count_published(&waited),
+            Err(err) => tracing::debug!(
+                error = %ErrorChain(&err),
+                "could not mark the last batch sent; it will be published again"
+            ),
+        }
     }
 
     /// Stops the relay and the service on an error no retry can fix.
@@ -225,16 +245,25 @@ impl Relay {
         Err(err)
     }
 
-    /// Claims, publishes and marks one batch; returns how many rows went out.
+    /// Marks the previous batch sent, claims and publishes the next; returns how many
+    /// rows it claimed (0: nothing was waiting, and nothing is left unmarked).
     fn relay_batch(&mut self) -> Result<usize, RelayError> {
-        let batch = self
-            .table
-            .claim(self.config.batch_size, self.config.lease)?;
+        let step = self.table.mark_sent_and_claim(
+            &self.unmarked.0,
+            self.config.batch_size,
+            self.config.lease,
+        )?;
+        self.unmarked.0.clear();
+        self.count_published(&step.waited);
+        let batch = step.claimed;
         if batch.is_empty() {
             return Ok(0);
         }
         match self.publish(&batch) {
-            Ok(acknowledged) => self.mark_sent(acknowledged),
+            Ok(acknowledged) => {
+                self.unmarked = acknowledged;
+                Ok(batch.len())
+            }
             Err(err) => {
                 // Drop the producer so the next attempt reconnects (broker restarts
                 // change leaders and connections).
@@ -252,7 +281,7 @@ impl Relay {
     }
 
     /// Sends the batch and waits for the broker's acknowledgement of every row: the
-    /// only way to get the [`Acknowledged`] that [`Relay::mark_sent`] needs.
+    /// only way to get the [`Acknowledged`] that marking needs.
     fn publish(&mut self, batch: &[ClaimedEvent]) -> Result<Acknowledged, RelayError> {
         let records: Vec<bus::Record<'_>> = batch
             .iter()
@@ -288,15 +317,16 @@ impl Relay {
         Ok(self.producer.insert(producer))
     }
 
-    /// Marks the acknowledged rows sent; returns how many.
-    fn mark_sent(&mut self, acknowledged: Acknowledged) -> Result<usize, RelayError> {
-        let ids = acknowledged.0;
-        for delay in self.table.mark_sent(&ids)? {
-            self.publish_delay.observe(delay);
+    /// Counts rows just marked sent, with how long each waited from insert to mark.
+    fn count_published(&self, waited: &[Duration]) {
+        if waited.is_empty() {
+            return;
         }
-        self.published.add(ids.len() as u64);
-        tracing::debug!(count = ids.len(), first = ?ids.first(), "published outbox events");
-        Ok(ids.len())
+        for delay in waited {
+            self.publish_delay.observe(*delay);
+        }
+        self.published.add(waited.len() as u64);
+        tracing::debug!(count = waited.len(), "published outbox events");
     }
 
     fn ensure_listening(&mut self) {

@@ -291,6 +291,38 @@ fn rows_are_marked_sent_only_once_the_broker_acknowledged_them() {
 }
 
 #[test]
+fn one_statement_marks_the_last_batch_sent_and_claims_the_next_without_it() {
+    let (db, pool) = common::outbox_database("outbox");
+    let table = outbox::OutboxTable::new(pool);
+    let first = insert_events(&db, "order-topic", 2);
+    // A lease that has already run out when the next statement starts: the batch
+    // being marked is claimable again, and must not be claimed by its own mark.
+    let claimed: Vec<i64> = table
+        .claim(10, Duration::ZERO)
+        .unwrap()
+        .iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(claimed, first);
+    let second = insert_events(&db, "order-topic", 3);
+    let step = table
+        .mark_sent_and_claim(&claimed, 10, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(step.waited.len(), 2, "both rows of the first batch marked");
+    let next: Vec<i64> = step.claimed.iter().map(|event| event.event_id).collect();
+    assert_eq!(next, second, "only the new rows claimed, oldest first");
+    assert_eq!(unsent(&db), 3);
+    // Marking again counts nothing: each row is marked (and timed) once.
+    let again = table
+        .mark_sent_and_claim(&claimed, 10, Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        again.waited.is_empty() && again.claimed.is_empty(),
+        "{again:?}"
+    );
+}
+
+#[test]
 fn the_relays_bookkeeping_leaves_every_pooled_connection_committing_durably() {
     // Claims and marks turn synchronous_commit off for their own transaction only: the
     // pool's connections serve orders and payments next, whose commits must wait for
