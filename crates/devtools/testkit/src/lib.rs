@@ -15,6 +15,7 @@
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
+//! - [`assert_mentions`] and [`assert_hides`]: what an error message must and must not say.
 //! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
 //! - [`runtime`]: a two-thread Tokio runtime for a test whose own code is synchronous.
 //! - [`TestBroker`]: a Kafka broker for one test, devbroker or Apache Kafka
@@ -80,6 +81,20 @@ pub fn unique_name(prefix: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>() & 0xff_ffff
     )
+}
+
+/// Asserts that `text` (an error message, a binary's stderr) contains each of `parts`.
+#[track_caller]
+pub fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "no {part:?} in: {text}");
+    }
+}
+
+/// Asserts that `text` does not show `secret` (e.g. the password of a DSN).
+#[track_caller]
+pub fn assert_hides(text: &str, secret: &str) {
+    assert!(!text.contains(secret), "{secret:?} shown: {text}");
 }
 
 /// A multi-threaded runtime (two workers) for one test: the test's own code stays

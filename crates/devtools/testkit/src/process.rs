@@ -202,6 +202,7 @@ pub struct ServiceBinary {
 }
 
 impl ServiceBinary {
+    /// The binary at `path` that reads `env_vars` and `config_file_var`.
     pub const fn new(
         path: &'static str,
         env_vars: &'static [&'static str],
