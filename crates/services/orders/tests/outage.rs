@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use orders::testing::{DEADLINE, Orders, config, item, request};
+use proto::v1::orders_service_client::OrdersServiceClient;
 use serde_json::{Value, json};
 use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};
-use tonic::Code;
+use tonic::{Code, transport::Channel};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Status and JSON body of a GET on orders' operations server (`/readyz`, `/healthz`).
@@ -23,12 +24,30 @@ async fn readyz(orders: &Orders) -> Option<u16> {
     ops_get(orders, "/readyz").await.map(|(status, _)| status)
 }
 
-#[test]
-fn database_outage_is_unavailable_and_recovers_without_restart() {
+/// A new database, a proxy to PostgreSQL for a test to cut and restore, and orders'
+/// test settings that reach the database through the proxy.
+fn database_behind_a_proxy() -> (TestDatabase, TcpProxy, orders::Config) {
     let db = TestDatabase::new("orders");
     let proxy = TcpProxy::start("127.0.0.1:5432").unwrap();
+    let settings = config(db.dsn_via(&proxy.addr()));
+    (db, proxy, settings)
+}
+
+/// CreateOrder (of a valid order), which must fail with UNAVAILABLE and `message`.
+async fn assert_create_unavailable(client: &mut OrdersServiceClient<Channel>, message: &str) {
+    let status = client
+        .create_order(request(1, vec![item(1, 1, 1)]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), message);
+}
+
+#[test]
+fn database_outage_is_unavailable_and_recovers_without_restart() {
+    let (_db, proxy, settings) = database_behind_a_proxy();
     runtime().block_on(async {
-        let orders = Orders::start_serving(config(db.dsn_via(&proxy.addr()))).await;
+        let orders = Orders::start_serving(settings).await;
         let mut client = orders.client().await;
         client
             .create_order(request(1, vec![item(1, 1, 1)]))
@@ -50,12 +69,7 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
 
         proxy.cut();
         for _ in 0..10 {
-            let status = client
-                .create_order(request(1, vec![item(1, 1, 1)]))
-                .await
-                .unwrap_err();
-            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-            assert_eq!(status.message(), "database unavailable, retry later");
+            assert_create_unavailable(&mut client, "database unavailable, retry later").await;
         }
         let health_addr = orders.health_addr;
         let failed = tokio::task::spawn_blocking(move || {
@@ -110,19 +124,13 @@ fn database_outage_is_unavailable_and_recovers_without_restart() {
 
 #[test]
 fn starting_while_the_database_is_down_answers_unavailable_until_it_is_up() {
-    let db = TestDatabase::new("orders");
-    let proxy = TcpProxy::start("127.0.0.1:5432").unwrap();
+    let (_db, proxy, settings) = database_behind_a_proxy();
     proxy.cut();
     runtime().block_on(async {
         // The port answers at once, even though the database cannot be prepared yet.
-        let orders = Orders::start(config(db.dsn_via(&proxy.addr()))).await;
+        let orders = Orders::start(settings).await;
         let mut client = orders.client().await;
-        let status = client
-            .create_order(request(1, vec![item(1, 1, 1)]))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-        assert_eq!(status.message(), "database not ready yet, retry later");
+        assert_create_unavailable(&mut client, "database not ready yet, retry later").await;
         assert_eq!(orders.health().await, Some(ServingStatus::NotServing));
 
         proxy.restore();
