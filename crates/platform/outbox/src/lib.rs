@@ -4,7 +4,8 @@
 //! its own history table, which every service with an outbox adds to its
 //! [`pgsetup::Schema`]), the insert ([`insert_sql`] with an [`OutboxRow`]'s values,
 //! part of the service's own statement), the settings ([`OutboxSettings`]: defaults, checks, the relay's
-//! configuration and the retention policy) and the relay.
+//! configuration and the retention policy) and the relay, which a service starts with
+//! retention as [`OutboxWorkers`].
 //!
 //! A service writes its state change and an `events` row in one transaction; the
 //! relay, on its own OS thread, turns those rows into Kafka messages:
@@ -34,6 +35,7 @@ mod claim;
 mod relay;
 pub mod schema;
 mod settings;
+mod workers;
 
 pub use claim::{ClaimedEvent, OutboxTable};
 pub use relay::{RelayConfig, RelayHandle, spawn_relay};
@@ -42,6 +44,7 @@ pub use schema::{
     migrations,
 };
 pub use settings::{ACK_TIMEOUT, ENV_VARS, OutboxSettings};
+pub use workers::{OutboxWorkers, RetentionPlan, WorkersError};
 
 /// The outbox table's name.
 pub const TABLE: &str = "events";

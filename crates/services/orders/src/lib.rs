@@ -26,7 +26,7 @@
 //!   database (create, migrate; retried while PostgreSQL is unreachable), then
 //!   starts the relay and keeps readiness in step with the database. A broker that
 //!   does not serve the `kafka` client's protocol versions (Apache Kafka 4.x) stops
-//!   the relay and the service: [`StartError::UnsupportedBroker`].
+//!   the relay and the service: [`outbox::WorkersError::UnsupportedBroker`].
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
 //! [`Running`] handle, the readiness probes, and the start-up errors kept as the
@@ -96,18 +96,14 @@ pub enum StartError {
     Serve(#[source] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(#[source] tonic_reflection::server::Error),
-    #[error("cannot start the outbox relay: {0}")]
-    Relay(#[source] std::io::Error),
-    #[error("cannot start retention: {0}")]
-    Retention(#[source] std::io::Error),
+    /// The outbox relay or retention did not start, or the relay found a broker it
+    /// cannot use (Apache Kafka 4.x) and stopped the service.
+    #[error(transparent)]
+    Outbox(#[from] outbox::WorkersError),
     /// The payment-results consumer did not start, failed, or found a broker it
     /// cannot use.
     #[error(transparent)]
     Consumer(#[from] bus::ConsumerError),
-    /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x): the
-    /// outbox relay stopped, and the service with it.
-    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
-    UnsupportedBroker(#[source] bus::BusError),
     /// The service's task, or its gRPC server's, panicked.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -211,8 +207,7 @@ async fn serve(
 /// The threads beside the gRPC server: the outbox relay, retention and, unless
 /// `ORDERS_TRACK_PAYMENTS=false`, the payment-results consumer.
 struct Background {
-    relay: outbox::RelayHandle,
-    retention: retention::RetentionHandle,
+    outbox: outbox::OutboxWorkers,
     payment_results: Option<bus::ConsumerHandle>,
 }
 
@@ -257,36 +252,25 @@ impl Background {
         if config.orders_track_payments {
             policies.extend(config.inbox().retention_policies());
         }
-        let relay = outbox::spawn_relay(
-            config
-                .outbox()
-                .relay_config(
-                    &config.orders_pg_dsn,
-                    config.kafka.brokers.hosts(),
-                    "orders-outbox-relay",
-                )
-                .with_kafka_client(config.kafka.client)
-                .with_kafka_security(config.kafka.security.clone()),
-            pool.clone(),
-            metrics,
-            shutdown.clone(),
-        )
-        .map_err(StartError::Relay)?;
-        let retention = retention::Retention::new(
-            pool,
-            retention::RetentionConfig::new(
+        let relay = config
+            .outbox()
+            .relay_config(
+                &config.orders_pg_dsn,
+                config.kafka.brokers.hosts(),
+                "orders-outbox-relay",
+            )
+            .with_kafka_client(config.kafka.client)
+            .with_kafka_security(config.kafka.security.clone());
+        let retention = outbox::RetentionPlan {
+            config: retention::RetentionConfig::new(
                 config.retention_interval.get(),
                 config.retention_batch,
             ),
-            &policies,
-            metrics,
-            shutdown.clone(),
-        )
-        .spawn()
-        .map_err(StartError::Retention)?;
+            policies: &policies,
+        };
+        let outbox = outbox::OutboxWorkers::start(relay, retention, pool, metrics, shutdown)?;
         Ok(Self {
-            relay,
-            retention,
+            outbox,
             payment_results,
         })
     }
@@ -294,18 +278,12 @@ impl Background {
     /// Waits for every thread to stop (after `shutdown` was cancelled). The relay
     /// stops by itself (cancelling `shutdown`) only on a broker it cannot use.
     async fn stopped(self) -> Result<(), StartError> {
-        let relay = self.relay;
-        let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
-            Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
-            Err(_) => Ok(()),
-        };
         let consumer_result = match self.payment_results {
             Some(consumer) => consumer.stopped().await.map_err(StartError::from),
             None => Ok(()),
         };
-        let retention = self.retention;
-        let _ = tokio::task::spawn_blocking(move || retention.join()).await;
-        relay_result.and(consumer_result)
+        let outbox_result = self.outbox.stopped().await.map_err(StartError::from);
+        outbox_result.and(consumer_result)
     }
 }
 

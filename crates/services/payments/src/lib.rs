@@ -23,7 +23,7 @@
 //!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
 //!   consumer on their own threads; on shutdown the consumer finishes the message
 //!   in hand and commits. A broker that does not serve the `kafka` client's protocol
-//!   versions (Apache Kafka 4.x) stops the worker: [`StartError::UnsupportedBroker`]
+//!   versions (Apache Kafka 4.x) stops the worker: [`outbox::WorkersError::UnsupportedBroker`]
 //!   from the relay, [`bus::ConsumerError::UnsupportedBroker`] from the consumer.
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
@@ -85,17 +85,13 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error("cannot prepare the database named by PAYMENTS_PG_DSN: {0}")]
     Database(#[from] pgsetup::SetupError),
-    #[error("cannot start the outbox relay: {0}")]
-    Relay(#[source] std::io::Error),
-    #[error("cannot start retention: {0}")]
-    Retention(#[source] std::io::Error),
+    /// The outbox relay or retention did not start, or the relay found a broker it
+    /// cannot use (Apache Kafka 4.x) and stopped the worker.
+    #[error(transparent)]
+    Outbox(#[from] outbox::WorkersError),
     /// The consumer did not start, failed, or found a broker it cannot use.
     #[error(transparent)]
     Consumer(#[from] bus::ConsumerError),
-    /// The relay found that the brokers answer but cannot serve the `kafka` client
-    /// (Apache Kafka 4.x).
-    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
-    UnsupportedBroker(#[source] bus::BusError),
     /// The worker's task panicked.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -159,31 +155,22 @@ async fn run(
         )
         .with_kafka_client(config.kafka.client)
         .with_kafka_security(config.kafka.security.clone());
-    let relay = match outbox::spawn_relay(relay_config, pool.clone(), &metrics, shutdown.clone()) {
-        Ok(relay) => relay,
-        Err(err) => {
-            shutdown.cancel();
-            let _ = readiness.await;
-            return Err(StartError::Relay(err));
-        }
+    let retention = outbox::RetentionPlan {
+        config: retention::RetentionConfig::new(
+            config.retention_interval.get(),
+            config.retention_batch,
+        ),
+        policies: &retention_policies(&config),
     };
-    let retention = match retention::Retention::new(
-        pool,
-        retention::RetentionConfig::new(config.retention_interval.get(), config.retention_batch),
-        &retention_policies(&config),
-        &metrics,
-        shutdown.clone(),
-    )
-    .spawn()
-    {
-        Ok(retention) => retention,
-        Err(err) => {
-            shutdown.cancel();
-            let _ = tokio::task::spawn_blocking(move || relay.join()).await;
-            let _ = readiness.await;
-            return Err(StartError::Retention(err));
-        }
-    };
+    let outbox =
+        match outbox::OutboxWorkers::start(relay_config, retention, pool, &metrics, &shutdown) {
+            Ok(outbox) => outbox,
+            Err(err) => {
+                shutdown.cancel();
+                let _ = readiness.await;
+                return Err(err.into());
+            }
+        };
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
@@ -212,17 +199,9 @@ async fn run(
         Err(err) => Err(err.into()),
     };
     shutdown.cancel();
-    // The relay stops by itself (cancelling `shutdown`) only on a broker it cannot use.
-    let relay_result = match tokio::task::spawn_blocking(move || relay.join()).await {
-        Ok(relayed) => relayed.map_err(StartError::UnsupportedBroker),
-        Err(err) => {
-            tracing::error!(%err, "waiting for the outbox relay failed");
-            Ok(())
-        }
-    };
-    let _ = tokio::task::spawn_blocking(move || retention.join()).await;
+    let outbox_result = outbox.stopped().await.map_err(StartError::from);
     let _ = readiness.await;
-    result.and(relay_result)
+    result.and(outbox_result)
 }
 
 /// What retention keeps bounded in payments' database, and for how long.
