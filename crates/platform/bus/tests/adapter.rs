@@ -95,6 +95,21 @@ impl<F: FnMut(&Got) -> bool + Send + 'static> Handler for TestHandler<F> {
     }
 }
 
+/// Spawns a consumer on `config`, which must be refused before it starts
+/// (`Spawn` with `InvalidInput`); the error, for a test to look into.
+fn assert_refused_up_front(config: ConsumerConfig) -> bus::ConsumerError {
+    let handler = TestHandler {
+        tx: mpsc::channel().0,
+        fail: |_: &Got| false,
+    };
+    let e = spawn_consumer(config, handler, CancellationToken::new()).unwrap_err();
+    assert!(
+        matches!(&e, bus::ConsumerError::Spawn(e) if e.kind() == std::io::ErrorKind::InvalidInput),
+        "{e:?}"
+    );
+    e
+}
+
 /// A consumer thread running a [`TestHandler`], with what a test needs to watch and
 /// stop it.
 struct Consuming {
@@ -177,6 +192,12 @@ fn committed(b: &TestBroker, group: &str, topic: &str) -> Vec<(i32, i64)> {
         .collect();
     v.sort();
     v
+}
+
+/// How many records of `topic` `group` has committed, over all partitions (a
+/// partition without a commit counts 0).
+fn committed_in_all(b: &TestBroker, group: &str, topic: &str) -> i64 {
+    committed(b, group, topic).iter().map(|o| o.1.max(0)).sum()
 }
 
 /// The log end offset of each partition of `topic`.
@@ -410,11 +431,7 @@ fn consumer_and_producer_ride_out_a_broker_outage(setup: Setup) {
     assert_eq!(recv_n(&consumer.rx, 1)[0].value, "first");
     // Let the commit land first; otherwise "first" is (correctly) redelivered.
     wait_until("the commit of the first message", || {
-        committed(&b, "g", &topic)
-            .iter()
-            .map(|o| o.1.max(0))
-            .sum::<i64>()
-            == 1
+        committed_in_all(&b, "g", &topic) == 1
     });
 
     // Down mid-run (SIGKILL), then back on the same port and data.
@@ -463,15 +480,7 @@ fn probe_and_connect_report_unreachable_brokers(setup: Setup) {
     // A config that cannot work is refused up front.
     let mut config = consumer_config(setup, vec![b.bootstrap()], "x", "");
     config.group = String::new();
-    let handler = TestHandler {
-        tx: mpsc::channel().0,
-        fail: |_: &Got| false,
-    };
-    let e = spawn_consumer(config, handler, CancellationToken::new()).unwrap_err();
-    assert!(
-        matches!(&e, bus::ConsumerError::Spawn(e) if e.kind() == std::io::ErrorKind::InvalidInput),
-        "{e:?}"
-    );
+    assert_refused_up_front(config);
 }
 
 fn messages_produced_before_the_first_commit_are_not_lost(setup: Setup) {
@@ -549,15 +558,7 @@ fn lag_is_the_log_end_minus_the_committed_offset(setup: Setup) {
 fn configured_partitions_are_refused_with_rdkafka() {
     let mut config = consumer_config(Setup::KAFKA_4_RDKAFKA, vec!["127.0.0.1:1".into()], "t", "g");
     config.partitions = Some(vec![0]);
-    let handler = TestHandler {
-        tx: mpsc::channel().0,
-        fail: |_: &Got| false,
-    };
-    let e = spawn_consumer(config, handler, CancellationToken::new()).unwrap_err();
-    assert!(
-        matches!(&e, bus::ConsumerError::Spawn(e) if e.kind() == std::io::ErrorKind::InvalidInput),
-        "{e:?}"
-    );
+    let e = assert_refused_up_front(config);
     assert!(e.to_string().contains("KAFKA_PARTITIONS"), "{e}");
 }
 
@@ -585,11 +586,7 @@ fn a_second_member_takes_partitions_over_and_revocation_commits(setup: Setup) {
     let mut seen: std::collections::HashSet<String> =
         recv_n(&first.rx, 20).into_iter().map(|g| g.value).collect();
     wait_until("the first member to commit everything", || {
-        committed(&b, "members", &topic)
-            .iter()
-            .map(|o| o.1.max(0))
-            .sum::<i64>()
-            == 20
+        committed_in_all(&b, "members", &topic) == 20
     });
 
     // The second member gets partitions once the group has rebalanced; records sent
