@@ -69,11 +69,15 @@ impl Answer {
 }
 
 impl Gateway {
+    /// Starts the gateway in-process with `config`; it stops when dropped.
     pub async fn start(config: gateway::Config) -> Self {
         let stop = CancellationToken::new();
-        let running = gateway::start(config, stop.clone()).await.unwrap();
+        let addr = gateway::start(config, stop.clone())
+            .await
+            .unwrap()
+            .http_addr;
         Self {
-            addr: running.http_addr,
+            addr,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             _stop: stop.drop_guard(),
         }
