@@ -38,14 +38,10 @@ fn status(event_id: i64, order_id: i64, outcome: PaymentOutcome) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Sends `value` under `key` to `topic`; the broker must acknowledge it.
 fn send(producer: &mut bus::Producer, topic: &str, key: &str, value: &[u8]) {
-    producer
-        .send(bus::Record {
-            topic,
-            key: key.as_bytes(),
-            value,
-        })
-        .unwrap();
+    let key = key.as_bytes();
+    producer.send(bus::Record { topic, key, value }).unwrap();
 }
 
 /// (status, updated_at > created_at) of an order, read from its database.
@@ -111,37 +107,20 @@ fn status_events_move_orders_once_and_keep_what_cannot_be_applied(kind: BrokerKi
     // In one partition, in this order: a result, its redelivery, a poison message,
     // the other order's result, a later contradicting result for the first order,
     // and a result for an order this database never had.
-    send(
-        &mut producer,
-        &topic,
-        &key(paid),
-        &status(1001, paid, PaymentOutcome::Succeeded),
-    );
-    send(
-        &mut producer,
-        &topic,
-        &key(paid),
-        &status(1001, paid, PaymentOutcome::Succeeded),
-    );
-    send(&mut producer, &topic, "x", b"{not json");
-    send(
-        &mut producer,
-        &topic,
-        &key(failed),
-        &status(1002, failed, PaymentOutcome::Failed),
-    );
-    send(
-        &mut producer,
-        &topic,
-        &key(paid),
-        &status(1003, paid, PaymentOutcome::Failed),
-    );
-    send(
-        &mut producer,
-        &topic,
-        "999999",
-        &status(1004, 999_999, PaymentOutcome::Succeeded),
-    );
+    let sent = [
+        (key(paid), status(1001, paid, PaymentOutcome::Succeeded)),
+        (key(paid), status(1001, paid, PaymentOutcome::Succeeded)),
+        ("x".to_owned(), b"{not json".to_vec()),
+        (key(failed), status(1002, failed, PaymentOutcome::Failed)),
+        (key(paid), status(1003, paid, PaymentOutcome::Failed)),
+        (
+            "999999".to_owned(),
+            status(1004, 999_999, PaymentOutcome::Succeeded),
+        ),
+    ];
+    for (key, value) in &sent {
+        send(&mut producer, &topic, key, value);
+    }
 
     wait_until(
         DEADLINE,
