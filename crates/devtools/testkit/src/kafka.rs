@@ -210,21 +210,21 @@ impl KafkaBroker {
     /// verified by the clients). Panics unless started with
     /// [`KafkaBroker::start_sasl_ssl`].
     pub fn sasl_ssl_bootstrap(&self) -> String {
-        let listener = self
-            .sasl_ssl
-            .as_ref()
-            .unwrap_or_else(|| panic!("this broker has no SASL_SSL listener (start_sasl_ssl)"));
-        format!("localhost:{}", listener.port)
+        format!("localhost:{}", self.tls_listeners("SASL_SSL").port)
     }
 
     /// `localhost:port` of the SSL listener (TLS, no SASL), with the same certificate
     /// as the SASL_SSL one. Panics unless started with [`KafkaBroker::start_sasl_ssl`].
     pub fn ssl_bootstrap(&self) -> String {
-        let listener = self
-            .sasl_ssl
+        format!("localhost:{}", self.tls_listeners("SSL").ssl_port)
+    }
+
+    /// The SASL_SSL and SSL listeners; panics, naming the `wanted` one, unless the
+    /// broker was started with [`KafkaBroker::start_sasl_ssl`].
+    fn tls_listeners(&self, wanted: &str) -> &SaslSsl {
+        self.sasl_ssl
             .as_ref()
-            .unwrap_or_else(|| panic!("this broker has no SSL listener (start_sasl_ssl)"));
-        format!("localhost:{}", listener.ssl_port)
+            .unwrap_or_else(|| panic!("this broker has no {wanted} listener (start_sasl_ssl)"))
     }
 
     fn config_path(&self) -> PathBuf {
