@@ -535,9 +535,15 @@ async fn drive(
         &arrived,
     )
     .await;
+    let (orders_dsn, payments_dsn) = (orders_db.dsn(), payments_db.dsn());
+    let mut tables = vec![
+        ("orders' outbox events", orders_dsn.as_str(), "events"),
+        ("payments' outbox events", payments_dsn.as_str(), "events"),
+    ];
     if track_payments {
-        stages::print_hot_updates(&orders_db.dsn()).await;
+        tables.insert(0, ("orders", orders_dsn.as_str(), "orders"));
     }
+    stages::print_hot_updates(&tables).await;
     if let Some(concurrency) = args.overload_concurrency {
         arrivals.lock().unwrap().clear();
         overload(

@@ -153,24 +153,28 @@ pub async fn print(
     }
 }
 
-/// How many of the updates of `orders` (each order's move to its final status) were
-/// HOT, so far in this database (PostgreSQL's statistics, a second or so behind).
-pub async fn print_hot_updates(orders_dsn: &str) {
-    let counts: Option<(i64, i64)> = testkit::with_db(orders_dsn, |client| {
-        client
-            .query_opt(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'orders'",
-                &[],
-            )
-            .ok()
-            .flatten()
-            .map(|row| (row.get(0), row.get(1)))
-    })
-    .await;
-    if let Some((updated, hot)) = counts {
-        println!(
-            "orders updated {updated} times, {hot} HOT ({:.0}%)",
-            hot as f64 * 100.0 / updated.max(1) as f64
-        );
+/// How many updates of each `(database, table)` were HOT (no new index entry), so far
+/// (PostgreSQL's statistics, a second or so behind): `orders` moving to its final
+/// status, the outbox `events` rows being claimed and marked sent.
+pub async fn print_hot_updates(tables: &[(&str, &str, &str)]) {
+    for &(label, dsn, table) in tables {
+        let table = table.to_owned();
+        let counts: Option<(i64, i64)> = testkit::with_db(dsn, move |client| {
+            client
+                .query_opt(
+                    "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1",
+                    &[&table],
+                )
+                .ok()
+                .flatten()
+                .map(|row| (row.get(0), row.get(1)))
+        })
+        .await;
+        if let Some((updated, hot)) = counts {
+            println!(
+                "{label} updated {updated} times, {hot} HOT ({:.0}%)",
+                hot as f64 * 100.0 / updated.max(1) as f64
+            );
+        }
     }
 }
