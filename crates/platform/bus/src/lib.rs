@@ -11,7 +11,7 @@
 //!   transient errors retried with backoff; keyed records (the key picks the partition).
 //! - [`spawn_consumer`]: a consumer loop on a dedicated OS thread; a message's offset is
 //!   committed only after the [`Handler`] returned `Ok` for it (a handler may take a
-//!   partition's poll as one batch, e.g. one transaction); cancelling its
+//!   whole poll, all its partitions, as one batch, e.g. one transaction); cancelling its
 //!   `CancellationToken` (the platform's one stop signal, see `lifecycle::stop`) stops
 //!   it cleanly with offsets committed. A service waits for it with
 //!   [`ConsumerHandle::stopped`] and reports a [`ConsumerError`].

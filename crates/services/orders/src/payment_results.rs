@@ -2,7 +2,7 @@
 //! move each order from `new` to `paid` or `payment_failed`.
 //!
 //! The `bus` consumer (its own OS thread) hands this handler the messages of a poll,
-//! one partition at a time; they are applied in ONE transaction, in ONE statement
+//! all its partitions at once; they are applied in ONE transaction, in ONE statement
 //! when they are all valid events for distinct orders (the common case: a poll costs
 //! one round trip, not two per event), else one by one in offset order:
 //! - the `event_id` is recorded in the inbox's `processed_events` first: a redelivered

@@ -193,8 +193,9 @@ fn keys_kept_for(
 
 #[test]
 fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
-    // Retention far away: the expired row is still there, and ignored.
-    let settings = keys_kept_for(GoDuration::from_millis(500), GoDuration::from_secs(3600));
+    // Retention far away: the expired row is still there, and ignored. The key lives
+    // 2 s: long enough that the immediate replay is inside it on a loaded machine.
+    let settings = keys_kept_for(GoDuration::from_secs(2), GoDuration::from_secs(3600));
     with_orders_configured("orders_idem", settings, async |orders, db| {
         let mut client = orders.client().await;
         let order = || request(9, vec![item(1, 1, 100)]);
@@ -203,7 +204,7 @@ fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
             create_keyed(&mut client, order(), "short").await.unwrap(),
             (first, true)
         );
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_millis(2200)).await;
         // Expired but not deleted: the key is free again, even for another request.
         let (second, replayed) =
             create_keyed(&mut client, request(9, vec![item(2, 2, 200)]), "short")
@@ -215,8 +216,9 @@ fn a_key_older_than_the_ttl_is_ignored_then_deleted_by_retention() {
         assert_eq!(counts(&db.dsn()).await, (2, 2, 1));
     });
 
-    // Retention every 100 ms: the expired row goes.
-    let settings = keys_kept_for(GoDuration::from_secs(1), GoDuration::from_millis(100));
+    // Retention every 100 ms: the expired row goes. The key lives 5 s, so the row is
+    // still there when read right after the create, even on a loaded machine.
+    let settings = keys_kept_for(GoDuration::from_secs(5), GoDuration::from_millis(100));
     with_orders_configured("orders_idem", settings, async |orders, db| {
         let mut client = orders.client().await;
         let order = || request(9, vec![item(1, 1, 100)]);

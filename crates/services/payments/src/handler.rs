@@ -1,5 +1,5 @@
 //! `order-topic` messages: decode each `OrderCreated` and process it in the store;
-//! a poll's messages for one partition go through ONE transaction (`handle_batch`),
+//! a poll's messages (all its partitions) go through ONE transaction (`handle_batch`),
 //! so a burst costs one commit, not one per order.
 //!
 //! - A poison message (not JSON, a missing or mistyped field, a non-positive id or

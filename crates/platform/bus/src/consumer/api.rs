@@ -166,11 +166,13 @@ pub trait Handler: Send + 'static {
     /// Handles one message; `Ok` lets its offset be committed.
     fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
 
-    /// Handles the messages one poll returned for one partition, in offset order.
-    /// Override it to process them together (one database transaction for the
-    /// lot); the default hands them to [`Handler::handle`] one by one. On failure,
-    /// [`BatchFailure::handled`] says how many leading messages are done: their
-    /// offsets are committed and the rest is retried from the first one not done.
+    /// Handles the messages one poll returned, from all its partitions: grouped by
+    /// partition, each partition's in offset order. Override it to process them
+    /// together (one database transaction for the lot, one commit to wait for per
+    /// poll rather than per partition); the default hands them to [`Handler::handle`]
+    /// one by one. On failure, [`BatchFailure::handled`] says how many leading
+    /// messages are done: their offsets are committed and the rest is retried from
+    /// the first one not done.
     fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), BatchFailure<Self::Error>> {
         for (handled, message) in messages.iter().enumerate() {
             self.handle(message)
@@ -191,18 +193,20 @@ pub struct BatchFailure<E> {
 
 /// What [`hand_over`] tells the consumer loop about its progress.
 pub(crate) enum Progress<'m, 'a> {
-    /// Every message up to this one is handled: its offset may be committed.
+    /// Every message of this one's partition up to it is handled: its offset may be
+    /// committed.
     Handled(&'m Message<'a>),
     /// The handler failed at a message and is about to be retried after a delay:
     /// save the progress made so far and report the lag while the partition is stuck.
     Stuck(&'m Message<'a>),
 }
 
-/// Hands one partition's messages (offset order) to `handler`, retrying from the
-/// first message not handled, with backoff, until all are handled. `progress` hears
-/// of every step (the client's way to mark offsets and commit). Returns true if the
-/// shutdown was requested while a message was still failing (the rest is left for
-/// the next run to redeliver).
+/// Hands one poll's messages (grouped by partition, offset order within each) to
+/// `handler`, retrying from the first message not handled, with backoff, until all
+/// are handled. `progress` hears of every step (the client's way to mark offsets and
+/// commit): the last handled message of each partition. Returns true if the shutdown
+/// was requested while a message was still failing (the rest is left for the next
+/// run to redeliver).
 pub(crate) fn hand_over<H: Handler>(
     config: &ConsumerConfig,
     handler: &mut H,
@@ -218,7 +222,7 @@ pub(crate) fn hand_over<H: Handler>(
             Ok(()) => pending.len(),
             Err(failure) => failure.handled.min(pending.len()),
         };
-        if let Some(done) = handled.checked_sub(1).map(|last| &pending[last]) {
+        for done in last_of_each_partition(&pending[..handled]) {
             progress(Progress::Handled(done));
             backoff.reset();
         }
@@ -239,4 +243,49 @@ pub(crate) fn hand_over<H: Handler>(
         }
     }
     false
+}
+
+/// The last message of each partition's run in `messages` (grouped by partition).
+fn last_of_each_partition<'m, 'a>(
+    messages: &'m [Message<'a>],
+) -> impl Iterator<Item = &'m Message<'a>> {
+    messages.iter().enumerate().filter_map(move |(i, message)| {
+        let next = messages.get(i + 1);
+        (next.is_none_or(|next| next.partition != message.partition)).then_some(message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(partition: i32, offset: i64) -> Message<'static> {
+        Message {
+            topic: "t",
+            partition,
+            offset,
+            key: b"",
+            value: b"",
+        }
+    }
+
+    #[test]
+    fn progress_names_the_last_handled_message_of_each_partition() {
+        let poll = [
+            message(2, 10),
+            message(2, 11),
+            message(0, 5),
+            message(1, 7),
+            message(1, 8),
+        ];
+        let last: Vec<(i32, i64)> = last_of_each_partition(&poll)
+            .map(|m| (m.partition, m.offset))
+            .collect();
+        assert_eq!(last, [(2, 11), (0, 5), (1, 8)]);
+        let prefix: Vec<(i32, i64)> = last_of_each_partition(&poll[..4])
+            .map(|m| (m.partition, m.offset))
+            .collect();
+        assert_eq!(prefix, [(2, 11), (0, 5), (1, 7)]);
+        assert_eq!(last_of_each_partition(&[]).count(), 0);
+    }
 }

@@ -250,41 +250,38 @@ fn handle_batch<H: Handler>(
     sets: &kafka::consumer::MessageSets,
     lag: &mut Option<LagMeter>,
 ) -> Batch {
-    for set in sets.iter() {
-        let batch: Vec<Message<'_>> = set
-            .messages()
-            .iter()
-            .map(|m| Message {
+    // The whole poll at once, grouped by partition: one handler call (one
+    // transaction in the workers) per poll, not one per partition.
+    let batch: Vec<Message<'_>> = sets
+        .iter()
+        .flat_map(|set| {
+            set.messages().iter().map(move |m| Message {
                 topic: set.topic(),
                 partition: set.partition(),
                 offset: m.offset,
                 key: m.key,
                 value: m.value,
             })
-            .collect();
-        let on_progress = |progress: Progress<'_, '_>| match progress {
-            Progress::Handled(done) => {
-                if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
-                    tracing::warn!(error = %e, "cannot mark messages consumed");
-                }
+        })
+        .collect();
+    let on_progress = |progress: Progress<'_, '_>| match progress {
+        Progress::Handled(done) => {
+            if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
+                tracing::warn!(error = %e, "cannot mark messages consumed");
             }
-            Progress::Stuck(_) => {
-                // Save the progress made before the failing message while it is stuck.
-                if let Err(e) = commit(consumer) {
-                    tracing::debug!(error = %e, "commit while retrying failed");
-                }
-                if let Some(meter) = lag.as_mut() {
-                    meter.report_when_due(config, consumer);
-                }
+        }
+        Progress::Stuck(_) => {
+            // Save the progress made before the failing message while it is stuck.
+            if let Err(e) = commit(consumer) {
+                tracing::debug!(error = %e, "commit while retrying failed");
             }
-        };
-        let stopped = hand_over(config, handler, shutdown, &batch, on_progress);
-        if stopped {
-            return Batch::ShutdownRequested;
+            if let Some(meter) = lag.as_mut() {
+                meter.report_when_due(config, consumer);
+            }
         }
-        if shutdown.is_cancelled() {
-            return Batch::ShutdownRequested;
-        }
+    };
+    if hand_over(config, handler, shutdown, &batch, on_progress) || shutdown.is_cancelled() {
+        return Batch::ShutdownRequested;
     }
     Batch::Done
 }

@@ -5,10 +5,11 @@
 //! - `subscribe` with the group: the broker assigns and rebalances the partitions;
 //!   scaling out is starting another instance.
 //! - Auto-commit is off and offsets are stored by hand: a message's offset is stored,
-//!   then committed, only after the handler returned `Ok` for it (per partition batch,
-//!   as on the `kafka` side: one poll drains what is there, grouped by partition).
-//! - Handler `Err`: the same message is retried with backoff, nothing after it in its
-//!   partition is handled, the progress before it is committed.
+//!   then committed, only after the handler returned `Ok` for it (as on the `kafka`
+//!   side: one poll drains what is there and is handed over as one batch, grouped by
+//!   partition).
+//! - Handler `Err`: the same message is retried with backoff, nothing after it in the
+//!   poll is handled, the progress before it is committed.
 //! - Rebalance: the handler runs on the polling thread, so when librdkafka calls the
 //!   rebalance callback (inside a poll) no message is in the handler; on revocation the
 //!   callback commits the stored offsets before the partitions are given up, and
@@ -256,8 +257,10 @@ fn final_commit(consumer: &BaseConsumer<GroupContext>, topic: &str) {
     }
 }
 
-/// Hands the polled messages to the handler, one partition batch at a time, and
-/// stores the offset after each success. Returns whether shutdown was requested.
+/// Hands the polled messages to the handler in one batch, grouped by partition (one
+/// handler call, so one transaction in the workers, per poll), and stores each
+/// partition's offset after its messages are handled. Returns whether shutdown was
+/// requested.
 fn handle_polled<H: Handler>(
     config: &ConsumerConfig,
     handler: &mut H,
@@ -285,43 +288,36 @@ fn handle_polled<H: Handler>(
                 value: m.payload().unwrap_or_default(),
             });
     }
-    for partition in order {
-        let Some(batch) = by_partition.remove(&partition) else {
-            continue;
-        };
-        let on_progress = |progress: Progress<'_, '_>| match progress {
-            Progress::Handled(done) => {
-                // The next offset to read is stored: committed with the next commit.
-                if let Err(e) = store_next(consumer, done) {
-                    tracing::warn!(
-                        topic = done.topic,
-                        partition = done.partition,
-                        error = %e,
-                        "cannot store the offset (partition revoked?); it may be redelivered"
-                    );
-                }
+    let batch: Vec<Message<'_>> = order
+        .iter()
+        .filter_map(|partition| by_partition.remove(partition))
+        .flatten()
+        .collect();
+    let on_progress = |progress: Progress<'_, '_>| match progress {
+        Progress::Handled(done) => {
+            // The next offset to read is stored: committed with the next commit.
+            if let Err(e) = store_next(consumer, done) {
+                tracing::warn!(
+                    topic = done.topic,
+                    partition = done.partition,
+                    error = %e,
+                    "cannot store the offset (partition revoked?); it may be redelivered"
+                );
             }
-            Progress::Stuck(first) => {
-                // Save the progress made before the failing message while it is stuck.
-                if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-                    && !is_no_offset(&e)
-                {
-                    tracing::debug!(error = %e, "commit while retrying failed");
-                }
-                if let Some(meter) = lag.as_mut() {
-                    meter.report_when_due(consumer, first.topic);
-                }
+        }
+        Progress::Stuck(first) => {
+            // Save the progress made before the failing message while it is stuck.
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+                && !is_no_offset(&e)
+            {
+                tracing::debug!(error = %e, "commit while retrying failed");
             }
-        };
-        let stopped = hand_over(config, handler, shutdown, &batch, on_progress);
-        if stopped {
-            return true;
+            if let Some(meter) = lag.as_mut() {
+                meter.report_when_due(consumer, first.topic);
+            }
         }
-        if shutdown.is_cancelled() {
-            return true;
-        }
-    }
-    false
+    };
+    hand_over(config, handler, shutdown, &batch, on_progress) || shutdown.is_cancelled()
 }
 
 /// Stores `done.offset + 1`, the next offset to read, for the next commit
