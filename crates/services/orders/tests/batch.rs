@@ -239,13 +239,15 @@ fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
             .unwrap();
         on_order_insert(
             &db.dsn(),
-            "IF NEW.user_id = 777 THEN PERFORM pg_sleep(0.5); END IF;",
+            "IF NEW.user_id = 777 THEN PERFORM pg_sleep(1.5); END IF;",
         )
         .await;
         let slow = tokio::spawn(create(client.clone(), order_request(777, 0), None));
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
 
-        // Queued behind the slow order, in this order (a few ms apart).
+        // Queued behind the slow order, in this order: 40 ms apart, so that even on a
+        // loaded machine they reach orders in this order, and all of them (0.36 s)
+        // while the slow order still holds the writer (1.5 s).
         let sends: Vec<(i64, i64, Option<&'static str>)> = vec![
             (1, 2, Some("same")),  // leads key "same" of user 1
             (1, 2, Some("same")),  // the same request again: a replay
@@ -264,7 +266,7 @@ fn idempotency_keys_keep_their_guarantees_inside_a_batch() {
                 order_request(user, n),
                 key,
             )));
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
         }
         assert!(slow.await.unwrap().is_ok());
         let mut answers = Vec::new();
