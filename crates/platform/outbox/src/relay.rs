@@ -21,7 +21,9 @@ pub struct RelayConfig {
     pub dsn: String,
     pub brokers: Vec<String>,
     pub batch_size: u32,
-    /// How long a claim lasts: longer than a batch takes to publish.
+    /// How long a claim lasts: longer than a batch takes to publish and be marked
+    /// sent (by the next claim, or retried with backoff while the database is down);
+    /// a claim that runs out first is published again (consumers skip it).
     pub lease: Duration,
     /// Fallback poll when no NOTIFY arrives (`KAFKA_PERIOD`/`KAFKA_SENDER_PERIOD`).
     pub poll_interval: Duration,
@@ -190,11 +192,16 @@ impl Relay {
             Ok(()) => {}
         }
         let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+        // Whether the last attempt failed: then the database may be gone, and the
+        // final mark below is not tried (it would wait out the pool's timeout).
+        let mut last_failed = false;
         while !self.shutdown.is_cancelled() {
             // LISTEN before claiming, so a commit between the claim and the wait
             // still wakes us.
             self.ensure_listening();
-            match self.relay_batch() {
+            let step = self.relay_batch();
+            last_failed = step.is_err();
+            match step {
                 Ok(0) => {
                     backoff.reset();
                     self.update_backlog();
@@ -216,7 +223,14 @@ impl Relay {
                 }
             }
         }
-        self.mark_unmarked_on_stop();
+        if !last_failed {
+            self.mark_unmarked_on_stop();
+        } else if !self.unmarked.0.is_empty() {
+            tracing::warn!(
+                count = self.unmarked.0.len(),
+                "outbox relay stopped with published events it could not mark sent; they will be published again (consumers skip them)"
+            );
+        }
         tracing::info!("outbox relay stopped");
         Ok(())
     }
@@ -229,9 +243,10 @@ impl Relay {
         }
         match self.table.mark_sent(&self.unmarked.0) {
             Ok(waited) => self.count_published(&waited),
-            Err(err) => tracing::debug!(
+            Err(err) => tracing::warn!(
                 error = %ErrorChain(&err),
-                "could not mark the last batch sent; it will be published again"
+                count = self.unmarked.0.len(),
+                "could not mark the last published events sent; they will be published again (consumers skip them)"
             ),
         }
     }

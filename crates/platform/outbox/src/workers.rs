@@ -34,8 +34,9 @@ pub struct OutboxWorkers {
 
 impl OutboxWorkers {
     /// Starts the relay (`relay`) and retention (`plan`) on `pool`. If retention cannot
-    /// start, `shutdown` is cancelled so the relay already started stops too.
-    pub fn start(
+    /// start, `shutdown` is cancelled and the relay already started is waited for, so
+    /// no thread outlives the error.
+    pub async fn start(
         relay: RelayConfig,
         plan: RetentionPlan<'_>,
         pool: Pool,
@@ -46,12 +47,17 @@ impl OutboxWorkers {
             .map_err(WorkersError::Relay)?;
         let retention =
             retention::Retention::new(pool, plan.config, plan.policies, metrics, shutdown.clone())
-                .spawn()
-                .map_err(|err| {
-                    shutdown.cancel();
-                    WorkersError::Retention(err)
-                })?;
-        Ok(Self { relay, retention })
+                .spawn();
+        match retention {
+            Ok(retention) => Ok(Self { relay, retention }),
+            Err(err) => {
+                shutdown.cancel();
+                if let Err(join) = tokio::task::spawn_blocking(move || relay.join()).await {
+                    tracing::error!(%join, "waiting for the outbox relay failed");
+                }
+                Err(WorkersError::Retention(err))
+            }
+        }
     }
 
     /// Waits for both threads to stop (after `shutdown` was cancelled). The relay stops

@@ -181,7 +181,7 @@ async fn serve(
         config.orders_idempotency_ttl.get(),
     );
     let _ = store_slot.set(store.clone());
-    let background = Background::start(&config, pool, &metrics, &shutdown)?;
+    let background = Background::start(&config, pool, &metrics, &shutdown).await?;
     // `/readyz` and gRPC health follow the database.
     let readiness = Readiness::new(health)
         .probe("database", move || store.ping())
@@ -212,7 +212,7 @@ struct Background {
 }
 
 impl Background {
-    fn start(
+    async fn start(
         config: &Config,
         pool: pgsetup::Pool,
         metrics: &Metrics,
@@ -268,7 +268,8 @@ impl Background {
             ),
             policies: &policies,
         };
-        let outbox = outbox::OutboxWorkers::start(relay, retention, pool, metrics, shutdown)?;
+        let outbox =
+            outbox::OutboxWorkers::start(relay, retention, pool, metrics, shutdown).await?;
         Ok(Self {
             outbox,
             payment_results,

@@ -4,7 +4,8 @@
 //! The `bus` consumer (its own OS thread) hands this handler the messages of a poll,
 //! all its partitions at once; they are applied in ONE transaction, in ONE statement
 //! when they are all valid events for distinct orders (the common case: a poll costs
-//! one round trip, not two per event), else one by one in offset order:
+//! one round trip, not two per event), else one by one in the poll's order
+//! (partition by partition, each in offset order):
 //! - the `event_id` is recorded in the inbox's `processed_events` first: a redelivered
 //!   event finds it there and changes nothing;
 //! - the order moves only from `new` (a status event for an order that already has

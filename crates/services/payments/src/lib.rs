@@ -162,15 +162,22 @@ async fn run(
         ),
         policies: &retention_policies(&config),
     };
-    let outbox =
-        match outbox::OutboxWorkers::start(relay_config, retention, pool, &metrics, &shutdown) {
-            Ok(outbox) => outbox,
-            Err(err) => {
-                shutdown.cancel();
-                let _ = readiness.await;
-                return Err(err.into());
-            }
-        };
+    let outbox = match outbox::OutboxWorkers::start(
+        relay_config,
+        retention,
+        pool,
+        &metrics,
+        &shutdown,
+    )
+    .await
+    {
+        Ok(outbox) => outbox,
+        Err(err) => {
+            shutdown.cancel();
+            let _ = readiness.await;
+            return Err(err.into());
+        }
+    };
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),

@@ -1,7 +1,7 @@
 //! The client-neutral consumer API: what a consumer reads ([`ConsumerConfig`]), what
 //! it hands over ([`Message`]), who handles it ([`Handler`], [`BatchFailure`]) and who
-//! is told its lag ([`LagObserver`], [`LAG_INTERVAL`]), and how one partition's
-//! messages are handed over and retried ([`hand_over`]). Both consumer loops
+//! is told its lag ([`LagObserver`], [`LAG_INTERVAL`]), and how one poll's messages
+//! are handed over and retried ([`hand_over`]). Both consumer loops
 //! (`crate::kafka_crate::consumer`, `crate::rd::consumer`) take these types; this file
 //! imports neither.
 
@@ -167,7 +167,8 @@ pub trait Handler: Send + 'static {
     fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
 
     /// Handles the messages one poll returned, from all its partitions: grouped by
-    /// partition, each partition's in offset order. Override it to process them
+    /// partition, partitions in ascending order (so two consumers that overlap lock
+    /// rows in the same order), each partition's in offset order. Override it to process them
     /// together (one database transaction for the lot, one commit to wait for per
     /// poll rather than per partition); the default hands them to [`Handler::handle`]
     /// one by one. On failure, [`BatchFailure::handled`] says how many leading
@@ -228,16 +229,19 @@ pub(crate) fn hand_over<H: Handler>(
         }
         pending = &pending[handled..];
         let Err(failure) = result else { break };
+        // The message the handler is stuck at (after a partial success it may be in
+        // another partition than the batch's first).
+        let stuck = pending.first().copied().unwrap_or(first);
         let delay = backoff.next_delay();
         tracing::warn!(
-            topic = first.topic,
-            partition = first.partition,
-            offset = pending.first().map_or(first.offset, |m| m.offset),
+            topic = stuck.topic,
+            partition = stuck.partition,
+            offset = stuck.offset,
             error = %failure.error,
             ?delay,
             "handler failed; retrying from the same message"
         );
-        progress(Progress::Stuck(&first));
+        progress(Progress::Stuck(&stuck));
         if stop::sleep(shutdown, delay) {
             return true;
         }

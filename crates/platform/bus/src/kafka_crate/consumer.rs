@@ -251,9 +251,12 @@ fn handle_batch<H: Handler>(
     lag: &mut Option<LagMeter>,
 ) -> Batch {
     // The whole poll at once, grouped by partition: one handler call (one
-    // transaction in the workers) per poll, not one per partition.
+    // transaction in the workers) per poll, not one per partition. Partitions in
+    // ascending order, as `Handler::handle_batch` promises.
+    let mut sets: Vec<_> = sets.iter().collect();
+    sets.sort_by_key(|set| set.partition());
     let batch: Vec<Message<'_>> = sets
-        .iter()
+        .into_iter()
         .flat_map(|set| {
             set.messages().iter().map(move |m| Message {
                 topic: set.topic(),

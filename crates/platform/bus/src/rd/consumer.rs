@@ -269,7 +269,8 @@ fn handle_polled<H: Handler>(
     polled: &[BorrowedMessage<'_>],
     lag: &mut Option<LagMeter>,
 ) -> bool {
-    // Group by partition, partitions in the order first seen, offsets in order.
+    // Group by partition, offsets in order; partitions in ascending order, as
+    // `Handler::handle_batch` promises.
     let mut order: Vec<i32> = Vec::new();
     let mut by_partition: HashMap<i32, Vec<Message<'_>>> = HashMap::new();
     for m in polled {
@@ -288,6 +289,7 @@ fn handle_polled<H: Handler>(
                 value: m.payload().unwrap_or_default(),
             });
     }
+    order.sort_unstable();
     let batch: Vec<Message<'_>> = order
         .iter()
         .filter_map(|partition| by_partition.remove(partition))
