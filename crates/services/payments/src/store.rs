@@ -4,10 +4,9 @@
 //! [`PaymentStore::process_batch`] is the heart of the worker, for the messages of one
 //! poll (and [`PaymentStore::process`] for one `OrderCreated`):
 //! 1. **decide**, before any transaction is open: look up which `event_id`s are
-//!    already in `processed_events` (drawing, in the same round trip, the event ids of
-//!    the `PaymentStatus` rows to write) and ask the [`PaymentProvider`] for the
-//!    outcome of each other one (once per `event_id`), so a slow provider never holds
-//!    a database transaction open;
+//!    already in `processed_events` and ask the [`PaymentProvider`] for the outcome of
+//!    each other one (once per `event_id`), so a slow provider never holds a database
+//!    transaction open;
 //! 2. **record**, in ONE transaction: record each `event_id` in `processed_events`; if
 //!    it was already there the event was handled before (redelivery) and is reported
 //!    [`Processed::Duplicate`]; otherwise insert the payment with its decision and,
@@ -104,17 +103,9 @@ impl From<postgres::Error> for ProcessError {
     }
 }
 
-/// What deciding needs, in one round trip: which of the event ids `$1` are already
-/// processed, and `$2` fresh event ids for the `PaymentStatus` rows of a batch
-/// recorded together (drawn before the transaction: a sequence is not transactional
-/// anyway, and the payloads carry the ids).
-static DECIDE_INPUTS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT ARRAY(SELECT event_id FROM processed_events WHERE event_id = ANY($1)),
-                ARRAY(SELECT {} FROM generate_series(1, $2::int))",
-        outbox::NEXT_EVENT_ID
-    )
-});
+/// Which of the given event ids are already processed.
+const SELECT_PROCESSED: &str = "
+SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 
 /// Claims the event id and, for a new event, draws the id of its outbox row.
 static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| inbox::record_sql(outbox::NEXT_EVENT_ID));
@@ -132,6 +123,14 @@ WITH payment AS (
 )
 {}",
         outbox::insert_sql(5, Some("payment"))
+    )
+});
+
+/// Draws `$1` event ids for the `PaymentStatus` rows of a batch.
+static DRAW_EVENT_IDS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM generate_series(1, $1::int)",
+        outbox::NEXT_EVENT_ID
     )
 });
 
@@ -182,16 +181,10 @@ pub enum BatchItem<'a> {
 /// The provider's outcome for each event to record, by `event_id`.
 type Decisions = HashMap<i64, PaymentOutcome>;
 
-/// What step 1 (decide) hands to step 2 (record).
-struct Decided {
-    decisions: Decisions,
-    /// Event ids drawn for the `PaymentStatus` rows of a batch recorded together.
-    status_event_ids: Vec<i64>,
-}
-
 /// The statements the recording transaction runs, prepared (and cached) on its
 /// connection.
 struct Statements {
+    draw_event_ids: Statement,
     record_many: Statement,
     record_event: Statement,
     insert_payment: Statement,
@@ -201,6 +194,7 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
         Ok(Self {
+            draw_event_ids: client.prepare_cached(&DRAW_EVENT_IDS)?,
             record_many: client.prepare_cached(&RECORD_MANY)?,
             record_event: client.prepare_cached(&RECORD_EVENT)?,
             insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
@@ -233,7 +227,7 @@ impl PaymentStore {
         origin: Origin<'_>,
         provider: &mut dyn PaymentProvider,
     ) -> Result<Processed, ProcessError> {
-        let Decided { decisions, .. } = self.decide_new([order], 0, provider)?;
+        let decisions = self.decide_new([order], provider)?;
         let mut client = self.client()?;
         let statements = Statements::prepare(&mut client)?;
         let mut tx = client.transaction()?;
@@ -256,21 +250,13 @@ impl PaymentStore {
             BatchItem::Order(order, _) => Some(order),
             BatchItem::Poison { .. } => None,
         });
-        let together = together(batch);
-        let Decided {
-            decisions,
-            status_event_ids,
-        } = self.decide_new(orders, together.as_ref().map_or(0, Vec::len), provider)?;
+        let decisions = self.decide_new(orders, provider)?;
         let mut client = self.client()?;
         let statements = Statements::prepare(&mut client)?;
         let mut tx = client.transaction()?;
-        let results = match together {
-            // One drawn id per order (the query promises it; else the one-by-one path,
-            // which draws its own).
-            Some(orders) if status_event_ids.len() == orders.len() => {
-                self.record_together(&mut tx, &statements, &orders, &decisions, &status_event_ids)?
-            }
-            _ => batch
+        let results = match together(batch) {
+            Some(orders) => self.record_together(&mut tx, &statements, &orders, &decisions)?,
+            None => batch
                 .iter()
                 .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
                 .collect::<Result<Vec<_>, _>>()?,
@@ -280,18 +266,16 @@ impl PaymentStore {
     }
 
     /// Asks the provider for the outcome of each order whose `event_id` is not
-    /// processed yet, once per `event_id`, and draws `draw` event ids for the
-    /// `PaymentStatus` rows (in the same round trip as the look-up). No transaction is
-    /// open and no connection is held while the provider answers; a provider error
-    /// fails the lot before anything is written.
+    /// processed yet, once per `event_id`. No transaction is open and no connection
+    /// is held while the provider answers; a provider error fails the lot before
+    /// anything is written.
     fn decide_new<'o>(
         &self,
         orders: impl IntoIterator<Item = &'o OrderCreated>,
-        draw: usize,
         provider: &mut dyn PaymentProvider,
-    ) -> Result<Decided, ProcessError> {
+    ) -> Result<Decisions, ProcessError> {
         let orders: Vec<&OrderCreated> = orders.into_iter().collect();
-        let (processed, status_event_ids) = decide_inputs(&mut self.client()?, &orders, draw)?;
+        let processed = already_processed(&mut self.client()?, &orders)?;
         let mut decisions = Decisions::with_capacity(orders.len());
         for order in orders {
             if processed.contains(&order.event_id) || decisions.contains_key(&order.event_id) {
@@ -299,25 +283,27 @@ impl PaymentStore {
             }
             decisions.insert(order.event_id, provider.decide(order)?);
         }
-        Ok(Decided {
-            decisions,
-            status_event_ids,
-        })
+        Ok(decisions)
     }
 
-    /// Records `orders` (distinct event ids and orders) in one statement, with the
-    /// event id drawn for each one's `PaymentStatus` (unused for the ones that turn
-    /// out to be duplicates or already paid: a sequence may have gaps).
+    /// Records `orders` (distinct event ids and orders) in one statement, after
+    /// drawing an event id for each one's `PaymentStatus` (unused for the ones that
+    /// turn out to be duplicates or already paid: a sequence may have gaps).
     fn record_together(
         &self,
         tx: &mut Transaction<'_>,
         statements: &Statements,
         orders: &[(&OrderCreated, Origin<'_>)],
         decisions: &Decisions,
-        status_event_ids: &[i64],
     ) -> Result<Vec<Processed>, ProcessError> {
+        let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
+        let status_event_ids: Vec<i64> = tx
+            .query(&statements.draw_event_ids, &[&count])?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
         let mut columns = RecordColumns::with_capacity(orders.len());
-        for ((order, origin), status_event_id) in orders.iter().zip(status_event_ids) {
+        for ((order, origin), status_event_id) in orders.iter().zip(&status_event_ids) {
             // An event already processed has no decision: its row is skipped by the
             // statement (not new), so any outcome stands in for it.
             let outcome = decisions
@@ -544,22 +530,21 @@ impl RecordColumns {
     }
 }
 
-/// The `event_id`s among `orders` already in `processed_events`, and `draw` fresh
-/// event ids for `PaymentStatus` rows, in one query (none for no orders).
-fn decide_inputs(
+/// The `event_id`s among `orders` already in `processed_events` (no query for none).
+fn already_processed(
     client: &mut pgsetup::PooledClient,
     orders: &[&OrderCreated],
-    draw: usize,
-) -> Result<(HashSet<i64>, Vec<i64>), postgres::Error> {
+) -> Result<HashSet<i64>, postgres::Error> {
     if orders.is_empty() {
-        return Ok((HashSet::new(), Vec::new()));
+        return Ok(HashSet::new());
     }
     let event_ids: Vec<i64> = orders.iter().map(|order| order.event_id).collect();
-    let draw = i32::try_from(draw).unwrap_or(i32::MAX);
-    let select = client.prepare_cached(&DECIDE_INPUTS)?;
-    let row = client.query_one(&select, &[&event_ids, &draw])?;
-    let processed: Vec<i64> = row.try_get(0)?;
-    Ok((processed.into_iter().collect(), row.try_get(1)?))
+    let select = client.prepare_cached(SELECT_PROCESSED)?;
+    client
+        .query(&select, &[&event_ids])?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect()
 }
 
 impl std::fmt::Debug for PaymentStore {
