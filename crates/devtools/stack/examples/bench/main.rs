@@ -7,7 +7,8 @@
 //! - end-to-end latency p50/p99/max at an offered rate (`--paced-rate`: orders/s,
 //!   default 500, or `half` for half the gateway rate the run's burst just measured).
 //!   Then where that latency goes, stage by stage, from each order's timestamps in
-//!   both databases (see `stages.rs`).
+//!   both databases, and second by second (see `stages.rs`); `--settle-seconds N`
+//!   leaves N idle seconds after the burst first.
 //!
 //! - with `--batch-max 1,64`: every run once per `ORDERS_BATCH_MAX` value (orders'
 //!   group commit; 1 = one transaction per order, the default 64), side by side in the
@@ -40,7 +41,7 @@
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
 //! come from Redis keyspace notifications, so nothing polls.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
+//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--settle-seconds 0] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -72,6 +73,11 @@ struct Args {
     /// Length of the latency phase.
     #[arg(long, default_value_t = 10)]
     paced_seconds: u64,
+    /// Idle seconds between the burst and the latency phase, so the latter measures a
+    /// steady state rather than the burst's aftermath (autovacuum, checkpoints, the
+    /// orders' status backlog). 0 (the default) starts it at once.
+    #[arg(long, default_value_t = 0)]
+    settle_seconds: u64,
     /// pgbench clients and duration.
     #[arg(long, default_value_t = 16)]
     pgbench_clients: u32,
@@ -496,6 +502,13 @@ async fn drive(
     };
 
     let paced_rate = args.paced_rate.resolve(gateway_rate);
+    if args.settle_seconds > 0 {
+        println!(
+            "== settling: {} s idle after the burst",
+            args.settle_seconds
+        );
+        tokio::time::sleep(Duration::from_secs(args.settle_seconds)).await;
+    }
     println!(
         "== paced: {paced_rate} orders/s ({:?}) for {} s, latency accepted -> notification in Redis",
         args.paced_rate, args.paced_seconds
@@ -527,6 +540,7 @@ async fn drive(
         pick(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    stages::print_by_second(&accepted, &arrived);
     stages::print(
         clock,
         &orders_db.dsn(),

@@ -178,3 +178,46 @@ pub async fn print_hot_updates(tables: &[(&str, &str, &str)]) {
         }
     }
 }
+
+/// The paced phase second by second: p50 / p99 / max of the reported latency (answer
+/// -> Redis) of the orders sent in each second, to tell a steady tail from a transient
+/// one (the burst's aftermath at the start, a checkpoint or autovacuum in the middle).
+pub fn print_by_second(paced: &HashMap<i64, Sent>, arrivals: &HashMap<i64, Instant>) {
+    let Some(start) = paced.values().map(|sent| sent.sent).min() else {
+        return;
+    };
+    let mut seconds: Vec<Vec<f64>> = Vec::new();
+    for (id, sent) in paced {
+        let Some(arrived) = arrivals.get(id) else {
+            continue;
+        };
+        let second = sent.sent.saturating_duration_since(start).as_secs() as usize;
+        if seconds.len() <= second {
+            seconds.resize(second + 1, Vec::new());
+        }
+        seconds[second].push(
+            arrived
+                .saturating_duration_since(sent.accepted)
+                .as_secs_f64()
+                * 1e3,
+        );
+    }
+    println!("latency by second of the paced phase, ms (p50 / p99 / max, orders):");
+    for (second, latencies) in seconds.iter_mut().enumerate() {
+        latencies.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            latencies
+                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "  {:>2}: {:>6.1} / {:>6.1} / {:>6.1}  ({})",
+            second + 1,
+            pick(0.5),
+            pick(0.99),
+            latencies.last().copied().unwrap_or(f64::NAN),
+            latencies.len()
+        );
+    }
+}
