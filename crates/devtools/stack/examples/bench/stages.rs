@@ -143,13 +143,11 @@ pub async fn print(
     );
     for (name, mut spans) in STAGES.into_iter().zip(stages) {
         spans.sort_by(f64::total_cmp);
-        let pick = |q: f64| {
-            spans
-                .get(((spans.len() as f64 * q) as usize).min(spans.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
-        println!("  {:>7.1} / {:>7.1}  {name}", pick(0.5), pick(0.99));
+        println!(
+            "  {:>7.1} / {:>7.1}  {name}",
+            quantile(&spans, 0.5),
+            quantile(&spans, 0.99)
+        );
     }
 }
 
@@ -205,19 +203,21 @@ pub fn print_by_second(paced: &HashMap<i64, Sent>, arrivals: &HashMap<i64, Insta
     println!("latency by second of the paced phase, ms (p50 / p99 / max, orders):");
     for (second, latencies) in seconds.iter_mut().enumerate() {
         latencies.sort_by(f64::total_cmp);
-        let pick = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-                .copied()
-                .unwrap_or(f64::NAN)
-        };
         println!(
             "  {:>2}: {:>6.1} / {:>6.1} / {:>6.1}  ({})",
             second + 1,
-            pick(0.5),
-            pick(0.99),
+            quantile(latencies, 0.5),
+            quantile(latencies, 0.99),
             latencies.last().copied().unwrap_or(f64::NAN),
             latencies.len()
         );
     }
+}
+
+/// The `q` quantile of `sorted` (ascending), NaN for none.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
 }
