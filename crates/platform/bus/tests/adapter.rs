@@ -404,6 +404,77 @@ fn configured_partitions_only(kind: BrokerKind) {
     assert!(rx.try_recv().is_err());
 }
 
+/// Records the (partition, offset) of every batch the consumer hands over.
+struct BatchRecorder {
+    tx: mpsc::Sender<Vec<(i32, i64)>>,
+}
+
+impl Handler for BatchRecorder {
+    type Error = String;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), String> {
+        let _ = self.tx.send(vec![(message.partition, message.offset)]);
+        Ok(())
+    }
+
+    fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), bus::BatchFailure<String>> {
+        let _ = self
+            .tx
+            .send(messages.iter().map(|m| (m.partition, m.offset)).collect());
+        Ok(())
+    }
+}
+
+/// `kafka` client: a poll that brought messages of several partitions is ONE batch
+/// (one transaction in the workers), partitions ascending, offsets ascending in each.
+fn a_poll_of_several_partitions_is_one_batch(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("whole-poll", 3);
+    let mut client = KafkaClient::new(vec![b.bootstrap()]);
+    client.load_metadata_all().unwrap();
+    // Produced before the consumer starts, the last partition first: its first
+    // poll finds all three partitions with data.
+    for p in [2, 0, 1, 2, 0, 1] {
+        client
+            .produce_messages(
+                kafka::client::RequiredAcks::All,
+                Duration::from_secs(5),
+                vec![kafka::client::ProduceMessage::new(
+                    &topic,
+                    p,
+                    None,
+                    Some(format!("p{p}").as_bytes()),
+                )],
+            )
+            .unwrap();
+    }
+    let (tx, rx) = mpsc::channel();
+    let shutdown = CancellationToken::new();
+    let config = consumer_config(Setup::DEVBROKER_KAFKA, vec![b.bootstrap()], &topic, "g");
+    let handle = spawn_consumer(config, BatchRecorder { tx }, shutdown.clone()).unwrap();
+    let mut batches: Vec<Vec<(i32, i64)>> = Vec::new();
+    while batches.iter().map(Vec::len).sum::<usize>() < 6 {
+        match rx.recv_timeout(DEADLINE) {
+            Ok(batch) => batches.push(batch),
+            Err(_) => panic!("not all six messages: {batches:?}"),
+        }
+    }
+    shutdown.cancel();
+    handle.join().unwrap();
+    // The first poll found every partition with data: one batch for all of them
+    // (Apache Kafka may hold a partition's last record back to the next poll).
+    let partitions_in_first: std::collections::BTreeSet<i32> =
+        batches[0].iter().map(|&(partition, _)| partition).collect();
+    assert_eq!(partitions_in_first.len(), 3, "{batches:?}");
+    for batch in &batches {
+        let mut sorted = batch.clone();
+        sorted.sort();
+        assert_eq!(
+            batch, &sorted,
+            "partitions ascending, offsets ascending in each"
+        );
+    }
+}
+
 fn free_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -633,6 +704,14 @@ fn a_second_member_takes_partitions_over_and_revocation_commits(setup: Setup) {
 }
 
 on_each_broker!(configured_partitions_only);
+
+// devbroker only: on Apache Kafka 3.9.2 the `kafka` crate in this produce pattern left
+// the last record of the partition produced first undelivered for over 30 s, before this
+// change too (e7619bd); it is reported on issue 15 to be looked into, not hidden here.
+#[test]
+fn a_poll_of_several_partitions_is_one_batch_on_devbroker() {
+    a_poll_of_several_partitions_is_one_batch(BrokerKind::Devbroker);
+}
 
 on_each_client!(
     lag_is_the_log_end_minus_the_committed_offset,
