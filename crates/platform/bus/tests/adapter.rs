@@ -370,19 +370,18 @@ fn failing_handler_is_retried_and_its_offset_not_committed(setup: Setup) {
     assert_eq!(committed(&b, "g", &topic), vec![(0, 3)]);
 }
 
-/// `kafka` client only: the partitions given in configuration (`KAFKA_PARTITIONS`).
-fn configured_partitions_only(kind: BrokerKind) {
-    let b = TestBroker::start(kind);
-    let topic = b.unique_topic("parts", 2);
+/// Produces one record `p<N>` to each partition N of `partitions`, in that order, each
+/// acknowledged by all in-sync replicas before the next.
+fn produce_to_partitions(b: &TestBroker, topic: &str, partitions: &[i32]) {
     let mut client = KafkaClient::new(vec![b.bootstrap()]);
     client.load_metadata_all().unwrap();
-    for p in [0, 1, 0, 1] {
+    for &p in partitions {
         client
             .produce_messages(
                 kafka::client::RequiredAcks::All,
                 Duration::from_secs(5),
                 vec![kafka::client::ProduceMessage::new(
-                    &topic,
+                    topic,
                     p,
                     None,
                     Some(format!("p{p}").as_bytes()),
@@ -390,6 +389,13 @@ fn configured_partitions_only(kind: BrokerKind) {
             )
             .unwrap();
     }
+}
+
+/// `kafka` client only: the partitions given in configuration (`KAFKA_PARTITIONS`).
+fn configured_partitions_only(kind: BrokerKind) {
+    let b = TestBroker::start(kind);
+    let topic = b.unique_topic("parts", 2);
+    produce_to_partitions(&b, &topic, &[0, 1, 0, 1]);
     let mut config = consumer_config(Setup::DEVBROKER_KAFKA, vec![b.bootstrap()], &topic, "g");
     config.partitions = Some(vec![1]);
     let consumer = Consuming::healthy(config);
@@ -429,24 +435,9 @@ impl Handler for BatchRecorder {
 fn a_poll_of_several_partitions_is_one_batch(kind: BrokerKind) {
     let b = TestBroker::start(kind);
     let topic = b.unique_topic("whole-poll", 3);
-    let mut client = KafkaClient::new(vec![b.bootstrap()]);
-    client.load_metadata_all().unwrap();
     // Produced before the consumer starts, the last partition first: its first
     // poll finds all three partitions with data.
-    for p in [2, 0, 1, 2, 0, 1] {
-        client
-            .produce_messages(
-                kafka::client::RequiredAcks::All,
-                Duration::from_secs(5),
-                vec![kafka::client::ProduceMessage::new(
-                    &topic,
-                    p,
-                    None,
-                    Some(format!("p{p}").as_bytes()),
-                )],
-            )
-            .unwrap();
-    }
+    produce_to_partitions(&b, &topic, &[2, 0, 1, 2, 0, 1]);
     let (tx, rx) = mpsc::channel();
     let shutdown = CancellationToken::new();
     let config = consumer_config(Setup::DEVBROKER_KAFKA, vec![b.bootstrap()], &topic, "g");
