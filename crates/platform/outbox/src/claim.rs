@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use pgsetup::Pool;
-
-use crate::RelayError;
+use pgsetup::{DbError, Pool};
 
 /// An outbox row taken for publishing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +74,7 @@ impl OutboxTable {
     }
 
     /// Claims up to `limit` unsent rows for `lease`, oldest first.
-    pub fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, RelayError> {
+    pub fn claim(&self, limit: u32, lease: Duration) -> Result<Vec<ClaimedEvent>, DbError> {
         Ok(self.mark_sent_and_claim(&[], limit, lease)?.claimed)
     }
 
@@ -84,7 +82,7 @@ impl OutboxTable {
     /// insert to now (both read from the database clock, so host clocks do not matter).
     /// A row another relay re-published after this claim's lease ran out keeps its
     /// first `sent_at` and is timed once.
-    pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, RelayError> {
+    pub fn mark_sent(&self, event_ids: &[i64]) -> Result<Vec<Duration>, DbError> {
         Ok(self
             .mark_sent_and_claim(event_ids, 0, Duration::ZERO)?
             .waited)
@@ -97,7 +95,7 @@ impl OutboxTable {
         sent: &[i64],
         limit: u32,
         lease: Duration,
-    ) -> Result<RelayStep, RelayError> {
+    ) -> Result<RelayStep, DbError> {
         let mut client = self.pool.get()?;
         let rows = client.query(
             MARK_SENT_AND_CLAIM,
@@ -125,7 +123,7 @@ impl OutboxTable {
     }
 
     /// Gives rows back at once after a failed publish, instead of waiting out the lease.
-    pub fn release(&self, event_ids: &[i64]) -> Result<(), RelayError> {
+    pub fn release(&self, event_ids: &[i64]) -> Result<(), DbError> {
         let mut client = self.pool.get()?;
         client.execute(
             "UPDATE events SET claimed_until = NULL WHERE event_id = ANY($1) AND sent_at IS NULL",
@@ -135,7 +133,7 @@ impl OutboxTable {
     }
 
     /// Rows not yet published (for the backlog gauge).
-    pub fn backlog(&self) -> Result<i64, RelayError> {
+    pub fn backlog(&self) -> Result<i64, DbError> {
         let mut client = self.pool.get()?;
         let row = client.query_one("SELECT count(*) FROM events WHERE sent_at IS NULL", &[])?;
         Ok(row.try_get(0)?)

@@ -67,15 +67,12 @@ pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_sec
 /// Why a relay step failed; retried, except a broker without the protocol versions the
 /// `kafka` client uses ([`bus::BusError::UnsupportedBroker`]), which stops the relay.
 ///
-/// The cause is the [`source`](std::error::Error::source), not part of the message: log
-/// the chain, not only `Display`.
+/// The cause is the [`source`](std::error::Error::source): log the chain, not only
+/// `Display`.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// No connection from the pool in time.
-    #[error("no database connection")]
-    Pool(#[from] r2d2::Error),
-    #[error("outbox query failed")]
-    Database(#[from] postgres::Error),
+    #[error(transparent)]
+    Database(#[from] pgsetup::DbError),
     #[error("publishing to the broker failed")]
     Broker(#[from] bus::BusError),
 }

@@ -7,7 +7,9 @@
 //! instances starting at once neither fail nor apply anything twice), and return an
 //! r2d2 pool that connects lazily. [`is_unavailable`] tells a transient database
 //! outage (connection refused, lost, server shutting down) from a real error, so
-//! callers can answer UNAVAILABLE and retry instead of failing hard. Pooled
+//! callers can answer UNAVAILABLE and retry instead of failing hard; [`DbError`] is
+//! a failed call on the pool (no connection in time, or a failed statement), for
+//! callers that need no finer classification (the outbox relay, retention). Pooled
 //! [`Connection`]s keep their prepared statements ([`Connection::prepare_cached`]),
 //! so a hot statement costs one round trip instead of two.
 //!
@@ -84,6 +86,20 @@ impl SetupError {
             | SetupError::TlsRefused { .. } => false,
         }
     }
+}
+
+/// A database call of a running service that failed: no connection from the pool in
+/// time, or a statement that failed ([`is_unavailable`] tells an outage from a real
+/// error). The driver's error is the [`source`](std::error::Error::source) and is also
+/// written into the message, so a log line shows it whether it prints `Display` or
+/// the whole chain.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection from the pool in time; retrying later may work.
+    #[error("no database connection: {0}")]
+    NoConnection(#[from] r2d2::Error),
+    #[error("database query failed: {0}")]
+    Query(#[from] postgres::Error),
 }
 
 /// Pool tuning.

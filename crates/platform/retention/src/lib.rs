@@ -64,15 +64,6 @@ impl Policy {
     }
 }
 
-/// Why a retention step failed; the run is retried at the next interval.
-#[derive(Debug, thiserror::Error)]
-pub enum RetentionError {
-    #[error("no database connection: {0}")]
-    Pool(#[from] r2d2::Error),
-    #[error("database: {0}")]
-    Database(#[from] postgres::Error),
-}
-
 /// `RETENTION_INTERVAL` unless set: time between runs.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// `RETENTION_BATCH` unless set: most rows one batch (one transaction) deletes.

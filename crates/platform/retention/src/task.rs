@@ -8,11 +8,11 @@ use std::{
 
 use lifecycle::stop;
 use ops_http::{Counter, Gauge, Metrics};
-use pgsetup::Pool;
+use pgsetup::{DbError, Pool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Policy, RetentionError,
+    Policy,
     prune::{DeleteBatch, Pruned, estimate_rows},
 };
 
@@ -134,7 +134,7 @@ impl Retention {
     /// (or shutdown), then refreshes the row gauges. Returns what each enabled table's
     /// pruning did, in policy order. Logs one info line if anything was deleted and a
     /// warning per table that failed.
-    pub fn run_once(&self) -> Vec<(&'static str, Result<Pruned, RetentionError>)> {
+    pub fn run_once(&self) -> Vec<(&'static str, Result<Pruned, DbError>)> {
         let mut outcomes = Vec::new();
         for table in self.tables.iter().filter(|table| table.policy.is_enabled()) {
             if self.shutdown.is_cancelled() {
@@ -180,7 +180,7 @@ impl Retention {
     /// Deletes the table's aged rows batch by batch until a batch comes back short.
     /// The deleted-rows counter moves with every batch, so a failure part-way through
     /// still counts what went.
-    fn prune(&self, table: &TableState) -> Result<Pruned, RetentionError> {
+    fn prune(&self, table: &TableState) -> Result<Pruned, DbError> {
         let mut pruned = Pruned::default();
         while !self.shutdown.is_cancelled() {
             let deleted = {
