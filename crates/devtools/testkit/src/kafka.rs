@@ -517,7 +517,7 @@ fn sasl_ssl_properties(listener: &SaslSsl) -> String {
 }
 
 /// CreateTopics at `addr`, retried while the broker is still settling, then waits
-/// until every partition has a leader.
+/// until every partition has a leader that serves it (a produce right after succeeds).
 pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
     wait_until(
         READY,
@@ -538,6 +538,18 @@ pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
             let metadata = kafka_admin::metadata(addr, Some(name)).ok()?;
             (metadata.partitions.len() == partitions as usize
                 && metadata.partitions.iter().all(|(_, leader)| *leader >= 0))
+            .then_some(())
+        },
+    );
+    // Metadata naming a leader is not enough on Apache Kafka: until the leader's replica
+    // manager has taken over, a produce fails with NOT_LEADER_OR_FOLLOWER.
+    wait_until(
+        READY,
+        &format!("every partition of {name} served by its leader"),
+        || {
+            let answers = kafka_admin::latest_offsets(addr, name, partitions).ok()?;
+            (answers.len() == partitions as usize
+                && answers.iter().all(|&(_, error, _)| error == 0))
             .then_some(())
         },
     );

@@ -1,6 +1,7 @@
 //! The few Kafka admin requests the test harness sends, on a plain socket: which API
 //! versions a broker serves, whether it has registered brokers and partition leaders
-//! (Metadata), and topic creation (CreateTopics). Encoded by hand from Apache Kafka's
+//! (Metadata), whether partitions are served (ListOffsets), and topic creation
+//! (CreateTopics). Encoded by hand from Apache Kafka's
 //! message definitions, so the same code creates topics on devbroker, on Apache Kafka
 //! 3.9 and on 4.x (none of the versions used here was removed by KIP-896).
 
@@ -8,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+const API_LIST_OFFSETS: i16 = 2;
 const API_METADATA: i16 = 3;
 const API_CREATE_TOPICS: i16 = 19;
 const API_VERSIONS: i16 = 18;
@@ -90,6 +92,11 @@ impl Reader<'_> {
     fn i32(&mut self) -> io::Result<i32> {
         Ok(i32::from_be_bytes(
             self.take(4)?.try_into().map_err(|_| invalid("i32"))?,
+        ))
+    }
+    fn i64(&mut self) -> io::Result<i64> {
+        Ok(i64::from_be_bytes(
+            self.take(8)?.try_into().map_err(|_| invalid("i64"))?,
         ))
     }
     fn bool(&mut self) -> io::Result<bool> {
@@ -220,4 +227,39 @@ pub(crate) fn create_topic(addr: &str, name: &str, partitions: i32) -> io::Resul
     let code = r.i16()?;
     let message = r.string()?;
     Ok((code, message))
+}
+
+/// ListOffsets v1 (latest) for partitions `0..partitions` of `topic`: each partition's
+/// error code (0 = its leader serves it) and log end offset. A partition Metadata already
+/// names a leader for may still answer NOT_LEADER_OR_FOLLOWER here (Apache Kafka in KRaft
+/// mode publishes metadata before its replica manager takes leadership), and so may a
+/// produce to it.
+pub(crate) fn latest_offsets(
+    addr: &str,
+    topic: &str,
+    partitions: i32,
+) -> io::Result<Vec<(i32, i16, i64)>> {
+    const LATEST: i64 = -1;
+    let mut body = Vec::new();
+    body.extend_from_slice(&(-1i32).to_be_bytes()); // replica_id: a consumer
+    body.extend_from_slice(&1i32.to_be_bytes());
+    put_str(&mut body, topic.as_bytes());
+    body.extend_from_slice(&partitions.to_be_bytes());
+    for partition in 0..partitions {
+        body.extend_from_slice(&partition.to_be_bytes());
+        body.extend_from_slice(&LATEST.to_be_bytes());
+    }
+    let response = round_trip(addr, API_LIST_OFFSETS, 1, &body)?;
+    let mut r = Reader(&response);
+    let mut answers = Vec::new();
+    for _ in 0..r.array_len()? {
+        r.string()?;
+        for _ in 0..r.array_len()? {
+            let partition = r.i32()?;
+            let error = r.i16()?;
+            r.i64()?; // timestamp
+            answers.push((partition, error, r.i64()?));
+        }
+    }
+    Ok(answers)
 }

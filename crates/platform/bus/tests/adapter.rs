@@ -376,7 +376,7 @@ fn produce_to_partitions(b: &TestBroker, topic: &str, partitions: &[i32]) {
     let mut client = KafkaClient::new(vec![b.bootstrap()]);
     client.load_metadata_all().unwrap();
     for &p in partitions {
-        client
+        let confirms = client
             .produce_messages(
                 kafka::client::RequiredAcks::All,
                 Duration::from_secs(5),
@@ -388,6 +388,15 @@ fn produce_to_partitions(b: &TestBroker, topic: &str, partitions: &[i32]) {
                 )],
             )
             .unwrap();
+        // The crate reports a refused partition in the confirm, not as an error.
+        for confirm in confirms {
+            for partition in confirm.partition_confirms {
+                assert!(
+                    partition.offset.is_ok(),
+                    "produce to {topic}: {partition:?}"
+                );
+            }
+        }
     }
 }
 
@@ -451,8 +460,7 @@ fn a_poll_of_several_partitions_is_one_batch(kind: BrokerKind) {
     }
     shutdown.cancel();
     handle.join().unwrap();
-    // The first poll found every partition with data: one batch for all of them
-    // (Apache Kafka may hold a partition's last record back to the next poll).
+    // The first poll found every partition with data: one batch for all of them.
     let partitions_in_first: std::collections::BTreeSet<i32> =
         batches[0].iter().map(|&(partition, _)| partition).collect();
     assert_eq!(partitions_in_first.len(), 3, "{batches:?}");
@@ -694,15 +702,10 @@ fn a_second_member_takes_partitions_over_and_revocation_commits(setup: Setup) {
     assert_eq!(offsets, log_end(&b, &topic));
 }
 
-on_each_broker!(configured_partitions_only);
-
-// devbroker only: on Apache Kafka 3.9.2 the `kafka` crate in this produce pattern left
-// the last record of the partition produced first undelivered for over 30 s, before this
-// change too (e7619bd); it is reported on issue 15 to be looked into, not hidden here.
-#[test]
-fn a_poll_of_several_partitions_is_one_batch_on_devbroker() {
-    a_poll_of_several_partitions_is_one_batch(BrokerKind::Devbroker);
-}
+on_each_broker!(
+    configured_partitions_only,
+    a_poll_of_several_partitions_is_one_batch
+);
 
 on_each_client!(
     lag_is_the_log_end_minus_the_committed_offset,
