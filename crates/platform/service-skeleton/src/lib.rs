@@ -13,7 +13,9 @@
 //!   runtime every second, each result written to [`ops_http::Health`] (what
 //!   `/readyz` answers), until the shutdown token is cancelled;
 //! - [`ErrorChain`]: an error and all its causes on one line, for the log line a
-//!   binary writes when its service fails ([`Running::wait_logged`]).
+//!   binary writes when its service fails ([`Running::wait_logged`]);
+//! - [`run_until_signal`]: what every service binary's `main` does with its service
+//!   (start it, stop it on SIGTERM or Ctrl-C, log a failure).
 //!
 //! Errors keep their causes: each service's `StartError` wraps [`BindError`] and
 //! [`TaskError`] (and its own causes) as sources, never as flattened strings.
@@ -30,4 +32,4 @@ mod running;
 pub use errors::{ErrorChain, TaskError, bind};
 pub use ops_http::BindError;
 pub use readiness::{READINESS_INTERVAL, Readiness};
-pub use running::{OpsAddresses, Running};
+pub use running::{OpsAddresses, Running, run_until_signal};

@@ -90,6 +90,22 @@ where
     }
 }
 
+/// What a service binary's `main` does with its service, once logging and the
+/// configuration are set up: `start` it with a shutdown token that SIGTERM or Ctrl-C
+/// cancels ([`lifecycle::shutdown_on_signal`]), then wait for it to stop. A failure
+/// while running is logged (one ERROR line, all its causes: [`Running::wait_logged`])
+/// and returned, as a failure to start is: either way `main` exits with status 1.
+pub async fn run_until_signal<A, E, F>(start: impl FnOnce(CancellationToken) -> F) -> Result<(), E>
+where
+    F: Future<Output = Result<Running<A, E>, E>>,
+    E: std::error::Error + From<TaskError> + Send + 'static,
+{
+    start(lifecycle::shutdown_on_signal())
+        .await?
+        .wait_logged()
+        .await
+}
+
 impl<A, E> Deref for Running<A, E> {
     type Target = A;
 

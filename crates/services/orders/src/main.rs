@@ -7,8 +7,6 @@ use anyhow::Context;
 async fn main() -> anyhow::Result<()> {
     lifecycle::init_logging()?;
     let config = orders::Config::from_env().context("invalid configuration")?;
-    let shutdown = lifecycle::shutdown_on_signal();
-    // A failure is logged (one ERROR line, all its causes) and returned: exit status 1.
-    orders::start(config, shutdown).await?.wait_logged().await?;
+    service_skeleton::run_until_signal(|shutdown| orders::start(config, shutdown)).await?;
     Ok(())
 }

@@ -65,11 +65,6 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .context("dead-letters");
     }
-    let shutdown = lifecycle::shutdown_on_signal();
-    // A failure is logged (one ERROR line, all its causes) and returned: exit status 1.
-    payments::start(config, shutdown)
-        .await?
-        .wait_logged()
-        .await?;
+    service_skeleton::run_until_signal(|shutdown| payments::start(config, shutdown)).await?;
     Ok(())
 }
