@@ -26,9 +26,7 @@ use crate::protocol::offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
 use crate::protocol::offset_fetch::{
     OffsetFetchPartition, OffsetFetchRequest, OffsetFetchResponse,
 };
-use crate::protocol::produce::{
-    PartitionData, PartitionResponse, ProduceRequest, ProduceResponse, TopicResponse,
-};
+use crate::protocol::produce::{PartitionData, PartitionResponse, ProduceRequest, ProduceResponse};
 use crate::protocol::{
     DecodeError, Decoder, Encoder, RequestHeader, TopicPartitions, api_key, api_versions,
     error_code, frame_response, supported_versions,
@@ -231,7 +229,7 @@ fn check_produce(
                 base_offset: -1,
             });
         }
-        resp.topics.push(TopicResponse {
+        resp.topics.push(TopicPartitions {
             name: t.name.clone(),
             partitions: parts,
         });

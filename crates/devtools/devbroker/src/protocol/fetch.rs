@@ -13,11 +13,9 @@ pub struct FetchRequest {
     pub min_bytes: i32,
     /// Response-wide limit (v3+); `i32::MAX` for older versions.
     pub max_bytes: i32,
-    pub topics: Vec<FetchTopic>,
+    /// The partitions to read, per topic.
+    pub topics: Vec<TopicPartitions<FetchPartition>>,
 }
-
-/// A topic's partitions to read.
-pub type FetchTopic = TopicPartitions<FetchPartition>;
 
 #[derive(Debug)]
 pub struct FetchPartition {
@@ -55,11 +53,9 @@ impl FetchRequest {
 
 #[derive(Debug, Default)]
 pub struct FetchResponse {
-    pub topics: Vec<FetchTopicResponse>,
+    /// The data read, per topic.
+    pub topics: Vec<TopicPartitions<FetchPartitionResponse>>,
 }
-
-/// A topic's read data.
-pub type FetchTopicResponse = TopicPartitions<FetchPartitionResponse>;
 
 #[derive(Debug)]
 pub struct FetchPartitionResponse {

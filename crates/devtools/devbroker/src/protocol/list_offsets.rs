@@ -11,11 +11,9 @@ pub const EARLIEST: i64 = -2;
 
 #[derive(Debug)]
 pub struct ListOffsetsRequest {
-    pub topics: Vec<ListOffsetsTopic>,
+    /// The partitions to look up, per topic.
+    pub topics: Vec<TopicPartitions<ListOffsetsPartition>>,
 }
-
-/// A topic's partitions to look up.
-pub type ListOffsetsTopic = TopicPartitions<ListOffsetsPartition>;
 
 #[derive(Debug)]
 pub struct ListOffsetsPartition {
@@ -49,11 +47,9 @@ impl ListOffsetsRequest {
 
 #[derive(Debug, Default)]
 pub struct ListOffsetsResponse {
-    pub topics: Vec<ListOffsetsTopicResponse>,
+    /// The offsets found, per topic.
+    pub topics: Vec<TopicPartitions<ListOffsetsPartitionResponse>>,
 }
-
-/// A topic's found offsets.
-pub type ListOffsetsTopicResponse = TopicPartitions<ListOffsetsPartitionResponse>;
 
 #[derive(Debug)]
 pub struct ListOffsetsPartitionResponse {

@@ -9,11 +9,9 @@ use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 #[derive(Debug)]
 pub struct OffsetCommitRequest {
     pub group_id: String,
-    pub topics: Vec<CommitTopic>,
+    /// The offsets to commit, per topic.
+    pub topics: Vec<TopicPartitions<CommitPartition>>,
 }
-
-/// A topic's offsets to commit.
-pub type CommitTopic = TopicPartitions<CommitPartition>;
 
 #[derive(Debug)]
 pub struct CommitPartition {

@@ -9,11 +9,9 @@ use super::{DecodeError, Decoder, Encoder, TopicPartitions};
 pub struct ProduceRequest<'a> {
     pub acks: i16,
     pub timeout_ms: i32,
-    pub topics: Vec<TopicData<'a>>,
+    /// The produced message sets, per topic.
+    pub topics: Vec<TopicPartitions<PartitionData<'a>>>,
 }
-
-/// A topic's produced message sets.
-pub type TopicData<'a> = TopicPartitions<PartitionData<'a>>;
 
 #[derive(Debug)]
 pub struct PartitionData<'a> {
@@ -43,11 +41,9 @@ impl<'a> ProduceRequest<'a> {
 
 #[derive(Debug, Default)]
 pub struct ProduceResponse {
-    pub topics: Vec<TopicResponse>,
+    /// The produce results, per topic.
+    pub topics: Vec<TopicPartitions<PartitionResponse>>,
 }
-
-/// A topic's produce results.
-pub type TopicResponse = TopicPartitions<PartitionResponse>;
 
 #[derive(Debug)]
 pub struct PartitionResponse {
