@@ -15,7 +15,9 @@
 //! - [`ErrorChain`]: an error and all its causes on one line, for the log line a
 //!   binary writes when its service fails ([`Running::wait_logged`]);
 //! - [`run_until_signal`]: what every service binary's `main` does with its service
-//!   (start it, stop it on SIGTERM or Ctrl-C, log a failure).
+//!   (start it, stop it on SIGTERM or Ctrl-C, log a failure); [`run_from_env`] adds
+//!   logging and the configuration from the environment before it, so a `main.rs` is
+//!   one call.
 //!
 //! Errors keep their causes: each service's `StartError` wraps [`BindError`] and
 //! [`TaskError`] (and its own causes) as sources, never as flattened strings.
@@ -25,10 +27,12 @@
 //! Running a service's work, probing its dependencies and reporting its start-up
 //! failures is a third capability that every service library needs.
 
+mod binary;
 mod errors;
 mod readiness;
 mod running;
 
+pub use binary::{init_from_env, run_from_env};
 pub use errors::{ErrorChain, TaskError, bind};
 pub use ops_http::BindError;
 pub use readiness::{READINESS_INTERVAL, Readiness};

@@ -3,12 +3,7 @@
 //! `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`;
 //! README lists them).
 
-use anyhow::Context;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifecycle::init_logging()?;
-    let config = gateway::Config::from_env().context("invalid configuration")?;
-    service_skeleton::run_until_signal(|shutdown| gateway::start(config, shutdown)).await?;
-    Ok(())
+    service_skeleton::run_from_env(gateway::Config::from_env, gateway::start).await
 }

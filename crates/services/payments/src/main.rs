@@ -46,25 +46,22 @@ enum DeadLettersCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    lifecycle::init_logging()?;
-    let cli = Cli::parse();
-    let config = payments::Config::from_env().context("invalid configuration")?;
-    if let Some(CliCommand::DeadLetters(command)) = cli.command {
-        let command = match command {
-            DeadLettersCommand::List { limit } => Command::List { limit },
-            DeadLettersCommand::Replay { ids, all } => Command::Replay(if all {
-                Selection::All
-            } else {
-                Selection::Ids(ids)
-            }),
-        };
-        // The blocking postgres and kafka clients stay off the runtime's threads.
-        return tokio::task::spawn_blocking(move || {
-            payments::dead_letters::run(&config, &command, &mut std::io::stdout().lock())
-        })
-        .await?
-        .context("dead-letters");
-    }
-    service_skeleton::run_until_signal(|shutdown| payments::start(config, shutdown)).await?;
-    Ok(())
+    let Some(CliCommand::DeadLetters(command)) = Cli::parse().command else {
+        return service_skeleton::run_from_env(payments::Config::from_env, payments::start).await;
+    };
+    let config = service_skeleton::init_from_env(payments::Config::from_env)?;
+    let command = match command {
+        DeadLettersCommand::List { limit } => Command::List { limit },
+        DeadLettersCommand::Replay { ids, all } => Command::Replay(if all {
+            Selection::All
+        } else {
+            Selection::Ids(ids)
+        }),
+    };
+    // The blocking postgres and kafka clients stay off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        payments::dead_letters::run(&config, &command, &mut std::io::stdout().lock())
+    })
+    .await?
+    .context("dead-letters")
 }
