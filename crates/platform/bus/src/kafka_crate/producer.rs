@@ -65,7 +65,7 @@ impl KafkaProducer {
             partitions: HashMap::new(),
             round_robin: 0,
         };
-        p.with_retries(|p| {
+        api::with_retries(&mut p, |p| {
             compat::check_broker_versions(&p.config.brokers, compat::CHECK_TIMEOUT)?;
             let brokers = p.config.brokers.clone();
             guarded(|| {
@@ -79,27 +79,6 @@ impl KafkaProducer {
             })
         })?;
         Ok(p)
-    }
-
-    /// Sends the records as one batch: Ok only if every record was acknowledged. A
-    /// retry re-sends only the records of partitions that were not acknowledged, so a
-    /// partial failure does not write the acknowledged records twice.
-    pub(crate) fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
-        let mut pending: Vec<Record<'_>> = records.to_vec();
-        self.with_retries(|p| p.try_send_all(&mut pending))
-    }
-
-    fn with_retries<T>(
-        &mut self,
-        op: impl FnMut(&mut Self) -> Result<T, BusError>,
-    ) -> Result<T, BusError> {
-        let (max_retries, shutdown) = (self.config.max_retries, self.shutdown.clone());
-        api::with_retries(self, "kafka", max_retries, &shutdown, op, |p| {
-            // Start over with fresh connections and metadata: a broken socket or a
-            // moved leader must not be reused.
-            p.client = new_client(&p.config);
-            p.partitions.clear();
-        })
     }
 
     /// Partition count of `topic`, asking the broker (which may create it) if unknown.
@@ -126,9 +105,29 @@ impl KafkaProducer {
         self.partitions.insert(topic.to_owned(), n);
         Ok(n)
     }
+}
+
+impl api::Attempts for KafkaProducer {
+    const CLIENT: &'static str = "kafka";
+
+    fn config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    fn reset(&mut self) {
+        // Start over with fresh connections and metadata: a broken socket or a moved
+        // leader must not be reused.
+        self.client = new_client(&self.config);
+        self.partitions.clear();
+    }
 
     /// Sends `pending` once; removes from it the records whose partition the broker
-    /// acknowledged, and fails if any are left.
+    /// acknowledged, and fails if any are left. A retry therefore re-sends only the
+    /// partitions that were not acknowledged.
     fn try_send_all(&mut self, pending: &mut Vec<Record<'_>>) -> Result<(), BusError> {
         if pending.is_empty() {
             return Ok(());

@@ -1,7 +1,7 @@
 //! The client-neutral producer API: how a producer connects and sends
-//! ([`ProducerConfig`]), what it sends ([`Record`]) and the retry loop both
-//! producers run ([`with_retries`], backoff from [`INITIAL_BACKOFF`] to
-//! [`MAX_BACKOFF`]). Both producers
+//! ([`ProducerConfig`]), what it sends ([`Record`]), what each client does once
+//! ([`Attempts`]) and the retry loop both producers run on it ([`with_retries`],
+//! [`send_all`], backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`]). Both producers
 //! (`crate::kafka_crate::producer`, `crate::rd::producer`) take these; this file
 //! imports neither.
 
@@ -48,32 +48,54 @@ pub struct Record<'a> {
     pub value: &'a [u8],
 }
 
+/// What one Kafka client's producer does once; [`with_retries`] and [`send_all`]
+/// make the retries around it, the same for both clients.
+pub(crate) trait Attempts {
+    /// The client's name in log lines (`kafka`, `rdkafka`).
+    const CLIENT: &'static str;
+    fn config(&self) -> &ProducerConfig;
+    /// Cancelled: no further retries (the backoff sleep wakes at once).
+    fn shutdown(&self) -> &CancellationToken;
+    /// Sends `pending` once and keeps in it only the records that were not
+    /// acknowledged; fails if any are left.
+    fn try_send_all(&mut self, pending: &mut Vec<Record<'_>>) -> Result<(), BusError>;
+    /// Runs before each retry: a client that must drop its connections does it here.
+    fn reset(&mut self);
+}
+
+/// Sends the records as one batch: Ok only if every record was acknowledged. A retry
+/// re-sends only the records that were not acknowledged, so a partial failure does
+/// not write the acknowledged records twice.
+pub(crate) fn send_all<P: Attempts>(
+    producer: &mut P,
+    records: &[Record<'_>],
+) -> Result<(), BusError> {
+    let mut pending: Vec<Record<'_>> = records.to_vec();
+    with_retries(producer, |p| p.try_send_all(&mut pending))
+}
+
 /// Runs `op` on `producer` until it succeeds, fails with a non-transient error, the
 /// producer is shut down, or `max_retries` transient failures have passed (then
-/// [`BusError::RetriesExhausted`]). Before each retry `reset` runs (a client that
-/// must drop its connections does it there) and the backoff delay is slept,
-/// cut short by `shutdown`.
-pub(crate) fn with_retries<P, T>(
+/// [`BusError::RetriesExhausted`]). Before each retry [`Attempts::reset`] runs and the
+/// backoff delay is slept, cut short by the shutdown token.
+pub(crate) fn with_retries<P: Attempts, T>(
     producer: &mut P,
-    client_name: &str,
-    max_retries: u32,
-    shutdown: &CancellationToken,
     mut op: impl FnMut(&mut P) -> Result<T, BusError>,
-    mut reset: impl FnMut(&mut P),
 ) -> Result<T, BusError> {
     let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let max_retries = producer.config().max_retries;
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         match op(producer) {
             Ok(v) => return Ok(v),
             // Shutting down: the caller retries later, if at all.
-            Err(e) if shutdown.is_cancelled() => return Err(e),
+            Err(e) if producer.shutdown().is_cancelled() => return Err(e),
             Err(e) if e.is_transient() && attempt <= max_retries => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, attempt, ?delay, "{client_name} produce failed; retrying");
-                reset(producer);
-                if stop::sleep(shutdown, delay) {
+                tracing::warn!(error = %e, attempt, ?delay, "{} produce failed; retrying", P::CLIENT);
+                producer.reset();
+                if stop::sleep(producer.shutdown(), delay) {
                     return Err(e);
                 }
             }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::KafkaClient;
 use crate::error::BusError;
 use crate::kafka_crate::producer::KafkaProducer;
-use crate::producer::api::{ProducerConfig, Record};
+use crate::producer::api::{self, ProducerConfig, Record};
 use crate::rd::producer::RdProducer;
 
 /// A blocking producer with acks from all in-sync replicas, on the client
@@ -69,8 +69,8 @@ impl Producer {
     /// failure does not write the acknowledged records twice.
     pub fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
         match &mut self.inner {
-            Inner::Kafka(p) => p.send_all(records),
-            Inner::Rdkafka(p) => p.send_all(records),
+            Inner::Kafka(p) => api::send_all(p.as_mut(), records),
+            Inner::Rdkafka(p) => api::send_all(p, records),
         }
     }
 

@@ -120,7 +120,7 @@ impl RdProducer {
             producer,
             batch: 0,
         };
-        p.with_retries(|p| p.check_reachable())?;
+        api::with_retries(&mut p, |p| p.check_reachable())?;
         Ok(p)
     }
 
@@ -139,22 +139,21 @@ impl RdProducer {
             last: self.producer.context().last_error.explain(&e),
         })
     }
+}
 
-    /// Sends the records and waits for every acknowledgement; a retry re-sends only
-    /// the records that were not acknowledged.
-    pub(crate) fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
-        let mut pending: Vec<Record<'_>> = records.to_vec();
-        self.with_retries(|p| p.try_send_all(&mut pending))
+impl api::Attempts for RdProducer {
+    const CLIENT: &'static str = "rdkafka";
+
+    fn config(&self) -> &ProducerConfig {
+        &self.config
     }
 
-    fn with_retries<T>(
-        &mut self,
-        op: impl FnMut(&mut Self) -> Result<T, BusError>,
-    ) -> Result<T, BusError> {
-        let (max_retries, shutdown) = (self.config.max_retries, self.shutdown.clone());
-        // librdkafka reconnects by itself: nothing to reset between attempts.
-        api::with_retries(self, "rdkafka", max_retries, &shutdown, op, |_| {})
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
+
+    /// librdkafka reconnects by itself: nothing to reset between attempts.
+    fn reset(&mut self) {}
 
     /// Enqueues `pending`, waits for its delivery reports and keeps in `pending` only
     /// the records that were not acknowledged.
