@@ -112,6 +112,16 @@ if ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select
   PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
 fi
 
+# The bench splits each transaction from the relay after it by commit time
+# (crates/devtools/stack/examples/bench/stages.rs): a restart the first time only.
+if [ "$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SHOW track_commit_timestamp')" != on ] \
+  && command -v pg_ctlcluster >/dev/null; then
+  log "turning PostgreSQL's track_commit_timestamp on (restart)"
+  PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc 'ALTER SYSTEM SET track_commit_timestamp = on'
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   if ! command -v redis-server >/dev/null; then
     log "installing Redis"
