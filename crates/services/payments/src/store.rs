@@ -7,18 +7,24 @@
 //!    already in `processed_events` and ask the [`PaymentProvider`] for the outcome of
 //!    each other one (once per `event_id`), so a slow provider never holds a database
 //!    transaction open;
-//! 2. **record**, in ONE transaction: record each `event_id` in `processed_events`; if
-//!    it was already there the event was handled before (redelivery) and is reported
+//! 2. **record**, atomically: record each `event_id` in `processed_events`; if it was
+//!    already there the event was handled before (redelivery) and is reported
 //!    [`Processed::Duplicate`]; otherwise insert the payment with its decision and,
 //!    only if it is new, the `PaymentStatus` outbox row whose `event_id` is that row's
-//!    own id (one statement). Poison messages go to `dead_letters` in the same
-//!    transaction. All of it takes effect, or none.
+//!    own id. All of it takes effect, or none.
 //!
-//! Step 2 stays the authority on duplicates: an event another worker recorded between
-//! the two steps is still skipped there (its decision is dropped). An event that was in
-//! `processed_events` at step 1 and no longer at step 2 (retention deleted it
-//! meanwhile) has no decision: the transaction is rolled back and the batch retried
-//! ([`ProcessError::Undecided`]).
+//! The common batch, events for distinct orders, takes two round trips: the look-up of
+//! step 1 also draws the `PaymentStatus` event ids, and step 2 is ONE statement for the
+//! whole batch (atomic on its own, so no BEGIN and COMMIT round trips); the events the
+//! look-up found processed are duplicates and stay out of it. Any other batch (poison
+//! messages, which go to `dead_letters`, or two events for one order) is recorded one
+//! message at a time in ONE transaction.
+//!
+//! Step 2 stays the authority on new events: one another worker recorded between the
+//! two steps is still skipped there (its decision is dropped). In the one-transaction
+//! path, an event that was in `processed_events` at step 1 and no longer at step 2
+//! (retention deleted it meanwhile) has no decision: the transaction is rolled back
+//! and the batch retried ([`ProcessError::Undecided`]).
 //!
 //! An order has exactly one payment: if another event (a different `event_id`) for
 //! an order that is already paid arrives, the first decision stands, nothing is
@@ -95,6 +101,10 @@ pub enum ProcessError {
         "event {event_id} has no payment decision (its processed_events row went away meanwhile)"
     )]
     Undecided { event_id: i64 },
+    /// The batch statement answered nothing for one of its events (never expected: it
+    /// answers for each). What it recorded is kept; retrying skips it as duplicates.
+    #[error("the batch statement gave no result for event {event_id}")]
+    NotRecorded { event_id: i64 },
 }
 
 impl From<postgres::Error> for ProcessError {
@@ -126,10 +136,14 @@ WITH payment AS (
     )
 });
 
-/// Draws `$1` event ids for the `PaymentStatus` rows of a batch.
-static DRAW_EVENT_IDS: LazyLock<String> = LazyLock::new(|| {
+/// Which of `$1`'s event ids are already processed, and `$2` fresh event ids for the
+/// `PaymentStatus` rows of a batch, in one round trip: `(processed, NULL)` rows, then
+/// `(NULL, drawn)` rows.
+static PROCESSED_AND_DRAWN: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM generate_series(1, $1::int)",
+        "SELECT event_id, NULL::bigint FROM processed_events WHERE event_id = ANY($1)
+         UNION ALL
+         SELECT NULL::bigint, {} FROM generate_series(1, $2::int)",
         outbox::NEXT_EVENT_ID
     )
 });
@@ -184,8 +198,6 @@ type Decisions = HashMap<i64, PaymentOutcome>;
 /// The statements the recording transaction runs, prepared (and cached) on its
 /// connection.
 struct Statements {
-    draw_event_ids: Statement,
-    record_many: Statement,
     record_event: Statement,
     insert_payment: Statement,
     insert_dead_letter: Statement,
@@ -194,8 +206,6 @@ struct Statements {
 impl Statements {
     fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
         Ok(Self {
-            draw_event_ids: client.prepare_cached(&DRAW_EVENT_IDS)?,
-            record_many: client.prepare_cached(&RECORD_MANY)?,
             record_event: client.prepare_cached(&RECORD_EVENT)?,
             insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
             insert_dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
@@ -237,15 +247,18 @@ impl PaymentStore {
     }
 
     /// [`PaymentStore::process`] for several messages, in their order: all decided
-    /// first, then recorded in ONE transaction (one commit, one WAL flush for the lot),
-    /// in one statement when they are all events for distinct orders (the common
-    /// case), else one by one; poison ones go to `dead_letters`; all of it takes
+    /// first, then recorded with one commit (one WAL flush for the lot): in one
+    /// statement when they are all events for distinct orders (the common case), else
+    /// one by one in one transaction; poison ones go to `dead_letters`; all of it takes
     /// effect, or none.
     pub fn process_batch(
         &self,
         batch: &[BatchItem<'_>],
         provider: &mut dyn PaymentProvider,
     ) -> Result<Vec<Processed>, ProcessError> {
+        if let Some(orders) = together(batch) {
+            return self.process_together(&orders, provider);
+        }
         let orders = batch.iter().filter_map(|item| match item {
             BatchItem::Order(order, _) => Some(order),
             BatchItem::Poison { .. } => None,
@@ -254,15 +267,66 @@ impl PaymentStore {
         let mut client = self.client()?;
         let statements = Statements::prepare(&mut client)?;
         let mut tx = client.transaction()?;
-        let results = match together(batch) {
-            Some(orders) => self.record_together(&mut tx, &statements, &orders, &decisions)?,
-            None => batch
-                .iter()
-                .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
+        let results = batch
+            .iter()
+            .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         Ok(results)
+    }
+
+    /// A batch of events for distinct orders (the common case) in two round trips: one
+    /// look-up that also draws the `PaymentStatus` event ids, the provider asked for
+    /// each new event (no connection held), then ONE statement that records them all.
+    /// A single statement is atomic on its own, so no transaction is opened around it.
+    /// An event the look-up finds processed is a duplicate and stays out of the
+    /// statement; one another worker records in between is a duplicate there.
+    fn process_together(
+        &self,
+        orders: &[(&OrderCreated, Origin<'_>)],
+        provider: &mut dyn PaymentProvider,
+    ) -> Result<Vec<Processed>, ProcessError> {
+        let (processed, drawn) = processed_and_drawn(&mut self.client()?, orders)?;
+        let mut columns = RecordColumns::with_capacity(orders.len());
+        let mut decisions = Decisions::with_capacity(orders.len());
+        for ((order, origin), status_event_id) in orders.iter().zip(drawn) {
+            if processed.contains(&order.event_id) {
+                continue;
+            }
+            let outcome = provider.decide(order)?;
+            decisions.insert(order.event_id, outcome);
+            columns.push(order, *origin, outcome, status_event_id);
+        }
+        let mut recorded = HashMap::with_capacity(decisions.len());
+        if !decisions.is_empty() {
+            let mut client = self.client()?;
+            let record_many = client.prepare_cached(&RECORD_MANY)?;
+            for row in client.query(&record_many, &columns.params(&self.status_topic))? {
+                let event_id: i64 = row.try_get(0)?;
+                let new_event: bool = row.try_get(1)?;
+                let new_payment: bool = row.try_get(2)?;
+                recorded.insert(event_id, (new_event, new_payment));
+            }
+        }
+        orders
+            .iter()
+            .map(|(order, _)| {
+                if processed.contains(&order.event_id) {
+                    return Ok(Processed::Duplicate);
+                }
+                match (
+                    recorded.get(&order.event_id),
+                    decisions.get(&order.event_id),
+                ) {
+                    (Some((false, _)), _) => Ok(Processed::Duplicate),
+                    (Some((true, true)), Some(outcome)) => Ok(Processed::Decided(*outcome)),
+                    (Some((true, false)), _) => Ok(Processed::AlreadyPaid),
+                    _ => Err(ProcessError::NotRecorded {
+                        event_id: order.event_id,
+                    }),
+                }
+            })
+            .collect()
     }
 
     /// Asks the provider for the outcome of each order whose `event_id` is not
@@ -284,65 +348,6 @@ impl PaymentStore {
             decisions.insert(order.event_id, provider.decide(order)?);
         }
         Ok(decisions)
-    }
-
-    /// Records `orders` (distinct event ids and orders) in one statement, after
-    /// drawing an event id for each one's `PaymentStatus` (unused for the ones that
-    /// turn out to be duplicates or already paid: a sequence may have gaps).
-    fn record_together(
-        &self,
-        tx: &mut Transaction<'_>,
-        statements: &Statements,
-        orders: &[(&OrderCreated, Origin<'_>)],
-        decisions: &Decisions,
-    ) -> Result<Vec<Processed>, ProcessError> {
-        let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
-        let status_event_ids: Vec<i64> = tx
-            .query(&statements.draw_event_ids, &[&count])?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let mut columns = RecordColumns::with_capacity(orders.len());
-        for ((order, origin), status_event_id) in orders.iter().zip(&status_event_ids) {
-            // An event already processed has no decision: its row is skipped by the
-            // statement (not new), so any outcome stands in for it.
-            let outcome = decisions
-                .get(&order.event_id)
-                .copied()
-                .unwrap_or(PaymentOutcome::Failed);
-            columns.push(order, *origin, outcome, *status_event_id);
-        }
-        let rows = tx.query(&statements.record_many, &columns.params(&self.status_topic))?;
-        let mut by_event = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let event_id: i64 = row.try_get(0)?;
-            let new_event: bool = row.try_get(1)?;
-            let new_payment: bool = row.try_get(2)?;
-            by_event.insert(event_id, (new_event, new_payment));
-        }
-        orders
-            .iter()
-            .map(|(order, _)| match by_event.get(&order.event_id) {
-                Some((false, _)) => Ok(Processed::Duplicate),
-                Some((true, paid)) => {
-                    let outcome =
-                        decisions
-                            .get(&order.event_id)
-                            .copied()
-                            .ok_or(ProcessError::Undecided {
-                                event_id: order.event_id,
-                            })?;
-                    Ok(if *paid {
-                        Processed::Decided(outcome)
-                    } else {
-                        Processed::AlreadyPaid
-                    })
-                }
-                None => Err(ProcessError::Undecided {
-                    event_id: order.event_id,
-                }),
-            })
-            .collect()
     }
 
     /// Records one message of a batch inside the batch's transaction.
@@ -528,6 +533,29 @@ impl RecordColumns {
             status_topic,
         ]
     }
+}
+
+/// The `event_id`s among `orders` already in `processed_events`, and one fresh event
+/// id per order for its `PaymentStatus` ([`PROCESSED_AND_DRAWN`]). Ids drawn for
+/// orders that turn out not to need one are unused: a sequence may have gaps.
+fn processed_and_drawn(
+    client: &mut pgsetup::PooledClient,
+    orders: &[(&OrderCreated, Origin<'_>)],
+) -> Result<(HashSet<i64>, Vec<i64>), postgres::Error> {
+    let event_ids: Vec<i64> = orders.iter().map(|(order, _)| order.event_id).collect();
+    let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
+    let statement = client.prepare_cached(&PROCESSED_AND_DRAWN)?;
+    let (mut processed, mut drawn) = (HashSet::new(), Vec::with_capacity(orders.len()));
+    for row in client.query(&statement, &[&event_ids, &count])? {
+        match (row.try_get(0)?, row.try_get(1)?) {
+            (Some(event_id), _) => {
+                processed.insert(event_id);
+            }
+            (None, Some(id)) => drawn.push(id),
+            (None, None) => {}
+        }
+    }
+    Ok((processed, drawn))
 }
 
 /// The `event_id`s among `orders` already in `processed_events` (no query for none).
