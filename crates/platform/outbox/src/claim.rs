@@ -111,10 +111,12 @@ impl OutboxTable {
         // Prepared once per connection: a plain `query` would parse and plan it on
         // every relay cycle, in a round trip of its own.
         let statement = client.prepare_cached(MARK_SENT_AND_CLAIM)?;
-        let rows = client.query(
-            &statement,
-            &[&i64::from(limit), &lease.as_secs_f64(), &sent],
-        )?;
+        let rows = client
+            .query(
+                &statement,
+                &[&i64::from(limit), &lease.as_secs_f64(), &sent],
+            )
+            .map_err(|err| client.forget_stale_statements(err))?;
         let mut step = RelayStep::default();
         for row in &rows {
             match row.try_get::<_, Option<f64>>(0)? {
@@ -142,7 +144,9 @@ impl OutboxTable {
         let statement = client.prepare_cached(
             "UPDATE events SET claimed_until = NULL WHERE event_id = ANY($1) AND sent_at IS NULL",
         )?;
-        client.execute(&statement, &[&event_ids])?;
+        client
+            .execute(&statement, &[&event_ids])
+            .map_err(|err| client.forget_stale_statements(err))?;
         Ok(())
     }
 
@@ -151,7 +155,9 @@ impl OutboxTable {
         let mut client = self.pool.get()?;
         let statement =
             client.prepare_cached("SELECT count(*) FROM events WHERE sent_at IS NULL")?;
-        let row = client.query_one(&statement, &[])?;
+        let row = client
+            .query_one(&statement, &[])
+            .map_err(|err| client.forget_stale_statements(err))?;
         Ok(row.try_get(0)?)
     }
 }

@@ -322,6 +322,76 @@ fn one_statement_marks_the_last_batch_sent_and_claims_the_next_without_it() {
     );
 }
 
+/// The claim starts at the lowest unsent id: a row whose transaction drew a lower id
+/// but committed after higher ids were claimed and marked sent is still claimed.
+#[test]
+fn a_row_committed_after_higher_ids_were_sent_is_still_claimed() {
+    let (db, pool) = common::outbox_database("outbox");
+    let table = outbox::OutboxTable::new(pool);
+    let mut slow = db.client();
+    let mut slow_tx = slow.transaction().unwrap();
+    let late: i64 = slow_tx
+        .query_one(
+            "INSERT INTO events (topic, message_key, payload) VALUES ('order-topic', '1', '{}') RETURNING event_id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let early = insert_events(&db, "order-topic", 3);
+    assert!(early.iter().all(|&id| id > late));
+    let claimed: Vec<i64> = table
+        .claim(10, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(claimed, early, "the uncommitted row is not visible yet");
+    table.mark_sent(&claimed).unwrap();
+    slow_tx.commit().unwrap();
+    let claimed: Vec<i64> = table
+        .claim(10, Duration::from_secs(30))
+        .unwrap()
+        .iter()
+        .map(|event| event.event_id)
+        .collect();
+    assert_eq!(claimed, [late]);
+}
+
+/// A migration that changes the type of a column the claim returns makes the
+/// statement prepared on a pooled connection stale: the relay's next attempt on that
+/// connection fails once (and is retried), the one after works.
+#[test]
+fn a_claim_prepared_before_a_column_type_change_works_again_after_one_failure() {
+    let (db, _) = common::outbox_database("outbox");
+    // One connection, so every claim runs on the one that prepared the statement.
+    let options = pgsetup::PoolOptions {
+        max_size: 1,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let pool = pgsetup::prepare(&db.dsn(), outbox::migrations(), options).unwrap();
+    let table = outbox::OutboxTable::new(pool);
+    assert!(table.claim(10, Duration::from_secs(30)).unwrap().is_empty());
+    db.client()
+        .batch_execute("ALTER TABLE events ALTER COLUMN message_key TYPE varchar(200)")
+        .unwrap();
+    let ids = insert_events(&db, "order-topic", 2);
+    let mut failures = 0;
+    let claimed = loop {
+        match table.claim(10, Duration::from_secs(30)) {
+            Ok(claimed) => break claimed,
+            Err(err) => {
+                failures += 1;
+                assert!(
+                    failures == 1,
+                    "still failing after {failures} attempts: {err}"
+                );
+            }
+        }
+    };
+    let claimed: Vec<i64> = claimed.iter().map(|event| event.event_id).collect();
+    assert_eq!(claimed, ids);
+}
+
 #[test]
 fn the_relays_bookkeeping_leaves_every_pooled_connection_committing_durably() {
     // Claims and marks turn synchronous_commit off for their own transaction only: the

@@ -47,6 +47,24 @@ impl Drop for Connection {
 }
 
 impl Connection {
+    /// Forgets every statement prepared on this connection if `err` says one went
+    /// stale, so the next [`Connection::prepare_cached`] prepares it again: its result
+    /// type changed under it (SQLSTATE 0A000, "cached plan must not change result
+    /// type", after a migration altered a column it returns), or the server no longer
+    /// has it (26000, e.g. after `DISCARD ALL`). Without this, every later call on the
+    /// connection would fail the same way. Gives `err` back, for `map_err`.
+    pub fn forget_stale_statements(&mut self, err: postgres::Error) -> postgres::Error {
+        use postgres::error::SqlState;
+        if matches!(
+            err.code(),
+            Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED
+                || *code == SqlState::INVALID_SQL_STATEMENT_NAME
+        ) {
+            self.statements.clear();
+        }
+        err
+    }
+
     /// The statement for `sql`, prepared on first use on this connection.
     pub fn prepare_cached(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
         if let Some(statement) = self.statements.get(sql) {
