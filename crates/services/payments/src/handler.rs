@@ -191,14 +191,16 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
 }
 
 impl<P: PaymentProvider> OrderHandler<P> {
-    /// One transaction for all the messages of a poll, in order; poison ones are
-    /// kept in `dead_letters` in the same transaction. If the database refuses one
-    /// event's data, the lot is rolled back and redone message by message so only
-    /// that one is dead-lettered.
+    /// One commit for all the messages of a poll, in order (one statement for events
+    /// of distinct orders, else one transaction); poison ones are kept in
+    /// `dead_letters` in the same transaction. If the database refuses one event's
+    /// data, the lot is rolled back and redone message by message so only that one is
+    /// dead-lettered.
     ///
     /// On failure, [`bus::BatchFailure::handled`] is the number of leading messages
-    /// committed: 0 when the batch transaction failed (nothing of it was written), or
-    /// as many as the message-by-message redo committed before the one that failed.
+    /// known committed: 0 when the batch failed, or as many as the message-by-message
+    /// redo committed before the one that failed. A batch that failed after its
+    /// commit (the answer lost) is redone as duplicates: nothing is written twice.
     fn handle_together(
         &mut self,
         messages: &[bus::Message<'_>],

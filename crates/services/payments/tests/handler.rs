@@ -194,6 +194,70 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
     let again = store.process(&orders[0], origin, &mut provider).unwrap();
     assert_eq!(again, payments::Processed::Duplicate);
     assert_eq!(provider.open_transactions_seen.len(), 2);
+    // Events for distinct orders (the one-statement path): the same, and the known
+    // duplicate among them is not decided.
+    let distinct: Vec<payments::store::BatchItem<'_>> = [order(203, 12), order(201, 10)]
+        .into_iter()
+        .map(|order| payments::store::BatchItem::Order(order, origin))
+        .collect();
+    let processed = store.process_batch(&distinct, &mut provider).unwrap();
+    assert_eq!(
+        processed,
+        [
+            payments::Processed::Decided(PaymentOutcome::Succeeded),
+            payments::Processed::Duplicate,
+        ]
+    );
+    assert_eq!(provider.open_transactions_seen, [0, 0, 0]);
+}
+
+/// Another worker records an event while this one's provider decides it: the
+/// one-statement path skips it as a duplicate (no second payment, no second
+/// `PaymentStatus`) and records the rest of the batch.
+#[test]
+fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
+    struct RacingProvider {
+        other_worker: postgres::Client,
+        races: i64,
+    }
+    impl PaymentProvider for RacingProvider {
+        fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+            if order.event_id == self.races {
+                self.other_worker
+                    .execute(
+                        "INSERT INTO processed_events (event_id, order_id, kafka_topic, kafka_partition, kafka_offset)
+                         VALUES ($1, $2, 'orders', 0, 99)",
+                        &[&order.event_id, &order.order_id],
+                    )
+                    .map_err(|err| ProviderError(err.to_string()))?;
+            }
+            Ok(payments::SimulatedProvider::outcome(order.order_id))
+        }
+    }
+    let (db, store) = payments_store("payments_race");
+    let mut provider = RacingProvider {
+        other_worker: db.client(),
+        races: 402,
+    };
+    let origin = payments::store::Origin {
+        topic: "orders",
+        partition: 0,
+        offset: 0,
+    };
+    let batch: Vec<payments::store::BatchItem<'_>> = [order(401, 30), order(402, 31)]
+        .into_iter()
+        .map(|order| payments::store::BatchItem::Order(order, origin))
+        .collect();
+    let processed = store.process_batch(&batch, &mut provider).unwrap();
+    assert_eq!(
+        processed,
+        [
+            payments::Processed::Decided(PaymentOutcome::Succeeded),
+            payments::Processed::Duplicate,
+        ]
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM events"), 1);
 }
 
 /// A batch of events for distinct orders is recorded in one statement with the same
