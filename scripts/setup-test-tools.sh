@@ -113,13 +113,22 @@ if ! PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select
 fi
 
 # The bench splits each transaction from the relay after it by commit time
-# (crates/devtools/stack/examples/bench/stages.rs): a restart the first time only.
-if [ "$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SHOW track_commit_timestamp')" != on ] \
-  && command -v pg_ctlcluster >/dev/null; then
-  log "turning PostgreSQL's track_commit_timestamp on (restart)"
-  PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc 'ALTER SYSTEM SET track_commit_timestamp = on'
-  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart
-  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+# (crates/devtools/stack/examples/bench/stages.rs). Only a Debian cluster this script
+# can name (the one on port 5432) is changed and restarted, once; any other server on
+# 5432 is left alone, and the bench then prints the stages without the split.
+if [ "$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SHOW track_commit_timestamp')" != on ]; then
+  cluster="$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 && $4 ~ /^online/ {print $1 " " $2; exit}')"
+  if [ -n "$cluster" ]; then
+    log "turning PostgreSQL's track_commit_timestamp on (restarts cluster $cluster)"
+    if PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc 'ALTER SYSTEM SET track_commit_timestamp = on' \
+      && as_root pg_ctlcluster --skip-systemctl-redirect $cluster restart; then
+      for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+    else
+      log "could not restart PostgreSQL cluster $cluster; the bench's commit-time stages stay off"
+    fi
+  else
+    log "track_commit_timestamp is off on a server this script did not set up; the bench's commit-time stages stay off"
+  fi
 fi
 
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then

@@ -5,7 +5,9 @@
 //! stage. PostgreSQL's `now()` is its transaction's start, so a stage ending at one
 //! includes the wait before that transaction began, not its commit. With
 //! `track_commit_timestamp = on` (as `scripts/setup-test-tools.sh` sets it) the orders'
-//! and the payments' commit times split each transaction from the relay after it.
+//! and the payments' commit records split each transaction from the relay after it.
+//! PostgreSQL takes that timestamp as it writes the commit record, before the WAL
+//! flush: the flush (and the NOTIFY, delivered after it) counts in the stage after.
 
 use std::{
     collections::HashMap,
@@ -66,7 +68,10 @@ async fn side(
             .query_one("SHOW track_commit_timestamp", &[])
             .is_ok_and(|row| row.get::<_, String>(0) == "on");
         let committed = if commits_tracked {
-            format!("extract(epoch FROM pg_xact_commit_timestamp({committed_row}))::float8")
+            // NULL for a transaction that committed before tracking was on.
+            format!(
+                "COALESCE(extract(epoch FROM pg_xact_commit_timestamp({committed_row}))::float8, 'NaN')"
+            )
         } else {
             "'NaN'::float8".to_owned()
         };
@@ -85,7 +90,10 @@ async fn side(
                     .map(|row| (row.get(0), [row.get(1), row.get(2), row.get(3)]))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|err| {
+                println!("latency by stage: cannot read {table}: {err}");
+                HashMap::new()
+            })
     })
     .await
 }
@@ -136,14 +144,15 @@ pub async fn print(
     arrivals: &HashMap<i64, Instant>,
 ) {
     let hops = hops(orders_dsn, payments_dsn, paced.keys().copied().collect()).await;
-    const STAGES: [&str; 10] = [
+    const STAGES: [&str; 11] = [
         "request sent -> orders.created_at (gateway, group-commit queue, ids)",
         "orders.created_at -> answer received (insert, commit, answer)",
-        "orders.created_at -> orders commit (insert, commit)",
-        "orders commit -> OrderCreated sent_at (orders relay: notify, claim, publish, ack)",
-        "OrderCreated sent_at -> payment processed_at (payments fetch, transaction start)",
-        "payment processed_at -> payments commit (the payments transaction)",
-        "payments commit -> payment event sent_at (payments relay)",
+        "orders.created_at -> orders commit record (insert)",
+        "orders commit record -> OrderCreated sent_at (WAL flush, notify, relay: claim, publish, ack)",
+        "orders.created_at -> OrderCreated sent_at (orders commit, relay)",
+        "OrderCreated sent_at -> payment processed_at (payments fetch, look-up, statement start)",
+        "payment processed_at -> payments commit record (the payments statement)",
+        "payments commit record -> payment event sent_at (WAL flush, notify, payments relay)",
         "payment processed_at -> payment event sent_at (payments commit, relay)",
         "payment event sent_at -> notification in Redis (notifications)",
         "answer received -> notification in Redis (the reported latency)",
@@ -177,6 +186,7 @@ pub async fn print(
             accepted - created,
             order_committed - created,
             order_sent - order_committed,
+            order_sent - created,
             processed - order_sent,
             payment_committed - processed,
             payment_sent - payment_committed,
@@ -188,6 +198,10 @@ pub async fn print(
     }
     // The slowest 1% by reported latency: where their time went, which the per-stage
     // p99s (each from other orders) cannot tell.
+    if orders.is_empty() {
+        println!("latency by stage: no paced order found in both databases");
+        return;
+    }
     orders.sort_by(|a, b| a[STAGES.len() - 1].total_cmp(&b[STAGES.len() - 1]));
     let tail = &orders[orders.len() - orders.len().div_ceil(100).min(orders.len())..];
     println!(
