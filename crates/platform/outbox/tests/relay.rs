@@ -339,22 +339,15 @@ fn a_row_committed_after_higher_ids_were_sent_is_still_claimed() {
         .get(0);
     let early = insert_events(&db, "order-topic", 3);
     assert!(early.iter().all(|&id| id > late));
-    let claimed: Vec<i64> = table
-        .claim(10, Duration::from_secs(30))
-        .unwrap()
-        .iter()
-        .map(|event| event.event_id)
-        .collect();
+    let claim_ids = || -> Vec<i64> {
+        let claimed = table.claim(10, Duration::from_secs(30)).unwrap();
+        claimed.iter().map(|event| event.event_id).collect()
+    };
+    let claimed = claim_ids();
     assert_eq!(claimed, early, "the uncommitted row is not visible yet");
     table.mark_sent(&claimed).unwrap();
     slow_tx.commit().unwrap();
-    let claimed: Vec<i64> = table
-        .claim(10, Duration::from_secs(30))
-        .unwrap()
-        .iter()
-        .map(|event| event.event_id)
-        .collect();
-    assert_eq!(claimed, [late]);
+    assert_eq!(claim_ids(), [late]);
 }
 
 /// A migration that changes the type of a column the claim returns makes the

@@ -53,6 +53,21 @@ fn payments_store(name: &str) -> (TestDatabase, PaymentStore) {
     (db, PaymentStore::new(pool, "statuses".into()))
 }
 
+/// Where the batches of these tests come from: one partition, offset 0.
+const ORIGIN: payments::store::Origin<'static> = payments::store::Origin {
+    topic: "orders",
+    partition: 0,
+    offset: 0,
+};
+
+/// A batch of `orders`, all from [`ORIGIN`].
+fn batch_of(orders: &[OrderCreated]) -> Vec<payments::store::BatchItem<'static>> {
+    orders
+        .iter()
+        .map(|order| payments::store::BatchItem::Order(order.clone(), ORIGIN))
+        .collect()
+}
+
 fn count(db: &TestDatabase, sql: &str) -> i64 {
     db.client().query_one(sql, &[]).unwrap().get(0)
 }
@@ -170,16 +185,9 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
         open_transactions_seen: Vec::new(),
     };
     let orders = [order(201, 10), order(202, 11), order(201, 10)];
-    let origin = payments::store::Origin {
-        topic: "orders",
-        partition: 0,
-        offset: 0,
-    };
-    let batch: Vec<payments::store::BatchItem<'_>> = orders
-        .iter()
-        .map(|order| payments::store::BatchItem::Order(order.clone(), origin))
-        .collect();
-    let processed = store.process_batch(&batch, &mut provider).unwrap();
+    let processed = store
+        .process_batch(&batch_of(&orders), &mut provider)
+        .unwrap();
     assert_eq!(
         processed,
         [
@@ -191,15 +199,12 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
     // Once per new event id, never with a transaction open on the database.
     assert_eq!(provider.open_transactions_seen, [0, 0]);
     // A redelivery is not decided again.
-    let again = store.process(&orders[0], origin, &mut provider).unwrap();
+    let again = store.process(&orders[0], ORIGIN, &mut provider).unwrap();
     assert_eq!(again, payments::Processed::Duplicate);
     assert_eq!(provider.open_transactions_seen.len(), 2);
     // Events for distinct orders (the one-statement path): the same, and the known
     // duplicate among them is not decided.
-    let distinct: Vec<payments::store::BatchItem<'_>> = [order(203, 12), order(201, 10)]
-        .into_iter()
-        .map(|order| payments::store::BatchItem::Order(order, origin))
-        .collect();
+    let distinct = batch_of(&[order(203, 12), order(201, 10)]);
     let processed = store.process_batch(&distinct, &mut provider).unwrap();
     assert_eq!(
         processed,
@@ -239,15 +244,7 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
         other_worker: db.client(),
         races: 402,
     };
-    let origin = payments::store::Origin {
-        topic: "orders",
-        partition: 0,
-        offset: 0,
-    };
-    let batch: Vec<payments::store::BatchItem<'_>> = [order(401, 30), order(402, 31)]
-        .into_iter()
-        .map(|order| payments::store::BatchItem::Order(order, origin))
-        .collect();
+    let batch = batch_of(&[order(401, 30), order(402, 31)]);
     let processed = store.process_batch(&batch, &mut provider).unwrap();
     assert_eq!(
         processed,
