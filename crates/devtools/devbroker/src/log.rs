@@ -54,11 +54,27 @@ pub enum StorageError {
     Unfinished(#[source] tokio::task::JoinError),
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
+pub(crate) fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> StorageError + 'a {
     move |source| StorageError::Io {
         action,
         path: path.to_owned(),
         source,
+    }
+}
+
+/// Logs the bytes of `path` after its last whole record (a write a crash cut short,
+/// or corruption), if `valid` of the `read` bytes leaves any; `action` says what
+/// happens to them.
+pub(crate) fn warn_torn_tail(path: &Path, read: usize, valid: usize, action: &str) {
+    if valid < read {
+        tracing::warn!(
+            path = %path.display(),
+            dropped_bytes = read - valid,
+            "{action} a torn or corrupt tail"
+        );
     }
 }
 
@@ -587,12 +603,8 @@ fn open_partition(tdir: &Path, p: i32) -> Result<Partition, StorageError> {
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(io_err("read", &path))?;
     let (entries, valid) = decode_records(&data);
+    warn_torn_tail(&path, data.len(), valid, "cutting off");
     if valid < data.len() {
-        tracing::warn!(
-            path = %path.display(),
-            dropped_bytes = data.len() - valid,
-            "cutting off a torn or corrupt tail"
-        );
         file.set_len(valid as u64)
             .and_then(|()| file.sync_all())
             .map_err(io_err("truncate", &path))?;

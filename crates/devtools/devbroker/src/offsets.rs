@@ -15,10 +15,10 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::log::{StorageError, lock};
+use crate::log::{StorageError, io_err, lock, warn_torn_tail};
 
 const FILE_NAME: &str = "offsets.log";
 /// Kafka's default `offset.metadata.max.bytes`.
@@ -168,52 +168,42 @@ fn replay(data: &[u8]) -> (HashMap<Key, Committed>, usize) {
     (map, pos)
 }
 
-fn io_err(action: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> StorageError {
-    move |source| StorageError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
 fn open_file(dir: &Path) -> Result<(HashMap<Key, Committed>, File), StorageError> {
-    fs::create_dir_all(dir).map_err(io_err("create", dir.to_owned()))?;
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     let path = dir.join(FILE_NAME);
     let mut data = Vec::new();
     match File::open(&path) {
         Ok(mut f) => {
-            f.read_to_end(&mut data)
-                .map_err(io_err("read", path.clone()))?;
+            f.read_to_end(&mut data).map_err(io_err("read", &path))?;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("open", path)(e)),
+        Err(e) => return Err(io_err("open", &path)(e)),
     }
     let (map, valid) = replay(&data);
-    if valid < data.len() {
-        tracing::warn!(
-            path = %path.display(),
-            dropped_bytes = data.len() - valid,
-            "ignoring a torn or corrupt tail of the offsets file"
-        );
-    }
+    warn_torn_tail(
+        &path,
+        data.len(),
+        valid,
+        "leaving out of the compacted offsets",
+    );
     // Compact: write the live offsets to a temporary file, sync, rename over.
     let tmp = dir.join("offsets.log.tmp");
     let mut buf = Vec::new();
     for ((g, t, p), c) in &map {
         encode_record(g, t, *p, c.offset, &c.metadata, &mut buf);
     }
-    let mut f = File::create(&tmp).map_err(io_err("create", tmp.clone()))?;
+    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
     f.write_all(&buf)
         .and_then(|()| f.sync_all())
-        .map_err(io_err("write", tmp.clone()))?;
-    fs::rename(&tmp, &path).map_err(io_err("rename", path.clone()))?;
+        .map_err(io_err("write", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err("sync", dir.to_owned()))?;
+        .map_err(io_err("sync", dir))?;
     let file = OpenOptions::new()
         .append(true)
         .open(&path)
-        .map_err(io_err("open", path))?;
+        .map_err(io_err("open", &path))?;
     Ok((map, file))
 }
 

@@ -15,7 +15,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 use testkit::{
     BrokerKind, KafkaClient, KafkaLine, ServiceProcess, Setup, TcpProxy, TestBroker, TestDatabase,
-    free_port, http_request, on_each_broker, on_each_client, unique_name, wait_http_ok, wait_until,
+    free_port, http_request, on_each_broker, on_each_client, on_setups, unique_name, wait_http_ok,
+    wait_until,
 };
 
 const READY: Duration = Duration::from_secs(60);
@@ -25,19 +26,75 @@ const SETTLE: Duration = Duration::from_secs(90);
 struct Platform {
     orders_db: TestDatabase,
     payments_db: TestDatabase,
-    redis_prefix: String,
-    broker_addr: String,
-    order_topic: String,
-    status_topic: String,
+    wiring: Wiring,
     gateway_url: String,
     orders_grpc: String,
-    kafka_client: KafkaClient,
     broker: TestBroker,
     orders: ServiceProcess,
     payments: ServiceProcess,
     notifications: ServiceProcess,
     _gateway: ServiceProcess,
     _payments_db_proxy: Option<TcpProxy>,
+}
+
+/// What the services share to find each other: the broker, the Kafka client, the
+/// topics, and notifications' Redis key prefix.
+struct Wiring {
+    broker_addr: String,
+    kafka_client: KafkaClient,
+    order_topic: String,
+    status_topic: String,
+    redis_prefix: String,
+}
+
+impl Wiring {
+    /// Starts the service binary `name` with `own` variables and the broker's.
+    fn spawn(&self, name: &str, own: &[(&str, String)]) -> ServiceProcess {
+        let broker = [
+            ("KAFKA_BROKERS", self.broker_addr.clone()),
+            ("KAFKA_CLIENT", self.kafka_client.to_string()),
+        ];
+        ServiceProcess::spawn(name, &[], &[own, &broker].concat())
+    }
+
+    /// A producer on the services' broker and client, for what a test publishes itself.
+    fn producer(&self, client_id: &str) -> bus::Producer {
+        bus::Producer::connect(bus::ProducerConfig {
+            brokers: vec![self.broker_addr.clone()],
+            ack_timeout: Duration::from_secs(5),
+            max_retries: 3,
+            client_id: client_id.to_owned(),
+            client: self.kafka_client,
+            security: bus::KafkaSecurity::plaintext(),
+        })
+        .unwrap()
+    }
+
+    fn spawn_payments(&self, dsn: String, health: &str) -> ServiceProcess {
+        self.spawn(
+            "payments",
+            &[
+                ("PAYMENTS_PG_DSN", dsn),
+                ("PAYMENTS_HEALTH_ADDR", health.to_owned()),
+                ("OUTBOX_LEASE", "2s".to_owned()),
+                ("KAFKA_TOPIC_ORDER", self.order_topic.clone()),
+                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
+            ],
+        )
+    }
+
+    fn spawn_notifications(&self, health: &str) -> ServiceProcess {
+        self.spawn(
+            "notifications",
+            &[
+                ("NOTIFICATIONS_HEALTH_ADDR", health.to_owned()),
+                ("REDIS_ADDR", redis_host_port()),
+                ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
+                ("REDIS_TTL", "10m".to_owned()),
+                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
+            ],
+        )
+    }
 }
 
 #[derive(Default)]
@@ -62,15 +119,7 @@ impl Platform {
     fn start(kind: BrokerKind, options: Options) -> Self {
         let orders_db = TestDatabase::new("e2e_orders");
         let payments_db = TestDatabase::new("e2e_payments");
-        let redis_prefix = format!("{}:", unique_name("e2e"));
         let broker = TestBroker::start(kind);
-        let broker_addr = broker.bootstrap();
-        let order_topic = broker.unique_topic("order-topic", 3);
-        let status_topic = broker.unique_topic("status-topic", 3);
-        let topics = [
-            ("KAFKA_TOPIC_ORDER", order_topic.clone()),
-            ("KAFKA_TOPIC_STATUS", status_topic.clone()),
-        ];
         let [
             orders_grpc,
             orders_health,
@@ -87,48 +136,28 @@ impl Platform {
             None => payments_db.dsn(),
         };
 
-        let orders = ServiceProcess::spawn(
+        let wiring = Wiring {
+            broker_addr: broker.bootstrap(),
+            kafka_client: options.kafka_client,
+            order_topic: broker.unique_topic("order-topic", 3),
+            status_topic: broker.unique_topic("status-topic", 3),
+            redis_prefix: format!("{}:", unique_name("e2e")),
+        };
+        let orders = wiring.spawn(
             "orders",
-            &[],
             &[
                 ("ORDERS_PG_DSN", orders_db.dsn()),
                 ("ORDERS_GRPC_ADDR", orders_grpc.clone()),
                 ("ORDERS_HEALTH_ADDR", orders_health.clone()),
-                ("KAFKA_BROKERS", broker_addr.clone()),
-                ("KAFKA_CLIENT", options.kafka_client.to_string()),
                 // Short, so rows claimed by a relay that was killed go out again soon.
                 ("OUTBOX_LEASE", "2s".to_owned()),
-                topics[0].clone(),
+                ("KAFKA_TOPIC_ORDER", wiring.order_topic.clone()),
                 // orders follows payment results from the status topic.
-                topics[1].clone(),
+                ("KAFKA_TOPIC_STATUS", wiring.status_topic.clone()),
             ],
         );
-        let payments = ServiceProcess::spawn(
-            "payments",
-            &[],
-            &[
-                ("PAYMENTS_PG_DSN", payments_dsn),
-                ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
-                ("KAFKA_BROKERS", broker_addr.clone()),
-                ("KAFKA_CLIENT", options.kafka_client.to_string()),
-                ("OUTBOX_LEASE", "2s".to_owned()),
-                topics[0].clone(),
-                topics[1].clone(),
-            ],
-        );
-        let notifications = ServiceProcess::spawn(
-            "notifications",
-            &[],
-            &[
-                ("NOTIFICATIONS_HEALTH_ADDR", notifications_health.clone()),
-                ("KAFKA_BROKERS", broker_addr.clone()),
-                ("KAFKA_CLIENT", options.kafka_client.to_string()),
-                ("REDIS_ADDR", redis_host_port()),
-                ("REDIS_KEY_PREFIX", redis_prefix.clone()),
-                ("REDIS_TTL", "10m".to_owned()),
-                topics[1].clone(),
-            ],
-        );
+        let payments = wiring.spawn_payments(payments_dsn, &payments_health);
+        let notifications = wiring.spawn_notifications(&notifications_health);
         let gateway = ServiceProcess::spawn(
             "gateway",
             &[],
@@ -148,13 +177,9 @@ impl Platform {
         let mut platform = Self {
             orders_db,
             payments_db,
-            redis_prefix,
-            broker_addr,
-            order_topic,
-            status_topic,
+            wiring,
             gateway_url: format!("http://{gateway_http}"),
             orders_grpc: orders_grpc.clone(),
-            kafka_client: options.kafka_client,
             broker,
             orders,
             payments,
@@ -194,7 +219,7 @@ impl Platform {
         order_id: i64,
     ) -> Option<serde_json::Value> {
         let value: Option<String> = redis::cmd("GET")
-            .arg(format!("{}{order_id}", self.redis_prefix))
+            .arg(format!("{}{order_id}", self.wiring.redis_prefix))
             .query(redis)
             .unwrap();
         value.map(|text| serde_json::from_str(&text).unwrap())
@@ -225,29 +250,21 @@ impl Platform {
     /// `processed_events` holds one row per payment.
     fn payment_counts(&self) -> BTreeMap<i64, (i64, i64)> {
         let mut client = self.payments_db.client();
+        let mut per_order = |sql: &str| -> Vec<(i64, i64)> {
+            let rows = client.query(sql, &[]).unwrap();
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+        };
         let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-        for row in client
-            .query(
-                "SELECT order_id, count(*) FROM payments GROUP BY order_id",
-                &[],
-            )
-            .unwrap()
-        {
-            counts.entry(row.get(0)).or_default().0 = row.get(1);
+        for (id, n) in per_order("SELECT order_id, count(*) FROM payments GROUP BY order_id") {
+            counts.entry(id).or_default().0 = n;
         }
-        for row in client
-            .query(
-                "SELECT message_key::bigint, count(*) FROM events GROUP BY message_key",
-                &[],
-            )
-            .unwrap()
-        {
-            counts.entry(row.get(0)).or_default().1 = row.get(1);
+        let statuses = "SELECT message_key::bigint, count(*) FROM events GROUP BY message_key";
+        for (id, n) in per_order(statuses) {
+            counts.entry(id).or_default().1 = n;
         }
-        let processed: i64 = client
-            .query_one("SELECT count(*) FROM processed_events", &[])
-            .unwrap()
-            .get(0);
+        let processed = self
+            .payments_db
+            .count("SELECT count(*) FROM processed_events");
         let total_payments: i64 = counts.values().map(|c| c.0).sum();
         assert_eq!(
             processed, total_payments,
@@ -316,11 +333,9 @@ impl Platform {
                 "order {order_id}: updated_at {updated} after created_at {created}"
             );
         }
-        let mut client = self.orders_db.client();
-        let applied: i64 = client
-            .query_one("SELECT count(*) FROM processed_events", &[])
-            .unwrap()
-            .get(0);
+        let applied = self
+            .orders_db
+            .count("SELECT count(*) FROM processed_events");
         assert_eq!(
             applied,
             orders.len() as i64,
@@ -331,30 +346,14 @@ impl Platform {
     /// Messages orders kept in its `dead_letters` (not valid PaymentStatus, or for an
     /// order it does not have).
     fn orders_dead_letters(&self) -> i64 {
-        self.orders_db
-            .client()
-            .query_one("SELECT count(*) FROM dead_letters", &[])
-            .unwrap()
-            .get(0)
+        self.orders_db.count("SELECT count(*) FROM dead_letters")
     }
 
     /// Another payments instance in the same consumer group (rdkafka: the broker
     /// shares the partitions); returns it once it is ready.
     fn spawn_payments(&self) -> ServiceProcess {
         let health = format!("127.0.0.1:{}", free_port());
-        let process = ServiceProcess::spawn(
-            "payments",
-            &[],
-            &[
-                ("PAYMENTS_PG_DSN", self.payments_db.dsn()),
-                ("PAYMENTS_HEALTH_ADDR", health.clone()),
-                ("KAFKA_BROKERS", self.broker_addr.clone()),
-                ("KAFKA_CLIENT", self.kafka_client.to_string()),
-                ("OUTBOX_LEASE", "2s".to_owned()),
-                ("KAFKA_TOPIC_ORDER", self.order_topic.clone()),
-                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
-            ],
-        );
+        let process = self.wiring.spawn_payments(self.payments_db.dsn(), &health);
         wait_http_ok(&format!("http://{health}/readyz"), READY);
         process
     }
@@ -363,19 +362,7 @@ impl Platform {
     /// it is ready.
     fn spawn_notifications(&self) -> ServiceProcess {
         let health = format!("127.0.0.1:{}", free_port());
-        let process = ServiceProcess::spawn(
-            "notifications",
-            &[],
-            &[
-                ("NOTIFICATIONS_HEALTH_ADDR", health.clone()),
-                ("KAFKA_BROKERS", self.broker_addr.clone()),
-                ("KAFKA_CLIENT", self.kafka_client.to_string()),
-                ("REDIS_ADDR", redis_host_port()),
-                ("REDIS_KEY_PREFIX", self.redis_prefix.clone()),
-                ("REDIS_TTL", "10m".to_owned()),
-                ("KAFKA_TOPIC_STATUS", self.status_topic.clone()),
-            ],
-        );
+        let process = self.wiring.spawn_notifications(&health);
         wait_http_ok(&format!("http://{health}/readyz"), READY);
         process
     }
@@ -391,10 +378,7 @@ impl Platform {
 
     fn unsent_order_events(&self) -> i64 {
         self.orders_db
-            .client()
-            .query_one("SELECT count(*) FROM events WHERE sent_at IS NULL", &[])
-            .unwrap()
-            .get(0)
+            .count("SELECT count(*) FROM events WHERE sent_at IS NULL")
     }
 }
 
@@ -443,7 +427,7 @@ fn an_order_placed_over_http_ends_as_a_notification_in_redis(setup: Setup) {
     }
 
     let mut redis = redis_connection();
-    let key = format!("{}{}", platform.redis_prefix, orders[0].0);
+    let key = format!("{}{}", platform.wiring.redis_prefix, orders[0].0);
     let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
     assert!(
         (1..=600).contains(&ttl),
@@ -455,12 +439,7 @@ fn kill_9_of_payments_mid_flight_loses_and_duplicates_nothing(kind: BrokerKind) 
     let mut platform = Platform::start(kind, Options::default());
     let orders = platform.place_orders(40);
     wait_until(SETTLE, "payments to be part-way through", || {
-        let done: i64 = platform
-            .payments_db
-            .client()
-            .query_one("SELECT count(*) FROM payments", &[])
-            .unwrap()
-            .get(0);
+        let done = platform.payments_db.count("SELECT count(*) FROM payments");
         (done >= 1).then_some(())
     });
     platform.payments.kill9();
@@ -572,22 +551,10 @@ fn kill_9_of_notifications_loses_nothing(kind: BrokerKind) {
     platform.assert_exactly_once(&[orders, more].concat());
 }
 
-fn a_broker_restart_with_data_dir_loses_nothing(kind: BrokerKind) {
-    broker_restart_with_data_dir_loses_nothing(kind, Options::default());
-}
-
-/// rdkafka on Apache Kafka 4.x: the broker SIGKILLed mid-stream and restarted on its
-/// log directory; nothing is lost or duplicated.
-#[test]
-fn a_broker_restart_with_data_dir_loses_nothing_on_kafka_4_with_rdkafka() {
-    broker_restart_with_data_dir_loses_nothing(
-        BrokerKind::ApacheKafka(KafkaLine::V4),
-        Options::on(Setup::KAFKA_4_RDKAFKA),
-    );
-}
-
-fn broker_restart_with_data_dir_loses_nothing(kind: BrokerKind, options: Options) {
-    let mut platform = Platform::start(kind, options);
+/// The broker SIGKILLed mid-stream and restarted on its log directory; nothing is
+/// lost or duplicated.
+fn a_broker_restart_with_data_dir_loses_nothing(setup: Setup) {
+    let mut platform = Platform::start(setup.broker, Options::on(setup));
     let before = platform.place_orders(10);
     platform.wait_for_notifications(&before.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     platform.broker.kill9();
@@ -617,31 +584,11 @@ fn a_postgres_outage_under_payments_loses_nothing(kind: BrokerKind) {
     platform.assert_exactly_once(&[before, during].concat());
 }
 
-fn poison_messages_on_both_topics_do_not_stop_the_next_order(kind: BrokerKind) {
-    poison_messages_do_not_stop_the_next_order(kind, Options::default());
-}
-
-/// rdkafka on Apache Kafka 4.x: poison on both topics (published with rdkafka too).
-#[test]
-fn poison_messages_on_both_topics_do_not_stop_the_next_order_on_kafka_4_with_rdkafka() {
-    poison_messages_do_not_stop_the_next_order(
-        BrokerKind::ApacheKafka(KafkaLine::V4),
-        Options::on(Setup::KAFKA_4_RDKAFKA),
-    );
-}
-
-fn poison_messages_do_not_stop_the_next_order(kind: BrokerKind, options: Options) {
-    let platform = Platform::start(kind, options);
-    let mut producer = bus::Producer::connect(bus::ProducerConfig {
-        brokers: vec![platform.broker_addr.clone()],
-        ack_timeout: Duration::from_secs(5),
-        max_retries: 3,
-        client_id: "e2e-poison".to_owned(),
-        client: platform.kafka_client,
-        security: bus::KafkaSecurity::plaintext(),
-    })
-    .unwrap();
-    for topic in [&platform.order_topic, &platform.status_topic] {
+/// Poison on both topics (published with the setup's client too).
+fn poison_messages_on_both_topics_do_not_stop_the_next_order(setup: Setup) {
+    let platform = Platform::start(setup.broker, Options::on(setup));
+    let mut producer = platform.wiring.producer("e2e-poison");
+    for topic in [&platform.wiring.order_topic, &platform.wiring.status_topic] {
         for (key, value) in [
             ("1", "not json".as_bytes()),
             ("2", br#"{"event_id": 1}"#.as_slice()),
@@ -662,12 +609,9 @@ fn poison_messages_do_not_stop_the_next_order(kind: BrokerKind, options: Options
     }
     let orders = platform.place_orders(6);
     platform.assert_exactly_once(&orders);
-    let dead_letters: i64 = platform
+    let dead_letters = platform
         .payments_db
-        .client()
-        .query_one("SELECT count(*) FROM dead_letters", &[])
-        .unwrap()
-        .get(0);
+        .count("SELECT count(*) FROM dead_letters");
     assert_eq!(
         dead_letters, 3,
         "payments kept each poison message for an operator"
@@ -684,15 +628,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
     let orders = platform.place_orders(3);
     platform.assert_exactly_once(&orders);
     // Deliver every OrderCreated again, byte for byte, as a relay retry would.
-    let mut producer = bus::Producer::connect(bus::ProducerConfig {
-        brokers: vec![platform.broker_addr.clone()],
-        ack_timeout: Duration::from_secs(5),
-        max_retries: 3,
-        client_id: "e2e-duplicates".to_owned(),
-        client: platform.kafka_client,
-        security: bus::KafkaSecurity::plaintext(),
-    })
-    .unwrap();
+    let mut producer = platform.wiring.producer("e2e-duplicates");
     let rows = platform
         .orders_db
         .client()
@@ -702,7 +638,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
         let (key, value): (String, String) = (row.get(0), row.get(1));
         producer
             .send(bus::Record {
-                topic: &platform.order_topic,
+                topic: &platform.wiring.order_topic,
                 key: key.as_bytes(),
                 value: value.as_bytes(),
             })
@@ -720,10 +656,15 @@ on_each_broker!(
     kill_9_of_orders_and_its_relay_loses_nothing,
     kill_9_of_orders_mid_burst_keeps_every_accepted_order,
     kill_9_of_notifications_loses_nothing,
-    a_broker_restart_with_data_dir_loses_nothing,
     a_postgres_outage_under_payments_loses_nothing,
-    poison_messages_on_both_topics_do_not_stop_the_next_order,
     the_same_order_created_delivered_twice_is_paid_once,
+);
+
+// Also on rdkafka with Apache Kafka 4.x.
+on_setups!(
+    [devbroker_kafka, apache_kafka_3_9_kafka, apache_kafka_4_rdkafka]
+    a_broker_restart_with_data_dir_loses_nothing,
+    poison_messages_on_both_topics_do_not_stop_the_next_order,
 );
 
 /// Scale-out by consumer group (rdkafka on Apache Kafka 4.x): two payments and two

@@ -190,20 +190,62 @@ fn wait_answering(addr: &str, process: &mut ServiceProcess) {
     );
 }
 
-/// Writes a module `$test` holding one `#[test]` per `name => argument` pair, each
-/// calling `super::$test(argument)`: what the `on_*!` macros below expand to.
+/// Writes, for each test function, a module of one `#[test]` per setup named in the
+/// brackets, each calling the function with that setup, e.g.
+/// `name::devbroker_kafka`. The names: `devbroker` and `apache_kafka_3_9` pass a
+/// [`BrokerKind`]; `devbroker_kafka`, `apache_kafka_3_9_kafka`,
+/// `apache_kafka_3_9_rdkafka` and `apache_kafka_4_rdkafka` pass a [`Setup`]. The
+/// `on_*!` macros below are its common lists.
+///
+/// ```text
+/// fn survives_a_broker_restart(setup: Setup) { ... }
+/// testkit::on_setups!([devbroker_kafka, apache_kafka_4_rdkafka] survives_a_broker_restart);
+/// ```
+#[macro_export]
+macro_rules! on_setups {
+    ($setups:tt $($test:ident),+ $(,)?) => {
+        $(
+            $crate::__one_test_per_setup!($test $setups);
+        )+
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __one_test_per_setup {
-    ($test:ident: $($name:ident => $setup:expr),+ $(,)?) => {
+    ($test:ident [$($name:ident),+ $(,)?]) => {
         mod $test {
             $(
                 #[test]
                 fn $name() {
-                    super::$test($setup);
+                    super::$test($crate::__setup_named!($name));
                 }
             )+
         }
+    };
+}
+
+/// The argument each name of [`on_setups!`] stands for.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setup_named {
+    (devbroker) => {
+        $crate::BrokerKind::Devbroker
+    };
+    (apache_kafka_3_9) => {
+        $crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9)
+    };
+    (devbroker_kafka) => {
+        $crate::Setup::DEVBROKER_KAFKA
+    };
+    (apache_kafka_3_9_kafka) => {
+        $crate::Setup::KAFKA_3_9_KAFKA
+    };
+    (apache_kafka_3_9_rdkafka) => {
+        $crate::Setup::KAFKA_3_9_RDKAFKA
+    };
+    (apache_kafka_4_rdkafka) => {
+        $crate::Setup::KAFKA_4_RDKAFKA
     };
 }
 
@@ -217,12 +259,7 @@ macro_rules! __one_test_per_setup {
 #[macro_export]
 macro_rules! on_each_broker {
     ($($test:ident),+ $(,)?) => {
-        $(
-            $crate::__one_test_per_setup!($test:
-                devbroker => $crate::BrokerKind::Devbroker,
-                apache_kafka_3_9 => $crate::BrokerKind::ApacheKafka($crate::KafkaLine::V3_9),
-            );
-        )+
+        $crate::on_setups!([devbroker, apache_kafka_3_9] $($test),+);
     };
 }
 
@@ -239,14 +276,10 @@ macro_rules! on_each_broker {
 #[macro_export]
 macro_rules! on_each_client {
     ($($test:ident),+ $(,)?) => {
-        $(
-            $crate::__one_test_per_setup!($test:
-                devbroker_kafka => $crate::Setup::DEVBROKER_KAFKA,
-                apache_kafka_3_9_kafka => $crate::Setup::KAFKA_3_9_KAFKA,
-                apache_kafka_3_9_rdkafka => $crate::Setup::KAFKA_3_9_RDKAFKA,
-                apache_kafka_4_rdkafka => $crate::Setup::KAFKA_4_RDKAFKA,
-            );
-        )+
+        $crate::on_setups!(
+            [devbroker_kafka, apache_kafka_3_9_kafka, apache_kafka_3_9_rdkafka, apache_kafka_4_rdkafka]
+            $($test),+
+        );
     };
 }
 
@@ -255,11 +288,6 @@ macro_rules! on_each_client {
 #[macro_export]
 macro_rules! on_rdkafka {
     ($($test:ident),+ $(,)?) => {
-        $(
-            $crate::__one_test_per_setup!($test:
-                apache_kafka_3_9_rdkafka => $crate::Setup::KAFKA_3_9_RDKAFKA,
-                apache_kafka_4_rdkafka => $crate::Setup::KAFKA_4_RDKAFKA,
-            );
-        )+
+        $crate::on_setups!([apache_kafka_3_9_rdkafka, apache_kafka_4_rdkafka] $($test),+);
     };
 }

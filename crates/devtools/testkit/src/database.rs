@@ -42,6 +42,15 @@ impl TestDatabase {
         Client::connect(&self.dsn(), NoTls)
             .unwrap_or_else(|err| panic!("cannot connect to {}: {err}", self.dsn()))
     }
+
+    /// The one `bigint` a query such as `SELECT count(*) FROM payments` returns, on a
+    /// fresh connection.
+    pub fn count(&self, sql: &str) -> i64 {
+        self.client()
+            .query_one(sql, &[])
+            .unwrap_or_else(|err| panic!("{sql}: {err}"))
+            .get(0)
+    }
 }
 
 impl Drop for TestDatabase {

@@ -11,7 +11,8 @@
 //!   restart), its output kept in a log file and shown when the test fails.
 //! - [`run_to_exit`]: run a binary with a given environment to its exit (code, stderr),
 //!   and [`assert_setting_refused`] / [`assert_settings_refused`] on top of it
-//!   ([`ServiceBinary`] bundles a service's binary with the variables it reads);
+//!   ([`ServiceBinary`] bundles a service's binary with the variables it reads,
+//!   [`service_binary!`] writes it for a service crate's own tests);
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
@@ -23,7 +24,7 @@
 //!   function, so behaviour tests are parameterized, not copied. A [`Setup`] pairs a
 //!   broker kind with a Kafka client ([`KafkaClient`], `KAFKA_CLIENT`);
 //!   [`on_each_client!`] runs a test on every supported pair, [`on_rdkafka!`] on
-//!   librdkafka's (Apache Kafka 3.9 and 4.x).
+//!   librdkafka's (Apache Kafka 3.9 and 4.x); all three are lists for [`on_setups!`].
 //! - [`TlsPostgres`], [`TlsRedis`] and [`TestCerts`]: a private PostgreSQL or Redis
 //!   speaking TLS with a certificate made in the test (a test CA signing it).
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft

@@ -201,6 +201,24 @@ pub struct ServiceBinary {
     config_file_var: &'static str,
 }
 
+/// The [`ServiceBinary`] of the service crate `$service` in its own integration tests:
+/// `env!("CARGO_BIN_EXE_<service>")`, `<service>::config::ENV_VARS` and
+/// `<service>::config::CONFIG_FILE_VAR`.
+///
+/// ```text
+/// const ORDERS: ServiceBinary = testkit::service_binary!(orders);
+/// ```
+#[macro_export]
+macro_rules! service_binary {
+    ($service:ident) => {
+        $crate::ServiceBinary::new(
+            env!(concat!("CARGO_BIN_EXE_", stringify!($service))),
+            $service::config::ENV_VARS,
+            $service::config::CONFIG_FILE_VAR,
+        )
+    };
+}
+
 impl ServiceBinary {
     /// The binary at `path` that reads `env_vars` and `config_file_var`.
     pub const fn new(

@@ -96,10 +96,7 @@ fn insert_events(db: &TestDatabase, topic: &str, count: usize) -> Vec<i64> {
 }
 
 fn unsent(db: &TestDatabase) -> i64 {
-    db.client()
-        .query_one("SELECT count(*) FROM events WHERE sent_at IS NULL", &[])
-        .unwrap()
-        .get(0)
+    db.count("SELECT count(*) FROM events WHERE sent_at IS NULL")
 }
 
 /// Waits until every row of `db`'s outbox is marked sent, then asserts that `topic`

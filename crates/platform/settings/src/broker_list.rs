@@ -4,7 +4,10 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use crate::address::string_form_serde;
+use crate::{
+    address::string_form_serde,
+    list::{self, ListError},
+};
 
 /// Bootstrap brokers, e.g. `kafka1:9092,kafka2:9092`. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,39 +24,19 @@ impl BrokerList {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid broker list {input:?}: {reason} (expected host:port[,host:port...])")]
-pub struct BrokerListError {
-    input: String,
-    reason: String,
-}
-
 impl FromStr for BrokerList {
-    type Err = BrokerListError;
+    type Err = ListError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: String| BrokerListError {
-            input: input.to_owned(),
-            reason,
-        };
-        let hosts: Vec<String> = input
-            .split(',')
-            .map(str::trim)
-            .filter(|host| !host.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if hosts.is_empty() {
-            return Err(fail("empty".to_owned()));
-        }
-        for host in &hosts {
-            let port_ok = host
-                .rsplit_once(':')
-                .is_some_and(|(name, port)| !name.is_empty() && port.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(fail(format!("{host:?} is not host:port")));
-            }
-        }
-        Ok(Self(hosts))
+        list::BROKERS
+            .parse(input, |host, _| {
+                let (name, port) = host.rsplit_once(':').unwrap_or_default();
+                if name.is_empty() || port.parse::<u16>().is_err() {
+                    return Err(format!("{host:?} is not host:port"));
+                }
+                Ok(host.to_owned())
+            })
+            .map(Self)
     }
 }
 

@@ -10,7 +10,8 @@
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
 //! - [`BrokerList`], a comma-separated `host:port` list;
-//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
+//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads
+//!   (both lists fail with a [`ListError`] naming the list and its form);
 //! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
 //! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
 //!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`];
@@ -26,6 +27,7 @@ mod duration;
 mod kafka_client;
 mod kafka_connection;
 mod kafka_security;
+mod list;
 mod loader;
 mod partition_list;
 
@@ -37,5 +39,6 @@ pub use kafka_connection::KafkaConnection;
 pub use kafka_security::{
     KafkaSecurity, KafkaSecurityVars, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
 };
+pub use list::ListError;
 pub use loader::{ConfigError, load, load_with_kafka};
 pub use partition_list::PartitionList;

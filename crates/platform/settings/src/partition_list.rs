@@ -8,6 +8,8 @@ use std::{fmt, str::FromStr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
+use crate::list::{self, ListError};
+
 /// A comma-separated list of partition numbers; empty means "all partitions".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PartitionList(Vec<i32>);
@@ -23,37 +25,24 @@ impl PartitionList {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid partition list {input:?}: {reason} (expected partition numbers such as 0,1,2, or empty for all)"
-)]
-pub struct PartitionListError {
-    input: String,
-    reason: String,
-}
-
 impl FromStr for PartitionList {
-    type Err = PartitionListError;
+    type Err = ListError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: String| PartitionListError {
-            input: input.to_owned(),
-            reason,
-        };
-        let mut partitions = Vec::new();
-        for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let partition: i32 = part
-                .parse()
-                .map_err(|_| fail(format!("{part:?} is not a partition number")))?;
-            if partition < 0 {
-                return Err(fail(format!("{partition} is negative")));
-            }
-            if partitions.contains(&partition) {
-                return Err(fail(format!("{partition} is listed twice")));
-            }
-            partitions.push(partition);
-        }
-        Ok(Self(partitions))
+        list::PARTITIONS
+            .parse(input, |part, earlier| {
+                let partition: i32 = part
+                    .parse()
+                    .map_err(|_| format!("{part:?} is not a partition number"))?;
+                if partition < 0 {
+                    return Err(format!("{partition} is negative"));
+                }
+                if earlier.contains(&partition) {
+                    return Err(format!("{partition} is listed twice"));
+                }
+                Ok(partition)
+            })
+            .map(Self)
     }
 }
 

@@ -5,11 +5,7 @@
 use testkit::ServiceBinary;
 
 /// The real notifications binary and the variables it reads.
-const NOTIFICATIONS: ServiceBinary = ServiceBinary::new(
-    env!("CARGO_BIN_EXE_notifications"),
-    notifications::ENV_VARS,
-    notifications::CONFIG_FILE_VAR,
-);
+const NOTIFICATIONS: ServiceBinary = testkit::service_binary!(notifications);
 
 #[test]
 fn kafka_tls_or_sasl_without_rdkafka_or_a_password_stops_the_binary() {

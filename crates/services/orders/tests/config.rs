@@ -5,11 +5,7 @@
 use testkit::ServiceBinary;
 
 /// The real orders binary and the variables it reads.
-const ORDERS: ServiceBinary = ServiceBinary::new(
-    env!("CARGO_BIN_EXE_orders"),
-    orders::config::ENV_VARS,
-    orders::config::CONFIG_FILE_VAR,
-);
+const ORDERS: ServiceBinary = testkit::service_binary!(orders);
 
 #[test]
 fn invalid_values_stop_the_binary_naming_the_variable() {

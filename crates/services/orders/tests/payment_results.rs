@@ -126,11 +126,7 @@ fn status_events_move_orders_once_and_keep_what_cannot_be_applied(kind: BrokerKi
         DEADLINE,
         "both orders final and both dead letters kept",
         || {
-            let dead: i64 = db
-                .client()
-                .query_one("SELECT count(*) FROM dead_letters", &[])
-                .unwrap()
-                .get(0);
+            let dead = db.count("SELECT count(*) FROM dead_letters");
             (stored_status(&db, paid).0 == "paid"
                 && stored_status(&db, failed).0 == "payment_failed"
                 && dead == 2)

@@ -33,14 +33,26 @@ pub enum Selection {
     All,
 }
 
+/// Why listing or replaying dead letters failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    #[error("database: {0}")]
-    Database(#[from] postgres::Error),
+    #[error("cannot reach the payments database (PAYMENTS_PG_DSN): {0}")]
+    Setup(#[from] pgsetup::SetupError),
+    #[error(transparent)]
+    Database(#[from] pgsetup::DbError),
+    #[error("cannot reach the brokers (KAFKA_BROKERS): {0}")]
+    BrokerUnreachable(#[source] bus::BusError),
+    /// A replayed message was not acknowledged; its row is kept.
     #[error("broker: {0}")]
-    Broker(#[from] bus::BusError),
+    Publish(#[from] bus::BusError),
     #[error("no dead letter with id {0}")]
     NotFound(i64),
+}
+
+impl From<postgres::Error> for DeadLetterError {
+    fn from(err: postgres::Error) -> Self {
+        Self::Database(err.into())
+    }
 }
 
 const SELECT_COLUMNS: &str = "SELECT id, kafka_topic, kafka_partition, kafka_offset, \
@@ -165,25 +177,13 @@ pub enum Command {
     Replay(Selection),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("cannot reach the payments database (PAYMENTS_PG_DSN): {0}")]
-    Setup(#[from] pgsetup::SetupError),
-    #[error("cannot take a connection from the pool: {0}")]
-    Pool(#[from] r2d2::Error),
-    #[error(transparent)]
-    DeadLetters(#[from] DeadLetterError),
-    #[error("cannot reach the brokers (KAFKA_BROKERS): {0}")]
-    Broker(#[source] bus::BusError),
-}
-
 /// Runs `command` against the database and brokers of `config`, writing one line per
 /// message to `out`.
 pub fn run(
     config: &crate::Config,
     command: &Command,
     out: &mut dyn std::io::Write,
-) -> Result<(), CommandError> {
+) -> Result<(), DeadLetterError> {
     let pool = pgsetup::prepare(
         &config.payments_pg_dsn,
         crate::schema(),
@@ -192,7 +192,7 @@ pub fn run(
             connect_timeout: Duration::from_secs(10),
         },
     )?;
-    let mut client = pool.get()?;
+    let mut client = pool.get().map_err(pgsetup::DbError::from)?;
     let letters = match command {
         Command::List { limit } => list(&mut client, *limit)?,
         Command::Replay(selection) => {
@@ -202,7 +202,7 @@ pub fn run(
                 config.kafka.client,
                 config.kafka.security.clone(),
             ))
-            .map_err(CommandError::Broker)?;
+            .map_err(DeadLetterError::BrokerUnreachable)?;
             replay(&mut client, &mut producer, selection)?
         }
     };

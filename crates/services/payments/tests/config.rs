@@ -5,11 +5,7 @@
 use testkit::ServiceBinary;
 
 /// The real payments binary and the variables it reads.
-const PAYMENTS: ServiceBinary = ServiceBinary::new(
-    env!("CARGO_BIN_EXE_payments"),
-    payments::config::ENV_VARS,
-    payments::config::CONFIG_FILE_VAR,
-);
+const PAYMENTS: ServiceBinary = testkit::service_binary!(payments);
 
 #[test]
 fn invalid_outbox_and_retention_settings_stop_the_binary_naming_the_variable() {

@@ -79,15 +79,10 @@ impl ConsumerContext for GroupContext {
                 // The handler is never running here (it runs on this thread, between
                 // polls): everything handled is stored; commit it before giving the
                 // partitions up, so the next owner starts after it.
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(()) => {}
-                    Err(e) if is_no_offset(&e) => {}
-                    Err(e) => tracing::warn!(
-                        topic = %self.topic,
-                        error = %e,
-                        "commit before revocation failed; the next owner may redeliver"
-                    ),
-                }
+                self.warn_if_failed(
+                    consumer.commit_consumer_state(CommitMode::Sync),
+                    "commit before revocation failed; the next owner may redeliver",
+                );
                 tracing::info!(
                     topic = %self.topic,
                     group = %self.group,
@@ -108,14 +103,21 @@ impl ConsumerContext for GroupContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => {}
-            Err(e) if is_no_offset(&e) => {}
-            Err(e) => tracing::warn!(
-                topic = %self.topic,
-                error = %e,
-                "offset commit failed (uncommitted messages will be redelivered)"
-            ),
+        self.warn_if_failed(
+            result,
+            "offset commit failed (uncommitted messages will be redelivered)",
+        );
+    }
+}
+
+impl GroupContext {
+    /// Logs a failed commit as `failure`; nothing stored to commit is no failure.
+    fn warn_if_failed(&self, commit: KafkaResult<()>, failure: &str) {
+        match commit {
+            Err(e) if !is_no_offset(&e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "{failure}")
+            }
+            _ => {}
         }
     }
 }
