@@ -15,7 +15,8 @@
 //!   `CancellationToken` (the platform's one stop signal, see `lifecycle::stop`) stops
 //!   it cleanly with offsets committed. A service waits for it with
 //!   [`ConsumerHandle::stopped`] and reports a [`ConsumerError`].
-//! - [`probe()`]: a metadata round trip for readiness checks.
+//! - [`probe()`]: a metadata round trip for readiness checks; [`readiness_probe`] is
+//!   a service's `/readyz` check of its brokers, built from its [`KafkaConnection`].
 //! - [`check_broker_versions`]: whether the brokers still serve the protocol versions the
 //!   `kafka` crate sends; the producer and the consumer check it whenever they connect,
 //!   and a broker that does not is [`BusError::UnsupportedBroker`], never retried.
@@ -60,11 +61,14 @@ pub use consumer::api::{
 };
 pub use consumer::spawn::{ConsumerHandle, spawn_consumer};
 pub use error::{BusError, ConsumerError};
-pub use probe::{probe, probe_for, probe_secured};
+pub use probe::{READINESS_PROBE_TIMEOUT, probe, probe_for, probe_secured, readiness_probe};
 pub use producer::api::{ProducerConfig, Record};
 pub use producer::dispatch::Producer;
 /// `KAFKA_CLIENT`: which client library the producer and the consumer run on.
 pub use settings::KafkaClient;
+/// A service's Kafka section: brokers, client and TLS/SASL together
+/// ([`ConsumerConfig::connected`], [`readiness_probe`]).
+pub use settings::KafkaConnection;
 /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_*`: TLS and SASL
 /// (librdkafka only).
 pub use settings::{KafkaSecurity, SaslCredentials, SaslMechanism, Secret, SecurityProtocol};

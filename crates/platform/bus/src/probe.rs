@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::compat;
 use crate::error::BusError;
 use crate::wire::{self, Request};
-use crate::{KafkaClient, KafkaSecurity};
+use crate::{KafkaClient, KafkaConnection, KafkaSecurity};
 
 const CORRELATION_ID: i32 = 0x0b05;
 const METADATA: i16 = 3;
@@ -46,6 +46,18 @@ pub fn probe_secured(
         return Err(BusError::Config("no brokers given".into()));
     }
     crate::rd::probe(brokers, security, timeout)
+}
+
+/// How long a service's readiness probe of its brokers may take.
+pub const READINESS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A service's `/readyz` check of its brokers: [`probe_secured`] on the brokers,
+/// client and TLS/SASL of its Kafka section, within [`READINESS_PROBE_TIMEOUT`].
+pub fn readiness_probe(
+    kafka: &KafkaConnection,
+) -> impl FnMut() -> Result<(), BusError> + Send + 'static {
+    let (client, security, brokers) = (kafka.client, kafka.security.clone(), kafka.hosts());
+    move || probe_secured(client, &security, &brokers, READINESS_PROBE_TIMEOUT)
 }
 
 /// [`probe`] for the services' client: with [`KafkaClient::Rdkafka`] a broker is

@@ -37,24 +37,6 @@ pub struct RelayConfig {
     pub kafka_security: bus::KafkaSecurity,
 }
 
-impl RelayConfig {
-    /// The same relay on the Kafka client `client` (`KAFKA_CLIENT`).
-    pub fn with_kafka_client(self, client: bus::KafkaClient) -> Self {
-        Self {
-            kafka_client: client,
-            ..self
-        }
-    }
-
-    /// The same relay with Kafka TLS and SASL settings `security`.
-    pub fn with_kafka_security(self, security: bus::KafkaSecurity) -> Self {
-        Self {
-            kafka_security: security,
-            ..self
-        }
-    }
-}
-
 /// The relay's thread.
 pub struct RelayHandle {
     thread: JoinHandle<Result<(), bus::BusError>>,

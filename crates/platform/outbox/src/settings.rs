@@ -55,19 +55,24 @@ impl OutboxSettings {
         Ok(())
     }
 
-    /// The relay of a service whose database is `dsn`, publishing to `brokers` as
-    /// `client_id`, on the default Kafka client (see [`RelayConfig::with_kafka_client`]).
-    pub fn relay_config(&self, dsn: &str, brokers: &[String], client_id: &str) -> RelayConfig {
+    /// The relay of a service whose database is `dsn`, publishing as `client_id` to
+    /// the brokers of `kafka`, on its client and TLS/SASL settings.
+    pub fn relay_config(
+        &self,
+        dsn: &str,
+        kafka: &bus::KafkaConnection,
+        client_id: &str,
+    ) -> RelayConfig {
         RelayConfig {
             dsn: dsn.to_owned(),
-            brokers: brokers.to_vec(),
+            brokers: kafka.hosts(),
             batch_size: self.batch_size,
             lease: self.lease,
             poll_interval: self.poll_interval,
             ack_timeout: ACK_TIMEOUT,
             client_id: client_id.to_owned(),
-            kafka_client: bus::KafkaClient::default(),
-            kafka_security: bus::KafkaSecurity::plaintext(),
+            kafka_client: kafka.client,
+            kafka_security: kafka.security.clone(),
         }
     }
 

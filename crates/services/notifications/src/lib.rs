@@ -27,8 +27,6 @@ pub mod config;
 mod handler;
 pub mod sink;
 
-use std::time::Duration;
-
 use ops_http::OpsServer;
 use service_skeleton::{BindError, OpsAddresses, Readiness, TaskError};
 use tokio_util::sync::CancellationToken;
@@ -39,7 +37,6 @@ pub use sink::{RedisSettings, RedisSink, RedisTls, SinkError};
 
 /// The Kafka client id and the name in logs.
 pub const CLIENT_ID: &str = "notifications";
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
@@ -91,27 +88,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
-    let brokers = config.kafka.hosts();
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
-        client: config.kafka.client,
-        security: config.kafka.security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
-        ..bus::ConsumerConfig::new(
-            brokers.clone(),
+        ..bus::ConsumerConfig::connected(
+            &config.kafka,
             config.topic(),
             &config.kafka_consumer_group,
             CLIENT_ID,
         )
     };
     // `/readyz`: Redis and the broker.
-    let kafka_client = config.kafka.client;
-    let kafka_security = config.kafka.security.clone();
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())
-        .probe("broker", move || {
-            bus::probe_secured(kafka_client, &kafka_security, &brokers, PROBE_TIMEOUT)
-        });
+        .probe("broker", bus::readiness_probe(&config.kafka));
     let consumer = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => consumer,
         Err(err) => {

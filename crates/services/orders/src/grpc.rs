@@ -169,6 +169,20 @@ impl OrdersApi {
         }
     }
 
+    /// Runs one call's `work`: refused at once past `ORDERS_MAX_IN_FLIGHT` (see
+    /// [`OrdersApi::admit`]), otherwise timed in `duration` with its outcome counted.
+    async fn call<T>(
+        &self,
+        duration: &Histogram,
+        work: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let _permit = self.admit()?;
+        let record = self.metrics.start(duration);
+        let result = work.await;
+        record.finish(&result);
+        result
+    }
+
     /// A permit for one call, or UNAVAILABLE at once when all are taken.
     fn admit(&self) -> Result<SemaphorePermit<'_>, Status> {
         self.in_flight.try_acquire().map_err(|_| {
@@ -277,11 +291,8 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
-        let _permit = self.admit()?;
-        let record = self.metrics.start(&self.metrics.create_duration);
-        let result = self.create(&request).await;
-        record.finish(&result);
-        let Created { order_id, replayed } = result?;
+        let created = self.call(&self.metrics.create_duration, self.create(&request));
+        let Created { order_id, replayed } = created.await?;
         let mut response = Response::new(CreateOrderResponse { order_id });
         if replayed {
             self.metrics.replayed.inc();
@@ -299,12 +310,12 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
-        let _permit = self.admit()?;
-        let record = self.metrics.start(&self.metrics.get_duration);
-        let result = self.get(request.get_ref().order_id).await;
-        record.finish(&result);
+        let order = self.call(
+            &self.metrics.get_duration,
+            self.get(request.get_ref().order_id),
+        );
         Ok(Response::new(GetOrderResponse {
-            order: Some(result?),
+            order: Some(order.await?),
         }))
     }
 }

@@ -222,13 +222,11 @@ impl Background {
             let handler = PaymentResults::new(pool.clone(), ResultMetrics::register(metrics));
             let consumer = bus::ConsumerConfig {
                 partitions: config.kafka_partitions.selected(),
-                client: config.kafka.client,
-                security: config.kafka.security.clone(),
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
                 fetch_min_bytes: payment_results::FETCH_MIN_BYTES,
                 fetch_max_wait: payment_results::FETCH_MAX_WAIT,
-                ..bus::ConsumerConfig::new(
-                    config.kafka.hosts(),
+                ..bus::ConsumerConfig::connected(
+                    &config.kafka,
                     &config.kafka_topic_status,
                     &config.kafka_consumer_group,
                     "orders-payment-results",
@@ -252,15 +250,11 @@ impl Background {
         if config.orders_track_payments {
             policies.extend(config.inbox().retention_policies());
         }
-        let relay = config
-            .outbox()
-            .relay_config(
-                &config.orders_pg_dsn,
-                config.kafka.brokers.hosts(),
-                "orders-outbox-relay",
-            )
-            .with_kafka_client(config.kafka.client)
-            .with_kafka_security(config.kafka.security.clone());
+        let relay = config.outbox().relay_config(
+            &config.orders_pg_dsn,
+            &config.kafka,
+            "orders-outbox-relay",
+        );
         let retention = outbox::RetentionPlan {
             config: retention::RetentionConfig::new(
                 config.retention_interval.get(),

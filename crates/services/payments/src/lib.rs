@@ -39,7 +39,7 @@ mod handler;
 pub mod provider;
 pub mod store;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use ops_http::{Health, Metrics, OpsServer};
 use service_skeleton::{BindError, OpsAddresses, Readiness, TaskError};
@@ -74,7 +74,6 @@ pub fn schema() -> pgsetup::Schema {
 
 /// The Kafka client id of the consumer and the name in logs.
 pub const CLIENT_ID: &str = "payments";
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
@@ -136,25 +135,18 @@ async fn run(
         return Ok(()); // shut down while waiting for PostgreSQL
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
-    let brokers = config.kafka.hosts();
-    let readiness = readiness(
-        store.clone(),
-        brokers.clone(),
-        config.kafka.client,
-        config.kafka.security.clone(),
-        health,
-    )
-    .spawn(shutdown.clone());
+    // `/readyz`: PostgreSQL and the broker.
+    let probe_store = store.clone();
+    let readiness = Readiness::new(health)
+        .probe("database", move || probe_store.ping())
+        .probe("broker", bus::readiness_probe(&config.kafka))
+        .spawn(shutdown.clone());
 
-    let relay_config = config
-        .outbox()
-        .relay_config(
-            &config.payments_pg_dsn,
-            &brokers,
-            &format!("{CLIENT_ID}-relay"),
-        )
-        .with_kafka_client(config.kafka.client)
-        .with_kafka_security(config.kafka.security.clone());
+    let relay_config = config.outbox().relay_config(
+        &config.payments_pg_dsn,
+        &config.kafka,
+        &format!("{CLIENT_ID}-relay"),
+    );
     let retention = outbox::RetentionPlan {
         config: retention::RetentionConfig::new(
             config.retention_interval.get(),
@@ -181,11 +173,9 @@ async fn run(
 
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
-        client: config.kafka.client,
-        security: config.kafka.security.clone(),
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
-        ..bus::ConsumerConfig::new(
-            brokers,
+        ..bus::ConsumerConfig::connected(
+            &config.kafka,
             &config.kafka_topic_order,
             &config.kafka_consumer_group,
             CLIENT_ID,
@@ -232,19 +222,4 @@ async fn prepare_database(
         connect_timeout: config.payments_db_timeout.get(),
     };
     Ok(pgsetup::prepare_until_ready(&config.payments_pg_dsn, schema, options, shutdown).await?)
-}
-
-/// `/readyz`: PostgreSQL and the broker.
-fn readiness(
-    store: PaymentStore,
-    brokers: Vec<String>,
-    kafka_client: bus::KafkaClient,
-    kafka_security: bus::KafkaSecurity,
-    health: Arc<Health>,
-) -> Readiness {
-    Readiness::new(health)
-        .probe("database", move || store.ping())
-        .probe("broker", move || {
-            bus::probe_secured(kafka_client, &kafka_security, &brokers, PROBE_TIMEOUT)
-        })
 }

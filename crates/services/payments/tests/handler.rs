@@ -5,8 +5,11 @@
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use contracts::PaymentOutcome::{Failed, Succeeded};
 use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::Metrics;
+use payments::Processed::{AlreadyPaid, Decided, Duplicate};
+use payments::store::{BatchItem, Origin};
 use payments::{HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, ProviderError};
 use testkit::TestDatabase;
 
@@ -53,23 +56,20 @@ fn payments_store(name: &str) -> (TestDatabase, PaymentStore) {
     (db, PaymentStore::new(pool, "statuses".into()))
 }
 
-/// Where the batches of these tests come from: one partition, offset 0.
-const ORIGIN: payments::store::Origin<'static> = payments::store::Origin {
+/// Where the batches of these tests come from: one partition, from offset 0.
+const ORIGIN: Origin<'static> = Origin {
     topic: "orders",
     partition: 0,
     offset: 0,
 };
 
-/// A batch of `orders`, all from [`ORIGIN`].
+/// A batch of `orders` from [`ORIGIN`]'s partition, at offsets 0, 1, ...
 fn batch_of(orders: &[OrderCreated]) -> Vec<payments::store::BatchItem<'static>> {
     orders
         .iter()
-        .map(|order| payments::store::BatchItem::Order(order.clone(), ORIGIN))
+        .zip(0..)
+        .map(|(order, offset)| BatchItem::Order(order.clone(), Origin { offset, ..ORIGIN }))
         .collect()
-}
-
-fn count(db: &TestDatabase, sql: &str) -> i64 {
-    db.client().query_one(sql, &[]).unwrap().get(0)
 }
 
 #[test]
@@ -114,19 +114,13 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         "{}",
         failure.error
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM dead_letters WHERE kafka_offset = 1"
-        ),
+        db.count("SELECT count(*) FROM dead_letters WHERE kafka_offset = 1"),
         1
     );
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM processed_events WHERE event_id = 103"
-        ),
+        db.count("SELECT count(*) FROM processed_events WHERE event_id = 103"),
         0
     );
 
@@ -134,13 +128,10 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
     // nothing was handled twice.
     bus::Handler::handle_batch(&mut handler, &messages[failure.handled..]).unwrap();
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM payments WHERE order_id IN (1, 3)"
-        ),
+        db.count("SELECT count(*) FROM payments WHERE order_id IN (1, 3)"),
         2
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM dead_letters"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM dead_letters"), 1);
     assert_eq!(
         metrics.value("payments_messages_processed_total"),
         Some(3.0)
@@ -188,31 +179,18 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
     let processed = store
         .process_batch(&batch_of(&orders), &mut provider)
         .unwrap();
-    assert_eq!(
-        processed,
-        [
-            payments::Processed::Decided(PaymentOutcome::Succeeded),
-            payments::Processed::Decided(PaymentOutcome::Failed),
-            payments::Processed::Duplicate,
-        ]
-    );
+    assert_eq!(processed, [Decided(Succeeded), Decided(Failed), Duplicate]);
     // Once per new event id, never with a transaction open on the database.
     assert_eq!(provider.open_transactions_seen, [0, 0]);
     // A redelivery is not decided again.
     let again = store.process(&orders[0], ORIGIN, &mut provider).unwrap();
-    assert_eq!(again, payments::Processed::Duplicate);
+    assert_eq!(again, Duplicate);
     assert_eq!(provider.open_transactions_seen.len(), 2);
     // Events for distinct orders (the one-statement path): the same, and the known
     // duplicate among them is not decided.
     let distinct = batch_of(&[order(203, 12), order(201, 10)]);
     let processed = store.process_batch(&distinct, &mut provider).unwrap();
-    assert_eq!(
-        processed,
-        [
-            payments::Processed::Decided(PaymentOutcome::Succeeded),
-            payments::Processed::Duplicate,
-        ]
-    );
+    assert_eq!(processed, [Decided(Succeeded), Duplicate]);
     assert_eq!(provider.open_transactions_seen, [0, 0, 0]);
 }
 
@@ -246,15 +224,9 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
     };
     let batch = batch_of(&[order(401, 30), order(402, 31)]);
     let processed = store.process_batch(&batch, &mut provider).unwrap();
-    assert_eq!(
-        processed,
-        [
-            payments::Processed::Decided(PaymentOutcome::Succeeded),
-            payments::Processed::Duplicate,
-        ]
-    );
-    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 1);
-    assert_eq!(count(&db, "SELECT count(*) FROM events"), 1);
+    assert_eq!(processed, [Decided(Succeeded), Duplicate]);
+    assert_eq!(db.count("SELECT count(*) FROM payments"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM events"), 1);
 }
 
 /// A batch of events for distinct orders is recorded in one statement with the same
@@ -265,45 +237,20 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
 fn a_batch_for_distinct_orders_is_recorded_together_with_one_status_per_new_payment() {
     let (db, store) = payments_store("payments_together");
     let mut provider = payments::SimulatedProvider;
-    let origin = |offset| payments::store::Origin {
-        topic: "orders",
-        partition: 0,
-        offset,
-    };
-    let batch = |orders: &[OrderCreated]| -> Vec<payments::store::BatchItem<'static>> {
-        orders
-            .iter()
-            .zip(0..)
-            .map(|(order, offset)| payments::store::BatchItem::Order(order.clone(), origin(offset)))
-            .collect()
-    };
     let first = store
-        .process_batch(&batch(&[order(301, 20), order(302, 21)]), &mut provider)
+        .process_batch(&batch_of(&[order(301, 20), order(302, 21)]), &mut provider)
         .unwrap();
-    assert_eq!(
-        first,
-        [
-            payments::Processed::Decided(PaymentOutcome::Succeeded),
-            payments::Processed::Decided(PaymentOutcome::Failed),
-        ]
-    );
+    assert_eq!(first, [Decided(Succeeded), Decided(Failed)]);
     // 301 again (a redelivery), a new event for order 21 (already paid), order 23.
     let second = store
         .process_batch(
-            &batch(&[order(301, 20), order(303, 21), order(304, 23)]),
+            &batch_of(&[order(301, 20), order(303, 21), order(304, 23)]),
             &mut provider,
         )
         .unwrap();
-    assert_eq!(
-        second,
-        [
-            payments::Processed::Duplicate,
-            payments::Processed::AlreadyPaid,
-            payments::Processed::Decided(PaymentOutcome::Failed),
-        ]
-    );
-    assert_eq!(count(&db, "SELECT count(*) FROM payments"), 3);
-    assert_eq!(count(&db, "SELECT count(*) FROM processed_events"), 4);
+    assert_eq!(second, [Duplicate, AlreadyPaid, Decided(Failed)]);
+    assert_eq!(db.count("SELECT count(*) FROM payments"), 3);
+    assert_eq!(db.count("SELECT count(*) FROM processed_events"), 4);
     let statuses: Vec<(i64, String, String, serde_json::Value)> = db
         .client()
         .query(

@@ -81,10 +81,6 @@ impl Harness {
         testkit::wait_for_metric(self.health_addr(), name, at_least, DEADLINE);
     }
 
-    fn count(&self, sql: &str) -> i64 {
-        self.db.client().query_one(sql, &[]).unwrap().get(0)
-    }
-
     fn wait_for_payment(&self, order_id: i64) -> String {
         wait_until(DEADLINE, &format!("payment of order {order_id}"), || {
             // The worker creates the database: it may not exist yet.
@@ -175,8 +171,8 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
                    "order_status": status})
         );
     }
-    assert_eq!(h.count("SELECT count(*) FROM payments"), 2);
-    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 2);
+    assert_eq!(h.db.count("SELECT count(*) FROM payments"), 2);
+    assert_eq!(h.db.count("SELECT count(*) FROM processed_events"), 2);
 
     // The relay publishes both statuses to the status topic, keyed by order id.
     let seen: Seen = Arc::default();
@@ -214,7 +210,10 @@ fn orders_are_paid_by_the_parity_rule_and_their_status_is_published() {
     assert_eq!(statuses[1].0, "43");
     assert_eq!(statuses[1].1.order_status, PaymentOutcome::Failed);
     wait_until(DEADLINE, "outbox rows marked sent", || {
-        (h.count("SELECT count(*) FROM events WHERE sent_at IS NULL") == 0).then_some(())
+        (h.db
+            .count("SELECT count(*) FROM events WHERE sent_at IS NULL")
+            == 0)
+            .then_some(())
     });
 
     let (status, body) =
@@ -239,12 +238,12 @@ fn a_redelivered_order_is_paid_once() {
     h.wait_for_metric("payments_messages_processed_total", 3);
     assert_eq!(h.wait_for_payment(8), "succeeded");
     assert_eq!(h.metric("payments_duplicates_skipped_total"), Some(2));
-    assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
-        h.count("SELECT count(*) FROM processed_events WHERE event_id = 20"),
+        h.db.count("SELECT count(*) FROM processed_events WHERE event_id = 20"),
         1
     );
-    assert_eq!(h.count("SELECT count(*) FROM events"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM events"), 1);
     h.stop();
 }
 
@@ -282,7 +281,7 @@ fn poison_messages_are_dead_lettered_and_the_next_order_is_processed() {
             .contains("order_id must be positive")
     );
     assert_eq!(h.metric("payments_dead_letters_total"), Some(3));
-    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM processed_events"), 1);
     h.stop();
 }
 
@@ -303,18 +302,18 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
     // The worker has tried, and failed, to process it.
     h.wait_for_metric("payments_transient_failures_total", 1);
     assert_eq!(
-        h.count("SELECT count(*) FROM payments WHERE order_id = 101"),
+        h.db.count("SELECT count(*) FROM payments WHERE order_id = 101"),
         0
     );
     proxy.restore();
 
     assert_eq!(h.wait_for_payment(101), "failed");
     assert_eq!(
-        h.count("SELECT count(*) FROM processed_events WHERE event_id = 41"),
+        h.db.count("SELECT count(*) FROM processed_events WHERE event_id = 41"),
         1
     );
     assert_eq!(
-        h.count("SELECT count(*) FROM events WHERE message_key = '101'"),
+        h.db.count("SELECT count(*) FROM events WHERE message_key = '101'"),
         1
     );
     h.wait_for_metric("payments_messages_processed_total", 2);
@@ -345,17 +344,21 @@ fn instances_reading_disjoint_partitions_share_the_work() {
     for &order_id in &order_ids {
         h.wait_for_payment(order_id);
     }
-    assert_eq!(h.count("SELECT count(*) FROM payments"), 12);
-    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 12);
+    assert_eq!(h.db.count("SELECT count(*) FROM payments"), 12);
+    assert_eq!(h.db.count("SELECT count(*) FROM processed_events"), 12);
     assert_eq!(
-        h.count("SELECT count(DISTINCT message_key) FROM events"),
+        h.db.count("SELECT count(DISTINCT message_key) FROM events"),
         12
     );
-    assert_eq!(h.count("SELECT count(*) FROM events"), 12);
-    let partitions_used = h.count("SELECT count(DISTINCT kafka_partition) FROM processed_events");
+    assert_eq!(h.db.count("SELECT count(*) FROM events"), 12);
+    let partitions_used =
+        h.db.count("SELECT count(DISTINCT kafka_partition) FROM processed_events");
     assert!(partitions_used > 1, "orders spread over partitions");
     wait_until(DEADLINE, "both relays to publish everything", || {
-        (h.count("SELECT count(*) FROM events WHERE sent_at IS NULL") == 0).then_some(())
+        (h.db
+            .count("SELECT count(*) FROM events WHERE sent_at IS NULL")
+            == 0)
+            .then_some(())
     });
 
     second_shutdown.cancel();
@@ -427,7 +430,7 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     // A truly poison message, kept by the worker.
     h.produce("8", b"still not json");
     wait_until(DEADLINE, "the poison message to be kept", || {
-        (h.count("SELECT count(*) FROM dead_letters") == 1).then_some(())
+        (h.db.count("SELECT count(*) FROM dead_letters") == 1).then_some(())
     });
     // A valid OrderCreated that an earlier, buggy version kept as poison: its cause is
     // fixed now (this worker accepts it), so replaying it must pay it.
@@ -462,10 +465,12 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     assert_eq!(h.wait_for_payment(8), "succeeded");
     // The poison message went through the normal path again and was kept again.
     wait_until(DEADLINE, "the poison message to be kept again", || {
-        (h.count("SELECT count(*) FROM dead_letters WHERE payload = 'still not json'::bytea") == 1)
+        (h.db
+            .count("SELECT count(*) FROM dead_letters WHERE payload = 'still not json'::bytea")
+            == 1)
             .then_some(())
     });
-    assert_eq!(h.count("SELECT count(*) FROM dead_letters"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM dead_letters"), 1);
 
     // A replay that died after publishing but before deleting its row is replayed
     // again: the duplicate is skipped on its event_id.
@@ -487,11 +492,11 @@ fn a_replayed_dead_letter_is_paid_exactly_once_and_poison_stays_kept() {
     );
     assert_eq!(h.wait_for_payment(10), "succeeded");
     assert_eq!(
-        h.count("SELECT count(*) FROM payments WHERE order_id = 8"),
+        h.db.count("SELECT count(*) FROM payments WHERE order_id = 8"),
         1
     );
     assert_eq!(
-        h.count("SELECT count(*) FROM processed_events WHERE event_id = 40"),
+        h.db.count("SELECT count(*) FROM processed_events WHERE event_id = 40"),
         1
     );
     // Everything handled and committed: the lag metric says 0 for the order topic.
@@ -559,18 +564,18 @@ fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_
             && deleted("events") == Some(12))
         .then_some(())
     });
-    assert_eq!(h.count("SELECT count(*) FROM processed_events"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM processed_events"), 1);
     assert_eq!(
-        h.count("SELECT count(*) FROM dead_letters WHERE error = 'recent'"),
+        h.db.count("SELECT count(*) FROM dead_letters WHERE error = 'recent'"),
         2
     );
-    assert_eq!(h.count("SELECT count(*) FROM dead_letters"), 2);
+    assert_eq!(h.db.count("SELECT count(*) FROM dead_letters"), 2);
     assert_eq!(
-        h.count("SELECT count(*) FROM events WHERE message_key = 'old'"),
+        h.db.count("SELECT count(*) FROM events WHERE message_key = 'old'"),
         0
     );
     assert_eq!(
-        h.count("SELECT count(*) FROM events WHERE message_key = '12'"),
+        h.db.count("SELECT count(*) FROM events WHERE message_key = '12'"),
         1
     );
 
@@ -579,9 +584,9 @@ fn retention_deletes_only_aged_rows_and_a_redelivery_inside_the_window_is_still_
     h.produce_order(&event);
     h.wait_for_metric("payments_messages_processed_total", 2);
     assert_eq!(h.metric("payments_duplicates_skipped_total"), Some(1));
-    assert_eq!(h.count("SELECT count(*) FROM payments"), 1);
+    assert_eq!(h.db.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
-        h.count("SELECT count(*) FROM events WHERE message_key = '12'"),
+        h.db.count("SELECT count(*) FROM events WHERE message_key = '12'"),
         1
     );
     // Registered (a run that failed on a busy machine, e.g. no pool connection within

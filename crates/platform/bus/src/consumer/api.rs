@@ -12,7 +12,7 @@ use backoff::Backoff;
 use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
-use crate::{KafkaClient, KafkaSecurity};
+use crate::{KafkaClient, KafkaConnection, KafkaSecurity};
 
 /// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
@@ -109,6 +109,16 @@ impl ConsumerConfig {
             lag_observer: None,
             client: KafkaClient::Kafka,
             security: KafkaSecurity::plaintext(),
+        }
+    }
+
+    /// [`ConsumerConfig::new`] on a service's Kafka section: its brokers, its client
+    /// (`KAFKA_CLIENT`) and its TLS/SASL settings.
+    pub fn connected(kafka: &KafkaConnection, topic: &str, group: &str, client_id: &str) -> Self {
+        Self {
+            client: kafka.client,
+            security: kafka.security.clone(),
+            ..Self::new(kafka.hosts(), topic, group, client_id)
         }
     }
 }
