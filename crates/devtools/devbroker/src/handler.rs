@@ -28,8 +28,8 @@ use crate::protocol::offset_fetch::{
 };
 use crate::protocol::produce::{PartitionData, PartitionResponse, ProduceRequest, ProduceResponse};
 use crate::protocol::{
-    DecodeError, Decoder, Encoder, RequestHeader, TopicPartitions, api_key, api_versions,
-    error_code, frame_response, supported_versions,
+    DecodeError, Decoder, Encoder, PartitionEntry, RequestHeader, TopicPartitions, api_key,
+    api_versions, error_code, frame_response, supported_versions,
 };
 use crate::state::State;
 
@@ -374,10 +374,9 @@ async fn fetch(
 
 /// Answers each requested partition of `topics`: `answer` gets the topic's name, the
 /// entry, and the partition (`None` when the topic or partition does not exist).
-fn answer_each<'a, P, Q>(
+fn answer_each<'a, P: PartitionEntry, Q>(
     state: &State,
     topics: &'a [TopicPartitions<P>],
-    index: impl Fn(&P) -> i32,
     mut answer: impl FnMut(&'a str, &'a P, Option<&Partition>) -> Q,
 ) -> Vec<TopicPartitions<Q>> {
     topics
@@ -385,7 +384,7 @@ fn answer_each<'a, P, Q>(
         .map(|t| {
             let topic = state.log.topic(&t.name);
             t.map(|p| {
-                let partition = topic.as_ref().and_then(|topic| topic.partition(index(p)));
+                let partition = topic.as_ref().and_then(|topic| topic.partition(p.index()));
                 answer(&t.name, p, partition)
             })
         })
@@ -396,89 +395,74 @@ fn fetch_once(state: &State, req: &FetchRequest, version: i16) -> (FetchResponse
     let mut total = 0usize;
     let mut had_error = false;
     let response_limit = usize::try_from(req.max_bytes).unwrap_or(0);
-    let topics = answer_each(
-        state,
-        &req.topics,
-        |p| p.index,
-        |_, p, partition| {
-            let mut r = FetchPartitionResponse {
-                index: p.index,
-                error_code: error_code::NONE,
-                high_watermark: -1,
-                records: Vec::new(),
-            };
-            let Some(partition) = partition else {
-                r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
-                had_error = true;
-                return r;
-            };
-            if total > 0 && total >= response_limit {
-                // v3 response limit reached: later partitions get nothing this time
-                // (the first data always goes out, so a small limit cannot stall a
-                // consumer).
-                r.high_watermark = partition.log_end();
-                return r;
+    let topics = answer_each(state, &req.topics, |_, p, partition| {
+        let mut r = FetchPartitionResponse {
+            index: p.index,
+            error_code: error_code::NONE,
+            high_watermark: -1,
+            records: Vec::new(),
+        };
+        let Some(partition) = partition else {
+            r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION;
+            had_error = true;
+            return r;
+        };
+        if total > 0 && total >= response_limit {
+            // v3 response limit reached: later partitions get nothing this time
+            // (the first data always goes out, so a small limit cannot stall a
+            // consumer).
+            r.high_watermark = partition.log_end();
+            return r;
+        }
+        let max = usize::try_from(p.max_bytes)
+            .unwrap_or(0)
+            .min(response_limit.saturating_sub(total));
+        let read = partition.read(p.fetch_offset, max);
+        r.high_watermark = read.high_watermark;
+        if read.out_of_range {
+            r.error_code = error_code::OFFSET_OUT_OF_RANGE;
+            had_error = true;
+        }
+        total += read.bytes;
+        for e in read.entries {
+            if version >= 2 {
+                r.records.push(e.data);
+            } else {
+                message_set::down_convert(&e.data, e.base, state.max_frame_bytes, &mut r.records);
             }
-            let max = usize::try_from(p.max_bytes)
-                .unwrap_or(0)
-                .min(response_limit.saturating_sub(total));
-            let read = partition.read(p.fetch_offset, max);
-            r.high_watermark = read.high_watermark;
-            if read.out_of_range {
-                r.error_code = error_code::OFFSET_OUT_OF_RANGE;
-                had_error = true;
-            }
-            total += read.bytes;
-            for e in read.entries {
-                if version >= 2 {
-                    r.records.push(e.data);
-                } else {
-                    message_set::down_convert(
-                        &e.data,
-                        e.base,
-                        state.max_frame_bytes,
-                        &mut r.records,
-                    );
-                }
-            }
-            r
-        },
-    );
+        }
+        r
+    });
     (FetchResponse { topics }, total, had_error)
 }
 
 fn list_offsets(state: &State, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = ListOffsetsRequest::decode(d, version)?;
-    let topics = answer_each(
-        state,
-        &req.topics,
-        |p| p.index,
-        |_, p, partition| {
-            let mut r = ListOffsetsPartitionResponse {
-                index: p.index,
-                error_code: error_code::NONE,
-                offset: -1,
-                timestamp: -1,
-                max_num_offsets: p.max_num_offsets,
-            };
-            match partition {
-                None => r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
-                Some(part) => match p.timestamp {
-                    LATEST => r.offset = part.log_end(),
-                    EARLIEST => r.offset = part.log_start(),
-                    ts => match part.offset_for_time(ts) {
-                        Some((o, found_ts)) => {
-                            r.offset = o;
-                            r.timestamp = found_ts;
-                        }
-                        None if version == 0 => r.offset = part.log_end(),
-                        None => {}
-                    },
+    let topics = answer_each(state, &req.topics, |_, p, partition| {
+        let mut r = ListOffsetsPartitionResponse {
+            index: p.index,
+            error_code: error_code::NONE,
+            offset: -1,
+            timestamp: -1,
+            max_num_offsets: p.max_num_offsets,
+        };
+        match partition {
+            None => r.error_code = error_code::UNKNOWN_TOPIC_OR_PARTITION,
+            Some(part) => match p.timestamp {
+                LATEST => r.offset = part.log_end(),
+                EARLIEST => r.offset = part.log_start(),
+                ts => match part.offset_for_time(ts) {
+                    Some((o, found_ts)) => {
+                        r.offset = o;
+                        r.timestamp = found_ts;
+                    }
+                    None if version == 0 => r.offset = part.log_end(),
+                    None => {}
                 },
-            }
-            r
-        },
-    );
+            },
+        }
+        r
+    });
     Ok(Some(ListOffsetsResponse { topics }.encode(version)))
 }
 
@@ -535,30 +519,25 @@ async fn metadata(
 async fn offset_commit(state: &Arc<State>, d: &mut Decoder<'_>, version: i16) -> Handled {
     let req = OffsetCommitRequest::decode(d, version)?;
     let mut commits = Vec::new();
-    let mut codes = answer_each(
-        state,
-        &req.topics,
-        |p| p.index,
-        |topic, p, partition| {
-            let meta = p.metadata.as_deref().unwrap_or("");
-            let code = if req.group_id.is_empty() {
-                error_code::INVALID_GROUP_ID
-            } else if partition.is_none() {
-                error_code::UNKNOWN_TOPIC_OR_PARTITION
-            } else if meta.len() > offsets::MAX_METADATA_LEN {
-                error_code::OFFSET_METADATA_TOO_LARGE
-            } else {
-                commits.push(Commit {
-                    topic,
-                    partition: p.index,
-                    offset: p.offset,
-                    metadata: meta,
-                });
-                error_code::NONE
-            };
-            (p.index, code)
-        },
-    );
+    let mut codes = answer_each(state, &req.topics, |topic, p, partition| {
+        let meta = p.metadata.as_deref().unwrap_or("");
+        let code = if req.group_id.is_empty() {
+            error_code::INVALID_GROUP_ID
+        } else if partition.is_none() {
+            error_code::UNKNOWN_TOPIC_OR_PARTITION
+        } else if meta.len() > offsets::MAX_METADATA_LEN {
+            error_code::OFFSET_METADATA_TOO_LARGE
+        } else {
+            commits.push(Commit {
+                topic,
+                partition: p.index,
+                offset: p.offset,
+                metadata: meta,
+            });
+            error_code::NONE
+        };
+        (p.index, code)
+    });
     let ok = commits.is_empty() || commit_offsets(state, &req.group_id, &commits).await;
     if !ok {
         for t in &mut codes {

@@ -101,6 +101,30 @@ pub struct TopicPartitions<P> {
     pub partitions: Vec<P>,
 }
 
+/// A request's entry for one partition, which names the partition it is about.
+pub trait PartitionEntry {
+    /// The partition number.
+    fn index(&self) -> i32;
+}
+
+impl PartitionEntry for fetch::FetchPartition {
+    fn index(&self) -> i32 {
+        self.index
+    }
+}
+
+impl PartitionEntry for list_offsets::ListOffsetsPartition {
+    fn index(&self) -> i32 {
+        self.index
+    }
+}
+
+impl PartitionEntry for offset_commit::CommitPartition {
+    fn index(&self) -> i32 {
+        self.index
+    }
+}
+
 impl<P> TopicPartitions<P> {
     /// The same topic with `f` applied to each partition's entry (a request's entry to
     /// its answer).
