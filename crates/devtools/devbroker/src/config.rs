@@ -68,7 +68,6 @@ impl FromStr for TopicSpec {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

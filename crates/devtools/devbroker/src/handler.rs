@@ -804,7 +804,6 @@ fn check_assignment(assignments: &[(i32, Vec<i32>)]) -> Result<i32, (i16, String
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use std::sync::mpsc;
 

@@ -616,7 +616,6 @@ fn open_partition(tdir: &Path, p: i32) -> Result<Partition, StorageError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::message_set::build_message;

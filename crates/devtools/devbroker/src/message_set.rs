@@ -323,7 +323,6 @@ fn down_convert_inner(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::compression::testing;

@@ -180,12 +180,7 @@ fn open_file(dir: &Path) -> Result<(HashMap<Key, Committed>, File), StorageError
         Err(e) => return Err(io_err("open", &path)(e)),
     }
     let (map, valid) = replay(&data);
-    warn_torn_tail(
-        &path,
-        data.len(),
-        valid,
-        "leaving out of the compacted offsets",
-    );
+    warn_torn_tail(&path, data.len(), valid, "ignoring");
     // Compact: write the live offsets to a temporary file, sync, rename over.
     let tmp = dir.join("offsets.log.tmp");
     let mut buf = Vec::new();
@@ -208,7 +203,6 @@ fn open_file(dir: &Path) -> Result<(HashMap<Key, Committed>, File), StorageError
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

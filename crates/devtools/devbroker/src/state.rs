@@ -52,7 +52,6 @@ impl State {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use std::thread;
 

@@ -1,14 +1,15 @@
 //! End to end, with every part a real process: the broker, orders, payments,
 //! notifications and the gateway binaries, the local PostgreSQL and Redis, orders
-//! placed over HTTP. Each test has its own broker, databases and Redis key prefix,
-//! and runs twice: on devbroker and on Apache Kafka 3.9 (3-partition topics created
+//! placed over HTTP. Each test has its own broker, databases and Redis key prefix.
+//! Most run twice: on devbroker and on Apache Kafka 3.9 (3-partition topics created
 //! as compose's kafka-init creates them), see `testkit::on_each_broker!`.
 //!
 //! The second Kafka client (`KAFKA_CLIENT=rdkafka`): the main flow runs on every
 //! supported (broker, client) pair (`testkit::on_each_client!`, Apache Kafka 4.x
-//! included); on Apache Kafka 4.x with rdkafka, a broker SIGKILL and restart
-//! mid-stream, poison messages on both topics, and scale-out by consumer group (two
-//! payments and two notifications, one payments SIGKILLed, a third joining).
+//! included); a broker SIGKILL and restart mid-stream and poison messages on both
+//! topics run on devbroker and Kafka 3.9 with `kafka` and on Apache Kafka 4.x with
+//! rdkafka (`testkit::on_setups!`); scale-out by consumer group (two payments and two
+//! notifications, one payments SIGKILLed, a third joining) runs on 4.x with rdkafka.
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, time::Duration};
@@ -48,7 +49,8 @@ struct Wiring {
 }
 
 impl Wiring {
-    /// Starts the service binary `name` with `own` variables and the broker's.
+    /// Starts the service binary `name` with `own` variables and the broker's; the
+    /// `launch_*` methods below are its uses. None of them waits for `/readyz`.
     fn spawn(&self, name: &str, own: &[(&str, String)]) -> ServiceProcess {
         let broker = [
             ("KAFKA_BROKERS", self.broker_addr.clone()),
@@ -70,7 +72,7 @@ impl Wiring {
         .unwrap()
     }
 
-    fn spawn_payments(&self, dsn: String, health: &str) -> ServiceProcess {
+    fn launch_payments(&self, dsn: String, health: &str) -> ServiceProcess {
         self.spawn(
             "payments",
             &[
@@ -83,7 +85,7 @@ impl Wiring {
         )
     }
 
-    fn spawn_notifications(&self, health: &str) -> ServiceProcess {
+    fn launch_notifications(&self, health: &str) -> ServiceProcess {
         self.spawn(
             "notifications",
             &[
@@ -156,8 +158,8 @@ impl Platform {
                 ("KAFKA_TOPIC_STATUS", wiring.status_topic.clone()),
             ],
         );
-        let payments = wiring.spawn_payments(payments_dsn, &payments_health);
-        let notifications = wiring.spawn_notifications(&notifications_health);
+        let payments = wiring.launch_payments(payments_dsn, &payments_health);
+        let notifications = wiring.launch_notifications(&notifications_health);
         let gateway = ServiceProcess::spawn(
             "gateway",
             &[],
@@ -353,7 +355,7 @@ impl Platform {
     /// shares the partitions); returns it once it is ready.
     fn spawn_payments(&self) -> ServiceProcess {
         let health = format!("127.0.0.1:{}", free_port());
-        let process = self.wiring.spawn_payments(self.payments_db.dsn(), &health);
+        let process = self.wiring.launch_payments(self.payments_db.dsn(), &health);
         wait_http_ok(&format!("http://{health}/readyz"), READY);
         process
     }
@@ -362,7 +364,7 @@ impl Platform {
     /// it is ready.
     fn spawn_notifications(&self) -> ServiceProcess {
         let health = format!("127.0.0.1:{}", free_port());
-        let process = self.wiring.spawn_notifications(&health);
+        let process = self.wiring.launch_notifications(&health);
         wait_http_ok(&format!("http://{health}/readyz"), READY);
         process
     }

@@ -67,7 +67,7 @@ pub use producer::dispatch::Producer;
 /// `KAFKA_CLIENT`: which client library the producer and the consumer run on.
 pub use settings::KafkaClient;
 /// A service's Kafka section: brokers, client and TLS/SASL together
-/// ([`ConsumerConfig::connected`], [`readiness_probe`]).
+/// ([`ConsumerConfig::from_kafka`], [`readiness_probe`]).
 pub use settings::KafkaConnection;
 /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_*`: TLS and SASL
 /// (librdkafka only).

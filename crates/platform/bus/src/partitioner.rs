@@ -42,7 +42,6 @@ pub(crate) fn for_key(key: &[u8], partitions: u32) -> i32 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -58,7 +58,6 @@ impl Wake for Unpark {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -487,7 +487,6 @@ pub fn tls_failure<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

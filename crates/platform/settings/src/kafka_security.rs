@@ -293,7 +293,6 @@ impl KafkaSecurity {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -10,8 +10,8 @@
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
 //! - [`BrokerList`], a comma-separated `host:port` list;
-//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads
-//!   (both lists fail with a [`ListError`] naming the list and its form);
+//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
+//! - [`ListError`]: what either list fails with, naming the list and its form;
 //! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
 //! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
 //!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`];

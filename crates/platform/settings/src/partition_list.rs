@@ -97,7 +97,6 @@ impl<'de> de::Visitor<'de> for PartitionListVisitor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

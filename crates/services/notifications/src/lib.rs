@@ -91,7 +91,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
-        ..bus::ConsumerConfig::connected(
+        ..bus::ConsumerConfig::from_kafka(
             &config.kafka,
             config.topic(),
             &config.kafka_consumer_group,

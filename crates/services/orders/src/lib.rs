@@ -225,7 +225,7 @@ impl Background {
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
                 fetch_min_bytes: payment_results::FETCH_MIN_BYTES,
                 fetch_max_wait: payment_results::FETCH_MAX_WAIT,
-                ..bus::ConsumerConfig::connected(
+                ..bus::ConsumerConfig::from_kafka(
                     &config.kafka,
                     &config.kafka_topic_status,
                     &config.kafka_consumer_group,

@@ -109,31 +109,39 @@ impl<P: PaymentProvider> OrderHandler<P> {
 
     fn record(&self, order: &OrderCreated, message: &bus::Message<'_>, processed: Processed) {
         self.metrics.processed.inc();
-        // Every line below names the event and where it was read.
-        let _event = tracing::info_span!(
-            "order_created",
-            order_id = order.order_id,
-            event_id = order.event_id,
-            partition = message.partition,
-            offset = message.offset,
-        )
-        .entered();
         match processed {
             Processed::Decided(outcome) => {
                 match outcome {
                     PaymentOutcome::Succeeded => self.metrics.succeeded.inc(),
                     PaymentOutcome::Failed => self.metrics.failed.inc(),
                 }
-                tracing::debug!(status = outcome.as_str(), "payment decided");
+                tracing::debug!(
+                    order_id = order.order_id,
+                    event_id = order.event_id,
+                    status = outcome.as_str(),
+                    partition = message.partition,
+                    offset = message.offset,
+                    "payment decided"
+                );
             }
             Processed::Duplicate => {
                 self.metrics.duplicates.inc();
-                tracing::info!("duplicate OrderCreated skipped");
+                tracing::info!(
+                    order_id = order.order_id,
+                    event_id = order.event_id,
+                    partition = message.partition,
+                    offset = message.offset,
+                    "duplicate OrderCreated skipped"
+                );
             }
             Processed::DeadLettered => {}
             Processed::AlreadyPaid => {
                 self.metrics.duplicates.inc();
                 tracing::warn!(
+                    order_id = order.order_id,
+                    event_id = order.event_id,
+                    partition = message.partition,
+                    offset = message.offset,
                     "OrderCreated with a new event_id for an order already paid: first decision kept"
                 );
             }

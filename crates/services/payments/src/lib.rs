@@ -174,7 +174,7 @@ async fn run(
     let consumer_config = bus::ConsumerConfig {
         partitions: config.kafka_partitions.selected(),
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
-        ..bus::ConsumerConfig::connected(
+        ..bus::ConsumerConfig::from_kafka(
             &config.kafka,
             &config.kafka_topic_order,
             &config.kafka_consumer_group,

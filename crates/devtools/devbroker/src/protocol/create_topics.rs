@@ -97,7 +97,6 @@ impl CreateTopicsResponse {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

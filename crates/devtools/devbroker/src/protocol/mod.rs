@@ -400,7 +400,6 @@ pub fn frame_response(correlation_id: i32, body: &[u8]) -> Bytes {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

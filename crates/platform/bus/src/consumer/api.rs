@@ -114,7 +114,7 @@ impl ConsumerConfig {
 
     /// [`ConsumerConfig::new`] on a service's Kafka section: its brokers, its client
     /// (`KAFKA_CLIENT`) and its TLS/SASL settings.
-    pub fn connected(kafka: &KafkaConnection, topic: &str, group: &str, client_id: &str) -> Self {
+    pub fn from_kafka(kafka: &KafkaConnection, topic: &str, group: &str, client_id: &str) -> Self {
         Self {
             client: kafka.client,
             security: kafka.security.clone(),
