@@ -16,46 +16,64 @@
       # No flake-utils: one genAttrs over the two Linux systems.
       forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
 
-      # Everything for one system, built from nix/*.nix.
+      # Everything for one system, built from nix/*.nix. callPackage (which passes the
+      # result through makeOverridable, adding `override` and `overrideDerivation` to any
+      # attribute set) only for files that return one derivation. Files that return a set
+      # of outputs are imported with explicit arguments: through callPackage those two
+      # functions would become apps.<system>.override etc., which `nix flake show` and
+      # `nix flake check` reject as neither apps nor derivations.
       perSystem =
         pkgs:
         let
           platform = pkgs.callPackage ./nix/package.nix { };
-          images = pkgs.callPackage ./nix/images.nix { inherit platform; };
+          images = import ./nix/images.nix {
+            inherit (pkgs) lib dockerTools busybox runCommand;
+            inherit platform;
+          };
         in
         {
           inherit platform images;
-          apps = pkgs.callPackage ./nix/apps.nix { inherit platform images; };
+          apps = import ./nix/apps.nix {
+            inherit (pkgs) lib writeShellApplication;
+            inherit platform images;
+          };
           devShell = pkgs.callPackage ./nix/devshell.nix { };
-          checks = pkgs.callPackage ./nix/checks.nix { inherit platform; };
+          checks = import ./nix/checks.nix {
+            inherit (pkgs)
+              lib
+              rustPlatform
+              rustPackages
+              runCommand
+              python3
+              ;
+            inherit platform;
+          };
         };
+
+      # Evaluated once per system and shared by every output below.
+      bySystem = forAllSystems perSystem;
     in
     {
       # packages.<system>: one package per binary (orders, payments, notifications,
       # gateway, devbroker, stack), the whole workspace (`platform`, also `default`),
       # and one OCI image per service (orders-image, payments-image, ...).
-      packages = forAllSystems (
-        pkgs:
-        let
-          s = perSystem pkgs;
-        in
+      packages = lib.mapAttrs (
+        system: s:
         s.platform.bins
         // lib.mapAttrs' (service: image: lib.nameValuePair "${service}-image" image) s.images.images
         // {
           platform = s.platform;
           default = s.platform;
         }
-      );
+      ) bySystem;
 
       # apps.<system>: `nix run .#orders` etc., and `nix run .#load-images`.
-      apps = forAllSystems (pkgs: (perSystem pkgs).apps);
+      apps = lib.mapAttrs (system: s: s.apps) bySystem;
 
-      devShells = forAllSystems (pkgs: {
-        default = (perSystem pkgs).devShell;
-      });
+      devShells = lib.mapAttrs (system: s: { default = s.devShell; }) bySystem;
 
       # checks.<system>: fmt, clippy, the build with its no-external-server tests,
       # and the compose/flake agreement check.
-      checks = forAllSystems (pkgs: (perSystem pkgs).checks);
+      checks = lib.mapAttrs (system: s: s.checks) bySystem;
     };
 }

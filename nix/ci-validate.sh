@@ -6,8 +6,10 @@
 #
 #   1. every .nix file parses (nix-instantiate --parse, Debian nix-bin);
 #   2. flake.lock is valid JSON holding exactly the nixpkgs pin and nothing else;
-#   3. flake.nix's outputs evaluate against a stub of nixpkgs (nix/eval-stub.nix):
-#      wiring, asserts, file set paths and output names;
+#   3. flake.nix's outputs evaluate against a stub of nixpkgs (nix/eval-stub.nix, which
+#      keeps nixpkgs' callPackage/makeOverridable and real derivations): wiring,
+#      asserts, file set paths, output names, and the output shapes `nix flake show` /
+#      `nix flake check` require (apps are app definitions, the rest derivations);
 #   4. docker-compose -f docker-compose.yaml config -q (PyPI docker-compose 1.29.2);
 #   5. nix/check-compose.py: compose runs exactly the images the flake builds, and prints
 #      the environment variable names compose sets per service (JSON);
@@ -123,33 +125,96 @@ PY
 log "2/6 flake.lock is valid JSON and holds exactly the nixpkgs pin"
 
 # --- 3. the flake's outputs evaluate (against a nixpkgs stub) -----------------------
+# --readonly-mode: derivation paths are computed, no .drv is written to /nix/store.
 eval_json="$(mktemp)"
 trap 'rm -f "$eval_json"' EXIT
-nix-instantiate --eval --strict --json nix/eval-stub.nix >"$eval_json"
+nix-instantiate --readonly-mode --eval --strict --json nix/eval-stub.nix >"$eval_json"
+# The output shapes `nix flake show` and `nix flake check` require (Nix's
+# src/nix/flake.cc: checkApp, checkDerivation), plus the expected names.
 python3 - "$eval_json" <<'PY'
-import json, sys
+import json, re, sys
 d = json.load(open(sys.argv[1]))
+systems = {"x86_64-linux", "aarch64-linux"}
 bins = ["orders", "payments", "notifications", "gateway", "devbroker", "stack"]
 services = ["orders", "payments", "notifications", "gateway"]
-for system in ("x86_64-linux", "aarch64-linux"):
+expected = {
+    "packages": set(bins) | {f"{x}-image" for x in services} | {"platform", "default"},
+    "apps": set(bins) | {"load-images"},
+    "checks": {"fmt", "clippy", "build", "compose"},
+    "devShells": {"default"},
+}
+store_path = re.compile(r"/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+")
+in_store = re.compile(store_path.pattern + r"(/.+)?")
+errors = []
+
+def what(e):
+    if e["kind"] in ("set", "functor"):
+        return f"a {e['kind']} with attributes {', '.join(e['attrs']) or '(none)'}"
+    return f"a {e['kind']}"
+
+def check_app(path, e):
+    if e["kind"] not in ("set", "functor"):
+        return [f"app '{path}': expected a set but found {what(e)} (nix flake show: not an app definition)"]
+    if e["type"] is None:
+        return [f"app '{path}' lacks attribute 'type' (it is {what(e)}; nix flake show: not an app definition)"]
+    errs = []
+    if e["type"] != "app":
+        errs.append(f"app '{path}': type is {e['type']!r}, not 'app' (nix flake show: not an app definition)")
+    if e["program"] is None:
+        errs.append(f"app '{path}' lacks attribute 'program' (or it is not a string)")
+    elif not in_store.fullmatch(e["program"]):
+        errs.append(f"app '{path}': program {e['program']!r} is not in the Nix store")
+    elif not e["programHasContext"]:
+        errs.append(f"app '{path}': program {e['program']!r} carries no string context (no derivation), so `nix run` would not build it")
+    for a in e["attrs"]:
+        if a not in ("type", "program", "meta"):
+            errs.append(f"app '{path}' has unsupported attribute '{a}'")
+    if e["description"] is None:
+        errs.append(f"app '{path}' lacks attribute 'meta.description' (nix flake check warns)")
+    return errs
+
+def check_drv(path, e):
+    if e["kind"] != "derivation":
+        return [f"flake attribute '{path}' is not a derivation (it is {what(e)})"]
+    errs = []
+    if not isinstance(e["name"], str):
+        errs.append(f"derivation '{path}' has no string name")
+    if not (isinstance(e["drvPath"], str) and store_path.fullmatch(e["drvPath"]) and e["drvPath"].endswith(".drv")):
+        errs.append(f"derivation '{path}': drvPath {e['drvPath']!r} is not a .drv store path")
+    if not (isinstance(e["out"], str) and store_path.fullmatch(e["out"])):
+        errs.append(f"derivation '{path}': outPath {e['out']!r} is not a store path")
+    return errs
+
+if set(d["outputSystems"]) != set(expected):
+    errors.append(f"flake outputs {sorted(d['outputSystems'])} != {sorted(expected)}")
+for output, got_systems in d["outputSystems"].items():
+    if set(got_systems or []) != systems:
+        errors.append(f"{output}: systems {got_systems} != {sorted(systems)}")
+
+for system in sorted(systems):
     s = d[system]
-    want_pkgs = set(bins) | {f"{x}-image" for x in services} | {"platform", "default"}
-    if set(s["packages"]) != want_pkgs:
-        sys.exit(f"{system}: packages {sorted(s['packages'])} != {sorted(want_pkgs)}")
-    if set(s["apps"]) != set(bins) | {"load-images"}:
-        sys.exit(f"{system}: apps {sorted(s['apps'])}")
-    if set(s["checks"]) != {"fmt", "clippy", "build", "compose"}:
-        sys.exit(f"{system}: checks {sorted(s['checks'])}")
-    if "default" not in s["devShells"]:
-        sys.exit(f"{system}: no devShells.default")
+    for output, want in expected.items():
+        got = set(s[output])
+        if got - want:
+            errors.append(f"{output}.{system}: unexpected {', '.join(sorted(got - want))}")
+        if want - got:
+            errors.append(f"{output}.{system}: missing {', '.join(sorted(want - got))}")
+        check = check_app if output == "apps" else check_drv
+        for name in sorted(s[output]):
+            errors.extend(check(f"{output}.{system}.{name}", s[output][name]))
     for name, img in s["images"].items():
-        if img["user"] in ("", "0", "root", "0:0"):
-            sys.exit(f"{system}: {name} runs as root")
+        if img["user"] in (None, "", "0", "root", "0:0"):
+            errors.append(f"{system}: {name} runs as root")
         if not img["entrypoint"]:
-            sys.exit(f"{system}: {name} has no entrypoint")
-print("evaluated outputs: " + ", ".join(f"{k}: {len(v)}" for k, v in d["x86_64-linux"].items()))
+            errors.append(f"{system}: {name} has no entrypoint")
+
+if errors:
+    print("\n".join(f"nix/ci-validate: {e}" for e in errors), file=sys.stderr)
+    sys.exit(f"nix/ci-validate: {len(errors)} problem(s) in the flake's outputs")
+x86 = d["x86_64-linux"]
+print("evaluated outputs: " + ", ".join(f"{k}: {len(v)}" for k, v in x86.items()))
 PY
-log "3/6 flake outputs evaluate (stubbed nixpkgs) with the expected names"
+log "3/6 flake outputs evaluate (stubbed nixpkgs): expected names, apps are app definitions, the rest derivations"
 
 # --- 4. docker-compose config ------------------------------------------------------
 "$compose" -f docker-compose.yaml config -q
