@@ -16,7 +16,8 @@
 //!   deadline, 405 with `Allow`, and the `recover` that turns routing failures into
 //!   the same JSON errors;
 //! - [`request_metrics`]: the Go gateway's `opp_http_requests_total` and
-//!   `opp_http_request_duration_seconds`, labelled by route pattern;
+//!   `opp_http_request_duration_seconds`, for the requests it counts (under `/orders`
+//!   and `/swagger/`), labelled by its route patterns;
 //! - [`swagger`]: Swagger UI at `/swagger/index.html` on the description as JSON
 //!   (`/swagger/doc.json`), its vendored assets embedded in the binary;
 //! - [`overload`]: the bound on `/orders` requests in flight; past it, 503 at once;

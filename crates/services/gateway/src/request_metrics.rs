@@ -1,17 +1,25 @@
 //! The Go gateway's request metrics, under its names, so dashboards and alerts built
 //! on the Go gateway keep working:
 //!
-//! - `opp_http_requests_total{service,method,route,status}` (counter): every answered
-//!   request, whatever its status (4xx, 5xx and 405 included);
+//! - `opp_http_requests_total{service,method,route,status}` (counter);
 //! - `opp_http_request_duration_seconds{service,method,route}` (histogram, the
 //!   Prometheus client's default buckets, 5 ms to 10 s: [`PROMETHEUS_DEFAULT_BUCKETS`]).
 //!
+//! They count the requests the Go gateway counts, and no others. There the
+//! middleware (`gateway/internal/middleware/metrics.go`) wraps only three handlers of
+//! its `http.ServeMux` (`gateway/cmd/main.go`), each with a fixed `route` label:
+//! `/orders` (exactly that path), `/orders/` (that path and every path under it:
+//! label `/orders/{id}`) and `/swagger/` (every path under it: label `/swagger/*`).
+//! `/healthz`, `/readyz` and `/metrics` are served unwrapped, and a path no handler
+//! takes (404), or one the mux redirects to its clean form (`//orders`,
+//! `/orders/./1`, `/swagger`: 301), never reaches a wrapped handler: none of these is
+//! counted ([`route_label`]). Whatever status the counted request is answered with
+//! (4xx, 5xx, 405, a 301 under `/swagger/`) is its `status`.
+//!
 //! Labels: `service` is always `gateway`; `method` the HTTP method (`OTHER` for a
-//! method outside RFC 9110's and PATCH); `route` the route pattern that serves the
-//! path ([`route_label`]: `/orders`, `/orders/{id}`, `/healthz`, ...; `unmatched` for
-//! a path no route serves); `status` the numeric status code. Every label has a
-//! bounded set of values, so a scanner requesting random paths and methods adds no
-//! series.
+//! method outside RFC 9110's and PATCH, where Go writes any method a client sends:
+//! a scanner inventing methods adds no series here); `route` as above; `status` the
+//! numeric status code.
 
 use std::time::Duration;
 
@@ -20,8 +28,6 @@ use warp::http::{Method, StatusCode};
 
 /// The `service` label.
 pub const SERVICE: &str = "gateway";
-/// The `route` of a request no route serves (an unknown path: 404).
-pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// The `method` of a request whose method is not a standard one.
 pub const OTHER_METHOD: &str = "OTHER";
 
@@ -37,22 +43,26 @@ impl RequestMetrics {
         Self {
             requests: metrics.counter_family(
                 "opp_http_requests_total",
-                "HTTP requests answered, by service, method, route pattern and status code.",
+                // The Go gateway's help texts.
+                "Total HTTP requests",
                 ["service", "method", "route", "status"],
             ),
             duration: metrics.histogram_family(
                 "opp_http_request_duration_seconds",
-                "Time to answer HTTP requests in seconds, by service, method and route pattern.",
+                "HTTP request latency",
                 ["service", "method", "route"],
                 &PROMETHEUS_DEFAULT_BUCKETS,
             ),
         }
     }
 
-    /// Counts and times one answered request.
+    /// Counts and times one answered request, if the Go gateway counts it
+    /// ([`route_label`]).
     pub fn observe(&self, method: &Method, path: &str, status: StatusCode, elapsed: Duration) {
+        let Some(route) = route_label(path) else {
+            return;
+        };
         let method_label = method_label(method);
-        let route = route_label(method, path);
         self.requests
             .with_labels([SERVICE, method_label, route, status.as_str()])
             .inc();
@@ -79,27 +89,43 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The route pattern that serves `path` (whatever the method: a 405 is labelled
-/// with its path's route), or [`UNMATCHED_ROUTE`]. As the routes do, one trailing
-/// slash is ignored, except that `GET /orders/` is the order route with an empty id
-/// (answered 400). Everything under `/swagger/` is one route, `/swagger/*`, as a Go
-/// router's wildcard route serving the Swagger UI.
-pub fn route_label(method: &Method, path: &str) -> &'static str {
-    if path == "/orders/" && method == Method::GET {
-        return "/orders/{id}";
+/// The `route` the Go gateway counts a request for `path` under, whatever its method:
+/// `/orders`, `/orders/{id}` (`/orders/` and every path under it) or `/swagger/*`
+/// (every path under `/swagger/`). `None`, not counted, for every other path, and for
+/// a path Go's `ServeMux` answers with a redirect to its clean form before any
+/// handler runs ([`is_clean`]).
+pub fn route_label(path: &str) -> Option<&'static str> {
+    if !is_clean(path) {
+        return None;
     }
-    let path = path.strip_suffix('/').unwrap_or(path);
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    match segments.as_slice() {
-        ["orders"] => "/orders",
-        ["orders", id] if !id.is_empty() => "/orders/{id}",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["metrics"] => "/metrics",
-        ["openapi.yaml"] => "/openapi.yaml",
-        ["swagger", ..] => "/swagger/*",
-        _ => UNMATCHED_ROUTE,
+    if path == "/orders" {
+        Some("/orders")
+    } else if path.starts_with("/orders/") {
+        Some("/orders/{id}")
+    } else if path.starts_with("/swagger/") {
+        Some("/swagger/*")
+    } else {
+        None
     }
+}
+
+/// Whether `path` is already in the form Go's `ServeMux` cleans a path to (its
+/// `cleanPath`: `path.Clean`, keeping a trailing slash): rooted, with no empty, `.`
+/// or `..` segment, except an empty last one (the trailing slash).
+pub fn is_clean(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        match segment {
+            "." | ".." => return false,
+            "" if !last => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -107,56 +133,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_are_labelled_by_pattern_and_unknown_paths_by_one_value() {
-        let get = Method::GET;
-        for (method, path, route) in [
-            (&Method::POST, "/orders", "/orders"),
-            (&Method::POST, "/orders/", "/orders"),
-            (&Method::PATCH, "/orders", "/orders"),
-            (&get, "/orders", "/orders"),
-            (&get, "/orders/", "/orders/{id}"),
-            (&get, "/orders/42", "/orders/{id}"),
-            (&get, "/orders/42/", "/orders/{id}"),
-            (&get, "/orders/abc", "/orders/{id}"),
-            (&Method::DELETE, "/orders/1", "/orders/{id}"),
-            (&get, "/healthz", "/healthz"),
-            (&get, "/healthz/", "/healthz"),
-            (&get, "/readyz", "/readyz"),
-            (&get, "/metrics", "/metrics"),
-            (&get, "/openapi.yaml", "/openapi.yaml"),
-            (&get, "/swagger/index.html", "/swagger/*"),
-            (&get, "/swagger/", "/swagger/*"),
-            (&get, "/", "unmatched"),
-            (&get, "/nope", "unmatched"),
-            (&get, "/orders/1/items", "unmatched"),
-            (&get, "/v1/orders", "unmatched"),
-            (&get, "//orders", "unmatched"),
-            (&get, "/.env", "unmatched"),
+    fn counted_as_the_go_gateway_counts_by_its_mux_patterns() {
+        for (path, route) in [
+            ("/orders", Some("/orders")),
+            ("/orders/", Some("/orders/{id}")),
+            ("/orders/42", Some("/orders/{id}")),
+            ("/orders/42/", Some("/orders/{id}")),
+            ("/orders/abc", Some("/orders/{id}")),
+            // Go's "/orders/" pattern is a subtree: its handler answers these (400).
+            ("/orders/1/items", Some("/orders/{id}")),
+            ("/swagger/", Some("/swagger/*")),
+            ("/swagger/index.html", Some("/swagger/*")),
+            ("/swagger/doc.json", Some("/swagger/*")),
+            ("/swagger/nope", Some("/swagger/*")),
+            // Served outside the middleware, or by no handler: not counted.
+            ("/healthz", None),
+            ("/readyz", None),
+            ("/metrics", None),
+            ("/openapi.yaml", None),
+            ("/", None),
+            ("/nope", None),
+            ("/v1/orders", None),
+            ("/ordersx", None),
+            ("/.env", None),
+            // The mux redirects these (301) before any handler runs.
+            ("/swagger", None),
+            ("//orders", None),
+            ("/orders//1", None),
+            ("/orders/./1", None),
+            ("/orders/../orders", None),
+            ("/orders/1/..", None),
+            ("/swagger/.", None),
+            ("*", None),
+            ("", None),
         ] {
-            assert_eq!(route_label(method, path), route, "{method} {path}");
+            assert_eq!(route_label(path), route, "{path}");
         }
     }
 
     #[test]
-    fn every_path_a_route_serves_has_its_own_label_and_no_other_does() {
-        // The same paths as routes::allowed_methods: a path with methods is a route.
-        for path in [
-            "/orders",
-            "/orders/",
-            "/orders/1",
-            "/orders/1/",
-            "/healthz",
-            "/readyz/",
-            "/metrics",
-            "/openapi.yaml",
-            "/",
-            "/nope",
-            "/orders/1/items",
-            "/healthz/x",
+    fn clean_paths_are_the_ones_go_does_not_redirect() {
+        for clean in ["/", "/orders", "/orders/", "/a/b/c", "/a/.b/..c/", "/a/b.c"] {
+            assert!(is_clean(clean), "{clean}");
+        }
+        for unclean in [
+            "", "orders", "//", "/a//b", "/./", "/a/.", "/a/..", "/../a", "/a/./",
         ] {
-            let routed = crate::routes::allowed_methods(path).is_some();
-            let labelled = route_label(&Method::DELETE, path) != UNMATCHED_ROUTE;
-            assert_eq!(routed, labelled, "{path}");
+            assert!(!is_clean(unclean), "{unclean}");
         }
     }
 
@@ -180,14 +203,33 @@ mod tests {
         requests.observe(&Method::POST, "/orders", StatusCode::OK, elapsed);
         requests.observe(&Method::GET, "/orders/x", StatusCode::BAD_REQUEST, elapsed);
         let method = Method::from_bytes(b"BREW").unwrap();
-        requests.observe(&method, "/pot", StatusCode::NOT_FOUND, elapsed);
+        requests.observe(
+            &method,
+            "/orders/1",
+            StatusCode::METHOD_NOT_ALLOWED,
+            elapsed,
+        );
+        // Not counted by the Go gateway.
+        requests.observe(&Method::GET, "/pot", StatusCode::NOT_FOUND, elapsed);
+        requests.observe(&Method::GET, "/healthz", StatusCode::OK, elapsed);
         let text = metrics.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| line.contains("opp_http_requests_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "# HELP opp_http_requests_total Total HTTP requests",
+                "# TYPE opp_http_requests_total counter",
+                r#"opp_http_requests_total{service="gateway",method="GET",route="/orders/{id}",status="400"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="OTHER",route="/orders/{id}",status="405"} 1"#,
+                r#"opp_http_requests_total{service="gateway",method="POST",route="/orders",status="200"} 2"#,
+            ],
+            "{text}"
+        );
         for line in [
-            "# HELP opp_http_requests_total HTTP requests answered, by service, method, route pattern and status code.",
-            "# TYPE opp_http_requests_total counter",
-            r#"opp_http_requests_total{service="gateway",method="GET",route="/orders/{id}",status="400"} 1"#,
-            r#"opp_http_requests_total{service="gateway",method="OTHER",route="unmatched",status="404"} 1"#,
-            r#"opp_http_requests_total{service="gateway",method="POST",route="/orders",status="200"} 2"#,
+            "# HELP opp_http_request_duration_seconds HTTP request latency",
             "# TYPE opp_http_request_duration_seconds histogram",
             r#"opp_http_request_duration_seconds_bucket{service="gateway",method="POST",route="/orders",le="0.01"} 0"#,
             r#"opp_http_request_duration_seconds_bucket{service="gateway",method="POST",route="/orders",le="0.025"} 2"#,
@@ -197,5 +239,9 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
         }
+        assert!(
+            !text.contains("/pot") && !text.contains("/healthz"),
+            "{text}"
+        );
     }
 }

@@ -134,7 +134,8 @@ pub struct OrderBody {
     pub status: String,
     pub items: Vec<ItemBody>,
     pub total_amount: i64,
-    /// RFC 3339, UTC (`2026-11-25T10:00:00.123456Z`); `null` if orders sent none.
+    /// RFC 3339 in whole seconds, UTC (`2026-11-25T10:00:00Z`), as the Go gateway
+    /// prints it (`Timestamp.AsTime().Format(time.RFC3339)`); `null` if orders sent none.
     pub created_at: Option<String>,
     pub updated_at: Option<String>,
 }
@@ -248,10 +249,16 @@ pub fn status_name(status: i32) -> &'static str {
     }
 }
 
+/// A time as the Go gateway prints it: `Timestamp.AsTime().Format(time.RFC3339)`, that
+/// is UTC with `Z`, in whole seconds. The fraction is dropped, not rounded (so
+/// `.999999` stays in its second), and, as Go's `time.Unix` does, nanos outside
+/// 0..1e9 carry into the seconds. `None` for a time chrono cannot represent.
 fn rfc3339(time: &proto::Timestamp) -> Option<String> {
-    let nanos = u32::try_from(time.nanos).ok()?;
-    DateTime::<Utc>::from_timestamp(time.seconds, nanos)
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    const NANOS_PER_SECOND: i64 = 1_000_000_000;
+    let carry = i64::from(time.nanos).div_euclid(NANOS_PER_SECOND);
+    let seconds = time.seconds.checked_add(carry)?;
+    DateTime::<Utc>::from_timestamp(seconds, 0)
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 #[cfg(test)]
@@ -372,6 +379,31 @@ mod tests {
     }
 
     #[test]
+    fn times_are_whole_seconds_in_utc_truncated_as_go_prints_them() {
+        let at = |seconds, nanos| rfc3339(&proto::Timestamp { seconds, nanos });
+        for (seconds, nanos, text) in [
+            (1_795_000_000, 0, "2026-11-18T11:06:40Z"),
+            (1_795_000_000, 123_456_000, "2026-11-18T11:06:40Z"),
+            // Dropped, not rounded up into the next second.
+            (1_795_000_000, 999_999_999, "2026-11-18T11:06:40Z"),
+            (0, 0, "1970-01-01T00:00:00Z"),
+            // Before 1970 the second is still the one the time is in.
+            (-1, 500_000_000, "1969-12-31T23:59:59Z"),
+            // Out-of-range nanos carry into the seconds, as Go's time.Unix does.
+            (1_795_000_000, 1_500_000_000, "2026-11-18T11:06:41Z"),
+            (1_795_000_000, -1, "2026-11-18T11:06:39Z"),
+        ] {
+            assert_eq!(
+                at(seconds, nanos).as_deref(),
+                Some(text),
+                "{seconds} {nanos}"
+            );
+        }
+        assert_eq!(at(i64::MAX, 0), None);
+        assert_eq!(at(i64::MAX, 1_000_000_000), None);
+    }
+
+    #[test]
     fn renders_orders_with_rfc3339_times_and_status_names() {
         let order = v1::Order {
             order_id: 5,
@@ -394,7 +426,7 @@ mod tests {
             json,
             serde_json::json!({"order_id": 5, "user_id": 7, "status": "new",
                 "items": [{"product_id": 1, "quantity": 2, "price": 150}],
-                "total_amount": 300, "created_at": "2026-11-18T11:06:40.123456Z",
+                "total_amount": 300, "created_at": "2026-11-18T11:06:40Z",
                 "updated_at": null})
         );
         assert_eq!(status_name(0), "unspecified");
