@@ -10,14 +10,16 @@
 //! topics run on devbroker and Kafka 3.9 with `kafka` and on Apache Kafka 4.x with
 //! rdkafka (`testkit::on_setups!`); scale-out by consumer group (two payments and two
 //! notifications, one payments SIGKILLed, a third joining) runs on 4.x with rdkafka.
+//! A Go deployment's databases, taken over at start-up, deliver their unsent events
+//! once (devbroker and Kafka 3.9).
 #![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, time::Duration};
 
 use testkit::{
-    BrokerKind, KafkaClient, KafkaLine, ServiceProcess, Setup, TcpProxy, TestBroker, TestDatabase,
-    free_port, http_request, on_each_broker, on_each_client, on_setups, unique_name, wait_http_ok,
-    wait_until,
+    BrokerKind, GoOrder, GoService, KafkaClient, KafkaLine, ServiceProcess, Setup, TcpProxy,
+    TestBroker, TestDatabase, free_port, http_request, insert_go_order, insert_go_payment,
+    on_each_broker, on_each_client, on_setups, unique_name, wait_http_ok, wait_until,
 };
 
 const READY: Duration = Duration::from_secs(60);
@@ -105,6 +107,9 @@ struct Options {
     payments_db_proxy: bool,
     /// `KAFKA_CLIENT` of orders, payments and notifications.
     kafka_client: KafkaClient,
+    /// Makes orders' and payments' databases before the services start (e.g. as
+    /// the Go platform left them).
+    databases: Option<fn(&TestDatabase, &TestDatabase)>,
 }
 
 impl Options {
@@ -121,6 +126,9 @@ impl Platform {
     fn start(kind: BrokerKind, options: Options) -> Self {
         let orders_db = TestDatabase::new("e2e_orders");
         let payments_db = TestDatabase::new("e2e_payments");
+        if let Some(make) = options.databases {
+            make(&orders_db, &payments_db);
+        }
         let broker = TestBroker::start(kind);
         let [
             orders_grpc,
@@ -309,7 +317,7 @@ impl Platform {
     }
 
     /// Every order reaches its final status in orders, as `GET /orders/{id}` shows it
-    /// (even order id `paid`, odd `payment_failed`, `updated_at` after `created_at`),
+    /// (even order id `paid`, odd `payment_failed`, `updated_at` not before `created_at`),
     /// and each was moved once: one applied `PaymentStatus` per order.
     fn assert_final_statuses(&self, orders: &[(i64, i64)]) {
         for (order_id, _) in orders {
@@ -330,9 +338,11 @@ impl Platform {
             let created = order["order"]["created_at"].as_str().unwrap();
             let updated = order["order"]["updated_at"].as_str().unwrap();
             let parse = |text: &str| chrono::DateTime::parse_from_rfc3339(text).unwrap();
+            // Whole seconds over REST (as Go prints them): the update may fall in the
+            // same second.
             assert!(
-                parse(updated) > parse(created),
-                "order {order_id}: updated_at {updated} after created_at {created}"
+                parse(updated) >= parse(created),
+                "order {order_id}: updated_at {updated} not before created_at {created}"
             );
         }
         let applied = self
@@ -435,6 +445,79 @@ fn an_order_placed_over_http_ends_as_a_notification_in_redis(setup: Setup) {
         (1..=600).contains(&ttl),
         "notification expires after REDIS_TTL, ttl={ttl}"
     );
+}
+
+/// A Go deployment's databases at the switch: order 1 fully handled by Go; order 2
+/// paid by Go payments, its PaymentStatus not published yet; order 3 not published
+/// by Go orders yet. Go's sequences are past its rows (ids used by rolled-back rows).
+fn go_deployment(orders_db: &TestDatabase, payments_db: &TestDatabase) {
+    let mut orders = orders_db.create_as_go(GoService::Orders);
+    let mut payments = payments_db.create_as_go(GoService::Payments);
+    for (user_id, sent) in [(21, true), (22, true), (23, false)] {
+        let order = GoOrder::new(user_id, vec![(7, 2, 150)], sent);
+        let (order_id, event_id) = insert_go_order(&mut orders, &order);
+        if sent {
+            let handled = i32::try_from(event_id).unwrap();
+            insert_go_payment(
+                &mut payments,
+                handled,
+                order_id,
+                user_id,
+                order.total(),
+                order_id == 1,
+            );
+        }
+    }
+    orders
+        .batch_execute("SELECT setval('orders_id_seq', 100); SELECT setval('events_id_seq', 30)")
+        .unwrap();
+    payments
+        .batch_execute("SELECT setval('events_id_seq', 40)")
+        .unwrap();
+}
+
+fn a_go_deployment_is_taken_over_and_its_unsent_events_delivered_once(kind: BrokerKind) {
+    let platform = Platform::start(
+        kind,
+        Options {
+            databases: Some(go_deployment),
+            ..Options::default()
+        },
+    );
+    let new_order = platform.place_order(24);
+    assert_eq!(new_order, 101, "new order ids continue after Go's");
+    let delivered = [(2, 22), (3, 23), (new_order, 24)];
+    let notifications = platform.wait_for_notifications(&[2, 3, new_order]);
+    for (order_id, user_id) in delivered {
+        let expected = if order_id % 2 == 0 {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        assert_eq!(
+            notifications[&order_id],
+            serde_json::json!({"order_id": order_id, "user_id": user_id, "order_status": expected}),
+        );
+    }
+    // Go's order 1 was notified by Go's notifications; nothing of ours publishes it again.
+    assert_eq!(platform.notification(&mut redis_connection(), 1), None);
+    let counts = platform.payment_counts();
+    let expected: BTreeMap<i64, (i64, i64)> =
+        [(1, (1, 1)), (2, (1, 1)), (3, (1, 1)), (new_order, (1, 1))].into();
+    assert_eq!(
+        counts, expected,
+        "one payment and one PaymentStatus per order"
+    );
+    let new_event: i64 = platform
+        .orders_db
+        .count("SELECT event_id FROM events WHERE message_key = '101'");
+    assert_eq!(
+        new_event, 31,
+        "new OrderCreated ids after Go's (payments skips a reused id)"
+    );
+    // orders applies the PaymentStatus events it sees: Go's unsent one and ours.
+    platform.assert_final_statuses(&delivered);
+    assert_eq!(platform.unsent_order_events(), 0);
 }
 
 fn kill_9_of_payments_mid_flight_loses_and_duplicates_nothing(kind: BrokerKind) {
@@ -654,6 +737,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
 on_each_client!(an_order_placed_over_http_ends_as_a_notification_in_redis);
 
 on_each_broker!(
+    a_go_deployment_is_taken_over_and_its_unsent_events_delivered_once,
     kill_9_of_payments_mid_flight_loses_and_duplicates_nothing,
     kill_9_of_orders_and_its_relay_loses_nothing,
     kill_9_of_orders_mid_burst_keeps_every_accepted_order,

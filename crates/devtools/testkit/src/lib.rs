@@ -15,6 +15,9 @@
 //!   [`service_binary!`] writes it for a service crate's own tests);
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
+//! - [`TestDatabase::create_as_go`], [`insert_go_order`], [`insert_go_payment`] and
+//!   [`snapshot`]: the Go platform's databases as its goose migrations leave them,
+//!   filled as the Go services write, for the take-over tests.
 //! - [`metric`] and [`wait_for_metric`]: read a counter from a service's `/metrics`.
 //! - [`assert_mentions`] and [`assert_hides`]: what an error message must and must not say.
 //! - [`wait_until`]: poll a condition up to a deadline (a deadline, not a timing assert).
@@ -36,6 +39,7 @@
 
 mod broker;
 mod database;
+mod go_platform;
 mod kafka;
 mod kafka_admin;
 mod process;
@@ -51,6 +55,7 @@ use std::{
 
 pub use broker::{BrokerKind, Setup, TestBroker};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
+pub use go_platform::{GoOrder, GoService, insert_go_order, insert_go_payment, snapshot};
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
 pub use process::{
     KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,

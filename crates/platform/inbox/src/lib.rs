@@ -12,9 +12,11 @@
 //!   moves on;
 //! - [`InboxSettings`]: how long both tables keep their rows
 //!   (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`), checked, and the
-//!   `retention` crate's policies for them.
+//!   `retention` crate's policies for them;
+//! - [`takeover`]: the Go payments service's `processed_events`, kept on a switch.
 
 mod settings;
+pub mod takeover;
 
 pub use settings::{
     DEAD_LETTERS_TABLE, ENV_VARS, InboxSettings, MIN_PROCESSED_EVENTS_RETENTION,

@@ -27,7 +27,8 @@
 //! retries with backoff and catches up when they return. A broker that no longer serves
 //! the `kafka` client's protocol (Apache Kafka 4.x) stops the relay and its service.
 //!
-//! The table and its trigger ([`TABLE`], [`CHANNEL`]) are in `migrations/outbox`.
+//! The table and its trigger ([`TABLE`], [`CHANNEL`]) are in `migrations/outbox`;
+//! [`takeover`] turns a Go service's outbox rows into ours.
 //! Sent rows are kept for a while, then deleted by the `retention` crate as
 //! [`RETENTION_TABLE`] describes (unsent rows never).
 
@@ -35,6 +36,7 @@ mod claim;
 mod relay;
 pub mod schema;
 mod settings;
+pub mod takeover;
 mod workers;
 
 pub use claim::{ClaimedEvent, OutboxTable};

@@ -3,9 +3,11 @@
 //! Start-up is [`prepare`]: make sure the service's database exists (creating it
 //! through the `postgres` maintenance database if not), apply the service's
 //! [`Schema`] (the refinery migration sets embedded in its binary: its own, the
-//! outbox's, each with its own history table) while holding an advisory lock (so two
-//! instances starting at once neither fail nor apply anything twice), and return an
-//! r2d2 pool that connects lazily. [`is_unavailable`] tells a transient database
+//! outbox's, each with its own history table) in one transaction while holding an
+//! advisory lock (so two instances starting at once neither fail nor apply anything
+//! twice, and a failure changes nothing), and return an r2d2 pool that connects
+//! lazily. A database the Go platform's goose migrations made is taken over in that
+//! same transaction ([`takeover`]). [`is_unavailable`] tells a transient database
 //! outage (connection refused, lost, server shutting down) from a real error, so
 //! callers can answer UNAVAILABLE and retry instead of failing hard; [`DbError`] is
 //! a failed call on the pool (no connection in time, or a failed statement), for
@@ -19,7 +21,9 @@
 //! All calls here block: async code reaches them through `spawn_blocking`.
 
 mod connection;
+mod in_transaction;
 mod schema;
+pub mod takeover;
 pub mod tls;
 
 use backoff::Backoff;
@@ -29,6 +33,7 @@ use postgres::{Client, Config, error::SqlState};
 
 pub use connection::{Connection, ConnectionManager};
 pub use schema::{DEFAULT_HISTORY_TABLE, MigrationSet, Schema, Superseded};
+pub use takeover::{MoveError, MoveStep, Predecessor};
 pub use tls::{PgTls, SslMode, TlsConfigError, TlsSettings};
 
 pub type Pool = r2d2::Pool<ConnectionManager>;
@@ -61,6 +66,18 @@ pub enum SetupError {
     },
     #[error("migration failed: {0}")]
     Migrate(#[source] refinery::Error),
+    /// The database is a predecessor's (the Go platform's) and could not be taken
+    /// over; nothing was changed.
+    #[error(
+        "cannot take over the database of {predecessor}: {reason}; the database was left unchanged"
+    )]
+    Takeover {
+        predecessor: &'static str,
+        reason: String,
+    },
+    /// The transaction holding the migrations could not begin or commit.
+    #[error("cannot apply the migrations: {}", describe(.0))]
+    Transaction(#[source] postgres::Error),
     /// Recording the current checksum of a superseded migration failed.
     #[error("cannot update the migration history: {}", describe(.0))]
     AdoptSuperseded(#[source] postgres::Error),
@@ -78,8 +95,9 @@ impl SetupError {
             SetupError::CreateDatabase { source: err, .. } => {
                 is_unavailable(err) || err.code() == Some(&SqlState::OBJECT_IN_USE)
             }
-            SetupError::AdoptSuperseded(err) => is_unavailable(err),
+            SetupError::AdoptSuperseded(err) | SetupError::Transaction(err) => is_unavailable(err),
             SetupError::Migrate(_)
+            | SetupError::Takeover { .. }
             | SetupError::Dsn(_)
             | SetupError::Task(_)
             | SetupError::TlsSettings(_)
@@ -182,13 +200,14 @@ fn classify_connect_error(err: postgres::Error, mode: SslMode) -> SetupError {
 /// when `shutdown` came first.
 pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
     dsn: &str,
-    schema: fn() -> S,
+    schema: impl Fn() -> S + Clone + Send + 'static,
     options: PoolOptions,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Pool>, SetupError> {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let dsn_owned = dsn.to_owned();
+        let schema = schema.clone();
         let attempt = tokio::task::spawn_blocking(move || prepare(&dsn_owned, schema(), options))
             .await
             .map_err(|err| SetupError::Task(err.to_string()))?;
@@ -252,25 +271,62 @@ fn ensure_database(config: &Config, tls: &PgTls, database: &str) -> Result<(), S
     }
 }
 
+/// Applies `schema` in one transaction (and takes over a predecessor's database
+/// first, see [`takeover`]), so a failure anywhere changes nothing.
 fn migrate(config: &Config, tls: &PgTls, schema: Schema) -> Result<(), SetupError> {
     let mut client: Client = connect_with(config, tls)?;
     // Session-level lock: released when this connection closes, even on error.
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .map_err(SetupError::Connect)?;
-    for set in schema.into_sets() {
-        for migration in set.apply(&mut client)? {
+    let mut transaction = client.transaction().map_err(SetupError::Transaction)?;
+    let (sets, predecessor) = schema.into_parts();
+    let our_history: Vec<&str> = sets.iter().map(MigrationSet::history_table_name).collect();
+    let taking_over = match &predecessor {
+        Some(predecessor) => match takeover::detect(&mut transaction, predecessor, &our_history)? {
+            takeover::Found::Nothing => None,
+            takeover::Found::Predecessor { goose_version } => {
+                tracing::info!(
+                    predecessor = predecessor.name,
+                    goose_version,
+                    tables = predecessor.tables.join(", "),
+                    "found a database migrated by the predecessor's goose migrations: taking it over in one transaction"
+                );
+                takeover::set_aside(&mut transaction, predecessor)?;
+                Some(predecessor)
+            }
+        },
+        None => None,
+    };
+    for set in sets {
+        for migration in set.apply(&mut transaction)? {
             tracing::info!(%migration, "applied migration");
         }
     }
-    Ok(())
+    if let Some(predecessor) = taking_over {
+        let moved = takeover::move_rows(&mut transaction, predecessor)?;
+        tracing::info!(
+            predecessor = predecessor.name,
+            rows = moved.join(", "),
+            "took over the predecessor's database: every row copied, its tables dropped"
+        );
+    }
+    transaction.commit().map_err(SetupError::Transaction)
 }
 
 /// The server's own message for a database error (`postgres::Error` shows only
 /// "db error" for those), the error itself otherwise.
 fn describe(err: &postgres::Error) -> String {
     match err.as_db_error() {
-        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        Some(db) => {
+            let mut text = format!("{}: {} ({})", db.severity(), db.message(), db.code().code());
+            // The detail names the offending row ("Failing row contains ..."), the
+            // part an operator needs when a take-over refuses data.
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!("; {detail}"));
+            }
+            text
+        }
         None => err.to_string(),
     }
 }

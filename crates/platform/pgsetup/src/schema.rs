@@ -11,9 +11,9 @@
 //! adopt them with `IF NOT EXISTS`); any other difference still stops start-up as
 //! refinery's divergence check does.
 
-use postgres::Client;
+use postgres::Transaction;
 
-use crate::SetupError;
+use crate::{SetupError, in_transaction::InTransaction, takeover::Predecessor};
 
 /// A migration's checksum before a known, reviewed edit.
 #[derive(Debug, Clone, Copy)]
@@ -63,19 +63,28 @@ impl MigrationSet {
         self
     }
 
+    /// The table recording which of this set's migrations ran.
+    pub fn history_table_name(&self) -> &'static str {
+        self.history_table
+    }
+
     /// The migrations, e.g. to apply them to a reference database.
     pub fn migrations(&self) -> &[refinery::Migration] {
         self.runner.get_migrations()
     }
 
-    /// Applies the set; the caller holds the migration lock.
-    pub(crate) fn apply(mut self, client: &mut Client) -> Result<Vec<String>, SetupError> {
-        self.adopt_superseded(client)
+    /// Applies the set in `transaction`, which the caller commits; the caller holds
+    /// the migration lock.
+    pub(crate) fn apply(
+        mut self,
+        transaction: &mut Transaction<'_>,
+    ) -> Result<Vec<String>, SetupError> {
+        self.adopt_superseded(transaction)
             .map_err(SetupError::AdoptSuperseded)?;
         let report = self
             .runner
             .set_migration_table_name(self.history_table)
-            .run(client)
+            .run(&mut InTransaction(transaction))
             .map_err(SetupError::Migrate)?;
         Ok(report
             .applied_migrations()
@@ -85,7 +94,7 @@ impl MigrationSet {
     }
 
     /// Rewrites the history rows whose checksum is a listed earlier one.
-    fn adopt_superseded(&self, client: &mut Client) -> Result<(), postgres::Error> {
+    fn adopt_superseded(&self, client: &mut Transaction<'_>) -> Result<(), postgres::Error> {
         if self.superseded.is_empty() {
             return Ok(());
         }
@@ -136,10 +145,12 @@ impl From<refinery::Runner> for MigrationSet {
     }
 }
 
-/// Everything a database needs, in the order it is applied.
+/// Everything a database needs, in the order it is applied, and the predecessor
+/// whose database it may take over.
 #[derive(Default)]
 pub struct Schema {
     sets: Vec<MigrationSet>,
+    predecessor: Option<Predecessor>,
 }
 
 impl Schema {
@@ -153,13 +164,20 @@ impl Schema {
         self
     }
 
+    /// Takes over `predecessor`'s database when start-up finds one (see
+    /// [`crate::takeover`]).
+    pub fn taking_over(mut self, predecessor: Predecessor) -> Self {
+        self.predecessor = Some(predecessor);
+        self
+    }
+
     /// The sets in the order they are applied.
     pub fn sets(&self) -> &[MigrationSet] {
         &self.sets
     }
 
-    pub(crate) fn into_sets(self) -> Vec<MigrationSet> {
-        self.sets
+    pub(crate) fn into_parts(self) -> (Vec<MigrationSet>, Option<Predecessor>) {
+        (self.sets, self.predecessor)
     }
 }
 

@@ -23,7 +23,8 @@
 //! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
 //!   with reflection (v1 and v1alpha) and the standard health service at once
 //!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
-//!   database (create, migrate; retried while PostgreSQL is unreachable), then
+//!   database (create, migrate, or take over the Go orders service's database:
+//!   [`takeover`]; retried while PostgreSQL is unreachable), then
 //!   starts the relay and keeps readiness in step with the database. A broker that
 //!   does not serve the `kafka` client's protocol versions (Apache Kafka 4.x) stops
 //!   the relay and the service: [`outbox::WorkersError::UnsupportedBroker`].
@@ -41,6 +42,7 @@ mod grpc;
 pub mod idempotency;
 pub mod payment_results;
 mod store;
+pub mod takeover;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod validation;
@@ -335,5 +337,7 @@ async fn prepare_database(
         max_size: config.orders_db_pool_size,
         connect_timeout: config.orders_db_timeout.get(),
     };
+    let topic = config.topic().to_owned();
+    let schema = move || schema().taking_over(takeover::go_orders(&topic));
     Ok(pgsetup::prepare_until_ready(&config.orders_pg_dsn, schema, options, shutdown).await?)
 }

@@ -19,8 +19,9 @@
 //! - [`dead_letters`]: the operator's `payments dead-letters list|replay` commands,
 //!   which re-publish kept messages through the normal idempotent path;
 //! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
-//!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate;
-//!   retried while PostgreSQL is unreachable), then runs the relay and the `bus`
+//!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate,
+//!   or take over the Go payments service's database: [`takeover`]; retried while
+//!   PostgreSQL is unreachable), then runs the relay and the `bus`
 //!   consumer on their own threads; on shutdown the consumer finishes the message
 //!   in hand and commits. A broker that does not serve the `kafka` client's protocol
 //!   versions (Apache Kafka 4.x) stops the worker: [`outbox::WorkersError::UnsupportedBroker`]
@@ -38,6 +39,7 @@ pub mod dead_letters;
 mod handler;
 pub mod provider;
 pub mod store;
+pub mod takeover;
 
 use std::sync::Arc;
 
@@ -221,5 +223,10 @@ async fn prepare_database(
         max_size: config.payments_db_pool_size,
         connect_timeout: config.payments_db_timeout.get(),
     };
+    let (order_topic, status_topic) = (
+        config.kafka_topic_order.clone(),
+        config.kafka_topic_status.clone(),
+    );
+    let schema = move || schema().taking_over(takeover::go_payments(&order_topic, &status_topic));
     Ok(pgsetup::prepare_until_ready(&config.payments_pg_dsn, schema, options, shutdown).await?)
 }
