@@ -80,13 +80,12 @@ impl PlatformConfig {
         }
     }
 
-    /// One environment serves four services, and Go's names overlap (orders and
-    /// notifications both read `KAFKA_TOPIC`): the order topic is orders'
+    /// One environment serves four services: the order topic is orders'
     /// (`KAFKA_TOPIC` or `KAFKA_TOPIC_ORDER`), the status topic payments'
     /// (`KAFKA_TOPIC_STATUS`), so the flow always connects.
     pub fn wire_topics(&mut self) {
         self.payments.kafka_topic_order = self.orders.topic().to_owned();
-        self.notifications.kafka_topic = Some(self.payments.kafka_topic_status.clone());
+        self.notifications.kafka_topic_status = self.payments.kafka_topic_status.clone();
     }
 
     /// The topics the services use: orders' and the status topic.

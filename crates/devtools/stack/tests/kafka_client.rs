@@ -1,6 +1,7 @@
-//! `KAFKA_CLIENT` as the service binaries take it: an unknown value, and
-//! `KAFKA_PARTITIONS` together with `rdkafka`, stop orders, payments and notifications
-//! at start-up with a message naming the variable and what is accepted; with
+//! `KAFKA_CLIENT` as the service binaries take it: an unknown value, and a service's
+//! partition list (`ORDERS_KAFKA_PARTITIONS`, ...) together with `rdkafka`, stop
+//! orders, payments and notifications at start-up with a message naming the variable
+//! and what is accepted; with
 //! `rdkafka` and no broker reachable a worker stays up, not ready, retrying, and still
 //! stops at once on SIGTERM.
 #![allow(clippy::unwrap_used)]
@@ -26,9 +27,10 @@ fn an_unknown_client_or_partitions_with_rdkafka_stop_every_service() {
     for service in ["orders", "payments", "notifications"] {
         let env = base_env(service);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let partitions = format!("{}_KAFKA_PARTITIONS", service.to_ascii_uppercase());
         assert_setting_refused(
             &binary(service),
-            &["KAFKA_PARTITIONS"],
+            &[&partitions],
             &env,
             ("KAFKA_CLIENT", "librdkafka", "accepts kafka"),
         );
@@ -38,7 +40,7 @@ fn an_unknown_client_or_partitions_with_rdkafka_stop_every_service() {
             &binary(service),
             &[],
             &with_rdkafka,
-            ("KAFKA_PARTITIONS", "0,1", "consumer group"),
+            (&partitions, "0,1", "consumer group"),
         );
     }
 }

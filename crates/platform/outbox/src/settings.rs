@@ -16,7 +16,7 @@ pub const ENV_VARS: [&str; 3] = ["OUTBOX_BATCH_SIZE", "OUTBOX_LEASE", "OUTBOX_RE
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `OUTBOX_BATCH_SIZE`, `OUTBOX_LEASE`, `OUTBOX_RETENTION` and the service's relay
-/// poll interval (`KAFKA_SENDER_PERIOD` in orders, `KAFKA_PERIOD` in payments).
+/// poll interval (`KAFKA_PERIOD` in orders, `KAFKA_SENDER_PERIOD` in payments, as in Go).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxSettings {
     /// Most rows the relay claims and publishes at once.

@@ -20,6 +20,12 @@ impl GoDuration {
     pub const fn get(self) -> Duration {
         self.0
     }
+
+    /// The duration, or `default` for `0`: what the Go services do with a zero relay
+    /// tick or Redis timeout (they fall back to their default).
+    pub const fn or_if_zero(self, default: Duration) -> Duration {
+        if self.0.is_zero() { default } else { self.0 }
+    }
 }
 
 /// Why a duration string was refused.

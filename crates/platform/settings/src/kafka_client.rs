@@ -2,10 +2,10 @@
 //!
 //! - `kafka` (the default): the synchronous `kafka` crate. Pre-0.11 protocol only:
 //!   Apache Kafka 3.x (and `devbroker`); no consumer-group membership (a worker scales
-//!   out by `KAFKA_PARTITIONS`).
+//!   out by its partition list: `PAYMENTS_KAFKA_PARTITIONS`, ...).
 //! - `rdkafka`: librdkafka through the `rdkafka` crate. Apache Kafka 3.x and 4.x;
-//!   workers join their consumer group (`KAFKA_CONSUMER_GROUP`) and the broker assigns
-//!   partitions, so `KAFKA_PARTITIONS` is refused with it.
+//!   workers join their consumer group and the broker assigns partitions, so a
+//!   partition list is refused with it.
 
 use std::{fmt, str::FromStr};
 
@@ -27,15 +27,27 @@ impl KafkaClient {
     /// Every accepted value, in `KAFKA_CLIENT`'s spelling.
     pub const ALL: [KafkaClient; 2] = [KafkaClient::Kafka, KafkaClient::Rdkafka];
 
-    /// Why `KAFKA_PARTITIONS` is refused with `rdkafka`.
-    pub const PARTITIONS_WITH_RDKAFKA: &'static str = "KAFKA_PARTITIONS cannot be used with \
-        KAFKA_CLIENT=rdkafka: the consumer group (KAFKA_CONSUMER_GROUP) assigns the partitions; \
-        leave KAFKA_PARTITIONS empty and start another instance to scale out";
+    /// Why a partition list is refused with `rdkafka` (the bus's wording, which does
+    /// not know the service; [`KafkaClient::check_partitions`] names the variables).
+    pub const PARTITIONS_WITH_RDKAFKA: &'static str = "a partition list \
+        (ORDERS_KAFKA_PARTITIONS, PAYMENTS_KAFKA_PARTITIONS, NOTIFICATIONS_KAFKA_PARTITIONS) \
+        cannot be used with KAFKA_CLIENT=rdkafka: the consumer group assigns the partitions; \
+        leave it empty and start another instance to scale out";
 
-    /// Refuses `KAFKA_PARTITIONS` with `rdkafka`, where the group assigns partitions.
-    pub fn check_partitions(self, partitions: &PartitionList) -> Result<(), String> {
+    /// Refuses a partition list (`partitions_var`) with `rdkafka`, where the consumer
+    /// group (`group_var`) assigns partitions.
+    pub fn check_partitions(
+        self,
+        partitions_var: &str,
+        group_var: &str,
+        partitions: &PartitionList,
+    ) -> Result<(), String> {
         if self == KafkaClient::Rdkafka && partitions.selected().is_some() {
-            return Err(Self::PARTITIONS_WITH_RDKAFKA.to_owned());
+            return Err(format!(
+                "{partitions_var} cannot be used with KAFKA_CLIENT=rdkafka: the consumer \
+                 group ({group_var}) assigns the partitions; leave {partitions_var} empty \
+                 and start another instance to scale out"
+            ));
         }
         Ok(())
     }
@@ -109,13 +121,23 @@ mod tests {
     fn partitions_are_refused_with_rdkafka_only() {
         let some: PartitionList = "0,1".parse().unwrap();
         let all = PartitionList::default();
-        KafkaClient::Kafka.check_partitions(&some).unwrap();
-        KafkaClient::Rdkafka.check_partitions(&all).unwrap();
-        let err = KafkaClient::Rdkafka.check_partitions(&some).unwrap_err();
-        assert!(
-            err.contains("KAFKA_PARTITIONS") && err.contains("rdkafka"),
-            "{err}"
-        );
+        let vars = ("PAYMENTS_KAFKA_PARTITIONS", "KAFKA_CONSUMER_GROUP");
+        KafkaClient::Kafka
+            .check_partitions(vars.0, vars.1, &some)
+            .unwrap();
+        KafkaClient::Rdkafka
+            .check_partitions(vars.0, vars.1, &all)
+            .unwrap();
+        let err = KafkaClient::Rdkafka
+            .check_partitions(vars.0, vars.1, &some)
+            .unwrap_err();
+        for part in [
+            "PAYMENTS_KAFKA_PARTITIONS",
+            "KAFKA_CONSUMER_GROUP",
+            "rdkafka",
+        ] {
+            assert!(err.contains(part), "{err}");
+        }
     }
 
     #[test]

@@ -86,12 +86,18 @@ impl KafkaConnection {
         Ok(())
     }
 
-    /// [`KafkaConnection::check`], and refuses `KAFKA_PARTITIONS` (the consumer's
-    /// `partitions`) where the client assigns them itself (rdkafka's groups).
-    pub fn check_with_partitions(&mut self, partitions: &PartitionList) -> Result<(), ConfigError> {
+    /// [`KafkaConnection::check`], and refuses the consumer's partition list
+    /// (`partitions`, read from `partitions_var`) where the client's consumer group
+    /// (`group_var`) assigns them (rdkafka).
+    pub fn check_with_partitions(
+        &mut self,
+        partitions_var: &str,
+        group_var: &str,
+        partitions: &PartitionList,
+    ) -> Result<(), ConfigError> {
         self.check()?;
         self.client
-            .check_partitions(partitions)
+            .check_partitions(partitions_var, group_var, partitions)
             .map_err(ConfigError::Other)
     }
 

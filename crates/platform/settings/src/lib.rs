@@ -10,7 +10,7 @@
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
 //! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
 //! - [`BrokerList`], a comma-separated `host:port` list;
-//! - [`PartitionList`], `KAFKA_PARTITIONS`: the partitions one worker instance reads;
+//! - [`PartitionList`], `<SERVICE>_KAFKA_PARTITIONS`: the partitions one instance reads;
 //! - [`ListError`]: what either list fails with, naming the list and its form;
 //! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
 //! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
@@ -20,10 +20,19 @@
 //!
 //! A bad value fails with a [`ConfigError`] that names the variable, the value and
 //! what was expected.
+//!
+//! Each service describes every variable name it knows in an [`EnvSpec`]: the ones it
+//! reads, other names it reads one of its settings under (aliases, e.g. Go's
+//! `ORDERS_PG_MAX_CONNS` for `ORDERS_DB_POOL_SIZE`), the ones only its Go twin uses
+//! (accepted, never refused, named in one info line at start-up) and other services'
+//! variables it might be mistaken to read (warned of): see [`Notes`].
+//! [`parse_env_file`] reads the Go platform's `.env` files (for tests and tools).
 
 mod address;
 mod broker_list;
 mod duration;
+mod env_file;
+mod env_spec;
 mod kafka_client;
 mod kafka_connection;
 mod kafka_security;
@@ -34,11 +43,13 @@ mod partition_list;
 pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
 pub use duration::GoDuration;
+pub use env_file::{EnvFileError, parse_env_file};
+pub use env_spec::{EnvSpec, NotRead, Notes};
 pub use kafka_client::{KafkaClient, KafkaClientError};
 pub use kafka_connection::KafkaConnection;
 pub use kafka_security::{
     KafkaSecurity, KafkaSecurityVars, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
 };
 pub use list::ListError;
-pub use loader::{ConfigError, load, load_with_kafka};
+pub use loader::{ConfigError, load, load_from, load_with_kafka, load_with_kafka_from};
 pub use partition_list::PartitionList;

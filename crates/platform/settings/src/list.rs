@@ -1,4 +1,4 @@
-//! What the comma-separated settings (`KAFKA_BROKERS`, `KAFKA_PARTITIONS`) share:
+//! What the comma-separated settings (`KAFKA_BROKERS`, the partition lists) share:
 //! how the text splits into items, and the error naming the list and its form.
 
 /// A kind of comma-separated list: its name in errors, the form it expects, and
@@ -16,7 +16,7 @@ pub(crate) const BROKERS: ListForm = ListForm {
     may_be_empty: false,
 };
 
-/// `KAFKA_PARTITIONS` (empty: every partition).
+/// A service's partition list, e.g. `PAYMENTS_KAFKA_PARTITIONS` (empty: every partition).
 pub(crate) const PARTITIONS: ListForm = ListForm {
     name: "partition list",
     expected: "partition numbers such as 0,1,2, or empty for all",

@@ -10,7 +10,7 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::KafkaConnection;
+use crate::{EnvSpec, KafkaConnection, Notes};
 
 /// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -32,46 +32,85 @@ pub enum ConfigError {
     Other(String),
 }
 
-/// Loads `T` from its `Default`, then the TOML file named by `config_file_var` (if
-/// set), then the process environment restricted to `env_vars`. A key in the file
-/// that is not the lowercase name of one of `env_vars` is refused (a typo would
-/// otherwise be a setting silently not applied).
-pub fn load<T>(config_file_var: &str, env_vars: &[&str]) -> Result<T, ConfigError>
+/// Loads `T` from its `Default`, then the TOML file named by `spec.config_file_var`
+/// (if set), then the process environment restricted to `spec.read`, and logs what
+/// the service says about the rest of its environment ([`Notes::log`]). A key in the
+/// file that is not the lowercase name of one of the settings is refused (a typo
+/// would otherwise be a setting silently not applied); a variable in the environment
+/// that the service does not read is never refused.
+pub fn load<T>(spec: &EnvSpec<'_>) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    load_from(&env, config_file_var, env_vars)
+    let env = process_env();
+    let (value, notes) = load_from(&env, spec)?;
+    notes.log();
+    Ok(value)
 }
 
-/// Loads a Kafka-using service's own settings `T` (its variables: `env_vars`) and,
+/// Loads a Kafka-using service's own settings `T` (its variables: `spec.read`) and,
 /// from the same defaults, file and environment, its [`KafkaConnection`] section
 /// ([`KafkaConnection::ENV_VARS`]), for the service to check
-/// ([`KafkaConnection::check`]) with the rest.
-pub fn load_with_kafka<T>(
-    config_file_var: &str,
-    env_vars: &[&str],
-) -> Result<(T, KafkaConnection), ConfigError>
+/// ([`KafkaConnection::check`]) with the rest; logs the service's [`Notes`].
+pub fn load_with_kafka<T>(spec: &EnvSpec<'_>) -> Result<(T, KafkaConnection), ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
-    let env: BTreeMap<String, String> = std::env::vars().collect();
-    let mut all_vars = env_vars.to_vec();
-    all_vars.extend(KafkaConnection::ENV_VARS);
-    let own = load_from(&env, config_file_var, &all_vars)?;
-    let kafka = load_from(&env, config_file_var, &all_vars)?;
+    let env = process_env();
+    let (own, kafka, notes) = load_with_kafka_from(&env, spec)?;
+    notes.log();
     Ok((own, kafka))
 }
 
-/// As [`load`], with the environment given explicitly (tests, embedding).
-pub fn load_from<T>(
+/// The process environment; a name or value that is not UTF-8 is read lossily (a
+/// value of one of the service's variables then fails to parse, naming it).
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .map(|(name, value)| {
+            (
+                name.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// As [`load_with_kafka`], with the environment given explicitly, returning the
+/// [`Notes`] instead of logging them (tests, embedding).
+pub fn load_with_kafka_from<T>(
     env: &BTreeMap<String, String>,
-    config_file_var: &str,
-    env_vars: &[&str],
-) -> Result<T, ConfigError>
+    spec: &EnvSpec<'_>,
+) -> Result<(T, KafkaConnection, Notes), ConfigError>
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    let mut read = spec.read.to_vec();
+    read.extend(KafkaConnection::ENV_VARS);
+    let spec = EnvSpec {
+        read: &read,
+        ..*spec
+    };
+    let (own, notes) = load_from(env, &spec)?;
+    let (kafka, _) = load_from(env, &spec)?;
+    Ok((own, kafka, notes))
+}
+
+/// As [`load`], with the environment given explicitly, returning the [`Notes`]
+/// instead of logging them (tests, embedding).
+pub fn load_from<T>(
+    env: &BTreeMap<String, String>,
+    spec: &EnvSpec<'_>,
+) -> Result<(T, Notes), ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let config_file_var = spec.config_file_var;
+    let fields: Vec<&str> = spec
+        .read
+        .iter()
+        .copied()
+        .filter(|var| spec.is_field(var))
+        .collect();
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     let mut file_values = BTreeMap::new();
     if let Some(path) = env.get(config_file_var).filter(|path| !path.is_empty()) {
@@ -94,7 +133,7 @@ where
             .keys()
             // Exactly the lowercase name: the values are read by it, so `ORDERS_PG_DSN`
             // in a file would otherwise pass this check and then be ignored.
-            .find(|key| !env_vars.iter().any(|var| var.to_ascii_lowercase() == **key))
+            .find(|key| !fields.iter().any(|var| var.to_ascii_lowercase() == **key))
         {
             return Err(ConfigError::File {
                 var: config_file_var.to_owned(),
@@ -102,7 +141,7 @@ where
                 reason: format!(
                     "unknown key `{unknown}`: the file takes the lowercase names of the \
                      service's variables ({})",
-                    env_vars
+                    fields
                         .iter()
                         .map(|var| var.to_ascii_lowercase())
                         .collect::<Vec<_>>()
@@ -113,23 +152,39 @@ where
         file_values = parsed;
         figment = figment.merge(Toml::string(&text));
     }
+    let file_vars: Vec<String> = file_values
+        .keys()
+        .map(|key| key.to_ascii_uppercase())
+        .collect();
     // Environment values stay strings: each setting's type parses its own text, so a
-    // password of `123` or a topic named `true` is taken as written.
+    // password of `123` or a topic named `true` is taken as written. `origin` keeps
+    // the variable each value came from (an alias names itself in errors).
     let mut from_env = Dict::new();
-    for var in env_vars {
+    let mut origin: BTreeMap<String, (&str, &String)> = BTreeMap::new();
+    for var in &fields {
         if let Some(value) = env.get(*var) {
             from_env.insert(var.to_ascii_lowercase(), Value::from(value.clone()));
+            origin.insert(var.to_ascii_lowercase(), (var, value));
+        }
+    }
+    for (alias, var) in spec.aliases {
+        let key = var.to_ascii_lowercase();
+        if let Some(value) = env.get(*alias)
+            && !from_env.contains_key(&key)
+            && !file_values.contains_key(&key)
+        {
+            from_env.insert(key.clone(), Value::from(value.clone()));
+            origin.insert(key, (alias, value));
         }
     }
     figment = figment.merge(Serialized::defaults(from_env));
     // Lossy: "4" fills a number, "true" a bool; text fields keep their text.
-    figment.extract_lossy().map_err(|err| {
+    let value = figment.extract_lossy().map_err(|err| {
         let key = err.path.first().cloned().unwrap_or_default();
-        let var = key.to_ascii_uppercase();
-        if let Some(value) = env.get(&var).filter(|_| env_vars.contains(&var.as_str())) {
+        if let Some((var, value)) = origin.get(&key) {
             ConfigError::Invalid {
-                var,
-                value: value.clone(),
+                var: (*var).to_owned(),
+                value: (*value).clone(),
                 source_name: "environment variable".to_owned(),
                 reason: err.kind.to_string(),
             }
@@ -143,7 +198,8 @@ where
         } else {
             ConfigError::Other(err.to_string())
         }
-    })
+    })?;
+    Ok((value, spec.notes(env, &file_vars)))
 }
 
 fn value_text(value: &Value) -> String {
@@ -184,7 +240,25 @@ mod tests {
         "SAMPLE_PERIOD",
         "SAMPLE_PASSWORD",
         "SAMPLE_POOL_SIZE",
+        "SAMPLE_PG_MAX_CONNS",
     ];
+
+    const SPEC: EnvSpec<'static> = spec(VARS);
+
+    const fn spec<'a>(read: &'a [&'a str]) -> EnvSpec<'a> {
+        EnvSpec {
+            service: "sample",
+            config_file_var: "SAMPLE_CONFIG",
+            read,
+            aliases: &[("SAMPLE_PG_MAX_CONNS", "SAMPLE_POOL_SIZE")],
+            go_only: &["SAMPLE_PG_MIN_CONNS"],
+            not_read: &[],
+        }
+    }
+
+    fn load_sample(env: &BTreeMap<String, String>) -> Result<Sample, ConfigError> {
+        load_from(env, &SPEC).map(|(sample, _)| sample)
+    }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -195,7 +269,7 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_environment() {
-        let sample: Sample = load_from(&env(&[]), "SAMPLE_CONFIG", VARS).unwrap();
+        let sample = load_sample(&env(&[])).unwrap();
         assert_eq!(sample, Sample::default());
     }
 
@@ -204,17 +278,13 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("sample.toml");
         std::fs::write(&path, "sample_period = \"5s\"\nsample_pool_size = 3\n").unwrap();
-        let sample: Sample = load_from(
-            &env(&[
-                ("SAMPLE_CONFIG", path.to_str().unwrap()),
-                ("SAMPLE_ADDR", ":9000"),
-                ("SAMPLE_PASSWORD", "123"),
-                ("SAMPLE_POOL_SIZE", "4"),
-                ("UNRELATED", "x"),
-            ]),
-            "SAMPLE_CONFIG",
-            VARS,
-        )
+        let sample = load_sample(&env(&[
+            ("SAMPLE_CONFIG", path.to_str().unwrap()),
+            ("SAMPLE_ADDR", ":9000"),
+            ("SAMPLE_PASSWORD", "123"),
+            ("SAMPLE_POOL_SIZE", "4"),
+            ("UNRELATED", "x"),
+        ]))
         .unwrap();
         assert_eq!(sample.sample_addr, ListenAddr::all_interfaces(9000));
         assert_eq!(sample.sample_period, GoDuration::from_secs(5));
@@ -224,13 +294,13 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable_and_the_expectation() {
-        let err = load_from::<Sample>(&env(&[("SAMPLE_PERIOD", "soon")]), "SAMPLE_CONFIG", VARS)
+        let err = load_sample(&env(&[("SAMPLE_PERIOD", "soon")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("SAMPLE_PERIOD = \"soon\""), "{err}");
         assert!(err.contains("Go duration"), "{err}");
 
-        let err = load_from::<Sample>(&env(&[("SAMPLE_POOL_SIZE", "-1")]), "SAMPLE_CONFIG", VARS)
+        let err = load_sample(&env(&[("SAMPLE_POOL_SIZE", "-1")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("SAMPLE_POOL_SIZE = \"-1\""), "{err}");
@@ -238,13 +308,9 @@ mod tests {
 
     #[test]
     fn a_missing_or_broken_file_is_named() {
-        let err = load_from::<Sample>(
-            &env(&[("SAMPLE_CONFIG", "/nonexistent/x.toml")]),
-            "SAMPLE_CONFIG",
-            VARS,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = load_sample(&env(&[("SAMPLE_CONFIG", "/nonexistent/x.toml")]))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("SAMPLE_CONFIG") && err.contains("/nonexistent/x.toml"),
             "{err}"
@@ -272,8 +338,6 @@ mod tests {
 
     #[test]
     fn the_kafka_section_loads_beside_the_service_settings_from_the_same_sources() {
-        let mut vars = VARS.to_vec();
-        vars.extend(crate::KafkaConnection::ENV_VARS);
         let dir = tempfile_dir();
         let path = dir.join("kafka.toml");
         std::fs::write(
@@ -293,34 +357,64 @@ mod tests {
         struct Service {
             sample_pool_size: u32,
         }
-        let sample: Service = load_from(&env, "SAMPLE_CONFIG", &vars).unwrap();
-        let kafka: crate::KafkaConnection = load_from(&env, "SAMPLE_CONFIG", &vars).unwrap();
+        let (sample, kafka, _): (Service, _, _) = load_with_kafka_from(&env, &SPEC).unwrap();
         assert_eq!(sample.sample_pool_size, 3);
         assert_eq!(kafka.brokers.hosts(), ["a:1", "b:2"]);
         assert_eq!(kafka.client, crate::KafkaClient::Rdkafka);
         assert_eq!(kafka.sasl_username, "123");
 
-        let err = load_from::<crate::KafkaConnection>(
+        let err = load_with_kafka_from::<Service>(
             &BTreeMap::from([("KAFKA_CLIENT".to_owned(), "franz".to_owned())]),
-            "SAMPLE_CONFIG",
-            &vars,
+            &SPEC,
         )
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("KAFKA_CLIENT = \"franz\""), "{err}");
     }
 
+    #[test]
+    fn an_alias_stands_for_its_variable_only_when_that_is_unset() {
+        let alias = load_sample(&env(&[("SAMPLE_PG_MAX_CONNS", "10")])).unwrap();
+        assert_eq!(alias.sample_pool_size, 10);
+        let both = env(&[("SAMPLE_PG_MAX_CONNS", "10"), ("SAMPLE_POOL_SIZE", "32")]);
+        assert_eq!(load_sample(&both).unwrap().sample_pool_size, 32);
+
+        let path = tempfile_dir().join("pool.toml");
+        std::fs::write(&path, "sample_pool_size = 5\n").unwrap();
+        let in_file = env(&[
+            ("SAMPLE_CONFIG", path.to_str().unwrap()),
+            ("SAMPLE_PG_MAX_CONNS", "10"),
+        ]);
+        assert_eq!(load_sample(&in_file).unwrap().sample_pool_size, 5);
+
+        // A bad value is reported under the name it was given.
+        let err = load_sample(&env(&[("SAMPLE_PG_MAX_CONNS", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("SAMPLE_PG_MAX_CONNS = \"ten\""), "{err}");
+        // The file takes the setting's own name only.
+        let err = file_error("alias.toml", "sample_pg_max_conns = 3\n");
+        assert!(err.contains("unknown key `sample_pg_max_conns`"), "{err}");
+    }
+
+    #[test]
+    fn variables_only_go_uses_are_accepted_and_named() {
+        let (sample, notes) = load_from::<Sample>(
+            &env(&[("SAMPLE_PG_MIN_CONNS", "not a number"), ("OTHER", "x")]),
+            &SPEC,
+        )
+        .unwrap();
+        assert_eq!(sample, Sample::default());
+        assert_eq!(notes.go_only, ["SAMPLE_PG_MIN_CONNS"]);
+    }
+
     /// Why a [`Sample`] cannot be loaded from a file `name` holding `contents`.
     fn file_error(name: &str, contents: &str) -> String {
         let path = tempfile_dir().join(name);
         std::fs::write(&path, contents).unwrap();
-        load_from::<Sample>(
-            &env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]),
-            "SAMPLE_CONFIG",
-            VARS,
-        )
-        .unwrap_err()
-        .to_string()
+        load_sample(&env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]))
+            .unwrap_err()
+            .to_string()
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

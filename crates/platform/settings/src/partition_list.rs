@@ -1,8 +1,12 @@
-//! `KAFKA_PARTITIONS`: which partitions of the topic this instance reads.
+//! `ORDERS_KAFKA_PARTITIONS`, `PAYMENTS_KAFKA_PARTITIONS`,
+//! `NOTIFICATIONS_KAFKA_PARTITIONS`: which partitions of the topic it consumes one
+//! instance of the service reads.
 //!
 //! The `kafka` crate has no consumer-group membership, so a worker scales out by
-//! giving each instance its own partitions: `KAFKA_PARTITIONS=0,1` on one,
-//! `KAFKA_PARTITIONS=2` on another. Empty (the default) reads every partition.
+//! giving each instance its own partitions: `PAYMENTS_KAFKA_PARTITIONS=0,1` on one,
+//! `PAYMENTS_KAFKA_PARTITIONS=2` on another. Empty (the default) reads every
+//! partition. Each service has its own variable: in an env file shared by the
+//! services, one list would leave partitions of the other services' topics unread.
 
 use std::{fmt, str::FromStr};
 

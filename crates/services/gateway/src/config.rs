@@ -1,7 +1,13 @@
 //! The gateway's settings: defaults < TOML file named by `GATEWAY_CONFIG` < environment.
+//!
+//! Go's gateway reads only `ORDERS_GRPC_ADDR` (and listens on `:8080`, hard-coded:
+//! `GATEWAY_HTTP_ADDR` here). `docs/configuration.md` lists every variable of both
+//! platforms.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, GoDuration, GrpcEndpoint, ListenAddr};
+use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoint, ListenAddr, Notes};
 
 /// Every environment variable the gateway reads.
 pub const ENV_VARS: &[&str] = &[
@@ -15,6 +21,19 @@ pub const ENV_VARS: &[&str] = &[
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "GATEWAY_CONFIG";
+
+/// Go's gateway reads nothing the gateway does not.
+pub const GO_ONLY_VARS: &[&str] = &[];
+
+/// Every variable name the gateway knows, for [`settings::load`].
+pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
+    service: "gateway",
+    config_file_var: CONFIG_FILE_VAR,
+    read: ENV_VARS,
+    aliases: &[],
+    go_only: GO_ONLY_VARS,
+    not_read: &[],
+};
 
 /// Default of `GATEWAY_MAX_IN_FLIGHT`. orders holds 16 database connections
 /// (`ORDERS_DB_POOL_SIZE`); 256 requests in flight is 16 per connection, a queue that
@@ -78,8 +97,15 @@ impl Config {
 
     /// Reads the process environment (and the TOML file it may name).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let config: Config = settings::load(CONFIG_FILE_VAR, ENV_VARS)?;
+        let config: Config = settings::load(&ENV_SPEC)?;
         config.check()
+    }
+
+    /// As [`Config::from_env`] from the variables `env`, returning what the gateway
+    /// would log instead of logging it.
+    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
+        let (config, notes): (Config, _) = settings::load_from(env, &ENV_SPEC)?;
+        Ok((config.check()?, notes))
     }
 
     fn check(self) -> Result<Self, ConfigError> {
@@ -133,6 +159,22 @@ mod tests {
         );
         assert_eq!(config.gateway_idle_timeout, GoDuration::from_secs(60));
         assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn the_go_gateways_environment_finds_orders() {
+        // What Go's docker-compose.yaml gives its gateway.
+        let env = settings::parse_env_file(include_str!(
+            "../../../devtools/stack/tests/fixtures/go-env/gateway.env"
+        ))
+        .unwrap();
+        let (config, notes) = Config::from_vars(&env).unwrap();
+        assert_eq!(
+            config.orders_grpc_addr.as_uri(),
+            "http://orders-service:50051"
+        );
+        assert_eq!(config.gateway_http_addr, ListenAddr::all_interfaces(8080));
+        assert!(notes.go_only.is_empty() && notes.not_read.is_empty());
     }
 
     #[test]

@@ -1,10 +1,18 @@
 //! The notifications worker's settings: defaults < TOML file named by
 //! `NOTIFICATIONS_CONFIG` < environment.
+//!
+//! Go's notifications reads `env`/`ENV`, `NOTIFICATIONS_HEALTH_ADDR`, `KAFKA_BROKERS`,
+//! `KAFKA_TOPIC_STATUS` (its only topic variable), `KAFKA_CONSUMER_GROUP`,
+//! `SESSION_TIMEOUT`, `READ_TIMEOUT`, `REDIS_ADDR`, `REDIS_DB` and `REDIS_TTL`; its
+//! `.env.example` also sets the Redis client's `REDIS_USER`, `REDIS_PASSWORD`,
+//! `REDIS_MAX_RETRIES`, `REDIS_DIAL_TIMEOUT` and `REDIS_TIMEOUT`. Each is read here
+//! with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
+//! `docs/configuration.md` lists every variable of both platforms.
 
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, GoDuration, ListenAddr};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes};
 
 use crate::sink::RedisTls;
 
@@ -14,24 +22,66 @@ pub use settings::PartitionList;
 /// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
 pub const ENV_VARS: &[&str] = &[
     "NOTIFICATIONS_HEALTH_ADDR",
-    "KAFKA_TOPIC",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
-    "KAFKA_PARTITIONS",
+    "NOTIFICATIONS_KAFKA_PARTITIONS",
     "REDIS_ADDR",
     "REDIS_DB",
     "REDIS_USER",
     "REDIS_PASSWORD",
     "REDIS_TTL",
+    "REDIS_DIAL_TIMEOUT",
+    "REDIS_TIMEOUT",
     "REDIS_KEY_PREFIX",
     "REDIS_TLS",
     "REDIS_TLS_CA",
 ];
 
+/// Go's notifications reads these (or lists them for its clients); this worker has
+/// no use for them (logging is `RUST_LOG` and `LOG_FORMAT`; the `kafka` client has no
+/// group session and polls with its own wait; a failed Redis write is retried until
+/// it succeeds, never given up after a count). Accepted, and named once at start-up.
+pub const GO_ONLY_VARS: &[&str] = &[
+    "env",
+    "ENV",
+    "SESSION_TIMEOUT",
+    "READ_TIMEOUT",
+    "REDIS_ADDR_TEST",
+    "REDIS_MAX_RETRIES",
+];
+
+/// Other services' variables notifications once read or might be thought to read:
+/// never taken for its own, warned of when set without notifications' variable.
+pub const NOT_READ: &[NotRead] = &[
+    NotRead {
+        name: "KAFKA_TOPIC",
+        whose: "the orders service's topic (OrderCreated)",
+        instead: "KAFKA_TOPIC_STATUS",
+    },
+    NotRead {
+        name: "KAFKA_PARTITIONS",
+        whose: "the partition list of earlier releases, now one per service",
+        instead: "NOTIFICATIONS_KAFKA_PARTITIONS",
+    },
+];
+
+/// Every variable name notifications knows, for [`settings::load_with_kafka`].
+pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
+    service: "notifications",
+    config_file_var: CONFIG_FILE_VAR,
+    read: ENV_VARS,
+    aliases: &[],
+    go_only: GO_ONLY_VARS,
+    not_read: NOT_READ,
+};
+
+/// Default of `REDIS_DIAL_TIMEOUT` and `REDIS_TIMEOUT` (and what `0` means).
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "NOTIFICATIONS_CONFIG";
 
-/// The topic read when neither `KAFKA_TOPIC` nor `KAFKA_TOPIC_STATUS` is set.
+/// The topic read when `KAFKA_TOPIC_STATUS` is not set.
 pub const DEFAULT_TOPIC: &str = "status-topic";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,14 +96,13 @@ pub struct Config {
     /// rest by [`settings::load_with_kafka`].
     #[serde(skip)]
     pub kafka: settings::KafkaConnection,
-    /// Topic carrying `PaymentStatus` (the Go worker's name for it); see [`Config::topic`].
-    pub kafka_topic: Option<String>,
-    /// Alias of `KAFKA_TOPIC` (the name payments publishes under); `KAFKA_TOPIC` wins.
-    pub kafka_topic_status: Option<String>,
+    /// Topic carrying `PaymentStatus`, the one consumed (as Go's notifications and
+    /// payments name it; `KAFKA_TOPIC` is orders' topic and never read here).
+    pub kafka_topic_status: String,
     /// Group the consumed offsets are committed under.
     pub kafka_consumer_group: String,
     /// Partitions this instance reads (`0,1`); empty = all.
-    pub kafka_partitions: PartitionList,
+    pub notifications_kafka_partitions: PartitionList,
     /// Redis `host:port`, also `redis://host:port` or `rediss://host:port` (TLS).
     pub redis_addr: String,
     /// Redis logical database number.
@@ -64,6 +113,10 @@ pub struct Config {
     pub redis_password: String,
     /// How long a notification is kept; `0` = no expiry.
     pub redis_ttl: GoDuration,
+    /// Longest wait for a connection to Redis; `0` = the default (2s).
+    pub redis_dial_timeout: GoDuration,
+    /// Longest wait for one read or write on the connection; `0` = the default (2s).
+    pub redis_timeout: GoDuration,
     /// Prepended to every key (the contract's key is the bare order id, so the
     /// default is empty; tests use a unique prefix).
     pub redis_key_prefix: String,
@@ -80,15 +133,16 @@ impl Default for Config {
         Self {
             notifications_health_addr: ListenAddr::all_interfaces(8083),
             kafka: settings::KafkaConnection::default(),
-            kafka_topic: None,
-            kafka_topic_status: None,
+            kafka_topic_status: DEFAULT_TOPIC.to_owned(),
             kafka_consumer_group: "notifications".to_owned(),
-            kafka_partitions: PartitionList::default(),
+            notifications_kafka_partitions: PartitionList::default(),
             redis_addr: "127.0.0.1:6379".to_owned(),
             redis_db: 0,
             redis_user: String::new(),
             redis_password: String::new(),
             redis_ttl: GoDuration::from_secs(48 * 3600),
+            redis_dial_timeout: GoDuration(DEFAULT_REDIS_TIMEOUT),
+            redis_timeout: GoDuration(DEFAULT_REDIS_TIMEOUT),
             redis_key_prefix: String::new(),
             redis_tls: false,
             redis_tls_ca: None,
@@ -97,17 +151,32 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the process environment (and the TOML file it may name).
+    /// Reads the process environment (and the TOML file it may name); logs what it
+    /// accepted without using and other services' variables it did not take.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
         Config { kafka, ..config }.check()
+    }
+
+    /// As [`Config::from_env`] from the variables `env`, returning what the worker
+    /// would log instead of logging it.
+    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
+        let (config, kafka, notes): (Config, _, _) =
+            settings::load_with_kafka_from(env, &ENV_SPEC)?;
+        Ok((Config { kafka, ..config }.check()?, notes))
     }
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check_with_partitions(&self.kafka_partitions)?;
+        self.kafka.check_with_partitions(
+            "NOTIFICATIONS_KAFKA_PARTITIONS",
+            "KAFKA_CONSUMER_GROUP",
+            &self.notifications_kafka_partitions,
+        )?;
         if self.topic().trim().is_empty() {
-            return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
+            return Err(ConfigError::Other(
+                "KAFKA_TOPIC_STATUS must not be empty".into(),
+            ));
         }
         if self.kafka_consumer_group.trim().is_empty() {
             return Err(ConfigError::Other(
@@ -137,12 +206,19 @@ impl Config {
         Ok(self)
     }
 
-    /// The topic to consume: `KAFKA_TOPIC`, else `KAFKA_TOPIC_STATUS`, else `status-topic`.
+    /// The topic to consume: `KAFKA_TOPIC_STATUS` (default `status-topic`).
     pub fn topic(&self) -> &str {
-        self.kafka_topic
-            .as_deref()
-            .or(self.kafka_topic_status.as_deref())
-            .unwrap_or(DEFAULT_TOPIC)
+        &self.kafka_topic_status
+    }
+
+    /// How long a connect to Redis may take (`REDIS_DIAL_TIMEOUT`).
+    pub fn redis_dial_timeout(&self) -> Duration {
+        self.redis_dial_timeout.or_if_zero(DEFAULT_REDIS_TIMEOUT)
+    }
+
+    /// How long one read or write on the Redis connection may take (`REDIS_TIMEOUT`).
+    pub fn redis_io_timeout(&self) -> Duration {
+        self.redis_timeout.or_if_zero(DEFAULT_REDIS_TIMEOUT)
     }
 
     /// The notification lifetime, `None` for no expiry (`REDIS_TTL=0`).
@@ -232,22 +308,84 @@ mod tests {
         );
         assert_eq!(config.ttl(), Some(Duration::from_secs(48 * 3600)));
         assert_eq!(config.redis_key_prefix, "");
-        assert_eq!(config.kafka_partitions.selected(), None);
+        assert_eq!(config.notifications_kafka_partitions.selected(), None);
+        assert_eq!(config.redis_dial_timeout(), Duration::from_secs(2));
+        assert_eq!(config.redis_io_timeout(), Duration::from_secs(2));
+    }
+
+    /// Go's `notifications/.env.example`, names and values as written there.
+    const GO_ENV_EXAMPLE: &str =
+        include_str!("../../../devtools/stack/tests/fixtures/go-env/notifications.env");
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
-    fn kafka_topic_wins_over_its_alias() {
-        let alias = Config {
-            kafka_topic_status: Some("statuses".into()),
-            ..Config::default()
-        };
-        assert_eq!(alias.topic(), "statuses");
-        let both = Config {
-            kafka_topic: Some("a".into()),
-            kafka_topic_status: Some("b".into()),
-            ..Config::default()
-        };
-        assert_eq!(both.topic(), "a");
+    fn the_go_env_example_means_what_it_means_to_the_go_worker() {
+        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
+        let (config, notes) = Config::from_vars(&env).unwrap();
+        assert_eq!(
+            config.notifications_health_addr,
+            ListenAddr::all_interfaces(8083)
+        );
+        assert_eq!(config.kafka.hosts(), ["kafka_produce:29092"]);
+        assert_eq!(config.topic(), "status-topic");
+        assert_eq!(config.kafka_consumer_group, "my-group");
+        assert_eq!(
+            config.redis_host_port().unwrap(),
+            ("redis".to_owned(), 6379)
+        );
+        assert_eq!(config.redis_db, 0);
+        assert_eq!(config.redis_user, "");
+        assert_eq!(config.redis_password, "");
+        assert_eq!(config.redis_dial_timeout(), Duration::from_secs(2));
+        assert_eq!(config.redis_io_timeout(), Duration::from_secs(2));
+        assert_eq!(config.ttl(), Some(Duration::from_secs(48 * 3600)));
+        assert_eq!(
+            notes.go_only_line().as_deref(),
+            Some(
+                "accepted, only the Go service uses: ENV, SESSION_TIMEOUT, READ_TIMEOUT, \
+                 REDIS_ADDR_TEST, REDIS_MAX_RETRIES"
+            )
+        );
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
+    }
+
+    #[test]
+    fn orders_topic_variable_is_never_the_consumed_topic() {
+        // A shared env file: orders' KAFKA_TOPIC beside (or without) the status topic.
+        let (config, notes) = Config::from_vars(&vars(&[("KAFKA_TOPIC", "order-topic")])).unwrap();
+        assert_eq!(config.topic(), "status-topic");
+        testkit::assert_mentions(
+            &notes.not_read.join("\n"),
+            &["KAFKA_TOPIC", "KAFKA_TOPIC_STATUS"],
+        );
+        let (config, notes) = Config::from_vars(&vars(&[
+            ("KAFKA_TOPIC", "order-topic"),
+            ("KAFKA_TOPIC_STATUS", "statuses"),
+        ]))
+        .unwrap();
+        assert_eq!(config.topic(), "statuses");
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
+    }
+
+    #[test]
+    fn redis_timeouts_take_go_durations_and_zero_is_the_default() {
+        let (config, _) = Config::from_vars(&vars(&[
+            ("REDIS_DIAL_TIMEOUT", "500ms"),
+            ("REDIS_TIMEOUT", "0"),
+        ]))
+        .unwrap();
+        assert_eq!(config.redis_dial_timeout(), Duration::from_millis(500));
+        assert_eq!(config.redis_io_timeout(), Duration::from_secs(2));
+        let err = Config::from_vars(&vars(&[("REDIS_TIMEOUT", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("REDIS_TIMEOUT = \"-1\""), "{err}");
     }
 
     #[test]
@@ -317,7 +455,7 @@ mod tests {
             ("REDIS_TTL", |c| {
                 c.redis_ttl = GoDuration(Duration::from_micros(10))
             }),
-            ("KAFKA_TOPIC", |c| c.kafka_topic = Some(" ".into())),
+            ("KAFKA_TOPIC_STATUS", |c| c.kafka_topic_status = " ".into()),
             ("REDIS_DB", |c| c.redis_db = -1),
         ];
         for (var, spoil) in cases {

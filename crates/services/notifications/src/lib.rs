@@ -73,6 +73,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ttl: config.ttl(),
         key_prefix: config.redis_key_prefix.clone(),
         tls: config.redis_tls_settings()?,
+        connect_timeout: config.redis_dial_timeout(),
+        io_timeout: config.redis_io_timeout(),
     };
     let sink = RedisSink::new(redis.clone())?;
     let mut probe_sink = RedisSink::new(redis)?;
@@ -89,7 +91,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
     let consumer_config = bus::ConsumerConfig {
-        partitions: config.kafka_partitions.selected(),
+        partitions: config.notifications_kafka_partitions.selected(),
         lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
         ..bus::ConsumerConfig::from_kafka(
             &config.kafka,
@@ -113,7 +115,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracing::info!(
         topic = config.topic(),
         group = %config.kafka_consumer_group,
-        partitions = %config.kafka_partitions,
+        partitions = %config.notifications_kafka_partitions,
         redis = %config.redis_addr,
         "notifications consuming"
     );

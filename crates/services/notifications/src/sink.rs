@@ -11,9 +11,6 @@ use std::time::Duration;
 use contracts::Notification;
 use redis::{Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, TlsCertificates};
 
-/// How long a connect, a read or a write may take before the call fails.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Where and how to write.
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
@@ -30,6 +27,10 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// `None` = plain TCP.
     pub tls: Option<RedisTls>,
+    /// How long a connect may take before the call fails (`REDIS_DIAL_TIMEOUT`).
+    pub connect_timeout: Duration,
+    /// How long a read or a write may take before the call fails (`REDIS_TIMEOUT`).
+    pub io_timeout: Duration,
 }
 
 /// TLS to Redis (rustls): the server's certificate must chain to a trusted CA and
@@ -171,9 +172,11 @@ impl RedisSink {
         let connection = match self.connection.take() {
             Some(connection) => connection,
             None => {
-                let connection = self.client.get_connection_with_timeout(IO_TIMEOUT)?;
-                connection.set_read_timeout(Some(IO_TIMEOUT))?;
-                connection.set_write_timeout(Some(IO_TIMEOUT))?;
+                let connection = self
+                    .client
+                    .get_connection_with_timeout(self.settings.connect_timeout)?;
+                connection.set_read_timeout(Some(self.settings.io_timeout))?;
+                connection.set_write_timeout(Some(self.settings.io_timeout))?;
                 tracing::debug!(host = %self.settings.host, port = self.settings.port, "connected to Redis");
                 connection
             }

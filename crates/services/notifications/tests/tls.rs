@@ -21,6 +21,8 @@ fn sink(config: &Config) -> Result<RedisSink, String> {
         ttl: config.ttl(),
         key_prefix: format!("{}:", unique_name("tls")),
         tls: config.redis_tls_settings().map_err(|err| err.to_string())?,
+        connect_timeout: config.redis_dial_timeout(),
+        io_timeout: config.redis_io_timeout(),
     })
     .map_err(|err| err.to_string())
 }

@@ -52,7 +52,7 @@ impl Harness {
                         brokers: broker.bootstrap().parse().unwrap(),
                         ..Default::default()
                     },
-                    kafka_topic: Some(unique_name("statuses")),
+                    kafka_topic_status: unique_name("statuses"),
                     kafka_consumer_group: unique_name("notifications"),
                     redis_addr: redis_host_port(),
                     redis_ttl: GoDuration::from_secs(3600),
@@ -233,7 +233,7 @@ fn sigterm_finishes_and_exits_zero() {
         Command::new(env!("CARGO_BIN_EXE_notifications"))
             .env("NOTIFICATIONS_HEALTH_ADDR", "127.0.0.1:0")
             .env("KAFKA_BROKERS", broker.bootstrap())
-            .env("KAFKA_TOPIC", &topic)
+            .env("KAFKA_TOPIC_STATUS", &topic)
             .env("KAFKA_CONSUMER_GROUP", unique_name("notifications"))
             .env("REDIS_ADDR", redis_host_port())
             .env("REDIS_TTL", "10m")

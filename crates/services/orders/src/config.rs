@@ -1,9 +1,16 @@
 //! The orders service's settings: defaults < TOML file named by `ORDERS_CONFIG` < environment.
+//!
+//! Go's orders reads `env`, `ORDERS_GRPC_ADDR`, `ORDERS_HEALTH_ADDR`, `ORDERS_PG_DSN`,
+//! `ORDERS_PG_*` pool settings, `KAFKA_BROKERS`, `KAFKA_TOPIC` and `KAFKA_PERIOD`; each
+//! is read here with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
+//! `docs/configuration.md` lists every variable of both platforms.
+
+use std::collections::BTreeMap;
 
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, GoDuration, ListenAddr, PartitionList};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes, PartitionList};
 
 /// Every environment variable the service reads but the Kafka connection's
 /// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
@@ -12,17 +19,18 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_GRPC_ADDR",
     "ORDERS_HEALTH_ADDR",
     "ORDERS_DB_POOL_SIZE",
+    "ORDERS_PG_MAX_CONNS",
     "ORDERS_DB_TIMEOUT",
     "ORDERS_MAX_IN_FLIGHT",
     "ORDERS_IDEMPOTENCY_TTL",
     "ORDERS_BATCH_MAX",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
-    "KAFKA_SENDER_PERIOD",
+    "KAFKA_PERIOD",
     "ORDERS_TRACK_PAYMENTS",
     "KAFKA_TOPIC_STATUS",
-    "KAFKA_CONSUMER_GROUP",
-    "KAFKA_PARTITIONS",
+    "ORDERS_CONSUMER_GROUP",
+    "ORDERS_KAFKA_PARTITIONS",
     "PROCESSED_EVENTS_RETENTION",
     "DEAD_LETTERS_RETENTION",
     "OUTBOX_BATCH_SIZE",
@@ -31,6 +39,49 @@ pub const ENV_VARS: &[&str] = &[
     "RETENTION_INTERVAL",
     "RETENTION_BATCH",
 ];
+
+/// Go's orders reads these; this service has no use for them (logging is `RUST_LOG`
+/// and `LOG_FORMAT`; the pool opens connections as load needs them and checks each
+/// before use). Accepted, and named once at start-up.
+pub const GO_ONLY_VARS: &[&str] = &[
+    "env",
+    "ENV",
+    "ORDERS_PG_DSN_TEST",
+    "ORDERS_PG_MIN_CONNS",
+    "ORDERS_PG_MAX_CONN_IDLE_TIME",
+    "ORDERS_PG_HEALTH_CHECK_PERIOD",
+];
+
+/// Other services' variables orders once read or might be thought to read: never
+/// taken for orders' own, warned of when set without orders' variable.
+pub const NOT_READ: &[NotRead] = &[
+    NotRead {
+        name: "KAFKA_SENDER_PERIOD",
+        whose: "the payments service's relay tick",
+        instead: "KAFKA_PERIOD",
+    },
+    NotRead {
+        name: "KAFKA_CONSUMER_GROUP",
+        whose: "the consumer group of payments and notifications",
+        instead: "ORDERS_CONSUMER_GROUP",
+    },
+    NotRead {
+        name: "KAFKA_PARTITIONS",
+        whose: "the partition list of earlier releases, now one per service",
+        instead: "ORDERS_KAFKA_PARTITIONS",
+    },
+];
+
+/// Every variable name orders knows, for [`settings::load_with_kafka`]. Go's
+/// `ORDERS_PG_MAX_CONNS` is the pool size when `ORDERS_DB_POOL_SIZE` is not set.
+pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
+    service: "orders",
+    config_file_var: CONFIG_FILE_VAR,
+    read: ENV_VARS,
+    aliases: &[("ORDERS_PG_MAX_CONNS", "ORDERS_DB_POOL_SIZE")],
+    go_only: GO_ONLY_VARS,
+    not_read: NOT_READ,
+};
 
 /// Default of `ORDERS_MAX_IN_FLIGHT`: 16 calls per database connection of the default
 /// pool (`ORDERS_DB_POOL_SIZE` 16). A call waits for a connection up to
@@ -44,6 +95,9 @@ pub const DEFAULT_TOPIC: &str = "order-topic";
 
 /// The status topic read when `KAFKA_TOPIC_STATUS` is not set.
 pub const DEFAULT_STATUS_TOPIC: &str = "status-topic";
+
+/// The consumer group when `ORDERS_CONSUMER_GROUP` is not set.
+pub const DEFAULT_CONSUMER_GROUP: &str = "orders";
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "ORDERS_CONFIG";
@@ -59,7 +113,7 @@ pub struct Config {
     pub orders_grpc_addr: ListenAddr,
     /// `/healthz`, `/readyz`, `/metrics` listen address.
     pub orders_health_addr: ListenAddr,
-    /// Most PostgreSQL connections held at once.
+    /// Most PostgreSQL connections held at once (Go's name: `ORDERS_PG_MAX_CONNS`).
     pub orders_db_pool_size: u32,
     /// How long a request waits for a database connection before UNAVAILABLE.
     pub orders_db_timeout: GoDuration,
@@ -83,8 +137,9 @@ pub struct Config {
     pub kafka_topic: Option<String>,
     /// Alias of `KAFKA_TOPIC` (the name payments reads it under); `KAFKA_TOPIC` wins.
     pub kafka_topic_order: Option<String>,
-    /// Relay poll interval when no NOTIFY arrives (Go: one event per tick).
-    pub kafka_sender_period: GoDuration,
+    /// Relay poll interval when no NOTIFY arrives (Go: one event per tick); `0` is the
+    /// default, 1s, as in Go.
+    pub kafka_period: GoDuration,
     /// Whether orders follows payment results: consumes `PaymentStatus` from
     /// `KAFKA_TOPIC_STATUS` and moves each order to `paid` or `payment_failed`.
     /// `false` for a deployment whose payments service does not publish them in
@@ -92,10 +147,11 @@ pub struct Config {
     pub orders_track_payments: bool,
     /// Topic carrying `PaymentStatus` (as payments and notifications name it).
     pub kafka_topic_status: String,
-    /// Group orders' consumed offsets of `KAFKA_TOPIC_STATUS` are committed under.
-    pub kafka_consumer_group: String,
+    /// Group orders' consumed offsets of `KAFKA_TOPIC_STATUS` are committed under
+    /// (its own name: `KAFKA_CONSUMER_GROUP` is notifications' group on that topic).
+    pub orders_consumer_group: String,
     /// Partitions of the status topic this instance reads (`0,1`); empty = all.
-    pub kafka_partitions: PartitionList,
+    pub orders_kafka_partitions: PartitionList,
     /// Applied `PaymentStatus` event ids (deduplication) older than this are
     /// deleted; 0 keeps them. Must stay far longer than any redelivery.
     pub processed_events_retention: GoDuration,
@@ -128,11 +184,11 @@ impl Default for Config {
             kafka: settings::KafkaConnection::default(),
             kafka_topic: None,
             kafka_topic_order: None,
-            kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
+            kafka_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
             orders_track_payments: true,
             kafka_topic_status: DEFAULT_STATUS_TOPIC.to_owned(),
-            kafka_consumer_group: "orders".to_owned(),
-            kafka_partitions: PartitionList::default(),
+            orders_consumer_group: DEFAULT_CONSUMER_GROUP.to_owned(),
+            orders_kafka_partitions: PartitionList::default(),
             processed_events_retention: GoDuration(
                 InboxSettings::DEFAULT.processed_events_retention,
             ),
@@ -147,17 +203,30 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the process environment (and the TOML file it may name).
+    /// Reads the process environment (and the TOML file it may name); logs what it
+    /// accepted without using and other services' variables it did not take.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
         Config { kafka, ..config }.check()
     }
 
+    /// As [`Config::from_env`] from the variables `env`, returning what the service
+    /// would log instead of logging it.
+    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
+        let (config, kafka, notes): (Config, _, _) =
+            settings::load_with_kafka_from(env, &ENV_SPEC)?;
+        Ok((Config { kafka, ..config }.check()?, notes))
+    }
+
     fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check_with_partitions(&self.kafka_partitions)?;
+        self.kafka.check_with_partitions(
+            "ORDERS_KAFKA_PARTITIONS",
+            "ORDERS_CONSUMER_GROUP",
+            &self.orders_kafka_partitions,
+        )?;
         if self.orders_db_pool_size == 0 {
             return Err(ConfigError::Other(
-                "ORDERS_DB_POOL_SIZE must be at least 1".into(),
+                "ORDERS_DB_POOL_SIZE (or Go's ORDERS_PG_MAX_CONNS) must be at least 1".into(),
             ));
         }
         if self.orders_max_in_flight == 0 {
@@ -182,7 +251,7 @@ impl Config {
             return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
         }
         self.outbox()
-            .check("KAFKA_SENDER_PERIOD")
+            .check("KAFKA_PERIOD")
             .map_err(ConfigError::Other)?;
         self.check_payment_tracking()?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
@@ -196,7 +265,7 @@ impl Config {
         }
         for (var, value) in [
             ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
-            ("KAFKA_CONSUMER_GROUP", &self.kafka_consumer_group),
+            ("ORDERS_CONSUMER_GROUP", &self.orders_consumer_group),
         ] {
             if value.trim().is_empty() {
                 return Err(ConfigError::Other(format!(
@@ -221,13 +290,15 @@ impl Config {
         }
     }
 
-    /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).
+    /// The outbox's settings (`OUTBOX_*`, `KAFKA_PERIOD`).
     pub fn outbox(&self) -> OutboxSettings {
         OutboxSettings {
             batch_size: self.outbox_batch_size,
             lease: self.outbox_lease.get(),
             retention: self.outbox_retention.get(),
-            poll_interval: self.kafka_sender_period.get(),
+            poll_interval: self
+                .kafka_period
+                .or_if_zero(OutboxSettings::DEFAULT.poll_interval),
         }
     }
 
@@ -237,5 +308,115 @@ impl Config {
             .as_deref()
             .or(self.kafka_topic_order.as_deref())
             .unwrap_or(DEFAULT_TOPIC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Go's `orders/.env.example`, names and values as written there.
+    const GO_ENV_EXAMPLE: &str =
+        include_str!("../../../devtools/stack/tests/fixtures/go-env/orders.env");
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn load(env: &BTreeMap<String, String>) -> (Config, Notes) {
+        Config::from_vars(env).unwrap()
+    }
+
+    #[test]
+    fn the_go_env_example_means_what_it_means_to_the_go_service() {
+        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
+        let (config, notes) = load(&env);
+        assert_eq!(
+            config.orders_pg_dsn,
+            "postgres://postgres:postgres@postgres:5432/orders_db?sslmode=disable"
+        );
+        assert_eq!(config.orders_grpc_addr, ListenAddr::all_interfaces(50051));
+        assert_eq!(config.orders_health_addr, ListenAddr::all_interfaces(8081));
+        assert_eq!(config.orders_db_pool_size, 10, "ORDERS_PG_MAX_CONNS");
+        assert_eq!(config.kafka.hosts(), ["kafka_produce:29092"]);
+        assert_eq!(config.topic(), "order-topic");
+        assert_eq!(config.outbox().poll_interval, Duration::from_secs(1));
+        assert_eq!(config.orders_consumer_group, "orders");
+        assert_eq!(config.kafka_topic_status, "status-topic");
+        assert_eq!(
+            notes.go_only_line().as_deref(),
+            Some(
+                "accepted, only the Go service uses: env, ORDERS_PG_DSN_TEST, \
+                 ORDERS_PG_MIN_CONNS, ORDERS_PG_MAX_CONN_IDLE_TIME, ORDERS_PG_HEALTH_CHECK_PERIOD"
+            )
+        );
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
+    }
+
+    #[test]
+    fn the_relay_tick_is_kafka_period_and_payments_tick_is_not_taken() {
+        let (config, notes) = load(&vars(&[("KAFKA_SENDER_PERIOD", "5s")]));
+        assert_eq!(config.outbox().poll_interval, Duration::from_secs(1));
+        testkit::assert_mentions(
+            &notes.not_read.join("\n"),
+            &["KAFKA_SENDER_PERIOD", "KAFKA_PERIOD"],
+        );
+
+        let (config, _) = load(&vars(&[
+            ("KAFKA_PERIOD", "250ms"),
+            ("KAFKA_SENDER_PERIOD", "5s"),
+        ]));
+        assert_eq!(config.outbox().poll_interval, Duration::from_millis(250));
+        // Go takes 0 as its default tick, 1s.
+        let (config, _) = load(&vars(&[("KAFKA_PERIOD", "0")]));
+        assert_eq!(config.outbox().poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_status_consumer_has_a_group_of_its_own() {
+        let (config, notes) = load(&vars(&[("KAFKA_CONSUMER_GROUP", "my-group")]));
+        assert_eq!(config.orders_consumer_group, DEFAULT_CONSUMER_GROUP);
+        testkit::assert_mentions(
+            &notes.not_read.join("\n"),
+            &["KAFKA_CONSUMER_GROUP", "ORDERS_CONSUMER_GROUP"],
+        );
+        let (config, _) = load(&vars(&[("ORDERS_CONSUMER_GROUP", "orders-eu")]));
+        assert_eq!(config.orders_consumer_group, "orders-eu");
+
+        let (config, notes) = load(&vars(&[("KAFKA_PARTITIONS", "0")]));
+        assert_eq!(config.orders_kafka_partitions.selected(), None);
+        testkit::assert_mentions(&notes.not_read.join("\n"), &["ORDERS_KAFKA_PARTITIONS"]);
+    }
+
+    #[test]
+    fn the_platforms_pool_size_wins_over_gos_name_for_it() {
+        let both = vars(&[("ORDERS_PG_MAX_CONNS", "10"), ("ORDERS_DB_POOL_SIZE", "32")]);
+        assert_eq!(load(&both).0.orders_db_pool_size, 32);
+        assert_eq!(load(&vars(&[])).0.orders_db_pool_size, 16);
+        let err = Config::from_vars(&vars(&[("ORDERS_PG_MAX_CONNS", "0")]))
+            .unwrap_err()
+            .to_string();
+        testkit::assert_mentions(&err, &["ORDERS_PG_MAX_CONNS", "at least 1"]);
+        let err = Config::from_vars(&vars(&[("ORDERS_PG_MAX_CONNS", "ten")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("ORDERS_PG_MAX_CONNS = \"ten\""), "{err}");
+    }
+
+    #[test]
+    fn go_only_variables_are_never_refused() {
+        let env = vars(&[
+            ("env", "prod"),
+            ("ORDERS_PG_MIN_CONNS", "many"),
+            ("ORDERS_PG_MAX_CONN_IDLE_TIME", "a while"),
+            ("ORDERS_PG_HEALTH_CHECK_PERIOD", "-"),
+        ]);
+        let (_, notes) = load(&env);
+        assert_eq!(notes.go_only.len(), 4);
     }
 }

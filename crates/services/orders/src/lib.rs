@@ -223,22 +223,22 @@ impl Background {
         let payment_results = if config.orders_track_payments {
             let handler = PaymentResults::new(pool.clone(), ResultMetrics::register(metrics));
             let consumer = bus::ConsumerConfig {
-                partitions: config.kafka_partitions.selected(),
+                partitions: config.orders_kafka_partitions.selected(),
                 lag_observer: Some(bus::LagObserver::metric(metrics)),
                 fetch_min_bytes: payment_results::FETCH_MIN_BYTES,
                 fetch_max_wait: payment_results::FETCH_MAX_WAIT,
                 ..bus::ConsumerConfig::from_kafka(
                     &config.kafka,
                     &config.kafka_topic_status,
-                    &config.kafka_consumer_group,
+                    &config.orders_consumer_group,
                     "orders-payment-results",
                 )
             };
             let handle = bus::spawn_consumer(consumer, handler, shutdown.clone())?;
             tracing::info!(
                 topic = %config.kafka_topic_status,
-                group = %config.kafka_consumer_group,
-                partitions = %config.kafka_partitions,
+                group = %config.orders_consumer_group,
+                partitions = %config.orders_kafka_partitions,
                 "orders following payment results"
             );
             Some(handle)

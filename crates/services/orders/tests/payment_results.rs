@@ -77,7 +77,7 @@ fn orders_config(db: &TestDatabase, broker: &TestBroker, topic: &str) -> orders:
             ..Default::default()
         },
         kafka_topic_status: topic.to_owned(),
-        kafka_consumer_group: testkit::unique_name("orders"),
+        orders_consumer_group: testkit::unique_name("orders"),
         ..config(db.dsn())
     }
 }

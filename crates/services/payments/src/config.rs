@@ -1,10 +1,18 @@
 //! The payments worker's settings: defaults < TOML file named by `PAYMENTS_CONFIG` <
 //! environment.
+//!
+//! Go's payments reads `env`/`ENV`, `PAYMENTS_PG_DSN`, `PAYMENTS_PG_*` pool settings,
+//! `PAYMENTS_HEALTH_ADDR`, `KAFKA_BROKERS`, `KAFKA_TOPIC_ORDER`, `KAFKA_TOPIC_STATUS`,
+//! `KAFKA_EVENT_TYPE`, `KAFKA_CONSUMER_GROUP` and `KAFKA_SENDER_PERIOD`; each is read
+//! here with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
+//! `docs/configuration.md` lists every variable of both platforms.
+
+use std::collections::BTreeMap;
 
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, GoDuration, ListenAddr};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes};
 
 pub use settings::PartitionList;
 
@@ -14,12 +22,13 @@ pub const ENV_VARS: &[&str] = &[
     "PAYMENTS_PG_DSN",
     "PAYMENTS_HEALTH_ADDR",
     "PAYMENTS_DB_POOL_SIZE",
+    "PAYMENTS_PG_MAX_CONNS",
     "PAYMENTS_DB_TIMEOUT",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
-    "KAFKA_PARTITIONS",
-    "KAFKA_PERIOD",
+    "PAYMENTS_KAFKA_PARTITIONS",
+    "KAFKA_SENDER_PERIOD",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
     "OUTBOX_RETENTION",
@@ -28,6 +37,46 @@ pub const ENV_VARS: &[&str] = &[
     "RETENTION_INTERVAL",
     "RETENTION_BATCH",
 ];
+
+/// Go's payments reads these; this worker has no use for them (logging is `RUST_LOG`
+/// and `LOG_FORMAT`; the outbox has no event-type column; the pool opens connections
+/// as load needs them and checks each before use). Accepted, and named once at
+/// start-up.
+pub const GO_ONLY_VARS: &[&str] = &[
+    "env",
+    "ENV",
+    "KAFKA_EVENT_TYPE",
+    "KAFKA_TEST_BROKERS",
+    "PAYMENTS_PG_MIN_CONNS",
+    "PAYMENTS_PG_MAX_CONN_IDLE_TIME",
+    "PAYMENTS_PG_HEALTH_CHECK_PERIOD",
+];
+
+/// Other services' variables payments once read or might be thought to read: never
+/// taken for its own, warned of when set without payments' variable.
+pub const NOT_READ: &[NotRead] = &[
+    NotRead {
+        name: "KAFKA_PERIOD",
+        whose: "the orders service's relay tick",
+        instead: "KAFKA_SENDER_PERIOD",
+    },
+    NotRead {
+        name: "KAFKA_PARTITIONS",
+        whose: "the partition list of earlier releases, now one per service",
+        instead: "PAYMENTS_KAFKA_PARTITIONS",
+    },
+];
+
+/// Every variable name payments knows, for [`settings::load_with_kafka`]. Go's
+/// `PAYMENTS_PG_MAX_CONNS` is the pool size when `PAYMENTS_DB_POOL_SIZE` is not set.
+pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
+    service: "payments",
+    config_file_var: CONFIG_FILE_VAR,
+    read: ENV_VARS,
+    aliases: &[("PAYMENTS_PG_MAX_CONNS", "PAYMENTS_DB_POOL_SIZE")],
+    go_only: GO_ONLY_VARS,
+    not_read: NOT_READ,
+};
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
 pub const CONFIG_FILE_VAR: &str = "PAYMENTS_CONFIG";
@@ -43,7 +92,8 @@ pub struct Config {
     pub payments_pg_dsn: String,
     /// `/healthz`, `/readyz`, `/metrics` listen address.
     pub payments_health_addr: ListenAddr,
-    /// Most PostgreSQL connections held at once (consumer, relay, readiness).
+    /// Most PostgreSQL connections held at once (consumer, relay, readiness; Go's
+    /// name: `PAYMENTS_PG_MAX_CONNS`).
     pub payments_db_pool_size: u32,
     /// How long a caller waits for a database connection before giving up (and
     /// the message is retried).
@@ -60,9 +110,10 @@ pub struct Config {
     /// Group the consumed offsets are committed under.
     pub kafka_consumer_group: String,
     /// Partitions of the order topic this instance reads (`0,1`); empty = all.
-    pub kafka_partitions: PartitionList,
-    /// Relay poll interval when no NOTIFY arrives.
-    pub kafka_period: GoDuration,
+    pub payments_kafka_partitions: PartitionList,
+    /// Relay poll interval when no NOTIFY arrives (Go's payments' name for its relay
+    /// tick); `0` is the default, 1s, as in Go.
+    pub kafka_sender_period: GoDuration,
     /// Most outbox rows the relay claims and publishes at once.
     pub outbox_batch_size: u32,
     /// How long a claim lasts before another relay may take the rows over.
@@ -91,8 +142,8 @@ impl Default for Config {
             kafka_topic_order: "order-topic".to_owned(),
             kafka_topic_status: "status-topic".to_owned(),
             kafka_consumer_group: "payments".to_owned(),
-            kafka_partitions: PartitionList::default(),
-            kafka_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
+            payments_kafka_partitions: PartitionList::default(),
+            kafka_sender_period: GoDuration(OutboxSettings::DEFAULT.poll_interval),
             outbox_batch_size: OutboxSettings::DEFAULT.batch_size,
             outbox_lease: GoDuration(OutboxSettings::DEFAULT.lease),
             outbox_retention: GoDuration(OutboxSettings::DEFAULT.retention),
@@ -107,13 +158,15 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The outbox's settings (`OUTBOX_*`, `KAFKA_PERIOD`).
+    /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).
     pub fn outbox(&self) -> OutboxSettings {
         OutboxSettings {
             batch_size: self.outbox_batch_size,
             lease: self.outbox_lease.get(),
             retention: self.outbox_retention.get(),
-            poll_interval: self.kafka_period.get(),
+            poll_interval: self
+                .kafka_sender_period
+                .or_if_zero(OutboxSettings::DEFAULT.poll_interval),
         }
     }
 
@@ -125,23 +178,36 @@ impl Config {
         }
     }
 
-    /// Reads the process environment (and the TOML file it may name).
+    /// Reads the process environment (and the TOML file it may name); logs what it
+    /// accepted without using and other services' variables it did not take.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(CONFIG_FILE_VAR, ENV_VARS)?;
+        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
         Config { kafka, ..config }.check()
+    }
+
+    /// As [`Config::from_env`] from the variables `env`, returning what the worker
+    /// would log instead of logging it.
+    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
+        let (config, kafka, notes): (Config, _, _) =
+            settings::load_with_kafka_from(env, &ENV_SPEC)?;
+        Ok((Config { kafka, ..config }.check()?, notes))
     }
 
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
-        self.kafka.check_with_partitions(&self.kafka_partitions)?;
+        self.kafka.check_with_partitions(
+            "PAYMENTS_KAFKA_PARTITIONS",
+            "KAFKA_CONSUMER_GROUP",
+            &self.payments_kafka_partitions,
+        )?;
         // Consumer, relay (pool side) and readiness each hold one at times.
         if self.payments_db_pool_size < 2 {
             return Err(ConfigError::Other(
-                "PAYMENTS_DB_POOL_SIZE must be at least 2".into(),
+                "PAYMENTS_DB_POOL_SIZE (or Go's PAYMENTS_PG_MAX_CONNS) must be at least 2".into(),
             ));
         }
         self.outbox()
-            .check("KAFKA_PERIOD")
+            .check("KAFKA_SENDER_PERIOD")
             .map_err(ConfigError::Other)?;
         retention::check_schedule(self.retention_interval.get(), self.retention_batch)
             .map_err(ConfigError::Other)?;
@@ -181,7 +247,87 @@ mod tests {
             config.payments_health_addr,
             ListenAddr::all_interfaces(8082)
         );
-        assert_eq!(config.kafka_partitions.selected(), None);
+        assert_eq!(config.payments_kafka_partitions.selected(), None);
+    }
+
+    /// Go's `payments/.env.example`, names and values as written there.
+    const GO_ENV_EXAMPLE: &str =
+        include_str!("../../../devtools/stack/tests/fixtures/go-env/payments.env");
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_go_env_example_means_what_it_means_to_the_go_worker() {
+        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
+        let (config, notes) = Config::from_vars(&env).unwrap();
+        assert_eq!(
+            config.payments_pg_dsn,
+            "postgres://postgres:postgres@postgres:5432/payments_db?sslmode=disable"
+        );
+        assert_eq!(config.payments_db_pool_size, 10, "PAYMENTS_PG_MAX_CONNS");
+        assert_eq!(
+            config.payments_health_addr,
+            ListenAddr::all_interfaces(8082)
+        );
+        assert_eq!(config.kafka.hosts(), ["kafka_produce:29092"]);
+        assert_eq!(config.kafka_topic_order, "order-topic");
+        assert_eq!(config.kafka_topic_status, "status-topic");
+        assert_eq!(config.kafka_consumer_group, "my-group");
+        assert_eq!(
+            config.outbox().poll_interval,
+            std::time::Duration::from_secs(1)
+        );
+        assert_eq!(
+            notes.go_only_line().as_deref(),
+            Some(
+                "accepted, only the Go service uses: ENV, KAFKA_EVENT_TYPE, KAFKA_TEST_BROKERS, \
+                 PAYMENTS_PG_MIN_CONNS, PAYMENTS_PG_MAX_CONN_IDLE_TIME, \
+                 PAYMENTS_PG_HEALTH_CHECK_PERIOD"
+            )
+        );
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
+    }
+
+    #[test]
+    fn the_relay_tick_is_kafka_sender_period_and_orders_tick_is_not_taken() {
+        let tick = |env: &[(&str, &str)]| {
+            let (config, notes) = Config::from_vars(&vars(env)).unwrap();
+            (config.outbox().poll_interval, notes.not_read.join("\n"))
+        };
+        let (period, warned) = tick(&[("KAFKA_PERIOD", "5s")]);
+        assert_eq!(period, std::time::Duration::from_secs(1));
+        testkit::assert_mentions(&warned, &["KAFKA_PERIOD", "KAFKA_SENDER_PERIOD"]);
+        let (period, warned) = tick(&[("KAFKA_PERIOD", "5s"), ("KAFKA_SENDER_PERIOD", "200ms")]);
+        assert_eq!(period, std::time::Duration::from_millis(200));
+        assert_eq!(warned, "");
+        // Go takes 0 as its default tick, 1s.
+        let (period, _) = tick(&[("KAFKA_SENDER_PERIOD", "0")]);
+        assert_eq!(period, std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_partition_list_is_payments_own() {
+        let (config, notes) = Config::from_vars(&vars(&[("KAFKA_PARTITIONS", "0")])).unwrap();
+        assert_eq!(config.payments_kafka_partitions.selected(), None);
+        testkit::assert_mentions(&notes.not_read.join("\n"), &["PAYMENTS_KAFKA_PARTITIONS"]);
+        let (config, _) =
+            Config::from_vars(&vars(&[("PAYMENTS_KAFKA_PARTITIONS", "0,2")])).unwrap();
+        assert_eq!(
+            config.payments_kafka_partitions.selected(),
+            Some(vec![0, 2])
+        );
+        let err = Config::from_vars(&vars(&[
+            ("PAYMENTS_KAFKA_PARTITIONS", "0"),
+            ("KAFKA_CLIENT", "rdkafka"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        testkit::assert_mentions(&err, &["PAYMENTS_KAFKA_PARTITIONS", "KAFKA_CONSUMER_GROUP"]);
     }
 
     #[test]

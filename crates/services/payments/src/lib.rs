@@ -174,7 +174,7 @@ async fn run(
     };
 
     let consumer_config = bus::ConsumerConfig {
-        partitions: config.kafka_partitions.selected(),
+        partitions: config.payments_kafka_partitions.selected(),
         lag_observer: Some(bus::LagObserver::metric(&metrics)),
         ..bus::ConsumerConfig::from_kafka(
             &config.kafka,
@@ -189,7 +189,7 @@ async fn run(
             tracing::info!(
                 topic = %config.kafka_topic_order,
                 group = %config.kafka_consumer_group,
-                partitions = %config.kafka_partitions,
+                partitions = %config.payments_kafka_partitions,
                 status_topic = %config.kafka_topic_status,
                 "payments consuming"
             );

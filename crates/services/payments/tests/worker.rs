@@ -323,11 +323,11 @@ fn an_order_arriving_during_a_database_outage_is_paid_once_it_is_back() {
 
 #[test]
 fn instances_reading_disjoint_partitions_share_the_work() {
-    let mut h = Harness::start(|config, _| config.kafka_partitions = "0".parse().unwrap());
+    let mut h = Harness::start(|config, _| config.payments_kafka_partitions = "0".parse().unwrap());
     // A second instance on the same database, topic and group, with the other
     // partitions (devbroker's default topics have three).
     let second_config = Config {
-        kafka_partitions: "1,2".parse().unwrap(),
+        payments_kafka_partitions: "1,2".parse().unwrap(),
         ..h.config.clone()
     };
     let second_shutdown = CancellationToken::new();
