@@ -25,6 +25,7 @@ pub const ENV_VARS: &[&str] = &[
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
     "NOTIFICATIONS_KAFKA_PARTITIONS",
+    "KAFKA_PARTITIONS",
     "REDIS_ADDR",
     "REDIS_DB",
     "REDIS_USER",
@@ -52,25 +53,18 @@ pub const GO_ONLY_VARS: &[&str] = &[
 
 /// Other services' variables notifications once read or might be thought to read:
 /// never taken for its own, warned of when set without notifications' variable.
-pub const NOT_READ: &[NotRead] = &[
-    NotRead {
-        name: "KAFKA_TOPIC",
-        whose: "the orders service's topic (OrderCreated)",
-        instead: "KAFKA_TOPIC_STATUS",
-    },
-    NotRead {
-        name: "KAFKA_PARTITIONS",
-        whose: "the partition list of earlier releases, now one per service",
-        instead: "NOTIFICATIONS_KAFKA_PARTITIONS",
-    },
-];
+pub const NOT_READ: &[NotRead] = &[NotRead {
+    name: "KAFKA_TOPIC",
+    whose: "the orders service's topic (OrderCreated)",
+    instead: "KAFKA_TOPIC_STATUS",
+}];
 
 /// Every variable name notifications knows, for [`settings::load_with_kafka`].
 pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
     service: "notifications",
     config_file_var: CONFIG_FILE_VAR,
     read: ENV_VARS,
-    aliases: &[],
+    aliases: &[("KAFKA_PARTITIONS", "NOTIFICATIONS_KAFKA_PARTITIONS")],
     go_only: GO_ONLY_VARS,
     not_read: NOT_READ,
 };

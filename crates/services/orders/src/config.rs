@@ -31,6 +31,7 @@ pub const ENV_VARS: &[&str] = &[
     "KAFKA_TOPIC_STATUS",
     "ORDERS_CONSUMER_GROUP",
     "ORDERS_KAFKA_PARTITIONS",
+    "KAFKA_PARTITIONS",
     "PROCESSED_EVENTS_RETENTION",
     "DEAD_LETTERS_RETENTION",
     "OUTBOX_BATCH_SIZE",
@@ -65,11 +66,6 @@ pub const NOT_READ: &[NotRead] = &[
         whose: "the consumer group of payments and notifications",
         instead: "ORDERS_CONSUMER_GROUP",
     },
-    NotRead {
-        name: "KAFKA_PARTITIONS",
-        whose: "the partition list of earlier releases, now one per service",
-        instead: "ORDERS_KAFKA_PARTITIONS",
-    },
 ];
 
 /// Every variable name orders knows, for [`settings::load_with_kafka`]. Go's
@@ -78,7 +74,10 @@ pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
     service: "orders",
     config_file_var: CONFIG_FILE_VAR,
     read: ENV_VARS,
-    aliases: &[("ORDERS_PG_MAX_CONNS", "ORDERS_DB_POOL_SIZE")],
+    aliases: &[
+        ("ORDERS_PG_MAX_CONNS", "ORDERS_DB_POOL_SIZE"),
+        ("KAFKA_PARTITIONS", "ORDERS_KAFKA_PARTITIONS"),
+    ],
     go_only: GO_ONLY_VARS,
     not_read: NOT_READ,
 };
@@ -387,10 +386,21 @@ mod tests {
         );
         let (config, _) = load(&vars(&[("ORDERS_CONSUMER_GROUP", "orders-eu")]));
         assert_eq!(config.orders_consumer_group, "orders-eu");
+    }
 
+    #[test]
+    fn the_partition_list_of_earlier_releases_is_read_when_orders_own_is_unset() {
         let (config, notes) = load(&vars(&[("KAFKA_PARTITIONS", "0")]));
-        assert_eq!(config.orders_kafka_partitions.selected(), None);
-        testkit::assert_mentions(&notes.not_read.join("\n"), &["ORDERS_KAFKA_PARTITIONS"]);
+        assert_eq!(config.orders_kafka_partitions.selected(), Some(vec![0]));
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
+        let both = vars(&[
+            ("KAFKA_PARTITIONS", "0"),
+            ("ORDERS_KAFKA_PARTITIONS", "1,2"),
+        ]);
+        assert_eq!(
+            load(&both).0.orders_kafka_partitions.selected(),
+            Some(vec![1, 2])
+        );
     }
 
     #[test]

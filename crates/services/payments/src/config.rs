@@ -28,6 +28,7 @@ pub const ENV_VARS: &[&str] = &[
     "KAFKA_TOPIC_STATUS",
     "KAFKA_CONSUMER_GROUP",
     "PAYMENTS_KAFKA_PARTITIONS",
+    "KAFKA_PARTITIONS",
     "KAFKA_SENDER_PERIOD",
     "OUTBOX_BATCH_SIZE",
     "OUTBOX_LEASE",
@@ -54,18 +55,11 @@ pub const GO_ONLY_VARS: &[&str] = &[
 
 /// Other services' variables payments once read or might be thought to read: never
 /// taken for its own, warned of when set without payments' variable.
-pub const NOT_READ: &[NotRead] = &[
-    NotRead {
-        name: "KAFKA_PERIOD",
-        whose: "the orders service's relay tick",
-        instead: "KAFKA_SENDER_PERIOD",
-    },
-    NotRead {
-        name: "KAFKA_PARTITIONS",
-        whose: "the partition list of earlier releases, now one per service",
-        instead: "PAYMENTS_KAFKA_PARTITIONS",
-    },
-];
+pub const NOT_READ: &[NotRead] = &[NotRead {
+    name: "KAFKA_PERIOD",
+    whose: "the orders service's relay tick",
+    instead: "KAFKA_SENDER_PERIOD",
+}];
 
 /// Every variable name payments knows, for [`settings::load_with_kafka`]. Go's
 /// `PAYMENTS_PG_MAX_CONNS` is the pool size when `PAYMENTS_DB_POOL_SIZE` is not set.
@@ -73,7 +67,10 @@ pub const ENV_SPEC: EnvSpec<'static> = EnvSpec {
     service: "payments",
     config_file_var: CONFIG_FILE_VAR,
     read: ENV_VARS,
-    aliases: &[("PAYMENTS_PG_MAX_CONNS", "PAYMENTS_DB_POOL_SIZE")],
+    aliases: &[
+        ("PAYMENTS_PG_MAX_CONNS", "PAYMENTS_DB_POOL_SIZE"),
+        ("KAFKA_PARTITIONS", "PAYMENTS_KAFKA_PARTITIONS"),
+    ],
     go_only: GO_ONLY_VARS,
     not_read: NOT_READ,
 };
@@ -312,9 +309,10 @@ mod tests {
 
     #[test]
     fn the_partition_list_is_payments_own() {
+        // The one list of earlier releases, when payments' own is unset.
         let (config, notes) = Config::from_vars(&vars(&[("KAFKA_PARTITIONS", "0")])).unwrap();
-        assert_eq!(config.payments_kafka_partitions.selected(), None);
-        testkit::assert_mentions(&notes.not_read.join("\n"), &["PAYMENTS_KAFKA_PARTITIONS"]);
+        assert_eq!(config.payments_kafka_partitions.selected(), Some(vec![0]));
+        assert!(notes.not_read.is_empty(), "{:?}", notes.not_read);
         let (config, _) =
             Config::from_vars(&vars(&[("PAYMENTS_KAFKA_PARTITIONS", "0,2")])).unwrap();
         assert_eq!(
