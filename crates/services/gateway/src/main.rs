@@ -1,7 +1,7 @@
 //! `gateway`: see the library docs. Configuration comes from the environment
 //! (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`,
 //! `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`;
-//! README lists them).
+//! docs/configuration.md lists them).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! `notifications`: see the library docs. Configuration comes from the environment
-//! (`KAFKA_BROKERS`, `REDIS_ADDR`, `REDIS_TTL`, ...; README lists them all).
+//! (`KAFKA_BROKERS`, `REDIS_ADDR`, `REDIS_TTL`, ...; docs/configuration.md lists them all).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! `orders`: see the library docs. Configuration comes from the environment
-//! (`ORDERS_PG_DSN`, `ORDERS_GRPC_ADDR`, ...; README lists them all).
+//! (`ORDERS_PG_DSN`, `ORDERS_GRPC_ADDR`, ...; docs/configuration.md lists them all).
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
 //! `payments`: see the library docs. Configuration comes from the environment
-//! (`PAYMENTS_PG_DSN`, `KAFKA_BROKERS`, `KAFKA_TOPIC_ORDER`, ...; README lists them all).
+//! (`PAYMENTS_PG_DSN`, `KAFKA_BROKERS`, ...; docs/configuration.md lists them all).
 //! Without a subcommand it runs the worker; `payments dead-letters ...` inspects and
 //! replays the messages it kept as poison.
 
