@@ -1,10 +1,42 @@
 //! `backoff`: the delay between retries everywhere in the platform (the Kafka producer
-//! and consumer, the outbox relay, database preparation at start-up): it starts at a
-//! first delay, doubles after each failure up to a longest delay, and goes back to the
-//! first delay after a success. One type, so every retry loop behaves (and is tuned)
-//! the same way.
+//! and both consumers, librdkafka's reconnects, the outbox relay, database preparation
+//! at start-up). A retry loop waits [`RetryPolicy::DEFAULT`]: **100 ms first, doubling
+//! after each failure up to 5 s, back to 100 ms after a success**. The values live
+//! here only ([`RetryPolicy::DEFAULT`]); every loop takes them from here, so every loop
+//! behaves (and is tuned) the same way. A loop that lets its caller choose (the
+//! consumers' `ConsumerConfig`, for tests) starts from this policy too.
 
 use std::time::Duration;
+
+/// Where a retry loop's delays start and how long they may grow ([`Backoff`] doubles
+/// the delay after each failure, up to `max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first delay, and the delay again after a success.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The platform's one retry policy (its values are stated in the crate
+    /// documentation above, and pinned by a test).
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(5),
+    };
+
+    /// A fresh [`Backoff`] following this policy.
+    pub fn backoff(self) -> Backoff {
+        Backoff::new(self.initial, self.max)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Exponential backoff between `initial` and `max`.
 #[derive(Debug, Clone)]
@@ -41,6 +73,18 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platform_policy_is_100ms_doubling_to_5s() {
+        assert_eq!(RetryPolicy::DEFAULT.initial, Duration::from_millis(100));
+        assert_eq!(RetryPolicy::DEFAULT.max, Duration::from_secs(5));
+        assert_eq!(RetryPolicy::default(), RetryPolicy::DEFAULT);
+        let mut b = RetryPolicy::DEFAULT.backoff();
+        let v: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(v, vec![100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
 
     #[test]
     fn doubles_up_to_max_and_resets() {

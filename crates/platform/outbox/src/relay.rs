@@ -1,6 +1,6 @@
 //! The relay loop on its dedicated thread.
 
-use backoff::Backoff;
+use backoff::RetryPolicy;
 use std::{
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -156,9 +156,6 @@ impl std::fmt::Display for ErrorChain<'_> {
 /// Longest single wait for a NOTIFY: a blocking socket read cannot be woken by the
 /// shutdown token, so shutdown is noticed within this.
 const SLICE: Duration = Duration::from_millis(200);
-/// Retry delays after a failed attempt: 100 ms doubling to 5 s.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Relay {
     fn run(mut self) -> Result<(), bus::BusError> {
@@ -173,7 +170,8 @@ impl Relay {
             Err(err) => tracing::debug!(%err, "broker version check inconclusive"),
             Ok(()) => {}
         }
-        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
+        // Retry delays after a failed attempt: the platform's one retry policy.
+        let mut backoff = RetryPolicy::DEFAULT.backoff();
         // Whether the last attempt failed: then the database may be gone, and the
         // final mark below is not tried (it would wait out the pool's timeout).
         let mut last_failed = false;

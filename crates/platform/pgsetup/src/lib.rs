@@ -26,7 +26,7 @@ mod schema;
 pub mod takeover;
 pub mod tls;
 
-use backoff::Backoff;
+use backoff::RetryPolicy;
 use std::{str::FromStr, time::Duration};
 
 use postgres::{Client, Config, error::SqlState};
@@ -195,8 +195,8 @@ fn classify_connect_error(err: postgres::Error, mode: SslMode) -> SetupError {
     }
 }
 
-/// [`prepare`] from async code, retried with backoff (200 ms doubling to 5 s) while
-/// PostgreSQL is unreachable, so a service may start before its database. `None`
+/// [`prepare`] from async code, retried with the platform's backoff
+/// ([`RetryPolicy::DEFAULT`]) while PostgreSQL is unreachable, so a service may start before its database. `None`
 /// when `shutdown` came first.
 pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
     dsn: &str,
@@ -204,7 +204,7 @@ pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
     options: PoolOptions,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Option<Pool>, SetupError> {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut backoff = RetryPolicy::DEFAULT.backoff();
     loop {
         let dsn_owned = dsn.to_owned();
         let schema = schema.clone();

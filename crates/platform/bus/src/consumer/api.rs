@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backoff::Backoff;
+use backoff::{Backoff, RetryPolicy};
 use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
@@ -76,9 +76,9 @@ pub struct ConsumerConfig {
     /// bigger polls, so fewer transactions, for a consumer whose latency matters less.
     pub fetch_min_bytes: u32,
     /// First delay before a failed handler or poll is retried; doubles up to
-    /// `retry_backoff_max`.
+    /// `retry_backoff_max`. [`RetryPolicy::DEFAULT`]'s unless a test shortens it.
     pub retry_backoff_initial: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay. [`RetryPolicy::DEFAULT`]'s unless a test shortens it.
     pub retry_backoff_max: Duration,
     /// The `client.id` the brokers see.
     pub client_id: String,
@@ -93,8 +93,8 @@ pub struct ConsumerConfig {
 
 impl ConsumerConfig {
     /// A worker's usual settings: all partitions, a 1 s long poll (which also bounds
-    /// how long an idle consumer takes to notice shutdown), retries backing off from
-    /// 100 ms to 5 s.
+    /// how long an idle consumer takes to notice shutdown), retries backing off as
+    /// the platform's [`RetryPolicy::DEFAULT`].
     pub fn new(brokers: Vec<String>, topic: &str, group: &str, client_id: &str) -> Self {
         Self {
             brokers,
@@ -103,8 +103,8 @@ impl ConsumerConfig {
             partitions: None,
             fetch_max_wait: Duration::from_secs(1),
             fetch_min_bytes: 1,
-            retry_backoff_initial: Duration::from_millis(100),
-            retry_backoff_max: Duration::from_secs(5),
+            retry_backoff_initial: RetryPolicy::DEFAULT.initial,
+            retry_backoff_max: RetryPolicy::DEFAULT.max,
             client_id: client_id.to_owned(),
             lag_observer: None,
             client: KafkaClient::Kafka,

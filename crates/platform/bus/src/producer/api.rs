@@ -1,23 +1,18 @@
 //! The client-neutral producer API: how a producer connects and sends
 //! ([`ProducerConfig`]), what it sends ([`Record`]), what each client does once
 //! ([`Attempts`]) and the retry loop both producers run on it ([`with_retries`],
-//! [`send_all`], backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`]). Both producers
+//! [`send_all`], backing off as [`RetryPolicy::DEFAULT`] says). Both producers
 //! (`crate::kafka_crate::producer`, `crate::rd::producer`) take these; this file
 //! imports neither.
 
 use std::time::Duration;
 
-use backoff::Backoff;
+use backoff::RetryPolicy;
 use lifecycle::stop;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BusError;
 use crate::{KafkaClient, KafkaSecurity};
-
-/// First retry delay of the producer; doubles up to [`MAX_BACKOFF`].
-pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest retry delay of the producer.
-pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// How a [`Producer`](crate::Producer) connects and sends.
 #[derive(Debug, Clone)]
@@ -82,7 +77,7 @@ pub(crate) fn with_retries<P: Attempts, T>(
     producer: &mut P,
     mut op: impl FnMut(&mut P) -> Result<T, BusError>,
 ) -> Result<T, BusError> {
-    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let mut backoff = RetryPolicy::DEFAULT.backoff();
     let max_retries = producer.config().max_retries;
     let mut attempt = 0u32;
     loop {

@@ -22,6 +22,7 @@ pub(crate) mod producer;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use backoff::RetryPolicy;
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -49,11 +50,17 @@ pub(crate) fn base_config(
         // No Nagle delay on small requests (librdkafka leaves it on): with delayed
         // ACKs it adds tens of milliseconds to a produce or a fetch answer.
         .set("socket.nagle.disable", "true")
-        // Reconnects back off up to 5 s, like the `kafka` side's retries.
-        .set("reconnect.backoff.max.ms", "5000")
+        // Reconnects back off as every retry loop of the platform does.
+        .set("reconnect.backoff.ms", millis(RetryPolicy::DEFAULT.initial))
+        .set("reconnect.backoff.max.ms", millis(RetryPolicy::DEFAULT.max))
         .set_log_level(RDKafkaLogLevel::Info);
     apply_security(&mut config, security);
     config
+}
+
+/// A duration as librdkafka's `*.ms` settings take it.
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
 }
 
 /// Maps [`KafkaSecurity`] onto librdkafka's settings. Host-name verification stays
