@@ -3,9 +3,13 @@
 //! `json`) and turn SIGTERM or Ctrl-C into a cancelled [`CancellationToken`]
 //! ([`shutdown_on_signal`]) that the service watches to stop taking work, finish
 //! what it holds and exit 0. That token is the platform's one stop signal; blocking
-//! threads wait on it with [`stop::sleep`].
+//! threads wait on it with [`stop::sleep`]. A failure is logged as its
+//! [`ErrorChain`]: the error and every cause, once each, on one line.
 
+mod error_chain;
 pub mod stop;
+
+pub use error_chain::ErrorChain;
 
 use std::io::IsTerminal;
 

@@ -21,7 +21,7 @@ pub struct OpsServer {
 
 /// The operations port could not be bound.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {source}")]
+#[error("cannot listen on {addr}")]
 pub struct BindError {
     pub addr: SocketAddr,
     #[source]

@@ -12,15 +12,18 @@
 //! - [`Readiness`]: named blocking probes (database, broker, Redis ...) run off the
 //!   runtime every second, each result written to [`ops_http::Health`] (what
 //!   `/readyz` answers), until the shutdown token is cancelled;
-//! - [`ErrorChain`]: an error and all its causes on one line, for the log line a
-//!   binary writes when its service fails ([`Running::wait_logged`]);
+//! - [`ErrorChain`] (from `lifecycle`, where the platform's lower crates find it too):
+//!   an error and all its causes on one line, for the log line a binary writes when
+//!   its service fails ([`Running::wait_logged`]);
 //! - [`run_until_signal`]: what every service binary's `main` does with its service
 //!   (start it, stop it on SIGTERM or Ctrl-C, log a failure); [`run_from_env`] adds
 //!   logging and the configuration from the environment before it, so a `main.rs` is
 //!   one call.
 //!
 //! Errors keep their causes: each service's `StartError` wraps [`BindError`] and
-//! [`TaskError`] (and its own causes) as sources, never as flattened strings.
+//! [`TaskError`] (and its own causes) as sources, never as flattened strings. An
+//! error's message says what failed at its level only; its cause is its `source()`,
+//! never also written into the message, and [`ErrorChain`] shows the whole chain.
 //!
 //! Why a crate of its own: `ops-http` serves `/healthz`, `/readyz` and `/metrics` and
 //! only reads [`ops_http::Health`]; `lifecycle` is the binaries' logging and signals.
@@ -33,7 +36,8 @@ mod readiness;
 mod running;
 
 pub use binary::{init_from_env, run_from_env};
-pub use errors::{ErrorChain, TaskError, bind};
+pub use errors::{TaskError, bind};
+pub use lifecycle::ErrorChain;
 pub use ops_http::BindError;
 pub use readiness::{READINESS_INTERVAL, Readiness};
 pub use running::{OpsAddresses, Running, run_until_signal};

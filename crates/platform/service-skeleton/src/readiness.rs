@@ -1,11 +1,12 @@
 //! Keeping `/readyz` in step with a service's dependencies.
 
 use std::{
-    fmt::Display,
+    error::Error,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
+use lifecycle::ErrorChain;
 use ops_http::Health;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,13 +37,16 @@ impl Readiness {
     }
 
     /// Checks `dependency` (a name the operations server was started with) with
-    /// `check`, a blocking call; an error's message is what `/readyz` shows.
-    pub fn probe<E: Display>(
+    /// `check`, a blocking call; the error with its causes ([`ErrorChain`]) is what
+    /// `/readyz` shows.
+    pub fn probe<E: Error + 'static>(
         mut self,
         dependency: &'static str,
         mut check: impl FnMut() -> Result<(), E> + Send + 'static,
     ) -> Self {
-        let check: Check = Arc::new(Mutex::new(move || check().map_err(|err| err.to_string())));
+        let check: Check = Arc::new(Mutex::new(move || {
+            check().map_err(|err| ErrorChain(&err).to_string())
+        }));
         self.probes.push((dependency, check));
         self
     }
@@ -117,9 +121,11 @@ mod tests {
         let readiness = Readiness::new(health.clone())
             .probe("database", move || {
                 counted.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, String>(())
+                Ok::<_, std::io::Error>(())
             })
-            .probe("broker", || Err("connection refused"));
+            .probe("broker", || {
+                Err(std::io::Error::other("connection refused"))
+            });
         readiness
             .run(shutdown.clone(), move |ready| {
                 seen.lock().unwrap().push(ready);
@@ -148,7 +154,7 @@ mod tests {
                 if calls == 1 {
                     panic!("first ping panics");
                 }
-                Ok::<_, String>(())
+                Ok::<_, std::io::Error>(())
             })
             .run(shutdown, |ready| {
                 rounds.push(ready);

@@ -172,9 +172,8 @@ mod tests {
         };
         assert_eq!(task.task, "test");
         assert!(task.source.is_panic());
-        assert!(
-            err.to_string().starts_with("the test task failed: "),
-            "{err}"
-        );
+        assert_eq!(err.to_string(), "the test task failed");
+        let chain = ErrorChain(&err).to_string();
+        assert!(chain.starts_with("the test task failed: "), "{chain}");
     }
 }
