@@ -13,11 +13,17 @@
 //! - [`InboxSettings`]: how long both tables keep their rows
 //!   (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`), checked, and the
 //!   `retention` crate's policies for them;
+//! - [`consume_poll`]: a poll of messages applied once, in one commit: all together
+//!   (one statement) when they are valid events for distinct orders, else one by one
+//!   in one transaction with poison messages kept in `dead_letters`; the service says
+//!   how its events apply ([`Apply`]);
 //! - [`takeover`]: the Go payments service's `processed_events`, kept on a switch.
 
+mod consume_once;
 mod settings;
 pub mod takeover;
 
+pub use consume_once::{Apply, Consumed, InboxEvent, Poll, consume_poll, keep_dead_letter};
 pub use settings::{
     DEAD_LETTERS_TABLE, ENV_VARS, InboxSettings, MIN_PROCESSED_EVENTS_RETENTION,
     PROCESSED_EVENTS_TABLE,

@@ -2,10 +2,11 @@
 //! move each order from `new` to `paid` or `payment_failed`.
 //!
 //! The `bus` consumer (its own OS thread) hands this handler the messages of a poll,
-//! all its partitions at once; they are applied in ONE transaction, in ONE statement
-//! when they are all valid events for distinct orders (the common case: a poll costs
-//! one round trip, not two per event), else one by one in the poll's order
-//! (partition by partition, each in offset order):
+//! all its partitions at once; the inbox's [`inbox::consume_poll`] applies them in ONE
+//! transaction, in ONE statement when they are all valid events for distinct orders
+//! (the common case: a poll costs one round trip, not two per event), else one by one
+//! in the poll's order (partition by partition, each in offset order); this module
+//! says how an event applies to its order ([`inbox::Apply`]):
 //! - the `event_id` is recorded in the inbox's `processed_events` first: a redelivered
 //!   event finds it there and changes nothing;
 //! - the order moves only from `new` (a status event for an order that already has
@@ -22,7 +23,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use contracts::{PaymentOutcome, PaymentStatus};
-use inbox::{DeadLetter, Origin};
+use inbox::{Consumed, Origin};
 use ops_http::{CounterFamily, Histogram, Metrics};
 use pgsetup::Pool;
 use postgres::{Statement, Transaction};
@@ -157,13 +158,12 @@ pub struct PaymentResults {
 /// Where a message that cannot be applied is kept, for its log line.
 const DEAD_LETTERS_KEPT: &str = "in orders' dead_letters table";
 
+/// The statements of the one-by-one path, prepared before its transaction.
 struct Statements {
-    apply_many: Statement,
     record: Statement,
     move_order: Statement,
     order_status: Statement,
     forget: Statement,
-    dead_letter: Statement,
 }
 
 impl PaymentResults {
@@ -171,30 +171,22 @@ impl PaymentResults {
         Self { pool, metrics }
     }
 
-    /// Applies the messages in one transaction; nothing of it is visible unless all is.
-    fn apply_all(&self, messages: &[bus::Message<'_>]) -> Result<Vec<Applied>, HandleError> {
-        let mut client = self.pool.get().map_err(HandleError::Pool)?;
-        let statements = Statements {
-            apply_many: client.prepare_cached(&APPLY_MANY)?,
-            record: client.prepare_cached(&RECORD_EVENT)?,
-            move_order: client.prepare_cached(MOVE_ORDER)?,
-            order_status: client.prepare_cached(ORDER_STATUS)?,
-            forget: client.prepare_cached(FORGET_EVENT)?,
-            dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
-        };
-        let mut tx = client.transaction()?;
-        let applied = match together(messages) {
-            Some(events) => apply_together(&mut tx, &statements, messages, &events)?,
-            None => messages
-                .iter()
-                .map(|message| apply(&mut tx, &statements, message))
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        tx.commit()?;
-        Ok(applied)
+    /// Logs and counts what a committed poll did, message by message.
+    fn report(&self, messages: &[bus::Message<'_>], poll: &inbox::Poll<ApplyResults>) {
+        for (message, consumed) in messages.iter().zip(poll) {
+            match consumed {
+                Consumed::Applied { outcome, .. } => self.record(message, outcome),
+                Consumed::DeadLettered { reason } => self.record(
+                    message,
+                    &Applied::DeadLettered {
+                        reason: reason.clone(),
+                    },
+                ),
+            }
+        }
     }
 
-    /// Logs and counts what was applied (after the commit).
+    /// Logs and counts what was applied to one message (after the commit).
     fn record(&self, message: &bus::Message<'_>, applied: &Applied) {
         let outcome = match applied {
             Applied::Moved { status, seconds } => {
@@ -229,40 +221,77 @@ impl From<postgres::Error> for HandleError {
     }
 }
 
-/// The messages decoded, if they can be applied in one statement: every one a valid
-/// `PaymentStatus`, no event id and no order twice (the order of two events for
-/// one order matters: the first stands). `None`: apply them one by one.
-fn together(messages: &[bus::Message<'_>]) -> Option<Vec<PaymentStatus>> {
-    let mut event_ids = std::collections::HashSet::with_capacity(messages.len());
-    let mut order_ids = std::collections::HashSet::with_capacity(messages.len());
-    messages
-        .iter()
-        .map(|message| {
-            let event = contracts::decode::<PaymentStatus>(message.value).ok()?;
-            (event_ids.insert(event.event_id) && order_ids.insert(event.order_id)).then_some(event)
-        })
-        .collect()
+impl From<r2d2::Error> for HandleError {
+    fn from(err: r2d2::Error) -> Self {
+        HandleError::Pool(err)
+    }
 }
 
-/// Applies `events` (decoded from `messages`, same order) in one statement; an event
-/// for an order this database does not have is then dead-lettered on its own.
+/// How a `PaymentStatus` applies to its order, on each of the inbox's paths.
+struct ApplyResults;
+
+impl inbox::Apply for ApplyResults {
+    type Event = PaymentStatus;
+    type Outcome = Applied;
+    type Prepared = Statements;
+    type Error = HandleError;
+
+    /// In one statement, in a transaction: an event for an order this database does
+    /// not have is then dead-lettered on its own, in the same transaction.
+    fn apply_together(
+        &mut self,
+        client: &mut pgsetup::PooledClient,
+        events: &[(&PaymentStatus, &bus::Message<'_>)],
+    ) -> Result<Vec<Applied>, HandleError> {
+        let apply_many = client.prepare_cached(&APPLY_MANY)?;
+        let order_status = client.prepare_cached(ORDER_STATUS)?;
+        let forget = client.prepare_cached(FORGET_EVENT)?;
+        let mut tx = client.transaction()?;
+        let applied = apply_together(&mut tx, &apply_many, &order_status, &forget, events)?;
+        tx.commit()?;
+        Ok(applied)
+    }
+
+    fn prepare(&mut self, client: &mut pgsetup::PooledClient) -> Result<Statements, HandleError> {
+        Ok(Statements {
+            record: client.prepare_cached(&RECORD_EVENT)?,
+            move_order: client.prepare_cached(MOVE_ORDER)?,
+            order_status: client.prepare_cached(ORDER_STATUS)?,
+            forget: client.prepare_cached(FORGET_EVENT)?,
+        })
+    }
+
+    fn apply_one(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        statements: &Statements,
+        event: &PaymentStatus,
+        message: &bus::Message<'_>,
+    ) -> Result<Applied, HandleError> {
+        Ok(apply(tx, statements, event, message)?)
+    }
+}
+
+/// Applies `events` (each with its message) in one statement ([`APPLY_MANY`]); an
+/// event for an order this database does not have is then dead-lettered on its own.
 fn apply_together(
     tx: &mut Transaction<'_>,
-    statements: &Statements,
-    messages: &[bus::Message<'_>],
-    events: &[PaymentStatus],
+    apply_many: &Statement,
+    order_status: &Statement,
+    forget: &Statement,
+    events: &[(&PaymentStatus, &bus::Message<'_>)],
 ) -> Result<Vec<Applied>, postgres::Error> {
-    let event_ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
-    let order_ids: Vec<i64> = events.iter().map(|e| e.order_id).collect();
-    let topics: Vec<&str> = messages.iter().map(|m| m.topic).collect();
-    let partitions: Vec<i32> = messages.iter().map(|m| m.partition).collect();
-    let offsets: Vec<i64> = messages.iter().map(|m| m.offset).collect();
+    let event_ids: Vec<i64> = events.iter().map(|(e, _)| e.event_id).collect();
+    let order_ids: Vec<i64> = events.iter().map(|(e, _)| e.order_id).collect();
+    let topics: Vec<&str> = events.iter().map(|(_, m)| m.topic).collect();
+    let partitions: Vec<i32> = events.iter().map(|(_, m)| m.partition).collect();
+    let offsets: Vec<i64> = events.iter().map(|(_, m)| m.offset).collect();
     let statuses: Vec<&str> = events
         .iter()
-        .map(|e| final_status(e.order_status))
+        .map(|(e, _)| final_status(e.order_status))
         .collect();
     let rows = tx.query(
-        &statements.apply_many,
+        apply_many,
         &[
             &event_ids,
             &order_ids,
@@ -281,14 +310,14 @@ fn apply_together(
         by_event.insert(event_id, (recorded, seconds, current));
     }
     let mut applied = Vec::with_capacity(events.len());
-    for ((message, event), status) in messages.iter().zip(events).zip(statuses) {
+    for ((event, message), status) in events.iter().zip(statuses) {
         let outcome = match by_event.remove(&event.event_id) {
             Some((false, _, _)) => Applied::Duplicate,
             Some((true, Some(seconds), _)) => Applied::Moved { status, seconds },
             // Still `new` in the statement's snapshot but not moved: another transaction
             // moved it meanwhile; its status now is what the log must name.
             Some((true, None, Some(current))) if current == "new" => {
-                match tx.query_opt(&statements.order_status, &[&event.order_id])? {
+                match tx.query_opt(order_status, &[&event.order_id])? {
                     Some(row) => Applied::AlreadyFinal {
                         current: row.try_get(0)?,
                     },
@@ -298,9 +327,8 @@ fn apply_together(
             Some((true, None, Some(current))) => Applied::AlreadyFinal { current },
             // Recorded, but no such order (or no row back at all): taken back and kept.
             Some((true, None, None)) | None => {
-                tx.execute(&statements.forget, &[&event.event_id])?;
-                let reason = format!("order {} does not exist in this database", event.order_id);
-                dead_letter(tx, statements, message, reason)?
+                tx.execute(forget, &[&event.event_id])?;
+                unknown_order(tx, event, message)?
             }
         };
         applied.push(outcome);
@@ -308,16 +336,13 @@ fn apply_together(
     Ok(applied)
 }
 
-/// Applies one message inside the poll's transaction.
+/// Applies one event inside the poll's transaction.
 fn apply(
     tx: &mut Transaction<'_>,
     statements: &Statements,
+    result: &PaymentStatus,
     message: &bus::Message<'_>,
 ) -> Result<Applied, postgres::Error> {
-    let result = match contracts::decode::<PaymentStatus>(message.value) {
-        Ok(result) => result,
-        Err(reason) => return dead_letter(tx, statements, message, reason.to_string()),
-    };
     let origin = Origin::of(message);
     let recorded = tx.query_opt(
         &statements.record,
@@ -345,22 +370,21 @@ fn apply(
         }),
         None => {
             tx.execute(&statements.forget, &[&result.event_id])?;
-            let reason = format!("order {} does not exist in this database", result.order_id);
-            dead_letter(tx, statements, message, reason)
+            unknown_order(tx, result, message)
         }
     }
 }
 
-fn dead_letter(
+/// Keeps `message` in `dead_letters`: its order does not exist here (an operator may
+/// replay it once it does). Its event's record is taken back first by the caller.
+fn unknown_order(
     tx: &mut Transaction<'_>,
-    statements: &Statements,
+    event: &PaymentStatus,
     message: &bus::Message<'_>,
-    reason: String,
 ) -> Result<Applied, postgres::Error> {
-    let kept = DeadLetter::of(message, reason);
-    tx.execute(&statements.dead_letter, &kept.params())?;
+    let reason = format!("order {} does not exist in this database", event.order_id);
     Ok(Applied::DeadLettered {
-        reason: kept.reason,
+        reason: inbox::keep_dead_letter(tx, message, reason)?,
     })
 }
 
@@ -379,11 +403,9 @@ impl bus::Handler for PaymentResults {
         if messages.is_empty() {
             return Ok(());
         }
-        match self.apply_all(messages) {
-            Ok(applied) => {
-                for (message, applied) in messages.iter().zip(&applied) {
-                    self.record(message, applied);
-                }
+        match inbox::consume_poll(&self.pool, &mut ApplyResults, messages) {
+            Ok(poll) => {
+                self.report(messages, &poll);
                 Ok(())
             }
             Err(error) => {

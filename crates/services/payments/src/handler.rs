@@ -14,9 +14,11 @@ use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::{Counter, Metrics};
 use service_skeleton::ErrorChain;
 
+use inbox::Consumed;
+
 use crate::{
     provider::PaymentProvider,
-    store::{BatchItem, DeadLetter, Origin, PaymentStore, ProcessError, Processed, StoreError},
+    store::{DeadLetter, PaymentStore, PollOutcome, ProcessError, Processed, StoreError},
 };
 
 /// The worker's counters.
@@ -134,7 +136,6 @@ impl<P: PaymentProvider> OrderHandler<P> {
                     "duplicate OrderCreated skipped"
                 );
             }
-            Processed::DeadLettered => {}
             Processed::AlreadyPaid => {
                 self.metrics.duplicates.inc();
                 tracing::warn!(
@@ -153,16 +154,12 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
     type Error = HandleError;
 
     fn handle(&mut self, message: &bus::Message<'_>) -> Result<(), HandleError> {
-        let order = match contracts::decode::<OrderCreated>(message.value) {
-            Ok(order) => order,
-            Err(reason) => return self.dead_letter(message, &reason.to_string()),
-        };
         match self
             .store
-            .process(&order, Origin::of(message), &mut self.provider)
+            .process_batch(std::slice::from_ref(message), &mut self.provider)
         {
-            Ok(processed) => {
-                self.record(&order, message, processed);
+            Ok(outcome) => {
+                self.report(&outcome, std::slice::from_ref(message));
                 Ok(())
             }
             // The driver's message, as PostgreSQL gave it, is the reason kept.
@@ -176,21 +173,6 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
         }
     }
 
-    fn handle_batch(
-        &mut self,
-        messages: &[bus::Message<'_>],
-    ) -> Result<(), bus::BatchFailure<HandleError>> {
-        match messages {
-            [] => Ok(()),
-            [message] => self
-                .handle(message)
-                .map_err(|error| bus::BatchFailure { handled: 0, error }),
-            _ => self.handle_together(messages),
-        }
-    }
-}
-
-impl<P: PaymentProvider> OrderHandler<P> {
     /// One commit for all the messages of a poll, in order (one statement for events
     /// of distinct orders, else one transaction); poison ones are kept in
     /// `dead_letters` in the same transaction. If the database refuses one event's
@@ -201,31 +183,21 @@ impl<P: PaymentProvider> OrderHandler<P> {
     /// known committed: 0 when the batch failed, or as many as the message-by-message
     /// redo committed before the one that failed. A batch that failed after its
     /// commit (the answer lost) is redone as duplicates: nothing is written twice.
-    fn handle_together(
+    fn handle_batch(
         &mut self,
         messages: &[bus::Message<'_>],
     ) -> Result<(), bus::BatchFailure<HandleError>> {
-        let items: Vec<BatchItem<'_>> = messages
-            .iter()
-            .map(
-                |message| match contracts::decode::<OrderCreated>(message.value) {
-                    Ok(order) => BatchItem::Order(order, Origin::of(message)),
-                    Err(reason) => BatchItem::Poison(DeadLetter::of(message, reason.to_string())),
-                },
-            )
-            .collect();
-        match self.store.process_batch(&items, &mut self.provider) {
-            Ok(results) => {
-                for ((item, message), processed) in items.iter().zip(messages).zip(results) {
-                    match item {
-                        BatchItem::Order(order, _) => self.record(order, message, processed),
-                        BatchItem::Poison(dead_letter) => {
-                            message.log_dead_letter(&dead_letter.reason, DEAD_LETTERS_KEPT);
-                            self.metrics.dead_letters.inc();
-                            self.metrics.processed.inc();
-                        }
-                    }
-                }
+        if messages.len() <= 1 {
+            return match messages {
+                [message] => self
+                    .handle(message)
+                    .map_err(|error| bus::BatchFailure { handled: 0, error }),
+                _ => Ok(()),
+            };
+        }
+        match self.store.process_batch(messages, &mut self.provider) {
+            Ok(outcome) => {
+                self.report(&outcome, messages);
                 Ok(())
             }
             Err(ProcessError::Store(StoreError::Rejected(_))) => self.handle_one_by_one(messages),
@@ -235,6 +207,22 @@ impl<P: PaymentProvider> OrderHandler<P> {
                     handled: 0,
                     error: err.into(),
                 })
+            }
+        }
+    }
+}
+
+impl<P: PaymentProvider> OrderHandler<P> {
+    /// Logs and counts what a committed poll did, message by message.
+    fn report(&self, outcome: &PollOutcome, messages: &[bus::Message<'_>]) {
+        for (consumed, message) in outcome.iter().zip(messages) {
+            match consumed {
+                Consumed::Applied { event, outcome } => self.record(event, message, *outcome),
+                Consumed::DeadLettered { reason } => {
+                    message.log_dead_letter(reason, DEAD_LETTERS_KEPT);
+                    self.metrics.dead_letters.inc();
+                    self.metrics.processed.inc();
+                }
             }
         }
     }

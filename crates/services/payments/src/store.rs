@@ -2,7 +2,9 @@
 //! async code only through `spawn_blocking`).
 //!
 //! [`PaymentStore::process_batch`] is the heart of the worker, for the messages of one
-//! poll (and [`PaymentStore::process`] for one `OrderCreated`):
+//! poll. The inbox's [`inbox::consume_poll`] decodes them and picks the path (all
+//! together, or one by one with poison messages kept in `dead_letters`); this module
+//! says how a payment is decided and recorded on each path ([`inbox::Apply`]):
 //! 1. **decide**, before any transaction is open: look up which `event_id`s are
 //!    already in `processed_events` and ask the [`PaymentProvider`] for the outcome of
 //!    each other one (once per `event_id`), so a slow provider never holds a database
@@ -17,8 +19,8 @@
 //! step 1 also draws the `PaymentStatus` event ids, and step 2 is ONE statement for the
 //! whole batch (atomic on its own, so no BEGIN and COMMIT round trips); the events the
 //! look-up found processed are duplicates and stay out of it. Any other batch (poison
-//! messages, which go to `dead_letters`, or two events for one order) is recorded one
-//! message at a time in ONE transaction.
+//! messages or two events for one order) is recorded one message at a time in ONE
+//! transaction.
 //!
 //! Step 2 stays the authority on new events: one another worker recorded between the
 //! two steps is still skipped there (its decision is dropped). In the one-transaction
@@ -34,6 +36,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use contracts::{OrderCreated, PaymentOutcome, PaymentStatus};
+use inbox::Consumed;
 use outbox::OutboxRow;
 use pgsetup::Pool;
 use postgres::types::ToSql;
@@ -52,9 +55,11 @@ pub enum Processed {
     Duplicate,
     /// A new `event_id`, but the order already has its payment; nothing else changed.
     AlreadyPaid,
-    /// A poison message, stored in `dead_letters`.
-    DeadLettered,
 }
+
+/// What became of each message of a poll: its `OrderCreated` and what was done, or
+/// the reason it was kept in `dead_letters`.
+pub type PollOutcome = Vec<Consumed<OrderCreated, Processed>>;
 
 /// A database failure, with the driver's error as its source (log the chain).
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +115,12 @@ pub enum ProcessError {
 impl From<postgres::Error> for ProcessError {
     fn from(err: postgres::Error) -> Self {
         ProcessError::Store(err.into())
+    }
+}
+
+impl From<r2d2::Error> for ProcessError {
+    fn from(err: r2d2::Error) -> Self {
+        ProcessError::Store(StoreError::NoConnection(err))
     }
 }
 
@@ -185,32 +196,14 @@ LEFT JOIN paid p ON p.order_id = i.order_id",
     )
 });
 
-/// One message of a batch: an event to process, or a poison message to keep.
-#[derive(Debug, Clone)]
-pub enum BatchItem<'a> {
-    Order(OrderCreated, Origin<'a>),
-    Poison(DeadLetter<'a>),
-}
-
 /// The provider's outcome for each event to record, by `event_id`.
 type Decisions = HashMap<i64, PaymentOutcome>;
 
-/// The statements the recording transaction runs, prepared (and cached) on its
+/// The statements the one-by-one transaction runs, prepared (and cached) on its
 /// connection.
 struct Statements {
     record_event: Statement,
     insert_payment: Statement,
-    insert_dead_letter: Statement,
-}
-
-impl Statements {
-    fn prepare(client: &mut pgsetup::PooledClient) -> Result<Self, postgres::Error> {
-        Ok(Self {
-            record_event: client.prepare_cached(&RECORD_EVENT)?,
-            insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
-            insert_dead_letter: client.prepare_cached(inbox::INSERT_DEAD_LETTER)?,
-        })
-    }
 }
 
 #[derive(Clone)]
@@ -229,50 +222,21 @@ impl PaymentStore {
         self.pool.get().map_err(StoreError::NoConnection)
     }
 
-    /// Handles one `OrderCreated`: decided first, then recorded in one transaction;
-    /// see the module docs.
-    pub fn process(
-        &self,
-        order: &OrderCreated,
-        origin: Origin<'_>,
-        provider: &mut dyn PaymentProvider,
-    ) -> Result<Processed, ProcessError> {
-        let decisions = self.decide_new([order], provider)?;
-        let mut client = self.client()?;
-        let statements = Statements::prepare(&mut client)?;
-        let mut tx = client.transaction()?;
-        let processed = self.record_order(&mut tx, &statements, order, origin, &decisions)?;
-        tx.commit()?;
-        Ok(processed)
-    }
-
-    /// [`PaymentStore::process`] for several messages, in their order: all decided
-    /// first, then recorded with one commit (one WAL flush for the lot): in one
-    /// statement when they are all events for distinct orders (the common case), else
-    /// one by one in one transaction; poison ones go to `dead_letters`; all of it takes
-    /// effect, or none.
+    /// Handles the messages of a poll, in their order, with one commit (one WAL flush
+    /// for the lot): all decided first, then recorded in one statement when they are
+    /// all events for distinct orders (the common case), else one by one in one
+    /// transaction; poison ones go to `dead_letters`; all of it takes effect, or none.
     pub fn process_batch(
         &self,
-        batch: &[BatchItem<'_>],
+        messages: &[bus::Message<'_>],
         provider: &mut dyn PaymentProvider,
-    ) -> Result<Vec<Processed>, ProcessError> {
-        if let Some(orders) = together(batch) {
-            return self.process_together(&orders, provider);
-        }
-        let orders = batch.iter().filter_map(|item| match item {
-            BatchItem::Order(order, _) => Some(order),
-            BatchItem::Poison { .. } => None,
-        });
-        let decisions = self.decide_new(orders, provider)?;
-        let mut client = self.client()?;
-        let statements = Statements::prepare(&mut client)?;
-        let mut tx = client.transaction()?;
-        let results = batch
-            .iter()
-            .map(|item| self.record_item(&mut tx, &statements, item, &decisions))
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit()?;
-        Ok(results)
+    ) -> Result<PollOutcome, ProcessError> {
+        let mut payments = Payments {
+            store: self,
+            provider,
+            decisions: Decisions::new(),
+        };
+        inbox::consume_poll(&self.pool, &mut payments, messages)
     }
 
     /// A batch of events for distinct orders (the common case) in two round trips: one
@@ -283,23 +247,23 @@ impl PaymentStore {
     /// statement; one another worker records in between is a duplicate there.
     fn process_together(
         &self,
-        orders: &[(&OrderCreated, Origin<'_>)],
+        client: &mut pgsetup::PooledClient,
+        orders: &[(&OrderCreated, &bus::Message<'_>)],
         provider: &mut dyn PaymentProvider,
     ) -> Result<Vec<Processed>, ProcessError> {
-        let (processed, drawn) = processed_and_drawn(&mut self.client()?, orders)?;
+        let (processed, drawn) = processed_and_drawn(client, orders)?;
         let mut columns = RecordColumns::with_capacity(orders.len());
         let mut decisions = Decisions::with_capacity(orders.len());
-        for ((order, origin), status_event_id) in orders.iter().zip(drawn) {
+        for ((order, message), status_event_id) in orders.iter().zip(drawn) {
             if processed.contains(&order.event_id) {
                 continue;
             }
             let outcome = provider.decide(order)?;
             decisions.insert(order.event_id, outcome);
-            columns.push(order, *origin, outcome, status_event_id);
+            columns.push(order, Origin::of(message), outcome, status_event_id);
         }
         let mut recorded = HashMap::with_capacity(decisions.len());
         if !decisions.is_empty() {
-            let mut client = self.client()?;
             let record_many = client.prepare_cached(&RECORD_MANY)?;
             for row in client.query(&record_many, &columns.params(&self.status_topic))? {
                 let event_id: i64 = row.try_get(0)?;
@@ -348,25 +312,6 @@ impl PaymentStore {
             decisions.insert(order.event_id, provider.decide(order)?);
         }
         Ok(decisions)
-    }
-
-    /// Records one message of a batch inside the batch's transaction.
-    fn record_item(
-        &self,
-        tx: &mut Transaction<'_>,
-        statements: &Statements,
-        item: &BatchItem<'_>,
-        decisions: &Decisions,
-    ) -> Result<Processed, ProcessError> {
-        match item {
-            BatchItem::Order(order, origin) => {
-                self.record_order(tx, statements, order, *origin, decisions)
-            }
-            BatchItem::Poison(dead_letter) => {
-                tx.execute(&statements.insert_dead_letter, &dead_letter.params())?;
-                Ok(Processed::DeadLettered)
-            }
-        }
     }
 
     /// Records one `OrderCreated` with its decision: a duplicate `event_id` changes
@@ -440,22 +385,6 @@ impl PaymentStore {
         self.client()?.batch_execute("SELECT 1")?;
         Ok(())
     }
-}
-
-/// The batch's events, if they can be recorded in one statement: no poison message,
-/// no event id and no order twice (for one order, the first event stands).
-fn together<'b, 'a>(batch: &'b [BatchItem<'a>]) -> Option<Vec<(&'b OrderCreated, Origin<'a>)>> {
-    let mut event_ids = HashSet::with_capacity(batch.len());
-    let mut order_ids = HashSet::with_capacity(batch.len());
-    batch
-        .iter()
-        .map(|item| match item {
-            BatchItem::Order(order, origin) => (event_ids.insert(order.event_id)
-                && order_ids.insert(order.order_id))
-            .then_some((order, *origin)),
-            BatchItem::Poison(_) => None,
-        })
-        .collect()
 }
 
 /// The columns of [`RECORD_MANY`], one element per event.
@@ -540,7 +469,7 @@ impl RecordColumns {
 /// orders that turn out not to need one are unused: a sequence may have gaps.
 fn processed_and_drawn(
     client: &mut pgsetup::PooledClient,
-    orders: &[(&OrderCreated, Origin<'_>)],
+    orders: &[(&OrderCreated, &bus::Message<'_>)],
 ) -> Result<(HashSet<i64>, Vec<i64>), postgres::Error> {
     let event_ids: Vec<i64> = orders.iter().map(|(order, _)| order.event_id).collect();
     let count = i32::try_from(orders.len()).unwrap_or(i32::MAX);
@@ -573,6 +502,54 @@ fn already_processed(
         .iter()
         .map(|row| row.try_get(0))
         .collect()
+}
+
+/// A poll being processed: the store, the provider, and the decisions taken before
+/// the one-by-one path's transaction.
+struct Payments<'s, 'p> {
+    store: &'s PaymentStore,
+    provider: &'p mut dyn PaymentProvider,
+    decisions: Decisions,
+}
+
+impl inbox::Apply for Payments<'_, '_> {
+    type Event = OrderCreated;
+    type Outcome = Processed;
+    type Prepared = Statements;
+    type Error = ProcessError;
+
+    fn apply_together(
+        &mut self,
+        client: &mut pgsetup::PooledClient,
+        events: &[(&OrderCreated, &bus::Message<'_>)],
+    ) -> Result<Vec<Processed>, ProcessError> {
+        self.store.process_together(client, events, self.provider)
+    }
+
+    fn before_one_by_one(&mut self, events: &[&OrderCreated]) -> Result<(), ProcessError> {
+        self.decisions = self
+            .store
+            .decide_new(events.iter().copied(), self.provider)?;
+        Ok(())
+    }
+
+    fn prepare(&mut self, client: &mut pgsetup::PooledClient) -> Result<Statements, ProcessError> {
+        Ok(Statements {
+            record_event: client.prepare_cached(&RECORD_EVENT)?,
+            insert_payment: client.prepare_cached(&INSERT_PAYMENT)?,
+        })
+    }
+
+    fn apply_one(
+        &mut self,
+        tx: &mut Transaction<'_>,
+        statements: &Statements,
+        order: &OrderCreated,
+        message: &bus::Message<'_>,
+    ) -> Result<Processed, ProcessError> {
+        self.store
+            .record_order(tx, statements, order, Origin::of(message), &self.decisions)
+    }
 }
 
 impl std::fmt::Debug for PaymentStore {

@@ -116,7 +116,11 @@ fn a_go_payments_database_is_taken_over_and_go_handled_events_stay_handled() {
         "no second PaymentStatus for the event Go handled"
     );
     let new_status_event = db.count("SELECT event_id FROM events WHERE message_key = '4'");
-    assert_eq!(new_status_event, 41, "new event ids continue after Go's");
+    // After Go's 40 (ids drawn for duplicates stay unused: the sequence may have gaps).
+    assert!(
+        new_status_event > 40,
+        "new event ids continue after Go's: {new_status_event}"
+    );
     let payload: String = client
         .query_one(
             "SELECT payload::text FROM events WHERE event_id = $1",

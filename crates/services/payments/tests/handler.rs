@@ -9,8 +9,9 @@ use contracts::PaymentOutcome::{Failed, Succeeded};
 use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::Metrics;
 use payments::Processed::{AlreadyPaid, Decided, Duplicate};
-use payments::store::{BatchItem, Origin};
-use payments::{HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, ProviderError};
+use payments::{
+    HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, Processed, ProviderError,
+};
 use testkit::TestDatabase;
 
 /// The simulated rule, except that `flaky_order`'s second decision fails (the provider
@@ -56,19 +57,33 @@ fn payments_store(name: &str) -> (TestDatabase, PaymentStore) {
     (db, PaymentStore::new(pool, "statuses".into()))
 }
 
-/// Where the batches of these tests come from: one partition, from offset 0.
-const ORIGIN: Origin<'static> = Origin {
-    topic: "orders",
-    partition: 0,
-    offset: 0,
-};
-
-/// A batch of `orders` from [`ORIGIN`]'s partition, at offsets 0, 1, ...
-fn batch_of(orders: &[OrderCreated]) -> Vec<payments::store::BatchItem<'static>> {
-    orders
+/// `values` as the messages of one poll of partition 0 of `orders`, at offsets 0, 1, ...
+fn poll_of(values: &[String]) -> Vec<bus::Message<'_>> {
+    values
         .iter()
         .zip(0..)
-        .map(|(order, offset)| BatchItem::Order(order.clone(), Origin { offset, ..ORIGIN }))
+        .map(|(value, offset)| bus::Message {
+            topic: "orders",
+            partition: 0,
+            offset,
+            key: b"k",
+            value: value.as_bytes(),
+        })
+        .collect()
+}
+
+/// Processes `orders` as one poll ([`poll_of`]); what was done with each.
+fn process(
+    store: &PaymentStore,
+    orders: &[OrderCreated],
+    provider: &mut dyn PaymentProvider,
+) -> Vec<Processed> {
+    let values: Vec<String> = orders.iter().map(contracts::encode).collect();
+    store
+        .process_batch(&poll_of(&values), provider)
+        .unwrap()
+        .iter()
+        .map(|consumed| *consumed.outcome().expect("a valid OrderCreated"))
         .collect()
 }
 
@@ -93,17 +108,7 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         .iter()
         .map(contracts::encode)
         .collect();
-    let messages: Vec<bus::Message<'_>> = values
-        .iter()
-        .zip(0..)
-        .map(|(value, offset)| bus::Message {
-            topic: "orders",
-            partition: 0,
-            offset,
-            key: b"k",
-            value: value.as_bytes(),
-        })
-        .collect();
+    let messages = poll_of(&values);
 
     // Redone one by one: order 1 is paid, order 2 dead-lettered, then the provider
     // fails on order 3. The first two are committed, and the failure says so.
@@ -176,20 +181,17 @@ fn payments_are_decided_before_the_transaction_that_records_them() {
         open_transactions_seen: Vec::new(),
     };
     let orders = [order(201, 10), order(202, 11), order(201, 10)];
-    let processed = store
-        .process_batch(&batch_of(&orders), &mut provider)
-        .unwrap();
+    let processed = process(&store, &orders, &mut provider);
     assert_eq!(processed, [Decided(Succeeded), Decided(Failed), Duplicate]);
     // Once per new event id, never with a transaction open on the database.
     assert_eq!(provider.open_transactions_seen, [0, 0]);
     // A redelivery is not decided again.
-    let again = store.process(&orders[0], ORIGIN, &mut provider).unwrap();
-    assert_eq!(again, Duplicate);
+    let again = process(&store, &orders[..1], &mut provider);
+    assert_eq!(again, [Duplicate]);
     assert_eq!(provider.open_transactions_seen.len(), 2);
     // Events for distinct orders (the one-statement path): the same, and the known
     // duplicate among them is not decided.
-    let distinct = batch_of(&[order(203, 12), order(201, 10)]);
-    let processed = store.process_batch(&distinct, &mut provider).unwrap();
+    let processed = process(&store, &[order(203, 12), order(201, 10)], &mut provider);
     assert_eq!(processed, [Decided(Succeeded), Duplicate]);
     assert_eq!(provider.open_transactions_seen, [0, 0, 0]);
 }
@@ -222,8 +224,7 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
         other_worker: db.client(),
         races: 402,
     };
-    let batch = batch_of(&[order(401, 30), order(402, 31)]);
-    let processed = store.process_batch(&batch, &mut provider).unwrap();
+    let processed = process(&store, &[order(401, 30), order(402, 31)], &mut provider);
     assert_eq!(processed, [Decided(Succeeded), Duplicate]);
     assert_eq!(db.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(db.count("SELECT count(*) FROM events"), 1);
@@ -237,17 +238,14 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
 fn a_batch_for_distinct_orders_is_recorded_together_with_one_status_per_new_payment() {
     let (db, store) = payments_store("payments_together");
     let mut provider = payments::SimulatedProvider;
-    let first = store
-        .process_batch(&batch_of(&[order(301, 20), order(302, 21)]), &mut provider)
-        .unwrap();
+    let first = process(&store, &[order(301, 20), order(302, 21)], &mut provider);
     assert_eq!(first, [Decided(Succeeded), Decided(Failed)]);
     // 301 again (a redelivery), a new event for order 21 (already paid), order 23.
-    let second = store
-        .process_batch(
-            &batch_of(&[order(301, 20), order(303, 21), order(304, 23)]),
-            &mut provider,
-        )
-        .unwrap();
+    let second = process(
+        &store,
+        &[order(301, 20), order(303, 21), order(304, 23)],
+        &mut provider,
+    );
     assert_eq!(second, [Duplicate, AlreadyPaid, Decided(Failed)]);
     assert_eq!(db.count("SELECT count(*) FROM payments"), 3);
     assert_eq!(db.count("SELECT count(*) FROM processed_events"), 4);
