@@ -1,7 +1,11 @@
 //! The gateway: the platform's HTTP/JSON front door, in front of the orders gRPC
 //! service (`orders.v1.OrdersService`).
 //!
-//! How the parts fit:
+//! How the parts fit: a request is matched by [`routes`] (paths and methods from
+//! [`route_table`]) and answered by a handler of [`handlers`], which parses it
+//! ([`rest`], [`idempotency_key`]), calls orders and maps failures ([`errors`]);
+//! [`request_metrics`] counts the answer.
+//!
 //! - [`config`]: settings from defaults, an optional TOML file (`GATEWAY_CONFIG`) and
 //!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`,
 //!   `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`);
@@ -9,15 +13,23 @@
 //!   trailing data, wrong types -> 400), and their conversion to and from `orders.v1`;
 //! - [`json_keys`]: object keys matched to field names as Go's `encoding/json` does
 //!   (exactly, else ignoring case), duplicates refused;
+//! - [`idempotency_key`]: the `Idempotency-Key` header of `POST /orders`, checked and
+//!   passed to orders as metadata, and the `Idempotent-Replayed` answer header;
 //! - [`errors`]: one error shape, `{"error", "code"}`, and the gRPC code -> HTTP
 //!   status mapping; 4xx messages from orders pass through, 5xx ones are generic;
-//! - [`routes`]: the warp routes (`POST /orders`, `GET /orders/{id}`, `/healthz`,
-//!   `/readyz`, `/metrics`, `/openapi.yaml`), the 1 MiB body limit, the per-call
-//!   deadline, 405 with `Allow`, and the `recover` that turns routing failures into
-//!   the same JSON errors;
-//! - [`request_metrics`]: the Go gateway's `opp_http_requests_total` and
-//!   `opp_http_request_duration_seconds`, for the requests it counts (under `/orders`
-//!   and `/swagger/`), labelled by its route patterns;
+//! - [`routes`]: the composition: every route (`POST /orders`, `GET /orders/{id}`,
+//!   `/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`, Swagger UI) joined to its
+//!   handler, the `recover` that turns routing failures into the same JSON errors,
+//!   and the counting of every answer;
+//! - [`route_table`]: each route's path pattern and method, written once; the routes'
+//!   filters and the 405's `Allow` are both built from it;
+//! - [`handlers`]: what a routed request does: [`handlers::Gateway`] calls orders
+//!   with the per-call deadline ([`handlers::orders`]: the order routes and the 1 MiB
+//!   body limit; [`handlers::readiness`]: `/readyz` from orders' gRPC health);
+//! - [`request_metrics`]: counting the answers: the gateway's own families and the Go
+//!   gateway's `opp_http_requests_total` and `opp_http_request_duration_seconds`, for
+//!   the requests it counts (under `/orders` and `/swagger/`), labelled by its route
+//!   patterns;
 //! - [`swagger`]: Swagger UI at `/swagger/index.html` on the description as JSON
 //!   (`/swagger/doc.json`), its vendored assets embedded in the binary;
 //! - [`overload`]: the bound on `/orders` requests in flight; past it, 503 at once;
@@ -38,10 +50,13 @@
 
 pub mod config;
 pub mod errors;
+pub mod handlers;
+pub mod idempotency_key;
 pub mod json_keys;
 pub mod overload;
 pub mod request_metrics;
 pub mod rest;
+pub mod route_table;
 pub mod routes;
 pub mod swagger;
 
@@ -97,7 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let metrics = Arc::new(Metrics::new());
     let in_flight = overload::InFlight::new(config.gateway_max_in_flight, &metrics);
-    let routes = routes::routes(routes::Gateway::new(channel, timeout, in_flight), metrics);
+    let routes = routes::routes(handlers::Gateway::new(channel, timeout, in_flight), metrics);
     let http_timeouts = config.http_timeouts();
     tracing::info!(
         %http_addr,
