@@ -1,4 +1,11 @@
 //! Typed errors of the adapter.
+//!
+//! As everywhere in the platform, a variant's message says what failed here and a
+//! cause kept as a value is its `source()`, not also written into the message
+//! (`lifecycle::ErrorChain` shows the chain). One exception, so that a chain shows
+//! each cause once: librdkafka's `KafkaError` writes its own cause (the error code)
+//! into its message *and* returns it as its `source()`, so the bus keeps it as the
+//! message of [`BusError::Rdkafka`] and [`BusError::Undelivered`], not as a source.
 
 use kafka::error::KafkaCode;
 
@@ -10,17 +17,19 @@ pub enum BusError {
     Config(String),
     #[error("no broker reachable among {brokers:?}: {last}")]
     Unreachable { brokers: Vec<String>, last: String },
-    #[error("kafka client: {0}")]
+    #[error("kafka client")]
     Kafka(#[from] kafka::Error),
-    /// An error of librdkafka (`KAFKA_CLIENT=rdkafka`).
+    /// An error of librdkafka (`KAFKA_CLIENT=rdkafka`), shown in the message, not as
+    /// a source (see the module documentation).
     #[error("rdkafka client: {0}")]
-    Rdkafka(#[from] rdkafka::error::KafkaError),
-    /// Records librdkafka could not get acknowledged within the delivery timeout.
+    Rdkafka(rdkafka::error::KafkaError),
+    /// Records librdkafka could not get acknowledged within the delivery timeout; the
+    /// last delivery error is shown in the message, not as a source (see the module
+    /// documentation).
     #[error("{undelivered} of {total} records not acknowledged: {last}")]
     Undelivered {
         undelivered: usize,
         total: usize,
-        #[source]
         last: rdkafka::error::KafkaError,
     },
     #[error("broker refused records for {topic}/{partition}: {code:?}")]
@@ -31,7 +40,7 @@ pub enum BusError {
     },
     #[error("topic {0:?} has no partitions (not created yet?)")]
     NoPartitions(String),
-    #[error("giving up after {attempts} attempts: {last}")]
+    #[error("giving up after {attempts} attempts")]
     RetriesExhausted {
         attempts: u32,
         #[source]
@@ -64,14 +73,20 @@ pub enum BusError {
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     /// An unusable configuration (`InvalidInput`) or no thread for the loop.
-    #[error("cannot start the consumer: {0}")]
+    #[error("cannot start the consumer")]
     Spawn(#[source] std::io::Error),
-    #[error("consumer failed: {0}")]
+    #[error("consumer failed")]
     Failed(#[source] BusError),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x).
     /// (Every service names its brokers `KAFKA_BROKERS`.)
-    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    #[error("KAFKA_BROKERS names a broker this service cannot use")]
     UnsupportedBroker(#[source] BusError),
+}
+
+impl From<rdkafka::error::KafkaError> for BusError {
+    fn from(err: rdkafka::error::KafkaError) -> Self {
+        BusError::Rdkafka(err)
+    }
 }
 
 impl From<BusError> for ConsumerError {

@@ -84,11 +84,14 @@ struct TestHandler<F> {
 }
 
 impl<F: FnMut(&Got) -> bool + Send + 'static> Handler for TestHandler<F> {
-    type Error = String;
-    fn handle(&mut self, message: &Message<'_>) -> Result<(), String> {
+    type Error = std::io::Error;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), std::io::Error> {
         let got = Got::from(message);
         if (self.fail)(&got) {
-            return Err(format!("refusing offset {}", got.offset));
+            return Err(std::io::Error::other(format!(
+                "refusing offset {}",
+                got.offset
+            )));
         }
         let _ = self.tx.send(got);
         Ok(())
@@ -425,13 +428,16 @@ struct BatchRecorder {
 }
 
 impl Handler for BatchRecorder {
-    type Error = String;
-    fn handle(&mut self, message: &Message<'_>) -> Result<(), String> {
+    type Error = std::io::Error;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), std::io::Error> {
         let _ = self.tx.send(vec![(message.partition, message.offset)]);
         Ok(())
     }
 
-    fn handle_batch(&mut self, messages: &[Message<'_>]) -> Result<(), bus::BatchFailure<String>> {
+    fn handle_batch(
+        &mut self,
+        messages: &[Message<'_>],
+    ) -> Result<(), bus::BatchFailure<std::io::Error>> {
         let _ = self
             .tx
             .send(messages.iter().map(|m| (m.partition, m.offset)).collect());
@@ -629,7 +635,8 @@ fn configured_partitions_are_refused_with_rdkafka() {
     let mut config = consumer_config(Setup::KAFKA_4_RDKAFKA, vec!["127.0.0.1:1".into()], "t", "g");
     config.partitions = Some(vec![0]);
     let e = assert_refused_up_front(config);
-    assert!(e.to_string().contains("KAFKA_PARTITIONS"), "{e}");
+    let message = lifecycle::ErrorChain(&e).to_string();
+    assert!(message.contains("KAFKA_PARTITIONS"), "{message}");
 }
 
 /// Group membership: a second member of the group takes some partitions over (the

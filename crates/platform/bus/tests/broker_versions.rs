@@ -62,8 +62,8 @@ fn consumer_config(brokers: Vec<String>, topic: &str) -> ConsumerConfig {
 struct Forward(std::sync::mpsc::Sender<Vec<u8>>);
 
 impl Handler for Forward {
-    type Error = String;
-    fn handle(&mut self, message: &Message<'_>) -> Result<(), String> {
+    type Error = std::io::Error;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), std::io::Error> {
         let _ = self.0.send(message.value.to_vec());
         Ok(())
     }

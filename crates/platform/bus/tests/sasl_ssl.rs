@@ -53,16 +53,16 @@ fn probe_error(security: &KafkaSecurity, bootstrap: &str) -> String {
         &[bootstrap.to_owned()],
         Duration::from_secs(5),
     )
+    .map_err(|err| lifecycle::ErrorChain(&err).to_string())
     .unwrap_err()
-    .to_string()
 }
 
 /// Why `Producer::connect` through `bootstrap` with `security` fails at once.
 fn connect_error(bootstrap: &str, security: KafkaSecurity) -> String {
     Producer::connect(producer_config(bootstrap, security, 0))
         .map(|_| ())
+        .map_err(|err| lifecycle::ErrorChain(&err).to_string())
         .unwrap_err()
-        .to_string()
 }
 
 /// A failed TLS handshake (certificate verification) as librdkafka reports it.
@@ -77,8 +77,8 @@ fn assert_tls_refused(err: &str, case: &str) {
 struct Forward(mpsc::Sender<String>);
 
 impl Handler for Forward {
-    type Error = String;
-    fn handle(&mut self, message: &Message<'_>) -> Result<(), String> {
+    type Error = std::io::Error;
+    fn handle(&mut self, message: &Message<'_>) -> Result<(), std::io::Error> {
         let _ = self
             .0
             .send(String::from_utf8_lossy(message.value).into_owned());

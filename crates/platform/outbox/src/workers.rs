@@ -10,13 +10,13 @@ use crate::{RelayConfig, RelayHandle, spawn_relay};
 /// Why the outbox's threads could not start, or stopped on their own.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkersError {
-    #[error("cannot start the outbox relay: {0}")]
+    #[error("cannot start the outbox relay")]
     Relay(#[source] std::io::Error),
-    #[error("cannot start retention: {0}")]
+    #[error("cannot start retention")]
     Retention(#[source] std::io::Error),
     /// The brokers answer but cannot serve the `kafka` client (Apache Kafka 4.x): the
     /// relay stopped, and cancelled the service's shutdown token.
-    #[error("KAFKA_BROKERS names a broker this service cannot use: {0}")]
+    #[error("KAFKA_BROKERS names a broker this service cannot use")]
     UnsupportedBroker(#[source] bus::BusError),
 }
 

@@ -27,6 +27,7 @@ pub mod takeover;
 pub mod tls;
 
 use backoff::RetryPolicy;
+use lifecycle::ErrorChain;
 use std::{str::FromStr, time::Duration};
 
 use postgres::{Client, Config, error::SqlState};
@@ -42,29 +43,36 @@ pub type PooledClient = r2d2::PooledConnection<ConnectionManager>;
 /// Advisory lock key held while migrating ("migrate" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x006d_6967_7261_7465;
 
+/// Why [`prepare`] (or [`connect`]) failed. Each message says what failed; the
+/// driver's error is the `source()` (for a database error its own source is the
+/// server's message), so `lifecycle::ErrorChain` shows the whole story.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    /// The DSN names no database.
     #[error("invalid PostgreSQL DSN: {0}")]
     Dsn(String),
-    #[error("cannot create database {database:?}: {source}")]
+    /// The DSN is not one the driver can parse.
+    #[error("invalid PostgreSQL DSN")]
+    ParseDsn(#[source] postgres::Error),
+    #[error("cannot create database {database:?}")]
     CreateDatabase {
         database: String,
         source: postgres::Error,
     },
-    #[error("cannot connect to PostgreSQL: {}", describe(.0))]
+    #[error("cannot connect to PostgreSQL")]
     Connect(#[source] postgres::Error),
     /// `sslmode` / `sslrootcert` cannot work as given (a missing file, an unknown mode).
-    #[error("PostgreSQL TLS settings: {0}")]
+    #[error("PostgreSQL TLS settings")]
     TlsSettings(#[source] TlsConfigError),
-    /// The TLS handshake failed or the server's certificate was refused: retrying
-    /// does not help until the certificate or the settings change.
-    #[error("TLS to PostgreSQL refused (sslmode={mode}): {reason}")]
+    /// The TLS handshake failed, the server's certificate was refused or the server
+    /// does not offer TLS: retrying does not help until the certificate or the
+    /// settings change.
+    #[error("TLS to PostgreSQL refused (sslmode={mode})")]
     TlsRefused {
         mode: SslMode,
-        reason: String,
         source: postgres::Error,
     },
-    #[error("migration failed: {0}")]
+    #[error("migration failed")]
     Migrate(#[source] refinery::Error),
     /// The database is a predecessor's (the Go platform's) and could not be taken
     /// over; nothing was changed.
@@ -76,13 +84,13 @@ pub enum SetupError {
         reason: String,
     },
     /// The transaction holding the migrations could not begin or commit.
-    #[error("cannot apply the migrations: {}", describe(.0))]
+    #[error("cannot apply the migrations")]
     Transaction(#[source] postgres::Error),
     /// Recording the current checksum of a superseded migration failed.
-    #[error("cannot update the migration history: {}", describe(.0))]
+    #[error("cannot update the migration history")]
     AdoptSuperseded(#[source] postgres::Error),
-    #[error("database set-up task failed: {0}")]
-    Task(String),
+    #[error("database set-up task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl SetupError {
@@ -99,6 +107,7 @@ impl SetupError {
             SetupError::Migrate(_)
             | SetupError::Takeover { .. }
             | SetupError::Dsn(_)
+            | SetupError::ParseDsn(_)
             | SetupError::Task(_)
             | SetupError::TlsSettings(_)
             | SetupError::TlsRefused { .. } => false,
@@ -108,15 +117,14 @@ impl SetupError {
 
 /// A database call of a running service that failed: no connection from the pool in
 /// time, or a statement that failed ([`is_unavailable`] tells an outage from a real
-/// error). The driver's error is the [`source`](std::error::Error::source) and is also
-/// written into the message, so a log line shows it whether it prints `Display` or
-/// the whole chain.
+/// error). The driver's error is the [`source`](std::error::Error::source), not
+/// written into the message: a log line shows it with `lifecycle::ErrorChain`.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No connection from the pool in time; retrying later may work.
-    #[error("no database connection: {0}")]
+    #[error("no database connection")]
     NoConnection(#[from] r2d2::Error),
-    #[error("database query failed: {0}")]
+    #[error("database query failed")]
     Query(#[from] postgres::Error),
 }
 
@@ -157,7 +165,7 @@ pub fn prepare(
 /// its `sslmode` / `sslrootcert` ask for (the CA file is read here).
 pub fn parse_dsn(dsn: &str) -> Result<(Config, PgTls), SetupError> {
     let (rest, settings) = tls::split_dsn(dsn).map_err(SetupError::TlsSettings)?;
-    let mut config = Config::from_str(&rest).map_err(|err| SetupError::Dsn(err.to_string()))?;
+    let mut config = Config::from_str(&rest).map_err(SetupError::ParseDsn)?;
     config.ssl_mode(settings.mode.negotiation());
     let tls = PgTls::new(&settings).map_err(SetupError::TlsSettings)?;
     Ok((config, tls))
@@ -178,26 +186,21 @@ pub fn connect_with(config: &Config, tls: &PgTls) -> Result<Client, SetupError> 
 }
 
 fn classify_connect_error(err: postgres::Error, mode: SslMode) -> SetupError {
-    let reason = match tls::tls_failure(&err) {
-        Some(tls_error) => Some(tls_error.to_string()),
-        None if err.to_string().contains("server does not support TLS") => {
-            Some("the server does not offer TLS".to_owned())
-        }
-        None => None,
-    };
-    match reason {
-        Some(reason) => SetupError::TlsRefused {
-            mode,
-            reason,
-            source: err,
-        },
-        None => SetupError::Connect(err),
+    // The driver says "error performing TLS handshake"; why is in its source.
+    let refused = tls::tls_failure(&err).is_some()
+        || ErrorChain(&err)
+            .to_string()
+            .contains("server does not support TLS");
+    if refused {
+        SetupError::TlsRefused { mode, source: err }
+    } else {
+        SetupError::Connect(err)
     }
 }
 
 /// [`prepare`] from async code, retried with the platform's backoff
-/// ([`RetryPolicy::DEFAULT`]) while PostgreSQL is unreachable, so a service may start before its database. `None`
-/// when `shutdown` came first.
+/// ([`RetryPolicy::DEFAULT`]) while PostgreSQL is unreachable, so a service may start
+/// before its database. `None` when `shutdown` came first.
 pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
     dsn: &str,
     schema: impl Fn() -> S + Clone + Send + 'static,
@@ -210,12 +213,12 @@ pub async fn prepare_until_ready<S: Into<Schema> + 'static>(
         let schema = schema.clone();
         let attempt = tokio::task::spawn_blocking(move || prepare(&dsn_owned, schema(), options))
             .await
-            .map_err(|err| SetupError::Task(err.to_string()))?;
+            .map_err(SetupError::Task)?;
         match attempt {
             Ok(pool) => return Ok(Some(pool)),
             Err(err) if err.is_transient() => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%err, retry_in = ?delay, "PostgreSQL not reachable yet");
+                tracing::warn!(error = %ErrorChain(&err), retry_in = ?delay, "PostgreSQL not reachable yet");
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(delay) => {}
@@ -315,7 +318,9 @@ fn migrate(config: &Config, tls: &PgTls, schema: Schema) -> Result<(), SetupErro
 }
 
 /// The server's own message for a database error (`postgres::Error` shows only
-/// "db error" for those), the error itself otherwise.
+/// "db error" for those, the server's message being its source), with its SQLSTATE
+/// and detail, on one line; the error with its causes otherwise. For the messages
+/// that carry a database error as text (a take-over's reason), not as a source.
 fn describe(err: &postgres::Error) -> String {
     match err.as_db_error() {
         Some(db) => {
@@ -327,7 +332,7 @@ fn describe(err: &postgres::Error) -> String {
             }
             text
         }
-        None => err.to_string(),
+        None => ErrorChain(err).to_string(),
     }
 }
 

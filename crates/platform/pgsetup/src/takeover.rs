@@ -67,8 +67,17 @@ pub enum MoveError {
     /// Rows this platform cannot represent (e.g. an unknown status); names them.
     #[error("{0}")]
     Refused(String),
+    /// A statement failed: the server's message (with its SQLSTATE and detail) is
+    /// this error's message, the form a take-over's reason carries, so the
+    /// driver's error is kept here but not exposed as a source as well.
     #[error("{}", describe(.0))]
-    Db(#[from] postgres::Error),
+    Db(postgres::Error),
+}
+
+impl From<postgres::Error> for MoveError {
+    fn from(err: postgres::Error) -> Self {
+        MoveError::Db(err)
+    }
 }
 
 /// What [`detect`] found.

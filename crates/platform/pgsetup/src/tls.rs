@@ -123,13 +123,13 @@ pub enum TlsConfigError {
     NoRootCert(SslMode),
     #[error("sslrootcert=system needs sslmode=verify-full (as libpq), not sslmode={0}")]
     SystemNeedsVerifyFull(SslMode),
-    #[error("cannot read sslrootcert {path:?}: {source}")]
+    #[error("cannot read sslrootcert {path:?}")]
     ReadRootCert { path: PathBuf, source: io::Error },
     #[error("sslrootcert {path:?}: {reason}")]
     BadRootCert { path: PathBuf, reason: String },
     #[error("no usable certificate in the system trust store: {0}")]
     SystemRoots(String),
-    #[error("TLS configuration: {0}")]
+    #[error("TLS configuration")]
     Rustls(#[source] rustls::Error),
 }
 

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use lifecycle::ErrorChain;
 use pgsetup::{PoolOptions, SetupError};
 use testkit::{TestCerts, TlsPostgres, unique_name};
 
@@ -85,7 +86,7 @@ fn every_sslmode_against_a_tls_only_server() {
         &format!("?sslmode=verify-full&sslrootcert={ca}"),
     ))
     .unwrap_err();
-    let message = err.to_string();
+    let message = ErrorChain(&err).to_string();
     assert!(matches!(err, SetupError::TlsRefused { .. }), "{message}");
     assert!(!err.is_transient(), "{message}");
     let named = [
@@ -105,12 +106,14 @@ fn every_sslmode_against_a_tls_only_server() {
     ))
     .unwrap_err();
     assert!(matches!(err, SetupError::TlsRefused { .. }), "{err}");
-    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+    let message = ErrorChain(&err).to_string();
+    assert!(message.contains("UnknownIssuer"), "{message}");
 
     // disable against hostssl-only rules: the server refuses, and says why.
     let err = prepare_and_check(&db("127.0.0.1", "?sslmode=disable")).unwrap_err();
-    assert!(!err.is_transient(), "{err}");
-    assert!(err.to_string().contains("no encryption"), "{err}");
+    let message = ErrorChain(&err).to_string();
+    assert!(!err.is_transient(), "{message}");
+    assert!(message.contains("no encryption"), "{message}");
 
     // The key=value form and pgsetup::connect (the relay's LISTEN connection).
     let mut client = pgsetup::connect(&format!(
@@ -161,14 +164,16 @@ fn bad_tls_settings_are_configuration_errors() {
         options(),
     )
     .unwrap_err();
-    assert!(matches!(err, SetupError::TlsSettings(_)), "{err}");
-    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
-    assert!(!err.to_string().contains("secret"), "{err}");
+    let message = ErrorChain(&err).to_string();
+    assert!(matches!(err, SetupError::TlsSettings(_)), "{message}");
+    assert!(message.contains("/nonexistent/ca.pem"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
     let err = pgsetup::prepare(
         "postgres://u:secret@127.0.0.1:1/db?sslmode=verify-full",
         migrations(),
         options(),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("needs sslrootcert"), "{err}");
+    let message = ErrorChain(&err).to_string();
+    assert!(message.contains("needs sslrootcert"), "{message}");
 }

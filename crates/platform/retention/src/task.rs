@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use lifecycle::stop;
+use lifecycle::{ErrorChain, stop};
 use ops_http::{Counter, Gauge, Metrics};
 use pgsetup::{DbError, Pool};
 use tokio_util::sync::CancellationToken;
@@ -145,7 +145,7 @@ impl Retention {
                 self.failures.inc();
                 tracing::warn!(
                     table = table.policy.table.name,
-                    %err,
+                    error = %ErrorChain(err),
                     retry_in = ?self.config.interval,
                     "retention failed; retried at the next interval"
                 );
@@ -215,7 +215,7 @@ impl Retention {
                 Ok(Some(rows)) => table.rows.set(rows),
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::debug!(table = table.policy.table.name, %err, "row estimate failed");
+                    tracing::debug!(table = table.policy.table.name, error = %ErrorChain(&err), "row estimate failed");
                 }
             }
         }

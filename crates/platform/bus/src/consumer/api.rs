@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoff::{Backoff, RetryPolicy};
-use lifecycle::stop;
+use lifecycle::{ErrorChain, stop};
 use tokio_util::sync::CancellationToken;
 
 use crate::{KafkaClient, KafkaConnection, KafkaSecurity};
@@ -171,8 +171,8 @@ impl Message<'_> {
 
 /// Processes messages. `Err` means "transient, try again later".
 pub trait Handler: Send + 'static {
-    /// Why a message could not be handled now (logged, then retried).
-    type Error: std::fmt::Display;
+    /// Why a message could not be handled now (logged with its causes, then retried).
+    type Error: std::error::Error + 'static;
     /// Handles one message; `Ok` lets its offset be committed.
     fn handle(&mut self, message: &Message<'_>) -> Result<(), Self::Error>;
 
@@ -247,7 +247,7 @@ pub(crate) fn hand_over<H: Handler>(
             topic = stuck.topic,
             partition = stuck.partition,
             offset = stuck.offset,
-            error = %failure.error,
+            error = %ErrorChain(&failure.error),
             ?delay,
             "handler failed; retrying from the same message"
         );

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use backoff::Backoff;
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient as CrateClient};
 use kafka::consumer::Consumer;
-use lifecycle::stop;
+use lifecycle::{ErrorChain, stop};
 use tokio_util::sync::CancellationToken;
 
 use super::guarded;
@@ -114,7 +114,7 @@ pub(crate) fn run<H: Handler>(
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();
-                    tracing::warn!(topic, error = %e, ?delay, "consumer cannot connect; retrying");
+                    tracing::warn!(topic, error = %ErrorChain(&e), ?delay, "consumer cannot connect; retrying");
                     stop::sleep(&shutdown, delay);
                     continue;
                 }
@@ -124,10 +124,10 @@ pub(crate) fn run<H: Handler>(
             Ok(s) => s,
             Err(e) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(topic, error = %e, ?delay, "poll failed; reconnecting");
+                tracing::warn!(topic, error = %ErrorChain(&e), ?delay, "poll failed; reconnecting");
                 // Best effort: the handled messages' offsets may not be committed yet.
                 if let Err(e) = commit(c) {
-                    tracing::debug!(topic, error = %e, "commit before reconnecting failed");
+                    tracing::debug!(topic, error = %ErrorChain(&e), "commit before reconnecting failed");
                 }
                 consumer = None;
                 stop::sleep(&shutdown, delay);
@@ -145,7 +145,7 @@ pub(crate) fn run<H: Handler>(
         committed_at = Instant::now();
         if let Err(e) = commit(c) {
             let delay = backoff.next_delay();
-            tracing::warn!(topic, error = %e, ?delay, "offset commit failed; reconnecting (uncommitted messages will be redelivered)");
+            tracing::warn!(topic, error = %ErrorChain(&e), ?delay, "offset commit failed; reconnecting (uncommitted messages will be redelivered)");
             consumer = None;
             if matches!(outcome, Batch::ShutdownRequested) {
                 break;
@@ -163,7 +163,7 @@ pub(crate) fn run<H: Handler>(
     if let Some(c) = consumer.as_mut()
         && let Err(e) = commit(c)
     {
-        tracing::warn!(topic, error = %e, "final offset commit failed; uncommitted messages will be redelivered");
+        tracing::warn!(topic, error = %ErrorChain(&e), "final offset commit failed; uncommitted messages will be redelivered");
     }
     tracing::info!(topic, group = %config.group, "consumer stopped");
     Ok(())
@@ -190,7 +190,7 @@ impl LagMeter {
         }
         self.measured = Some(Instant::now());
         if let Err(e) = report_lag(config, consumer, &self.observer) {
-            tracing::debug!(topic = %config.topic, error = %e, "cannot measure consumer lag");
+            tracing::debug!(topic = %config.topic, error = %ErrorChain(&e), "cannot measure consumer lag");
         }
     }
 }
@@ -270,13 +270,13 @@ fn handle_batch<H: Handler>(
     let on_progress = |progress: Progress<'_, '_>| match progress {
         Progress::Handled(done) => {
             if let Err(e) = consumer.consume_message(done.topic, done.partition, done.offset) {
-                tracing::warn!(error = %e, "cannot mark messages consumed");
+                tracing::warn!(error = %ErrorChain(&e), "cannot mark messages consumed");
             }
         }
         Progress::Stuck(_) => {
             // Save the progress made before the failing message while it is stuck.
             if let Err(e) = commit(consumer) {
-                tracing::debug!(error = %e, "commit while retrying failed");
+                tracing::debug!(error = %ErrorChain(&e), "commit while retrying failed");
             }
             if let Some(meter) = lag.as_mut() {
                 meter.report_when_due(config, consumer);

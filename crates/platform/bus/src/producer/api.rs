@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use backoff::RetryPolicy;
-use lifecycle::stop;
+use lifecycle::{ErrorChain, stop};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BusError;
@@ -88,7 +88,7 @@ pub(crate) fn with_retries<P: Attempts, T>(
             Err(e) if producer.shutdown().is_cancelled() => return Err(e),
             Err(e) if e.is_transient() && attempt <= max_retries => {
                 let delay = backoff.next_delay();
-                tracing::warn!(error = %e, attempt, ?delay, "{} produce failed; retrying", P::CLIENT);
+                tracing::warn!(error = %ErrorChain(&e), attempt, ?delay, "{} produce failed; retrying", P::CLIENT);
                 producer.reset();
                 if stop::sleep(producer.shutdown(), delay) {
                     return Err(e);
