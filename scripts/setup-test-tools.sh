@@ -29,7 +29,7 @@ pip_install() {
 
 # rdkafka-sys builds librdkafka 2.12.1 from its bundled source with cmake (a C and C++
 # toolchain). That release's cmake build includes <curl/curl.h> even with curl off
-# (librdkafka issue #5135), so curl's headers must be there; nothing links libcurl.
+# (https://github.com/confluentinc/librdkafka/issues/5135), so curl's headers must be there; nothing links libcurl.
 # Kafka TLS and SASL (rdkafka's `ssl` feature) link the system OpenSSL, found with
 # pkg-config: libssl-dev.
 if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null ||

@@ -1,4 +1,4 @@
--- Idempotency keys of CreateOrder (issue 12): a client's key, scoped to the order's
+-- Idempotency keys of CreateOrder: a client's key, scoped to the order's
 -- user, with a fingerprint (SHA-256) of the request it came with and the order it
 -- created. Written in the same statement as the order, so an order created under a
 -- key always has its key row and vice versa. A row older than ORDERS_IDEMPOTENCY_TTL
@@ -6,7 +6,6 @@
 -- deleted by retention in bounded batches, oldest first through the created_at index.
 -- order_id is unique (one key per order) and is the key retention deletes by; it does
 -- not reference orders so that the hot path has no extra foreign-key check.
--- V4: V3 belongs to the status consumer (issue 11).
 
 CREATE TABLE idempotency_keys (
     user_id         BIGINT      NOT NULL,

@@ -556,7 +556,7 @@ fn kill_9_of_orders_and_its_relay_loses_nothing(kind: BrokerKind) {
     });
 }
 
-/// Group commit under a kill -9 (issue 15): 16 clients place orders concurrently (so
+/// Group commit under a kill -9: 16 clients place orders concurrently (so
 /// orders batches them) until orders is SIGKILLed; every order a client saw accepted
 /// is stored whole (order, items, one outbox row) and reaches Redis after the restart.
 fn kill_9_of_orders_mid_burst_keeps_every_accepted_order(kind: BrokerKind) {

@@ -1,4 +1,4 @@
-//! Idempotency keys end to end (issue 12): 50 concurrent `POST /orders` with one
+//! Idempotency keys end to end: 50 concurrent `POST /orders` with one
 //! `Idempotency-Key` through the real gateway make one order, one outbox row, one
 //! payment and one notification in Redis. The platform runs in this process (as the
 //! bench runs it, `stack::Platform`): devbroker, orders, payments, notifications and the gateway, on the

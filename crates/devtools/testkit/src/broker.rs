@@ -70,10 +70,6 @@ impl Setup {
         TestBroker::start(self.broker)
     }
 
-    /// The `KAFKA_CLIENT` value of this setup.
-    pub fn kafka_client_env(self) -> &'static str {
-        self.client.as_str()
-    }
 }
 
 impl std::fmt::Display for Setup {

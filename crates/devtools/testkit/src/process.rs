@@ -371,18 +371,6 @@ impl ServiceProcess {
         self.child = Self::launch(&self.name, &self.args, &self.env, &self.log_path);
     }
 
-    /// Exits on its own within `deadline`? Returns the status if so.
-    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
-        let start = Instant::now();
-        while start.elapsed() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

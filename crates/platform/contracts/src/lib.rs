@@ -1,7 +1,8 @@
 //! The platform's event contracts, wire-compatible with the Go services.
 //!
 //! - [`OrderCreated`] on `order-topic` (orders -> payments);
-//! - [`PaymentStatus`] on `status-topic` (payments -> notifications);
+//! - [`PaymentStatus`] on `status-topic` (payments -> notifications, and orders,
+//!   which moves the order to its final status);
 //! - [`Notification`], the value notifications stores in Redis under the order id.
 //!
 //! Each message's `event_id` is the id of the producer's outbox row; consumers

@@ -1,7 +1,7 @@
 //! Retention: keeps the services' append-only tables bounded.
 //!
-//! Orders and payments only ever insert into their outbox (`events`), and payments
-//! into `processed_events` and `dead_letters`: at 1,000 orders/s that is tens of
+//! Orders and payments only ever insert into their outbox (`events`) and, as
+//! consumers, into the inbox's `processed_events` and `dead_letters`: at 1,000 orders/s that is tens of
 //! millions of rows a day. A [`Retention`] deletes, per [`Policy`], the rows of a
 //! [`Table`] whose age column is older than the policy's window:
 //!

@@ -18,6 +18,8 @@
 //! - the `retention` crate's thread deletes sent outbox rows older than
 //!   `OUTBOX_RETENTION`, and idempotency keys older than `ORDERS_IDEMPOTENCY_TTL`, in
 //!   bounded batches;
+//! - [`payment_results`]: the `PaymentStatus` consumer (the inbox's consume-once
+//!   loop) that moves each order from `new` to `paid` or `payment_failed`;
 //! - [`idempotency`]: `CreateOrder` under an `idempotency-key` (metadata) answers a
 //!   retried request with the order it created, in the same statement as the order;
 //! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
@@ -67,11 +69,13 @@ mod embedded {
     refinery::embed_migrations!("../../../migrations/orders");
 }
 
-/// Checksums of orders' migrations before the outbox table moved to the outbox's
-/// own migrations (see [`pgsetup::Superseded`]).
+/// Checksums of orders' migrations before reviewed edits (see
+/// [`pgsetup::Superseded`]): V1 and V2 before the outbox table moved to the outbox's
+/// own migrations, V4 before its comments stopped citing the issue tracker.
 const SUPERSEDED: &[pgsetup::Superseded] = &[
     pgsetup::Superseded::new(1, 5_246_704_316_077_698_593),
     pgsetup::Superseded::new(2, 8_679_723_856_987_840_998),
+    pgsetup::Superseded::new(4, 2_309_476_027_315_397_730),
 ];
 
 /// The database orders needs, applied by [`start`]: the outbox's and the inbox's

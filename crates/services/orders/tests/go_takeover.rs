@@ -8,7 +8,8 @@ use orders::testing::{Orders, config, get_order, item, request};
 use proto::v1::OrderStatus;
 use testkit::{GoOrder, GoService, TestDatabase, insert_go_order, runtime, snapshot};
 
-/// What Go stored for one order, read back from its database before the take-over.
+/// What Go stored for one order, read back from its database before the take-over
+/// (times in whole seconds, truncated as gRPC's `Timestamp.seconds` is).
 #[derive(Debug, PartialEq)]
 struct GoRow {
     order_id: i64,
@@ -22,8 +23,8 @@ fn go_rows(client: &mut postgres::Client) -> Vec<GoRow> {
     let orders = client
         .query(
             "SELECT id, user_id,
-                    extract(epoch FROM created_at::timestamptz)::bigint,
-                    extract(epoch FROM updated_at::timestamptz)::bigint
+                    floor(extract(epoch FROM created_at::timestamptz))::bigint,
+                    floor(extract(epoch FROM updated_at::timestamptz))::bigint
              FROM orders ORDER BY id",
             &[],
         )

@@ -230,3 +230,36 @@ fn a_migration_edited_in_any_other_way_still_stops_start_up() {
         "{message}"
     );
 }
+
+/// V4's text changed after it shipped (its comments only): a database that ran the
+/// earlier text starts, and its history then records the current checksum.
+#[test]
+fn a_database_that_ran_v4_before_its_comment_edit_starts() {
+    let db = TestDatabase::new("orders");
+    runtime().block_on(async {
+        Orders::start_serving(config(db.dsn())).await.stop().await;
+    });
+    let shipped = "2309476027315397730";
+    db.client()
+        .execute(
+            "UPDATE refinery_schema_history SET checksum = $1 WHERE version = 4",
+            &[&shipped],
+        )
+        .unwrap();
+    runtime().block_on(async {
+        Orders::start_serving(config(db.dsn())).await.stop().await;
+    });
+    let recorded = checksums(&mut db.client(), "refinery_schema_history");
+    let current = orders::schema()
+        .sets()
+        .last()
+        .unwrap()
+        .migrations()
+        .iter()
+        .find(|migration| migration.version() == 4)
+        .unwrap()
+        .checksum()
+        .to_string();
+    assert_ne!(current, shipped);
+    assert!(recorded.contains(&(4, current)), "{recorded:?}");
+}

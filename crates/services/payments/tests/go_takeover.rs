@@ -53,7 +53,7 @@ fn a_go_payments_database_is_taken_over_and_go_handled_events_stay_handled() {
         .unwrap();
     let go_payments: Vec<(i64, i64, i64, String, i64)> = go
         .query(
-            "SELECT order_id, user_id, total_amount, status, extract(epoch FROM created_at)::bigint
+            "SELECT order_id, user_id, total_amount, status, floor(extract(epoch FROM created_at))::bigint
              FROM payments ORDER BY order_id",
             &[],
         )
@@ -96,7 +96,7 @@ fn a_go_payments_database_is_taken_over_and_go_handled_events_stay_handled() {
     let mut client = db.client();
     let ours: Vec<(i64, i64, i64, String, i64)> = client
         .query(
-            "SELECT order_id, user_id, amount, status, extract(epoch FROM created_at)::bigint
+            "SELECT order_id, user_id, amount, status, floor(extract(epoch FROM created_at))::bigint
              FROM payments WHERE order_id < 4 ORDER BY order_id",
             &[],
         )
