@@ -2,7 +2,7 @@
 # Validates the Nix flake and docker-compose.yaml as far as a machine WITHOUT a Nix store
 # and WITHOUT a Docker engine allows (this project's CI). It does not build anything:
 # `nix build`, `nix flake check` and `docker compose up` need a machine with Nix and
-# Docker (see README.md, "Run it with Nix and Docker").
+# Docker (see docs/deployment.md).
 #
 #   1. every .nix file parses (nix-instantiate --parse, Debian nix-bin);
 #   2. flake.lock is valid JSON holding exactly the nixpkgs pin and nothing else;

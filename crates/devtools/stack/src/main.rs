@@ -3,7 +3,7 @@
 //! Starts the embedded `devbroker` (with `order-topic` and `status-topic`), then
 //! orders, payments, notifications and the gateway through their libraries (see the
 //! `stack` library), each configured from the environment as its own binary would
-//! be (README lists the variables), except that `KAFKA_BROKERS` points at the
+//! be (docs/configuration.md lists the variables), except that `KAFKA_BROKERS` points at the
 //! embedded broker unless `--external-broker` is given, the gateway calls the orders
 //! started here, and the topics are wired from orders' `KAFKA_TOPIC` and payments'
 //! `KAFKA_TOPIC_STATUS`. Prints where everything listens; Ctrl-C (or SIGTERM) stops
