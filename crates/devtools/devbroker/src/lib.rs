@@ -11,23 +11,26 @@
 //! ```text
 //!  TcpListener ── server ── one task per connection: read frame ─┐
 //!                                                                 v
-//!                     handler::handle: header -> protocol::<api>::decode
-//!                            │                 -> run against storage
-//!                            │                 -> protocol::<api>::encode -> write
+//!        handler::handle: header -> dispatch by API key to handler::<api>:
+//!                            │        protocol::<api> decode -> run against storage
+//!                            │        -> protocol::<api> encode -> write
 //!               ┌────────────┴─────────────┐
 //!            log (topics, partitions)   offsets (group commits)
 //!               │ message_set validates produced sets (CRC, compression) and
 //!               │ down-converts magic 1 for Fetch v0/v1; compression decodes gzip/snappy
 //! ```
 //!
-//! - [`protocol`]: the wire format, one module per API, pure encode/decode.
+//! - [`protocol`]: the wire format, one module per API (its `Request` and `Response`),
+//!   pure encode/decode; `protocol::codec` reads and writes the primitive types.
 //! - `message_set` / `compression`: message format v0/v1 validation and conversion.
 //! - `log`: partitions as append-only entry lists, optionally persisted, with a
 //!   `watch` channel that wakes long-polling fetches (no polling loops).
 //! - `offsets`: committed offsets, optionally persisted.
 //! - `state`: the state connections share; `State::storage` runs storage work on the
 //!   blocking pool when it does file I/O (inline in memory).
-//! - `handler`: one function per API tying requests to storage.
+//! - `handler`: its root only dispatches a frame by API key and version; one module per
+//!   API, named as its codec under `protocol/`, ties its requests to storage
+//!   (`handler::storage`: the topic look-ups, partition answers and syncs several share).
 //! - `server`: accept loop and connection tasks; a bad frame closes only its connection.
 //! - Stop signal: a `CancellationToken` (the platform's one stop signal); each
 //!   connection holds a child of the server's token.

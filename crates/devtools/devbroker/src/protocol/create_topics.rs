@@ -5,7 +5,7 @@
 //! (v4 lets clients send -1 partitions / replication factor without an assignment,
 //! which this broker accepts at every version).
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, Request, Response};
 
 #[derive(Debug)]
 pub struct CreateTopicsRequest {
@@ -29,8 +29,8 @@ pub struct CreatableTopic {
     pub configs: Vec<(String, Option<String>)>,
 }
 
-impl CreateTopicsRequest {
-    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for CreateTopicsRequest {
+    fn decode_fields(d: &mut Decoder<'a>, version: i16) -> Result<Self, DecodeError> {
         // Smallest topic: name length 2 + partitions 4 + replication 2 + two arrays 4+4.
         let topics = d.array_of("topics", 16, |d| {
             let name = d.string("topic name")?;
@@ -58,7 +58,6 @@ impl CreateTopicsRequest {
         } else {
             false
         };
-        d.finish()?;
         Ok(Self {
             topics,
             timeout_ms,
@@ -80,9 +79,8 @@ pub struct CreatableTopicResult {
     pub error_message: Option<String>,
 }
 
-impl CreateTopicsResponse {
-    pub fn encode(&self, version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for CreateTopicsResponse {
+    fn encode_fields(&self, e: &mut Encoder, version: i16) {
         if version >= 2 {
             e.i32(0); // throttle_time_ms
         }
@@ -92,7 +90,6 @@ impl CreateTopicsResponse {
                 e.nullable_string(t.error_message.as_deref());
             }
         });
-        e
     }
 }
 

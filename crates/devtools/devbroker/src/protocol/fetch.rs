@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::{DecodeError, Decoder, Encoder, TopicPartitions};
+use super::{DecodeError, Decoder, Encoder, Request, Response, TopicPartitions};
 
 #[derive(Debug)]
 pub struct FetchRequest {
@@ -24,8 +24,8 @@ pub struct FetchPartition {
     pub max_bytes: i32,
 }
 
-impl FetchRequest {
-    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for FetchRequest {
+    fn decode_fields(d: &mut Decoder<'a>, version: i16) -> Result<Self, DecodeError> {
         let _replica_id = d.i32("replica_id")?;
         let max_wait_ms = d.i32("max_wait_ms")?;
         let min_bytes = d.i32("min_bytes")?;
@@ -41,7 +41,6 @@ impl FetchRequest {
                 max_bytes: d.i32("partition_max_bytes")?,
             })
         })?;
-        d.finish()?;
         Ok(Self {
             max_wait_ms,
             min_bytes,
@@ -66,9 +65,8 @@ pub struct FetchPartitionResponse {
     pub records: Vec<Bytes>,
 }
 
-impl FetchResponse {
-    pub fn encode(&self, version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for FetchResponse {
+    fn encode_fields(&self, e: &mut Encoder, version: i16) {
         if version >= 1 {
             e.i32(0); // throttle_time_ms
         }
@@ -78,6 +76,5 @@ impl FetchResponse {
                 .i64(p.high_watermark)
                 .bytes_chunks(&p.records);
         });
-        e
     }
 }

@@ -1,17 +1,16 @@
 //! FindCoordinator (key 10, "GroupCoordinator" in 0.9/0.10), version 0. This broker
 //! coordinates every group itself.
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, Request, Response};
 
 #[derive(Debug)]
 pub struct FindCoordinatorRequest {
     pub group_id: String,
 }
 
-impl FindCoordinatorRequest {
-    pub fn decode(d: &mut Decoder<'_>, _version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for FindCoordinatorRequest {
+    fn decode_fields(d: &mut Decoder<'a>, _version: i16) -> Result<Self, DecodeError> {
         let group_id = d.string("group_id")?;
-        d.finish()?;
         Ok(Self { group_id })
     }
 }
@@ -24,13 +23,11 @@ pub struct FindCoordinatorResponse {
     pub port: i32,
 }
 
-impl FindCoordinatorResponse {
-    pub fn encode(&self, _version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for FindCoordinatorResponse {
+    fn encode_fields(&self, e: &mut Encoder, _version: i16) {
         e.i16(self.error_code)
             .i32(self.node_id)
             .string(&self.host)
             .i32(self.port);
-        e
     }
 }

@@ -3,7 +3,7 @@
 //! v0 asks for up to `max_num_offsets` offsets before a time and gets a list back; v1 asks
 //! for one offset per partition and gets it with its timestamp.
 
-use super::{DecodeError, Decoder, Encoder, TopicPartitions};
+use super::{DecodeError, Decoder, Encoder, Request, Response, TopicPartitions};
 
 /// The special timestamps: latest (-1) and earliest (-2).
 pub const LATEST: i64 = -1;
@@ -23,8 +23,8 @@ pub struct ListOffsetsPartition {
     pub max_num_offsets: i32,
 }
 
-impl ListOffsetsRequest {
-    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for ListOffsetsRequest {
+    fn decode_fields(d: &mut Decoder<'a>, version: i16) -> Result<Self, DecodeError> {
         let _replica_id = d.i32("replica_id")?;
         let topics = d.topics(12, |d| {
             let index = d.i32("partition")?;
@@ -40,7 +40,6 @@ impl ListOffsetsRequest {
                 max_num_offsets,
             })
         })?;
-        d.finish()?;
         Ok(Self { topics })
     }
 }
@@ -63,9 +62,8 @@ pub struct ListOffsetsPartitionResponse {
     pub max_num_offsets: i32,
 }
 
-impl ListOffsetsResponse {
-    pub fn encode(&self, version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for ListOffsetsResponse {
+    fn encode_fields(&self, e: &mut Encoder, version: i16) {
         e.topics(&self.topics, |e, p| {
             e.i32(p.index).i16(p.error_code);
             if version == 0 {
@@ -78,6 +76,5 @@ impl ListOffsetsResponse {
                 e.i64(p.timestamp).i64(p.offset);
             }
         });
-        e
     }
 }

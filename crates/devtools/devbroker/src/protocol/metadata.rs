@@ -3,7 +3,7 @@
 //! v0: an empty topic list means "all topics". v1: a null list means all, an empty list
 //! means none; the response adds rack, controller id and the internal flag.
 
-use super::{DecodeError, Decoder, Encoder};
+use super::{DecodeError, Decoder, Encoder, Request, Response};
 
 #[derive(Debug)]
 pub struct MetadataRequest {
@@ -11,8 +11,8 @@ pub struct MetadataRequest {
     pub topics: Option<Vec<String>>,
 }
 
-impl MetadataRequest {
-    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for MetadataRequest {
+    fn decode_fields(d: &mut Decoder<'a>, version: i16) -> Result<Self, DecodeError> {
         let topics = match d.array_len("topics", 2)? {
             None => None,
             Some(n) => {
@@ -27,7 +27,6 @@ impl MetadataRequest {
                 }
             }
         };
-        d.finish()?;
         Ok(Self { topics })
     }
 }
@@ -48,9 +47,8 @@ pub struct TopicMetadata {
     pub partitions: i32,
 }
 
-impl MetadataResponse {
-    pub fn encode(&self, version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for MetadataResponse {
+    fn encode_fields(&self, e: &mut Encoder, version: i16) {
         e.array_len(1)
             .i32(self.node_id)
             .string(&self.host)
@@ -71,6 +69,5 @@ impl MetadataResponse {
                 e.array_len(1).i32(self.node_id); // isr
             }
         });
-        e
     }
 }

@@ -4,7 +4,7 @@
 //! timestamp with a request-wide retention time. The broker has no group membership, so
 //! generation and member are accepted as given (the `kafka` crate sends -1 and "").
 
-use super::{DecodeError, Decoder, Encoder, TopicPartitions};
+use super::{DecodeError, Decoder, Encoder, Request, Response, TopicPartitions};
 
 #[derive(Debug)]
 pub struct OffsetCommitRequest {
@@ -20,8 +20,8 @@ pub struct CommitPartition {
     pub metadata: Option<String>,
 }
 
-impl OffsetCommitRequest {
-    pub fn decode(d: &mut Decoder<'_>, version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for OffsetCommitRequest {
+    fn decode_fields(d: &mut Decoder<'a>, version: i16) -> Result<Self, DecodeError> {
         let group_id = d.string("group_id")?;
         if version >= 1 {
             let _generation = d.i32("generation_id")?;
@@ -43,7 +43,6 @@ impl OffsetCommitRequest {
                 metadata,
             })
         })?;
-        d.finish()?;
         Ok(Self { group_id, topics })
     }
 }
@@ -54,12 +53,10 @@ pub struct OffsetCommitResponse {
     pub topics: Vec<TopicPartitions<(i32, i16)>>,
 }
 
-impl OffsetCommitResponse {
-    pub fn encode(&self, _version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for OffsetCommitResponse {
+    fn encode_fields(&self, e: &mut Encoder, _version: i16) {
         e.topics(&self.topics, |e, &(index, code)| {
             e.i32(index).i16(code);
         });
-        e
     }
 }

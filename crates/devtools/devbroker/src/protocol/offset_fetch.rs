@@ -1,7 +1,7 @@
 //! OffsetFetch (key 9), versions 0-1 (v0 meant ZooKeeper storage, v1 Kafka storage; here
 //! both read the same store).
 
-use super::{DecodeError, Decoder, Encoder, TopicPartitions};
+use super::{DecodeError, Decoder, Encoder, Request, Response, TopicPartitions};
 
 #[derive(Debug)]
 pub struct OffsetFetchRequest {
@@ -10,11 +10,10 @@ pub struct OffsetFetchRequest {
     pub topics: Vec<TopicPartitions<i32>>,
 }
 
-impl OffsetFetchRequest {
-    pub fn decode(d: &mut Decoder<'_>, _version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for OffsetFetchRequest {
+    fn decode_fields(d: &mut Decoder<'a>, _version: i16) -> Result<Self, DecodeError> {
         let group_id = d.string("group_id")?;
         let topics = d.topics(4, |d| d.i32("partition"))?;
-        d.finish()?;
         Ok(Self { group_id, topics })
     }
 }
@@ -33,9 +32,8 @@ pub struct OffsetFetchResponse {
     pub topics: Vec<TopicPartitions<OffsetFetchPartition>>,
 }
 
-impl OffsetFetchResponse {
-    pub fn encode(&self, _version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for OffsetFetchResponse {
+    fn encode_fields(&self, e: &mut Encoder, _version: i16) {
         e.topics(&self.topics, |e, p| {
             // Metadata is sent as "" rather than null: some old clients (the `kafka`
             // crate) decode it as a non-nullable string.
@@ -44,6 +42,5 @@ impl OffsetFetchResponse {
                 .string(&p.metadata)
                 .i16(p.error_code);
         });
-        e
     }
 }

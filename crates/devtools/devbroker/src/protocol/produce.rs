@@ -3,7 +3,7 @@
 //! v0 and v1 differ only in the response (v1 adds throttle time); v2 adds the log append
 //! time per partition. All three carry message sets of format v0/v1.
 
-use super::{DecodeError, Decoder, Encoder, TopicPartitions};
+use super::{DecodeError, Decoder, Encoder, Request, Response, TopicPartitions};
 
 #[derive(Debug)]
 pub struct ProduceRequest<'a> {
@@ -16,12 +16,12 @@ pub struct ProduceRequest<'a> {
 #[derive(Debug)]
 pub struct PartitionData<'a> {
     pub index: i32,
-    /// The raw message set, validated later by [`crate::message_set`].
+    /// The raw message set, validated later by `crate::message_set`.
     pub records: Option<&'a [u8]>,
 }
 
-impl<'a> ProduceRequest<'a> {
-    pub fn decode(d: &mut Decoder<'a>, _version: i16) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> for ProduceRequest<'a> {
+    fn decode_fields(d: &mut Decoder<'a>, _version: i16) -> Result<Self, DecodeError> {
         let acks = d.i16("acks")?;
         let timeout_ms = d.i32("timeout_ms")?;
         let topics = d.topics(8, |d| {
@@ -30,7 +30,6 @@ impl<'a> ProduceRequest<'a> {
                 records: d.nullable_bytes("records")?,
             })
         })?;
-        d.finish()?;
         Ok(Self {
             acks,
             timeout_ms,
@@ -52,9 +51,8 @@ pub struct PartitionResponse {
     pub base_offset: i64,
 }
 
-impl ProduceResponse {
-    pub fn encode(&self, version: i16) -> Encoder {
-        let mut e = Encoder::new();
+impl Response for ProduceResponse {
+    fn encode_fields(&self, e: &mut Encoder, version: i16) {
         e.topics(&self.topics, |e, p| {
             e.i32(p.index).i16(p.error_code).i64(p.base_offset);
             if version >= 2 {
@@ -65,6 +63,5 @@ impl ProduceResponse {
         if version >= 1 {
             e.i32(0); // throttle_time_ms
         }
-        e
     }
 }
