@@ -12,7 +12,8 @@ N=${1:-100000}
 PG=${TEST_PG_URL:-postgres://postgres:postgres@127.0.0.1:5432}
 cargo build --quiet --locked -p orders -p payments --bins
 for db in bench_go_orders bench_go_payments; do psql -q "$PG/postgres" -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"; done
-psql -q "$PG/bench_go_orders" -f crates/devtools/testkit/fixtures/go/orders.sql
+go=crates/devtools/testkit/fixtures/go
+cat $go/goose.sql $go/orders.sql $go/outbox.sql | psql -q "$PG/bench_go_orders"
 psql -q "$PG/bench_go_orders" <<SQL
 INSERT INTO orders (user_id, status) SELECT 1 + g % 1000, 'StatusNew' FROM generate_series(1, $N) g;
 INSERT INTO order_items (order_id, product_id, quantity, price) SELECT o, 1 + i, 1 + i, 100 * i FROM generate_series(1, $N) o, generate_series(1, 3) i;
@@ -20,7 +21,7 @@ INSERT INTO events (event_type, payload, aggregate_id, sent_at)
   SELECT 'order created', jsonb_build_object('event_id', 0, 'order_id', o, 'user_id', 1 + o % 1000, 'total_amount', 1400, 'created_at', '2026-12-01T10:00:00Z'), o, CASE WHEN o % 10 <> 0 THEN now() END
   FROM generate_series(1, $N) o;
 SQL
-psql -q "$PG/bench_go_payments" -f crates/devtools/testkit/fixtures/go/payments.sql
+cat $go/goose.sql $go/payments.sql $go/outbox.sql | psql -q "$PG/bench_go_payments"
 psql -q "$PG/bench_go_payments" <<SQL
 INSERT INTO processed_events (event_id, processed_at) SELECT g, now() FROM generate_series(1, $N) g;
 INSERT INTO payments (order_id, user_id, total_amount, status) SELECT g, 1 + g % 1000, 1400, CASE WHEN g % 2 = 0 THEN 'succeeded' ELSE 'failed' END FROM generate_series(1, $N) g;

@@ -17,13 +17,17 @@ pub enum GoService {
 }
 
 impl GoService {
-    fn schema_sql(self) -> &'static str {
+    /// The service's own tables; goose's table and the outbox are the same in both.
+    fn own_tables_sql(self) -> &'static str {
         match self {
             GoService::Orders => include_str!("../fixtures/go/orders.sql"),
             GoService::Payments => include_str!("../fixtures/go/payments.sql"),
         }
     }
 }
+
+const GOOSE_SQL: &str = include_str!("../fixtures/go/goose.sql");
+const OUTBOX_SQL: &str = include_str!("../fixtures/go/outbox.sql");
 
 impl TestDatabase {
     /// Creates the database with `service`'s Go schema (goose version 1) and returns
@@ -38,7 +42,9 @@ impl TestDatabase {
             .batch_execute(&format!("CREATE DATABASE \"{}\"", self.name))
             .unwrap();
         let mut client = self.client();
-        client.batch_execute(service.schema_sql()).unwrap();
+        for sql in [GOOSE_SQL, service.own_tables_sql(), OUTBOX_SQL] {
+            client.batch_execute(sql).unwrap();
+        }
         client
     }
 }
