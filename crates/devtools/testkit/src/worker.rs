@@ -90,6 +90,22 @@ pub fn producer(broker: &devbroker::BackgroundBroker, client_id: &str) -> bus::P
     .unwrap()
 }
 
+/// `values` as the messages of one poll of partition 0 of `topic`, at offsets 0, 1,
+/// ..., for a handler tested without a broker.
+pub fn poll_of<'a>(topic: &'a str, values: &'a [String]) -> Vec<bus::Message<'a>> {
+    values
+        .iter()
+        .zip(0..)
+        .map(|(value, offset)| bus::Message {
+            topic,
+            partition: 0,
+            offset,
+            key: b"k",
+            value: value.as_bytes(),
+        })
+        .collect()
+}
+
 /// A failing test still stops the worker, so dropping the runtime does not wait
 /// forever on its threads.
 impl<E> Drop for Worker<E> {

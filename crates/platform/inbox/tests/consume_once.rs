@@ -11,7 +11,7 @@ use contracts::OrderCreated;
 use inbox::{Apply, Consumed};
 use pgsetup::{Pool, PooledClient};
 use postgres::Transaction;
-use testkit::TestDatabase;
+use testkit::{TestDatabase, worker::poll_of};
 
 /// Applies each new event as one `effects` row; counts the calls of each path.
 #[derive(Default)]
@@ -149,25 +149,19 @@ fn event(event_id: i64, order_id: i64) -> String {
     })
 }
 
-/// `values` as one poll of partition 0 of `orders`, at offsets 0, 1, ...
-fn poll_of(values: &[String]) -> Vec<bus::Message<'_>> {
-    values
+/// Consumes `values` as one poll of `orders` with `effects`: per message, whether
+/// its event was new (`None`: kept as a dead letter), and the results themselves.
+fn consume(
+    pool: &Pool,
+    effects: &mut Effects,
+    values: &[String],
+) -> (Vec<Option<bool>>, inbox::Poll<Effects>) {
+    let poll = inbox::consume_poll(pool, effects, &poll_of("orders", values)).unwrap();
+    let outcomes = poll
         .iter()
-        .zip(0..)
-        .map(|(value, offset)| bus::Message {
-            topic: "orders",
-            partition: 0,
-            offset,
-            key: b"k",
-            value: value.as_bytes(),
-        })
-        .collect()
-}
-
-fn outcomes(poll: &inbox::Poll<Effects>) -> Vec<Option<bool>> {
-    poll.iter()
         .map(|consumed| consumed.outcome().copied())
-        .collect()
+        .collect();
+    (outcomes, poll)
 }
 
 #[test]
@@ -175,8 +169,8 @@ fn valid_events_for_distinct_orders_are_applied_together_and_once() {
     let (db, pool) = inbox_db("inbox_together");
     let values = [event(1, 10), event(2, 11), event(3, 12)];
     let mut effects = Effects::default();
-    let poll = inbox::consume_poll(&pool, &mut effects, &poll_of(&values)).unwrap();
-    assert_eq!(outcomes(&poll), [Some(true); 3]);
+    let (outcomes, poll) = consume(&pool, &mut effects, &values);
+    assert_eq!(outcomes, [Some(true); 3]);
     assert_eq!((effects.together_calls, effects.one_calls), (1, 0));
     match &poll[1] {
         Consumed::Applied { event, .. } => assert_eq!(event.order_id, 11),
@@ -184,8 +178,8 @@ fn valid_events_for_distinct_orders_are_applied_together_and_once() {
     }
 
     // The same poll again (a redelivery): recorded before, so nothing changes.
-    let again = inbox::consume_poll(&pool, &mut effects, &poll_of(&values)).unwrap();
-    assert_eq!(outcomes(&again), [Some(false); 3]);
+    let (again, _) = consume(&pool, &mut effects, &values);
+    assert_eq!(again, [Some(false); 3]);
     assert_eq!(effects.together_calls, 2);
     assert_eq!(db.count("SELECT count(*) FROM processed_events"), 3);
     assert_eq!(db.count("SELECT count(*) FROM effects"), 3);
@@ -196,8 +190,8 @@ fn a_poison_message_sends_the_poll_one_by_one_and_is_kept_byte_for_byte() {
     let (db, pool) = inbox_db("inbox_poison");
     let values = [event(1, 10), "not json".to_owned(), event(2, 11)];
     let mut effects = Effects::default();
-    let poll = inbox::consume_poll(&pool, &mut effects, &poll_of(&values)).unwrap();
-    assert_eq!(outcomes(&poll), [Some(true), None, Some(true)]);
+    let (outcomes, poll) = consume(&pool, &mut effects, &values);
+    assert_eq!(outcomes, [Some(true), None, Some(true)]);
     assert_eq!((effects.together_calls, effects.one_calls), (0, 2));
     let Consumed::DeadLettered { reason } = &poll[1] else {
         panic!("{:?}", poll[1]);
@@ -217,9 +211,9 @@ fn two_events_for_one_order_are_applied_one_by_one_in_order() {
     let (db, pool) = inbox_db("inbox_same_order");
     let values = [event(1, 10), event(2, 10), event(1, 10)];
     let mut effects = Effects::default();
-    let poll = inbox::consume_poll(&pool, &mut effects, &poll_of(&values)).unwrap();
+    let (outcomes, _) = consume(&pool, &mut effects, &values);
     // The third is the first again, within the same poll: a duplicate.
-    assert_eq!(outcomes(&poll), [Some(true), Some(true), Some(false)]);
+    assert_eq!(outcomes, [Some(true), Some(true), Some(false)]);
     assert_eq!((effects.together_calls, effects.one_calls), (0, 3));
     assert_eq!(db.count("SELECT count(*) FROM processed_events"), 2);
 }
@@ -232,7 +226,7 @@ fn a_poll_that_fails_half_way_leaves_nothing_behind() {
         fail_on: Some(2),
         ..Effects::default()
     };
-    let err = inbox::consume_poll(&pool, &mut effects, &poll_of(&values)).unwrap_err();
+    let err = inbox::consume_poll(&pool, &mut effects, &poll_of("orders", &values)).unwrap_err();
     assert!(err.0.contains("went away"), "{err:?}");
     for table in ["processed_events", "dead_letters", "effects"] {
         assert_eq!(

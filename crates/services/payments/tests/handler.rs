@@ -57,19 +57,9 @@ fn payments_store(name: &str) -> (TestDatabase, PaymentStore) {
     (db, PaymentStore::new(pool, "statuses".into()))
 }
 
-/// `values` as the messages of one poll of partition 0 of `orders`, at offsets 0, 1, ...
+/// `values` as one poll of partition 0 of `orders`.
 fn poll_of(values: &[String]) -> Vec<bus::Message<'_>> {
-    values
-        .iter()
-        .zip(0..)
-        .map(|(value, offset)| bus::Message {
-            topic: "orders",
-            partition: 0,
-            offset,
-            key: b"k",
-            value: value.as_bytes(),
-        })
-        .collect()
+    testkit::worker::poll_of("orders", values)
 }
 
 /// Processes `orders` as one poll ([`poll_of`]); what was done with each.
