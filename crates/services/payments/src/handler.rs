@@ -110,6 +110,20 @@ impl<P: PaymentProvider> OrderHandler<P> {
     }
 
     fn record(&self, order: &OrderCreated, message: &bus::Message<'_>, processed: Processed) {
+        // Every line names the order, the event and where it came from (fields, not a
+        // span: a span's fields are lost under RUST_LOG=warn and move in JSON logs).
+        macro_rules! log {
+            ($level:ident, $($field:ident = $value:expr,)* $text:literal) => {
+                tracing::$level!(
+                    order_id = order.order_id,
+                    event_id = order.event_id,
+                    partition = message.partition,
+                    offset = message.offset,
+                    $($field = $value,)*
+                    $text
+                )
+            };
+        }
         self.metrics.processed.inc();
         match processed {
             Processed::Decided(outcome) => {
@@ -117,32 +131,16 @@ impl<P: PaymentProvider> OrderHandler<P> {
                     PaymentOutcome::Succeeded => self.metrics.succeeded.inc(),
                     PaymentOutcome::Failed => self.metrics.failed.inc(),
                 }
-                tracing::debug!(
-                    order_id = order.order_id,
-                    event_id = order.event_id,
-                    status = outcome.as_str(),
-                    partition = message.partition,
-                    offset = message.offset,
-                    "payment decided"
-                );
+                log!(debug, status = outcome.as_str(), "payment decided");
             }
             Processed::Duplicate => {
                 self.metrics.duplicates.inc();
-                tracing::info!(
-                    order_id = order.order_id,
-                    event_id = order.event_id,
-                    partition = message.partition,
-                    offset = message.offset,
-                    "duplicate OrderCreated skipped"
-                );
+                log!(info, "duplicate OrderCreated skipped");
             }
             Processed::AlreadyPaid => {
                 self.metrics.duplicates.inc();
-                tracing::warn!(
-                    order_id = order.order_id,
-                    event_id = order.event_id,
-                    partition = message.partition,
-                    offset = message.offset,
+                log!(
+                    warn,
                     "OrderCreated with a new event_id for an order already paid: first decision kept"
                 );
             }
