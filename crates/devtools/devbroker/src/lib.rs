@@ -22,9 +22,14 @@
 //!
 //! - [`protocol`]: the wire format, one module per API (its `Request` and `Response`),
 //!   pure encode/decode; `protocol::codec` reads and writes the primitive types.
-//! - `message_set` / `compression`: message format v0/v1 validation and conversion.
-//! - `log`: partitions as append-only entry lists, optionally persisted, with a
-//!   `watch` channel that wakes long-polling fetches (no polling loops).
+//! - `message_set` / `compression`: message format v0/v1: the format itself, what a
+//!   produced set is stored as (`message_set::produced`: validated, wrappers kept or
+//!   flattened) and the magic-0 form for old fetchers (`message_set::down_conversion`);
+//!   `compression` decodes gzip/snappy.
+//! - `log`: topics, created under one lock, with a `watch` channel that wakes
+//!   long-polling fetches (no polling loops); `log::partition`: a partition as an
+//!   append-only entry list; `log::disk`: the files that optionally persist them, and
+//!   their recovery on start-up.
 //! - `offsets`: committed offsets, optionally persisted.
 //! - `state`: the state connections share; `State::storage` runs storage work on the
 //!   blocking pool when it does file I/O (inline in memory).

@@ -15,18 +15,26 @@
 //! - any other wrapper (magic 0, whose inner offsets would have to be absolute, or odd
 //!   inner offsets): flattened into its inner messages, each stored uncompressed. Their
 //!   keys, values, timestamps and CRCs are untouched, so consumers see the same bytes.
+//!
+//! Here: the format (splitting a set into entries, parsing and building messages);
+//! [`produced`]: what a produced set becomes ([`prepare`]); [`down_conversion`]: stored
+//! entries as magic 0 ([`down_convert`]).
+
+mod down_conversion;
+mod produced;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::compression::{self, Codec, DecompressError};
 use crate::protocol::error_code;
 
+pub use down_conversion::down_convert;
+pub use produced::{Prepared, prepare};
+
 /// Bytes of `offset` + `size` in front of each message.
 pub const ENTRY_HEADER_LEN: usize = 12;
 /// Smallest possible message body: crc, magic, attributes, key len, value len.
 const MIN_MESSAGE_LEN: usize = 4 + 1 + 1 + 4 + 4;
-/// Attribute bit 3 (magic 1): timestamp is LogAppendTime.
-const TIMESTAMP_TYPE_BIT: i8 = 0x08;
 
 /// Why a produced message set was refused, with the Kafka error code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +77,15 @@ pub struct Message<'a> {
 impl Message<'_> {
     pub fn codec(&self) -> Option<Codec> {
         Codec::from_attributes(self.attributes)
+    }
+
+    /// A wrapper's inner message set: its value decompressed with `codec`, at most
+    /// `limit` bytes.
+    pub fn inner_set(&self, codec: Codec, limit: usize) -> Result<Vec<u8>, SetError> {
+        let payload = self
+            .value
+            .ok_or(SetError::Corrupt("wrapper without value"))?;
+        Ok(compression::decompress(codec, payload, limit)?)
     }
 }
 
@@ -159,72 +176,6 @@ fn read_bytes<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, SetError> {
     Ok(Some(v))
 }
 
-/// A validated unit ready to be given offsets and appended.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The message body (from the CRC on).
-    pub body: Bytes,
-    /// How many offsets it takes: 1, or the inner count of a kept compressed wrapper.
-    pub count: i64,
-    /// Magic 1 timestamp, -1 if none.
-    pub timestamp: i64,
-}
-
-/// Validates a produced message set and turns it into units to append (see the module
-/// doc for what is kept and what is flattened). `limit` bounds decompressed sizes.
-pub fn prepare(set: &[u8], limit: usize) -> Result<Vec<Prepared>, SetError> {
-    let mut out = Vec::new();
-    for (_, body) in entries(set)? {
-        let msg = parse_message(body)?;
-        let codec = msg
-            .codec()
-            .ok_or(SetError::UnsupportedCodec(msg.attributes))?;
-        if codec == Codec::None {
-            out.push(single(&msg));
-            continue;
-        }
-        let payload = msg
-            .value
-            .ok_or(SetError::Corrupt("wrapper without value"))?;
-        let inner_set = compression::decompress(codec, payload, limit)?;
-        let inner_entries = entries(&inner_set)?;
-        if inner_entries.is_empty() {
-            return Err(SetError::Corrupt("empty compressed set"));
-        }
-        let mut inner = Vec::with_capacity(inner_entries.len());
-        let mut sequential = true;
-        for (i, (offset, ibody)) in inner_entries.iter().enumerate() {
-            let im = parse_message(ibody)?;
-            if im.magic != msg.magic {
-                return Err(SetError::Corrupt("inner magic differs from wrapper"));
-            }
-            if im.codec() != Some(Codec::None) {
-                return Err(SetError::Corrupt("nested compression"));
-            }
-            sequential &= *offset == i as i64;
-            inner.push(single(&im));
-        }
-        if msg.magic == 1 && sequential {
-            out.push(Prepared {
-                body: Bytes::copy_from_slice(body),
-                count: inner.len() as i64,
-                timestamp: msg.timestamp.unwrap_or(-1),
-            });
-        } else {
-            out.extend(inner);
-        }
-    }
-    Ok(out)
-}
-
-fn single(msg: &Message<'_>) -> Prepared {
-    Prepared {
-        body: Bytes::copy_from_slice(msg.body),
-        count: 1,
-        timestamp: msg.timestamp.unwrap_or(-1),
-    }
-}
-
 /// One message set entry as stored and served: `offset, size, body`.
 pub fn encode_entry(offset: i64, body: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(ENTRY_HEADER_LEN + body.len());
@@ -263,63 +214,6 @@ pub fn build_message(
     let crc = crc32fast::hash(&b[4..]);
     b[0..4].copy_from_slice(&crc.to_be_bytes());
     b
-}
-
-/// Converts a stored entry to magic 0 for Fetch v0/v1 (clients that cannot read magic
-/// 1, e.g. the `kafka` crate). `base` is the entry's first offset. Magic-0 entries pass
-/// through; magic-1 messages are rebuilt without timestamp; a magic-1 wrapper is expanded
-/// into uncompressed magic-0 messages with absolute offsets.
-pub fn down_convert(data: &Bytes, base: i64, limit: usize, out: &mut Vec<Bytes>) {
-    match down_convert_inner(data, base, limit, out) {
-        Ok(()) => {}
-        // Stored entries were validated on the way in; failing here means a disk
-        // corruption the recovery CRC did not catch. Serve it raw rather than drop it.
-        Err(e) => {
-            tracing::warn!(error = %e, base, "cannot down-convert stored entry; serving as is");
-            out.push(data.clone());
-        }
-    }
-}
-
-fn down_convert_inner(
-    data: &Bytes,
-    base: i64,
-    limit: usize,
-    out: &mut Vec<Bytes>,
-) -> Result<(), SetError> {
-    let list = entries(data)?;
-    let Some(&(offset, body)) = list.first() else {
-        return Ok(());
-    };
-    let msg = parse_message(body)?;
-    if msg.magic == 0 {
-        out.push(data.clone());
-        return Ok(());
-    }
-    let to_v0 = |m: &Message<'_>| {
-        build_message(
-            0,
-            m.attributes & !TIMESTAMP_TYPE_BIT & !0x07,
-            None,
-            m.key,
-            m.value,
-        )
-    };
-    match msg.codec() {
-        Some(Codec::None) => out.push(encode_entry(offset, &to_v0(&msg))),
-        Some(codec) => {
-            let payload = msg
-                .value
-                .ok_or(SetError::Corrupt("wrapper without value"))?;
-            let inner_set = compression::decompress(codec, payload, limit)?;
-            for (rel, ibody) in entries(&inner_set)? {
-                let im = parse_message(ibody)?;
-                out.push(encode_entry(base + rel, &to_v0(&im)));
-            }
-        }
-        None => return Err(SetError::UnsupportedCodec(msg.attributes)),
-    }
-    Ok(())
 }
 
 #[cfg(test)]
