@@ -25,6 +25,7 @@ use crate::message_set;
 /// Bytes of a record in front of its entry.
 pub(super) const RECORD_HEADER_LEN: usize = 24;
 
+/// Appends `e` to `buf` as one record.
 pub(super) fn encode_record(e: &Entry, buf: &mut Vec<u8>) {
     buf.extend_from_slice(&e.base.to_be_bytes());
     buf.extend_from_slice(&e.last.to_be_bytes());
