@@ -38,6 +38,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker;
+mod config_tests;
 mod database;
 mod go_platform;
 mod kafka;
@@ -54,6 +55,7 @@ use std::{
 };
 
 pub use broker::{BrokerKind, Setup, TestBroker};
+pub use config_tests::{OUTBOX_AND_INBOX_BAD_SETTINGS, config_refusal, go_env};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use go_platform::{GoOrder, GoService, insert_go_order, insert_go_payment, snapshot};
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};

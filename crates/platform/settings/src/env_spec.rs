@@ -115,6 +115,7 @@ impl Notes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env_from_pairs;
 
     const SPEC: EnvSpec<'static> = EnvSpec {
         service: "orders",
@@ -129,13 +130,6 @@ mod tests {
         }],
     };
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn aliases_are_read_but_are_no_fields() {
         assert!(SPEC.is_field("ORDERS_DB_POOL_SIZE"));
@@ -145,17 +139,20 @@ mod tests {
 
     #[test]
     fn go_only_variables_that_are_set_are_named_in_one_line() {
-        let notes = SPEC.notes(&env(&[("env", "local"), ("ORDERS_PG_MIN_CONNS", "2")]), &[]);
+        let notes = SPEC.notes(
+            &env_from_pairs(&[("env", "local"), ("ORDERS_PG_MIN_CONNS", "2")]),
+            &[],
+        );
         assert_eq!(
             notes.go_only_line().as_deref(),
             Some("accepted, only the Go service uses: env, ORDERS_PG_MIN_CONNS")
         );
-        assert_eq!(SPEC.notes(&env(&[]), &[]).go_only_line(), None);
+        assert_eq!(SPEC.notes(&env_from_pairs(&[]), &[]).go_only_line(), None);
     }
 
     #[test]
     fn another_services_variable_is_warned_of_only_without_the_own_one() {
-        let alone = SPEC.notes(&env(&[("KAFKA_SENDER_PERIOD", "1s")]), &[]);
+        let alone = SPEC.notes(&env_from_pairs(&[("KAFKA_SENDER_PERIOD", "1s")]), &[]);
         assert_eq!(
             alone.not_read,
             [
@@ -163,10 +160,10 @@ mod tests {
               service's relay tick; orders reads KAFKA_PERIOD, which is not set"
             ]
         );
-        let both = env(&[("KAFKA_SENDER_PERIOD", "1s"), ("KAFKA_PERIOD", "1s")]);
+        let both = env_from_pairs(&[("KAFKA_SENDER_PERIOD", "1s"), ("KAFKA_PERIOD", "1s")]);
         assert!(SPEC.notes(&both, &[]).not_read.is_empty());
         let in_file = SPEC.notes(
-            &env(&[("KAFKA_SENDER_PERIOD", "1s")]),
+            &env_from_pairs(&[("KAFKA_SENDER_PERIOD", "1s")]),
             &["KAFKA_PERIOD".to_owned()],
         );
         assert!(in_file.not_read.is_empty());

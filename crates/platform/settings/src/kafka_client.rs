@@ -131,13 +131,10 @@ mod tests {
         let err = KafkaClient::Rdkafka
             .check_partitions(vars.0, vars.1, &some)
             .unwrap_err();
-        for part in [
-            "PAYMENTS_KAFKA_PARTITIONS",
-            "KAFKA_CONSUMER_GROUP",
-            "rdkafka",
-        ] {
-            assert!(err.contains(part), "{err}");
-        }
+        assert!(
+            err.contains(vars.0) && err.contains(vars.1) && err.contains("rdkafka"),
+            "{err}"
+        );
     }
 
     #[test]

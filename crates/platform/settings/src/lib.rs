@@ -26,13 +26,20 @@
 //! `ORDERS_PG_MAX_CONNS` for `ORDERS_DB_POOL_SIZE`), the ones only its Go twin uses
 //! (accepted, never refused, named in one info line at start-up) and other services'
 //! variables it might be mistaken to read (warned of): see [`Notes`].
-//! [`parse_env_file`] reads the Go platform's `.env` files (for tests and tools).
+//! [`parse_env_file`] reads the Go platform's `.env` files (for tests and tools),
+//! [`env_from_pairs`] makes such variables from pairs.
+//!
+//! Every Kafka-using service gets its `from_env` and `from_vars` from
+//! [`impl_from_env_with_kafka!`], and refuses the same mistakes with the same messages
+//! through [`check_not_blank`] and [`check_topics_differ`].
 
 mod address;
 mod broker_list;
+mod checks;
 mod duration;
 mod env_file;
 mod env_spec;
+mod from_env;
 mod kafka_client;
 mod kafka_connection;
 mod kafka_security;
@@ -42,6 +49,7 @@ mod partition_list;
 
 pub use address::{GrpcEndpoint, ListenAddr};
 pub use broker_list::BrokerList;
+pub use checks::{check_not_blank, check_topics_differ};
 pub use duration::GoDuration;
 pub use env_file::{EnvFileError, parse_env_file};
 pub use env_spec::{EnvSpec, NotRead, Notes};
@@ -51,5 +59,7 @@ pub use kafka_security::{
     KafkaSecurity, KafkaSecurityVars, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
 };
 pub use list::ListError;
-pub use loader::{ConfigError, load, load_from, load_with_kafka, load_with_kafka_from};
+pub use loader::{
+    ConfigError, env_from_pairs, load, load_from, load_with_kafka, load_with_kafka_from,
+};
 pub use partition_list::PartitionList;

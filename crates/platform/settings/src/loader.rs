@@ -75,6 +75,15 @@ fn process_env() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The environment [`load_from`] and [`load_with_kafka_from`] take, from `(name,
+/// value)` pairs (tests, embedding).
+pub fn env_from_pairs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
 /// As [`load_with_kafka`], with the environment given explicitly, returning the
 /// [`Notes`] instead of logging them (tests, embedding).
 pub fn load_with_kafka_from<T>(
@@ -260,16 +269,9 @@ mod tests {
         load_from(env, &SPEC).map(|(sample, _)| sample)
     }
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn defaults_apply_without_environment() {
-        let sample = load_sample(&env(&[])).unwrap();
+        let sample = load_sample(&env_from_pairs(&[])).unwrap();
         assert_eq!(sample, Sample::default());
     }
 
@@ -278,7 +280,7 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("sample.toml");
         std::fs::write(&path, "sample_period = \"5s\"\nsample_pool_size = 3\n").unwrap();
-        let sample = load_sample(&env(&[
+        let sample = load_sample(&env_from_pairs(&[
             ("SAMPLE_CONFIG", path.to_str().unwrap()),
             ("SAMPLE_ADDR", ":9000"),
             ("SAMPLE_PASSWORD", "123"),
@@ -294,13 +296,13 @@ mod tests {
 
     #[test]
     fn a_bad_value_names_the_variable_and_the_expectation() {
-        let err = load_sample(&env(&[("SAMPLE_PERIOD", "soon")]))
+        let err = load_sample(&env_from_pairs(&[("SAMPLE_PERIOD", "soon")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("SAMPLE_PERIOD = \"soon\""), "{err}");
         assert!(err.contains("Go duration"), "{err}");
 
-        let err = load_sample(&env(&[("SAMPLE_POOL_SIZE", "-1")]))
+        let err = load_sample(&env_from_pairs(&[("SAMPLE_POOL_SIZE", "-1")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("SAMPLE_POOL_SIZE = \"-1\""), "{err}");
@@ -308,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_missing_or_broken_file_is_named() {
-        let err = load_sample(&env(&[("SAMPLE_CONFIG", "/nonexistent/x.toml")]))
+        let err = load_sample(&env_from_pairs(&[("SAMPLE_CONFIG", "/nonexistent/x.toml")]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -345,7 +347,7 @@ mod tests {
             "sample_pool_size = 3\nkafka_brokers = \"a:1,b:2\"\nkafka_sasl_username = \"file\"\n",
         )
         .unwrap();
-        let env = env(&[
+        let env = env_from_pairs(&[
             ("SAMPLE_CONFIG", path.to_str().unwrap()),
             ("KAFKA_CLIENT", "rdkafka"),
             ("KAFKA_SASL_USERNAME", "123"),
@@ -374,21 +376,21 @@ mod tests {
 
     #[test]
     fn an_alias_stands_for_its_variable_only_when_that_is_unset() {
-        let alias = load_sample(&env(&[("SAMPLE_PG_MAX_CONNS", "10")])).unwrap();
+        let alias = load_sample(&env_from_pairs(&[("SAMPLE_PG_MAX_CONNS", "10")])).unwrap();
         assert_eq!(alias.sample_pool_size, 10);
-        let both = env(&[("SAMPLE_PG_MAX_CONNS", "10"), ("SAMPLE_POOL_SIZE", "32")]);
+        let both = env_from_pairs(&[("SAMPLE_PG_MAX_CONNS", "10"), ("SAMPLE_POOL_SIZE", "32")]);
         assert_eq!(load_sample(&both).unwrap().sample_pool_size, 32);
 
         let path = tempfile_dir().join("pool.toml");
         std::fs::write(&path, "sample_pool_size = 5\n").unwrap();
-        let in_file = env(&[
+        let in_file = env_from_pairs(&[
             ("SAMPLE_CONFIG", path.to_str().unwrap()),
             ("SAMPLE_PG_MAX_CONNS", "10"),
         ]);
         assert_eq!(load_sample(&in_file).unwrap().sample_pool_size, 5);
 
         // A bad value is reported under the name it was given.
-        let err = load_sample(&env(&[("SAMPLE_PG_MAX_CONNS", "ten")]))
+        let err = load_sample(&env_from_pairs(&[("SAMPLE_PG_MAX_CONNS", "ten")]))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("SAMPLE_PG_MAX_CONNS = \"ten\""), "{err}");
@@ -400,7 +402,7 @@ mod tests {
     #[test]
     fn variables_only_go_uses_are_accepted_and_named() {
         let (sample, notes) = load_from::<Sample>(
-            &env(&[("SAMPLE_PG_MIN_CONNS", "not a number"), ("OTHER", "x")]),
+            &env_from_pairs(&[("SAMPLE_PG_MIN_CONNS", "not a number"), ("OTHER", "x")]),
             &SPEC,
         )
         .unwrap();
@@ -412,9 +414,8 @@ mod tests {
     fn file_error(name: &str, contents: &str) -> String {
         let path = tempfile_dir().join(name);
         std::fs::write(&path, contents).unwrap();
-        load_sample(&env(&[("SAMPLE_CONFIG", path.to_str().unwrap())]))
-            .unwrap_err()
-            .to_string()
+        let env = env_from_pairs(&[("SAMPLE_CONFIG", path.to_str().unwrap())]);
+        load_sample(&env).unwrap_err().to_string()
     }
 
     fn tempfile_dir() -> std::path::PathBuf {

@@ -164,11 +164,7 @@ mod tests {
     #[test]
     fn the_go_gateways_environment_finds_orders() {
         // What Go's docker-compose.yaml gives its gateway.
-        let env = settings::parse_env_file(include_str!(
-            "../../../devtools/stack/tests/fixtures/go-env/gateway.env"
-        ))
-        .unwrap();
-        let (config, notes) = Config::from_vars(&env).unwrap();
+        let (config, notes) = Config::from_vars(&testkit::go_env("gateway")).unwrap();
         assert_eq!(
             config.orders_grpc_addr.as_uri(),
             "http://orders-service:50051"

@@ -9,10 +9,10 @@
 //! with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
 //! `docs/configuration.md` lists every variable of both platforms.
 
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead};
 
 use crate::sink::RedisTls;
 
@@ -144,22 +144,9 @@ impl Default for Config {
     }
 }
 
+settings::impl_from_env_with_kafka!(Config, ENV_SPEC);
+
 impl Config {
-    /// Reads the process environment (and the TOML file it may name); logs what it
-    /// accepted without using and other services' variables it did not take.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
-        Config { kafka, ..config }.check()
-    }
-
-    /// As [`Config::from_env`] from the variables `env`, returning what the worker
-    /// would log instead of logging it.
-    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
-        let (config, kafka, notes): (Config, _, _) =
-            settings::load_with_kafka_from(env, &ENV_SPEC)?;
-        Ok((Config { kafka, ..config }.check()?, notes))
-    }
-
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
         self.kafka.check_with_partitions(
@@ -167,16 +154,11 @@ impl Config {
             "KAFKA_CONSUMER_GROUP",
             &self.notifications_kafka_partitions,
         )?;
-        if self.topic().trim().is_empty() {
-            return Err(ConfigError::Other(
-                "KAFKA_TOPIC_STATUS must not be empty".into(),
-            ));
-        }
-        if self.kafka_consumer_group.trim().is_empty() {
-            return Err(ConfigError::Other(
-                "KAFKA_CONSUMER_GROUP must not be empty".into(),
-            ));
-        }
+        settings::check_not_blank(&[
+            ("KAFKA_TOPIC_STATUS", self.topic()),
+            ("KAFKA_CONSUMER_GROUP", &self.kafka_consumer_group),
+        ])
+        .map_err(ConfigError::Other)?;
         self.redis_host_port()?;
         if self.redis_tls_ca.is_some() && !self.redis_uses_tls() {
             return Err(ConfigError::Other(
@@ -290,6 +272,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use settings::env_from_pairs as vars;
+
     use super::*;
 
     #[test]
@@ -308,20 +292,9 @@ mod tests {
     }
 
     /// Go's `notifications/.env.example`, names and values as written there.
-    const GO_ENV_EXAMPLE: &str =
-        include_str!("../../../devtools/stack/tests/fixtures/go-env/notifications.env");
-
-    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn the_go_env_example_means_what_it_means_to_the_go_worker() {
-        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
-        let (config, notes) = Config::from_vars(&env).unwrap();
+        let (config, notes) = Config::from_vars(&testkit::go_env("notifications")).unwrap();
         assert_eq!(
             config.notifications_health_addr,
             ListenAddr::all_interfaces(8083)
@@ -376,9 +349,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.redis_dial_timeout(), Duration::from_millis(500));
         assert_eq!(config.redis_io_timeout(), Duration::from_secs(2));
-        let err = Config::from_vars(&vars(&[("REDIS_TIMEOUT", "-1")]))
-            .unwrap_err()
-            .to_string();
+        let err = testkit::config_refusal(Config::from_vars, &[("REDIS_TIMEOUT", "-1")]);
         assert!(err.starts_with("REDIS_TIMEOUT = \"-1\""), "{err}");
     }
 

@@ -5,12 +5,10 @@
 //! is read here with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
 //! `docs/configuration.md` lists every variable of both platforms.
 
-use std::collections::BTreeMap;
-
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes, PartitionList};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, PartitionList};
 
 /// Every environment variable the service reads but the Kafka connection's
 /// ([`settings::KafkaConnection::ENV_VARS`], loaded beside these).
@@ -201,22 +199,9 @@ impl Default for Config {
     }
 }
 
+settings::impl_from_env_with_kafka!(Config, ENV_SPEC);
+
 impl Config {
-    /// Reads the process environment (and the TOML file it may name); logs what it
-    /// accepted without using and other services' variables it did not take.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
-        Config { kafka, ..config }.check()
-    }
-
-    /// As [`Config::from_env`] from the variables `env`, returning what the service
-    /// would log instead of logging it.
-    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
-        let (config, kafka, notes): (Config, _, _) =
-            settings::load_with_kafka_from(env, &ENV_SPEC)?;
-        Ok((Config { kafka, ..config }.check()?, notes))
-    }
-
     fn check(mut self) -> Result<Self, ConfigError> {
         self.kafka.check_with_partitions(
             "ORDERS_KAFKA_PARTITIONS",
@@ -246,9 +231,7 @@ impl Config {
                 "ORDERS_IDEMPOTENCY_TTL must not be 0 (e.g. 24h): a key must be remembered for retries".into(),
             ));
         }
-        if self.topic().trim().is_empty() {
-            return Err(ConfigError::Other("KAFKA_TOPIC must not be empty".into()));
-        }
+        settings::check_not_blank(&[("KAFKA_TOPIC", self.topic())]).map_err(ConfigError::Other)?;
         self.outbox()
             .check("KAFKA_PERIOD")
             .map_err(ConfigError::Other)?;
@@ -262,22 +245,17 @@ impl Config {
         if !self.orders_track_payments {
             return Ok(());
         }
-        for (var, value) in [
+        settings::check_not_blank(&[
             ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
             ("ORDERS_CONSUMER_GROUP", &self.orders_consumer_group),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::Other(format!(
-                    "{var} must not be empty (or set ORDERS_TRACK_PAYMENTS=false)"
-                )));
-            }
-        }
-        if self.kafka_topic_status == self.topic() {
-            return Err(ConfigError::Other(format!(
-                "KAFKA_TOPIC_STATUS and KAFKA_TOPIC are both {:?}: orders would consume its own events",
-                self.kafka_topic_status
-            )));
-        }
+        ])
+        .map_err(|err| ConfigError::Other(format!("{err} (or set ORDERS_TRACK_PAYMENTS=false)")))?;
+        settings::check_topics_differ(
+            "orders",
+            ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
+            ("KAFKA_TOPIC", self.topic()),
+        )
+        .map_err(ConfigError::Other)?;
         self.inbox().check().map_err(ConfigError::Other)
     }
 
@@ -312,29 +290,20 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{collections::BTreeMap, time::Duration};
+
+    use settings::{Notes, env_from_pairs as vars};
 
     use super::*;
-
-    /// Go's `orders/.env.example`, names and values as written there.
-    const GO_ENV_EXAMPLE: &str =
-        include_str!("../../../devtools/stack/tests/fixtures/go-env/orders.env");
-
-    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn load(env: &BTreeMap<String, String>) -> (Config, Notes) {
         Config::from_vars(env).unwrap()
     }
 
+    /// Go's `orders/.env.example`, names and values as written there.
     #[test]
     fn the_go_env_example_means_what_it_means_to_the_go_service() {
-        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
-        let (config, notes) = load(&env);
+        let (config, notes) = load(&testkit::go_env("orders"));
         assert_eq!(
             config.orders_pg_dsn,
             "postgres://postgres:postgres@postgres:5432/orders_db?sslmode=disable"
@@ -408,13 +377,9 @@ mod tests {
         let both = vars(&[("ORDERS_PG_MAX_CONNS", "10"), ("ORDERS_DB_POOL_SIZE", "32")]);
         assert_eq!(load(&both).0.orders_db_pool_size, 32);
         assert_eq!(load(&vars(&[])).0.orders_db_pool_size, 16);
-        let err = Config::from_vars(&vars(&[("ORDERS_PG_MAX_CONNS", "0")]))
-            .unwrap_err()
-            .to_string();
+        let err = testkit::config_refusal(Config::from_vars, &[("ORDERS_PG_MAX_CONNS", "0")]);
         testkit::assert_mentions(&err, &["ORDERS_PG_MAX_CONNS", "at least 1"]);
-        let err = Config::from_vars(&vars(&[("ORDERS_PG_MAX_CONNS", "ten")]))
-            .unwrap_err()
-            .to_string();
+        let err = testkit::config_refusal(Config::from_vars, &[("ORDERS_PG_MAX_CONNS", "ten")]);
         assert!(err.starts_with("ORDERS_PG_MAX_CONNS = \"ten\""), "{err}");
     }
 

@@ -7,12 +7,10 @@
 //! here with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
 //! `docs/configuration.md` lists every variable of both platforms.
 
-use std::collections::BTreeMap;
-
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Notes};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead};
 
 pub use settings::PartitionList;
 
@@ -154,6 +152,8 @@ impl Default for Config {
     }
 }
 
+settings::impl_from_env_with_kafka!(Config, ENV_SPEC);
+
 impl Config {
     /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).
     pub fn outbox(&self) -> OutboxSettings {
@@ -173,21 +173,6 @@ impl Config {
             processed_events_retention: self.processed_events_retention.get(),
             dead_letters_retention: self.dead_letters_retention.get(),
         }
-    }
-
-    /// Reads the process environment (and the TOML file it may name); logs what it
-    /// accepted without using and other services' variables it did not take.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let (config, kafka): (Config, _) = settings::load_with_kafka(&ENV_SPEC)?;
-        Config { kafka, ..config }.check()
-    }
-
-    /// As [`Config::from_env`] from the variables `env`, returning what the worker
-    /// would log instead of logging it.
-    pub fn from_vars(env: &BTreeMap<String, String>) -> Result<(Self, Notes), ConfigError> {
-        let (config, kafka, notes): (Config, _, _) =
-            settings::load_with_kafka_from(env, &ENV_SPEC)?;
-        Ok((Config { kafka, ..config }.check()?, notes))
     }
 
     /// Refuses values that would only fail later.
@@ -211,27 +196,26 @@ impl Config {
         // A redelivery from beyond the deduplication window still finds its order
         // paid (one payment per order), but is handled as a new event.
         self.inbox().check().map_err(ConfigError::Other)?;
-        for (var, value) in [
+        settings::check_not_blank(&[
             ("KAFKA_TOPIC_ORDER", &self.kafka_topic_order),
             ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
             ("KAFKA_CONSUMER_GROUP", &self.kafka_consumer_group),
-        ] {
-            if value.trim().is_empty() {
-                return Err(ConfigError::Other(format!("{var} must not be empty")));
-            }
-        }
-        if self.kafka_topic_order == self.kafka_topic_status {
-            return Err(ConfigError::Other(format!(
-                "KAFKA_TOPIC_ORDER and KAFKA_TOPIC_STATUS are both {:?}: payments would consume its own events",
-                self.kafka_topic_order
-            )));
-        }
+        ])
+        .map_err(ConfigError::Other)?;
+        settings::check_topics_differ(
+            "payments",
+            ("KAFKA_TOPIC_ORDER", &self.kafka_topic_order),
+            ("KAFKA_TOPIC_STATUS", &self.kafka_topic_status),
+        )
+        .map_err(ConfigError::Other)?;
         Ok(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use settings::env_from_pairs as vars;
+
     use super::*;
 
     #[test]
@@ -248,20 +232,9 @@ mod tests {
     }
 
     /// Go's `payments/.env.example`, names and values as written there.
-    const GO_ENV_EXAMPLE: &str =
-        include_str!("../../../devtools/stack/tests/fixtures/go-env/payments.env");
-
-    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn the_go_env_example_means_what_it_means_to_the_go_worker() {
-        let env = settings::parse_env_file(GO_ENV_EXAMPLE).unwrap();
-        let (config, notes) = Config::from_vars(&env).unwrap();
+        let (config, notes) = Config::from_vars(&testkit::go_env("payments")).unwrap();
         assert_eq!(
             config.payments_pg_dsn,
             "postgres://postgres:postgres@postgres:5432/payments_db?sslmode=disable"
@@ -319,12 +292,13 @@ mod tests {
             config.payments_kafka_partitions.selected(),
             Some(vec![0, 2])
         );
-        let err = Config::from_vars(&vars(&[
-            ("PAYMENTS_KAFKA_PARTITIONS", "0"),
-            ("KAFKA_CLIENT", "rdkafka"),
-        ]))
-        .unwrap_err()
-        .to_string();
+        let err = testkit::config_refusal(
+            Config::from_vars,
+            &[
+                ("PAYMENTS_KAFKA_PARTITIONS", "0"),
+                ("KAFKA_CLIENT", "rdkafka"),
+            ],
+        );
         testkit::assert_mentions(&err, &["PAYMENTS_KAFKA_PARTITIONS", "KAFKA_CONSUMER_GROUP"]);
     }
 
