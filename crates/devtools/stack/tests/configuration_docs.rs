@@ -17,14 +17,6 @@ fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
 }
 
-/// A Go env file of `tests/fixtures/go-env/`, as the variables it sets.
-fn go_env(service: &str) -> BTreeMap<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/go-env")
-        .join(format!("{service}.env"));
-    settings::parse_env_file(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
 /// One row of the table: the variable and its "Go reads" and "Rust reads" cells.
 struct Row {
     name: String,
@@ -72,49 +64,28 @@ fn documented(rows: &[Row], entry: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// (read, accepted, warned of) as `service`'s code lists them.
+/// (read, accepted, warned of) as `service`'s code lists them: its [`settings::EnvSpec`],
+/// and the Kafka connection's variables but for the gateway, which has none.
 fn in_code(service: &str) -> [BTreeSet<String>; 3] {
     let kafka = settings::KafkaConnection::ENV_VARS.as_slice();
-    let (own, config_file, go_only, not_read, kafka): (_, _, _, &[settings::NotRead], _) =
-        match service {
-            "orders" => (
-                orders::config::ENV_VARS,
-                orders::config::CONFIG_FILE_VAR,
-                orders::config::GO_ONLY_VARS,
-                orders::config::NOT_READ,
-                kafka,
-            ),
-            "payments" => (
-                payments::config::ENV_VARS,
-                payments::config::CONFIG_FILE_VAR,
-                payments::config::GO_ONLY_VARS,
-                payments::config::NOT_READ,
-                kafka,
-            ),
-            "notifications" => (
-                notifications::config::ENV_VARS,
-                notifications::config::CONFIG_FILE_VAR,
-                notifications::config::GO_ONLY_VARS,
-                notifications::config::NOT_READ,
-                kafka,
-            ),
-            _ => (
-                gateway::config::ENV_VARS,
-                gateway::config::CONFIG_FILE_VAR,
-                gateway::config::GO_ONLY_VARS,
-                &[],
-                &[],
-            ),
-        };
+    let (spec, kafka) = match service {
+        "orders" => (orders::config::ENV_SPEC, kafka),
+        "payments" => (payments::config::ENV_SPEC, kafka),
+        "notifications" => (notifications::config::ENV_SPEC, kafka),
+        _ => (gateway::config::ENV_SPEC, &[][..]),
+    };
     let names = |list: &[&str]| list.iter().map(|name| name.to_string()).collect();
-    let mut read: BTreeSet<String> = names(own);
+    let mut read: BTreeSet<String> = names(spec.read);
     read.extend(names(kafka));
     read.extend(names(lifecycle::ENV_VARS));
-    read.insert(config_file.to_owned());
+    read.insert(spec.config_file_var.to_owned());
     [
         read,
-        names(go_only),
-        not_read.iter().map(|other| other.name.to_owned()).collect(),
+        names(spec.go_only),
+        spec.not_read
+            .iter()
+            .map(|other| other.name.to_owned())
+            .collect(),
     ]
 }
 
@@ -165,7 +136,7 @@ fn every_variable_of_gos_env_files_is_in_the_table_under_its_go_service_and_know
     let rows = table();
     for service in SERVICES {
         let [read, accepted, _] = in_code(service);
-        for name in go_env(service).keys() {
+        for name in testkit::go_env(service).keys() {
             let row = rows
                 .iter()
                 .find(|row| &row.name == name)
@@ -189,7 +160,7 @@ fn every_variable_of_gos_env_files_is_in_the_table_under_its_go_service_and_know
 fn shared_go_env() -> BTreeMap<String, String> {
     let mut shared = BTreeMap::new();
     for service in ["orders", "payments", "notifications"] {
-        for (name, value) in go_env(service) {
+        for (name, value) in testkit::go_env(service) {
             if let Some(earlier) = shared.insert(name.clone(), value.clone()) {
                 assert_eq!(earlier, value, "Go's files disagree on {name}");
             }

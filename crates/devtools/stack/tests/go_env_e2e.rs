@@ -10,7 +10,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -23,20 +23,47 @@ use testkit::{
 const READY: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(90);
 
-/// A Go env file of `tests/fixtures/go-env/`, as the variables it sets.
-fn go_env(service: &str) -> BTreeMap<String, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/go-env")
-        .join(format!("{service}.env"));
-    settings::parse_env_file(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
-
 /// Replaces `from` by `to` in `vars[name]`, which must contain it (a changed fixture
 /// fails here instead of silently running on something else).
 fn substitute(vars: &mut BTreeMap<String, String>, name: &str, from: &str, to: &str) {
     let value = vars.get_mut(name).unwrap();
     assert!(value.contains(from), "{name}={value:?} has no {from:?}");
     *value = value.replacen(from, to, 1);
+}
+
+/// Go's env file for `service` (orders, payments or notifications) with the servers
+/// every one of them names replaced by the test's: its database (`<SERVICE>_PG_DSN`),
+/// where it has one; its health port (`<SERVICE>_HEALTH_ADDR`, `go_health` in Go's
+/// file); the broker (`KAFKA_BROKERS`).
+fn go_env_on_test_servers(
+    service: &str,
+    database: Option<&TestDatabase>,
+    (go_health, health_port): (&str, u16),
+    broker: &TestBroker,
+) -> BTreeMap<String, String> {
+    let prefix = service.to_ascii_uppercase();
+    let mut vars = testkit::go_env(service);
+    if let Some(database) = database {
+        substitute(
+            &mut vars,
+            &format!("{prefix}_PG_DSN"),
+            &format!("postgres://postgres:postgres@postgres:5432/{service}_db"),
+            &format!("{}/{}", testkit::pg_base_url(), database.name),
+        );
+    }
+    substitute(
+        &mut vars,
+        &format!("{prefix}_HEALTH_ADDR"),
+        go_health,
+        &format!(":{health_port}"),
+    );
+    substitute(
+        &mut vars,
+        "KAFKA_BROKERS",
+        "kafka_produce:29092",
+        &broker.bootstrap(),
+    );
+    vars
 }
 
 /// A service binary started with exactly `vars` as its environment; its output goes
@@ -98,7 +125,6 @@ fn the_go_env_files_carry_an_order_to_its_notification() {
     broker.create_topic("status-topic", 3);
     let orders_db = TestDatabase::new("go_env_orders");
     let payments_db = TestDatabase::new("go_env_payments");
-    let pg = testkit::pg_base_url();
     let redis = testkit::redis_url();
     let redis_addr = redis.trim_start_matches("redis://").trim_end_matches('/');
     let [
@@ -109,63 +135,28 @@ fn the_go_env_files_carry_an_order_to_its_notification() {
         gateway_http,
     ] = [(); 5].map(|_| free_port());
 
-    let mut orders = go_env("orders");
-    substitute(
-        &mut orders,
-        "ORDERS_PG_DSN",
-        "postgres://postgres:postgres@postgres:5432/orders_db",
-        &format!("{pg}/{}", orders_db.name),
+    let mut orders = go_env_on_test_servers(
+        "orders",
+        Some(&orders_db),
+        (":8081", orders_health),
+        &broker,
     );
     substitute(&mut orders, "ORDERS_GRPC_ADDR", "50051", &grpc.to_string());
-    substitute(
-        &mut orders,
-        "ORDERS_HEALTH_ADDR",
-        ":8081",
-        &format!(":{orders_health}"),
+    let payments = go_env_on_test_servers(
+        "payments",
+        Some(&payments_db),
+        (":8082", payments_health),
+        &broker,
     );
-    substitute(
-        &mut orders,
-        "KAFKA_BROKERS",
-        "kafka_produce:29092",
-        &broker.bootstrap(),
-    );
-
-    let mut payments = go_env("payments");
-    substitute(
-        &mut payments,
-        "PAYMENTS_PG_DSN",
-        "postgres://postgres:postgres@postgres:5432/payments_db",
-        &format!("{pg}/{}", payments_db.name),
-    );
-    substitute(
-        &mut payments,
-        "PAYMENTS_HEALTH_ADDR",
-        ":8082",
-        &format!(":{payments_health}"),
-    );
-    substitute(
-        &mut payments,
-        "KAFKA_BROKERS",
-        "kafka_produce:29092",
-        &broker.bootstrap(),
-    );
-
-    let mut notifications = go_env("notifications");
-    substitute(
-        &mut notifications,
-        "NOTIFICATIONS_HEALTH_ADDR",
-        ":8083",
-        &format!(":{notifications_health}"),
-    );
-    substitute(
-        &mut notifications,
-        "KAFKA_BROKERS",
-        "kafka_produce:29092",
-        &broker.bootstrap(),
+    let mut notifications = go_env_on_test_servers(
+        "notifications",
+        None,
+        (":8083", notifications_health),
+        &broker,
     );
     substitute(&mut notifications, "REDIS_ADDR", "redis:6379", redis_addr);
 
-    let mut gateway = go_env("gateway");
+    let mut gateway = testkit::go_env("gateway");
     substitute(
         &mut gateway,
         "ORDERS_GRPC_ADDR",
