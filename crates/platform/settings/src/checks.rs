@@ -12,18 +12,17 @@ pub fn check_not_blank(values: &[(&str, &str)]) -> Result<(), String> {
     }
 }
 
-/// Refuses a service that consumes the topic it publishes to (`consumed` and
-/// `published`, each `(variable, topic)`): it would consume its own events.
+/// Refuses a service that consumes the topic it publishes to (each `(variable,
+/// topic)`): it would consume its own events.
 pub fn check_topics_differ(
     service: &str,
-    consumed: (&str, &str),
-    published: (&str, &str),
+    (consumed_var, consumed): (&str, &str),
+    (published_var, published): (&str, &str),
 ) -> Result<(), String> {
-    let ((consumed_var, topic), (published_var, published_topic)) = (consumed, published);
-    if topic == published_topic {
+    if consumed == published {
         return Err(format!(
-            "{consumed_var} and {published_var} are both {topic:?}: {service} would consume \
-             its own events"
+            "{consumed_var} and {published_var} are both {consumed:?}: {service} would \
+             consume its own events"
         ));
     }
     Ok(())
