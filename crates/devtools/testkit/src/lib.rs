@@ -15,6 +15,9 @@
 //!   [`service_binary!`] writes it for a service crate's own tests);
 //!   [`KillOnDrop`]: a plain child process that a failing test does not leave behind.
 //! - [`with_db`] and [`row_counts`]: look into a database from async test code.
+//! - [`service_config_tests!`], [`config_refusal`], [`OUTBOX_AND_INBOX_BAD_SETTINGS`]
+//!   and [`go_env`]: the services' configuration tests (bad values refused by the
+//!   binary, naming the variable) and the Go env files they read.
 //! - [`TestDatabase::create_as_go`], [`insert_go_order`], [`insert_go_payment`] and
 //!   [`snapshot`]: the Go platform's databases as its goose migrations leave them,
 //!   filled as the Go services write, for the take-over tests.

@@ -46,7 +46,7 @@ use crate::provider::{PaymentProvider, ProviderError};
 
 pub use inbox::{DeadLetter, Origin};
 
-/// What [`PaymentStore::process`] did.
+/// What [`PaymentStore::process_batch`] did with one `OrderCreated`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Processed {
     /// New event: the payment was decided and its `PaymentStatus` queued.
