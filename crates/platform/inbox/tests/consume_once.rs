@@ -124,19 +124,49 @@ impl From<r2d2::Error> for Failure {
     }
 }
 
-fn inbox_db(name: &str) -> (TestDatabase, Pool) {
-    let db = TestDatabase::new(name);
-    let options = pgsetup::PoolOptions {
-        max_size: 2,
-        connect_timeout: Duration::from_secs(5),
-    };
-    let pool = pgsetup::prepare(&db.dsn(), inbox::migrations(), options).unwrap();
-    db.client()
-        .batch_execute(
-            "CREATE TABLE effects (event_id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL)",
-        )
-        .unwrap();
-    (db, pool)
+/// A database with the inbox's tables and an `effects` table, and the service.
+struct Inbox {
+    db: TestDatabase,
+    pool: Pool,
+    effects: Effects,
+}
+
+impl Inbox {
+    fn new(name: &str) -> Self {
+        let db = TestDatabase::new(name);
+        let options = pgsetup::PoolOptions {
+            max_size: 2,
+            connect_timeout: Duration::from_secs(5),
+        };
+        let pool = pgsetup::prepare(&db.dsn(), inbox::migrations(), options).unwrap();
+        db.client()
+            .batch_execute(
+                "CREATE TABLE effects (event_id BIGINT PRIMARY KEY, order_id BIGINT NOT NULL)",
+            )
+            .unwrap();
+        Self {
+            db,
+            pool,
+            effects: Effects::default(),
+        }
+    }
+
+    /// Consumes `values` as one poll of `orders`: per message, whether its event was
+    /// new (`None`: kept as a dead letter), and the results themselves.
+    fn consume(&mut self, values: &[String]) -> (Vec<Option<bool>>, inbox::Poll<Effects>) {
+        let poll =
+            inbox::consume_poll(&self.pool, &mut self.effects, &poll_of("orders", values)).unwrap();
+        let outcomes = poll
+            .iter()
+            .map(|consumed| consumed.outcome().copied())
+            .collect();
+        (outcomes, poll)
+    }
+
+    /// (together calls, one-by-one calls) so far.
+    fn paths(&self) -> (usize, usize) {
+        (self.effects.together_calls, self.effects.one_calls)
+    }
 }
 
 fn event(event_id: i64, order_id: i64) -> String {
@@ -149,88 +179,69 @@ fn event(event_id: i64, order_id: i64) -> String {
     })
 }
 
-/// Consumes `values` as one poll of `orders` with `effects`: per message, whether
-/// its event was new (`None`: kept as a dead letter), and the results themselves.
-fn consume(
-    pool: &Pool,
-    effects: &mut Effects,
-    values: &[String],
-) -> (Vec<Option<bool>>, inbox::Poll<Effects>) {
-    let poll = inbox::consume_poll(pool, effects, &poll_of("orders", values)).unwrap();
-    let outcomes = poll
-        .iter()
-        .map(|consumed| consumed.outcome().copied())
-        .collect();
-    (outcomes, poll)
-}
-
 #[test]
 fn valid_events_for_distinct_orders_are_applied_together_and_once() {
-    let (db, pool) = inbox_db("inbox_together");
+    let mut inbox = Inbox::new("inbox_together");
     let values = [event(1, 10), event(2, 11), event(3, 12)];
-    let mut effects = Effects::default();
-    let (outcomes, poll) = consume(&pool, &mut effects, &values);
+    let (outcomes, poll) = inbox.consume(&values);
     assert_eq!(outcomes, [Some(true); 3]);
-    assert_eq!((effects.together_calls, effects.one_calls), (1, 0));
+    assert_eq!(inbox.paths(), (1, 0));
     match &poll[1] {
         Consumed::Applied { event, .. } => assert_eq!(event.order_id, 11),
         other => panic!("{other:?}"),
     }
 
     // The same poll again (a redelivery): recorded before, so nothing changes.
-    let (again, _) = consume(&pool, &mut effects, &values);
+    let (again, _) = inbox.consume(&values);
     assert_eq!(again, [Some(false); 3]);
-    assert_eq!(effects.together_calls, 2);
-    assert_eq!(db.count("SELECT count(*) FROM processed_events"), 3);
-    assert_eq!(db.count("SELECT count(*) FROM effects"), 3);
+    assert_eq!(inbox.effects.together_calls, 2);
+    assert_eq!(inbox.db.count("SELECT count(*) FROM processed_events"), 3);
+    assert_eq!(inbox.db.count("SELECT count(*) FROM effects"), 3);
 }
 
 #[test]
 fn a_poison_message_sends_the_poll_one_by_one_and_is_kept_byte_for_byte() {
-    let (db, pool) = inbox_db("inbox_poison");
+    let mut inbox = Inbox::new("inbox_poison");
     let values = [event(1, 10), "not json".to_owned(), event(2, 11)];
-    let mut effects = Effects::default();
-    let (outcomes, poll) = consume(&pool, &mut effects, &values);
+    let (outcomes, poll) = inbox.consume(&values);
     assert_eq!(outcomes, [Some(true), None, Some(true)]);
-    assert_eq!((effects.together_calls, effects.one_calls), (0, 2));
+    assert_eq!(inbox.paths(), (0, 2));
     let Consumed::DeadLettered { reason } = &poll[1] else {
         panic!("{:?}", poll[1]);
     };
-    let kept = db
+    let kept = inbox
+        .db
         .client()
         .query_one("SELECT kafka_offset, payload, error FROM dead_letters", &[])
         .unwrap();
     assert_eq!(kept.get::<_, i64>(0), 1);
     assert_eq!(kept.get::<_, Vec<u8>>(1), b"not json");
     assert_eq!(&kept.get::<_, String>(2), reason);
-    assert_eq!(db.count("SELECT count(*) FROM effects"), 2);
+    assert_eq!(inbox.db.count("SELECT count(*) FROM effects"), 2);
 }
 
 #[test]
 fn two_events_for_one_order_are_applied_one_by_one_in_order() {
-    let (db, pool) = inbox_db("inbox_same_order");
+    let mut inbox = Inbox::new("inbox_same_order");
     let values = [event(1, 10), event(2, 10), event(1, 10)];
-    let mut effects = Effects::default();
-    let (outcomes, _) = consume(&pool, &mut effects, &values);
+    let (outcomes, _) = inbox.consume(&values);
     // The third is the first again, within the same poll: a duplicate.
     assert_eq!(outcomes, [Some(true), Some(true), Some(false)]);
-    assert_eq!((effects.together_calls, effects.one_calls), (0, 3));
-    assert_eq!(db.count("SELECT count(*) FROM processed_events"), 2);
+    assert_eq!(inbox.paths(), (0, 3));
+    assert_eq!(inbox.db.count("SELECT count(*) FROM processed_events"), 2);
 }
 
 #[test]
 fn a_poll_that_fails_half_way_leaves_nothing_behind() {
-    let (db, pool) = inbox_db("inbox_half_way");
+    let mut inbox = Inbox::new("inbox_half_way");
     let values = [event(1, 10), "{}".to_owned(), event(2, 11)];
-    let mut effects = Effects {
-        fail_on: Some(2),
-        ..Effects::default()
-    };
-    let err = inbox::consume_poll(&pool, &mut effects, &poll_of("orders", &values)).unwrap_err();
+    inbox.effects.fail_on = Some(2);
+    let err = inbox::consume_poll(&inbox.pool, &mut inbox.effects, &poll_of("orders", &values))
+        .unwrap_err();
     assert!(err.0.contains("went away"), "{err:?}");
     for table in ["processed_events", "dead_letters", "effects"] {
         assert_eq!(
-            db.count(&format!("SELECT count(*) FROM {table}")),
+            inbox.db.count(&format!("SELECT count(*) FROM {table}")),
             0,
             "{table}: nothing of the poll is kept"
         );
