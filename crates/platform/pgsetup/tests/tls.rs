@@ -158,22 +158,17 @@ fn a_refused_certificate_is_not_retried() {
 
 #[test]
 fn bad_tls_settings_are_configuration_errors() {
-    let err = pgsetup::prepare(
+    let refusal = |dsn: &str| {
+        let err = pgsetup::prepare(dsn, migrations(), options()).unwrap_err();
+        let message = ErrorChain(&err).to_string();
+        (err, message)
+    };
+    let (err, message) = refusal(
         "postgres://u:secret@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
-        migrations(),
-        options(),
-    )
-    .unwrap_err();
-    let message = ErrorChain(&err).to_string();
+    );
     assert!(matches!(err, SetupError::TlsSettings(_)), "{message}");
     assert!(message.contains("/nonexistent/ca.pem"), "{message}");
     assert!(!message.contains("secret"), "{message}");
-    let err = pgsetup::prepare(
-        "postgres://u:secret@127.0.0.1:1/db?sslmode=verify-full",
-        migrations(),
-        options(),
-    )
-    .unwrap_err();
-    let message = ErrorChain(&err).to_string();
+    let (_, message) = refusal("postgres://u:secret@127.0.0.1:1/db?sslmode=verify-full");
     assert!(message.contains("needs sslrootcert"), "{message}");
 }
