@@ -29,6 +29,7 @@ use std::{
 };
 
 use ops_http::{COUNT_BUCKETS, Counter, Histogram, Metrics};
+use service_skeleton::ErrorChain;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -131,10 +132,8 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job { order, key, reply })
-            .map_err(|_| StoreError::Unavailable("no order batch writer is running".into()))?;
-        answer.await.map_err(|_| {
-            StoreError::Internal("the order batch writer stopped before answering".into())
-        })?
+            .map_err(|_| StoreError::NoWriter)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 }
 
@@ -203,9 +202,9 @@ impl Writer {
             }
             // Refused for one order's sake (or so it may be): one at a time, so
             // only that one fails.
-            Err(StoreError::Internal(reason)) if batch.len() > 1 => {
+            Err(err) if err.is_internal() && batch.len() > 1 => {
                 tracing::warn!(
-                    %reason,
+                    error = %ErrorChain(&err),
                     orders = batch.len(),
                     "order batch refused, retrying its orders one at a time"
                 );
@@ -222,18 +221,10 @@ impl Writer {
             // and nothing was written (one transaction).
             Err(err) => {
                 for job in batch {
-                    let _ = job.reply.send(Err(copy(&err)));
+                    let _ = job.reply.send(Err(err.clone()));
                 }
             }
         }
-    }
-}
-
-/// The same error for another caller of the batch.
-fn copy(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
-        other => StoreError::Internal(other.to_string()),
     }
 }
 

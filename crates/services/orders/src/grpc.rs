@@ -17,6 +17,7 @@ use proto::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, Money, Order,
     OrderItem, OrderStatus, orders_service_server::OrdersService,
 };
+use service_skeleton::ErrorChain;
 use std::{
     sync::{Arc, OnceLock},
     time::Instant,
@@ -268,19 +269,19 @@ impl OrdersApi {
 
 fn store_status(err: StoreError) -> Status {
     match err {
-        StoreError::Unavailable(reason) => {
-            tracing::warn!(%reason, "database unavailable");
-            Status::unavailable("database unavailable, retry later")
-        }
-        StoreError::Internal(reason) => {
-            tracing::error!(%reason, "database error");
-            Status::internal("internal error")
-        }
         StoreError::Key(conflict @ KeyConflict::DifferentRequest(_)) => {
             Status::failed_precondition(conflict.to_string())
         }
         StoreError::Key(conflict @ KeyConflict::InProgress(_)) => {
             Status::aborted(conflict.to_string())
+        }
+        err if err.is_unavailable() => {
+            tracing::warn!(error = %ErrorChain(&err), "database unavailable");
+            Status::unavailable("database unavailable, retry later")
+        }
+        err => {
+            tracing::error!(error = %ErrorChain(&err), "database error");
+            Status::internal("internal error")
         }
     }
 }

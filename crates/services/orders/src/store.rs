@@ -39,16 +39,57 @@ pub struct StoredItem {
     pub price: i64,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a store call failed. The message says what failed; the driver's error is the
+/// `source()`, kept typed (in an `Arc`, so that a failed batch gives each of its
+/// callers the same error). [`StoreError::is_unavailable`] tells an outage (retry
+/// later) from a real error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached right now; retrying later may work.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Internal(String),
+    /// No connection from the pool in time: the database cannot be reached right now;
+    /// retrying later may work.
+    #[error("no database connection")]
+    NoConnection(#[source] Arc<r2d2::Error>),
+    /// A statement failed because the database cannot be reached right now
+    /// (connection refused or lost, server shutting down); retrying later may work.
+    #[error("database unavailable")]
+    Unavailable(#[source] Arc<postgres::Error>),
+    /// A statement failed otherwise: the database refused it.
+    #[error("database error")]
+    Query(#[source] Arc<postgres::Error>),
+    /// No order batch writer is running (none could be started).
+    #[error("no order batch writer is running")]
+    NoWriter,
+    /// The order batch writer ended before it answered.
+    #[error("the order batch writer stopped before answering")]
+    WriterStopped,
+    /// A request of a batch got no answer (never expected: each gets one).
+    #[error("a request of the batch got no answer")]
+    NoAnswer,
+    /// More orders in one batch than one statement takes.
+    #[error("{0} orders in one batch")]
+    BatchTooLarge(usize),
+    /// The database handed out another number of ids than asked for (never expected).
+    #[error("asked for {asked} ids, got {got}")]
+    IdCount { asked: usize, got: usize },
     /// An idempotency key stood in the way; nothing was written.
     #[error(transparent)]
     Key(#[from] KeyConflict),
+}
+
+impl StoreError {
+    /// True when the database (or the batch writer) cannot be reached right now:
+    /// UNAVAILABLE, retry later. False for a key conflict and for a real error.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoConnection(_) | StoreError::Unavailable(_) | StoreError::NoWriter
+        )
+    }
+
+    /// True for a real error (not an outage, not a key conflict): INTERNAL.
+    pub fn is_internal(&self) -> bool {
+        !self.is_unavailable() && !matches!(self, StoreError::Key(_))
+    }
 }
 
 /// What [`OrderStore::create`] did.
@@ -64,10 +105,16 @@ pub struct Created {
 impl From<postgres::Error> for StoreError {
     fn from(err: postgres::Error) -> Self {
         if pgsetup::is_unavailable(&err) {
-            StoreError::Unavailable(err.to_string())
+            StoreError::Unavailable(Arc::new(err))
         } else {
-            StoreError::Internal(err.to_string())
+            StoreError::Query(Arc::new(err))
         }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(err: r2d2::Error) -> Self {
+        StoreError::NoConnection(Arc::new(err))
     }
 }
 
@@ -115,16 +162,16 @@ impl OrderStore {
         } else {
             self.pool.get()
         };
-        checkout.map_err(|err| StoreError::Unavailable(format!("no database connection: {err}")))
+        Ok(checkout?)
     }
 
     /// Records whether the database was reachable for this call's result.
     fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         let unreachable = match &result {
             Ok(_) => false,
-            Err(StoreError::Unavailable(_)) => true,
-            Err(StoreError::Internal(_)) => return result,
+            Err(err) if err.is_unavailable() => true,
             Err(StoreError::Key(_)) => false,
+            Err(_) => return result,
         };
         self.unreachable.store(unreachable, Ordering::Relaxed);
         result
@@ -141,7 +188,7 @@ impl OrderStore {
         let answers = self.create_many(&[OrderRequest { order, key }])?;
         match answers.into_iter().next() {
             Some(answer) => Ok(answer?),
-            None => Err(StoreError::Internal("the order got no answer".into())),
+            None => Err(StoreError::NoAnswer),
         }
     }
 

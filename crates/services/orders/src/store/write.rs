@@ -24,6 +24,7 @@ use contracts::OrderCreated;
 use outbox::{OutboxRow, OutboxRows};
 use pgsetup::Connection;
 use postgres::types::ToSql;
+use service_skeleton::ErrorChain;
 
 use super::{Created, StoreError};
 use crate::{
@@ -88,7 +89,7 @@ pub fn write(
     // `InProgress`, which the keyed caller retries safely.
     let stored = stored_keys(client, requests, &taken, ttl_secs).unwrap_or_else(|err| {
         tracing::warn!(
-            %err,
+            error = %ErrorChain(&err),
             keys = taken.len(),
             "cannot read the idempotency keys taken before this batch; their requests are answered ABORTED"
         );
@@ -127,10 +128,7 @@ pub fn write(
     }
     answers
         .into_iter()
-        .map(|answer| {
-            answer
-                .ok_or_else(|| StoreError::Internal("a request of the batch got no answer".into()))
-        })
+        .map(|answer| answer.ok_or(StoreError::NoAnswer))
         .collect()
 }
 
@@ -258,8 +256,8 @@ impl<'a> Rows<'a> {
         requests: &[OrderRequest<'a>],
         written: &[usize],
     ) -> Result<Self, StoreError> {
-        let count = i32::try_from(written.len())
-            .map_err(|_| StoreError::Internal(format!("{} orders in one batch", written.len())))?;
+        let count =
+            i32::try_from(written.len()).map_err(|_| StoreError::BatchTooLarge(written.len()))?;
         let next_ids = client.prepare_cached(&NEXT_IDS)?;
         let ids = client
             .query(&next_ids, &[&count])?
@@ -267,11 +265,10 @@ impl<'a> Rows<'a> {
             .map(|row| Ok((row.try_get::<_, i64>(0)?, row.try_get::<_, i64>(1)?)))
             .collect::<Result<Vec<_>, postgres::Error>>()?;
         if ids.len() != written.len() {
-            return Err(StoreError::Internal(format!(
-                "asked for {} ids, got {}",
-                written.len(),
-                ids.len()
-            )));
+            return Err(StoreError::IdCount {
+                asked: written.len(),
+                got: ids.len(),
+            });
         }
         // PostgreSQL keeps microseconds: round here so the events and the rows agree.
         let created_at = Utc::now().trunc_subsecs(6);
