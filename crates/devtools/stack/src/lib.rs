@@ -257,7 +257,7 @@ impl Platform {
     }
 }
 
-async fn stop_all_when_done<E: std::fmt::Display>(
+async fn stop_all_when_done<E: std::error::Error + 'static>(
     name: &str,
     service: impl Future<Output = Result<(), E>>,
     shutdown: &CancellationToken,
@@ -267,7 +267,7 @@ async fn stop_all_when_done<E: std::fmt::Display>(
     match result {
         Ok(()) => true,
         Err(err) => {
-            tracing::error!(service = name, %err, "service failed");
+            tracing::error!(service = name, error = %lifecycle::ErrorChain(&err), "service failed");
             false
         }
     }

@@ -41,11 +41,11 @@ pub const CLIENT_ID: &str = "notifications";
 /// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] settings::ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("redis client: {0}")]
+    #[error("redis client")]
     Redis(#[from] SinkError),
     /// The consumer did not start, failed, or found a broker it cannot use.
     #[error(transparent)]

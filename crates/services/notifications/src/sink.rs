@@ -60,12 +60,14 @@ impl RedisSettings {
 }
 
 /// Redis could not be reached or refused the command; retrying later may work.
+/// The redis crate's error is written into the message, not exposed as the source:
+/// for an I/O failure it writes its cause into its own message and returns it as its
+/// source too, so a chain would show it twice.
 #[derive(Debug, thiserror::Error)]
-#[error("redis at {addr}: {source}")]
+#[error("redis at {addr}: {error}")]
 pub struct SinkError {
     addr: String,
-    #[source]
-    source: redis::RedisError,
+    error: redis::RedisError,
 }
 
 /// A lazily connected Redis writer.
@@ -111,9 +113,9 @@ impl RedisSink {
             }
             None => Client::open(info),
         }
-        .map_err(|source| SinkError {
+        .map_err(|error| SinkError {
             addr: settings.shown_addr(),
-            source,
+            error,
         })?;
         Ok(Self {
             settings,
@@ -158,12 +160,12 @@ impl RedisSink {
             Ok(connection) => call(connection),
             Err(err) => Err(err),
         };
-        result.map_err(|source| {
+        result.map_err(|error| {
             // Whatever went wrong, start from a fresh connection next time.
             self.connection = None;
             SinkError {
                 addr: self.settings.shown_addr(),
-                source,
+                error,
             }
         })
     }

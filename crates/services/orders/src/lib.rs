@@ -96,11 +96,11 @@ pub const SERVICE_NAME: &str = "orders.v1.OrdersService";
 pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot prepare the database named by ORDERS_PG_DSN: {0}")]
+    #[error("cannot prepare the database named by ORDERS_PG_DSN")]
     Database(#[from] pgsetup::SetupError),
-    #[error("gRPC server failed: {0}")]
+    #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
-    #[error("reflection service: {0}")]
+    #[error("reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
     /// The outbox relay or retention did not start, or the relay found a broker it
     /// cannot use (Apache Kafka 4.x) and stopped the service.

@@ -36,14 +36,14 @@ pub enum Selection {
 /// Why listing or replaying dead letters failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeadLetterError {
-    #[error("cannot reach the payments database (PAYMENTS_PG_DSN): {0}")]
+    #[error("cannot reach the payments database (PAYMENTS_PG_DSN)")]
     Setup(#[from] pgsetup::SetupError),
     #[error(transparent)]
     Database(#[from] pgsetup::DbError),
-    #[error("cannot reach the brokers (KAFKA_BROKERS): {0}")]
+    #[error("cannot reach the brokers (KAFKA_BROKERS)")]
     BrokerUnreachable(#[source] bus::BusError),
     /// A replayed message was not acknowledged; its row is kept.
-    #[error("broker: {0}")]
+    #[error("broker")]
     Publish(#[from] bus::BusError),
     #[error("no dead letter with id {0}")]
     NotFound(i64),

@@ -80,11 +80,11 @@ pub const CLIENT_ID: &str = "payments";
 /// Why the worker could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] settings::ConfigError),
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("cannot prepare the database named by PAYMENTS_PG_DSN: {0}")]
+    #[error("cannot prepare the database named by PAYMENTS_PG_DSN")]
     Database(#[from] pgsetup::SetupError),
     /// The outbox relay or retention did not start, or the relay found a broker it
     /// cannot use (Apache Kafka 4.x) and stopped the worker.
