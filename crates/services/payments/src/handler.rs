@@ -57,18 +57,14 @@ impl HandlerMetrics {
     }
 }
 
-/// Why a message must be retried.
-///
-/// This is the report the `bus` consumer logs, and it logs `Display` alone: so the
-/// message is the whole chain of causes (`database unavailable: db error: ...`,
-/// rendered by [`ErrorChain`]) and, to show each cause once, the error exposes no
-/// `source` of its own. The typed cause is in the variant.
+/// Why a message must be retried: what the `bus` consumer logs, with its causes
+/// ([`ErrorChain`]).
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    #[error("{}", ErrorChain(.0))]
+    #[error(transparent)]
     Process(ProcessError),
-    #[error("cannot store the dead letter: {}", ErrorChain(.0))]
-    DeadLetter(StoreError),
+    #[error("cannot store the dead letter")]
+    DeadLetter(#[source] StoreError),
 }
 
 impl From<ProcessError> for HandleError {
@@ -160,9 +156,11 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
                 self.report(&outcome, std::slice::from_ref(message));
                 Ok(())
             }
-            // The driver's message, as PostgreSQL gave it, is the reason kept.
+            // The driver's message, as PostgreSQL gave it, is the reason kept (the
+            // driver's own `Display` is only "db error": the server's message is its
+            // source).
             Err(ProcessError::Store(StoreError::Rejected(cause))) => {
-                self.dead_letter(message, &cause.to_string())
+                self.dead_letter(message, &ErrorChain(&cause).to_string())
             }
             Err(err) => {
                 self.metrics.retries.inc();

@@ -118,6 +118,16 @@ fn a_batch_redone_message_by_message_reports_the_messages_it_committed() {
         db.count("SELECT count(*) FROM processed_events WHERE event_id = 103"),
         0
     );
+    // The reason kept is PostgreSQL's own message, not the driver's bare "db error".
+    let reason: String = db
+        .client()
+        .query_one("SELECT error FROM dead_letters WHERE kafka_offset = 1", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        reason.contains("violates check constraint \"refuse_order_2\""),
+        "{reason}"
+    );
 
     // The consumer retries from the first message not handled: order 3 is paid and
     // nothing was handled twice.
