@@ -1,6 +1,7 @@
 //! Broker lifecycle: start, address, shutdown; plus [`spawn_background`] for tests of
 //! other crates that want a broker without running a tokio runtime themselves.
 
+use lifecycle::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -18,9 +19,9 @@ use crate::state::State;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("storage: {0}")]
+    #[error("storage")]
     Storage(#[from] StorageError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
@@ -28,7 +29,7 @@ pub enum BrokerError {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("cannot start the broker runtime: {0}")]
+    #[error("cannot start the broker runtime")]
     Runtime(#[source] std::io::Error),
     #[error("the broker thread ended before reporting its address")]
     ThreadDied,
@@ -121,7 +122,7 @@ impl RunningBroker {
     pub async fn shutdown(self) {
         drop(self.shutdown);
         if let Err(e) = self.task.await {
-            tracing::error!(error = %e, "server task failed");
+            tracing::error!(error = %ErrorChain(&e), "server task failed");
         }
         let state = self.state;
         let synced = tokio::task::spawn_blocking(move || {
@@ -131,8 +132,10 @@ impl RunningBroker {
         .await;
         match synced {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "syncing offsets at shutdown failed"),
-            Err(e) => tracing::error!(error = %e, "sync task failed"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %ErrorChain(&e), "syncing offsets at shutdown failed")
+            }
+            Err(e) => tracing::error!(error = %ErrorChain(&e), "sync task failed"),
         }
         tracing::info!("devbroker stopped");
     }

@@ -30,7 +30,7 @@ impl Codec {
 pub enum DecompressError {
     #[error("gzip: {0}")]
     Gzip(std::io::Error),
-    #[error("snappy: {0}")]
+    #[error("snappy")]
     Snappy(#[from] snap::Error),
     #[error("snappy-java framing: {0}")]
     Framing(&'static str),

@@ -5,6 +5,7 @@
 //! reordering. A frame that is oversized, truncated or unparseable ends that connection
 //! only; other connections are untouched.
 
+use lifecycle::ErrorChain;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,7 @@ pub(crate) async fn serve(
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(error = %ErrorChain(&e), "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -106,12 +107,12 @@ async fn connection(
             port: i32::from(local.port()),
         },
         Err(e) => {
-            tracing::warn!(%peer, error = %e, "no local address; dropping connection");
+            tracing::warn!(%peer, error = %ErrorChain(&e), "no local address; dropping connection");
             return;
         }
     };
     if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(%peer, error = %e, "set_nodelay failed");
+        tracing::debug!(%peer, error = %ErrorChain(&e), "set_nodelay failed");
     }
     tracing::debug!(%peer, "connection opened");
     let (read_half, mut write_half) = stream.into_split();
@@ -132,14 +133,14 @@ async fn connection(
                 break;
             }
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "read failed");
+                tracing::debug!(%peer, error = %ErrorChain(&e), "read failed");
                 break;
             }
         };
         match handler::handle(&state, &me, &frame, &shutdown).await {
             Outcome::Respond(bytes) => {
                 if let Err(e) = write_half.write_all(&bytes).await {
-                    tracing::debug!(%peer, error = %e, "write failed");
+                    tracing::debug!(%peer, error = %ErrorChain(&e), "write failed");
                     break;
                 }
             }

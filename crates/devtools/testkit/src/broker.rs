@@ -69,7 +69,6 @@ impl Setup {
     pub fn start_broker(self) -> TestBroker {
         TestBroker::start(self.broker)
     }
-
 }
 
 impl std::fmt::Display for Setup {

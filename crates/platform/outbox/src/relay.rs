@@ -1,6 +1,7 @@
 //! The relay loop on its dedicated thread.
 
 use backoff::RetryPolicy;
+use lifecycle::ErrorChain;
 use std::{
     thread::{self, JoinHandle},
     time::{Duration, Instant},
@@ -131,28 +132,6 @@ const VERSION_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// (one round trip per cycle), or on its own when it stops.
 struct Acknowledged(Vec<i64>);
 
-/// An error and its causes on one line (`outer: cause: root cause`), for a log field:
-/// the causes are sources, not part of each message. A cause whose text its parent's
-/// message already ends with (errors that both show and expose it) is not repeated.
-struct ErrorChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = self.0.to_string();
-        f.write_str(&shown)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !shown.ends_with(&text) {
-                write!(f, ": {text}")?;
-            }
-            shown = text;
-            source = cause.source();
-        }
-        Ok(())
-    }
-}
-
 /// Longest single wait for a NOTIFY: a blocking socket read cannot be woken by the
 /// shutdown token, so shutdown is noticed within this.
 const SLICE: Duration = Duration::from_millis(200);
@@ -167,7 +146,9 @@ impl Relay {
         ) {
             Err(err @ bus::BusError::UnsupportedBroker { .. }) => return self.stop_on(err),
             // Unreachable for now: publishing retries, and its connect checks again.
-            Err(err) => tracing::debug!(%err, "broker version check inconclusive"),
+            Err(err) => {
+                tracing::debug!(error = %ErrorChain(&err), "broker version check inconclusive")
+            }
             Ok(()) => {}
         }
         // Retry delays after a failed attempt: the platform's one retry policy.
@@ -341,7 +322,7 @@ impl Relay {
         }) {
             Ok(client) => Some(client),
             Err(err) => {
-                tracing::debug!(%err, "LISTEN connection unavailable; polling instead");
+                tracing::debug!(error = %ErrorChain(&err), "LISTEN connection unavailable; polling instead");
                 None
             }
         };
@@ -372,7 +353,7 @@ impl Relay {
                 Ok(Some(_)) => return,
                 Ok(None) => {}
                 Err(err) => {
-                    tracing::debug!(%err, "LISTEN connection lost");
+                    tracing::debug!(error = %ErrorChain(&err), "LISTEN connection lost");
                     self.listener = None;
                 }
             }

@@ -74,7 +74,7 @@ pub use config::Config;
 pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used: {source}")]
+    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used")]
     OrdersEndpoint {
         uri: String,
         #[source]

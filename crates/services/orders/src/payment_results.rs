@@ -27,7 +27,6 @@ use inbox::{Consumed, Origin};
 use ops_http::{CounterFamily, Histogram, Metrics};
 use pgsetup::Pool;
 use postgres::{Statement, Transaction};
-use service_skeleton::ErrorChain;
 
 /// Polls gather up to this much (about 200 `PaymentStatus` events) or wait
 /// [`FETCH_MAX_WAIT`]: an order's final status is not on any caller's path, so
@@ -139,14 +138,13 @@ enum Applied {
     DeadLettered { reason: String },
 }
 
-/// Why a poll must be retried. `Display` is the whole chain of causes, since the
-/// `bus` consumer logs `Display` alone.
+/// Why a poll must be retried; the consumer logs it with its causes.
 #[derive(Debug, thiserror::Error)]
 pub enum HandleError {
-    #[error("no database connection: {}", ErrorChain(.0))]
-    Pool(r2d2::Error),
-    #[error("applying payment results failed: {}", ErrorChain(.0))]
-    Database(postgres::Error),
+    #[error("no database connection")]
+    Pool(#[source] r2d2::Error),
+    #[error("applying payment results failed")]
+    Database(#[source] postgres::Error),
 }
 
 /// The `bus::Handler` that applies `PaymentStatus` events to orders.

@@ -1,6 +1,7 @@
 //! CreateTopics: each topic checked as Kafka checks it (name, partitions, replication
 //! on one node, manual assignment) and, unless `validate_only`, created through the log.
 
+use lifecycle::ErrorChain;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -132,10 +133,10 @@ async fn create_topic(
         // Created by someone else (e.g. auto-creation) since the check above.
         Err(StorageError::TopicExists(_)) => Err(already_exists(&t.name)),
         Err(e) => {
-            tracing::error!(topic = %t.name, error = %e, "creating topic failed");
+            tracing::error!(topic = %t.name, error = %ErrorChain(&e), "creating topic failed");
             Err((
                 topic_error_code(&e),
-                format!("Cannot create the topic: {e}"),
+                format!("Cannot create the topic: {}", ErrorChain(&e)),
             ))
         }
     }

@@ -1,6 +1,7 @@
 //! Metadata: this node as the only broker and leader, and the topics asked for (all
 //! of them, or the named ones, which are auto-created).
 
+use lifecycle::ErrorChain;
 use std::sync::Arc;
 
 use super::storage::{get_or_create_topic, topic_error_code};
@@ -38,7 +39,7 @@ pub(super) async fn handle(
                         name,
                     },
                     Err(e) => {
-                        tracing::warn!(topic = %name, error = %e, "metadata for a topic that cannot be created");
+                        tracing::warn!(topic = %name, error = %ErrorChain(&e), "metadata for a topic that cannot be created");
                         TopicMetadata {
                             error_code: topic_error_code(&e),
                             partitions: 0,

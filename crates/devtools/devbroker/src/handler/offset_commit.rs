@@ -1,6 +1,7 @@
 //! OffsetCommit: checks each partition's commit, then writes and `fdatasync`s the valid
 //! ones in one storage step before answering.
 
+use lifecycle::ErrorChain;
 use std::sync::Arc;
 
 use super::Handled;
@@ -74,14 +75,14 @@ async fn commit_offsets(state: &Arc<State>, group: &str, commits: &[Commit<'_>])
             match s.offsets.commit(&group, &commits) {
                 Ok(file) => sync_files(file.into_iter().collect()),
                 Err(e) => {
-                    tracing::error!(group = %group, error = %e, "offset commit write failed");
+                    tracing::error!(group = %group, error = %ErrorChain(&e), "offset commit write failed");
                     false
                 }
             }
         })
         .await;
     stored.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "offset commit storage step failed");
+        tracing::error!(error = %ErrorChain(&e), "offset commit storage step failed");
         false
     })
 }

@@ -1,6 +1,7 @@
 //! Produce: check every partition, append what passed (and sync it for acks=all) in one
 //! storage step, then wake waiting fetches and answer (nothing at all for acks=0).
 
+use lifecycle::ErrorChain;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -120,7 +121,7 @@ fn check_partition(
         Some(Ok(units)) if !units.is_empty() => Ok((topic.clone(), units)),
         Some(Ok(_)) | None => Err(error_code::CORRUPT_MESSAGE),
         Some(Err(e)) => {
-            tracing::warn!(topic = %topic_name, partition = p.index, error = %e, "refused message set");
+            tracing::warn!(topic = %topic_name, partition = p.index, error = %ErrorChain(&e), "refused message set");
             Err(e.error_code())
         }
     }
@@ -150,7 +151,7 @@ async fn write_appends(state: &Arc<State>, appends: Vec<Append>, sync: bool) -> 
     match written {
         Ok(w) => Some(w),
         Err(e) => {
-            tracing::error!(error = %e, "produce storage step failed");
+            tracing::error!(error = %ErrorChain(&e), "produce storage step failed");
             None
         }
     }
@@ -168,7 +169,7 @@ fn append_one(a: Append, to_sync: &mut Vec<Arc<File>>) -> Result<i64, i16> {
             Ok(appended.base_offset)
         }
         Err(e) => {
-            tracing::error!(topic = %a.topic.name, partition = a.partition, error = %e, "append failed");
+            tracing::error!(topic = %a.topic.name, partition = a.partition, error = %ErrorChain(&e), "append failed");
             Err(error_code::UNKNOWN_SERVER_ERROR)
         }
     }

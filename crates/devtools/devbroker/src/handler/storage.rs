@@ -2,6 +2,7 @@
 //! of a failed topic, each requested partition looked up, and the `fdatasync` of the
 //! files a write touched.
 
+use lifecycle::ErrorChain;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ pub(super) fn sync_files(files: Vec<Arc<File>>) -> bool {
     match distinct.iter().try_for_each(|f| f.sync_data()) {
         Ok(()) => true,
         Err(e) => {
-            tracing::error!(error = %e, "fdatasync failed");
+            tracing::error!(error = %ErrorChain(&e), "fdatasync failed");
             false
         }
     }

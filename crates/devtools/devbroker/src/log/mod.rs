@@ -14,6 +14,7 @@ mod partition;
 #[cfg(test)]
 mod tests;
 
+use lifecycle::ErrorChain;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
@@ -31,7 +32,7 @@ pub const MAX_PARTITIONS: i32 = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -46,7 +47,7 @@ pub enum StorageError {
     BadTopicMeta(String),
     #[error("topic {0:?} already exists")]
     TopicExists(String),
-    #[error("storage work did not finish: {0}")]
+    #[error("storage work did not finish")]
     Unfinished(#[source] tokio::task::JoinError),
 }
 
@@ -263,7 +264,7 @@ impl Log {
         for t in topics {
             for (i, p) in t.partitions.iter().enumerate() {
                 if let Err(e) = p.sync() {
-                    tracing::warn!(topic = %t.name, partition = i, error = %e, "sync failed");
+                    tracing::warn!(topic = %t.name, partition = i, error = %ErrorChain(&e), "sync failed");
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! and cannot read magic 1 (the `kafka` crate).
 
 use bytes::Bytes;
+use lifecycle::ErrorChain;
 
 use super::{Message, SetError, build_message, encode_entry, entries, parse_message};
 use crate::compression::Codec;
@@ -19,7 +20,7 @@ pub fn down_convert(data: &Bytes, base: i64, limit: usize, out: &mut Vec<Bytes>)
         // Stored entries were validated on the way in; failing here means a disk
         // corruption the recovery CRC did not catch. Serve it raw rather than drop it.
         Err(e) => {
-            tracing::warn!(error = %e, base, "cannot down-convert stored entry; serving as is");
+            tracing::warn!(error = %ErrorChain(&e), base, "cannot down-convert stored entry; serving as is");
             out.push(data.clone());
         }
     }

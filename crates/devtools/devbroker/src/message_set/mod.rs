@@ -43,7 +43,7 @@ pub enum SetError {
     Corrupt(&'static str),
     #[error("message CRC mismatch")]
     Crc,
-    #[error("decompression failed: {0}")]
+    #[error("decompression failed")]
     Decompress(#[from] DecompressError),
     #[error("unsupported compression codec in attributes {0:#x}")]
     UnsupportedCodec(i8),
