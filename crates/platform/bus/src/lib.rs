@@ -57,7 +57,7 @@ mod wire;
 
 pub use compat::{check_broker_versions, check_broker_versions_for};
 pub use consumer::api::{
-    BatchFailure, ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message,
+    BatchFailure, ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Subscription,
 };
 pub use consumer::spawn::{ConsumerHandle, spawn_consumer};
 pub use error::{BusError, ConsumerError};
@@ -67,7 +67,7 @@ pub use producer::dispatch::Producer;
 /// `KAFKA_CLIENT`: which client library the producer and the consumer run on.
 pub use settings::KafkaClient;
 /// A service's Kafka section: brokers, client and TLS/SASL together
-/// ([`ConsumerConfig::from_kafka`], [`readiness_probe`]).
+/// ([`ConsumerConfig::for_service`], [`readiness_probe`]).
 pub use settings::KafkaConnection;
 /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_*`: TLS and SASL
 /// (librdkafka only).

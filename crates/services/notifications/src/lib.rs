@@ -90,16 +90,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let handler = StatusHandler::new(sink, HandlerMetrics::register(&ops.metrics));
 
-    let consumer_config = bus::ConsumerConfig {
-        partitions: config.notifications_kafka_partitions.selected(),
-        lag_observer: Some(bus::LagObserver::metric(&ops.metrics)),
-        ..bus::ConsumerConfig::from_kafka(
-            &config.kafka,
-            config.topic(),
-            &config.kafka_consumer_group,
-            CLIENT_ID,
-        )
+    let subscription = bus::Subscription {
+        topic: config.topic(),
+        group: &config.kafka_consumer_group,
+        partitions: &config.notifications_kafka_partitions,
+        client_id: CLIENT_ID,
     };
+    let consumer_config =
+        bus::ConsumerConfig::for_service(&config.kafka, &subscription, &ops.metrics);
     // `/readyz`: Redis and the broker.
     let readiness = Readiness::new(ops.health.clone())
         .probe("redis", move || probe_sink.ping())

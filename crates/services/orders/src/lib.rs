@@ -226,17 +226,16 @@ impl Background {
     ) -> Result<Self, StartError> {
         let payment_results = if config.orders_track_payments {
             let handler = PaymentResults::new(pool.clone(), ResultMetrics::register(metrics));
+            let subscription = bus::Subscription {
+                topic: &config.kafka_topic_status,
+                group: &config.orders_consumer_group,
+                partitions: &config.orders_kafka_partitions,
+                client_id: "orders-payment-results",
+            };
             let consumer = bus::ConsumerConfig {
-                partitions: config.orders_kafka_partitions.selected(),
-                lag_observer: Some(bus::LagObserver::metric(metrics)),
                 fetch_min_bytes: payment_results::FETCH_MIN_BYTES,
                 fetch_max_wait: payment_results::FETCH_MAX_WAIT,
-                ..bus::ConsumerConfig::from_kafka(
-                    &config.kafka,
-                    &config.kafka_topic_status,
-                    &config.orders_consumer_group,
-                    "orders-payment-results",
-                )
+                ..bus::ConsumerConfig::for_service(&config.kafka, &subscription, metrics)
             };
             let handle = bus::spawn_consumer(consumer, handler, shutdown.clone())?;
             tracing::info!(

@@ -14,8 +14,8 @@
 //! - an event for an order this database does not have, and a message that is not a
 //!   valid `PaymentStatus`, is kept in the inbox's `dead_letters` with the reason and
 //!   acknowledged, so it never blocks the partition;
-//! - the database unreachable: `Err`, the consumer retries the poll with backoff and
-//!   commits no offset until it is applied.
+//! - the database unreachable: `Err` ([`DbError`]), the consumer retries the poll
+//!   with backoff and commits no offset until it is applied.
 //!
 //! Offsets are committed by the consumer only after the transaction committed.
 
@@ -25,7 +25,7 @@ use std::time::Duration;
 use contracts::{PaymentOutcome, PaymentStatus};
 use inbox::{Consumed, Origin};
 use ops_http::{CounterFamily, Histogram, Metrics};
-use pgsetup::Pool;
+use pgsetup::{DbError, Pool};
 use postgres::{Statement, Transaction};
 
 /// Polls gather up to this much (about 200 `PaymentStatus` events) or wait
@@ -138,15 +138,6 @@ enum Applied {
     DeadLettered { reason: String },
 }
 
-/// Why a poll must be retried; the consumer logs it with its causes.
-#[derive(Debug, thiserror::Error)]
-pub enum HandleError {
-    #[error("no database connection")]
-    Pool(#[source] r2d2::Error),
-    #[error("applying payment results failed")]
-    Database(#[source] postgres::Error),
-}
-
 /// The `bus::Handler` that applies `PaymentStatus` events to orders.
 pub struct PaymentResults {
     pool: Pool,
@@ -213,18 +204,6 @@ impl PaymentResults {
     }
 }
 
-impl From<postgres::Error> for HandleError {
-    fn from(err: postgres::Error) -> Self {
-        HandleError::Database(err)
-    }
-}
-
-impl From<r2d2::Error> for HandleError {
-    fn from(err: r2d2::Error) -> Self {
-        HandleError::Pool(err)
-    }
-}
-
 /// How a `PaymentStatus` applies to its order, on each of the inbox's paths.
 struct ApplyResults;
 
@@ -232,7 +211,7 @@ impl inbox::Apply for ApplyResults {
     type Event = PaymentStatus;
     type Outcome = Applied;
     type Prepared = Statements;
-    type Error = HandleError;
+    type Error = DbError;
 
     /// In one statement, in a transaction: an event for an order this database does
     /// not have is then dead-lettered on its own, in the same transaction.
@@ -240,7 +219,7 @@ impl inbox::Apply for ApplyResults {
         &mut self,
         client: &mut pgsetup::PooledClient,
         events: &[(&PaymentStatus, &bus::Message<'_>)],
-    ) -> Result<Vec<Applied>, HandleError> {
+    ) -> Result<Vec<Applied>, DbError> {
         let apply_many = client.prepare_cached(&APPLY_MANY)?;
         let order_status = client.prepare_cached(ORDER_STATUS)?;
         let forget = client.prepare_cached(FORGET_EVENT)?;
@@ -250,7 +229,7 @@ impl inbox::Apply for ApplyResults {
         Ok(applied)
     }
 
-    fn prepare(&mut self, client: &mut pgsetup::PooledClient) -> Result<Statements, HandleError> {
+    fn prepare(&mut self, client: &mut pgsetup::PooledClient) -> Result<Statements, DbError> {
         Ok(Statements {
             record: client.prepare_cached(&RECORD_EVENT)?,
             move_order: client.prepare_cached(MOVE_ORDER)?,
@@ -265,7 +244,7 @@ impl inbox::Apply for ApplyResults {
         statements: &Statements,
         event: &PaymentStatus,
         message: &bus::Message<'_>,
-    ) -> Result<Applied, HandleError> {
+    ) -> Result<Applied, DbError> {
         Ok(apply(tx, statements, event, message)?)
     }
 }
@@ -387,9 +366,9 @@ fn unknown_order(
 }
 
 impl bus::Handler for PaymentResults {
-    type Error = HandleError;
+    type Error = DbError;
 
-    fn handle(&mut self, message: &bus::Message<'_>) -> Result<(), HandleError> {
+    fn handle(&mut self, message: &bus::Message<'_>) -> Result<(), DbError> {
         self.handle_batch(std::slice::from_ref(message))
             .map_err(|failure| failure.error)
     }
@@ -397,7 +376,7 @@ impl bus::Handler for PaymentResults {
     fn handle_batch(
         &mut self,
         messages: &[bus::Message<'_>],
-    ) -> Result<(), bus::BatchFailure<HandleError>> {
+    ) -> Result<(), bus::BatchFailure<DbError>> {
         if messages.is_empty() {
             return Ok(());
         }

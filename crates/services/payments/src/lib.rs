@@ -173,16 +173,13 @@ async fn run(
         }
     };
 
-    let consumer_config = bus::ConsumerConfig {
-        partitions: config.payments_kafka_partitions.selected(),
-        lag_observer: Some(bus::LagObserver::metric(&metrics)),
-        ..bus::ConsumerConfig::from_kafka(
-            &config.kafka,
-            &config.kafka_topic_order,
-            &config.kafka_consumer_group,
-            CLIENT_ID,
-        )
+    let subscription = bus::Subscription {
+        topic: &config.kafka_topic_order,
+        group: &config.kafka_consumer_group,
+        partitions: &config.payments_kafka_partitions,
+        client_id: CLIENT_ID,
     };
+    let consumer_config = bus::ConsumerConfig::for_service(&config.kafka, &subscription, &metrics);
     let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
     let result = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => {

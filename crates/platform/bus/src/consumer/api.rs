@@ -63,7 +63,7 @@ pub struct ConsumerConfig {
     /// The one topic read.
     pub topic: String,
     /// Group under which offsets are committed; with `rdkafka` also the group the
-    /// consumer joins (the `kafka` crate has no group membership: see DESIGN.md).
+    /// consumer joins (the `kafka` crate has no group membership: see docs/kafka.md).
     pub group: String,
     /// Partitions to read; `None` = all partitions of the topic. `kafka` client only:
     /// with `rdkafka` the group assigns them and `Some` is refused.
@@ -121,6 +121,36 @@ impl ConsumerConfig {
             ..Self::new(kafka.hosts(), topic, group, client_id)
         }
     }
+
+    /// A service's consumer in one call: its Kafka section ([`Self::from_kafka`]), what
+    /// it subscribes to, and its lag reported in `metrics` as `kafka_consumer_lag`.
+    pub fn for_service(
+        kafka: &KafkaConnection,
+        subscription: &Subscription<'_>,
+        metrics: &ops_http::Metrics,
+    ) -> Self {
+        Self {
+            partitions: subscription.partitions.selected(),
+            lag_observer: Some(LagObserver::metric(metrics)),
+            ..Self::from_kafka(
+                kafka,
+                subscription.topic,
+                subscription.group,
+                subscription.client_id,
+            )
+        }
+    }
+}
+
+/// What one service consumes: a topic, the group its offsets are committed under,
+/// the partitions this instance reads (`<SERVICE>_KAFKA_PARTITIONS`; empty: all, or
+/// the group's share with `rdkafka`), and the `client.id` the brokers see.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscription<'a> {
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub partitions: &'a settings::PartitionList,
+    pub client_id: &'a str,
 }
 
 /// One consumed message.
