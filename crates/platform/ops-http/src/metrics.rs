@@ -78,9 +78,7 @@ impl Metrics {
         help: &'static str,
         labels: [&'static str; N],
     ) -> CounterFamily<N> {
-        let family = Family::new(labels);
-        self.family(name, help, family.series());
-        family
+        self.labelled(name, help, labels)
     }
 
     /// Gauges labelled `labels`, one series per set of values (see [`GaugeFamily`]).
@@ -91,9 +89,7 @@ impl Metrics {
         help: &'static str,
         labels: [&'static str; N],
     ) -> GaugeFamily<N> {
-        let family = Family::new(labels);
-        self.family(name, help, family.series());
-        family
+        self.labelled(name, help, labels)
     }
 
     /// Latency histograms with `buckets` (upper bounds in seconds, ascending),
@@ -106,6 +102,18 @@ impl Metrics {
         buckets: &'static [f64],
     ) -> HistogramFamily<N> {
         let family = HistogramFamily::new(labels, buckets);
+        self.family(name, help, family.series());
+        family
+    }
+
+    /// A family of plain instruments (counters, gauges), registered.
+    fn labelled<M: Sample + Default, const N: usize>(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        labels: [&'static str; N],
+    ) -> Family<M, N> {
+        let family = Family::new(labels);
         self.family(name, help, family.series());
         family
     }
