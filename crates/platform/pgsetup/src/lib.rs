@@ -10,8 +10,8 @@
 //! same transaction ([`takeover`]). [`is_unavailable`] tells a transient database
 //! outage (connection refused, lost, server shutting down) from a real error, so
 //! callers can answer UNAVAILABLE and retry instead of failing hard; [`DbError`] is
-//! a failed call on the pool (no connection in time, or a failed statement), for
-//! callers that need no finer classification (the outbox relay, retention). Pooled
+//! a failed call on the pool, classified once: no connection in time, an outage, data
+//! the database refused, or another failed statement. Pooled
 //! [`Connection`]s keep their prepared statements ([`Connection::prepare_cached`]),
 //! so a hot statement costs one round trip instead of two.
 //!
@@ -115,17 +115,55 @@ impl SetupError {
     }
 }
 
-/// A database call of a running service that failed: no connection from the pool in
-/// time, or a statement that failed ([`is_unavailable`] tells an outage from a real
-/// error). The driver's error is the [`source`](std::error::Error::source), not
-/// written into the message: a log line shows it with `lifecycle::ErrorChain`.
+/// A database call of a running service that failed, classified once (by
+/// `From<postgres::Error>`): no connection from the pool in time, an outage
+/// ([`is_unavailable`]), data the database refused, or another failed statement.
+/// [`DbError::is_transient`] says whether retrying later may work,
+/// [`DbError::is_rejected`] whether the data itself is at fault. The driver's error is
+/// the [`source`](std::error::Error::source), not written into the message: a log line
+/// shows it with `lifecycle::ErrorChain`.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// No connection from the pool in time; retrying later may work.
     #[error("no database connection")]
     NoConnection(#[from] r2d2::Error),
+    /// A statement failed because the database cannot be reached right now
+    /// (connection refused or lost, server shutting down); retrying later may work.
+    #[error("database unavailable")]
+    Unavailable(#[source] postgres::Error),
+    /// The database refused the data itself (SQLSTATE class 22, data exception, or 23,
+    /// integrity constraint violation): retrying the same data cannot help.
+    #[error("database refused the data")]
+    Rejected(#[source] postgres::Error),
+    /// A statement failed otherwise.
     #[error("database query failed")]
-    Query(#[from] postgres::Error),
+    Query(#[source] postgres::Error),
+}
+
+impl DbError {
+    /// True when the database cannot be reached right now (no connection in time, or
+    /// an outage): retrying later may work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, DbError::NoConnection(_) | DbError::Unavailable(_))
+    }
+
+    /// True when the database refused the data itself: retrying it cannot help.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, DbError::Rejected(_))
+    }
+}
+
+impl From<postgres::Error> for DbError {
+    fn from(err: postgres::Error) -> Self {
+        if is_unavailable(&err) {
+            return DbError::Unavailable(err);
+        }
+        match err.code().and_then(|code| code.code().get(..2)) {
+            // 22: data exception, 23: integrity constraint violation.
+            Some("22" | "23") => DbError::Rejected(err),
+            _ => DbError::Query(err),
+        }
+    }
 }
 
 /// Pool tuning.

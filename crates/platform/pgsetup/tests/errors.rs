@@ -38,3 +38,26 @@ fn a_failed_statement_shows_the_servers_message_once() {
         "database query failed: db error: ERROR: relation \"no_such_table_here\" does not exist"
     );
 }
+
+/// `DbError::from` classifies a failed statement once: refused data, an outage, or
+/// another failure.
+#[test]
+fn a_failed_statement_is_classified() {
+    let mut client = pgsetup::connect(&format!("{}/postgres", pg_base_url())).unwrap();
+    let mut fail = |sql: &str| DbError::from(client.batch_execute(sql).unwrap_err());
+
+    let missing = fail("SELECT * FROM no_such_table_here");
+    assert!(matches!(missing, DbError::Query(_)), "{missing:?}");
+    assert!(!missing.is_transient() && !missing.is_rejected());
+
+    // 22012, division by zero: a data exception.
+    let refused = fail("SELECT 1 / 0");
+    assert!(matches!(refused, DbError::Rejected(_)), "{refused:?}");
+    assert!(refused.is_rejected() && !refused.is_transient());
+    assert_eq!(refused.to_string(), "database refused the data");
+
+    // The server ends this session (57P01, admin shutdown): an outage.
+    let ended = fail("SELECT pg_terminate_backend(pg_backend_pid())");
+    assert!(matches!(ended, DbError::Unavailable(_)), "{ended:?}");
+    assert!(ended.is_transient() && !ended.is_rejected());
+}

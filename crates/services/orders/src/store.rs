@@ -12,7 +12,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use pgsetup::Pool;
+use pgsetup::{DbError, Pool};
 
 pub use self::write::{OrderRequest, Outcome};
 use crate::{
@@ -40,22 +40,15 @@ pub struct StoredItem {
 }
 
 /// Why a store call failed. The message says what failed; the driver's error is the
-/// `source()`, kept typed (in an `Arc`, so that a failed batch gives each of its
-/// callers the same error). [`StoreError::is_unavailable`] tells an outage (retry
+/// `source()`, kept typed. [`StoreError::is_unavailable`] tells an outage (retry
 /// later) from a real error.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// No connection from the pool in time: the database cannot be reached right now;
-    /// retrying later may work.
-    #[error("no database connection")]
-    NoConnection(#[source] Arc<r2d2::Error>),
-    /// A statement failed because the database cannot be reached right now
-    /// (connection refused or lost, server shutting down); retrying later may work.
-    #[error("database unavailable")]
-    Unavailable(#[source] Arc<postgres::Error>),
-    /// A statement failed otherwise: the database refused it.
-    #[error("database error")]
-    Query(#[source] Arc<postgres::Error>),
+    /// A database call failed, classified by [`DbError`] (no connection in time, an
+    /// outage, refused data, another failed statement); in an `Arc`, so that a failed
+    /// batch gives each of its callers the same error.
+    #[error(transparent)]
+    Db(Arc<DbError>),
     /// No order batch writer is running (none could be started).
     #[error("no order batch writer is running")]
     NoWriter,
@@ -80,10 +73,11 @@ impl StoreError {
     /// True when the database (or the batch writer) cannot be reached right now:
     /// UNAVAILABLE, retry later. False for a key conflict and for a real error.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::NoConnection(_) | StoreError::Unavailable(_) | StoreError::NoWriter
-        )
+        match self {
+            StoreError::Db(err) => err.is_transient(),
+            StoreError::NoWriter => true,
+            _ => false,
+        }
     }
 
     /// True for a real error (not an outage, not a key conflict): INTERNAL.
@@ -102,19 +96,21 @@ pub struct Created {
     pub replayed: bool,
 }
 
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> Self {
+        StoreError::Db(Arc::new(err))
+    }
+}
+
 impl From<postgres::Error> for StoreError {
     fn from(err: postgres::Error) -> Self {
-        if pgsetup::is_unavailable(&err) {
-            StoreError::Unavailable(Arc::new(err))
-        } else {
-            StoreError::Query(Arc::new(err))
-        }
+        DbError::from(err).into()
     }
 }
 
 impl From<r2d2::Error> for StoreError {
     fn from(err: r2d2::Error) -> Self {
-        StoreError::NoConnection(Arc::new(err))
+        DbError::from(err).into()
     }
 }
 

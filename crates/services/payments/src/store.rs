@@ -61,36 +61,10 @@ pub enum Processed {
 /// the reason it was kept in `dead_letters`.
 pub type PollOutcome = Vec<Consumed<OrderCreated, Processed>>;
 
-/// A database failure, with the driver's error as its source (log the chain).
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// No connection from the pool in time; retrying later may work.
-    #[error("no database connection")]
-    NoConnection(#[source] r2d2::Error),
-    /// The database cannot be reached right now; retrying later may work.
-    #[error("database unavailable")]
-    Unavailable(#[source] postgres::Error),
-    /// The database refused the data itself (a data or constraint error): retrying
-    /// the same message cannot help.
-    #[error("database refused the data")]
-    Rejected(#[source] postgres::Error),
-    #[error("database error")]
-    Internal(#[source] postgres::Error),
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(err: postgres::Error) -> Self {
-        if pgsetup::is_unavailable(&err) {
-            return StoreError::Unavailable(err);
-        }
-        let class = err.code().and_then(|code| code.code().get(..2));
-        match class {
-            // 22: data exception, 23: integrity constraint violation.
-            Some("22" | "23") => StoreError::Rejected(err),
-            _ => StoreError::Internal(err),
-        }
-    }
-}
+/// A database failure: the platform's one classification ([`pgsetup::DbError`]), whose
+/// [`Rejected`](pgsetup::DbError::Rejected) (the data itself refused) dead-letters a
+/// message.
+pub type StoreError = pgsetup::DbError;
 
 /// Why processing an event failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +94,7 @@ impl From<postgres::Error> for ProcessError {
 
 impl From<r2d2::Error> for ProcessError {
     fn from(err: r2d2::Error) -> Self {
-        ProcessError::Store(StoreError::NoConnection(err))
+        ProcessError::Store(err.into())
     }
 }
 
