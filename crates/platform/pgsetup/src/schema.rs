@@ -158,6 +158,14 @@ impl Schema {
         Self::default()
     }
 
+    /// `sets`, applied in order.
+    pub fn of(sets: impl IntoIterator<Item = MigrationSet>) -> Self {
+        Self {
+            sets: sets.into_iter().collect(),
+            predecessor: None,
+        }
+    }
+
     /// Adds a set, applied after those added before.
     pub fn with(mut self, set: impl Into<MigrationSet>) -> Self {
         self.sets.push(set.into());

@@ -82,10 +82,8 @@ const SUPERSEDED: &[pgsetup::Superseded] = &[
 /// migrations, then its own from `migrations/orders` (exposed for tools such as the benchmark's
 /// pgbench reference database).
 pub fn schema() -> pgsetup::Schema {
-    pgsetup::Schema::new()
-        .with(outbox::migrations())
-        .with(inbox::migrations())
-        .with(pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED))
+    let own = pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED);
+    pgsetup::Schema::of([outbox::migrations(), inbox::migrations(), own])
 }
 
 /// The gRPC service name health checks are reported under.

@@ -68,10 +68,8 @@ const SUPERSEDED: &[pgsetup::Superseded] = &[
 /// The database payments needs, applied by [`start`]: the outbox's and the inbox's
 /// migrations, then its own from `migrations/payments`.
 pub fn schema() -> pgsetup::Schema {
-    pgsetup::Schema::new()
-        .with(outbox::migrations())
-        .with(inbox::migrations())
-        .with(pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED))
+    let own = pgsetup::MigrationSet::new(embedded::migrations::runner()).superseded(SUPERSEDED);
+    pgsetup::Schema::of([outbox::migrations(), inbox::migrations(), own])
 }
 
 /// The Kafka client id of the consumer and the name in logs.
