@@ -28,9 +28,10 @@ nix/eval-stub.nix`), it also checks that the images the flake's outputs evaluate
 (name, tag, exposed ports, per system) are exactly the ones read from nix/images.nix,
 i.e. that the regular expressions above read the file faithfully.
 
-The compose file may be the output of `docker-compose -f docker-compose.yaml -f
-docker-compose.kafka4.yaml config` (an override merged in): nix/ci-validate.sh checks
-the Apache Kafka 4.x override that way.
+The compose file may be the output of `docker compose -f docker-compose.yaml -f
+docker-compose.kafka4.yaml config` (an override merged in, in Compose's normalized
+form: `environment` as a mapping, `ports` and `volumes` in long syntax with absolute
+bind sources): nix/ci-validate.sh checks the Apache Kafka 4.x override that way.
 
 Usage: check-compose.py [--root REPO_ROOT] [--compose FILE] [--images FILE] [--eval-json FILE]
 """
@@ -152,9 +153,14 @@ def check_prometheus(base, name, svc, uses, flake_services):
     """Problems with the scrape config mounted into Prometheus service `name`."""
     config_path = None
     for volume in svc.get("volumes") or []:
-        source, _, rest = str(volume).partition(":")
-        if rest.split(":", 1)[0] == "/etc/prometheus/prometheus.yml":
-            config_path = base / source
+        if isinstance(volume, dict):
+            # Long syntax, as `docker compose config` prints it (source made absolute).
+            source, target = volume.get("source"), volume.get("target")
+        else:
+            source, _, rest = str(volume).partition(":")
+            target = rest.split(":", 1)[0]
+        if target == "/etc/prometheus/prometheus.yml" and source:
+            config_path = base / source  # an absolute source stays as it is
     if config_path is None:
         return [f"compose service {name!r} mounts no /etc/prometheus/prometheus.yml"]
     if not config_path.is_file():

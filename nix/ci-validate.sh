@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Validates the Nix flake and docker-compose.yaml as far as a machine WITHOUT a Nix store
-# and WITHOUT a Docker engine allows (this project's CI). It does not build anything:
+# and WITHOUT a Docker engine allows (this project's CI). It builds none of the project:
 # `nix build`, `nix flake check` and `docker compose up` need a machine with Nix and
-# Docker (see docs/deployment.md).
+# Docker (see docs/deployment.md). The one thing it builds is its checker, Docker Compose.
 #
 #   1. every .nix file parses (nix-instantiate --parse, Debian nix-bin);
 #   2. flake.lock is valid JSON holding exactly the nixpkgs pin and nothing else;
@@ -10,14 +10,16 @@
 #      keeps nixpkgs' callPackage/makeOverridable and real derivations): wiring,
 #      asserts, file set paths, output names, and the output shapes `nix flake show` /
 #      `nix flake check` require (apps are app definitions, the rest derivations);
-#   4. docker-compose -f docker-compose.yaml config -q (PyPI docker-compose 1.29.2);
+#   4. docker compose -f docker-compose.yaml config -q (Docker Compose v5.6.0, built
+#      from the Go module proxy once per machine and cached; it needs no engine);
 #   5. nix/check-compose.py: compose runs exactly the images the flake builds, and prints
 #      the environment variable names compose sets per service (JSON);
 #   6. the Apache Kafka 4.x override (docker-compose.kafka4.yaml) merged into the default
-#      file: docker-compose config, then nix/check-compose.py on the result (which also
+#      file: docker compose config, then nix/check-compose.py on the result (which also
 #      refuses a service left on the kafka client with a 4.x broker).
 #
-# Installs what it needs when missing. Called from .ci/run; runnable by hand:
+# Installs what it needs when missing (Debian nix-bin, PyYAML; Go must be there, go1.26.8
+# or newer, as Compose's go.mod asks). Called from .ci/run; runnable by hand:
 #   bash nix/ci-validate.sh
 set -euo pipefail
 
@@ -34,40 +36,55 @@ if ! command -v nix-instantiate >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends nix-bin
 fi
 
-# docker-compose 1.29.2 pins PyYAML < 6, whose sdist does not build with Cython 3 or
-# under build isolation; hence the three steps.
-install_docker_compose() {
-  python3 -m pip install --quiet "cython<3" wheel
-  python3 -m pip install --quiet pyyaml==5.4.1 --no-build-isolation
-  python3 -m pip install --quiet docker-compose==1.29.2
-  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+# Docker Compose v5 (the `docker compose` plugin, also runnable standalone), built from
+# its module on the Go module proxy at a pinned version, with the module's own go.mod and
+# go.sum (so the dependency versions are the ones Compose's own release build selects,
+# its `exclude` directives included; `go install ...@version` refuses a module with
+# exclude directives). Built once per machine: the binary is cached under
+# ~/.cache/order-platform (or $XDG_CACHE_HOME's) and reused while it reports the pinned
+# version. The build's Go module and build caches (about 0.8 GB) are its own, in a
+# temporary directory removed afterwards, so CI's disk keeps only the 32 MB binary.
+# `config` needs no Docker engine.
+compose_module=github.com/docker/compose/v5
+compose_version=v5.6.0
+compose_dir="${XDG_CACHE_HOME:-$HOME/.cache}/order-platform"
+compose="$compose_dir/docker-compose-$compose_version"
+compose_is_pinned() {
+  [ -x "$compose" ] && [ "$("$compose" version --short 2>/dev/null)" = "${compose_version#v}" ]
 }
-
-scripts_dir="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
-find_compose() {
-  if docker-compose version >/dev/null 2>&1; then
-    command -v docker-compose
-  elif [ -x "$scripts_dir/docker-compose" ] && "$scripts_dir/docker-compose" version >/dev/null 2>&1; then
-    echo "$scripts_dir/docker-compose"
+build_compose() (
+  if ! command -v go >/dev/null 2>&1; then
+    echo "nix/ci-validate: building Docker Compose needs Go (go1.26.8 or newer)" >&2
+    exit 1
   fi
-}
-compose="$(find_compose || true)"
-if [ -z "$compose" ]; then
-  log "installing PyPI docker-compose 1.29.2"
-  install_docker_compose
-  compose="$(find_compose || true)"
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  export GOMODCACHE="$work/mod" GOCACHE="$work/cache" GOFLAGS="-modcacherw ${GOFLAGS:-}"
+  src="$(cd "$work" && go mod download -json "$compose_module@$compose_version" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$compose_dir"
+  cd "$src"
+  go build -trimpath -ldflags "-w -X $compose_module/internal.Version=$compose_version" \
+    -o "$compose.tmp" ./cmd
+  mv -f "$compose.tmp" "$compose"
+)
+if ! compose_is_pinned; then
+  log "building Docker Compose $compose_version from the Go module proxy into $compose"
+  start=$SECONDS
+  build_compose
+  if ! compose_is_pinned; then
+    echo "nix/ci-validate: $compose does not report version ${compose_version#v} after building it" >&2
+    exit 1
+  fi
+  log "built Docker Compose $compose_version in $((SECONDS - start)) s"
 fi
-if [ -z "$compose" ]; then
-  echo "nix/ci-validate: docker-compose is still not runnable after installing it" >&2
-  exit 1
-fi
+
 if ! python3 -c 'import yaml' >/dev/null 2>&1; then
   log "installing PyYAML for nix/check-compose.py"
-  python3 -m pip install --quiet "cython<3" wheel
-  python3 -m pip install --quiet pyyaml==5.4.1 --no-build-isolation
+  python3 -m pip install --quiet pyyaml
 fi
 
-log "tools: $(nix-instantiate --version), $("$compose" version --short 2>/dev/null || echo docker-compose), $(python3 --version)"
+log "tools: $(nix-instantiate --version), Docker Compose $("$compose" version --short), $(python3 --version), PyYAML $(python3 -c 'import yaml; print(yaml.__version__)')"
 
 # --- 1. every .nix file parses -----------------------------------------------------
 mapfile -t nix_files < <(find . \( -path ./target -o -path ./.git -o -path './target-*' \) -prune -o -name '*.nix' -print | sort)
@@ -216,9 +233,9 @@ print("evaluated outputs: " + ", ".join(f"{k}: {len(v)}" for k, v in x86.items()
 PY
 log "3/6 flake outputs evaluate (stubbed nixpkgs): expected names, apps are app definitions, the rest derivations"
 
-# --- 4. docker-compose config ------------------------------------------------------
+# --- 4. docker compose config ------------------------------------------------------
 "$compose" -f docker-compose.yaml config -q
-log "4/6 docker-compose -f docker-compose.yaml config -q: valid"
+log "4/6 docker compose -f docker-compose.yaml config -q (Compose $compose_version): valid"
 
 # --- 5. compose and flake agree ----------------------------------------------------
 python3 nix/check-compose.py --eval-json "$eval_json"
