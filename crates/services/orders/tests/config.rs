@@ -2,14 +2,11 @@
 //! names the variable; so do Kafka TLS or SASL settings the binary cannot use.
 
 /// Each `(variable, value, message part)` stops the binary, beside the outbox's and
-/// the inbox's.
+/// the inbox's; one row a line.
+#[rustfmt::skip]
 const BAD_SETTINGS: &[(&str, &str, &str)] = &[
     ("ORDERS_GRPC_ADDR", "nonsense", "is not a number"),
-    (
-        "ORDERS_HEALTH_ADDR",
-        ":99999",
-        "not a number from 0 to 65535",
-    ),
+    ("ORDERS_HEALTH_ADDR", ":99999", "not a number from 0 to 65535"),
     ("ORDERS_DB_TIMEOUT", "soon", "Go duration"),
     ("ORDERS_DB_POOL_SIZE", "lots", ""),
     ("ORDERS_DB_POOL_SIZE", "0", "at least 1"),
