@@ -38,6 +38,22 @@ impl OutboxSettings {
         poll_interval: Duration::from_secs(1),
     };
 
+    /// The settings as a service read them: `poll_interval` zero (Go's unset relay
+    /// tick) means the default.
+    pub fn read(batch_size: u32, lease: Duration, retention: Duration, poll: Duration) -> Self {
+        let poll_interval = if poll.is_zero() {
+            Self::DEFAULT.poll_interval
+        } else {
+            poll
+        };
+        Self {
+            batch_size,
+            lease,
+            retention,
+            poll_interval,
+        }
+    }
+
     /// Refuses values that would only fail later; `poll_var` is the name the service
     /// reads the poll interval under, for the message.
     pub fn check(&self, poll_var: &str) -> Result<(), String> {
@@ -91,6 +107,24 @@ impl Default for OutboxSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_poll_interval_as_read_is_the_default() {
+        let lease = Duration::from_secs(7);
+        let read = OutboxSettings::read(9, lease, Duration::ZERO, Duration::ZERO);
+        let expected = OutboxSettings {
+            batch_size: 9,
+            lease,
+            retention: Duration::ZERO,
+            poll_interval: OutboxSettings::DEFAULT.poll_interval,
+        };
+        assert_eq!(read, expected);
+        let tick = Duration::from_millis(250);
+        assert_eq!(
+            OutboxSettings::read(9, lease, Duration::ZERO, tick).poll_interval,
+            tick
+        );
+    }
 
     #[test]
     fn each_zero_is_refused_naming_its_variable() {

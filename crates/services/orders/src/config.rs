@@ -269,14 +269,9 @@ impl Config {
 
     /// The outbox's settings (`OUTBOX_*`, `KAFKA_PERIOD`).
     pub fn outbox(&self) -> OutboxSettings {
-        OutboxSettings {
-            batch_size: self.outbox_batch_size,
-            lease: self.outbox_lease.get(),
-            retention: self.outbox_retention.get(),
-            poll_interval: self
-                .kafka_period
-                .or_if_zero(OutboxSettings::DEFAULT.poll_interval),
-        }
+        let (lease, retention) = (self.outbox_lease.get(), self.outbox_retention.get());
+        let (batch, poll) = (self.outbox_batch_size, self.kafka_period.get());
+        OutboxSettings::read(batch, lease, retention, poll)
     }
 
     /// The order topic: `KAFKA_TOPIC`, else `KAFKA_TOPIC_ORDER`, else [`DEFAULT_TOPIC`].

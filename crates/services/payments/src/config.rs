@@ -157,14 +157,9 @@ settings::impl_from_env_with_kafka!(Config, ENV_SPEC);
 impl Config {
     /// The outbox's settings (`OUTBOX_*`, `KAFKA_SENDER_PERIOD`).
     pub fn outbox(&self) -> OutboxSettings {
-        OutboxSettings {
-            batch_size: self.outbox_batch_size,
-            lease: self.outbox_lease.get(),
-            retention: self.outbox_retention.get(),
-            poll_interval: self
-                .kafka_sender_period
-                .or_if_zero(OutboxSettings::DEFAULT.poll_interval),
-        }
+        let (lease, retention) = (self.outbox_lease.get(), self.outbox_retention.get());
+        let (batch, poll) = (self.outbox_batch_size, self.kafka_sender_period.get());
+        OutboxSettings::read(batch, lease, retention, poll)
     }
 
     /// The inbox's settings (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`).
