@@ -33,6 +33,8 @@
 //!   librdkafka's (Apache Kafka 3.9 and 4.x); all three are lists for [`on_setups!`].
 //! - [`TlsPostgres`], [`TlsRedis`] and [`TestCerts`]: a private PostgreSQL or Redis
 //!   speaking TLS with a certificate made in the test (a test CA signing it).
+//! - [`TestCa`]: test CAs issuing server and client certificates, for TLS and mutual
+//!   TLS tests (the gRPC hop between the gateway and orders).
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
 //!   mode from the jars `scripts/fetch-kafka.sh` fetches: SIGKILL, restart on its log
 //!   directory, topic creation.
@@ -46,6 +48,7 @@ mod database;
 mod go_platform;
 mod kafka;
 mod kafka_admin;
+mod pki;
 mod process;
 mod proxy;
 mod tls_servers;
@@ -62,6 +65,7 @@ pub use config_tests::{OUTBOX_AND_INBOX_BAD_SETTINGS, config_refusal, go_env};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use go_platform::{GoOrder, GoService, insert_go_order, insert_go_payment, snapshot};
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
+pub use pki::{CertFiles, Issued, TestCa};
 pub use process::{
     KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,
     assert_setting_refused, assert_settings_refused, binary, free_port, http_get_status,
