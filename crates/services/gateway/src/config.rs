@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoint, ListenAddr, Notes};
+use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoint, ListenAddr, Notes, Secret};
+
+use crate::auth::{JwksLocation, KeySource, TokenRules, UserRate};
 
 /// Every environment variable the gateway reads.
 pub const ENV_VARS: &[&str] = &[
@@ -17,6 +19,17 @@ pub const ENV_VARS: &[&str] = &[
     "GATEWAY_MAX_IN_FLIGHT",
     "GATEWAY_READ_HEADER_TIMEOUT",
     "GATEWAY_IDLE_TIMEOUT",
+    "GATEWAY_AUTH",
+    "GATEWAY_JWT_JWKS",
+    "GATEWAY_JWT_HS256_SECRET",
+    "GATEWAY_JWT_ISSUER",
+    "GATEWAY_JWT_AUDIENCE",
+    "GATEWAY_JWT_USER_CLAIM",
+    "GATEWAY_JWT_LEEWAY",
+    "GATEWAY_JWT_JWKS_REFRESH",
+    "GATEWAY_JWT_JWKS_COOLDOWN",
+    "GATEWAY_USER_RATE",
+    "GATEWAY_USER_BURST",
 ];
 
 /// The variable naming an optional TOML file with the same keys in lowercase.
@@ -64,6 +77,32 @@ pub struct Config {
     pub gateway_read_header_timeout: GoDuration,
     /// Longest a kept-alive connection may wait idle for its next request.
     pub gateway_idle_timeout: GoDuration,
+    /// `none` (anyone may call, as the Go gateway) or `jwt` (a bearer token names the
+    /// user; see docs/security.md).
+    pub gateway_auth: String,
+    /// With `jwt`: the verification keys, a JWKS file or `https://` URL.
+    pub gateway_jwt_jwks: String,
+    /// With `jwt`, instead of a JWKS: the HS256 secret (at least 32 bytes; never
+    /// logged).
+    pub gateway_jwt_hs256_secret: Secret,
+    /// With `jwt`: the `iss` every token must carry.
+    pub gateway_jwt_issuer: String,
+    /// With `jwt`: a value the token's `aud` must carry.
+    pub gateway_jwt_audience: String,
+    /// With `jwt`: the claim holding the user id (a positive integer).
+    pub gateway_jwt_user_claim: String,
+    /// Clock skew allowed on `exp` and `nbf` (at most 5m).
+    pub gateway_jwt_leeway: GoDuration,
+    /// How often the JWKS is read again.
+    pub gateway_jwt_jwks_refresh: GoDuration,
+    /// Least time between two JWKS reads caused by tokens naming an unknown `kid`.
+    pub gateway_jwt_jwks_cooldown: GoDuration,
+    /// With `jwt`: requests each user may make (`20/s`, `600/m`, `1000/h`); empty:
+    /// no limit.
+    pub gateway_user_rate: UserRate,
+    /// Requests a user may make at once before the rate applies; 0: one second's
+    /// worth of the rate.
+    pub gateway_user_burst: u32,
 }
 
 impl Default for Config {
@@ -75,6 +114,17 @@ impl Default for Config {
             gateway_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             gateway_read_header_timeout: GoDuration(ops_http::DEFAULT_READ_HEADER_TIMEOUT),
             gateway_idle_timeout: GoDuration(ops_http::DEFAULT_IDLE_TIMEOUT),
+            gateway_auth: "none".to_owned(),
+            gateway_jwt_jwks: String::new(),
+            gateway_jwt_hs256_secret: Secret::default(),
+            gateway_jwt_issuer: String::new(),
+            gateway_jwt_audience: String::new(),
+            gateway_jwt_user_claim: "sub".to_owned(),
+            gateway_jwt_leeway: GoDuration::from_secs(30),
+            gateway_jwt_jwks_refresh: GoDuration::from_secs(300),
+            gateway_jwt_jwks_cooldown: GoDuration::from_secs(60),
+            gateway_user_rate: UserRate::default(),
+            gateway_user_burst: 0,
         }
     }
 }
@@ -86,7 +136,102 @@ fn default_orders_endpoint() -> GrpcEndpoint {
         .expect("DEFAULT_ORDERS_GRPC_ADDR is a valid endpoint")
 }
 
+/// Longest `GATEWAY_JWT_LEEWAY`: more would keep expired tokens alive.
+pub const MAX_JWT_LEEWAY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Shortest HS256 secret: as long as the hash (RFC 7518, section 3.2).
+pub const MIN_HS256_SECRET_LEN: usize = 32;
+
+/// How requests are authenticated, as configured.
+#[derive(Debug, Clone)]
+pub enum AuthSettings {
+    None,
+    Jwt {
+        keys: KeySource,
+        rules: TokenRules,
+        /// Per-user limit and burst; `None`: no limit.
+        limit: Option<(UserRate, u32)>,
+    },
+}
+
 impl Config {
+    /// `GATEWAY_AUTH` and what it needs, checked.
+    pub fn auth(&self) -> Result<AuthSettings, ConfigError> {
+        let fail = |message: String| Err(ConfigError::Other(message));
+        match self.gateway_auth.trim() {
+            "none" | "" => return Ok(AuthSettings::None),
+            "jwt" => {}
+            other => {
+                return fail(format!("GATEWAY_AUTH = {other:?}: expected none or jwt"));
+            }
+        }
+        let keys = match (
+            self.gateway_jwt_jwks.trim(),
+            self.gateway_jwt_hs256_secret.is_empty(),
+        ) {
+            ("", true) => {
+                return fail(
+                    "GATEWAY_AUTH=jwt needs GATEWAY_JWT_JWKS (a JWKS file or https:// URL) or GATEWAY_JWT_HS256_SECRET".to_owned(),
+                );
+            }
+            (jwks, true) => KeySource::Jwks(JwksLocation::parse(jwks).map_err(ConfigError::Other)?),
+            ("", false) => {
+                if self.gateway_jwt_hs256_secret.expose().len() < MIN_HS256_SECRET_LEN {
+                    return fail(format!(
+                        "GATEWAY_JWT_HS256_SECRET must be at least {MIN_HS256_SECRET_LEN} bytes"
+                    ));
+                }
+                KeySource::Hs256(self.gateway_jwt_hs256_secret.clone())
+            }
+            (_, false) => {
+                return fail(
+                    "set either GATEWAY_JWT_JWKS or GATEWAY_JWT_HS256_SECRET, not both".to_owned(),
+                );
+            }
+        };
+        for (var, value) in [
+            ("GATEWAY_JWT_ISSUER", &self.gateway_jwt_issuer),
+            ("GATEWAY_JWT_AUDIENCE", &self.gateway_jwt_audience),
+            ("GATEWAY_JWT_USER_CLAIM", &self.gateway_jwt_user_claim),
+        ] {
+            if value.trim().is_empty() {
+                return fail(format!("GATEWAY_AUTH=jwt needs {var}"));
+            }
+        }
+        if self.gateway_jwt_leeway.get() > MAX_JWT_LEEWAY {
+            return fail(format!(
+                "GATEWAY_JWT_LEEWAY must be at most {}s",
+                MAX_JWT_LEEWAY.as_secs()
+            ));
+        }
+        for (var, value) in [
+            ("GATEWAY_JWT_JWKS_REFRESH", self.gateway_jwt_jwks_refresh),
+            ("GATEWAY_JWT_JWKS_COOLDOWN", self.gateway_jwt_jwks_cooldown),
+        ] {
+            if value.get().is_zero() {
+                return fail(format!("{var} must be greater than 0 (e.g. 1m)"));
+            }
+        }
+        let rate = self.gateway_user_rate;
+        let limit = (!rate.is_unlimited()).then(|| {
+            let burst = match self.gateway_user_burst {
+                0 => rate.default_burst(),
+                burst => burst,
+            };
+            (rate, burst)
+        });
+        Ok(AuthSettings::Jwt {
+            keys,
+            rules: TokenRules {
+                issuer: self.gateway_jwt_issuer.trim().to_owned(),
+                audience: self.gateway_jwt_audience.trim().to_owned(),
+                leeway: self.gateway_jwt_leeway.get(),
+                user_claim: self.gateway_jwt_user_claim.trim().to_owned(),
+            },
+            limit,
+        })
+    }
+
     /// The HTTP server's connection timeouts.
     pub fn http_timeouts(&self) -> ops_http::HttpTimeouts {
         ops_http::HttpTimeouts {
@@ -132,6 +277,7 @@ impl Config {
                 )));
             }
         }
+        self.auth()?;
         if self.orders_grpc_addr.as_uri().starts_with("https://") {
             return Err(ConfigError::Other(format!(
                 "ORDERS_GRPC_ADDR = {:?}: https is not supported (plaintext gRPC only; use host:port or http://host:port)",

@@ -48,6 +48,7 @@
 //!
 //! Tests call [`start`] directly; `main.rs` only adds configuration, logging and signals.
 
+pub mod auth;
 pub mod config;
 pub mod errors;
 pub mod handlers;
@@ -80,6 +81,11 @@ pub enum StartError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("invalid configuration")]
+    Config(#[from] settings::ConfigError),
+    /// `GATEWAY_AUTH=jwt` and the keys of `GATEWAY_JWT_JWKS` could not be loaded.
+    #[error("cannot load the token verification keys (GATEWAY_JWT_JWKS)")]
+    AuthKeys(#[from] auth::KeysError),
     /// The gateway's task panicked.
     #[error(transparent)]
     Task(#[from] TaskError),
@@ -111,8 +117,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .connect_lazy();
 
     let metrics = Arc::new(Metrics::new());
+    let auth = auth::Auth::start(
+        config.auth()?,
+        config.gateway_jwt_jwks_refresh.get(),
+        config.gateway_jwt_jwks_cooldown.get(),
+        &metrics,
+        shutdown.clone(),
+    )
+    .await?;
     let in_flight = overload::InFlight::new(config.gateway_max_in_flight, &metrics);
-    let routes = routes::routes(handlers::Gateway::new(channel, timeout, in_flight), metrics);
+    let gateway = handlers::Gateway::new(channel, timeout, in_flight);
+    let routes = routes::routes(gateway, auth.clone(), metrics);
     let http_timeouts = config.http_timeouts();
     tracing::info!(
         %http_addr,
@@ -120,6 +135,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         ?timeout,
         max_in_flight = config.gateway_max_in_flight,
         ?http_timeouts,
+        auth = if auth.requires_tokens() { "jwt" } else { "none" },
         "gateway listening"
     );
     let work = ops_http::serve_http(

@@ -15,8 +15,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use proto::v1::{self, OrderStatus};
 use serde::{
     Deserialize, Deserializer, Serialize,
-    de::{self, MapAccess, Visitor},
+    de::{self, DeserializeSeed, MapAccess, Visitor},
 };
+use tonic::Code;
+use warp::http::StatusCode;
 
 use crate::{
     errors::ApiError,
@@ -65,12 +67,40 @@ impl<'de, T: FromObject> Visitor<'de> for ObjectVisitor<T> {
 
 impl<'de> Deserialize<'de> for CreateOrderBody {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ObjectVisitor(PhantomData))
+        let (user_id, items) = CreateOrderFields {
+            user_id_required: true,
+        }
+        .deserialize(deserializer)?;
+        Ok(Self {
+            user_id: user_id.unwrap_or_default(),
+            items,
+        })
     }
 }
 
-impl FromObject for CreateOrderBody {
-    fn from_object<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+/// A `POST /orders` body's fields. `user_id` may be left out only where a token
+/// names the user (`user_id_required: false`); serde's errors keep their line and
+/// column either way.
+struct CreateOrderFields {
+    user_id_required: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for CreateOrderFields {
+    type Value = (Option<i64>, Vec<ItemBody>);
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CreateOrderFields {
+    type Value = (Option<i64>, Vec<ItemBody>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         const FIELDS: &[&str] = &["user_id", "items"];
         let (mut user_id, mut items) = (None, None);
         while let Some(field) = map.next_key_seed(FieldKey(FIELDS))? {
@@ -79,10 +109,13 @@ impl FromObject for CreateOrderBody {
                 _ => next_value_once(&mut map, &mut items, "items")?,
             }
         }
-        Ok(Self {
-            user_id: user_id.ok_or_else(|| de::Error::missing_field("user_id"))?,
-            items: items.ok_or_else(|| de::Error::missing_field("items"))?,
-        })
+        if self.user_id_required && user_id.is_none() {
+            return Err(de::Error::missing_field("user_id"));
+        }
+        Ok((
+            user_id,
+            items.ok_or_else(|| de::Error::missing_field("items"))?,
+        ))
     }
 }
 
@@ -143,6 +176,31 @@ pub struct OrderBody {
 pub fn parse_create_order(body: &[u8]) -> Result<CreateOrderBody, ApiError> {
     serde_json::from_slice(body)
         .map_err(|err| ApiError::invalid_argument(format!("invalid request body: {err}")))
+}
+
+/// Parses a `POST /orders` body of the authenticated `user`: `user_id` may be left
+/// out (it is `user`); another user's id is 403.
+pub fn parse_create_order_as(body: &[u8], user: i64) -> Result<CreateOrderBody, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let (user_id, items) = CreateOrderFields {
+        user_id_required: false,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|fields| deserializer.end().map(|()| fields))
+    .map_err(|err| ApiError::invalid_argument(format!("invalid request body: {err}")))?;
+    match user_id {
+        Some(other) if other != user => Err(ApiError::with_status(
+            StatusCode::FORBIDDEN,
+            Code::PermissionDenied,
+            format!(
+                "user_id {other} is not the user of the token; leave user_id out or send the token's user"
+            ),
+        )),
+        _ => Ok(CreateOrderBody {
+            user_id: user,
+            items,
+        }),
+    }
 }
 
 /// Parses the `{id}` of `GET /orders/{id}`.
@@ -356,5 +414,32 @@ mod tests {
         assert_eq!(status_name(2), "paid");
         assert_eq!(status_name(3), "payment_failed");
         assert_eq!(status_name(99), "unspecified");
+    }
+
+    #[test]
+    fn an_authenticated_body_may_leave_out_its_user_but_not_name_another() {
+        let items = br#"{"items": [{"product_id": 1, "quantity": 2, "price": 150}]}"#;
+        assert_eq!(parse_create_order_as(items, 7).unwrap().user_id, 7);
+        let own = br#"{"user_id": 7, "items": []}"#;
+        assert_eq!(parse_create_order_as(own, 7).unwrap().user_id, 7);
+        let other = parse_create_order_as(br#"{"user_id": 8, "items": []}"#, 7).unwrap_err();
+        assert_eq!(
+            (other.status, other.code),
+            (StatusCode::FORBIDDEN, Code::PermissionDenied)
+        );
+        assert!(other.message.contains("user_id 8"), "{}", other.message);
+        let err = parse_create_order_as(br#"{"items": []} {}"#, 7).unwrap_err();
+        assert!(
+            err.message.contains("trailing characters"),
+            "{}",
+            err.message
+        );
+        let err = parse_create_order_as(br#"{"user_id": 7}"#, 7).unwrap_err();
+        assert!(
+            err.message
+                .contains("missing field `items` at line 1 column 14"),
+            "{}",
+            err.message
+        );
     }
 }

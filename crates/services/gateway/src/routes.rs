@@ -18,7 +18,9 @@
 //! Paths and methods come from the route table ([`crate::route_table`]), the handlers
 //! from [`crate::handlers`]. `POST /orders` and `GET /orders/{id}` count against
 //! `GATEWAY_MAX_IN_FLIGHT` ([`crate::overload`]): past it they are 503 at once. The
-//! others do not.
+//! others do not. Those two are also the only authenticated ones ([`crate::auth`]:
+//! with `GATEWAY_AUTH=jwt` a request without a valid bearer token is 401, and one
+//! past its user's limit 429, before its body is read).
 //!
 //! Handlers never reject: they answer with the result or an [`ApiError`]. A known
 //! path with another method is 405 with the `Allow` header
@@ -33,7 +35,10 @@ use serde_json::json;
 use tonic::Code;
 use warp::{
     Filter, Rejection, Reply,
-    http::{StatusCode, header::HeaderValue},
+    http::{
+        StatusCode,
+        header::{AUTHORIZATION, HeaderValue},
+    },
     reject::{InvalidHeader, MethodNotAllowed},
     reply::Response,
 };
@@ -41,6 +46,7 @@ use warp::{
 #[cfg(doc)]
 use crate::handlers::orders::MAX_BODY;
 use crate::{
+    auth::{Auth, AuthError, Caller},
     errors::ApiError,
     handlers::Gateway,
     idempotency_key::IDEMPOTENCY_KEY_HEADER,
@@ -56,10 +62,11 @@ pub const OPENAPI: &str = include_str!("../openapi.yaml");
 /// Every route, with rejections recovered and responses counted.
 pub fn routes(
     gateway: Gateway,
+    auth: Auth,
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    create_order(gateway.clone())
-        .or(get_order(gateway.clone()))
+    create_order(gateway.clone(), auth.clone())
+        .or(get_order(gateway.clone(), auth))
         .unify()
         .or(healthz())
         .unify()
@@ -101,41 +108,67 @@ fn with_gateway(
     warp::any().map(move || gateway.clone())
 }
 
+/// The caller of the request, from its `Authorization` header ([`Auth::caller`]).
+fn caller(
+    auth: Auth,
+) -> impl Filter<Extract = (Result<Caller, AuthError>,), Error = Infallible>
++ Clone
++ Send
++ Sync
++ 'static {
+    header_values(AUTHORIZATION.as_str()).then(move |authorization: Vec<HeaderValue>| {
+        let auth = auth.clone();
+        async move { auth.caller(&authorization).await }
+    })
+}
+
 /// `POST /orders`.
 fn create_order(
     gateway: Gateway,
+    auth: Auth,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     CREATE_ORDER
         .filter()
+        .and(caller(auth))
         .and(warp::header::optional::<u64>("content-length"))
-        .and(idempotency_key_values())
+        .and(header_values(IDEMPOTENCY_KEY_HEADER))
         .and(warp::body::stream())
         .and(with_gateway(gateway))
-        .then(|_: Vec<String>, length, key, body, gateway: Gateway| {
-            gateway.create_order(length, key, body)
-        })
+        .then(
+            |_: Vec<String>, caller, length, key, body, gateway: Gateway| async move {
+                match caller {
+                    // Refused before the body is read.
+                    Err(err) => AuthError::into_response(err),
+                    Ok(caller) => gateway.create_order(caller, length, key, body).await,
+                }
+            },
+        )
 }
 
-/// Every value of the request's `Idempotency-Key` header (checked by the handler,
-/// so a bad one is the usual JSON 400).
-fn idempotency_key_values()
--> impl Filter<Extract = (Vec<HeaderValue>,), Error = Infallible> + Clone + Send + Sync + 'static {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        headers
-            .get_all(IDEMPOTENCY_KEY_HEADER)
-            .iter()
-            .cloned()
-            .collect()
-    })
+/// Every value of the request's header `name` (checked by the handler, so a bad
+/// one is the usual JSON error).
+fn header_values(
+    name: &'static str,
+) -> impl Filter<Extract = (Vec<HeaderValue>,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    warp::header::headers_cloned()
+        .map(move |headers: warp::http::HeaderMap| headers.get_all(name).iter().cloned().collect())
 }
 
 /// `GET /orders/{id}`, and `GET /orders/` (an empty id).
 fn get_order(
     gateway: Gateway,
+    auth: Auth,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
     route_table::get_order_id()
+        .and(caller(auth))
         .and(with_gateway(gateway))
-        .then(|id, gateway: Gateway| gateway.get_order(id))
+        .then(|id, caller, gateway: Gateway| async move {
+            match caller {
+                Err(err) => AuthError::into_response(err),
+                Ok(caller) => gateway.get_order(caller, id).await,
+            }
+        })
 }
 
 /// `GET /healthz`: the process serves.

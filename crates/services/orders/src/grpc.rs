@@ -11,6 +11,9 @@
 //! `CreateOrder` calls, with or without an idempotency key, are group-committed
 //! through [`crate::batcher`] (`ORDERS_BATCH_MAX`); with `ORDERS_BATCH_MAX=1` each is
 //! written in its own transaction.
+//!
+//! `GetOrder` with the [`OWNER_METADATA`] a gateway sends for an authenticated user
+//! answers only that user's orders; another's is NOT_FOUND like a missing one.
 
 use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{
@@ -33,6 +36,10 @@ use crate::{
     store::{Created, OrderStore, StoreError, StoredOrder},
     validation::validate,
 };
+
+/// The `GetOrder` metadata naming the user the order must belong to (the gateway's
+/// authenticated caller); absent: any order, as for the Go gateway.
+pub const OWNER_METADATA: &str = "owner-user-id";
 
 /// The store appears once the database is created and migrated; until then every
 /// call is UNAVAILABLE, so clients retry instead of hanging on a silent port.
@@ -216,13 +223,17 @@ impl OrdersApi {
         Ok(created)
     }
 
-    async fn get(&self, order_id: i64) -> Result<Order, Status> {
+    /// The order `order_id`; with an `owner`, only if it is that user's: another
+    /// user's order is NOT_FOUND with the same message as a missing one, after the
+    /// same read, so a caller cannot tell the two apart.
+    async fn get(&self, order_id: i64, owner: Option<i64>) -> Result<Order, Status> {
         if order_id <= 0 {
             return Err(Status::invalid_argument(format!(
                 "order_id must be positive, got {order_id}"
             )));
         }
-        match self.with_store(move |store| store.get(order_id)).await? {
+        let order = self.with_store(move |store| store.get(order_id)).await?;
+        match order.filter(|order| owner.is_none_or(|owner| order.user_id == owner)) {
             Some(order) => Ok(to_proto(order)),
             None => Err(Status::not_found(format!("order {order_id} not found"))),
         }
@@ -311,13 +322,31 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
+        let owner = owner(request.metadata())?;
         let order = self.call(
             &self.metrics.get_duration,
-            self.get(request.get_ref().order_id),
+            self.get(request.get_ref().order_id, owner),
         );
         Ok(Response::new(GetOrderResponse {
             order: Some(order.await?),
         }))
+    }
+}
+
+/// The [`OWNER_METADATA`] of a `GetOrder` call: a positive user id, or none.
+fn owner(metadata: &tonic::metadata::MetadataMap) -> Result<Option<i64>, Status> {
+    let Some(value) = metadata.get(OWNER_METADATA) else {
+        return Ok(None);
+    };
+    match value
+        .to_str()
+        .ok()
+        .and_then(|text| text.parse::<i64>().ok())
+    {
+        Some(owner) if owner > 0 => Ok(Some(owner)),
+        _ => Err(Status::invalid_argument(format!(
+            "{OWNER_METADATA} metadata must be a positive user id"
+        ))),
     }
 }
 

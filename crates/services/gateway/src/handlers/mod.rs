@@ -36,18 +36,8 @@ impl Gateway {
     }
 
     /// One call to orders with the configured deadline: sent as `grpc-timeout` so
-    /// orders can give up too, and enforced here so a silent orders answers 504.
-    async fn call<Req, Resp, F, Fut>(&self, message: Req, call: F) -> Result<Resp, ApiError>
-    where
-        F: FnOnce(OrdersServiceClient<Channel>, tonic::Request<Req>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.call_with(tonic::Request::new(message), call)
-            .await
-            .map(tonic::Response::into_inner)
-    }
-
-    /// [`Gateway::call`] with a request that may carry metadata; the whole answer.
+    /// orders can give up too, and enforced here so a silent orders answers 504. The
+    /// request may carry metadata; the whole answer is returned.
     async fn call_with<Req, Resp, F, Fut>(
         &self,
         mut request: tonic::Request<Req>,

@@ -15,6 +15,7 @@ use warp::{
 
 use super::Gateway;
 use crate::{
+    auth::{Caller, OWNER_METADATA},
     errors::ApiError,
     idempotency_key::{
         IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_METADATA, IDEMPOTENT_REPLAYED_HEADER,
@@ -37,6 +38,7 @@ impl Gateway {
     /// the key's first request still in progress 409 (ABORTED).
     pub(crate) async fn create_order<S, B>(
         self,
+        caller: Caller,
         content_length: Option<u64>,
         idempotency_key: Vec<HeaderValue>,
         body: S,
@@ -53,8 +55,11 @@ impl Gateway {
         let result = async {
             let key = parse_idempotency_key(idempotency_key.iter().map(HeaderValue::as_bytes))?;
             let body = read_body(content_length, body).await?;
-            let mut request =
-                tonic::Request::new(CreateOrderRequest::from(rest::parse_create_order(&body)?));
+            let order = match caller {
+                Caller::Anonymous => rest::parse_create_order(&body)?,
+                Caller::User(user) => rest::parse_create_order_as(&body, user)?,
+            };
+            let mut request = tonic::Request::new(CreateOrderRequest::from(order));
             if let Some(key) = &key {
                 // Checked above: visible ASCII, which is valid metadata.
                 let value = MetadataValue::try_from(key.as_str()).map_err(|err| {
@@ -71,7 +76,7 @@ impl Gateway {
                 .await
                 .map_err(|err| match err.code {
                     // The only FAILED_PRECONDITION of CreateOrder: the key was used
-                    // for another request (the draft's 422).
+                    // for another request: 422.
                     Code::FailedPrecondition if key.is_some() => ApiError::with_status(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         err.code,
@@ -104,20 +109,28 @@ impl Gateway {
         }
     }
 
-    /// `GET /orders/{id}`; an empty `id` (`GET /orders/`) is a bad one, 400.
-    pub(crate) async fn get_order(self, id: String) -> Response {
+    /// `GET /orders/{id}`; an empty `id` (`GET /orders/`) is a bad one, 400. An
+    /// authenticated caller's user goes with the call ([`OWNER_METADATA`]): orders
+    /// answers another user's order as a missing one.
+    pub(crate) async fn get_order(self, caller: Caller, id: String) -> Response {
         let _admitted = match self.in_flight.try_admit() {
             Ok(admitted) => admitted,
             Err(shed) => return shed.into_response(),
         };
         let result = async {
             let order_id = rest::parse_order_id(&id)?;
+            let mut request = tonic::Request::new(GetOrderRequest { order_id });
+            if let Caller::User(user) = caller {
+                request
+                    .metadata_mut()
+                    .insert(OWNER_METADATA, MetadataValue::from(user));
+            }
             let response = self
-                .call(
-                    GetOrderRequest { order_id },
-                    |mut client, request| async move { client.get_order(request).await },
-                )
-                .await?;
+                .call_with(request, |mut client, request| async move {
+                    client.get_order(request).await
+                })
+                .await?
+                .into_inner();
             let order = response.order.ok_or_else(|| {
                 tracing::error!(order_id, "orders answered GetOrder without an order");
                 ApiError::new(Code::Internal, "internal error")
