@@ -7,6 +7,9 @@
 // Execute, and reads the 200 and the new order_id from the page. Also checks that the
 // page loaded nothing from anywhere but the gateway. Writes <output dir>/swagger-ui.png
 // (the whole page, with the response), or swagger-ui-failure.png when a step fails.
+// With SWAGGER_BEARER_TOKEN set (a gateway with GATEWAY_AUTH=jwt), it first clicks
+// Authorize, enters the token for the bearer scheme, and checks that the request it
+// executes carries it; the screenshot is then swagger-ui-authorized.png.
 // Prints one last line `RESULT {"order_id": ..., "user_id": ..., ...}` and exits 0; on
 // any failure it prints what failed and exits 1. crates/services/gateway/tests/swagger_ui.rs runs
 // it against a real gateway and orders and checks the order exists.
@@ -34,6 +37,8 @@ const userId = Number(userArg ?? 4242);
 if (!Number.isSafeInteger(userId) || userId <= 0) {
   fail(`user id must be a positive integer, got ${userArg}`);
 }
+const token = process.env.SWAGGER_BEARER_TOKEN || "";
+const shotName = token ? "swagger-ui-authorized" : "swagger-ui";
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 if (!existsSync(chromiumPath)) {
   fail(`no Chromium at ${chromiumPath} (${SETUP}: it installs Debian's chromium)`);
@@ -117,6 +122,18 @@ try {
   }
   console.log(`operations listed: ${operations.join(", ")}`);
 
+  if (token) {
+    // The bearer scheme of the OpenAPI document: Authorize, the token, Authorize, Close.
+    await step('clicking "Authorize"', () => page.locator("button.authorize").first().click());
+    const dialog = page.locator(".dialog-ux .modal-ux");
+    await step("typing the bearer token", () => dialog.locator("input").first().fill(token));
+    await step('clicking "Authorize" in the dialog', () =>
+      dialog.locator(".auth-btn-wrapper button.authorize").click(),
+    );
+    await step("closing the dialog", () => dialog.locator(".auth-btn-wrapper button.btn-done").click());
+    console.log("authorized with the bearer token");
+  }
+
   // POST /orders: expand, Try it out, the body, Execute.
   const post = page
     .locator(".opblock.opblock-post")
@@ -155,6 +172,12 @@ try {
     throw new Error(`"Try it out" called ${requestUrl}, not ${origin}/orders`);
   }
   console.log(`Execute: ${status} ${responseText.replace(/\s+/g, " ")} from ${requestUrl}`);
+  if (token) {
+    const curl = await post.locator(".curl-command").first().innerText();
+    if (!curl.includes("Authorization: Bearer ")) {
+      throw new Error(`the executed request carried no bearer token: ${curl}`);
+    }
+  }
 
   if (foreignRequests.length > 0) {
     throw new Error(`the page requested URLs outside the gateway: ${foreignRequests.join(", ")}`);
@@ -164,7 +187,7 @@ try {
   }
 
   await live.scrollIntoViewIfNeeded();
-  const screenshot = join(outDir, "swagger-ui.png");
+  const screenshot = join(outDir, `${shotName}.png`);
   await step("taking the screenshot", () => page.screenshot({ path: screenshot, fullPage: true }));
   console.log(`screenshot: ${screenshot}`);
   console.log(
@@ -172,7 +195,7 @@ try {
   );
 } catch (err) {
   if (page) {
-    const failure = join(outDir, "swagger-ui-failure.png");
+    const failure = join(outDir, `${shotName}-failure.png`);
     try {
       await page.screenshot({ path: failure, fullPage: true });
       console.error(`screenshot of the failure: ${failure}`);

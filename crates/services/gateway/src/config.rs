@@ -332,4 +332,75 @@ mod tests {
             "{err:?}"
         );
     }
+
+    #[test]
+    fn jwt_settings_are_checked_naming_the_variable() {
+        let jwt = |changes: &[(&str, &str)]| {
+            let mut vars = vec![
+                ("GATEWAY_AUTH", "jwt"),
+                (
+                    "GATEWAY_JWT_HS256_SECRET",
+                    "0123456789abcdef0123456789abcdef",
+                ),
+                ("GATEWAY_JWT_ISSUER", "https://issuer.test"),
+                ("GATEWAY_JWT_AUDIENCE", "orders-api"),
+            ];
+            vars.retain(|(name, _)| !changes.iter().any(|(changed, _)| changed == name));
+            vars.extend(changes.iter().filter(|(_, value)| !value.is_empty()));
+            Config::from_vars(&settings::env_from_pairs(&vars)).map(|(config, _)| config)
+        };
+        assert!(matches!(
+            jwt(&[]).unwrap().auth(),
+            Ok(AuthSettings::Jwt { limit: None, .. })
+        ));
+        for (changes, expected) in [
+            (
+                &[("GATEWAY_AUTH", "oauth")][..],
+                "GATEWAY_AUTH = \"oauth\": expected none or jwt",
+            ),
+            (
+                &[("GATEWAY_JWT_HS256_SECRET", "")],
+                "needs GATEWAY_JWT_JWKS",
+            ),
+            (
+                &[("GATEWAY_JWT_HS256_SECRET", "short")],
+                "at least 32 bytes",
+            ),
+            (&[("GATEWAY_JWT_JWKS", "/etc/jwks.json")], "not both"),
+            (&[("GATEWAY_JWT_ISSUER", "")], "needs GATEWAY_JWT_ISSUER"),
+            (
+                &[("GATEWAY_JWT_AUDIENCE", "")],
+                "needs GATEWAY_JWT_AUDIENCE",
+            ),
+            (
+                &[("GATEWAY_JWT_LEEWAY", "10m")],
+                "GATEWAY_JWT_LEEWAY must be at most 300s",
+            ),
+            (
+                &[("GATEWAY_JWT_JWKS_COOLDOWN", "0")],
+                "GATEWAY_JWT_JWKS_COOLDOWN must be greater than 0",
+            ),
+            (&[("GATEWAY_USER_RATE", "20")], "GATEWAY_USER_RATE"),
+        ] {
+            let err = jwt(changes)
+                .err()
+                .map(|err| err.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(expected), "{changes:?}: {err:?}");
+        }
+        let limited = jwt(&[("GATEWAY_USER_RATE", "20/s")])
+            .unwrap()
+            .auth()
+            .unwrap();
+        assert!(matches!(
+            limited,
+            AuthSettings::Jwt {
+                limit: Some((_, 20)),
+                ..
+            }
+        ));
+        // The secret is never shown.
+        let shown = format!("{:?}", jwt(&[]).unwrap());
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
 }
