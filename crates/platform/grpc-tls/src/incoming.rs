@@ -6,7 +6,7 @@
 //! (or is slow) delays no one else's accept. The stream yields only completed TLS
 //! streams: a failed or timed-out handshake is logged and dropped, and never ends or
 //! errors the stream. Each handshake uses the newest server configuration
-//! ([`Reloading::current`]), so a reloaded certificate reaches new connections while
+//! ([`crate::Reloading::current`]), so a reloaded certificate reaches new connections while
 //! established ones keep theirs.
 //!
 //! tonic serves `tokio_rustls::server::TlsStream<TcpStream>` directly: its
@@ -17,12 +17,10 @@ use std::{
     convert::Infallible,
     io,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
 
-use rustls::ServerConfig;
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::mpsc,
@@ -30,7 +28,7 @@ use tokio::{
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 
-use crate::reload::Reloading;
+use crate::server::ReloadingServerConfig;
 
 /// How long a client may take to complete its TLS handshake when nothing else says:
 /// a handshake is two round trips, so this only ends connections that stalled.
@@ -55,7 +53,7 @@ impl TlsIncoming {
     /// Starts accepting on `listener`. Must be called within a Tokio runtime.
     pub fn new(
         listener: TcpListener,
-        config: Reloading<Arc<ServerConfig>>,
+        config: ReloadingServerConfig,
         handshake_timeout: Duration,
     ) -> Self {
         let (completed, receiver) = mpsc::channel(QUEUE);
@@ -79,7 +77,7 @@ impl Stream for TlsIncoming {
 
 async fn accept_loop(
     listener: TcpListener,
-    config: Reloading<Arc<ServerConfig>>,
+    config: ReloadingServerConfig,
     handshake_timeout: Duration,
     completed: mpsc::Sender<TlsStream<TcpStream>>,
 ) {

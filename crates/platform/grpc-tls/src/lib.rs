@@ -30,6 +30,6 @@ pub mod server;
 
 pub use client::{ClientIdentity, ClientTlsFiles};
 pub use incoming::{DEFAULT_HANDSHAKE_TIMEOUT, TlsIncoming};
-pub use pem::{PemFile, TlsError};
+pub use pem::{PemFile, TlsError, error_chain};
 pub use reload::{DEFAULT_POLL_INTERVAL, ReloadOptions, ReloadStatus, Reloading};
-pub use server::{ALPN_H2, ServerTlsFiles};
+pub use server::{ALPN_H2, ReloadingServerConfig, ServerTlsFiles};

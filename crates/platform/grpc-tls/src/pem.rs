@@ -51,7 +51,7 @@ impl fmt::Display for PemFile {
 /// the setting and the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{file}: cannot read it: {source}")]
+    #[error("{file}: cannot read it")]
     Read {
         file: PemFile,
         #[source]
@@ -75,6 +75,19 @@ pub enum TlsError {
     },
     #[error("TLS configuration: {0}")]
     Rustls(#[source] rustls::Error),
+}
+
+/// `err` and its causes in one line (`outer: cause: ...`), for logs and statuses
+/// that show a single string.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 /// The certificates of `file` (a chain: the end-entity certificate first), at least one.

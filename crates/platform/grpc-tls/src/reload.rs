@@ -247,12 +247,13 @@ where
                 );
             }
             Err(err) => {
+                let error = crate::pem::error_chain(&err);
                 status.failures += 1;
-                status.last_error = Some(err.to_string());
+                status.last_error = Some(error.clone());
                 tracing::error!(
                     what = self.label,
                     why,
-                    error = %err,
+                    error,
                     "TLS reload failed: the current certificates stay in use; tried again \
                      when the files change again or on SIGHUP"
                 );

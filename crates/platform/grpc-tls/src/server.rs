@@ -15,6 +15,10 @@ use crate::{
 /// refuse a TLS server that does not select it.
 pub const ALPN_H2: &[u8] = b"h2";
 
+/// The newest server configuration ([`ServerTlsFiles::reloading`]), what
+/// [`crate::TlsIncoming`] takes.
+pub type ReloadingServerConfig = Reloading<Arc<ServerConfig>>;
+
 /// The files of a TLS server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerTlsFiles {
@@ -73,7 +77,7 @@ impl ServerTlsFiles {
         label: &'static str,
         options: ReloadOptions,
         shutdown: CancellationToken,
-    ) -> Result<Reloading<Arc<ServerConfig>>, TlsError> {
+    ) -> Result<ReloadingServerConfig, TlsError> {
         let mut files = vec![self.cert.clone(), self.key.clone()];
         files.extend(self.client_ca.clone());
         reload::watch_files(label, files, move || self.load(), options, shutdown)

@@ -5,6 +5,9 @@
 //! is read here with its meaning ([`ENV_VARS`]) or accepted ([`GO_ONLY_VARS`]).
 //! `docs/configuration.md` lists every variable of both platforms.
 
+use std::path::PathBuf;
+
+use grpc_tls::{PemFile, ServerTlsFiles};
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,9 @@ pub const ENV_VARS: &[&str] = &[
     "ORDERS_MAX_IN_FLIGHT",
     "ORDERS_IDEMPOTENCY_TTL",
     "ORDERS_BATCH_MAX",
+    "ORDERS_GRPC_TLS_CERT",
+    "ORDERS_GRPC_TLS_KEY",
+    "ORDERS_GRPC_CLIENT_CA",
     "KAFKA_TOPIC",
     "KAFKA_TOPIC_ORDER",
     "KAFKA_PERIOD",
@@ -124,6 +130,15 @@ pub struct Config {
     /// Most `CreateOrder` calls written in one transaction (group commit, see
     /// `batcher`), 1 to 1000; 1 writes each order in its own transaction.
     pub orders_batch_max: u32,
+    /// gRPC over TLS: the certificate chain (PEM) served, with
+    /// `orders_grpc_tls_key`; unset (or empty) with it: plaintext gRPC. See
+    /// [`Config::grpc_tls`].
+    pub orders_grpc_tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, RSA or SEC1) of `orders_grpc_tls_cert`.
+    pub orders_grpc_tls_key: Option<PathBuf>,
+    /// Mutual TLS: every client must present a certificate signed by this CA (PEM);
+    /// only with the two above.
+    pub orders_grpc_client_ca: Option<PathBuf>,
     /// Brokers, client library and TLS/SASL (`KAFKA_BROKERS`, `KAFKA_CLIENT`,
     /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_*`, `KAFKA_SASL_*`), loaded beside the
     /// rest by [`settings::load_with_kafka`].
@@ -178,6 +193,9 @@ impl Default for Config {
             orders_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             orders_idempotency_ttl: GoDuration(crate::idempotency::DEFAULT_TTL),
             orders_batch_max: crate::batcher::DEFAULT_BATCH_MAX,
+            orders_grpc_tls_cert: None,
+            orders_grpc_tls_key: None,
+            orders_grpc_client_ca: None,
             kafka: settings::KafkaConnection::default(),
             kafka_topic: None,
             kafka_topic_order: None,
@@ -231,6 +249,7 @@ impl Config {
                 "ORDERS_IDEMPOTENCY_TTL must not be 0 (e.g. 24h): a key must be remembered for retries".into(),
             ));
         }
+        self.grpc_tls()?;
         settings::check_not_blank(&[("KAFKA_TOPIC", self.topic())]).map_err(ConfigError::Other)?;
         self.outbox()
             .check("KAFKA_PERIOD")
@@ -257,6 +276,37 @@ impl Config {
         )
         .map_err(ConfigError::Other)?;
         self.inbox().check().map_err(ConfigError::Other)
+    }
+
+    /// The gRPC server's TLS files: `ORDERS_GRPC_TLS_CERT` and `ORDERS_GRPC_TLS_KEY`
+    /// (TLS), with `ORDERS_GRPC_CLIENT_CA` (mutual TLS); `None`: plaintext gRPC. An
+    /// empty value counts as unset. One of the pair without the other, or a client
+    /// CA without them, is refused: either would silently serve plaintext.
+    pub fn grpc_tls(&self) -> Result<Option<ServerTlsFiles>, ConfigError> {
+        let set = |path: &Option<PathBuf>| path.clone().filter(|path| !path.as_os_str().is_empty());
+        let client_ca = set(&self.orders_grpc_client_ca);
+        match (
+            set(&self.orders_grpc_tls_cert),
+            set(&self.orders_grpc_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Ok(Some(ServerTlsFiles {
+                cert: PemFile::new("ORDERS_GRPC_TLS_CERT", cert),
+                key: PemFile::new("ORDERS_GRPC_TLS_KEY", key),
+                client_ca: client_ca.map(|ca| PemFile::new("ORDERS_GRPC_CLIENT_CA", ca)),
+            })),
+            (None, None) if client_ca.is_none() => Ok(None),
+            (None, None) => Err(ConfigError::Other(
+                "ORDERS_GRPC_CLIENT_CA is set but ORDERS_GRPC_TLS_CERT and ORDERS_GRPC_TLS_KEY \
+                 are not: client certificates are only asked for over TLS (set both, or unset \
+                 ORDERS_GRPC_CLIENT_CA)"
+                    .into(),
+            )),
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Other(
+                "ORDERS_GRPC_TLS_CERT and ORDERS_GRPC_TLS_KEY go together: set both (TLS: the \
+                 certificate chain and its private key) or neither (plaintext gRPC)"
+                    .into(),
+            )),
+        }
     }
 
     /// The inbox's settings (`PROCESSED_EVENTS_RETENTION`, `DEAD_LETTERS_RETENTION`).
@@ -376,6 +426,45 @@ mod tests {
         testkit::assert_mentions(&err, &["ORDERS_PG_MAX_CONNS", "at least 1"]);
         let err = testkit::config_refusal(Config::from_vars, &[("ORDERS_PG_MAX_CONNS", "ten")]);
         assert!(err.starts_with("ORDERS_PG_MAX_CONNS = \"ten\""), "{err}");
+    }
+
+    #[test]
+    fn grpc_tls_needs_both_files_and_a_client_ca_needs_tls() {
+        assert!(load(&vars(&[])).0.grpc_tls().unwrap().is_none());
+        // Empty values are unset, as a shared env file may leave them.
+        let empty = vars(&[("ORDERS_GRPC_TLS_CERT", ""), ("ORDERS_GRPC_TLS_KEY", "")]);
+        assert!(load(&empty).0.grpc_tls().unwrap().is_none());
+
+        let tls = vars(&[
+            ("ORDERS_GRPC_TLS_CERT", "/tls/orders.pem"),
+            ("ORDERS_GRPC_TLS_KEY", "/tls/orders.key"),
+        ]);
+        let files = load(&tls).0.grpc_tls().unwrap().unwrap();
+        assert_eq!(
+            files.cert,
+            PemFile::new("ORDERS_GRPC_TLS_CERT", "/tls/orders.pem")
+        );
+        assert_eq!(
+            files.key,
+            PemFile::new("ORDERS_GRPC_TLS_KEY", "/tls/orders.key")
+        );
+        assert!(!files.mutual());
+        let mut mutual = tls.clone();
+        mutual.insert("ORDERS_GRPC_CLIENT_CA".into(), "/tls/ca.pem".into());
+        assert!(load(&mutual).0.grpc_tls().unwrap().unwrap().mutual());
+
+        type Env<'a> = &'a [(&'a str, &'a str)];
+        #[rustfmt::skip]
+        let refused: &[(Env, &[&str])] = &[
+            (&[("ORDERS_GRPC_TLS_CERT", "/c.pem")], &["ORDERS_GRPC_TLS_CERT", "ORDERS_GRPC_TLS_KEY", "both"]),
+            (&[("ORDERS_GRPC_TLS_KEY", "/k.pem")], &["ORDERS_GRPC_TLS_CERT", "ORDERS_GRPC_TLS_KEY", "both"]),
+            (&[("ORDERS_GRPC_CLIENT_CA", "/ca.pem")], &["ORDERS_GRPC_CLIENT_CA", "ORDERS_GRPC_TLS_CERT", "ORDERS_GRPC_TLS_KEY"]),
+            (&[("ORDERS_GRPC_CLIENT_CA", "/ca.pem"), ("ORDERS_GRPC_TLS_KEY", "/k.pem")], &["both"]),
+        ];
+        for (env, parts) in refused {
+            let err = testkit::config_refusal(Config::from_vars, env);
+            testkit::assert_mentions(&err, parts);
+        }
     }
 
     #[test]

@@ -24,7 +24,10 @@
 //!   retried request with the order it created, in the same statement as the order;
 //! - this module: [`start`] binds the gRPC and operations ports and serves gRPC
 //!   with reflection (v1 and v1alpha) and the standard health service at once
-//!   (UNAVAILABLE and NOT_SERVING until the database is ready), prepares the
+//!   (UNAVAILABLE and NOT_SERVING until the database is ready), in plaintext or,
+//!   with `ORDERS_GRPC_TLS_CERT`/`ORDERS_GRPC_TLS_KEY`, over TLS (mutual TLS with
+//!   `ORDERS_GRPC_CLIENT_CA`) from the `grpc_tls` crate's connection stream, its
+//!   certificates reloaded when their files change or on SIGHUP; it prepares the
 //!   database (create, migrate, or take over the Go orders service's database:
 //!   [`takeover`]; retried while PostgreSQL is unreachable), then
 //!   starts the relay and keeps readiness in step with the database. A broker that
@@ -98,6 +101,13 @@ pub enum StartError {
     Database(#[from] pgsetup::SetupError),
     #[error("gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
+    /// The gRPC TLS settings are inconsistent (only a test's hand-made `Config` gets
+    /// here; `Config::from_env` refuses them first).
+    #[error(transparent)]
+    Config(settings::ConfigError),
+    /// A gRPC TLS file cannot be used; the error names the variable and the file.
+    #[error(transparent)]
+    Tls(#[from] grpc_tls::TlsError),
     #[error("reflection service")]
     Reflection(#[source] tonic_reflection::server::Error),
     /// The outbox relay or retention did not start, or the relay found a broker it
@@ -129,6 +139,23 @@ pub type Running = service_skeleton::Running<Addresses, StartError>;
 /// Binds the ports and starts the service in the background; see the crate docs.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, StartError> {
     let (grpc_listener, grpc_addr) = service_skeleton::bind(config.orders_grpc_addr.get()).await?;
+    // Loaded before anything is served: a file that cannot be used stops the start.
+    let grpc_tls = match config.grpc_tls().map_err(StartError::Config)? {
+        Some(files) => Some(GrpcTls {
+            mode: if files.mutual() { "mutual" } else { "on" },
+            cert: files.cert.path.display().to_string(),
+            client_ca: files
+                .client_ca
+                .as_ref()
+                .map(|ca| ca.path.display().to_string()),
+            config: files.reloading(
+                "orders gRPC server",
+                grpc_tls::ReloadOptions::default(),
+                shutdown.clone(),
+            )?,
+        }),
+        None => None,
+    };
     let ops = OpsServer::start(
         config.orders_health_addr.get(),
         &["database"],
@@ -142,6 +169,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let work = serve(
         config,
         grpc_listener,
+        grpc_tls,
         ops.health.clone(),
         ops.metrics.clone(),
         shutdown.clone(),
@@ -149,9 +177,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     Ok(Running::spawn("orders", addrs, Some(ops), shutdown, work))
 }
 
+/// The gRPC port's TLS, when `ORDERS_GRPC_TLS_CERT` and `ORDERS_GRPC_TLS_KEY` are set.
+struct GrpcTls {
+    /// `on`, or `mutual` with `ORDERS_GRPC_CLIENT_CA`: for the start-up log.
+    mode: &'static str,
+    cert: String,
+    client_ca: Option<String>,
+    config: grpc_tls::ReloadingServerConfig,
+}
+
 async fn serve(
     config: Config,
     grpc_listener: TcpListener,
+    grpc_tls: Option<GrpcTls>,
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -161,14 +199,32 @@ async fn serve(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     report_serving(&reporter, false).await;
     let store_slot = grpc::StoreSlot::default();
-    let server = grpc_server(&config, store_slot.clone(), &metrics)?
-        .add_service(health_service)
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    let server = tokio::spawn(server);
-    tracing::info!(addr = %config.orders_grpc_addr, "orders gRPC serving");
+    let router = grpc_server(&config, store_slot.clone(), &metrics)?.add_service(health_service);
+    let stop = shutdown.clone().cancelled_owned();
+    // The same services either way; only the connections differ.
+    let server = match grpc_tls {
+        Some(tls) => {
+            // Paths only: never the key or its file's contents.
+            tracing::info!(
+                addr = %config.orders_grpc_addr,
+                tls = tls.mode,
+                cert = %tls.cert,
+                client_ca = tls.client_ca.as_deref().unwrap_or("-"),
+                "orders gRPC serving over TLS"
+            );
+            let incoming = grpc_tls::TlsIncoming::new(
+                grpc_listener,
+                tls.config,
+                grpc_tls::DEFAULT_HANDSHAKE_TIMEOUT,
+            );
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+        None => {
+            tracing::info!(addr = %config.orders_grpc_addr, tls = "off", "orders gRPC serving");
+            let incoming = TcpListenerStream::new(grpc_listener);
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    };
 
     let pool = match prepare_database(&config, &shutdown).await {
         Ok(Some(pool)) => pool,
