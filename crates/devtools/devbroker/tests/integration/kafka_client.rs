@@ -1,11 +1,8 @@
 //! The `kafka` crate (what the platform's workers use) against devbroker.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kafka::client::{FetchOffset, KafkaClient, RequiredAcks};
 use kafka::producer::{Producer, Record};
 

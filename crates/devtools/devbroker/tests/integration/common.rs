@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests. Every test starts its own broker on
 //! 127.0.0.1:0, so tests run in parallel.
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};

@@ -4,7 +4,6 @@
 //! and what is accepted; with
 //! `rdkafka` and no broker reachable a worker stays up, not ready, retrying, and still
 //! stops at once on SIGTERM.
-#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,6 @@
 //! protocol versions of the `kafka` client (KIP-896), stops at start-up with a non-zero
 //! exit and one message that names `KAFKA_BROKERS`, the broker, the missing versions
 //! and what to run instead, rather than retrying forever.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

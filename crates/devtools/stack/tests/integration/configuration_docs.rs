@@ -3,7 +3,6 @@
 //! Go's env files (`tests/fixtures/go-env/`) under the Go service that has it. And
 //! one env file shared by the Go services (all of Go's files in one) gives each Rust
 //! service its own settings, never another service's.
-#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::{BTreeMap, BTreeSet},

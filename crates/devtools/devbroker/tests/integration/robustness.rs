@@ -1,15 +1,12 @@
 //! Bad input on the wire: garbage, truncated and oversized frames, unknown API keys and
 //! versions, corrupt messages. Each affects only its own connection (or partition
 //! result); other clients keep being served. Also many concurrent connections.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use devbroker::protocol::{Decoder, Encoder, api_key, error_code};
 use devbroker::{BrokerConfig, TopicSpec};
 use kafka::client::{FetchPartition, KafkaClient, ProduceMessage, RequiredAcks};

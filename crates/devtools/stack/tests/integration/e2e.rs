@@ -12,7 +12,6 @@
 //! notifications, one payments SIGKILLed, a third joining) runs on 4.x with rdkafka.
 //! A Go deployment's databases, taken over at start-up, deliver their unsent events
 //! once (devbroker and Kafka 3.9).
-#![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -2,7 +2,6 @@
 //! one process, an order placed over HTTP reaches Redis, and SIGTERM stops it with
 //! exit status 0; with its embedded devbroker, and with `--external-broker` on
 //! Apache Kafka 3.9.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -4,11 +4,8 @@
 //! clients: kcat's message format v1 read by the `kafka` crate and the reverse.
 //!
 //! kcat must be installed (`apt-get install -y kcat`); a missing kcat fails these tests.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kafka::producer::Record;
 
 /// How kcat (librdkafka) learns which protocol versions the broker speaks.

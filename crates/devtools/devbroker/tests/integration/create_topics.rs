@@ -1,14 +1,11 @@
 //! CreateTopics (api key 19, v0-4), hand-encoded over real sockets: creation with a
 //! partition count (seen by Metadata and kcat), Kafka's error codes, validate_only,
 //! manual assignments, persistence with a data dir, each version's layout.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::Write;
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 use devbroker::protocol::{Decoder, Encoder, api_key, error_code};
 use devbroker::{BackgroundBroker, BrokerConfig, TopicSpec};
 

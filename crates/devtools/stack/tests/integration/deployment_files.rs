@@ -1,7 +1,6 @@
 //! docker-compose.yaml and the Nix flake agree with the code: compose runs only
 //! images the flake builds (checked by `nix/check-compose.py`), and every
 //! environment variable compose sets is one the service actually reads.
-#![allow(clippy::unwrap_used)]
 
 use std::{collections::BTreeMap, path::PathBuf, process::Command};
 

@@ -3,7 +3,6 @@
 //! payment and one notification in Redis. The platform runs in this process (as the
 //! bench runs it, `stack::Platform`): devbroker, orders, payments, notifications and the gateway, on the
 //! local PostgreSQL and Redis, with fresh databases and a Redis key prefix of its own.
-#![allow(clippy::unwrap_used)]
 
 use std::{sync::Arc, time::Duration};
 

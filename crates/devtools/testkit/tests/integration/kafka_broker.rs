@@ -1,7 +1,6 @@
 //! The Apache Kafka harness itself, on real brokers: start, topic creation as compose's
 //! kafka-init does it (checked with kcat, a real client), SIGKILL and restart on the
 //! same log directory, and the legacy protocol versions 4.x no longer serves.
-#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

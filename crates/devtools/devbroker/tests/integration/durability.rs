@@ -1,15 +1,12 @@
 //! `--data-dir`: messages and committed offsets survive a restart of the real binary,
 //! including a `kill -9` right after the acks.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kafka::client::RequiredAcks;
 use kafka::producer::{Producer, Record};
 

@@ -2,7 +2,6 @@
 //! devbroker binary because it needs no database: `LOG_FORMAT=json` writes one JSON
 //! object per line, and an invalid `LOG_FORMAT` or `RUST_LOG` stops the process with
 //! a message naming the variable instead of logging differently than asked.
-#![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};

@@ -15,9 +15,6 @@
 //! kcat's message timestamps vary it slightly). `DEVBROKER_FUZZ_SEED` and
 //! `DEVBROKER_FUZZ_FRAMES` override seed and frame count, e.g. for long local runs. kcat
 //! must be installed (`apt-get install -y kcat`).
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -28,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, kcat, kcat_read};
+use crate::common::{DEADLINE, kcat, kcat_read};
 use devbroker::protocol::{SUPPORTED_APIS, api_key, supported_versions};
 use devbroker::{BrokerConfig, TopicSpec};
 use kafka::client::{

@@ -5,7 +5,6 @@
 //! to its notification in Redis, and the order to its final status. Each service
 //! names the Go-only variables it accepted in one info line, and none warns of
 //! another service's variable (each file is its own service's).
-#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::BTreeMap,
