@@ -4,7 +4,6 @@
 //! consumer loop, commit-after-success, retries of a failing handler, shutdown,
 //! broker outages, lag. Group membership (rdkafka only): a second member takes
 //! partitions over, and the first commits before giving them up.
-#![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,6 @@
 //! redelivered poll changes nothing, that poison messages are kept byte for byte, and
 //! that a poll which fails half-way leaves nothing behind. The service here is a
 //! small one of the test's own: each new event writes one `effects` row.
-#![allow(clippy::unwrap_used)]
 
 use std::{sync::LazyLock, time::Duration};
 

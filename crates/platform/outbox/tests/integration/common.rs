@@ -1,5 +1,4 @@
 //! What the outbox's tests share: a database with the outbox's own schema.
-#![allow(clippy::unwrap_used, dead_code)]
 
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! TLS to a real PostgreSQL (`ssl=on`, `hostssl`-only rules, a certificate for
 //! `localhost` made in the test): every `sslmode` against it, through `prepare`
 //! (database creation and migrations over TLS) and the pool.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -1,5 +1,4 @@
 //! The relay against real PostgreSQL and an in-process devbroker.
-#![allow(clippy::unwrap_used)]
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +11,7 @@ use ops_http::Metrics;
 use testkit::{TestDatabase, unique_name, wait_until};
 use tokio_util::sync::CancellationToken;
 
-mod common;
+use crate::common;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

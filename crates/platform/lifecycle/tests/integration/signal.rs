@@ -1,7 +1,6 @@
 //! A SIGTERM that arrives the moment `shutdown_on_signal` has returned cancels the
 //! token; it must never hit the default action, which would kill the process (and
 //! this test with it) before in-flight work is finished.
-#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 //! probe alike; devbroker passes (Apache Kafka 3.9 passes in every adapter test); a
 //! peer that will not answer ApiVersions or cannot be reached is left to the usual
 //! retries. With rdkafka the same 4.x broker passes (no legacy-protocol check).
-#![allow(clippy::unwrap_used)]
 
 use std::io::Read;
 use std::net::TcpListener;

@@ -7,7 +7,6 @@
 //!
 //! One broker per Kafka line (a broker start is most of the cost): the cases run one
 //! after the other in one test, each on its own topic and group.
-#![allow(clippy::unwrap_used)]
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -1,7 +1,6 @@
 //! `serve_http`: header read and idle timeouts close slow and idle connections, a
 //! request being handled is never cut by them, and shutdown answers in-flight
 //! requests before returning.
-#![allow(clippy::unwrap_used)]
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -1,7 +1,6 @@
 //! Retention of the outbox (the `retention` crate with [`outbox::RETENTION_TABLE`])
 //! against real PostgreSQL: sent rows past the window go, in bounded batches; younger
 //! sent rows and unsent rows of any age stay.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use retention::{Policy, Retention, RetentionConfig};
 use testkit::TestDatabase;
 use tokio_util::sync::CancellationToken;
 
-mod common;
+use crate::common;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 

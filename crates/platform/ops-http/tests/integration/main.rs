@@ -1,0 +1,5 @@
+//! ops-http's integration tests, laid out as every crate's: one test binary,
+//! `tests/integration/`, a module per area.
+#![allow(clippy::unwrap_used)]
+
+mod http_server;

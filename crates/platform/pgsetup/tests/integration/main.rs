@@ -1,0 +1,6 @@
+//! pgsetup's integration tests (error messages, TLS), one test binary: a module per
+//! former `tests/*.rs` binary, so the dependency tree is linked once.
+#![allow(clippy::unwrap_used)]
+
+mod errors;
+mod tls;
