@@ -1,6 +1,5 @@
 //! The payments handler on its own against real PostgreSQL (no broker): what it reports
 //! to the `bus` consumer when a batch fails part-way.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

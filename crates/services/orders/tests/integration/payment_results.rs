@@ -3,7 +3,6 @@
 //! skipped, poison messages and events for unknown orders are kept in
 //! `dead_letters` without blocking the partition. Runs on devbroker and on Apache
 //! Kafka (`testkit::on_each_broker!`); orders runs in-process.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! 50 racing requests make one order, the answer survives a kill -9 of orders (over
 //! gRPC and over REST through the real gateway), keys
 //! expire after `ORDERS_IDEMPOTENCY_TTL`; also through grpcurl (`-H idempotency-key:...`).
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

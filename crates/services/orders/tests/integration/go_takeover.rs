@@ -2,7 +2,6 @@
 //! order, item and outbox row kept with its id and timestamps, unsent events ready
 //! for our relay with the ids Go would have published, new ids after Go's, and a
 //! take-over that fails half-way leaving the database exactly as it was.
-#![allow(clippy::unwrap_used)]
 
 use orders::testing::{Orders, config, get_order, item, request};
 use proto::v1::OrderStatus;

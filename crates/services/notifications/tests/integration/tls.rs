@@ -1,7 +1,6 @@
 //! Redis over TLS: a private `redis-server` with `--tls-port` only and a certificate
 //! for `localhost` made in the test; the sink is built from the worker's own
 //! configuration (`REDIS_ADDR`, `REDIS_TLS`, `REDIS_TLS_CA`).
-#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

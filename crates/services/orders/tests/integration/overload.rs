@@ -4,7 +4,6 @@
 //!
 //! The calls are made slow without timing: a transaction of the test holds `LOCK
 //! TABLE orders IN SHARE MODE`, so every order insert waits until the test lets go.
-#![allow(clippy::unwrap_used)]
 
 use orders::testing::{DEADLINE, item, request, with_orders_configured};
 use tonic::Code;

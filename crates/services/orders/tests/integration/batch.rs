@@ -4,7 +4,6 @@
 //! leaves every acknowledged order whole (with its items and outbox row) and no order
 //! half-written; idempotency keys keep their guarantees inside a batch;
 //! `ORDERS_BATCH_MAX=1` writes one order per transaction.
-#![allow(clippy::unwrap_used)]
 
 use std::{
     sync::{Arc, Mutex},

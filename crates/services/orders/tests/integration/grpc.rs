@@ -1,6 +1,5 @@
 //! CreateOrder and GetOrder over real gRPC against real PostgreSQL: the happy path,
 //! the outbox row, and every bad input with its status and message.
-#![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, Utc};
 use orders::testing::{item, request, row_counts, with_orders};

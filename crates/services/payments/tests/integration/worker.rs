@@ -1,6 +1,5 @@
 //! The payments worker against real PostgreSQL and an in-process devbroker: each
 //! test has its own database, topics and consumer group, so tests run in parallel.
-#![allow(clippy::unwrap_used)]
 
 use std::{
     net::SocketAddr,

@@ -1,7 +1,6 @@
 //! Start-up migrations: a restart changes nothing, two instances starting at once
 //! against a fresh database both come up, and a database of the previous release
 //! (whose V1 still created the outbox table) is taken over as it is.
-#![allow(clippy::unwrap_used)]
 
 use orders::testing::DEADLINE;
 use orders::testing::{Orders, config, item, request};

@@ -1,7 +1,6 @@
 //! The real `orders` binary against a PostgreSQL that accepts TLS only: with
 //! `sslmode=verify-full` it starts and is ready; with a host name its certificate
 //! does not carry, it stops at start-up naming ORDERS_PG_DSN and the reason.
-#![allow(clippy::unwrap_used)]
 
 use std::{path::Path, time::Duration};
 

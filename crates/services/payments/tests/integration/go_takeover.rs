@@ -2,7 +2,6 @@
 //! every payment, handled event and outbox row kept; an `OrderCreated` Go handled
 //! is still skipped when delivered again; Go's unsent `PaymentStatus` is published
 //! by our relay; new ids come after Go's; a take-over that fails changes nothing.
-#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! long as it lasts, health NOT_SERVING and `/readyz` 503, then recovery on its own.
 //! The operations server's bodies carry the Go services' fields (`status`; a 503's
 //! `error` and `code`) and the `checks` detail.
-#![allow(clippy::unwrap_used)]
 
 use orders::testing::{DEADLINE, Orders, config, item, request};
 use proto::v1::orders_service_client::OrdersServiceClient;

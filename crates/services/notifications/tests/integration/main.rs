@@ -1,0 +1,7 @@
+//! notifications' integration tests, one test binary: a module per former
+//! `tests/*.rs` binary, so the dependency tree is linked once.
+#![allow(clippy::unwrap_used)]
+
+mod config;
+mod tls;
+mod worker;

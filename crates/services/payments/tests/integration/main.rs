@@ -1,0 +1,8 @@
+//! payments' integration tests, one test binary: a module per former `tests/*.rs`
+//! binary, so the dependency tree is linked once.
+#![allow(clippy::unwrap_used)]
+
+mod config;
+mod go_takeover;
+mod handler;
+mod worker;
