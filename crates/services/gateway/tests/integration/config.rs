@@ -1,8 +1,7 @@
 //! An invalid setting stops the real gateway binary with a non-zero exit and a
 //! message that names the variable.
-#![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 /// Each `(variable, value, message part)` stops the binary; one row a line.
 #[rustfmt::skip]

@@ -2,13 +2,10 @@
 //! the server-wide name `""`, as the Go orders does: ready on its SERVING, not ready
 //! on NOT_SERVING or when it is down. A status under `orders.v1.OrdersService`, as our
 //! orders reports, is the one that counts when there is one.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::{net::SocketAddr, time::Duration};
 
-use common::{Answer, Gateway, gateway_config};
+use crate::common::{Answer, Gateway, gateway_config};
 use serde_json::json;
 use testkit::runtime;
 use tokio::{sync::oneshot, task::JoinHandle};

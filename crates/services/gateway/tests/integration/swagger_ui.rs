@@ -8,9 +8,6 @@
 //!
 //! Chromium, Node.js and `tools/browser/node_modules` come from
 //! `scripts/setup-test-tools.sh`; without them the browser test fails, saying so.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,6 +19,8 @@ use gateway::swagger::{ASSETS, SWAGGER_UI_VERSION};
 use proto::v1::GetOrderRequest;
 use serde_json::Value;
 use testkit::{TestDatabase, runtime};
+
+use crate::common;
 
 const SETUP: &str = "run scripts/setup-test-tools.sh";
 

@@ -5,13 +5,10 @@
 //!
 //! orders is made slow without timing: a transaction of the test holds `LOCK TABLE
 //! orders IN SHARE MODE`, so every order insert waits until the test lets it go.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Gateway, gateway_config};
+use crate::common::{Gateway, gateway_config};
 use orders::testing::{DEADLINE, Orders, config as orders_config};
 use serde_json::Value;
 use settings::GoDuration;

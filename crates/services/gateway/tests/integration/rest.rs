@@ -1,12 +1,11 @@
 //! The REST contract through real HTTP against a real orders on real PostgreSQL.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use chrono::{DateTime, Utc};
 use orders::testing::row_counts;
 use serde_json::{Value, json};
 use testkit::with_db;
+
+use crate::common;
 
 #[test]
 fn create_then_get_over_http() {

@@ -1,11 +1,8 @@
 //! The gateway when orders is down or too slow: 503, 504, `/readyz` 503, never a hang.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{Gateway, gateway_config};
+use crate::common::{Gateway, gateway_config};
 use serde_json::json;
 use testkit::{free_port, runtime};
 

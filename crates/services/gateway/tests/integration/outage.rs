@@ -1,11 +1,8 @@
 //! A PostgreSQL outage under a running orders and gateway: UNAVAILABLE over gRPC,
 //! 503 over HTTP, both `/readyz` go 503, and everything recovers on its own when the
 //! database is back.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Gateway, gateway_config};
+use crate::common::{Gateway, gateway_config};
 use orders::testing::{DEADLINE, Orders, config as orders_config, get_status, row_counts};
 use proto::v1::{CreateOrderRequest, Money, OrderItem};
 use testkit::{TcpProxy, TestDatabase, runtime, wait_until_async};

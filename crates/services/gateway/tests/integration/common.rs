@@ -1,6 +1,5 @@
 //! Starting the gateway in-process for a test, and talking HTTP to it; orders in
 //! front of it comes from orders' own harness (`orders::testing`).
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 

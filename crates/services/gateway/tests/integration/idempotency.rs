@@ -3,11 +3,8 @@
 //! `Idempotent-Replayed: true`, the key with another request 422, a bad key 400
 //! naming the header, 50 racing requests one order (the others its id or 409), and
 //! an expired key a new order.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Answer, Gateway};
+use crate::common::{self, Answer, Gateway};
 use orders::testing::{assert_one_keyed_order, keyed_row_counts as counts};
 use reqwest::header::HeaderValue;
 use serde_json::json;

@@ -4,9 +4,6 @@
 //! real orders on PostgreSQL, and checks every answer: no 5xx, only documented
 //! statuses and content types, bodies matching their schemas, invalid data refused,
 //! other methods 405 with `Allow`, a created order readable by its id.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::{
     path::PathBuf,
@@ -14,6 +11,8 @@ use std::{
 };
 
 use testkit::{TestDatabase, runtime};
+
+use crate::common;
 
 #[test]
 fn the_served_description_is_the_file_in_the_repository() {

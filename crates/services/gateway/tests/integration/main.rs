@@ -1,0 +1,14 @@
+//! The gateway's integration tests, one test binary: a module per former
+//! `tests/*.rs` binary, sharing `common`, so the dependency tree is linked once.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod config;
+mod idempotency;
+mod openapi;
+mod outage;
+mod overload;
+mod readiness;
+mod rest;
+mod swagger_ui;
+mod upstream;
