@@ -4,8 +4,9 @@
 //! `GATEWAY_HTTP_ADDR` here). `docs/configuration.md` lists every variable of both
 //! platforms.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, path::PathBuf};
 
+use grpc_tls::{ClientIdentity, ClientTlsFiles, PemFile};
 use serde::{Deserialize, Serialize};
 use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoint, ListenAddr, Notes, Secret};
 
@@ -19,6 +20,9 @@ pub const ENV_VARS: &[&str] = &[
     "GATEWAY_MAX_IN_FLIGHT",
     "GATEWAY_READ_HEADER_TIMEOUT",
     "GATEWAY_IDLE_TIMEOUT",
+    "ORDERS_GRPC_CA",
+    "GATEWAY_GRPC_TLS_CERT",
+    "GATEWAY_GRPC_TLS_KEY",
     "GATEWAY_AUTH",
     "GATEWAY_JWT_JWKS",
     "GATEWAY_JWT_HS256_SECRET",
@@ -64,7 +68,8 @@ pub struct Config {
     /// HTTP listen address for the REST API, `/healthz`, `/readyz`, `/metrics`
     /// (Go forms: `8080`, `:8080`, `host:port`).
     pub gateway_http_addr: ListenAddr,
-    /// Where the orders gRPC service is: `host:port` or `http://host:port`.
+    /// Where the orders gRPC service is: `host:port` or `http://host:port`; also
+    /// `https://host:port` with `orders_grpc_ca` (see [`Config::orders_tls`]).
     pub orders_grpc_addr: GrpcEndpoint,
     /// Deadline for each call to orders (and for the readiness check); past it the
     /// client gets 504.
@@ -77,6 +82,14 @@ pub struct Config {
     pub gateway_read_header_timeout: GoDuration,
     /// Longest a kept-alive connection may wait idle for its next request.
     pub gateway_idle_timeout: GoDuration,
+    /// TLS to orders: the CA certificates (PEM) orders' certificate must chain to;
+    /// unset (or empty): plaintext gRPC. See [`Config::orders_tls`].
+    pub orders_grpc_ca: Option<PathBuf>,
+    /// Mutual TLS: the gateway's client certificate chain (PEM), with
+    /// `gateway_grpc_tls_key`; only with `orders_grpc_ca`.
+    pub gateway_grpc_tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, RSA or SEC1) of `gateway_grpc_tls_cert`.
+    pub gateway_grpc_tls_key: Option<PathBuf>,
     /// `none` (anyone may call, as the Go gateway) or `jwt` (a bearer token names the
     /// user; see docs/security.md).
     pub gateway_auth: String,
@@ -114,6 +127,9 @@ impl Default for Config {
             gateway_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             gateway_read_header_timeout: GoDuration(ops_http::DEFAULT_READ_HEADER_TIMEOUT),
             gateway_idle_timeout: GoDuration(ops_http::DEFAULT_IDLE_TIMEOUT),
+            orders_grpc_ca: None,
+            gateway_grpc_tls_cert: None,
+            gateway_grpc_tls_key: None,
             gateway_auth: "none".to_owned(),
             gateway_jwt_jwks: String::new(),
             gateway_jwt_hs256_secret: Secret::default(),
@@ -278,19 +294,116 @@ impl Config {
             }
         }
         self.auth()?;
-        if self.orders_grpc_addr.as_uri().starts_with("https://") {
-            return Err(ConfigError::Other(format!(
-                "ORDERS_GRPC_ADDR = {:?}: https is not supported (plaintext gRPC only; use host:port or http://host:port)",
-                self.orders_grpc_addr.as_uri()
-            )));
-        }
+        self.orders_tls()?;
         Ok(self)
+    }
+
+    /// The TLS files for the calls to orders; `None`: plaintext gRPC.
+    ///
+    /// `ORDERS_GRPC_CA` set means TLS, whatever the scheme of `ORDERS_GRPC_ADDR`
+    /// (`host:port`, `http://` or `https://`): orders' certificate must chain to that
+    /// CA and name the address's host. `GATEWAY_GRPC_TLS_CERT` and
+    /// `GATEWAY_GRPC_TLS_KEY` add the gateway's client certificate (mutual TLS). An
+    /// empty value counts as unset. Refused, as each would not do what it says:
+    /// `https://` without the CA, one of the certificate and key without the other,
+    /// and a client certificate without the CA.
+    pub fn orders_tls(&self) -> Result<Option<ClientTlsFiles>, ConfigError> {
+        let set = |path: &Option<PathBuf>| path.clone().filter(|path| !path.as_os_str().is_empty());
+        let ca = set(&self.orders_grpc_ca);
+        let identity = match (
+            set(&self.gateway_grpc_tls_cert),
+            set(&self.gateway_grpc_tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(ClientIdentity {
+                cert: PemFile::new("GATEWAY_GRPC_TLS_CERT", cert),
+                key: PemFile::new("GATEWAY_GRPC_TLS_KEY", key),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::Other(
+                    "GATEWAY_GRPC_TLS_CERT and GATEWAY_GRPC_TLS_KEY go together: set both (the \
+                     gateway's client certificate and its private key) or neither"
+                        .into(),
+                ));
+            }
+        };
+        match (ca, identity) {
+            (Some(ca), identity) => Ok(Some(ClientTlsFiles {
+                ca: PemFile::new("ORDERS_GRPC_CA", ca),
+                identity,
+            })),
+            (None, Some(_)) => Err(ConfigError::Other(
+                "GATEWAY_GRPC_TLS_CERT and GATEWAY_GRPC_TLS_KEY need ORDERS_GRPC_CA: the \
+                 client certificate is presented over TLS only (set ORDERS_GRPC_CA to the CA \
+                 that signed orders' certificate)"
+                    .into(),
+            )),
+            (None, None) if self.orders_grpc_addr.as_uri().starts_with("https://") => {
+                Err(ConfigError::Other(format!(
+                    "ORDERS_GRPC_ADDR = {:?}: https is not supported without ORDERS_GRPC_CA (set \
+                     it to the CA that signed orders' certificate, or use host:port or \
+                     http://host:port for plaintext gRPC)",
+                    self.orders_grpc_addr.as_uri()
+                )))
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_turns_tls_to_orders_on_and_a_client_certificate_needs_it() {
+        let load = |pairs: &[(&str, &str)]| {
+            Config::from_vars(&settings::env_from_pairs(pairs)).map(|(config, _)| config)
+        };
+        assert!(load(&[]).unwrap().orders_tls().unwrap().is_none());
+        let empty = [("ORDERS_GRPC_CA", ""), ("GATEWAY_GRPC_TLS_CERT", "")];
+        assert!(load(&empty).unwrap().orders_tls().unwrap().is_none());
+
+        // Any address form with the CA: TLS.
+        for addr in [
+            "orders:50051",
+            "http://orders:50051",
+            "https://orders:50051",
+        ] {
+            let config = load(&[
+                ("ORDERS_GRPC_ADDR", addr),
+                ("ORDERS_GRPC_CA", "/tls/ca.pem"),
+            ]);
+            let files = config.unwrap().orders_tls().unwrap().unwrap();
+            assert_eq!(files.ca, PemFile::new("ORDERS_GRPC_CA", "/tls/ca.pem"));
+            assert!(files.identity.is_none(), "{addr}");
+        }
+        let mutual = load(&[
+            ("ORDERS_GRPC_CA", "/tls/ca.pem"),
+            ("GATEWAY_GRPC_TLS_CERT", "/tls/gateway.pem"),
+            ("GATEWAY_GRPC_TLS_KEY", "/tls/gateway.key"),
+        ]);
+        let identity = mutual.unwrap().orders_tls().unwrap().unwrap().identity;
+        assert_eq!(
+            identity.map(|id| (id.cert.path, id.key.path)),
+            Some(("/tls/gateway.pem".into(), "/tls/gateway.key".into()))
+        );
+
+        #[rustfmt::skip]
+        let refused: &[(&[(&str, &str)], &str)] = &[
+            (&[("ORDERS_GRPC_ADDR", "https://orders:50051")], "https is not supported without ORDERS_GRPC_CA"),
+            (&[("ORDERS_GRPC_CA", "/ca.pem"), ("GATEWAY_GRPC_TLS_CERT", "/c.pem")], "GATEWAY_GRPC_TLS_KEY go together"),
+            (&[("ORDERS_GRPC_CA", "/ca.pem"), ("GATEWAY_GRPC_TLS_KEY", "/k.pem")], "GATEWAY_GRPC_TLS_KEY go together"),
+            (&[("GATEWAY_GRPC_TLS_CERT", "/c.pem"), ("GATEWAY_GRPC_TLS_KEY", "/k.pem")], "need ORDERS_GRPC_CA"),
+        ];
+        for (pairs, expected) in refused {
+            let err = load(pairs)
+                .err()
+                .map(|err| err.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(expected), "{pairs:?}: {err:?}");
+        }
+    }
 
     #[test]
     fn defaults() {

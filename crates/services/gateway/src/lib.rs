@@ -8,7 +8,8 @@
 //!
 //! - [`config`]: settings from defaults, an optional TOML file (`GATEWAY_CONFIG`) and
 //!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`,
-//!   `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`);
+//!   `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`,
+//!   TLS to orders: `ORDERS_GRPC_CA`, `GATEWAY_GRPC_TLS_CERT`, `GATEWAY_GRPC_TLS_KEY`);
 //! - [`rest`]: the REST contract's JSON types, parsed strictly (unknown fields,
 //!   trailing data, wrong types -> 400), and their conversion to and from `orders.v1`;
 //! - [`json_keys`]: object keys matched to field names as Go's `encoding/json` does
@@ -35,9 +36,11 @@
 //! - [`overload`]: the bound on `/orders` requests in flight; past it, 503 at once;
 //! - this module: [`start`] binds the HTTP port, builds a channel to orders that
 //!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
-//!   down; calls then get 503 and `/readyz` says not ready), and serves (HTTP/1.1,
-//!   with header read and idle timeouts: [`ops_http::serve_http`]) until the
-//!   shutdown token is cancelled.
+//!   down; calls then get 503 and `/readyz` says not ready), over TLS when
+//!   `ORDERS_GRPC_CA` is set (the `grpc_tls` crate's channel, rebuilt when its files
+//!   change or on SIGHUP, so the client certificate rotates without a restart), and
+//!   serves (HTTP/1.1, with header read and idle timeouts: [`ops_http::serve_http`])
+//!   until the shutdown token is cancelled.
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
 //! [`Running`] handle, and the start-up errors kept as the
@@ -61,7 +64,7 @@ pub mod route_table;
 pub mod routes;
 pub mod swagger;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ops_http::Metrics;
 use service_skeleton::{BindError, TaskError};
@@ -83,6 +86,10 @@ pub enum StartError {
     },
     #[error("invalid configuration")]
     Config(#[from] settings::ConfigError),
+    /// A TLS file for the calls to orders cannot be used; the error names the
+    /// variable and the file.
+    #[error(transparent)]
+    OrdersTls(#[from] grpc_tls::TlsError),
     /// `GATEWAY_AUTH=jwt` and the keys of `GATEWAY_JWT_JWKS` could not be loaded.
     #[error("cannot load the token verification keys (GATEWAY_JWT_JWKS)")]
     AuthKeys(#[from] auth::KeysError),
@@ -107,14 +114,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (listener, http_addr) = service_skeleton::bind(config.gateway_http_addr.get()).await?;
 
     let timeout = config.gateway_orders_timeout.get();
-    let uri = config.orders_grpc_addr.as_uri().to_owned();
-    let channel = Endpoint::from_shared(uri.clone())
-        .map_err(|source| StartError::OrdersEndpoint {
-            uri: uri.clone(),
-            source,
-        })?
-        .connect_timeout(timeout)
-        .connect_lazy();
+    let (channel, uri, orders_tls) = orders_channel(&config, timeout, &shutdown)?;
 
     let metrics = Arc::new(Metrics::new());
     let auth = auth::Auth::start(
@@ -132,6 +132,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     tracing::info!(
         %http_addr,
         orders = %uri,
+        orders_tls,
         ?timeout,
         max_in_flight = config.gateway_max_in_flight,
         ?http_timeouts,
@@ -155,4 +156,43 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         shutdown,
         work,
     ))
+}
+
+/// The lazily connected channel to orders, the URI it goes to and, for the start-up
+/// log, `off`, `on` or `mutual` (a client certificate presented). With TLS the
+/// files are read now (a file that cannot be used stops the start) and again when
+/// they change or on SIGHUP.
+fn orders_channel(
+    config: &Config,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(handlers::OrdersChannel, String, &'static str), StartError> {
+    let uri = config.orders_grpc_addr.as_uri().to_owned();
+    let Some(files) = config.orders_tls()? else {
+        let channel = Endpoint::from_shared(uri.clone())
+            .map_err(|source| StartError::OrdersEndpoint {
+                uri: uri.clone(),
+                source,
+            })?
+            .connect_timeout(timeout)
+            .connect_lazy();
+        return Ok((grpc_tls::Reloading::fixed(channel), uri, "off"));
+    };
+    let mode = if files.identity.is_some() {
+        "mutual"
+    } else {
+        "on"
+    };
+    let https = format!(
+        "https://{}",
+        uri.split_once("://").map_or(&*uri, |(_, rest)| rest)
+    );
+    let channel = files.reloading(
+        "gateway -> orders gRPC client",
+        uri,
+        timeout,
+        grpc_tls::ReloadOptions::default(),
+        shutdown.clone(),
+    )?;
+    Ok((channel, https, mode))
 }

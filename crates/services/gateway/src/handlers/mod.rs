@@ -17,17 +17,22 @@ use tonic::transport::Channel;
 
 use crate::{errors::ApiError, overload::InFlight};
 
+/// The channel to orders, read anew for each call: with TLS to orders it is rebuilt
+/// when the TLS files change or on SIGHUP (calls in progress finish on the channel
+/// they began on); in plaintext it never changes.
+pub type OrdersChannel = grpc_tls::Reloading<Channel>;
+
 /// What the handlers share: the lazily connected channel to orders, the deadline and
 /// the bound on requests in flight.
 #[derive(Clone)]
 pub struct Gateway {
-    channel: Channel,
+    channel: OrdersChannel,
     timeout: Duration,
     in_flight: InFlight,
 }
 
 impl Gateway {
-    pub fn new(channel: Channel, timeout: Duration, in_flight: InFlight) -> Self {
+    pub fn new(channel: OrdersChannel, timeout: Duration, in_flight: InFlight) -> Self {
         Self {
             channel,
             timeout,
@@ -48,7 +53,7 @@ impl Gateway {
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         request.set_timeout(self.timeout);
-        let client = OrdersServiceClient::new(self.channel.clone());
+        let client = OrdersServiceClient::new(self.channel.current());
         let status = match tokio::time::timeout(self.timeout, call(client, request)).await {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(status)) => status,

@@ -64,7 +64,8 @@ impl Gateway {
     /// Go orders registers only the server-wide name, ours both. A NOT_SERVING, an
     /// error or no answer is not asked again under the other name.
     async fn orders_serving_status(&self) -> Result<ServingStatus, tonic::Status> {
-        let mut client = HealthClient::new(self.channel.clone());
+        // The channel the order calls use, so readiness tests their path (TLS too).
+        let mut client = HealthClient::new(self.channel.current());
         // `/readyz` is probed often, so this stays cheap: one call in front of our
         // orders; in front of the Go one a second, after a NOT_FOUND that orders
         // answers at once, on the same connection and within the same deadline.

@@ -4,6 +4,7 @@
 
 mod common;
 mod config;
+mod grpc_tls;
 mod idempotency;
 mod openapi;
 mod outage;
