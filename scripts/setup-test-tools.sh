@@ -72,8 +72,9 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
 fi
 "$(dirname "$0")/fetch-kafka.sh"
 
-# The gateway's Swagger UI browser test (crates/services/gateway/tests/swagger_ui.rs): Debian's
-# Chromium, driven by playwright-core from tools/browser, pinned by its package-lock.json
+# The gateway's Swagger UI browser test
+# (crates/services/gateway/tests/integration/swagger_ui.rs): Debian's Chromium, driven
+# by playwright-core from tools/browser, pinned by its package-lock.json
 # (playwright-core downloads no browser). npm ci runs again only when that file changes.
 if [ ! -x /usr/bin/chromium ]; then
   log "installing Chromium (Debian; the gateway's Swagger UI browser test)"
