@@ -63,7 +63,7 @@ use tokio_util::sync::CancellationToken;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 pub use config::Config;
-pub use grpc::OVERLOADED_PREFIX;
+pub use grpc::{OVERLOADED_PREFIX, OWNER_METADATA};
 use payment_results::{PaymentResults, ResultMetrics};
 pub use store::{Created, OrderStore, StoreError};
 pub use validation::{MAX_ITEMS, NewOrder, ValidationError, validate};

@@ -1,8 +1,18 @@
 //! Verifying a bearer token: its key ([`super::keys`]), signature, `exp` and `nbf`
 //! (with leeway), `iss` and `aud` (both required), and the user claim, a positive
 //! integer (a JSON number or a string of digits, as `sub` usually is).
+//!
+//! A client sends the same token on every request until it expires, and an ES256
+//! signature check costs about as much as the rest of a request: a verified token is
+//! remembered ([`VERIFIED_CACHE_SIZE`] of them) with its user and `exp`, and a
+//! repeat is answered from memory until its `exp` (plus leeway) passes or the keys
+//! are loaded again (a removed key's tokens are then checked afresh).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use jsonwebtoken::{Algorithm, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
@@ -32,6 +42,20 @@ pub struct JwtVerifier {
     keys: Arc<Keys>,
     rules: TokenRules,
     validation: Validation,
+    verified: Mutex<HashMap<String, Verified>>,
+}
+
+/// Tokens remembered as verified, at most.
+pub const VERIFIED_CACHE_SIZE: usize = 10_000;
+
+/// A token that passed every check.
+#[derive(Clone, Copy)]
+struct Verified {
+    user: i64,
+    /// Accepted until this Unix time (`exp` plus leeway).
+    until: u64,
+    /// The key load it was verified under.
+    generation: u64,
 }
 
 impl JwtVerifier {
@@ -47,6 +71,7 @@ impl JwtVerifier {
             keys,
             rules,
             validation,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -58,6 +83,10 @@ impl JwtVerifier {
     /// The user id of the request's bearer token.
     pub async fn verify(&self, authorization: &[HeaderValue]) -> Result<i64, AuthError> {
         let token = token::bearer(authorization)?;
+        let generation = self.keys.generation();
+        if let Some(user) = self.remembered(token, generation) {
+            return Ok(user);
+        }
         let header = token::header(token)?;
         let key = match self.keys.find(&header) {
             Lookup::Found(key) => key,
@@ -80,8 +109,50 @@ impl JwtVerifier {
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map_err(|err| unauthenticated(describe(err.kind())))?
             .claims;
-        user_id(&claims, &self.rules.user_claim)
+        let user = user_id(&claims, &self.rules.user_claim)?;
+        if let Some(exp) = claims.get("exp").and_then(Value::as_u64) {
+            let until = exp.saturating_add(self.rules.leeway.as_secs());
+            self.remember(
+                token,
+                Verified {
+                    user,
+                    until,
+                    generation,
+                },
+            );
+        }
+        Ok(user)
     }
+
+    fn remembered(&self, token: &str, generation: u64) -> Option<i64> {
+        let verified = *self.lock().get(token)?;
+        (verified.generation == generation && unix_now() <= verified.until).then_some(verified.user)
+    }
+
+    fn remember(&self, token: &str, verified: Verified) {
+        let mut cache = self.lock();
+        if cache.len() >= VERIFIED_CACHE_SIZE {
+            let now = unix_now();
+            cache.retain(|_, old| old.generation == verified.generation && now <= old.until);
+            if cache.len() >= VERIFIED_CACHE_SIZE {
+                cache.clear();
+            }
+        }
+        cache.insert(token.to_owned(), verified);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Verified>> {
+        match self.verified.lock() {
+            Ok(cache) => cache,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// A failed verification in words; never the token, never key material.

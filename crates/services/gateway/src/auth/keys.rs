@@ -18,7 +18,10 @@
 use std::{
     net::IpAddr,
     path::PathBuf,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -130,6 +133,8 @@ pub enum Lookup {
 pub struct Keys {
     source: KeySource,
     current: RwLock<Arc<Vec<VerifyingKey>>>,
+    /// Counts the loads: what was verified under an older set may not hold any more.
+    generation: AtomicU64,
     /// When an unknown `kid` last caused a fetch; `None`: never.
     last_kid_fetch: tokio::sync::Mutex<Option<Instant>>,
     cooldown: Duration,
@@ -150,6 +155,7 @@ impl Keys {
         let keys = Self {
             source,
             current: RwLock::new(Arc::new(Vec::new())),
+            generation: AtomicU64::new(0),
             last_kid_fetch: tokio::sync::Mutex::new(None),
             cooldown,
             client,
@@ -176,6 +182,7 @@ impl Keys {
             Ok(mut current) => *current = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
+        self.generation.fetch_add(1, Ordering::Release);
         tracing::debug!(keys = count, "token verification keys loaded");
         Ok(())
     }
@@ -249,6 +256,11 @@ impl Keys {
                 }
             }
         });
+    }
+
+    /// Which load of the keys is in use; changes with every load.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The key for a token with `header`.

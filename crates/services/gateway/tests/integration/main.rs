@@ -11,5 +11,6 @@ mod outage;
 mod overload;
 mod readiness;
 mod rest;
+mod security;
 mod swagger_ui;
 mod upstream;

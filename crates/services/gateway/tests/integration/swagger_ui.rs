@@ -165,7 +165,6 @@ fn doc_json_is_openapi_yaml_as_json() {
 #[test]
 fn swagger_ui_creates_an_order_in_a_real_browser() {
     let root = workspace_root();
-    let script = root.join("tools/browser/swagger-ui.mjs");
     preflight(&root);
 
     let artifacts = artifacts_dir();
@@ -179,29 +178,7 @@ fn swagger_ui_creates_an_order_in_a_real_browser() {
     // the browser.
     let (orders, gateway) = runtime.block_on(common::orders_and_gateway(&db));
     let user_id = 4242;
-    let output = Command::new("node")
-        .arg(&script)
-        .arg(gateway.url(""))
-        .arg(&artifacts)
-        .arg(user_id.to_string())
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run node ({err}); {SETUP}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser test failed ({}); screenshots in {}:\n{stdout}\n{stderr}",
-        output.status,
-        artifacts.display()
-    );
-    let result: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|line| line.strip_prefix("RESULT "))
-        .map(|json| serde_json::from_str(json).unwrap())
-        .unwrap_or_else(|| panic!("no RESULT line from the browser:\n{stdout}\n{stderr}"));
+    let result = run_browser(&root, &gateway, user_id, None);
     assert_eq!(result["status"], 200, "{result}");
     let order_id = result["order_id"].as_i64().unwrap();
 
@@ -244,6 +221,91 @@ fn swagger_ui_creates_an_order_in_a_real_browser() {
         })
         .collect();
     assert_eq!(items, typed);
+}
+
+/// Runs `tools/browser/swagger-ui.mjs` against `gateway` (with `token`, Authorize
+/// first); its `RESULT` line.
+fn run_browser(root: &Path, gateway: &common::Gateway, user_id: i64, token: Option<&str>) -> Value {
+    let artifacts = artifacts_dir();
+    let mut command = Command::new("node");
+    command
+        .arg(root.join("tools/browser/swagger-ui.mjs"))
+        .arg(gateway.url(""))
+        .arg(&artifacts)
+        .arg(user_id.to_string())
+        .current_dir(root)
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        command.env("SWAGGER_BEARER_TOKEN", token);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run node ({err}); {SETUP}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}); screenshots in {}:\n{stdout}\n{stderr}",
+        output.status,
+        artifacts.display()
+    );
+    stdout
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("RESULT "))
+        .map(|json| serde_json::from_str(json).unwrap())
+        .unwrap_or_else(|| panic!("no RESULT line from the browser:\n{stdout}\n{stderr}"))
+}
+
+#[test]
+fn swagger_ui_authorizes_with_a_bearer_token_in_a_real_browser() {
+    let root = workspace_root();
+    preflight(&root);
+    let db = TestDatabase::new("gateway_swagger_jwt");
+    let runtime = runtime();
+    let secret = "a-browser-test-secret-of-32-bytes-or-more";
+    let (orders, gateway) = runtime.block_on(async {
+        let orders = orders::testing::Orders::start(orders::testing::config(db.dsn())).await;
+        orders.wait_ready().await;
+        let mut config =
+            common::gateway_config(&orders.grpc_addr.to_string(), Duration::from_secs(5));
+        config.gateway_auth = "jwt".to_owned();
+        config.gateway_jwt_hs256_secret = settings::Secret::new(secret);
+        config.gateway_jwt_issuer = "https://issuer.test".to_owned();
+        config.gateway_jwt_audience = "orders-api".to_owned();
+        (orders, common::Gateway::start(config).await)
+    });
+    let user_id = 5151;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({
+        "iss": "https://issuer.test", "aud": "orders-api", "sub": user_id.to_string(), "exp": exp,
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let result = run_browser(&root, &gateway, user_id, Some(&token));
+    assert_eq!(result["status"], 200, "{result}");
+    let order_id = result["order_id"].as_i64().unwrap();
+    let order = runtime.block_on(async {
+        let mut client = orders.client().await;
+        client
+            .get_order(GetOrderRequest { order_id })
+            .await
+            .unwrap()
+            .into_inner()
+            .order
+            .unwrap()
+    });
+    assert_eq!(order.user_id, user_id, "the order is the token's user's");
+    let png = std::fs::read(artifacts_dir().join("swagger-ui-authorized.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
 }
 
 /// Chromium, Node.js and the npm project's node_modules, or a failure naming the
