@@ -14,9 +14,9 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use orders::testing::{Orders, config as orders_config};
+use orders::testing::{Orders, with_orders};
 use serde_json::{Value, json};
-use testkit::{TestDatabase, runtime};
+use testkit::TestDatabase;
 use warp::{Filter, Reply};
 
 use crate::common::{self, Gateway};
@@ -188,6 +188,16 @@ async fn send(
     }
 }
 
+/// `POST /orders` with `body`, sending `authorization`.
+async fn post(gateway: &Gateway, authorization: &str, body: &str) -> Answer {
+    send(gateway, "POST", "/orders", Some(authorization), Some(body)).await
+}
+
+/// `GET path`, sending `authorization`.
+async fn get(gateway: &Gateway, authorization: &str, path: &str) -> Answer {
+    send(gateway, "GET", path, Some(authorization), None).await
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -199,10 +209,7 @@ fn order_count(db: &TestDatabase) -> i64 {
 
 #[test]
 fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
-    let db = TestDatabase::new("gateway_jwt_bad");
-    runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        orders.wait_ready().await;
+    with_orders("gateway_jwt_bad", async |orders, db| {
         let ec = EcKey::new("ec-1");
         let rsa_jwk: Value = serde_json::from_str(RSA_JWK).unwrap();
         let jwks = JwksServer::start(vec![ec.jwk.clone(), rsa_jwk]).await;
@@ -219,17 +226,10 @@ fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
                 &rsa,
             ),
         ] {
-            let ok = send(
-                &gateway,
-                "POST",
-                "/orders",
-                Some(&bearer(&token)),
-                Some(ORDER_OF_7),
-            )
-            .await;
+            let ok = post(&gateway, &bearer(&token), ORDER_OF_7).await;
             assert_eq!(ok.status, 200, "{ok:?}");
         }
-        let written = order_count(&db);
+        let written = order_count(db);
         assert_eq!(written, 2);
 
         let impostor = EcKey::new("ec-1");
@@ -347,7 +347,7 @@ fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
             }
         }
         assert_eq!(
-            order_count(&db),
+            order_count(db),
             written,
             "a refused request wrote something"
         );
@@ -379,10 +379,7 @@ fn rsa_public_pem() -> String {
 
 #[test]
 fn a_user_creates_and_reads_only_its_own_orders() {
-    let db = TestDatabase::new("gateway_jwt_owner");
-    runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        orders.wait_ready().await;
+    with_orders("gateway_jwt_owner", async |orders, db| {
         let ec = EcKey::new("ec-1");
         let jwks = JwksServer::start(vec![ec.jwk.clone()]).await;
         let gateway = Gateway::start(jwt_config(&orders, &jwks.url())).await;
@@ -390,31 +387,19 @@ fn a_user_creates_and_reads_only_its_own_orders() {
         let eight = bearer(&ec.token(&claims(json!(8), json!({}))));
 
         // user_id may be left out: the token's user is the order's.
-        let created = send(&gateway, "POST", "/orders", Some(&seven), Some(ITEMS_ONLY)).await;
+        let created = post(&gateway, &seven, ITEMS_ONLY).await;
         assert_eq!(created.status, 200, "{created:?}");
         let id = created.body["order_id"].as_i64().unwrap();
-        let own = send(
-            &gateway,
-            "GET",
-            &format!("/orders/{id}"),
-            Some(&seven),
-            None,
-        )
-        .await;
+        let own = get(&gateway, &seven, &format!("/orders/{id}")).await;
         assert_eq!(
             (own.status, own.body["order"]["user_id"].as_i64()),
             (200, Some(7))
         );
-        assert_eq!(
-            send(&gateway, "POST", "/orders", Some(&seven), Some(ORDER_OF_7))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(post(&gateway, &seven, ORDER_OF_7).await.status, 200);
 
         // Another user's id in the body: 403, nothing written.
-        let before = order_count(&db);
-        let forbidden = send(&gateway, "POST", "/orders", Some(&eight), Some(ORDER_OF_7)).await;
+        let before = order_count(db);
+        let forbidden = post(&gateway, &eight, ORDER_OF_7).await;
         assert_eq!(
             (forbidden.status, forbidden.body["code"].as_str()),
             (403, Some("PermissionDenied")),
@@ -426,26 +411,12 @@ fn a_user_creates_and_reads_only_its_own_orders() {
                 .unwrap()
                 .contains("user_id 7")
         );
-        assert_eq!(order_count(&db), before);
+        assert_eq!(order_count(db), before);
 
         // Another user's order is 404 with the very body of a missing one.
-        let theirs = send(
-            &gateway,
-            "GET",
-            &format!("/orders/{id}"),
-            Some(&eight),
-            None,
-        )
-        .await;
+        let theirs = get(&gateway, &eight, &format!("/orders/{id}")).await;
         let missing_id = id + 1000;
-        let missing = send(
-            &gateway,
-            "GET",
-            &format!("/orders/{missing_id}"),
-            Some(&eight),
-            None,
-        )
-        .await;
+        let missing = get(&gateway, &eight, &format!("/orders/{missing_id}")).await;
         assert_eq!(theirs.status, 404, "{theirs:?}");
         assert_eq!(
             theirs.body,
@@ -484,24 +455,14 @@ fn a_user_creates_and_reads_only_its_own_orders() {
             other != first && !replayed,
             "user 8 got user 7's keyed order"
         );
-        let got = send(
-            &gateway,
-            "GET",
-            &format!("/orders/{other}"),
-            Some(&eight),
-            None,
-        )
-        .await;
+        let got = get(&gateway, &eight, &format!("/orders/{other}")).await;
         assert_eq!(got.body["order"]["user_id"], 8);
     });
 }
 
 #[test]
 fn an_hs256_secret_verifies_hs256_tokens_only() {
-    let db = TestDatabase::new("gateway_jwt_hs256");
-    runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        orders.wait_ready().await;
+    with_orders("gateway_jwt_hs256", async |orders, db| {
         let gateway = Gateway::start(jwt_config(&orders, HS256_SECRET)).await;
         let secret = EncodingKey::from_secret(HS256_SECRET.as_bytes());
         let good = sign(
@@ -510,23 +471,14 @@ fn an_hs256_secret_verifies_hs256_tokens_only() {
             &claims(json!("7"), json!({})),
             &secret,
         );
-        let created = send(
-            &gateway,
-            "POST",
-            "/orders",
-            Some(&bearer(&good)),
-            Some(ITEMS_ONLY),
-        )
-        .await;
+        let created = post(&gateway, &bearer(&good), ITEMS_ONLY).await;
         assert_eq!(created.status, 200, "{created:?}");
 
         let ec = EcKey::new("ec-1");
-        let wrong_alg = send(
+        let wrong_alg = post(
             &gateway,
-            "POST",
-            "/orders",
-            Some(&bearer(&ec.token(&claims(json!("7"), json!({}))))),
-            Some(ITEMS_ONLY),
+            &bearer(&ec.token(&claims(json!("7"), json!({})))),
+            ITEMS_ONLY,
         )
         .await;
         assert_eq!(wrong_alg.status, 401);
@@ -544,28 +496,18 @@ fn an_hs256_secret_verifies_hs256_tokens_only() {
             &claims(json!("7"), json!({})),
             &other_secret,
         );
-        let forged = send(
-            &gateway,
-            "POST",
-            "/orders",
-            Some(&bearer(&forged)),
-            Some(ITEMS_ONLY),
-        )
-        .await;
+        let forged = post(&gateway, &bearer(&forged), ITEMS_ONLY).await;
         assert_eq!(
             (forged.status, forged.body["error"].as_str()),
             (401, Some("bad signature"))
         );
-        assert_eq!(order_count(&db), 1);
+        assert_eq!(order_count(db), 1);
     });
 }
 
 #[test]
 fn keys_rotate_without_a_restart() {
-    let db = TestDatabase::new("gateway_jwt_rotate");
-    runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        orders.wait_ready().await;
+    with_orders("gateway_jwt_rotate", async |orders, _db| {
         let (old, new) = (EcKey::new("old"), EcKey::new("new"));
         let jwks = JwksServer::start(vec![old.jwk.clone()]).await;
         let gateway = Gateway::start(jwt_config(&orders, &jwks.url())).await;
@@ -573,11 +515,7 @@ fn keys_rotate_without_a_restart() {
         let new_token = bearer(&new.token(&claims(json!("7"), json!({}))));
         let status = |token: String| {
             let gateway = &gateway;
-            async move {
-                send(gateway, "GET", "/orders/1", Some(&token), None)
-                    .await
-                    .status
-            }
+            async move { get(gateway, &token, "/orders/1").await.status }
         };
         // 404: authenticated, and there is no order 1.
         assert_eq!(status(old_token.clone()).await, 404);
@@ -609,10 +547,7 @@ fn keys_rotate_without_a_restart() {
 
 #[test]
 fn a_user_past_its_limit_gets_429_with_retry_after_and_others_do_not() {
-    let db = TestDatabase::new("gateway_jwt_rate");
-    runtime().block_on(async {
-        let orders = Orders::start(orders_config(db.dsn())).await;
-        orders.wait_ready().await;
+    with_orders("gateway_jwt_rate", async |orders, db| {
         let mut config = jwt_config(&orders, HS256_SECRET);
         config.gateway_user_rate = "1/m".parse().unwrap();
         config.gateway_user_burst = 2;
@@ -628,27 +563,9 @@ fn a_user_past_its_limit_gets_429_with_retry_after_and_others_do_not() {
         };
 
         for _ in 0..2 {
-            assert_eq!(
-                send(
-                    &gateway,
-                    "POST",
-                    "/orders",
-                    Some(&token(7)),
-                    Some(ITEMS_ONLY)
-                )
-                .await
-                .status,
-                200
-            );
+            assert_eq!(post(&gateway, &token(7), ITEMS_ONLY).await.status, 200);
         }
-        let limited = send(
-            &gateway,
-            "POST",
-            "/orders",
-            Some(&token(7)),
-            Some(ITEMS_ONLY),
-        )
-        .await;
+        let limited = post(&gateway, &token(7), ITEMS_ONLY).await;
         assert_eq!(
             (limited.status, limited.body["code"].as_str()),
             (429, Some("ResourceExhausted")),
@@ -656,26 +573,10 @@ fn a_user_past_its_limit_gets_429_with_retry_after_and_others_do_not() {
         );
         let retry_after: u64 = limited.retry_after.as_deref().unwrap().parse().unwrap();
         assert!((1..=60).contains(&retry_after), "{limited:?}");
-        assert_eq!(
-            send(&gateway, "GET", "/orders/1", Some(&token(7)), None)
-                .await
-                .status,
-            429
-        );
-        assert_eq!(order_count(&db), 2, "the limited request wrote nothing");
+        assert_eq!(get(&gateway, &token(7), "/orders/1").await.status, 429);
+        assert_eq!(order_count(db), 2, "the limited request wrote nothing");
         // Another user has a limit of its own.
-        assert_eq!(
-            send(
-                &gateway,
-                "POST",
-                "/orders",
-                Some(&token(8)),
-                Some(ITEMS_ONLY)
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(post(&gateway, &token(8), ITEMS_ONLY).await.status, 200);
         let metrics = gateway.text("/metrics").await;
         assert!(
             metrics.contains(r#"gateway_auth_requests_total{outcome="rate_limited"} 2"#),

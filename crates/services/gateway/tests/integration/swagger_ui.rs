@@ -16,7 +16,6 @@ use std::{
 };
 
 use gateway::swagger::{ASSETS, SWAGGER_UI_VERSION};
-use proto::v1::GetOrderRequest;
 use serde_json::Value;
 use testkit::{TestDatabase, runtime};
 
@@ -189,16 +188,8 @@ fn swagger_ui_creates_an_order_in_a_real_browser() {
     println!("swagger-ui screenshot: {}", screenshot.display());
 
     // The order the browser created is in orders, as the browser typed it.
-    let order = runtime.block_on(async {
-        let mut client = orders.client().await;
-        client
-            .get_order(GetOrderRequest { order_id })
-            .await
-            .unwrap()
-            .into_inner()
-            .order
-            .unwrap()
-    });
+    let order = runtime
+        .block_on(async { orders::testing::get_order(&mut orders.client().await, order_id).await });
     assert_eq!(order.user_id, user_id);
     let items: Vec<(i64, i32, i64)> = order
         .items
@@ -293,16 +284,8 @@ fn swagger_ui_authorizes_with_a_bearer_token_in_a_real_browser() {
     let result = run_browser(&root, &gateway, user_id, Some(&token));
     assert_eq!(result["status"], 200, "{result}");
     let order_id = result["order_id"].as_i64().unwrap();
-    let order = runtime.block_on(async {
-        let mut client = orders.client().await;
-        client
-            .get_order(GetOrderRequest { order_id })
-            .await
-            .unwrap()
-            .into_inner()
-            .order
-            .unwrap()
-    });
+    let order = runtime
+        .block_on(async { orders::testing::get_order(&mut orders.client().await, order_id).await });
     assert_eq!(order.user_id, user_id, "the order is the token's user's");
     let png = std::fs::read(artifacts_dir().join("swagger-ui-authorized.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
