@@ -11,7 +11,7 @@
 // Authorize, enters the token for the bearer scheme, and checks that the request it
 // executes carries it; the screenshot is then swagger-ui-authorized.png.
 // Prints one last line `RESULT {"order_id": ..., "user_id": ..., ...}` and exits 0; on
-// any failure it prints what failed and exits 1. crates/services/gateway/tests/swagger_ui.rs runs
+// any failure it prints what failed and exits 1. crates/services/gateway/tests/integration/swagger_ui.rs runs
 // it against a real gateway and orders and checks the order exists.
 //
 // Chromium is /usr/bin/chromium unless CHROMIUM names another; scripts/setup-test-tools.sh
