@@ -56,6 +56,17 @@ impl EcKey {
     }
 }
 
+/// An Ed25519 key made in the test: its public JWK and its signing key.
+fn ed25519_key(kid: &str) -> (Value, EncodingKey) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let jwk = json!({
+        "kty": "OKP", "crv": "Ed25519", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(pair.public_key_raw()),
+    });
+    let signing = EncodingKey::from_ed_pem(pair.serialize_pem().as_bytes()).unwrap();
+    (jwk, signing)
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -212,13 +223,20 @@ fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
     with_orders("gateway_jwt_bad", async |orders, db| {
         let ec = EcKey::new("ec-1");
         let rsa_jwk: Value = serde_json::from_str(RSA_JWK).unwrap();
-        let jwks = JwksServer::start(vec![ec.jwk.clone(), rsa_jwk]).await;
+        let (ed_jwk, ed) = ed25519_key("ed-1");
+        let jwks = JwksServer::start(vec![ec.jwk.clone(), rsa_jwk, ed_jwk]).await;
         let gateway = Gateway::start(jwt_config(&orders, &jwks.url())).await;
         let rsa = EncodingKey::from_rsa_pem(RSA_PEM.as_bytes()).unwrap();
 
-        // Valid tokens of both key types pass (the cases below differ in one thing).
+        // Valid tokens of each key type pass (the cases below differ in one thing).
         for token in [
             ec.token(&claims(json!("7"), json!({}))),
+            sign(
+                Algorithm::EdDSA,
+                Some("ed-1"),
+                &claims(json!("7"), json!({})),
+                &ed,
+            ),
             sign(
                 Algorithm::RS256,
                 Some("rsa-1"),
@@ -230,7 +248,7 @@ fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
             assert_eq!(ok.status, 200, "{ok:?}");
         }
         let written = order_count(db);
-        assert_eq!(written, 2);
+        assert_eq!(written, 3);
 
         let impostor = EcKey::new("ec-1");
         // The RSA public key as an HMAC secret: the classic algorithm-confusion forgery.
@@ -357,7 +375,7 @@ fn every_bad_token_is_401_naming_the_problem_and_writes_nothing() {
             "{metrics}"
         );
         assert!(
-            metrics.contains(r#"gateway_auth_requests_total{outcome="authenticated"} 2"#),
+            metrics.contains(r#"gateway_auth_requests_total{outcome="authenticated"} 3"#),
             "{metrics}"
         );
     });
