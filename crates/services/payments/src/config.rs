@@ -10,7 +10,9 @@
 use inbox::InboxSettings;
 use outbox::OutboxSettings;
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead};
+use settings::{ConfigError, EnvSpec, GoDuration, ListenAddr, NotRead, Secret};
+
+use crate::stripe::StripeSettings;
 
 pub use settings::PartitionList;
 
@@ -35,6 +37,16 @@ pub const ENV_VARS: &[&str] = &[
     "DEAD_LETTERS_RETENTION",
     "RETENTION_INTERVAL",
     "RETENTION_BATCH",
+    "PAYMENTS_PROVIDER",
+    "PAYMENTS_STRIPE_API_BASE",
+    "PAYMENTS_STRIPE_SECRET_KEY",
+    "PAYMENTS_STRIPE_PAYMENT_METHOD",
+    "PAYMENTS_CURRENCY",
+    "PAYMENTS_PROVIDER_TIMEOUT",
+    "PAYMENTS_PROVIDER_MAX_ATTEMPTS",
+    "PAYMENTS_PROVIDER_CONCURRENCY",
+    "PAYMENTS_PROVIDER_BREAKER_THRESHOLD",
+    "PAYMENTS_PROVIDER_BREAKER_COOLDOWN",
 ];
 
 /// Go's payments reads these; this worker has no use for them (logging is `RUST_LOG`
@@ -124,6 +136,36 @@ pub struct Config {
     pub retention_interval: GoDuration,
     /// Most rows one retention batch (one transaction) deletes.
     pub retention_batch: u32,
+    /// Who decides payments: `simulated` (the Go platform's parity rule) or
+    /// `stripe` (Stripe's PaymentIntents API, [`crate::stripe`]).
+    pub payments_provider: String,
+    /// Stripe's API root (stripe-mock or a test server in tests).
+    pub payments_stripe_api_base: String,
+    /// Stripe's secret key (`sk_test_...` in test mode); required with `stripe`,
+    /// never shown.
+    pub payments_stripe_secret_key: Secret,
+    /// The payment method each PaymentIntent is confirmed with (`pm_card_visa` is
+    /// Stripe's test card).
+    pub payments_stripe_payment_method: String,
+    /// The currency of every order's total (ISO code, minor units).
+    pub payments_currency: String,
+    /// Per call to the provider: connect, send and read the answer.
+    pub payments_provider_timeout: GoDuration,
+    /// Calls per charge without an answer before the message goes to dead letters.
+    pub payments_provider_max_attempts: u32,
+    /// Charges of one poll in flight at once.
+    pub payments_provider_concurrency: u32,
+    /// Consecutive calls without an answer that open the circuit breaker.
+    pub payments_provider_breaker_threshold: u32,
+    /// How long an open circuit makes no call to the provider.
+    pub payments_provider_breaker_cooldown: GoDuration,
+}
+
+/// Who decides payments ([`Config::provider`]).
+#[derive(Debug, Clone)]
+pub enum ProviderChoice {
+    Simulated,
+    Stripe(StripeSettings),
 }
 
 impl Default for Config {
@@ -148,6 +190,16 @@ impl Default for Config {
             dead_letters_retention: GoDuration(InboxSettings::DEFAULT.dead_letters_retention),
             retention_interval: GoDuration(retention::DEFAULT_INTERVAL),
             retention_batch: retention::DEFAULT_BATCH_SIZE,
+            payments_provider: "simulated".to_owned(),
+            payments_stripe_api_base: "https://api.stripe.com".to_owned(),
+            payments_stripe_secret_key: Secret::default(),
+            payments_stripe_payment_method: "pm_card_visa".to_owned(),
+            payments_currency: "usd".to_owned(),
+            payments_provider_timeout: GoDuration::from_secs(10),
+            payments_provider_max_attempts: 5,
+            payments_provider_concurrency: 16,
+            payments_provider_breaker_threshold: 5,
+            payments_provider_breaker_cooldown: GoDuration::from_secs(30),
         }
     }
 }
@@ -170,8 +222,79 @@ impl Config {
         }
     }
 
+    /// The provider `PAYMENTS_PROVIDER` names, with its settings checked.
+    pub fn provider(&self) -> Result<ProviderChoice, ConfigError> {
+        let refuse = |text: String| Err(ConfigError::Other(text));
+        match self.payments_provider.trim() {
+            "simulated" | "" => return Ok(ProviderChoice::Simulated),
+            "stripe" => {}
+            other => {
+                return refuse(format!(
+                    "PAYMENTS_PROVIDER = {other:?}: expected simulated or stripe"
+                ));
+            }
+        }
+        if self.payments_stripe_secret_key.expose().trim().is_empty() {
+            return refuse(
+                "PAYMENTS_STRIPE_SECRET_KEY is required with PAYMENTS_PROVIDER=stripe".into(),
+            );
+        }
+        let base = self.payments_stripe_api_base.trim();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return refuse(format!(
+                "PAYMENTS_STRIPE_API_BASE = {base:?}: expected an http:// or https:// URL"
+            ));
+        }
+        let currency = self.payments_currency.trim().to_ascii_lowercase();
+        if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+            return refuse(format!(
+                "PAYMENTS_CURRENCY = {:?}: expected a three-letter ISO currency code such as usd",
+                self.payments_currency
+            ));
+        }
+        settings::check_not_blank(&[(
+            "PAYMENTS_STRIPE_PAYMENT_METHOD",
+            &self.payments_stripe_payment_method,
+        )])
+        .map_err(ConfigError::Other)?;
+        for (name, value) in [
+            (
+                "PAYMENTS_PROVIDER_MAX_ATTEMPTS",
+                self.payments_provider_max_attempts,
+            ),
+            (
+                "PAYMENTS_PROVIDER_CONCURRENCY",
+                self.payments_provider_concurrency,
+            ),
+            (
+                "PAYMENTS_PROVIDER_BREAKER_THRESHOLD",
+                self.payments_provider_breaker_threshold,
+            ),
+        ] {
+            if value == 0 {
+                return refuse(format!("{name} must be at least 1"));
+            }
+        }
+        if self.payments_provider_timeout.get().is_zero() {
+            return refuse("PAYMENTS_PROVIDER_TIMEOUT must be more than 0".into());
+        }
+        Ok(ProviderChoice::Stripe(StripeSettings {
+            api_base: base.to_owned(),
+            secret_key: self.payments_stripe_secret_key.clone(),
+            currency,
+            payment_method: self.payments_stripe_payment_method.trim().to_owned(),
+            timeout: self.payments_provider_timeout.get(),
+            max_attempts: self.payments_provider_max_attempts,
+            concurrency: usize::try_from(self.payments_provider_concurrency).unwrap_or(usize::MAX),
+            breaker_threshold: self.payments_provider_breaker_threshold,
+            breaker_cooldown: self.payments_provider_breaker_cooldown.get(),
+            retry: backoff::RetryPolicy::DEFAULT,
+        }))
+    }
+
     /// Refuses values that would only fail later.
     pub fn check(mut self) -> Result<Self, ConfigError> {
+        self.provider()?;
         self.kafka.check_with_partitions(
             "PAYMENTS_KAFKA_PARTITIONS",
             "KAFKA_CONSUMER_GROUP",
@@ -315,6 +438,60 @@ mod tests {
             spoil(&mut config);
             let err = config.check().unwrap_err().to_string();
             assert!(err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_provider_is_simulated_unless_stripe_is_named_with_its_key() {
+        let (config, _) = Config::from_vars(&vars(&[])).unwrap();
+        assert!(matches!(
+            config.provider().unwrap(),
+            ProviderChoice::Simulated
+        ));
+        let (config, _) = Config::from_vars(&vars(&[
+            ("PAYMENTS_PROVIDER", "stripe"),
+            ("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_hunter2"),
+            ("PAYMENTS_CURRENCY", "EUR"),
+            ("PAYMENTS_PROVIDER_TIMEOUT", "3s"),
+        ]))
+        .unwrap();
+        let ProviderChoice::Stripe(stripe) = config.provider().unwrap() else {
+            panic!("stripe expected");
+        };
+        assert_eq!(stripe.api_base, "https://api.stripe.com");
+        assert_eq!(stripe.currency, "eur");
+        assert_eq!(stripe.payment_method, "pm_card_visa");
+        assert_eq!(stripe.timeout, std::time::Duration::from_secs(3));
+        assert_eq!((stripe.max_attempts, stripe.concurrency), (5, 16));
+        for shown in [format!("{config:?}"), format!("{stripe:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
+        for (env, named) in [
+            (&[("PAYMENTS_PROVIDER", "paypal")][..], "PAYMENTS_PROVIDER"),
+            (
+                &[("PAYMENTS_PROVIDER", "stripe")][..],
+                "PAYMENTS_STRIPE_SECRET_KEY",
+            ),
+            (
+                &[
+                    ("PAYMENTS_PROVIDER", "stripe"),
+                    ("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_x"),
+                    ("PAYMENTS_PROVIDER_CONCURRENCY", "0"),
+                ][..],
+                "PAYMENTS_PROVIDER_CONCURRENCY",
+            ),
+            (
+                &[
+                    ("PAYMENTS_PROVIDER", "stripe"),
+                    ("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_x"),
+                    ("PAYMENTS_CURRENCY", "dollars"),
+                ][..],
+                "PAYMENTS_CURRENCY",
+            ),
+        ] {
+            let err = testkit::config_refusal(Config::from_vars, env);
+            testkit::assert_mentions(&err, &[named]);
+            assert!(!err.contains("sk_test_x"), "{err}");
         }
     }
 

@@ -9,6 +9,10 @@
 //! - The database unreachable (or any other database failure) or the provider
 //!   unavailable: `Err`; the `bus` consumer retries the same message with backoff
 //!   and commits nothing until it is processed.
+//! - The provider gave up on an order (no answer after `PAYMENTS_PROVIDER_MAX_ATTEMPTS`,
+//!   or a request it refuses): that message is kept in `dead_letters` with the
+//!   reason, as a poison one, and `payments dead-letters replay` charges it later
+//!   (with the same idempotency key, so never twice).
 
 use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::{Counter, Metrics};
@@ -17,7 +21,7 @@ use service_skeleton::ErrorChain;
 use inbox::Consumed;
 
 use crate::{
-    provider::PaymentProvider,
+    provider::{PaymentProvider, ProviderError},
     store::{DeadLetter, PaymentStore, PollOutcome, ProcessError, Processed, StoreError},
 };
 
@@ -162,6 +166,9 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
             Err(ProcessError::Store(StoreError::Rejected(cause))) => {
                 self.dead_letter(message, &ErrorChain(&cause).to_string())
             }
+            Err(ProcessError::Provider(gave_up @ ProviderError::GaveUp(_))) => {
+                self.dead_letter(message, &gave_up.to_string())
+            }
             Err(err) => {
                 self.metrics.retries.inc();
                 Err(err.into())
@@ -196,7 +203,12 @@ impl<P: PaymentProvider> bus::Handler for OrderHandler<P> {
                 self.report(&outcome, messages);
                 Ok(())
             }
-            Err(ProcessError::Store(StoreError::Rejected(_))) => self.handle_one_by_one(messages),
+            // Only that order's message is dead-lettered: the others are redone one
+            // by one (the provider answers them again without charging twice).
+            Err(
+                ProcessError::Store(StoreError::Rejected(_))
+                | ProcessError::Provider(ProviderError::GaveUp(_)),
+            ) => self.handle_one_by_one(messages),
             Err(err) => {
                 self.metrics.retries.inc();
                 Err(bus::BatchFailure {

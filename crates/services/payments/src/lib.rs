@@ -6,7 +6,9 @@
 //! - [`config`]: settings from defaults, an optional TOML file and the environment
 //!   (the Go worker's `PAYMENTS_*` and `KAFKA_*` names);
 //! - [`provider`]: the [`PaymentProvider`] trait and the deterministic
-//!   [`SimulatedProvider`] (Go's rule: even order id succeeds, odd fails);
+//!   [`SimulatedProvider`] (Go's rule: even order id succeeds, odd fails), the
+//!   default; [`stripe`]: Stripe's PaymentIntents API (`PAYMENTS_PROVIDER=stripe`),
+//!   idempotent per event, retried, behind a circuit breaker;
 //! - [`store`]: one PostgreSQL transaction per event: `processed_events` (a duplicate
 //!   `event_id` is skipped), the payment, its `PaymentStatus` outbox row; poison
 //!   messages kept in `dead_letters`;
@@ -19,7 +21,7 @@
 //! - [`dead_letters`]: the operator's `payments dead-letters list|replay` commands,
 //!   which re-publish kept messages through the normal idempotent path;
 //! - this module: [`start`] binds the operations port (`/healthz`, `/readyz` for
-//!   PostgreSQL and the broker, `/metrics`), prepares the database (create, migrate,
+//!   PostgreSQL, the broker and the provider's circuit, `/metrics`), prepares the database (create, migrate,
 //!   or take over the Go payments service's database: [`takeover`]; retried while
 //!   PostgreSQL is unreachable), then runs the relay and the `bus`
 //!   consumer on their own threads; on shutdown the consumer finishes the message
@@ -39,6 +41,7 @@ pub mod dead_letters;
 mod handler;
 pub mod provider;
 pub mod store;
+pub mod stripe;
 pub mod takeover;
 
 use std::sync::Arc;
@@ -47,10 +50,11 @@ use ops_http::{Health, Metrics, OpsServer};
 use service_skeleton::{BindError, OpsAddresses, Readiness, TaskError};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{CONFIG_FILE_VAR, Config, ENV_VARS, PartitionList};
+pub use config::{CONFIG_FILE_VAR, Config, ENV_VARS, PartitionList, ProviderChoice};
 pub use handler::{HandleError, HandlerMetrics, OrderHandler};
-pub use provider::{PaymentProvider, ProviderError, SimulatedProvider};
+pub use provider::{Decision, PaymentProvider, ProviderError, SimulatedProvider};
 pub use store::{PaymentStore, Processed, StoreError};
+pub use stripe::{StripeProvider, StripeSettings};
 
 mod embedded {
     refinery::embed_migrations!("../../../migrations/payments");
@@ -84,6 +88,8 @@ pub enum StartError {
     Bind(#[from] BindError),
     #[error("cannot prepare the database named by PAYMENTS_PG_DSN")]
     Database(#[from] pgsetup::SetupError),
+    #[error("cannot set up the payment provider (PAYMENTS_PROVIDER)")]
+    Provider(#[from] stripe::StripeSetupError),
     /// The outbox relay or retention did not start, or the relay found a broker it
     /// cannot use (Apache Kafka 4.x) and stopped the worker.
     #[error(transparent)]
@@ -106,7 +112,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let config = config.check()?;
     let ops = OpsServer::start(
         config.payments_health_addr.get(),
-        &["database", "broker"],
+        &["database", "broker", "provider"],
         shutdown.clone(),
     )
     .await?;
@@ -135,11 +141,15 @@ async fn run(
         return Ok(()); // shut down while waiting for PostgreSQL
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
-    // `/readyz`: PostgreSQL and the broker.
+    let (provider, breaker) = provider(&config, &metrics)?;
+    // `/readyz`: PostgreSQL, the broker, and the provider's circuit (closed).
     let probe_store = store.clone();
     let readiness = Readiness::new(health)
         .probe("database", move || probe_store.ping())
         .probe("broker", bus::readiness_probe(&config.kafka))
+        .probe("provider", move || {
+            breaker.as_ref().map_or(Ok(()), |breaker| breaker.check())
+        })
         .spawn(shutdown.clone());
 
     let relay_config = config.outbox().relay_config(
@@ -178,7 +188,7 @@ async fn run(
         client_id: CLIENT_ID,
     };
     let consumer_config = bus::ConsumerConfig::for_service(&config.kafka, &subscription, &metrics);
-    let handler = OrderHandler::new(store, SimulatedProvider, handler_metrics);
+    let handler = OrderHandler::new(store, provider, handler_metrics);
     let result = match bus::spawn_consumer(consumer_config, handler, shutdown.clone()) {
         Ok(consumer) => {
             tracing::info!(
@@ -196,6 +206,31 @@ async fn run(
     let outbox_result = outbox.stopped().await.map_err(StartError::from);
     let _ = readiness.await;
     result.and(outbox_result)
+}
+
+/// The circuit breaker of a remote provider, shared with the readiness probe.
+type ProviderBreaker = Arc<stripe::Breaker>;
+
+/// The provider `PAYMENTS_PROVIDER` names and, for a remote one, its circuit breaker
+/// (the `provider` readiness check).
+fn provider(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<(Box<dyn PaymentProvider>, Option<ProviderBreaker>), StartError> {
+    Ok(match config.provider()? {
+        ProviderChoice::Simulated => (Box::new(SimulatedProvider), None),
+        ProviderChoice::Stripe(settings) => {
+            tracing::info!(
+                api_base = %settings.api_base,
+                currency = %settings.currency,
+                concurrency = settings.concurrency,
+                "payments decided by Stripe"
+            );
+            let stripe = StripeProvider::new(settings, stripe::ProviderMetrics::register(metrics))?;
+            let breaker = stripe.breaker();
+            (Box::new(stripe), Some(breaker))
+        }
+    })
 }
 
 /// What retention keeps bounded in payments' database, and for how long.

@@ -6,8 +6,9 @@
 //! together, or one by one with poison messages kept in `dead_letters`); this module
 //! says how a payment is decided and recorded on each path ([`inbox::Apply`]):
 //! 1. **decide**, before any transaction is open: look up which `event_id`s are
-//!    already in `processed_events` and ask the [`PaymentProvider`] for the outcome of
-//!    each other one (once per `event_id`), so a slow provider never holds a database
+//!    already in `processed_events` and ask the [`PaymentProvider`] for the decision
+//!    on the others (once per `event_id`, all of them at once:
+//!    [`PaymentProvider::decide_all`]), so a slow provider never holds a database
 //!    transaction open;
 //! 2. **record**, atomically: record each `event_id` in `processed_events`; if it was
 //!    already there the event was handled before (redelivery) and is reported
@@ -42,7 +43,7 @@ use pgsetup::Pool;
 use postgres::types::ToSql;
 use postgres::{Statement, Transaction};
 
-use crate::provider::{PaymentProvider, ProviderError};
+use crate::provider::{Decision, PaymentProvider, ProviderError};
 
 pub use inbox::{DeadLetter, Origin};
 
@@ -106,18 +107,18 @@ SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| inbox::record_sql(outbox::NEXT_EVENT_ID));
 
 /// The payment and, only if it is new, its outbox row (the outbox crate's insert,
-/// its values `$5..$8`).
+/// its values `$7..$10`).
 static INSERT_PAYMENT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
 WITH payment AS (
-    INSERT INTO payments (order_id, user_id, amount, status)
-    VALUES ($1, $2, $3, $4)
+    INSERT INTO payments (order_id, user_id, amount, status, failure_reason, provider_payment_id)
+    VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
 )
 {}",
-        outbox::insert_sql(5, Some("payment"))
+        outbox::insert_sql(7, Some("payment"))
     )
 });
 
@@ -143,14 +144,16 @@ static RECORD_MANY: LazyLock<String> = LazyLock::new(|| {
 WITH incoming AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::bigint[],
-        $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[]
+        $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
+        $13::text[], $14::text[]
     ) AS t(event_id, order_id, kafka_topic, kafka_partition, kafka_offset,
-           user_id, amount, status, status_event_id, message_key, payload)
+           user_id, amount, status, status_event_id, message_key, payload,
+           failure_reason, provider_payment_id)
 ),
 {},
 paid AS (
-    INSERT INTO payments (order_id, user_id, amount, status)
-    SELECT i.order_id, i.user_id, i.amount, i.status
+    INSERT INTO payments (order_id, user_id, amount, status, failure_reason, provider_payment_id)
+    SELECT i.order_id, i.user_id, i.amount, i.status, i.failure_reason, i.provider_payment_id
     FROM incoming i JOIN recorded r ON r.event_id = i.event_id
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
@@ -170,8 +173,27 @@ LEFT JOIN paid p ON p.order_id = i.order_id",
     )
 });
 
-/// The provider's outcome for each event to record, by `event_id`.
-type Decisions = HashMap<i64, PaymentOutcome>;
+/// The provider's decision for each event to record, by `event_id`.
+type Decisions = HashMap<i64, Decision>;
+
+/// The answers of one [`PaymentProvider::decide_all`], all decisions, or the error
+/// that decides what happens to the poll: "unavailable" (retry it all later) wins
+/// over "gave up" (dead-letter the order that gave up, the others are redone one by
+/// one).
+fn settle(answers: Vec<Result<Decision, ProviderError>>) -> Result<Vec<Decision>, ProviderError> {
+    let mut decisions = Vec::with_capacity(answers.len());
+    let mut gave_up = None;
+    for answer in answers {
+        match answer {
+            Ok(decision) => decisions.push(decision),
+            Err(err @ ProviderError::Unavailable(_)) => return Err(err),
+            Err(err @ ProviderError::GaveUp(_)) => {
+                gave_up.get_or_insert(err);
+            }
+        }
+    }
+    gave_up.map_or(Ok(decisions), Err)
+}
 
 /// The statements the one-by-one transaction runs, prepared (and cached) on its
 /// connection.
@@ -215,7 +237,8 @@ impl PaymentStore {
 
     /// A batch of events for distinct orders (the common case) in two round trips: one
     /// look-up that also draws the `PaymentStatus` event ids, the provider asked for
-    /// each new event (no connection held), then ONE statement that records them all.
+    /// the new events (all at once, [`PaymentProvider::decide_all`]; no transaction
+    /// open), then ONE statement that records them all.
     /// A single statement is atomic on its own, so no transaction is opened around it.
     /// An event the look-up finds processed is a duplicate and stays out of the
     /// statement; one another worker records in between is a duplicate there.
@@ -228,13 +251,16 @@ impl PaymentStore {
         let (processed, drawn) = processed_and_drawn(client, orders)?;
         let mut columns = RecordColumns::with_capacity(orders.len());
         let mut decisions = Decisions::with_capacity(orders.len());
-        for ((order, message), status_event_id) in orders.iter().zip(drawn) {
-            if processed.contains(&order.event_id) {
-                continue;
-            }
-            let outcome = provider.decide(order)?;
-            decisions.insert(order.event_id, outcome);
-            columns.push(order, Origin::of(message), outcome, status_event_id);
+        let new: Vec<_> = orders
+            .iter()
+            .zip(drawn)
+            .filter(|((order, _), _)| !processed.contains(&order.event_id))
+            .collect();
+        let asked: Vec<&OrderCreated> = new.iter().map(|((order, _), _)| *order).collect();
+        let answers = settle(provider.decide_all(&asked))?;
+        for (((order, message), status_event_id), decision) in new.into_iter().zip(answers) {
+            columns.push(order, Origin::of(message), &decision, status_event_id);
+            decisions.insert(order.event_id, decision);
         }
         let mut recorded = HashMap::with_capacity(decisions.len());
         if !decisions.is_empty() {
@@ -257,7 +283,9 @@ impl PaymentStore {
                     decisions.get(&order.event_id),
                 ) {
                     (Some((false, _)), _) => Ok(Processed::Duplicate),
-                    (Some((true, true)), Some(outcome)) => Ok(Processed::Decided(*outcome)),
+                    (Some((true, true)), Some(decision)) => {
+                        Ok(Processed::Decided(decision.outcome))
+                    }
                     (Some((true, false)), _) => Ok(Processed::AlreadyPaid),
                     _ => Err(ProcessError::NotRecorded {
                         event_id: order.event_id,
@@ -278,14 +306,19 @@ impl PaymentStore {
     ) -> Result<Decisions, ProcessError> {
         let orders: Vec<&OrderCreated> = orders.into_iter().collect();
         let processed = already_processed(&mut self.client()?, &orders)?;
-        let mut decisions = Decisions::with_capacity(orders.len());
+        let mut asked: Vec<&OrderCreated> = Vec::with_capacity(orders.len());
+        let mut seen = HashSet::with_capacity(orders.len());
         for order in orders {
-            if processed.contains(&order.event_id) || decisions.contains_key(&order.event_id) {
-                continue;
+            if !processed.contains(&order.event_id) && seen.insert(order.event_id) {
+                asked.push(order);
             }
-            decisions.insert(order.event_id, provider.decide(order)?);
         }
-        Ok(decisions)
+        let answers = settle(provider.decide_all(&asked))?;
+        Ok(asked
+            .iter()
+            .map(|order| order.event_id)
+            .zip(answers)
+            .collect())
     }
 
     /// Records one `OrderCreated` with its decision: a duplicate `event_id` changes
@@ -313,12 +346,12 @@ impl PaymentStore {
             return Ok(Processed::Duplicate);
         };
         let status_event_id: i64 = claimed.try_get(0)?;
-        let outcome = decisions
+        let decision = decisions
             .get(&order.event_id)
-            .copied()
             .ok_or(ProcessError::Undecided {
                 event_id: order.event_id,
             })?;
+        let outcome = decision.outcome;
         let status = PaymentStatus {
             event_id: status_event_id,
             order_id: order.order_id,
@@ -331,11 +364,13 @@ impl PaymentStore {
             contracts::message_key(order.order_id),
             &status,
         );
-        let payment: [&(dyn ToSql + Sync); 4] = [
+        let payment: [&(dyn ToSql + Sync); 6] = [
             &order.order_id,
             &order.user_id,
             &order.total_amount,
             &outcome.as_str(),
+            &decision.reason,
+            &decision.reference,
         ];
         let params: Vec<&(dyn ToSql + Sync)> =
             payment.into_iter().chain(outbox_row.params()).collect();
@@ -374,6 +409,8 @@ struct RecordColumns {
     status_event_ids: Vec<i64>,
     keys: Vec<String>,
     payloads: Vec<String>,
+    reasons: Vec<Option<String>>,
+    references: Vec<Option<String>>,
 }
 
 impl RecordColumns {
@@ -390,6 +427,8 @@ impl RecordColumns {
             status_event_ids: Vec::with_capacity(capacity),
             keys: Vec::with_capacity(capacity),
             payloads: Vec::with_capacity(capacity),
+            reasons: Vec::with_capacity(capacity),
+            references: Vec::with_capacity(capacity),
         }
     }
 
@@ -397,9 +436,10 @@ impl RecordColumns {
         &mut self,
         order: &OrderCreated,
         origin: Origin<'_>,
-        outcome: PaymentOutcome,
+        decision: &Decision,
         status_event_id: i64,
     ) {
+        let outcome = decision.outcome;
         let status = PaymentStatus {
             event_id: status_event_id,
             order_id: order.order_id,
@@ -417,10 +457,13 @@ impl RecordColumns {
         self.status_event_ids.push(status_event_id);
         self.keys.push(contracts::message_key(order.order_id));
         self.payloads.push(contracts::encode(&status));
+        self.reasons.push(decision.reason.clone());
+        self.references.push(decision.reference.clone());
     }
 
-    /// The statement's parameters, `status_topic` last (`$12`).
-    fn params<'p>(&'p self, status_topic: &'p String) -> [&'p (dyn ToSql + Sync); 12] {
+    /// The statement's parameters, `status_topic` at `$12`, then the decisions'
+    /// reasons and references.
+    fn params<'p>(&'p self, status_topic: &'p String) -> [&'p (dyn ToSql + Sync); 14] {
         [
             &self.event_ids,
             &self.order_ids,
@@ -434,6 +477,8 @@ impl RecordColumns {
             &self.keys,
             &self.payloads,
             status_topic,
+            &self.reasons,
+            &self.references,
         ]
     }
 }

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
+use contracts::OrderCreated;
 use contracts::PaymentOutcome::{Failed, Succeeded};
-use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::Metrics;
 use payments::Processed::{AlreadyPaid, Decided, Duplicate};
 use payments::{
-    HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, Processed, ProviderError,
+    Decision, HandlerMetrics, OrderHandler, PaymentProvider, PaymentStore, Processed, ProviderError,
 };
 use testkit::TestDatabase;
 
@@ -21,14 +21,14 @@ struct FlakyProvider {
 }
 
 impl PaymentProvider for FlakyProvider {
-    fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+    fn decide(&mut self, order: &OrderCreated) -> Result<Decision, ProviderError> {
         if order.order_id == self.flaky_order {
             self.asked += 1;
             if self.asked == 2 {
-                return Err(ProviderError("briefly unavailable".into()));
+                return Err(ProviderError::Unavailable("briefly unavailable".into()));
             }
         }
-        Ok(payments::SimulatedProvider::outcome(order.order_id))
+        Ok(payments::SimulatedProvider::outcome(order.order_id).into())
     }
 }
 
@@ -156,7 +156,7 @@ struct WatchingProvider {
 }
 
 impl PaymentProvider for WatchingProvider {
-    fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+    fn decide(&mut self, order: &OrderCreated) -> Result<Decision, ProviderError> {
         let open: i64 = self
             .watcher
             .query_one(
@@ -165,10 +165,10 @@ impl PaymentProvider for WatchingProvider {
                    AND xact_start IS NOT NULL",
                 &[],
             )
-            .map_err(|err| ProviderError(err.to_string()))?
+            .map_err(|err| ProviderError::Unavailable(err.to_string()))?
             .get(0);
         self.open_transactions_seen.push(open);
-        Ok(payments::SimulatedProvider::outcome(order.order_id))
+        Ok(payments::SimulatedProvider::outcome(order.order_id).into())
     }
 }
 
@@ -205,7 +205,7 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
         races: i64,
     }
     impl PaymentProvider for RacingProvider {
-        fn decide(&mut self, order: &OrderCreated) -> Result<PaymentOutcome, ProviderError> {
+        fn decide(&mut self, order: &OrderCreated) -> Result<Decision, ProviderError> {
             if order.event_id == self.races {
                 self.other_worker
                     .execute(
@@ -213,9 +213,9 @@ fn an_event_another_worker_records_meanwhile_is_a_duplicate_of_the_batch() {
                          VALUES ($1, $2, 'orders', 0, 99)",
                         &[&order.event_id, &order.order_id],
                     )
-                    .map_err(|err| ProviderError(err.to_string()))?;
+                    .map_err(|err| ProviderError::Unavailable(err.to_string()))?;
             }
-            Ok(payments::SimulatedProvider::outcome(order.order_id))
+            Ok(payments::SimulatedProvider::outcome(order.order_id).into())
         }
     }
     let (db, store) = payments_store("payments_race");
