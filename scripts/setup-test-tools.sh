@@ -66,6 +66,22 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# payments' Stripe tests (crates/services/payments/tests/integration/stripe_*.rs) run
+# stripe-mock, Stripe's official mock, which validates requests against Stripe's
+# OpenAPI specification. Built with Go (Debian's golang if no go is installed) from
+# the Go module proxy into a stable place the tests look in first.
+STRIPE_MOCK_VERSION=v0.203.0
+STRIPE_MOCK_BIN="$HOME/.cache/order-platform/bin"
+if [ ! -x "$STRIPE_MOCK_BIN/stripe-mock" ]; then
+  if ! command -v go >/dev/null; then
+    log "installing Go (Debian; builds stripe-mock)"
+    apt_install golang-go
+  fi
+  log "installing stripe-mock $STRIPE_MOCK_VERSION into $STRIPE_MOCK_BIN (go install)"
+  mkdir -p "$STRIPE_MOCK_BIN"
+  GOBIN="$STRIPE_MOCK_BIN" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+fi
+
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
   log "installing Java 17 and Maven (Debian; Apache Kafka runs in the tests)"
   apt_install openjdk-17-jre-headless maven

@@ -52,6 +52,9 @@ use crate::provider::{Decision, PaymentProvider, ProviderError};
 /// is never held for minutes inside one attempt (it is retried again later anyway).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// Most give-ups kept for a redo ([`StripeProvider`]'s `gave_up`).
+const GAVE_UP_REMEMBERED: usize = 4096;
+
 /// The prefix of every idempotency key this platform sends, so its keys cannot
 /// collide with another application's on the same Stripe account.
 pub const IDEMPOTENCY_KEY_PREFIX: &str = "order-platform-";
@@ -229,9 +232,11 @@ pub struct StripeProvider {
     /// `None` only while dropping.
     runtime: Option<tokio::runtime::Runtime>,
     charger: Arc<Charger>,
-    /// Orders whose charge gave up in the last poll: a poll redone message by
-    /// message (so only that one is dead-lettered) gets the same answer without
-    /// another round of attempts.
+    /// Orders of a poll of several whose charge gave up: the handler redoes such a
+    /// poll message by message (so only that one is dead-lettered), and the redo
+    /// gets the same answer without another round of attempts. Each entry is used
+    /// once; a message handled alone is never remembered, so a later replay is
+    /// charged afresh.
     gave_up: HashMap<i64, String>,
 }
 
@@ -318,8 +323,11 @@ impl PaymentProvider for StripeProvider {
                 None => to_charge.push((index, (*order).clone())),
             }
         }
-        // Only the last poll's give-ups are of use.
-        self.gave_up.clear();
+        // Bounded: entries a redo never asked for (the poll was retried whole).
+        if self.gave_up.len() > GAVE_UP_REMEMBERED {
+            self.gave_up.clear();
+        }
+        let remember = orders.len() > 1;
         let charger = &self.charger;
         let charged = runtime.block_on(async {
             let permits = Arc::new(tokio::sync::Semaphore::new(
@@ -343,7 +351,7 @@ impl PaymentProvider for StripeProvider {
             charged
         });
         for (index, event_id, answer) in charged {
-            if let Err(ProviderError::GaveUp(reason)) = &answer {
+            if let (true, Err(ProviderError::GaveUp(reason))) = (remember, &answer) {
                 self.gave_up.insert(event_id, reason.clone());
             }
             if let Some(slot) = answers.get_mut(index) {

@@ -5,4 +5,6 @@
 mod config;
 mod go_takeover;
 mod handler;
+mod stripe_provider;
+mod stripe_support;
 mod worker;
