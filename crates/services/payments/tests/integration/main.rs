@@ -7,4 +7,5 @@ mod go_takeover;
 mod handler;
 mod stripe_provider;
 mod stripe_support;
+mod stripe_worker;
 mod worker;

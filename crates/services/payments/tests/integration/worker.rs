@@ -18,19 +18,19 @@ use testkit::{
 };
 use tokio_util::sync::CancellationToken;
 
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A database and the worker running against it and an in-process broker
 /// ([`Worker`]: its own runtime, the test bodies are synchronous).
-struct Harness {
-    worker: Worker<payments::StartError>,
-    db: TestDatabase,
-    config: Config,
+pub(crate) struct Harness {
+    pub(crate) worker: Worker<payments::StartError>,
+    pub(crate) db: TestDatabase,
+    pub(crate) config: Config,
 }
 
 impl Harness {
     /// `configure` adjusts the test's configuration (given the test database).
-    fn start(configure: impl FnOnce(&mut Config, &TestDatabase)) -> Self {
+    pub(crate) fn start(configure: impl FnOnce(&mut Config, &TestDatabase)) -> Self {
         let db = TestDatabase::new("payments");
         let (worker, config) = Worker::start(
             "payments-test",
@@ -56,31 +56,31 @@ impl Harness {
         Self { worker, db, config }
     }
 
-    fn produce(&mut self, key: &str, value: &[u8]) {
+    pub(crate) fn produce(&mut self, key: &str, value: &[u8]) {
         self.worker
             .produce(&self.config.kafka_topic_order, key, value);
     }
 
-    fn produce_order(&mut self, order: &OrderCreated) {
+    pub(crate) fn produce_order(&mut self, order: &OrderCreated) {
         let key = contracts::message_key(order.order_id);
         self.produce(&key, contracts::encode(order).as_bytes());
     }
 
-    fn health_addr(&self) -> SocketAddr {
+    pub(crate) fn health_addr(&self) -> SocketAddr {
         self.worker.health_addr()
     }
 
     /// The worker's `/metrics` value of `name`, if it has one.
-    fn metric(&self, name: &str) -> Option<u64> {
+    pub(crate) fn metric(&self, name: &str) -> Option<u64> {
         testkit::metric(self.health_addr(), name)
     }
 
     /// Waits until the worker's `/metrics` value of `name` is at least `at_least`.
-    fn wait_for_metric(&self, name: &str, at_least: u64) {
+    pub(crate) fn wait_for_metric(&self, name: &str, at_least: u64) {
         testkit::wait_for_metric(self.health_addr(), name, at_least, DEADLINE);
     }
 
-    fn wait_for_payment(&self, order_id: i64) -> String {
+    pub(crate) fn wait_for_payment(&self, order_id: i64) -> String {
         wait_until(DEADLINE, &format!("payment of order {order_id}"), || {
             // The worker creates the database: it may not exist yet.
             let mut client = postgres::Client::connect(&self.db.dsn(), postgres::NoTls).ok()?;
@@ -94,12 +94,12 @@ impl Harness {
         })
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.worker.stop();
     }
 }
 
-fn order(event_id: i64, order_id: i64) -> OrderCreated {
+pub(crate) fn order(event_id: i64, order_id: i64) -> OrderCreated {
     OrderCreated {
         event_id,
         order_id,
