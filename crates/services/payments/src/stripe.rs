@@ -18,8 +18,9 @@
 //! - a network error, a timeout, 401/403, 409 (the key in use), 429 and 5xx -> tried
 //!   again after the platform's backoff ([`backoff::RetryPolicy::DEFAULT`]), waiting
 //!   at least what `Retry-After` asks, up to `PAYMENTS_PROVIDER_MAX_ATTEMPTS` in all;
-//!   then [`ProviderError::GaveUp`] (the message goes to `dead_letters`), never
-//!   "failed";
+//!   then [`ProviderError::GaveUp`] (the message goes to `dead_letters`), or, when
+//!   those failures opened the circuit (the provider as a whole is down), the
+//!   message waits like in a database outage; never "failed";
 //! - any other 4xx (the request itself refused) or a PaymentIntent still
 //!   `processing` -> [`ProviderError::GaveUp`] at once: asking again changes nothing.
 //!
@@ -430,6 +431,12 @@ impl Charger {
                     }
                 }
             }
+        }
+        // A provider-wide outage (the circuit open) holds the message like a database
+        // outage does; only an order that keeps failing while the provider answers
+        // others goes to dead letters.
+        if let Err(open) = self.breaker.check() {
+            return Err(ProviderError::Unavailable(open.to_string()));
         }
         Err(ProviderError::GaveUp(format!(
             "no answer from the payment provider after {max_attempts} attempts; last: {last}"
