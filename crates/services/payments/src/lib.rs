@@ -141,7 +141,7 @@ async fn run(
         return Ok(()); // shut down while waiting for PostgreSQL
     };
     let store = PaymentStore::new(pool.clone(), config.kafka_topic_status.clone());
-    let (provider, breaker) = provider(&config, &metrics)?;
+    let (provider, breaker) = provider(&config, &metrics, &shutdown)?;
     // `/readyz`: PostgreSQL, the broker, and the provider's circuit (closed).
     let probe_store = store.clone();
     let readiness = Readiness::new(health)
@@ -216,6 +216,7 @@ type ProviderBreaker = Arc<stripe::Breaker>;
 fn provider(
     config: &Config,
     metrics: &Metrics,
+    shutdown: &CancellationToken,
 ) -> Result<(Box<dyn PaymentProvider>, Option<ProviderBreaker>), StartError> {
     Ok(match config.provider()? {
         ProviderChoice::Simulated => (Box::new(SimulatedProvider), None),
@@ -226,7 +227,11 @@ fn provider(
                 concurrency = settings.concurrency,
                 "payments decided by Stripe"
             );
-            let stripe = StripeProvider::new(settings, stripe::ProviderMetrics::register(metrics))?;
+            let stripe = StripeProvider::new(
+                settings,
+                stripe::ProviderMetrics::register(metrics),
+                shutdown.clone(),
+            )?;
             let breaker = stripe.breaker();
             (Box::new(stripe), Some(breaker))
         }

@@ -46,6 +46,7 @@ use ops_http::{CounterFamily, HistogramFamily, LATENCY_BUCKETS, Metrics};
 use serde::Deserialize;
 use service_skeleton::ErrorChain;
 use settings::Secret;
+use tokio_util::sync::CancellationToken;
 
 use crate::provider::{Decision, PaymentProvider, ProviderError};
 
@@ -248,12 +249,18 @@ struct Charger {
     settings: StripeSettings,
     breaker: Arc<Breaker>,
     metrics: ProviderMetrics,
+    /// The worker's shutdown: a charge waiting for an answer or a retry stops at
+    /// once (its message is not committed and is charged again, under the same
+    /// idempotency key, after the restart).
+    shutdown: CancellationToken,
 }
 
 impl StripeProvider {
+    /// `shutdown` cuts short the calls and retry delays in flight.
     pub fn new(
         settings: StripeSettings,
         metrics: ProviderMetrics,
+        shutdown: CancellationToken,
     ) -> Result<Self, StripeSetupError> {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
@@ -280,6 +287,7 @@ impl StripeProvider {
                 settings,
                 breaker,
                 metrics,
+                shutdown,
             }),
             gave_up: HashMap::new(),
         })
@@ -398,7 +406,10 @@ impl Charger {
                 .check()
                 .map_err(|open| ProviderError::Unavailable(open.to_string()))?;
             let started = Instant::now();
-            let (answer, outcome) = self.call(order).await;
+            let (answer, outcome) = tokio::select! {
+                answered = self.call(order) => answered,
+                () = self.shutdown.cancelled() => return Err(stopping()),
+            };
             self.metrics.observe(outcome, started.elapsed());
             match answer {
                 Answer::Decided(decision) => {
@@ -427,7 +438,10 @@ impl Charger {
                         let delay = backoff
                             .next_delay()
                             .max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
-                        tokio::time::sleep(delay).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = self.shutdown.cancelled() => return Err(stopping()),
+                        }
                     }
                 }
             }
@@ -480,6 +494,11 @@ impl Charger {
         };
         classify(status.as_u16(), retry_after, &body)
     }
+}
+
+/// The worker is stopping: the message is left uncommitted.
+fn stopping() -> ProviderError {
+    ProviderError::Unavailable("the worker is shutting down".into())
 }
 
 /// A call that got no HTTP answer.

@@ -48,7 +48,12 @@ pub fn settings(base: &str) -> StripeSettings {
 
 fn provider(settings: StripeSettings) -> (StripeProvider, Metrics) {
     let metrics = Metrics::new();
-    let provider = StripeProvider::new(settings, ProviderMetrics::register(&metrics)).unwrap();
+    let provider = StripeProvider::new(
+        settings,
+        ProviderMetrics::register(&metrics),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .unwrap();
     (provider, metrics)
 }
 

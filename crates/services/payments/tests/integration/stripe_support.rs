@@ -119,6 +119,9 @@ struct State {
     answers: HashMap<String, (u16, String)>,
     /// PaymentIntents created: one per new key.
     charges: u32,
+    /// Keys whose first request is still being handled: another request with one of
+    /// them gets Stripe's 409 `idempotency_key_in_use`.
+    in_progress: HashSet<String>,
     plan: VecDeque<Step>,
     /// While set, every request gets this failure (no charge).
     failing: Option<u16>,
@@ -251,7 +254,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             return;
         }
         Step::Slow(delay) => {
+            let key = request.idempotency_key.clone().unwrap_or_default();
+            state.lock().unwrap().in_progress.insert(key.clone());
             thread::sleep(delay);
+            state.lock().unwrap().in_progress.remove(&key);
             charge(state, &request)
         }
         Step::ChargeThenDrop => {
@@ -270,6 +276,14 @@ fn charge(state: &Mutex<State>, request: &Request) -> (u16, String) {
     let key = request.idempotency_key.clone().unwrap_or_default();
     if let Some(answer) = state.answers.get(&key) {
         return answer.clone();
+    }
+    if state.in_progress.contains(&key) {
+        return (
+            409,
+            r#"{"error": {"type": "idempotency_error", "code": "idempotency_key_in_use",
+            "message": "There is currently another in-progress request using this Idempotency Key."}}"#
+                .to_owned(),
+        );
     }
     state.charges += 1;
     let id = format!("pi_fake{}", state.charges);

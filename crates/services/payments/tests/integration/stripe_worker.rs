@@ -1,7 +1,7 @@
 //! The payments worker with `PAYMENTS_PROVIDER=stripe`, against real PostgreSQL, an
 //! in-process devbroker, and stripe-mock or [`FakeStripe`]: end to end, duplicates,
 //! the circuit breaker seen by `/readyz`, a dead letter replayed, and the binary
-//! killed (`kill -9`) between the charge and the commit.
+//! killed (`kill -9`) or stopped (SIGTERM) between the charge and the commit.
 
 use std::{
     process::{Command, Stdio},
@@ -188,26 +188,7 @@ fn kill_9_between_the_charge_and_the_commit_charges_once_after_a_restart() {
     let db = TestDatabase::new("payments_stripe_kill");
     let topic = unique_name("orders");
     let (status_topic, group) = (unique_name("statuses"), unique_name("payments"));
-    let spawn = || {
-        KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_payments"))
-                .env("PAYMENTS_PG_DSN", db.dsn())
-                .env("PAYMENTS_HEALTH_ADDR", "127.0.0.1:0")
-                .env("KAFKA_BROKERS", broker.bootstrap())
-                .env("KAFKA_TOPIC_ORDER", &topic)
-                .env("KAFKA_TOPIC_STATUS", &status_topic)
-                .env("KAFKA_CONSUMER_GROUP", &group)
-                .env("PAYMENTS_PROVIDER", "stripe")
-                .env("PAYMENTS_STRIPE_API_BASE", &fake.base)
-                .env("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_123")
-                .env("PAYMENTS_PROVIDER_TIMEOUT", "10s")
-                .env_remove("PAYMENTS_CONFIG")
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let spawn = || spawn_binary(&db, &broker, &topic, &status_topic, &group, &fake.base);
     let mut child = spawn();
     let mut producer = producer(&broker, "payments-test");
     producer
@@ -230,13 +211,7 @@ fn kill_9_between_the_charge_and_the_commit_charges_once_after_a_restart() {
     // Restarted: the uncommitted message is redelivered and charged again under
     // the same key, which gives the first charge back.
     let mut restarted = spawn();
-    wait_until(DEADLINE, "the restarted binary to pay order 70", || {
-        let mut client = postgres::Client::connect(&db.dsn(), postgres::NoTls).ok()?;
-        client
-            .query_opt("SELECT 1 FROM payments WHERE order_id = 70", &[])
-            .ok()?
-            .map(|_| ())
-    });
+    wait_for_binary_payment(&db, 70);
     assert_eq!(fake.charges(), 1);
     assert_eq!(db.count("SELECT count(*) FROM payments"), 1);
     assert_eq!(
@@ -248,4 +223,102 @@ fn kill_9_between_the_charge_and_the_commit_charges_once_after_a_restart() {
     assert_eq!(requests[0].idempotency_key, requests[1].idempotency_key);
     let status = restarted.terminate(DEADLINE);
     assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn sigterm_during_a_slow_charge_stops_at_once_and_the_restart_charges_once() {
+    let fake = FakeStripe::start();
+    // Stripe takes 2 s; a request with the same key meanwhile gets 409 (key in use).
+    fake.plan([Step::Slow(Duration::from_secs(2))]);
+    let broker = devbroker::spawn_background(devbroker::BrokerConfig::default()).unwrap();
+    let db = TestDatabase::new("payments_stripe_term");
+    let topic = unique_name("orders");
+    let (status_topic, group) = (unique_name("statuses"), unique_name("payments"));
+    let spawn = || spawn_binary(&db, &broker, &topic, &status_topic, &group, &fake.base);
+    let mut child = spawn();
+    producer(&broker, "payments-test")
+        .send(bus::Record {
+            topic: &topic,
+            key: b"80",
+            value: contracts::encode(&order(800, 80)).as_bytes(),
+        })
+        .unwrap();
+    wait_until(DEADLINE, "the charge to be asked for", || {
+        (!fake.requests().is_empty()).then_some(())
+    });
+    // The charge in flight does not hold the shutdown (PAYMENTS_PROVIDER_TIMEOUT is
+    // 10 s): the worker leaves the message uncommitted and exits.
+    let asked = std::time::Instant::now();
+    let status = child.terminate(DEADLINE);
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(db.count("SELECT count(*) FROM payments"), 0);
+
+    let mut restarted = spawn();
+    wait_for_binary_payment(&db, 80);
+    assert_eq!(fake.charges(), 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM payments WHERE provider_payment_id = 'pi_fake1'"),
+        1
+    );
+    for request in fake.requests() {
+        assert_eq!(
+            request.idempotency_key.as_deref(),
+            Some("order-platform-800")
+        );
+    }
+    let status = restarted.terminate(DEADLINE);
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// Waits until the binary, which creates its database, has paid `order_id`.
+fn wait_for_binary_payment(db: &TestDatabase, order_id: i64) {
+    wait_until(
+        DEADLINE,
+        &format!("the binary to pay order {order_id}"),
+        || {
+            let mut client = postgres::Client::connect(&db.dsn(), postgres::NoTls).ok()?;
+            client
+                .query_opt("SELECT 1 FROM payments WHERE order_id = $1", &[&order_id])
+                .ok()?
+                .map(|_| ())
+        },
+    );
+}
+
+/// The payments binary charging through Stripe at `stripe_base`.
+fn spawn_binary(
+    db: &TestDatabase,
+    broker: &devbroker::BackgroundBroker,
+    topic: &str,
+    status_topic: &str,
+    group: &str,
+    stripe_base: &str,
+) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_payments"))
+            .env("PAYMENTS_PG_DSN", db.dsn())
+            .env("PAYMENTS_HEALTH_ADDR", "127.0.0.1:0")
+            .env("KAFKA_BROKERS", broker.bootstrap())
+            .env("KAFKA_TOPIC_ORDER", topic)
+            .env("KAFKA_TOPIC_STATUS", status_topic)
+            .env("KAFKA_CONSUMER_GROUP", group)
+            .env("PAYMENTS_PROVIDER", "stripe")
+            .env("PAYMENTS_STRIPE_API_BASE", stripe_base)
+            .env("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_123")
+            .env("PAYMENTS_PROVIDER_TIMEOUT", "10s")
+            // The restarted worker's calls meet the first one's key in use (409)
+            // until it is done: retried, without opening the circuit.
+            .env("PAYMENTS_PROVIDER_MAX_ATTEMPTS", "20")
+            .env("PAYMENTS_PROVIDER_BREAKER_THRESHOLD", "20")
+            .env_remove("PAYMENTS_CONFIG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
