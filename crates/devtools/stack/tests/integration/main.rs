@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod configuration_docs;
+mod dashboard;
 mod deployment_files;
 mod e2e;
 mod go_env_e2e;
