@@ -35,20 +35,27 @@
 //! at once, on a small runtime of the provider's own: the consumer thread is blocking
 //! and waits for the lot, so a provider taking 100 ms per charge does not cap the
 //! worker at 10 payments a second.
+//!
+//! The parts: this module (settings, the provider and its charges), [`answer`] (what
+//! an HTTP answer means), [`breaker`] (the circuit breaker).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backoff::RetryPolicy;
 use contracts::{OrderCreated, PaymentOutcome};
 use ops_http::{CounterFamily, HistogramFamily, LATENCY_BUCKETS, Metrics};
-use serde::Deserialize;
-use service_skeleton::ErrorChain;
 use settings::Secret;
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::{Decision, PaymentProvider, ProviderError};
+
+mod answer;
+mod breaker;
+
+use answer::{Answer, classify, retry_after, transport_error};
+pub use breaker::{Breaker, CircuitOpen};
 
 /// The longest `Retry-After` honoured: a longer one is cut to this, so a message
 /// is never held for minutes inside one attempt (it is retried again later anyway).
@@ -141,91 +148,6 @@ impl ProviderMetrics {
     fn observe(&self, outcome: &str, elapsed: Duration) {
         self.calls.with_labels([outcome]).inc();
         self.seconds.with_labels([outcome]).observe(elapsed);
-    }
-}
-
-/// The circuit breaker in front of the provider; shared with the readiness probe.
-#[derive(Debug)]
-pub struct Breaker {
-    threshold: u32,
-    cooldown: Duration,
-    state: Mutex<BreakerState>,
-}
-
-#[derive(Debug, Default)]
-struct BreakerState {
-    consecutive_failures: u32,
-    open_until: Option<Instant>,
-    last_failure: String,
-}
-
-/// The circuit is open: no call is made until `for_another` has passed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(
-    "circuit open for another {for_another:?} after {failures} consecutive calls without an answer; last: {last_failure}"
-)]
-pub struct CircuitOpen {
-    pub for_another: Duration,
-    pub failures: u32,
-    pub last_failure: String,
-}
-
-impl Breaker {
-    pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Self {
-            threshold: threshold.max(1),
-            cooldown,
-            state: Mutex::default(),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, BreakerState> {
-        // The state stays consistent whatever panicked while holding it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// `Ok` when a call may be made: the circuit is closed, or its cooldown is over
-    /// (a trial call). Also the `provider` readiness check.
-    pub fn check(&self) -> Result<(), CircuitOpen> {
-        let state = self.state();
-        match state.open_until {
-            Some(until) if until > Instant::now() => Err(CircuitOpen {
-                for_another: until.saturating_duration_since(Instant::now()),
-                failures: state.consecutive_failures,
-                last_failure: state.last_failure.clone(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The provider answered: the circuit closes.
-    fn answered(&self) {
-        let mut state = self.state();
-        if state.open_until.is_some() {
-            tracing::info!("payment provider answers again: circuit closed");
-        }
-        *state = BreakerState::default();
-    }
-
-    /// A call without an answer; at the threshold (and after each failed trial) the
-    /// circuit opens for the cooldown.
-    fn failed(&self, reason: &str) {
-        let mut state = self.state();
-        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-        state.last_failure = reason.to_owned();
-        if state.consecutive_failures >= self.threshold {
-            if state.open_until.is_none_or(|until| until <= Instant::now()) {
-                tracing::warn!(
-                    failures = state.consecutive_failures,
-                    cooldown = ?self.cooldown,
-                    last = reason,
-                    "payment provider keeps failing: circuit open"
-                );
-            }
-            state.open_until = Some(Instant::now() + self.cooldown);
-        }
     }
 }
 
@@ -377,19 +299,6 @@ impl PaymentProvider for StripeProvider {
     }
 }
 
-/// One call's answer, classified.
-enum Answer {
-    /// Paid, or declined: the payment is decided.
-    Decided(Decision),
-    /// The request refused, or a state retrying cannot change: give up now.
-    Refused(String),
-    /// No answer (or "not now"): try again, at the earliest after `retry_after`.
-    Retry {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-}
-
 impl Charger {
     /// Charges `order`: up to `max_attempts` calls, each with the same idempotency
     /// key; see the module docs.
@@ -499,214 +408,4 @@ impl Charger {
 /// The worker is stopping: the message is left uncommitted.
 fn stopping() -> ProviderError {
     ProviderError::Unavailable("the worker is shutting down".into())
-}
-
-/// A call that got no HTTP answer.
-fn transport_error(err: &reqwest::Error) -> (Answer, &'static str) {
-    let outcome = if err.is_timeout() {
-        "timeout"
-    } else {
-        "network"
-    };
-    (
-        Answer::Retry {
-            reason: ErrorChain(err).to_string(),
-            retry_after: None,
-        },
-        outcome,
-    )
-}
-
-/// `Retry-After` in seconds (the form Stripe and proxies send); a date is ignored.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-#[derive(Debug, Deserialize)]
-struct PaymentIntent {
-    id: String,
-    status: String,
-    #[serde(default)]
-    last_payment_error: Option<StripeError>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct StripeError {
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    decline_code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    payment_intent: Option<PaymentIntentRef>,
-}
-
-#[derive(Debug, Deserialize)]
-struct PaymentIntentRef {
-    id: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: StripeError,
-}
-
-impl StripeError {
-    /// `code (decline_code): message`, with what Stripe gave of it.
-    fn reason(&self, fallback: &str) -> String {
-        let code = self
-            .code
-            .as_deref()
-            .or(self.kind.as_deref())
-            .unwrap_or(fallback);
-        let mut reason = code.to_owned();
-        if let Some(decline) = &self.decline_code {
-            reason.push_str(&format!(" ({decline})"));
-        }
-        if let Some(message) = &self.message {
-            reason.push_str(&format!(": {message}"));
-        }
-        reason
-    }
-}
-
-/// What an HTTP answer means; see the module docs.
-fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> (Answer, &'static str) {
-    let error = || {
-        serde_json::from_slice::<ErrorBody>(body)
-            .map(|body| body.error)
-            .unwrap_or_default()
-    };
-    let retry = |reason: String| Answer::Retry {
-        reason,
-        retry_after,
-    };
-    match status {
-        200..=299 => match serde_json::from_slice::<PaymentIntent>(body) {
-            Ok(intent) => intent_answer(intent),
-            Err(err) => (
-                retry(format!("unreadable PaymentIntent (HTTP {status}): {err}")),
-                "retryable",
-            ),
-        },
-        402 => {
-            let error = error();
-            let decision = Decision {
-                outcome: PaymentOutcome::Failed,
-                reason: Some(error.reason("declined")),
-                reference: error
-                    .payment_intent
-                    .as_ref()
-                    .map(|intent| intent.id.clone()),
-            };
-            (Answer::Decided(decision), "declined")
-        }
-        401 | 403 | 409 | 429 | 500..=599 => (
-            retry(format!(
-                "HTTP {status}: {}",
-                error().reason("no error code")
-            )),
-            "retryable",
-        ),
-        _ => (
-            Answer::Refused(format!(
-                "the payment provider refused the request (HTTP {status}): {}",
-                error().reason("no error code")
-            )),
-            "refused",
-        ),
-    }
-}
-
-/// A PaymentIntent's status as a decision.
-fn intent_answer(intent: PaymentIntent) -> (Answer, &'static str) {
-    let failed = |why: &str| Decision {
-        outcome: PaymentOutcome::Failed,
-        reason: Some(intent.last_payment_error.as_ref().map_or_else(
-            || why.to_owned(),
-            |error| format!("{why}: {}", error.reason("declined")),
-        )),
-        reference: Some(intent.id.clone()),
-    };
-    match intent.status.as_str() {
-        "succeeded" => (
-            Answer::Decided(Decision {
-                outcome: PaymentOutcome::Succeeded,
-                reason: None,
-                reference: Some(intent.id),
-            }),
-            "succeeded",
-        ),
-        "requires_payment_method" | "canceled" | "requires_action" => {
-            (Answer::Decided(failed(&intent.status)), "declined")
-        }
-        other => (
-            Answer::Refused(format!(
-                "PaymentIntent {} is {other}: not decided; check it in Stripe's dashboard",
-                intent.id
-            )),
-            "refused",
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_decline_is_a_failed_payment_with_its_reason() {
-        let body = br#"{"error": {"type": "card_error", "code": "card_declined",
-            "decline_code": "insufficient_funds", "message": "Your card has insufficient funds.",
-            "payment_intent": {"id": "pi_1"}}}"#;
-        let (Answer::Decided(decision), "declined") = classify(402, None, body) else {
-            panic!("not a decline");
-        };
-        assert_eq!(decision.outcome, PaymentOutcome::Failed);
-        assert_eq!(
-            decision.reason.as_deref(),
-            Some("card_declined (insufficient_funds): Your card has insufficient funds.")
-        );
-        assert_eq!(decision.reference.as_deref(), Some("pi_1"));
-    }
-
-    #[test]
-    fn overload_and_server_errors_are_retried_honouring_retry_after() {
-        for status in [429, 500, 503, 409] {
-            let (answer, outcome) = classify(status, Some(Duration::from_secs(2)), b"{}");
-            assert_eq!(outcome, "retryable", "{status}");
-            let Answer::Retry { retry_after, .. } = answer else {
-                panic!("{status} not retried");
-            };
-            assert_eq!(retry_after, Some(Duration::from_secs(2)));
-        }
-    }
-
-    #[test]
-    fn a_refused_request_gives_up_at_once() {
-        let body = br#"{"error": {"type": "invalid_request_error", "message": "Received unknown parameter: bogus"}}"#;
-        let (Answer::Refused(reason), "refused") = classify(400, None, body) else {
-            panic!("not refused");
-        };
-        assert!(reason.contains("unknown parameter"), "{reason}");
-    }
-
-    #[test]
-    fn the_breaker_opens_at_the_threshold_and_an_answer_closes_it() {
-        let breaker = Breaker::new(2, Duration::from_secs(60));
-        breaker.failed("HTTP 500");
-        assert!(breaker.check().is_ok());
-        breaker.failed("HTTP 503");
-        let open = breaker.check().unwrap_err().to_string();
-        assert!(
-            open.contains("2 consecutive") && open.contains("HTTP 503"),
-            "{open}"
-        );
-        breaker.answered();
-        assert!(breaker.check().is_ok());
-    }
 }
