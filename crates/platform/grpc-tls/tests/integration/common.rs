@@ -34,6 +34,14 @@ pub fn server_files(files: &CertFiles, client_ca: Option<&Path>) -> ServerTlsFil
     }
 }
 
+/// Writes `contents` to `path` at once (beside it, then renamed over it), so a poll
+/// never sees the file half-written.
+pub fn replace_file(path: &Path, contents: &str) {
+    let staged = path.with_extension("staged.tmp");
+    std::fs::write(&staged, contents).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
 /// Replaces a certificate and key the way rotation tools do: each file written
 /// beside its target, then renamed over it.
 pub fn rotate(files: &CertFiles, issued: &Issued) {

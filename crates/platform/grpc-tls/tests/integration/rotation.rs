@@ -8,7 +8,7 @@ use testkit::TestCa;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
-    EchoServer, FAST_POLL, certificate_of, der_of, rotate, send_sighup, server_files,
+    EchoServer, FAST_POLL, certificate_of, der_of, replace_file, rotate, send_sighup, server_files,
     wait_for_failures,
 };
 
@@ -77,7 +77,7 @@ async fn a_broken_file_keeps_the_current_certificate_until_a_good_one_comes() {
     let served = || server.served_certificate(ca.ca_pem());
 
     // Not PEM at all.
-    std::fs::write(&files.cert, "not a certificate\n").unwrap();
+    replace_file(&files.cert, "not a certificate\n");
     let error = wait_for_failures(&server.config, 1).await;
     testkit::assert_mentions(
         &error,
@@ -91,7 +91,7 @@ async fn a_broken_file_keeps_the_current_certificate_until_a_good_one_comes() {
 
     // A certificate whose key is not the one beside it.
     let other = ca.server(&["localhost"]);
-    std::fs::write(&files.cert, &other.cert_pem).unwrap();
+    replace_file(&files.cert, &other.cert_pem);
     let error = wait_for_failures(&server.config, 2).await;
     testkit::assert_mentions(
         &error,
