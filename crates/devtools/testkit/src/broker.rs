@@ -14,6 +14,7 @@ use std::time::Duration;
 use settings::KafkaClient;
 
 use crate::kafka::{KafkaBroker, KafkaLine, create_topic_at};
+use crate::kafka_cluster::KafkaCluster;
 use crate::{ServiceProcess, free_port, kafka_admin, unique_name, wait_until};
 
 /// The brokers a behaviour test runs on.
@@ -83,6 +84,7 @@ enum Running {
         data_dir: PathBuf,
     },
     Kafka(KafkaBroker),
+    Cluster(KafkaCluster),
 }
 
 /// A broker owned by one test: its own ports and data, stopped when dropped.
@@ -122,19 +124,53 @@ impl TestBroker {
         }
     }
 
+    /// A 3-node Apache Kafka cluster of `line` ([`KafkaCluster`]) in place of one
+    /// broker: [`TestBroker::bootstrap`] lists the three nodes, topics are created
+    /// with replication factor 3, and [`TestBroker::cluster_mut`] kills and restarts
+    /// single nodes. Its kind is `ApacheKafka(line)`.
+    pub fn start_cluster(line: KafkaLine) -> Self {
+        let cluster = KafkaCluster::start(line);
+        Self {
+            kind: BrokerKind::ApacheKafka(line),
+            addr: cluster.bootstrap(),
+            running: Running::Cluster(cluster),
+        }
+    }
+
+    /// The cluster, when started with [`TestBroker::start_cluster`].
+    pub fn cluster(&self) -> Option<&KafkaCluster> {
+        match &self.running {
+            Running::Cluster(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
+    /// The cluster, when started with [`TestBroker::start_cluster`], to kill and
+    /// restart its nodes.
+    pub fn cluster_mut(&mut self) -> Option<&mut KafkaCluster> {
+        match &mut self.running {
+            Running::Cluster(cluster) => Some(cluster),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> BrokerKind {
         self.kind
     }
 
-    /// `host:port` for `KAFKA_BROKERS`.
+    /// `host:port` for `KAFKA_BROKERS` (a cluster's three, comma-separated).
     pub fn bootstrap(&self) -> String {
         self.addr.clone()
     }
 
     /// Creates `name` with `partitions` partitions (as compose's `kafka-init` does on
-    /// Apache Kafka) and waits until every partition has a leader.
+    /// Apache Kafka) and waits until every partition has a leader (on a cluster:
+    /// replication factor 3, every replica in sync).
     pub fn create_topic(&self, name: &str, partitions: i32) {
-        create_topic_at(&self.addr, name, partitions);
+        match &self.running {
+            Running::Cluster(cluster) => cluster.create_topic(name, partitions),
+            _ => create_topic_at(&self.addr, name, partitions),
+        }
     }
 
     /// A topic for this test alone (`{base}-{unique}`), created with `partitions`.
@@ -144,11 +180,12 @@ impl TestBroker {
         name
     }
 
-    /// SIGKILL of the broker process.
+    /// SIGKILL of the broker process (of a cluster's every node).
     pub fn kill9(&mut self) {
         match &mut self.running {
             Running::Devbroker { process, .. } => process.kill9(),
             Running::Kafka(broker) => broker.kill9(),
+            Running::Cluster(cluster) => cluster.kill9_all(),
         }
     }
 
@@ -161,6 +198,7 @@ impl TestBroker {
                 wait_answering(&self.addr, process);
             }
             Running::Kafka(broker) => broker.restart(),
+            Running::Cluster(cluster) => cluster.restart_all(),
         }
     }
 }

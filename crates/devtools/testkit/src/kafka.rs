@@ -25,7 +25,7 @@ use std::{
 use crate::tls_servers::{TestCerts, kill_and_reap, spawn_watchdog};
 use crate::{free_port, kafka_admin, unique_name, wait_until};
 
-const READY: Duration = Duration::from_secs(90);
+pub(crate) const READY: Duration = Duration::from_secs(90);
 /// Starts tried when a port turns out to be taken by the time the JVM binds it.
 const BIND_ATTEMPTS: u32 = 5;
 
@@ -78,7 +78,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Where `scripts/fetch-kafka.sh` put the jars of `release`.
-fn dist_dir(release: &str) -> PathBuf {
+pub(crate) fn dist_dir(release: &str) -> PathBuf {
     let base = std::env::var_os("KAFKA_DIST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -286,30 +286,7 @@ impl KafkaBroker {
             data = data.display()
         );
         std::fs::write(self.config_path(), config).unwrap();
-        // 3.9 logs through reload4j, 4.x through log4j2: one file for each, both
-        // passed; INFO to the broker's log file, shown when a test fails.
-        std::fs::write(
-            self.dir.join("log4j.properties"),
-            "log4j.rootLogger=INFO, out\n\
-             log4j.logger.kafka.request.logger=WARN\n\
-             log4j.appender.out=org.apache.log4j.ConsoleAppender\n\
-             log4j.appender.out.layout=org.apache.log4j.PatternLayout\n\
-             log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
-        )
-        .unwrap();
-        std::fs::write(
-            self.dir.join("log4j2.properties"),
-            "status = warn\n\
-             appender.out.type = Console\n\
-             appender.out.name = out\n\
-             appender.out.layout.type = PatternLayout\n\
-             appender.out.layout.pattern = [%d] %p %m (%c)%n\n\
-             rootLogger.level = info\n\
-             logger.request.name = kafka.request.logger\n\
-             logger.request.level = warn\n\
-             rootLogger.appenderRef.out.ref = out\n",
-        )
-        .unwrap();
+        write_log_configs(&self.dir);
     }
 
     fn java(&self) -> Command {
@@ -488,6 +465,35 @@ impl Drop for KafkaBroker {
     }
 }
 
+/// The logging set-up of a broker in `dir`: 3.9 logs through reload4j, 4.x through
+/// log4j2; one file for each, both passed to the JVM.
+pub(crate) fn write_log_configs(dir: &Path) {
+    // 3.9 logs through reload4j, 4.x through log4j2: one file for each, both
+    // passed; INFO to the broker's log file, shown when a test fails.
+    std::fs::write(
+        dir.join("log4j.properties"),
+        "log4j.rootLogger=INFO, out\n\
+         log4j.logger.kafka.request.logger=WARN\n\
+         log4j.appender.out=org.apache.log4j.ConsoleAppender\n\
+         log4j.appender.out.layout=org.apache.log4j.PatternLayout\n\
+         log4j.appender.out.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("log4j2.properties"),
+        "status = warn\n\
+         appender.out.type = Console\n\
+         appender.out.name = out\n\
+         appender.out.layout.type = PatternLayout\n\
+         appender.out.layout.pattern = [%d] %p %m (%c)%n\n\
+         rootLogger.level = info\n\
+         logger.request.name = kafka.request.logger\n\
+         logger.request.level = warn\n\
+         rootLogger.appenderRef.out.ref = out\n",
+    )
+    .unwrap();
+}
+
 /// The SASL_SSL listener's settings: a PEM keystore given inline (Kafka wants a key
 /// password for a PEM keystore file, not for an inline key), PLAIN's user in the
 /// JAAS configuration, SCRAM's in the metadata log (see `format`).
@@ -558,7 +564,7 @@ pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
 /// A random KRaft cluster id: 16 bytes, URL-safe base64 without padding, as
 /// `kafka-storage.sh random-uuid` prints (without a JVM start for it); never starting
 /// with `-`, which the storage tool would read as an option (Kafka avoids it too).
-fn cluster_id() -> String {
+pub(crate) fn cluster_id() -> String {
     loop {
         let id = random_base64_id();
         if !id.starts_with('-') {

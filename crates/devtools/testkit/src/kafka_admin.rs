@@ -135,6 +135,19 @@ pub(crate) struct Metadata {
     pub brokers: usize,
     /// `(partition, leader)` of the asked topic, empty when it is unknown.
     pub partitions: Vec<(i32, i32)>,
+    /// The same partitions with their replicas and in-sync replicas.
+    pub states: Vec<PartitionState>,
+}
+
+/// One partition as Metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: i32,
+    /// The leader's node id (-1: none).
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
 }
 
 /// Metadata for `topic` (or for no topic), in the oldest version the broker serves of
@@ -179,7 +192,7 @@ pub(crate) fn metadata(addr: &str, topic: Option<&str>) -> io::Result<Metadata> 
     r.i32()?; // controller_id
     let mut metadata = Metadata {
         brokers,
-        partitions: Vec::new(),
+        ..Metadata::default()
     };
     for _ in 0..r.array_len()? {
         let topic_error = r.i16()?;
@@ -189,14 +202,20 @@ pub(crate) fn metadata(addr: &str, topic: Option<&str>) -> io::Result<Metadata> 
             let partition_error = r.i16()?;
             let index = r.i32()?;
             let leader = r.i32()?;
-            for _ in 0..r.array_len()? {
-                r.i32()?;
-            }
-            for _ in 0..r.array_len()? {
-                r.i32()?;
-            }
+            let replicas = (0..r.array_len()?)
+                .map(|_| r.i32())
+                .collect::<io::Result<Vec<_>>>()?;
+            let isr = (0..r.array_len()?)
+                .map(|_| r.i32())
+                .collect::<io::Result<Vec<_>>>()?;
             if topic_error == 0 && partition_error == 0 {
                 metadata.partitions.push((index, leader));
+                metadata.states.push(PartitionState {
+                    partition: index,
+                    leader,
+                    replicas,
+                    isr,
+                });
             }
         }
     }
@@ -206,11 +225,21 @@ pub(crate) fn metadata(addr: &str, topic: Option<&str>) -> io::Result<Metadata> 
 /// CreateTopics v2 for one topic (replication factor 1): the broker's error code and
 /// message (0 = created).
 pub(crate) fn create_topic(addr: &str, name: &str, partitions: i32) -> io::Result<(i16, String)> {
+    create_topic_replicated(addr, name, partitions, 1)
+}
+
+/// [`create_topic`] with `replication_factor` replicas per partition.
+pub(crate) fn create_topic_replicated(
+    addr: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> io::Result<(i16, String)> {
     let mut body = Vec::new();
     body.extend_from_slice(&1i32.to_be_bytes());
     put_str(&mut body, name.as_bytes());
     body.extend_from_slice(&partitions.to_be_bytes());
-    body.extend_from_slice(&1i16.to_be_bytes()); // replication factor
+    body.extend_from_slice(&replication_factor.to_be_bytes());
     body.extend_from_slice(&0i32.to_be_bytes()); // no explicit assignments
     body.extend_from_slice(&0i32.to_be_bytes()); // no configs
     body.extend_from_slice(&30_000i32.to_be_bytes()); // timeout_ms

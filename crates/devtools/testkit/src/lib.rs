@@ -38,6 +38,10 @@
 //! - [`KafkaBroker`]: Apache Kafka 3.9 or 4.x ([`KafkaLine`]) in single-node KRaft
 //!   mode from the jars `scripts/fetch-kafka.sh` fetches: SIGKILL, restart on its log
 //!   directory, topic creation.
+//! - [`KafkaCluster`]: a 3-node Apache Kafka cluster (KRaft, 3 controller voters,
+//!   replication factor 3, `min.insync.replicas=2`): SIGKILL and restart of one node,
+//!   which node leads which partition, waits for a new leader and for replicas back in
+//!   sync. [`TestBroker::start_cluster`] runs the e2e platform on it.
 //! - `worker` (feature `worker`): a worker service (payments, notifications) on its
 //!   own runtime against an in-process devbroker, with a producer to feed it.
 #![allow(clippy::unwrap_used)]
@@ -48,6 +52,7 @@ mod database;
 mod go_platform;
 mod kafka;
 mod kafka_admin;
+mod kafka_cluster;
 mod pki;
 mod process;
 mod proxy;
@@ -65,6 +70,8 @@ pub use config_tests::{OUTBOX_AND_INBOX_BAD_SETTINGS, config_refusal, go_env};
 pub use database::{HeldLock, TestDatabase, pg_base_url, row_counts, with_db};
 pub use go_platform::{GoOrder, GoService, insert_go_order, insert_go_payment, snapshot};
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
+pub use kafka_admin::PartitionState;
+pub use kafka_cluster::{CLUSTER_NODES, KafkaCluster};
 pub use pki::{CertFiles, Issued, TestCa};
 pub use process::{
     KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,

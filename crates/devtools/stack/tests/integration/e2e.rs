@@ -25,27 +25,27 @@ const READY: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(90);
 
 /// The platform as five processes.
-struct Platform {
+pub(crate) struct Platform {
     orders_db: TestDatabase,
     payments_db: TestDatabase,
-    wiring: Wiring,
-    gateway_url: String,
+    pub(crate) wiring: Wiring,
+    pub(crate) gateway_url: String,
     orders_grpc: String,
-    broker: TestBroker,
-    orders: ServiceProcess,
-    payments: ServiceProcess,
-    notifications: ServiceProcess,
+    pub(crate) broker: TestBroker,
+    pub(crate) orders: ServiceProcess,
+    pub(crate) payments: ServiceProcess,
+    pub(crate) notifications: ServiceProcess,
     _gateway: ServiceProcess,
     _payments_db_proxy: Option<TcpProxy>,
 }
 
 /// What the services share to find each other: the broker, the Kafka client, the
 /// topics, and notifications' Redis key prefix.
-struct Wiring {
+pub(crate) struct Wiring {
     broker_addr: String,
     kafka_client: KafkaClient,
-    order_topic: String,
-    status_topic: String,
+    pub(crate) order_topic: String,
+    pub(crate) status_topic: String,
     redis_prefix: String,
 }
 
@@ -101,7 +101,7 @@ impl Wiring {
 }
 
 #[derive(Default)]
-struct Options {
+pub(crate) struct Options {
     /// Put payments' PostgreSQL connection behind a proxy the test can cut.
     payments_db_proxy: bool,
     /// `KAFKA_CLIENT` of orders, payments and notifications.
@@ -109,6 +109,9 @@ struct Options {
     /// Makes orders' and payments' databases before the services start (e.g. as
     /// the Go platform left them).
     databases: Option<fn(&TestDatabase, &TestDatabase)>,
+    /// A 3-node Apache Kafka cluster of the broker kind's line
+    /// (`TestBroker::start_cluster`) in place of one broker.
+    cluster: bool,
 }
 
 impl Options {
@@ -119,16 +122,28 @@ impl Options {
             ..Options::default()
         }
     }
+
+    /// [`Options::on`] with a 3-node Apache Kafka cluster of `setup`'s line.
+    pub(crate) fn on_cluster(setup: Setup) -> Self {
+        Options {
+            cluster: true,
+            ..Options::on(setup)
+        }
+    }
 }
 
 impl Platform {
-    fn start(kind: BrokerKind, options: Options) -> Self {
+    pub(crate) fn start(kind: BrokerKind, options: Options) -> Self {
         let orders_db = TestDatabase::new("e2e_orders");
         let payments_db = TestDatabase::new("e2e_payments");
         if let Some(make) = options.databases {
             make(&orders_db, &payments_db);
         }
-        let broker = TestBroker::start(kind);
+        let broker = match (options.cluster, kind) {
+            (false, kind) => TestBroker::start(kind),
+            (true, BrokerKind::ApacheKafka(line)) => TestBroker::start_cluster(line),
+            (true, kind) => panic!("no cluster of {kind}: clusters are Apache Kafka's"),
+        };
         let [
             orders_grpc,
             orders_health,
@@ -235,7 +250,10 @@ impl Platform {
     }
 
     /// Waits until every order has its notification; returns them.
-    fn wait_for_notifications(&self, order_ids: &[i64]) -> BTreeMap<i64, serde_json::Value> {
+    pub(crate) fn wait_for_notifications(
+        &self,
+        order_ids: &[i64],
+    ) -> BTreeMap<i64, serde_json::Value> {
         let mut redis = redis_connection();
         let mut found = BTreeMap::new();
         wait_until(
@@ -284,7 +302,7 @@ impl Platform {
 
     /// Every order: exactly one payment, one PaymentStatus, one notification with the
     /// right user and the Go rule's status (even order id succeeds, odd fails).
-    fn assert_exactly_once(&self, orders: &[(i64, i64)]) {
+    pub(crate) fn assert_exactly_once(&self, orders: &[(i64, i64)]) {
         let ids: Vec<i64> = orders.iter().map(|(id, _)| *id).collect();
         let notifications = self.wait_for_notifications(&ids);
         // Notifications come after the payments commit; the counts are final now.
@@ -378,7 +396,7 @@ impl Platform {
         process
     }
 
-    fn place_orders(&self, count: i64) -> Vec<(i64, i64)> {
+    pub(crate) fn place_orders(&self, count: i64) -> Vec<(i64, i64)> {
         (0..count)
             .map(|i| {
                 let user_id = 100 + i;
@@ -387,7 +405,7 @@ impl Platform {
             .collect()
     }
 
-    fn unsent_order_events(&self) -> i64 {
+    pub(crate) fn unsent_order_events(&self) -> i64 {
         self.orders_db
             .count("SELECT count(*) FROM events WHERE sent_at IS NULL")
     }

@@ -3,6 +3,7 @@
 //! the dependency tree is linked once.
 #![allow(clippy::unwrap_used)]
 
+mod cluster_failover;
 mod configuration_docs;
 mod dashboard;
 mod deployment_files;
