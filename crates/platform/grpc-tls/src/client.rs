@@ -1,12 +1,14 @@
 //! The client side: a tonic [`Channel`] over TLS that verifies the server against a
 //! given CA (not the system's trust store) and, for mutual TLS, presents a client
 //! certificate; rebuilt when its files change or on SIGHUP ([`ClientTlsFiles::reloading`]).
+//! [`ClientTlsFiles::channel_at`] connects to a given address (one replica of several
+//! a name resolves to) while verifying the name, so every replica shares the files.
 //!
 //! The files are checked here before tonic sees them (tonic skips a CA certificate
 //! it cannot parse and would only fail at the first connection), so a wrong file is
 //! an error naming it, at start-up or at the reload.
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rustls::ClientConfig;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +41,20 @@ impl ClientTlsFiles {
     /// chain to [`ClientTlsFiles::ca`] and name the URI's host. `connect_timeout`
     /// bounds the TCP connect and, separately, the TLS handshake.
     pub fn channel(&self, uri: &str, connect_timeout: Duration) -> Result<Channel, TlsError> {
+        self.channel_at(uri, None, connect_timeout)
+    }
+
+    /// [`ClientTlsFiles::channel`], connecting to `addr` when given instead of
+    /// resolving the URI's host: for one of the addresses a name resolves to (a
+    /// replica behind a headless Kubernetes Service). The server's certificate must
+    /// still name the URI's host, and the calls carry it as their authority, as
+    /// every replica serves the same name.
+    pub fn channel_at(
+        &self,
+        uri: &str,
+        addr: Option<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Result<Channel, TlsError> {
         let target = Target::parse(uri)?;
         let ca_pem = self.ca.read()?;
         let roots = pem::trust_store(&self.ca, &ca_pem)?;
@@ -56,8 +72,22 @@ impl ClientTlsFiles {
             uri: target.https.clone(),
             source,
         };
-        let endpoint = Endpoint::from_shared(target.https.clone())
-            .map_err(endpoint_error)?
+        let endpoint =
+            match addr {
+                None => Endpoint::from_shared(target.https.clone()).map_err(endpoint_error)?,
+                Some(addr) => {
+                    let origin = target.https.parse().map_err(|err: http::uri::InvalidUri| {
+                        TlsError::Uri {
+                            uri: uri.to_owned(),
+                            reason: err.to_string(),
+                        }
+                    })?;
+                    Endpoint::from_shared(format!("https://{addr}"))
+                        .map_err(endpoint_error)?
+                        .origin(origin)
+                }
+            };
+        let endpoint = endpoint
             .tls_config(tls)
             .map_err(endpoint_error)?
             .connect_timeout(connect_timeout);
@@ -77,6 +107,20 @@ impl ClientTlsFiles {
         options: ReloadOptions,
         shutdown: CancellationToken,
     ) -> Result<Reloading<Channel>, TlsError> {
+        self.reloading_at(label, uri, None, connect_timeout, options, shutdown)
+    }
+
+    /// [`ClientTlsFiles::reloading`] of [`ClientTlsFiles::channel_at`]: every
+    /// rebuilt channel connects to `addr` when given.
+    pub fn reloading_at(
+        self,
+        label: &'static str,
+        uri: String,
+        addr: Option<SocketAddr>,
+        connect_timeout: Duration,
+        options: ReloadOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Reloading<Channel>, TlsError> {
         let mut files = vec![self.ca.clone()];
         if let Some(identity) = &self.identity {
             files.extend([identity.cert.clone(), identity.key.clone()]);
@@ -84,7 +128,7 @@ impl ClientTlsFiles {
         reload::watch_files(
             label,
             files,
-            move || self.channel(&uri, connect_timeout),
+            move || self.channel_at(&uri, addr, connect_timeout),
             options,
             shutdown,
         )

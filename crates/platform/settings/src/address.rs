@@ -130,6 +130,103 @@ impl fmt::Display for GrpcEndpoint {
     }
 }
 
+impl GrpcEndpoint {
+    /// The scheme: `http` or `https`.
+    pub fn scheme(&self) -> &str {
+        self.0
+            .split_once("://")
+            .map_or("http", |(scheme, _)| scheme)
+    }
+
+    /// `host:port`, as written (an IPv6 host in brackets).
+    pub fn authority(&self) -> &str {
+        self.0.split_once("://").map_or(&*self.0, |(_, rest)| rest)
+    }
+
+    /// The host and the port; an IPv6 host without its brackets.
+    pub fn host_port(&self) -> (&str, u16) {
+        let authority = self.authority();
+        // Checked when parsed: the text after the last `:` is a port.
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "0"));
+        let host = host
+            .strip_prefix('[')
+            .and_then(|host| host.strip_suffix(']'))
+            .unwrap_or(host);
+        (host, port.parse().unwrap_or(0))
+    }
+
+    /// Whether the host is an IP address (nothing to resolve).
+    pub fn is_ip(&self) -> bool {
+        self.host_port().0.parse::<IpAddr>().is_ok()
+    }
+}
+
+/// One or more gRPC endpoints, comma-separated (`orders-a:50051,orders-b:50051`),
+/// each in a form [`GrpcEndpoint`] takes; duplicates are refused, as a replica listed
+/// twice would get twice the calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcEndpoints(Vec<GrpcEndpoint>);
+
+impl GrpcEndpoints {
+    /// The endpoints, in the order given (never empty).
+    pub fn endpoints(&self) -> &[GrpcEndpoint] {
+        &self.0
+    }
+
+    /// The first endpoint's URI; with one endpoint, its URI.
+    pub fn as_uri(&self) -> &str {
+        self.0.first().map_or("", GrpcEndpoint::as_uri)
+    }
+}
+
+impl From<GrpcEndpoint> for GrpcEndpoints {
+    fn from(endpoint: GrpcEndpoint) -> Self {
+        Self(vec![endpoint])
+    }
+}
+
+impl FromStr for GrpcEndpoints {
+    type Err = AddressError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        if !input.contains(',') {
+            return Ok(Self(vec![input.parse()?]));
+        }
+        let mut endpoints: Vec<GrpcEndpoint> = Vec::new();
+        for part in input.split(',') {
+            let in_list = |reason: String| AddressError {
+                input: input.to_owned(),
+                reason,
+            };
+            if part.trim().is_empty() {
+                return Err(in_list(
+                    "an empty entry in the list (expected host:port,host:port)".to_owned(),
+                ));
+            }
+            let endpoint: GrpcEndpoint = part
+                .parse()
+                .map_err(|err: AddressError| in_list(format!("entry {}", err)))?;
+            if endpoints.contains(&endpoint) {
+                return Err(in_list(format!("{endpoint} is listed twice")));
+            }
+            endpoints.push(endpoint);
+        }
+        Ok(Self(endpoints))
+    }
+}
+
+impl fmt::Display for GrpcEndpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, endpoint) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(endpoint.as_uri())?;
+        }
+        Ok(())
+    }
+}
+
 macro_rules! string_form_serde {
     ($type:ty, $expecting:literal) => {
         impl Serialize for $type {
@@ -174,6 +271,10 @@ string_form_serde!(
 string_form_serde!(
     GrpcEndpoint,
     "a gRPC address such as host:50051 or http://host:50051"
+);
+string_form_serde!(
+    GrpcEndpoints,
+    "gRPC addresses such as host:50051 or host-a:50051,host-b:50051"
 );
 
 pub(crate) use string_form_serde;
@@ -224,5 +325,47 @@ mod tests {
                 .contains("scheme")
         );
         assert!(uri("orders:port").is_err());
+    }
+
+    #[test]
+    fn grpc_endpoints_take_a_list_and_name_the_bad_entry() {
+        let list = |text: &str| text.parse::<GrpcEndpoints>().map(|e| e.to_string());
+        assert_eq!(list("orders:50051").unwrap(), "http://orders:50051");
+        assert_eq!(
+            list("a:1, http://b:2 ,https://[::1]:3").unwrap(),
+            "http://a:1,http://b:2,https://[::1]:3"
+        );
+        let err = list("a:1,orders").unwrap_err().to_string();
+        assert!(
+            err.contains("\"orders\"") && err.contains("no port"),
+            "{err}"
+        );
+        assert!(
+            list("a:1,,b:2")
+                .unwrap_err()
+                .to_string()
+                .contains("empty entry")
+        );
+        assert!(
+            list("a:1,a:1")
+                .unwrap_err()
+                .to_string()
+                .contains("listed twice")
+        );
+        // One address: the error is the single address's.
+        assert!(
+            list("nonsense")
+                .unwrap_err()
+                .to_string()
+                .contains("expected host:port")
+        );
+
+        let endpoint: GrpcEndpoint = "https://[::1]:3".parse().unwrap();
+        assert_eq!(
+            (endpoint.scheme(), endpoint.host_port(), endpoint.is_ip()),
+            ("https", ("::1", 3), true)
+        );
+        let named: GrpcEndpoint = "orders:50051".parse().unwrap();
+        assert_eq!((named.authority(), named.is_ip()), ("orders:50051", false));
     }
 }

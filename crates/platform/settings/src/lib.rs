@@ -8,7 +8,8 @@
 //! platform's forms so an existing `.env` keeps working:
 //! - [`GoDuration`], e.g. `1s`, `500ms`, `1h30m`, `48h`, `0`;
 //! - [`ListenAddr`], e.g. `50051`, `:8081`, `host:port`;
-//! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`;
+//! - [`GrpcEndpoint`], e.g. `host:port` or `http://host:port`, and [`GrpcEndpoints`],
+//!   a comma-separated list of them;
 //! - [`BrokerList`], a comma-separated `host:port` list;
 //! - [`PartitionList`], `<SERVICE>_KAFKA_PARTITIONS`: the partitions one instance reads;
 //! - [`ListError`]: what either list fails with, naming the list and its form;
@@ -47,7 +48,7 @@ mod list;
 mod loader;
 mod partition_list;
 
-pub use address::{GrpcEndpoint, ListenAddr};
+pub use address::{GrpcEndpoint, GrpcEndpoints, ListenAddr};
 pub use broker_list::BrokerList;
 pub use checks::{check_not_blank, check_topics_differ};
 pub use duration::GoDuration;

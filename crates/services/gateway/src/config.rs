@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use grpc_tls::{ClientIdentity, ClientTlsFiles, PemFile};
 use serde::{Deserialize, Serialize};
-use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoint, ListenAddr, Notes, Secret};
+use settings::{ConfigError, EnvSpec, GoDuration, GrpcEndpoints, ListenAddr, Notes, Secret};
 
 use crate::auth::{JwksLocation, KeySource, TokenRules, UserRate};
 
@@ -16,6 +16,7 @@ use crate::auth::{JwksLocation, KeySource, TokenRules, UserRate};
 pub const ENV_VARS: &[&str] = &[
     "GATEWAY_HTTP_ADDR",
     "ORDERS_GRPC_ADDR",
+    "GATEWAY_ORDERS_RESOLVE_INTERVAL",
     "GATEWAY_ORDERS_TIMEOUT",
     "GATEWAY_MAX_IN_FLIGHT",
     "GATEWAY_READ_HEADER_TIMEOUT",
@@ -69,8 +70,14 @@ pub struct Config {
     /// (Go forms: `8080`, `:8080`, `host:port`).
     pub gateway_http_addr: ListenAddr,
     /// Where the orders gRPC service is: `host:port` or `http://host:port`; also
-    /// `https://host:port` with `orders_grpc_ca` (see [`Config::orders_tls`]).
-    pub orders_grpc_addr: GrpcEndpoint,
+    /// `https://host:port` with `orders_grpc_ca` (see [`Config::orders_tls`]). A
+    /// comma-separated list names several replicas; calls are spread over those
+    /// whose health says SERVING ([`crate::balance`]).
+    pub orders_grpc_addr: GrpcEndpoints,
+    /// How often the names in `orders_grpc_addr` are resolved into replicas, one per
+    /// address (a headless Kubernetes Service); 0 (the default): not resolved by the
+    /// gateway, each listed address is one replica (resolved at connect time).
+    pub gateway_orders_resolve_interval: GoDuration,
     /// Deadline for each call to orders (and for the readiness check); past it the
     /// client gets 504.
     pub gateway_orders_timeout: GoDuration,
@@ -123,6 +130,7 @@ impl Default for Config {
         Self {
             gateway_http_addr: ListenAddr::all_interfaces(8080),
             orders_grpc_addr: default_orders_endpoint(),
+            gateway_orders_resolve_interval: GoDuration::from_secs(0),
             gateway_orders_timeout: GoDuration::from_secs(2),
             gateway_max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             gateway_read_header_timeout: GoDuration(ops_http::DEFAULT_READ_HEADER_TIMEOUT),
@@ -146,7 +154,7 @@ impl Default for Config {
 }
 
 #[allow(clippy::expect_used)] // a constant, covered by a unit test
-fn default_orders_endpoint() -> GrpcEndpoint {
+fn default_orders_endpoint() -> GrpcEndpoints {
     DEFAULT_ORDERS_GRPC_ADDR
         .parse()
         .expect("DEFAULT_ORDERS_GRPC_ADDR is a valid endpoint")
@@ -301,8 +309,8 @@ impl Config {
     /// The TLS files for the calls to orders; `None`: plaintext gRPC.
     ///
     /// `ORDERS_GRPC_CA` set means TLS, whatever the scheme of `ORDERS_GRPC_ADDR`
-    /// (`host:port`, `http://` or `https://`): orders' certificate must chain to that
-    /// CA and name the address's host. `GATEWAY_GRPC_TLS_CERT` and
+    /// (`host:port`, `http://` or `https://`), for every listed replica: orders'
+    /// certificate must chain to that CA and name the address's host. `GATEWAY_GRPC_TLS_CERT` and
     /// `GATEWAY_GRPC_TLS_KEY` add the gateway's client certificate (mutual TLS). An
     /// empty value counts as unset. Refused, as each would not do what it says:
     /// `https://` without the CA, one of the certificate and key without the other,
@@ -338,15 +346,20 @@ impl Config {
                  that signed orders' certificate)"
                     .into(),
             )),
-            (None, None) if self.orders_grpc_addr.as_uri().starts_with("https://") => {
-                Err(ConfigError::Other(format!(
+            (None, None) => match self
+                .orders_grpc_addr
+                .endpoints()
+                .iter()
+                .find(|endpoint| endpoint.scheme() == "https")
+            {
+                Some(https) => Err(ConfigError::Other(format!(
                     "ORDERS_GRPC_ADDR = {:?}: https is not supported without ORDERS_GRPC_CA (set \
                      it to the CA that signed orders' certificate, or use host:port or \
                      http://host:port for plaintext gRPC)",
-                    self.orders_grpc_addr.as_uri()
-                )))
-            }
-            (None, None) => Ok(None),
+                    https.as_uri()
+                ))),
+                None => Ok(None),
+            },
         }
     }
 }
@@ -430,6 +443,44 @@ mod tests {
         );
         assert_eq!(config.gateway_http_addr, ListenAddr::all_interfaces(8080));
         assert!(notes.go_only.is_empty() && notes.not_read.is_empty());
+    }
+
+    #[test]
+    fn orders_grpc_addr_takes_a_list_and_https_anywhere_in_it_needs_the_ca() {
+        let load = |pairs: &[(&str, &str)]| {
+            Config::from_vars(&settings::env_from_pairs(pairs)).map(|(config, _)| config)
+        };
+        let config = load(&[
+            ("ORDERS_GRPC_ADDR", "orders-a:50051, http://orders-b:50051"),
+            ("GATEWAY_ORDERS_RESOLVE_INTERVAL", "10s"),
+        ])
+        .unwrap();
+        let uris: Vec<&str> = config
+            .orders_grpc_addr
+            .endpoints()
+            .iter()
+            .map(|endpoint| endpoint.as_uri())
+            .collect();
+        assert_eq!(uris, ["http://orders-a:50051", "http://orders-b:50051"]);
+        assert_eq!(
+            config.gateway_orders_resolve_interval,
+            GoDuration::from_secs(10)
+        );
+        // Not resolved unless asked.
+        assert!(
+            Config::default()
+                .gateway_orders_resolve_interval
+                .get()
+                .is_zero()
+        );
+        let err = load(&[("ORDERS_GRPC_ADDR", "orders-a:50051,https://orders-b:50051")])
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("\"https://orders-b:50051\": https is not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`request_metrics`] counts the answer.
 //!
 //! - [`config`]: settings from defaults, an optional TOML file (`GATEWAY_CONFIG`) and
-//!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`, `GATEWAY_ORDERS_TIMEOUT`,
+//!   the environment (`GATEWAY_HTTP_ADDR`, `ORDERS_GRPC_ADDR`,
+//!   `GATEWAY_ORDERS_RESOLVE_INTERVAL`, `GATEWAY_ORDERS_TIMEOUT`,
 //!   `GATEWAY_MAX_IN_FLIGHT`, `GATEWAY_READ_HEADER_TIMEOUT`, `GATEWAY_IDLE_TIMEOUT`,
 //!   TLS to orders: `ORDERS_GRPC_CA`, `GATEWAY_GRPC_TLS_CERT`, `GATEWAY_GRPC_TLS_KEY`);
 //! - [`rest`]: the REST contract's JSON types, parsed strictly (unknown fields,
@@ -34,12 +35,15 @@
 //! - [`swagger`]: Swagger UI at `/swagger/index.html` on the description as JSON
 //!   (`/swagger/doc.json`), its vendored assets embedded in the binary;
 //! - [`overload`]: the bound on `/orders` requests in flight; past it, 503 at once;
-//! - this module: [`start`] binds the HTTP port, builds a channel to orders that
-//!   connects lazily (so the gateway starts, and `/healthz` answers, while orders is
-//!   down; calls then get 503 and `/readyz` says not ready), over TLS when
-//!   `ORDERS_GRPC_CA` is set (the `grpc_tls` crate's channel, rebuilt when its files
-//!   change or on SIGHUP, so the client certificate rotates without a restart), and
-//!   serves (HTTP/1.1, with header read and idle timeouts: [`ops_http::serve_http`])
+//! - [`balance`]: the orders replicas (`ORDERS_GRPC_ADDR` a list, or names resolved
+//!   every `GATEWAY_ORDERS_RESOLVE_INTERVAL`), their health checks, the picking of a
+//!   replica for each call, and the rule for sending a failed call to another;
+//! - this module: [`start`] binds the HTTP port, builds a channel to each orders
+//!   replica that connects lazily (so the gateway starts, and `/healthz` answers,
+//!   while orders is down; calls then get 503 and `/readyz` says not ready), over TLS
+//!   when `ORDERS_GRPC_CA` is set (the `grpc_tls` crate's channels, rebuilt when
+//!   their files change or on SIGHUP, so the client certificate rotates without a
+//!   restart), and serves (HTTP/1.1, with header read and idle timeouts: [`ops_http::serve_http`])
 //!   until the shutdown token is cancelled.
 //!
 //! The scaffolding is the `service_skeleton` crate's, shared by every service: the
@@ -52,6 +56,7 @@
 //! Tests call [`start`] directly; `main.rs` only adds configuration, logging and signals.
 
 pub mod auth;
+pub mod balance;
 pub mod config;
 pub mod errors;
 pub mod handlers;
@@ -64,12 +69,11 @@ pub mod route_table;
 pub mod routes;
 pub mod swagger;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use ops_http::Metrics;
 use service_skeleton::{BindError, TaskError};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Endpoint;
 
 pub use config::Config;
 
@@ -78,12 +82,9 @@ pub use config::Config;
 pub enum StartError {
     #[error(transparent)]
     Bind(#[from] BindError),
-    #[error("ORDERS_GRPC_ADDR {uri:?} cannot be used")]
-    OrdersEndpoint {
-        uri: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    /// An address of `ORDERS_GRPC_ADDR` cannot be used; the error names it.
+    #[error(transparent)]
+    OrdersEndpoint(balance::BuildError),
     #[error("invalid configuration")]
     Config(#[from] settings::ConfigError),
     /// A TLS file for the calls to orders cannot be used; the error names the
@@ -114,9 +115,26 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let (listener, http_addr) = service_skeleton::bind(config.gateway_http_addr.get()).await?;
 
     let timeout = config.gateway_orders_timeout.get();
-    let (channel, uri, orders_tls) = orders_channel(&config, timeout, &shutdown)?;
-
     let metrics = Arc::new(Metrics::new());
+    // With TLS the files are read now (a file that cannot be used stops the start)
+    // and again when they change or on SIGHUP.
+    let tls = config.orders_tls()?;
+    let orders_tls = tls_mode(tls.as_ref());
+    let resolve_interval = config.gateway_orders_resolve_interval.get();
+    let pool = balance::Pool::start(
+        &config.orders_grpc_addr,
+        tls,
+        timeout,
+        resolve_interval,
+        &metrics,
+        &shutdown,
+    )
+    .await
+    .map_err(|err| match err {
+        balance::BuildError::Tls(err) => StartError::OrdersTls(err),
+        other => StartError::OrdersEndpoint(other),
+    })?;
+
     let auth = auth::Auth::start(
         config.auth()?,
         config.gateway_jwt_jwks_refresh.get(),
@@ -126,12 +144,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     )
     .await?;
     let in_flight = overload::InFlight::new(config.gateway_max_in_flight, &metrics);
-    let gateway = handlers::Gateway::new(channel, timeout, in_flight);
+    let replicas = pool.replicas().len();
+    let gateway = handlers::Gateway::new(pool, timeout, in_flight);
     let routes = routes::routes(gateway, auth.clone(), metrics);
     let http_timeouts = config.http_timeouts();
     tracing::info!(
         %http_addr,
-        orders = %uri,
+        orders = %config.orders_grpc_addr,
+        orders_replicas = replicas,
+        ?resolve_interval,
         orders_tls,
         ?timeout,
         max_in_flight = config.gateway_max_in_flight,
@@ -158,41 +179,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     ))
 }
 
-/// The lazily connected channel to orders, the URI it goes to and, for the start-up
-/// log, `off`, `on` or `mutual` (a client certificate presented). With TLS the
-/// files are read now (a file that cannot be used stops the start) and again when
-/// they change or on SIGHUP.
-fn orders_channel(
-    config: &Config,
-    timeout: Duration,
-    shutdown: &CancellationToken,
-) -> Result<(handlers::OrdersChannel, String, &'static str), StartError> {
-    let uri = config.orders_grpc_addr.as_uri().to_owned();
-    let Some(files) = config.orders_tls()? else {
-        let channel = Endpoint::from_shared(uri.clone())
-            .map_err(|source| StartError::OrdersEndpoint {
-                uri: uri.clone(),
-                source,
-            })?
-            .connect_timeout(timeout)
-            .connect_lazy();
-        return Ok((grpc_tls::Reloading::fixed(channel), uri, "off"));
-    };
-    let mode = if files.identity.is_some() {
-        "mutual"
-    } else {
-        "on"
-    };
-    let https = format!(
-        "https://{}",
-        uri.split_once("://").map_or(&*uri, |(_, rest)| rest)
-    );
-    let channel = files.reloading(
-        "gateway -> orders gRPC client",
-        uri,
-        timeout,
-        grpc_tls::ReloadOptions::default(),
-        shutdown.clone(),
-    )?;
-    Ok((channel, https, mode))
+/// For the start-up log: `off`, `on` or `mutual` (a client certificate presented).
+fn tls_mode(files: Option<&grpc_tls::ClientTlsFiles>) -> &'static str {
+    match files {
+        None => "off",
+        Some(files) if files.identity.is_some() => "mutual",
+        Some(_) => "on",
+    }
 }

@@ -2,7 +2,8 @@
 //! routed. They never reject: each answers with its result or an [`ApiError`].
 //!
 //! - this module: [`Gateway`], what the handlers share, and its deadline-bound call to
-//!   orders;
+//!   orders, sent to a replica of [`crate::balance`] and, where safe, to another one
+//!   after a failure;
 //! - [`orders`]: `POST /orders` and `GET /orders/{id}`, each counted against
 //!   `GATEWAY_MAX_IN_FLIGHT` ([`crate::overload`]), and the body limit;
 //! - [`readiness`]: `/readyz`, from orders' gRPC health.
@@ -10,55 +11,104 @@
 pub mod orders;
 pub mod readiness;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use proto::v1::orders_service_client::OrdersServiceClient;
-use tonic::transport::Channel;
+use tokio::time::Instant;
+use tonic::{metadata::MetadataMap, transport::Channel};
 
-use crate::{errors::ApiError, overload::InFlight};
+use crate::{
+    balance::{self, Pool, Repeat},
+    errors::ApiError,
+    overload::InFlight,
+};
 
-/// The channel to orders, read anew for each call: with TLS to orders it is rebuilt
-/// when the TLS files change or on SIGHUP (calls in progress finish on the channel
-/// they began on); in plaintext it never changes.
-pub type OrdersChannel = grpc_tls::Reloading<Channel>;
+pub use crate::balance::OrdersChannel;
 
-/// What the handlers share: the lazily connected channel to orders, the deadline and
-/// the bound on requests in flight.
+/// What the handlers share: the orders replicas ([`crate::balance`]), the deadline
+/// and the bound on requests in flight.
 #[derive(Clone)]
 pub struct Gateway {
-    channel: OrdersChannel,
+    pool: Arc<Pool>,
     timeout: Duration,
     in_flight: InFlight,
 }
 
 impl Gateway {
-    pub fn new(channel: OrdersChannel, timeout: Duration, in_flight: InFlight) -> Self {
+    pub fn new(pool: Arc<Pool>, timeout: Duration, in_flight: InFlight) -> Self {
         Self {
-            channel,
+            pool,
             timeout,
             in_flight,
         }
     }
 
-    /// One call to orders with the configured deadline: sent as `grpc-timeout` so
-    /// orders can give up too, and enforced here so a silent orders answers 504. The
-    /// request may carry metadata; the whole answer is returned.
+    /// One call to orders (`name`, for the retry metric) with the configured
+    /// deadline: sent as `grpc-timeout` so orders can give up too, and enforced here
+    /// so a silent orders answers 504. The deadline covers every attempt: after a
+    /// failure the call goes to another replica only as [`balance::after_failure`]
+    /// allows (`repeat`), each replica at most once. The request is `message` with
+    /// `metadata`; the whole answer is returned.
     async fn call_with<Req, Resp, F, Fut>(
         &self,
-        mut request: tonic::Request<Req>,
+        name: &'static str,
+        repeat: Repeat,
+        message: Req,
+        metadata: MetadataMap,
         call: F,
     ) -> Result<tonic::Response<Resp>, ApiError>
     where
-        F: FnOnce(OrdersServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Req: Clone,
+        F: Fn(OrdersServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        request.set_timeout(self.timeout);
-        let client = OrdersServiceClient::new(self.channel.current());
-        let status = match tokio::time::timeout(self.timeout, call(client, request)).await {
-            Ok(Ok(response)) => return Ok(response),
-            Ok(Err(status)) => status,
-            Err(_elapsed) => tonic::Status::deadline_exceeded("no answer in time"),
-        };
+        let deadline = Instant::now() + self.timeout;
+        let mut tried: Vec<String> = Vec::new();
+        let mut last: Option<tonic::Status> = None;
+        while let Some(replica) = self.pool.next_replica(&tried) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            if !tried.is_empty() {
+                self.pool.count_retry(name);
+            }
+            tried.push(replica.label.clone());
+            let mut request = tonic::Request::from_parts(
+                metadata.clone(),
+                tonic::Extensions::default(),
+                message.clone(),
+            );
+            request.set_timeout(remaining);
+            let client = OrdersServiceClient::new(replica.channel.current());
+            let status = match tokio::time::timeout(remaining, call(client, request)).await {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(status)) => status,
+                Err(_elapsed) => tonic::Status::deadline_exceeded("no answer in time"),
+            };
+            let verdict = balance::after_failure(&status, repeat);
+            if verdict.replica_down {
+                self.pool.mark_down(&replica, status.message());
+            }
+            let status = balance::answer_of(status, verdict);
+            if !verdict.try_another {
+                return Err(ApiError::from_grpc(&status, self.timeout));
+            }
+            tracing::debug!(
+                call = name,
+                replica = %replica.label,
+                message = status.message(),
+                "orders call failed; trying another replica"
+            );
+            last = Some(status);
+        }
+        let status = last.unwrap_or_else(|| {
+            if tried.is_empty() {
+                tonic::Status::unavailable("no orders replica (ORDERS_GRPC_ADDR resolves to none)")
+            } else {
+                tonic::Status::deadline_exceeded("no answer in time")
+            }
+        });
         Err(ApiError::from_grpc(&status, self.timeout))
     }
 }

@@ -6,7 +6,10 @@ use std::pin::pin;
 
 use proto::v1::{CreateOrderRequest, GetOrderRequest};
 use tokio_stream::StreamExt;
-use tonic::{Code, metadata::MetadataValue};
+use tonic::{
+    Code,
+    metadata::{MetadataMap, MetadataValue},
+};
 use warp::{
     Buf, Reply, Stream,
     http::{StatusCode, header::HeaderValue},
@@ -16,6 +19,7 @@ use warp::{
 use super::Gateway;
 use crate::{
     auth::{Caller, OWNER_METADATA},
+    balance::Repeat,
     errors::ApiError,
     idempotency_key::{
         IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_METADATA, IDEMPOTENT_REPLAYED_HEADER,
@@ -59,20 +63,30 @@ impl Gateway {
                 Caller::Anonymous => rest::parse_create_order(&body)?,
                 Caller::User(user) => rest::parse_create_order_as(&body, user)?,
             };
-            let mut request = tonic::Request::new(CreateOrderRequest::from(order));
+            let message = CreateOrderRequest::from(order);
+            let mut metadata = MetadataMap::new();
             if let Some(key) = &key {
                 // Checked above: visible ASCII, which is valid metadata.
                 let value = MetadataValue::try_from(key.as_str()).map_err(|err| {
                     ApiError::invalid_argument(format!("{IDEMPOTENCY_KEY_HEADER} header: {err}"))
                 })?;
-                request
-                    .metadata_mut()
-                    .insert(IDEMPOTENCY_KEY_METADATA, value);
+                metadata.insert(IDEMPOTENCY_KEY_METADATA, value);
             }
+            // Keyed, orders answers a repeat with the same order: safe to send to
+            // another replica after a failure; unkeyed, a repeat could store it twice.
+            let repeat = if key.is_some() {
+                Repeat::Safe
+            } else {
+                Repeat::Once
+            };
             let response = self
-                .call_with(request, |mut client, request| async move {
-                    client.create_order(request).await
-                })
+                .call_with(
+                    "CreateOrder",
+                    repeat,
+                    message,
+                    metadata,
+                    |mut client, request| async move { client.create_order(request).await },
+                )
                 .await
                 .map_err(|err| match err.code {
                     // The only FAILED_PRECONDITION of CreateOrder: the key was used
@@ -119,16 +133,20 @@ impl Gateway {
         };
         let result = async {
             let order_id = rest::parse_order_id(&id)?;
-            let mut request = tonic::Request::new(GetOrderRequest { order_id });
+            let mut metadata = MetadataMap::new();
             if let Caller::User(user) = caller {
-                request
-                    .metadata_mut()
-                    .insert(OWNER_METADATA, MetadataValue::from(user));
+                metadata.insert(OWNER_METADATA, MetadataValue::from(user));
             }
+            // A read: safe to repeat on another replica.
+            let message = GetOrderRequest { order_id };
             let response = self
-                .call_with(request, |mut client, request| async move {
-                    client.get_order(request).await
-                })
+                .call_with(
+                    "GetOrder",
+                    Repeat::Safe,
+                    message,
+                    metadata,
+                    |mut client, request| async move { client.get_order(request).await },
+                )
                 .await?
                 .into_inner();
             let order = response.order.ok_or_else(|| {

@@ -1,93 +1,88 @@
-//! `GET /readyz`: ready only while orders' `grpc.health.v1.Health/Check` says
-//! SERVING, for orders' service name or, where orders does not know that name (the
-//! Go orders), for the server as a whole.
-
+//! `GET /readyz`: ready while at least one orders replica's
+//! `grpc.health.v1.Health/Check` says SERVING, for orders' service name or, where
+//! orders does not know that name (the Go orders), for the server as a whole
+//! ([`crate::balance::check_health`]). Every replica is asked now, at once, not the
+//! rotation's last view: `/readyz` says what is true at the probe. With one replica
+//! the answer is the Go gateway's; with several, `checks` also says how many serve
+//! and each one's state.
 use serde_json::json;
-use tonic::{Code, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 use warp::{Reply, http::StatusCode, reply::Response};
 
 use super::Gateway;
-use crate::errors;
+use crate::balance;
 
-/// The service name our orders reports its health under.
-pub const ORDERS_SERVICE: &str = "orders.v1.OrdersService";
-/// The gRPC health name of the server as a whole, the only one the Go orders reports.
-pub const SERVER_WIDE: &str = "";
+pub use crate::balance::{ORDERS_SERVICE, SERVER_WIDE};
 /// `error` and `code` of `/readyz`'s 503, as the Go gateway answers it.
 pub const NOT_READY_ERROR: &str = "orders service is not ready";
 pub const NOT_READY_CODE: &str = "ORDERS_UNAVAILABLE";
 
 impl Gateway {
-    /// Ready only when orders' gRPC health says SERVING ([`Gateway::orders_health`]).
+    /// Ready when at least one replica's health says SERVING.
     pub(crate) async fn readiness(self) -> Response {
-        // The Go gateway's bodies, plus `checks` (and `status` in the 503) as detail.
-        let (status, body) = match self.orders_health().await {
-            Ok(()) => (
-                StatusCode::OK,
-                json!({"status": "ready", "checks": {"orders": "ok"}}),
+        let replicas = self.pool.replicas();
+        let mut checks = tokio::task::JoinSet::new();
+        for (index, replica) in replicas.iter().enumerate() {
+            let channel = replica.channel.clone();
+            let timeout = self.timeout;
+            checks.spawn(async move { (index, balance::check_health(&channel, timeout).await) });
+        }
+        let mut results: Vec<Result<(), String>> =
+            vec![Err("not checked".to_owned()); replicas.len()];
+        while let Some(joined) = checks.join_next().await {
+            match joined {
+                Ok((index, result)) => {
+                    if let Some(slot) = results.get_mut(index) {
+                        *slot = result;
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "orders health check task failed"),
+            }
+        }
+        let serving = results.iter().filter(|result| result.is_ok()).count();
+        let (ready, checks) = match results.as_slice() {
+            // The Go gateway's `checks`.
+            [only] => (
+                only.is_ok(),
+                json!({"orders": only.as_ref().map_or_else(Clone::clone, |()| "ok".to_owned())}),
             ),
-            Err(reason) => (
+            [] => (
+                false,
+                json!({"orders": "ORDERS_GRPC_ADDR resolves to no address"}),
+            ),
+            many => {
+                let each: serde_json::Map<String, serde_json::Value> = replicas
+                    .iter()
+                    .zip(many)
+                    .map(|(replica, result)| {
+                        let state = result
+                            .as_ref()
+                            .map_or_else(Clone::clone, |()| "ok".to_owned());
+                        (replica.label.clone(), state.into())
+                    })
+                    .collect();
+                let summary = if serving > 0 {
+                    "ok"
+                } else {
+                    "no replica serving"
+                };
+                (
+                    serving > 0,
+                    json!({"orders": summary,
+                           "orders_serving": format!("{serving} of {}", many.len()),
+                           "orders_replicas": each}),
+                )
+            }
+        };
+        // The Go gateway's bodies, plus `checks` (and `status` in the 503) as detail.
+        let (status, body) = if ready {
+            (StatusCode::OK, json!({"status": "ready", "checks": checks}))
+        } else {
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": NOT_READY_ERROR, "code": NOT_READY_CODE,
-                       "status": "not ready", "checks": {"orders": reason}}),
-            ),
+                       "status": "not ready", "checks": checks}),
+            )
         };
         warp::reply::with_status(warp::reply::json(&body), status).into_response()
-    }
-
-    /// Whether orders' `grpc.health.v1.Health/Check` says SERVING, within the
-    /// deadline; the error says why not.
-    async fn orders_health(&self) -> Result<(), String> {
-        let answer = tokio::time::timeout(self.timeout, self.orders_serving_status()).await;
-        match answer {
-            Ok(Ok(ServingStatus::Serving)) => Ok(()),
-            Ok(Ok(other)) => Err(format!("orders reports {}", other.as_str_name())),
-            Ok(Err(status)) if errors::effective_code(&status) != Code::DeadlineExceeded => {
-                Err(format!(
-                    "orders health check failed: {}: {}",
-                    errors::code_name(status.code()),
-                    status.message()
-                ))
-            }
-            Ok(Err(_)) | Err(_) => Err(format!(
-                "orders health check got no answer within {:?}",
-                self.timeout
-            )),
-        }
-    }
-
-    /// Orders' health status for [`ORDERS_SERVICE`] or, only if orders has no status
-    /// under that name (NOT_FOUND), for the server as a whole ([`SERVER_WIDE`]): the
-    /// Go orders registers only the server-wide name, ours both. A NOT_SERVING, an
-    /// error or no answer is not asked again under the other name.
-    async fn orders_serving_status(&self) -> Result<ServingStatus, tonic::Status> {
-        // The channel the order calls use, so readiness tests their path (TLS too).
-        let mut client = HealthClient::new(self.channel.current());
-        // `/readyz` is probed often, so this stays cheap: one call in front of our
-        // orders; in front of the Go one a second, after a NOT_FOUND that orders
-        // answers at once, on the same connection and within the same deadline.
-        match self.health_check(&mut client, ORDERS_SERVICE).await {
-            Err(status) if status.code() == Code::NotFound => {
-                self.health_check(&mut client, SERVER_WIDE).await
-            }
-            other => other,
-        }
-    }
-
-    /// One `Health/Check` for `service`, with the deadline sent as `grpc-timeout`.
-    async fn health_check(
-        &self,
-        client: &mut HealthClient<Channel>,
-        service: &str,
-    ) -> Result<ServingStatus, tonic::Status> {
-        let mut request = tonic::Request::new(HealthCheckRequest {
-            service: service.to_owned(),
-        });
-        request.set_timeout(self.timeout);
-        let response = client.check(request).await?;
-        Ok(response.into_inner().status())
     }
 }

@@ -3,6 +3,8 @@
 //! of the CA orders trusts (`GATEWAY_GRPC_TLS_CERT`/`_KEY`) creates and reads an
 //! order and is ready; one with the wrong CA answers 503 and is not ready, and so
 //! is one without a client certificate; a TLS file that cannot be used stops it.
+//! Two orders, each by its name resolved into addresses, share the CA and the
+//! client certificate behind one gateway.
 
 use std::{path::Path, time::Duration};
 
@@ -59,21 +61,36 @@ impl Pki {
         identity: Option<&CertFiles>,
     ) -> gateway::Config {
         let address = format!("https://localhost:{}", orders.grpc_addr.port());
+        self.gateway_config_for(&address, ca, identity)
+    }
+
+    /// [`Pki::gateway_config`] for orders at `address` (one or a list).
+    fn gateway_config_for(
+        &self,
+        address: &str,
+        ca: &Path,
+        identity: Option<&CertFiles>,
+    ) -> gateway::Config {
         gateway::Config {
             orders_grpc_ca: Some(ca.to_owned()),
             gateway_grpc_tls_cert: identity.map(|files| files.cert.clone()),
             gateway_grpc_tls_key: identity.map(|files| files.key.clone()),
-            ..gateway_config(&address, Duration::from_secs(5))
+            ..gateway_config(address, Duration::from_secs(5))
         }
     }
 }
 
 fn with_tls_orders(db_name: &str, test: impl AsyncFnOnce(&Pki, Orders)) {
+    with_tls_orders_db(db_name, async |pki, orders, _| test(pki, orders).await);
+}
+
+/// [`with_tls_orders`], the test also getting the database (for more orders on it).
+fn with_tls_orders_db(db_name: &str, test: impl AsyncFnOnce(&Pki, Orders, &TestDatabase)) {
     let pki = Pki::new();
     let db = TestDatabase::new(db_name);
     testkit::runtime().block_on(async {
         let orders = pki.orders(&db).await;
-        test(&pki, orders).await;
+        test(&pki, orders, &db).await;
     });
 }
 
@@ -167,4 +184,37 @@ fn a_tls_file_that_cannot_be_used_stops_the_gateway_naming_it() {
         &[base[0], ("GATEWAY_GRPC_TLS_CERT", &cert)],
         ("GATEWAY_GRPC_TLS_KEY", &key, "ORDERS_GRPC_CA"),
     );
+}
+
+#[test]
+fn two_tls_orders_share_the_ca_and_client_certificate_behind_one_gateway() {
+    with_tls_orders_db("gateway_grpc_tls_replicas", async |pki, first, db| {
+        let second = pki.orders(db).await;
+        // Each replica by its name (`localhost`, on its certificate), resolved into
+        // its addresses: the channel goes to an address and verifies the name.
+        let list = format!(
+            "https://localhost:{},https://localhost:{}",
+            first.grpc_addr.port(),
+            second.grpc_addr.port()
+        );
+        let config = gateway::Config {
+            gateway_orders_resolve_interval: settings::GoDuration::from_secs(1),
+            ..pki.gateway_config_for(&list, &pki.orders_ca.ca_file(), Some(&pki.gateway))
+        };
+        let gateway = Gateway::start(config).await;
+        let ready = gateway.get("/readyz").await;
+        assert_eq!(ready.status, 200, "{ready:?}");
+        // Round robin: both replicas store orders.
+        let mut created = Vec::new();
+        while first.metric("orders_created_total").await < 1.0
+            || second.metric("orders_created_total").await < 1.0
+        {
+            assert!(created.len() < 50, "one replica never called: {created:?}");
+            created.push(gateway.create_order(ORDER).await);
+        }
+        for order_id in created {
+            let got = gateway.get_order(order_id).await;
+            assert_eq!(got["order"]["order_id"], order_id, "{got}");
+        }
+    });
 }

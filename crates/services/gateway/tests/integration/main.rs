@@ -10,6 +10,7 @@ mod openapi;
 mod outage;
 mod overload;
 mod readiness;
+mod replicas;
 mod rest;
 mod security;
 mod swagger_ui;
