@@ -541,6 +541,31 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_connection_as_tonic_reports_it_takes_the_replica_out() {
+        // A real channel to a port nothing listens on: the status tonic makes.
+        let port = testkit::free_port();
+        let status = testkit::runtime().block_on(async {
+            let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                .unwrap()
+                .connect_lazy();
+            HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
+                .unwrap_err()
+        });
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        let verdict = after_failure(&status, Repeat::Once);
+        assert_eq!(
+            verdict,
+            Verdict {
+                replica_down: true,
+                try_another: false
+            },
+            "{status:?}"
+        );
+    }
+
+    #[test]
     fn round_robin_over_the_replicas_up_skipping_the_tried() {
         let up = [true, false, true];
         let none = [false; 3];
