@@ -8,6 +8,10 @@
 //! accepted order has exactly one payment, one PaymentStatus, one notification and its
 //! final status (the `e2e` checks).
 //!
+//! With two of the three nodes down (fewer in-sync replicas than
+//! `min.insync.replicas`), orders are still accepted and wait in the outbox until a
+//! second node is back.
+//!
 //! Both clients: the `kafka` crate on Apache Kafka 3.9 (the last line serving its
 //! protocol versions) and librdkafka on 4.x.
 
@@ -171,6 +175,71 @@ fn orders_keep_flowing_while_partition_leaders_are_killed(setup: Setup) {
     report_client_trouble(&platform);
 }
 
+/// Two of three brokers down: fewer in-sync replicas than `min.insync.replicas=2`
+/// (and no controller quorum, every node being a voter), so no produce is
+/// acknowledged. Orders are still accepted and their OrderCreated rows wait in the
+/// outbox, unsent, while the relay keeps trying; once one broker is back, everything
+/// they held goes out, and once the third is back too, every order is paid, notified
+/// and final exactly once.
+fn two_brokers_down_hold_orders_in_the_outbox_until_one_is_back(setup: Setup) {
+    let mut platform = Platform::start(setup.broker, Options::on_cluster(setup));
+    let topics = [
+        platform.wiring.order_topic.clone(),
+        platform.wiring.status_topic.clone(),
+    ];
+    let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let before = platform.place_orders(5);
+    platform.wait_for_notifications(&ids(&before));
+
+    let cluster = platform.broker.cluster_mut().unwrap();
+    let all = cluster.node_ids();
+    let (first, _) = cluster.busiest_leader(&topics, &all).unwrap();
+    cluster.kill9(first);
+    cluster.wait_led_without(first, &topics);
+    let rest: Vec<i32> = all.iter().copied().filter(|&id| id != first).collect();
+    let (second, _) = cluster.busiest_leader(&topics, &rest).unwrap();
+    let failed_attempts = relay_failures(&platform);
+    platform.broker.cluster_mut().unwrap().kill9(second);
+    eprintln!("nodes {first} and {second} SIGKILLed, one of three left");
+
+    let during = platform.place_orders(10);
+    // The relay has tried, and failed, since the second node died ...
+    wait_until(SETTLE, "the orders relay to fail an attempt", || {
+        (relay_failures(&platform) > failed_attempts).then_some(())
+    });
+    // ... and holds every row of the orders placed since: none was acknowledged.
+    assert_eq!(
+        platform.unsent_order_events(),
+        during.len() as i64,
+        "the OrderCreated rows of the orders placed with two brokers down wait in the outbox"
+    );
+
+    // One broker back: two replicas, a controller quorum; the outbox empties.
+    let cluster = platform.broker.cluster_mut().unwrap();
+    cluster.restart(second);
+    eprintln!("node {second} restarted, node {first} still down");
+    platform.wait_for_notifications(&ids(&during));
+    wait_until(SETTLE, "the orders outbox to drain", || {
+        (platform.unsent_order_events() == 0).then_some(())
+    });
+
+    let cluster = platform.broker.cluster_mut().unwrap();
+    cluster.restart(first);
+    cluster.wait_in_sync(&topics);
+    let after = platform.place_orders(5);
+    platform.assert_exactly_once(&[before, during, after].concat());
+    report_client_trouble(&platform);
+}
+
+/// How many relay attempts orders has logged as failed.
+fn relay_failures(platform: &Platform) -> usize {
+    platform
+        .orders
+        .log()
+        .matches("outbox relay attempt failed")
+        .count()
+}
+
 /// What the services logged while leaders moved, on stderr (shown with
 /// `--no-capture` or on failure): per service, the WARN and ERROR lines counted by
 /// their source (the retry loops of `bus` and the outbox relay, librdkafka), and the
@@ -195,7 +264,11 @@ fn report_client_trouble(platform: &Platform) {
             *by_source.entry(format!("{level} {target}")).or_default() += 1;
         }
         eprintln!("{name}: {} WARN/ERROR lines: {by_source:?}", trouble.len());
-        for line in trouble.iter().take(8) {
+        // The producers' and relays' lines first (what a send ran into), then the rest.
+        let (sends, others): (Vec<&str>, Vec<&str>) = trouble
+            .iter()
+            .partition(|line| line.contains("producer") || line.contains("outbox::relay"));
+        for line in sends.iter().take(6).chain(others.iter().take(4)) {
             eprintln!("  {line}");
         }
     }
@@ -204,4 +277,5 @@ fn report_client_trouble(platform: &Platform) {
 on_setups!(
     [apache_kafka_3_9_kafka, apache_kafka_4_rdkafka]
     orders_keep_flowing_while_partition_leaders_are_killed,
+    two_brokers_down_hold_orders_in_the_outbox_until_one_is_back,
 );
