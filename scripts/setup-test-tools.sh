@@ -148,6 +148,24 @@ if [ "$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SHO
   fi
 fi
 
+# Every service a test starts holds a pool (4 to 16 connections), and nextest runs
+# four tests at once: the end-to-end tests alone can pass Debian's default of 100
+# connections. Raised on the cluster this script can name, once.
+if [ "$(PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'SHOW max_connections')" -lt 300 ]; then
+  cluster="$(pg_lsclusters -h 2>/dev/null | awk '$3 == 5432 && $4 ~ /^online/ {print $1 " " $2; exit}')"
+  if [ -n "$cluster" ]; then
+    log "raising PostgreSQL's max_connections to 300 (restarts cluster $cluster)"
+    if PGPASSWORD=postgres psql -h 127.0.0.1 -U postgres -d postgres -qc 'ALTER SYSTEM SET max_connections = 300' \
+      && as_root pg_ctlcluster --skip-systemctl-redirect $cluster restart; then
+      for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+    else
+      log "could not restart PostgreSQL cluster $cluster; max_connections stays as it is"
+    fi
+  else
+    log "max_connections is below 300 on a server this script did not set up; many tests at once may exhaust it"
+  fi
+fi
+
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   if ! command -v redis-server >/dev/null; then
     log "installing Redis"
