@@ -185,6 +185,17 @@ pub(crate) fn run<H: Handler>(
                 result = Err(BusError::Rdkafka(KafkaError::MessageConsumptionFatal(code)));
                 break;
             }
+            // A broker that cannot be reached (one of a cluster down, a leader gone):
+            // librdkafka reports each failed connection attempt here and reconnects
+            // by itself, and its own log line has already said so. Not a reason to
+            // wait: while a broker stays down these events keep coming, and a
+            // backoff per event (up to 5 s) would let them queue faster than they are
+            // read, so the consumer would fall minutes behind, its group membership
+            // lost meanwhile (seen with two of three brokers down).
+            Some(Err(e)) if broker_unreachable(&e) => {
+                tracing::debug!(topic, error = %e, "a broker is unreachable; librdkafka reconnects");
+                continue;
+            }
             Some(Err(e)) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(topic, error = %e, ?delay, "poll failed; retrying");
@@ -372,4 +383,15 @@ fn report_lag(
         observer.observe(topic, partition, (high - from).max(0));
     }
     Ok(())
+}
+
+/// A consumer error that only says a broker (or every broker) could not be reached:
+/// librdkafka keeps reconnecting on its own.
+fn broker_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
+        )
+    )
 }
