@@ -29,9 +29,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use testkit::{
-    ServiceProcess, TestDatabase, free_port, http_request, unique_name, wait_http_ok, wait_until,
-};
+use crate::stack_binary::RunningStack;
+use testkit::{free_port, http_request};
 
 const DASHBOARD: &str = "compose/grafana/dashboards/order-platform.json";
 const DATASOURCES: &str = "compose/grafana/provisioning/datasources/prometheus.yaml";
@@ -782,70 +781,28 @@ fn payment_intents_server() -> String {
 
 #[test]
 fn dashboard_queries_name_only_families_the_running_platform_exports() {
-    let orders_db = TestDatabase::new("dashboard_orders");
-    let payments_db = TestDatabase::new("dashboard_payments");
-    let prefix = format!("{}:", unique_name("dashboard"));
     let stripe = payment_intents_server();
-    let [
-        broker,
-        gateway,
-        grpc,
-        orders_health,
-        payments_health,
-        notifications_health,
-    ] = [(); 6].map(|_| format!("127.0.0.1:{}", free_port()));
-    let mut stack = ServiceProcess::spawn(
-        "stack",
+    let broker = format!("127.0.0.1:{}", free_port());
+    let running = RunningStack::start(
+        "dashboard",
         &["--broker-listen", &broker],
-        &[
-            ("ORDERS_PG_DSN", orders_db.dsn()),
-            ("PAYMENTS_PG_DSN", payments_db.dsn()),
-            ("GATEWAY_HTTP_ADDR", gateway.clone()),
-            ("ORDERS_GRPC_ADDR", grpc),
-            ("ORDERS_HEALTH_ADDR", orders_health.clone()),
-            ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
-            ("NOTIFICATIONS_HEALTH_ADDR", notifications_health.clone()),
-            ("REDIS_KEY_PREFIX", prefix.clone()),
+        vec![
             ("PAYMENTS_PROVIDER", "stripe".to_owned()),
             ("PAYMENTS_STRIPE_API_BASE", stripe),
             ("PAYMENTS_STRIPE_SECRET_KEY", "sk_test_dashboard".to_owned()),
         ],
     );
     let services: [(&'static str, &String); 4] = [
-        ("gateway", &gateway),
-        ("orders", &orders_health),
-        ("payments", &payments_health),
-        ("notifications", &notifications_health),
+        ("gateway", &running.gateway),
+        ("orders", &running.orders_health),
+        ("payments", &running.payments_health),
+        ("notifications", &running.notifications_health),
     ];
-    for (_, addr) in services {
-        wait_http_ok(&format!("http://{addr}/readyz"), Duration::from_secs(60));
-    }
-    stack.assert_running();
 
     // An order through the gateway, paid through the provider, notified.
-    let (status, body) = http_request(
-        "POST",
-        &format!("http://{gateway}/orders"),
-        Some(r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 2, "price": 1500}]}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let order_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["order_id"]
-        .as_i64()
-        .unwrap();
-    let mut redis = redis::Client::open(testkit::redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let stored: String = wait_until(Duration::from_secs(60), "the notification in Redis", || {
-        redis::cmd("GET")
-            .arg(format!("{prefix}{order_id}"))
-            .query::<Option<String>>(&mut redis)
-            .unwrap()
-    });
+    let (order_id, stored) = running.order_until_notified();
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&stored).unwrap()["order_status"],
-        "succeeded",
+        stored["order_status"], "succeeded",
         "paid through the PaymentIntents server"
     );
 
@@ -906,14 +863,15 @@ fn dashboard_queries_name_only_families_the_running_platform_exports() {
         assert!(exported.contains_key(family), "{family} read from /metrics");
     }
 
-    let status = stack.terminate(Duration::from_secs(30));
+    let mut running = running;
+    let status = running.process.terminate(Duration::from_secs(30));
     assert!(
         status.success(),
         "stack exited with {status}\n{}",
-        stack.log()
+        running.process.log()
     );
     let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{order_id}"))
-        .query(&mut redis)
+        .arg(format!("{}{order_id}", running.prefix))
+        .query(&mut running.redis())
         .unwrap();
 }

@@ -27,91 +27,128 @@ fn stack_with_external_broker_runs_on_apache_kafka_3_9() {
     run_stack(&["--external-broker"], env);
 }
 
-/// Runs `stack` with `args` and `env` (plus fresh databases, ports and a Redis key
-/// prefix), places an order over HTTP, waits for its notification in Redis, then
-/// stops `stack` with SIGTERM and expects exit status 0.
-fn run_stack(args: &[&str], env: Vec<(&str, String)>) {
-    let orders_db = TestDatabase::new("stack_orders");
-    let payments_db = TestDatabase::new("stack_payments");
-    let prefix = format!("{}:", unique_name("stack"));
-    let [
-        gateway,
-        grpc,
-        orders_health,
-        payments_health,
-        notifications_health,
-    ] = [(); 5].map(|_| format!("127.0.0.1:{}", free_port()));
-    let mut stack = ServiceProcess::spawn(
-        "stack",
-        args,
-        &[
-            env,
-            vec![
-                ("ORDERS_PG_DSN", orders_db.dsn()),
-                ("PAYMENTS_PG_DSN", payments_db.dsn()),
-                ("GATEWAY_HTTP_ADDR", gateway.clone()),
-                // The Go listen form: the gateway must still find orders.
-                (
-                    "ORDERS_GRPC_ADDR",
-                    format!(":{}", grpc.rsplit_once(':').unwrap().1),
-                ),
-                ("ORDERS_HEALTH_ADDR", orders_health.clone()),
-                ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
-                ("NOTIFICATIONS_HEALTH_ADDR", notifications_health.clone()),
-                ("REDIS_KEY_PREFIX", prefix.clone()),
-            ],
-        ]
-        .concat(),
-    );
-    for health in [
-        &orders_health,
-        &payments_health,
-        &notifications_health,
-        &gateway,
-    ] {
-        wait_http_ok(&format!("http://{health}/readyz"), Duration::from_secs(60));
+/// A running `stack` binary on fresh databases, ports and a Redis key prefix.
+pub(crate) struct RunningStack {
+    pub(crate) process: ServiceProcess,
+    pub(crate) gateway: String,
+    pub(crate) orders_health: String,
+    pub(crate) payments_health: String,
+    pub(crate) notifications_health: String,
+    pub(crate) prefix: String,
+    _databases: [TestDatabase; 2],
+}
+
+impl RunningStack {
+    /// Starts `stack` with `args` and `env` (beside fresh databases, ports and a
+    /// Redis key prefix named after `label`) and waits until every service is ready.
+    pub(crate) fn start(label: &str, args: &[&str], env: Vec<(&str, String)>) -> Self {
+        let orders_db = TestDatabase::new(&format!("{label}_orders"));
+        let payments_db = TestDatabase::new(&format!("{label}_payments"));
+        let prefix = format!("{}:", unique_name(label));
+        let [
+            gateway,
+            grpc,
+            orders_health,
+            payments_health,
+            notifications_health,
+        ] = [(); 5].map(|_| format!("127.0.0.1:{}", free_port()));
+        let mut process = ServiceProcess::spawn(
+            "stack",
+            args,
+            &[
+                env,
+                vec![
+                    ("ORDERS_PG_DSN", orders_db.dsn()),
+                    ("PAYMENTS_PG_DSN", payments_db.dsn()),
+                    ("GATEWAY_HTTP_ADDR", gateway.clone()),
+                    // The Go listen form: the gateway must still find orders.
+                    (
+                        "ORDERS_GRPC_ADDR",
+                        format!(":{}", grpc.rsplit_once(':').unwrap().1),
+                    ),
+                    ("ORDERS_HEALTH_ADDR", orders_health.clone()),
+                    ("PAYMENTS_HEALTH_ADDR", payments_health.clone()),
+                    ("NOTIFICATIONS_HEALTH_ADDR", notifications_health.clone()),
+                    ("REDIS_KEY_PREFIX", prefix.clone()),
+                ],
+            ]
+            .concat(),
+        );
+        for health in [
+            &orders_health,
+            &payments_health,
+            &notifications_health,
+            &gateway,
+        ] {
+            wait_http_ok(&format!("http://{health}/readyz"), Duration::from_secs(60));
+        }
+        process.assert_running();
+        Self {
+            process,
+            gateway,
+            orders_health,
+            payments_health,
+            notifications_health,
+            prefix,
+            _databases: [orders_db, payments_db],
+        }
     }
-    stack.assert_running();
 
-    let (status, body) = http_request(
-        "POST",
-        &format!("http://{gateway}/orders"),
-        Some(r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 2, "price": 1500}]}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let order_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["order_id"]
-        .as_i64()
+    /// Places an order over HTTP and waits for its notification in Redis: the
+    /// order's id and the stored notification.
+    pub(crate) fn order_until_notified(&self) -> (i64, serde_json::Value) {
+        let (status, body) = http_request(
+            "POST",
+            &format!("http://{}/orders", self.gateway),
+            Some(r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 2, "price": 1500}]}"#),
+        )
         .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let order_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["order_id"]
+            .as_i64()
+            .unwrap();
+        let mut redis = self.redis();
+        let stored: String =
+            wait_until(Duration::from_secs(60), "the notification in Redis", || {
+                redis::cmd("GET")
+                    .arg(format!("{}{order_id}", self.prefix))
+                    .query::<Option<String>>(&mut redis)
+                    .unwrap()
+            });
+        (order_id, serde_json::from_str(&stored).unwrap())
+    }
 
-    let mut redis = redis::Client::open(testkit::redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let stored: String = wait_until(Duration::from_secs(60), "the notification in Redis", || {
-        redis::cmd("GET")
-            .arg(format!("{prefix}{order_id}"))
-            .query::<Option<String>>(&mut redis)
+    pub(crate) fn redis(&self) -> redis::Connection {
+        redis::Client::open(testkit::redis_url())
             .unwrap()
-    });
+            .get_connection()
+            .unwrap()
+    }
+}
+
+/// Runs `stack` with `args` and `env`, places an order over HTTP, waits for its
+/// notification in Redis, then stops `stack` with SIGTERM and expects exit status 0.
+fn run_stack(args: &[&str], env: Vec<(&str, String)>) {
+    let mut running = RunningStack::start("stack", args, env);
+    let (order_id, stored) = running.order_until_notified();
     let expected = if order_id % 2 == 0 {
         "succeeded"
     } else {
         "failed"
     };
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&stored).unwrap(),
+        stored,
         serde_json::json!({"order_id": order_id, "user_id": 42, "order_status": expected})
     );
 
-    let status = stack.terminate(Duration::from_secs(30));
+    let status = running.process.terminate(Duration::from_secs(30));
     assert!(
         status.success(),
         "stack exited with {status}\n{}",
-        stack.log()
+        running.process.log()
     );
     let _: () = redis::cmd("DEL")
-        .arg(format!("{prefix}{order_id}"))
-        .query(&mut redis)
+        .arg(format!("{}{order_id}", running.prefix))
+        .query(&mut running.redis())
         .unwrap();
 }
