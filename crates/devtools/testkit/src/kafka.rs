@@ -290,31 +290,19 @@ impl KafkaBroker {
     }
 
     fn java(&self) -> Command {
-        let lib = dist_dir(&self.release).join("lib");
-        let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
-        command
-            // Bounded heap; serial GC: the broker handles a test's load on one thread
-            // and leaves the other core to the services under test.
-            .args(["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC", "-Xss1m"])
-            .arg(format!(
-                "-Dlog4j.configuration=file:{}",
-                self.dir.join("log4j.properties").display()
-            ))
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                self.dir.join("log4j2.properties").display()
-            ))
-            .arg("-cp")
-            .arg(format!("{}/*", lib.display()))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null());
-        command
+        // Bounded heap; serial GC: the broker handles a test's load on one thread
+        // and leaves the other core to the services under test.
+        kafka_java(
+            &self.release,
+            &self.dir,
+            &["-Xms128m", "-Xmx512m", "-XX:+UseSerialGC"],
+        )
     }
 
     /// `kafka-storage.sh format` for a fresh cluster id.
     fn format(&self) {
-        let output = self
-            .java()
+        let mut command = self.java();
+        command
             .args([
                 "kafka.tools.StorageTool",
                 "format",
@@ -333,18 +321,8 @@ impl KafkaBroker {
                             format!("{mechanism}=[name={SASL_USER},password={SASL_PASSWORD}]"),
                         ]
                     })
-            }))
-            .output()
-            .unwrap_or_else(|err| {
-                panic!("cannot run java (Apache Kafka needs Java 17 on PATH or in $JAVA): {err}")
-            });
-        assert!(
-            output.status.success(),
-            "formatting the KRaft log dir of Apache Kafka {} failed:\n{}{}",
-            self.release,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            }));
+        run_format(command, &format!("Apache Kafka {}", self.release));
     }
 
     /// Starts the JVM and waits until it is ready.
@@ -467,6 +445,43 @@ impl Drop for KafkaBroker {
 
 /// The logging set-up of a broker in `dir`: 3.9 logs through reload4j, 4.x through
 /// log4j2; one file for each, both passed to the JVM.
+/// A `java` command running Apache Kafka `release`'s jars in `dir`, with its log
+/// configuration from there and the JVM options `jvm` (heap, GC).
+pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
+    let lib = dist_dir(release).join("lib");
+    let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
+    command
+        .args(jvm)
+        .arg("-Xss1m")
+        .arg(format!(
+            "-Dlog4j.configuration=file:{}",
+            dir.join("log4j.properties").display()
+        ))
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            dir.join("log4j2.properties").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/*", lib.display()))
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `format` (`kafka.tools.StorageTool format ...`); the test fails with its
+/// output, naming `what` was formatted.
+pub(crate) fn run_format(mut format: Command, what: &str) {
+    let output = format.output().unwrap_or_else(|err| {
+        panic!("cannot run java (Apache Kafka needs Java 17 on PATH or in $JAVA): {err}")
+    });
+    assert!(
+        output.status.success(),
+        "formatting the KRaft log dir of {what} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 pub(crate) fn write_log_configs(dir: &Path) {
     // 3.9 logs through reload4j, 4.x through log4j2: one file for each, both
     // passed; INFO to the broker's log file, shown when a test fails.

@@ -18,11 +18,13 @@ use std::{
     collections::BTreeMap,
     fs::File,
     path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Child, Command},
     time::{Duration, Instant},
 };
 
-use crate::kafka::{KafkaLine, READY, cluster_id, dist_dir, write_log_configs};
+use crate::kafka::{
+    KafkaLine, READY, cluster_id, dist_dir, kafka_java, run_format, write_log_configs,
+};
 use crate::kafka_admin::{self, PartitionState};
 use crate::tls_servers::{kill_and_reap, spawn_watchdog};
 use crate::{free_port, unique_name, wait_until};
@@ -247,52 +249,29 @@ impl KafkaCluster {
     }
 
     fn java(&self, node: &Node) -> Command {
-        let lib = dist_dir(&self.release).join("lib");
-        let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
-        command
-            // Three JVMs on a test machine's cores: a small heap, the serial GC, and
-            // only the quick JIT tier (less compiling at start-up).
-            .args([
+        // Three JVMs share two cores with the services: small heaps, one GC thread,
+        // the quick JIT only.
+        kafka_java(
+            &self.release,
+            &node.dir,
+            &[
                 "-Xms64m",
                 "-Xmx384m",
                 "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1",
-                "-Xss1m",
-            ])
-            .arg(format!(
-                "-Dlog4j.configuration=file:{}",
-                node.dir.join("log4j.properties").display()
-            ))
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                node.dir.join("log4j2.properties").display()
-            ))
-            .arg("-cp")
-            .arg(format!("{}/*", lib.display()))
-            .current_dir(&node.dir)
-            .stdin(Stdio::null());
-        command
+            ],
+        )
     }
 
     /// `kafka-storage.sh format` of node `index` for cluster `id`.
     fn format(&self, index: usize, id: &str) {
         let node = &self.nodes[index];
-        let output = self
-            .java(node)
+        let mut command = self.java(node);
+        command
             .args(["kafka.tools.StorageTool", "format", "-t", id, "-c"])
-            .arg(node.config_path())
-            .output()
-            .unwrap_or_else(|err| {
-                panic!("cannot run java (Apache Kafka needs Java 17 on PATH or in $JAVA): {err}")
-            });
-        assert!(
-            output.status.success(),
-            "formatting the KRaft log dir of node {} (Apache Kafka {}) failed:\n{}{}",
-            node.id,
-            self.release,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .arg(node.config_path());
+        let what = format!("node {} (Apache Kafka {})", node.id, self.release);
+        run_format(command, &what);
     }
 
     /// Starts node `index`'s JVM (and its watchdog); does not wait.
