@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use proto::v1::{CreateOrderRequest, Money, OrderItem, orders_service_client::OrdersServiceClient};
 use settings::BrokerList;
-use testkit::TestDatabase;
+use testkit::{CertFiles, TestCa, TestDatabase};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -301,5 +301,48 @@ impl OrdersProcess {
             uri: format!("http://127.0.0.1:{grpc_port}"),
             ready_url,
         }
+    }
+}
+
+/// Test certificates for orders' gRPC over TLS: orders' CA and its server certificate
+/// (for `localhost` and `127.0.0.1`), and the CA of its clients with one client
+/// certificate (the gateway's).
+pub struct TlsFiles {
+    pub orders_ca: TestCa,
+    pub orders: CertFiles,
+    pub clients_ca: TestCa,
+    pub gateway: CertFiles,
+}
+
+impl TlsFiles {
+    pub fn new() -> Self {
+        let orders_ca = TestCa::new("orders");
+        let server = orders_ca.server(&["localhost", "127.0.0.1"]);
+        let orders = orders_ca.issue_files("orders", &server);
+        let clients_ca = TestCa::new("gateways");
+        let gateway = clients_ca.issue_files("gateway", &clients_ca.client("gateway"));
+        Self {
+            orders_ca,
+            orders,
+            clients_ca,
+            gateway,
+        }
+    }
+
+    /// orders' test settings on `dsn` serving gRPC over TLS, and requiring client
+    /// certificates of the clients' CA when `mutual`.
+    pub fn orders_config(&self, dsn: String, mutual: bool) -> crate::Config {
+        crate::Config {
+            orders_grpc_tls_cert: Some(self.orders.cert.clone()),
+            orders_grpc_tls_key: Some(self.orders.key.clone()),
+            orders_grpc_client_ca: mutual.then(|| self.clients_ca.ca_file()),
+            ..config(dsn)
+        }
+    }
+}
+
+impl Default for TlsFiles {
+    fn default() -> Self {
+        Self::new()
     }
 }

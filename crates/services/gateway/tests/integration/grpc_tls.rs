@@ -8,46 +8,29 @@
 
 use std::{path::Path, time::Duration};
 
-use orders::testing::{Orders, config as orders_config};
-use testkit::{CertFiles, TestCa, TestDatabase};
+use orders::testing::{Orders, TlsFiles};
+use testkit::{CertFiles, TestDatabase};
 
 use crate::common::{Gateway, gateway_config};
 
 const ORDER: &str =
     r#"{"user_id": 42, "items": [{"product_id": 1, "quantity": 2, "price": 1500}]}"#;
 
-/// orders' CA and server certificate (for `localhost`), and the CA orders trusts for
-/// clients with the gateway's certificate.
-struct Pki {
-    orders_ca: TestCa,
-    orders: CertFiles,
-    clients_ca: TestCa,
-    gateway: CertFiles,
+/// The test certificates ([`TlsFiles`]), with this module's helpers.
+struct Pki(TlsFiles);
+
+impl std::ops::Deref for Pki {
+    type Target = TlsFiles;
+
+    fn deref(&self) -> &TlsFiles {
+        &self.0
+    }
 }
 
 impl Pki {
-    fn new() -> Self {
-        let orders_ca = TestCa::new("orders");
-        let orders = orders_ca.issue_files("orders", &orders_ca.server(&["localhost"]));
-        let clients_ca = TestCa::new("gateways");
-        let gateway = clients_ca.issue_files("gateway", &clients_ca.client("gateway"));
-        Self {
-            orders_ca,
-            orders,
-            clients_ca,
-            gateway,
-        }
-    }
-
     /// A ready orders on `db` serving gRPC over mutual TLS.
     async fn orders(&self, db: &TestDatabase) -> Orders {
-        let orders = Orders::start(orders::Config {
-            orders_grpc_tls_cert: Some(self.orders.cert.clone()),
-            orders_grpc_tls_key: Some(self.orders.key.clone()),
-            orders_grpc_client_ca: Some(self.clients_ca.ca_file()),
-            ..orders_config(db.dsn())
-        })
-        .await;
+        let orders = Orders::start(self.orders_config(db.dsn(), true)).await;
         orders.wait_ready().await;
         orders
     }
@@ -86,7 +69,7 @@ fn with_tls_orders(db_name: &str, test: impl AsyncFnOnce(&Pki, Orders)) {
 
 /// [`with_tls_orders`], the test also getting the database (for more orders on it).
 fn with_tls_orders_db(db_name: &str, test: impl AsyncFnOnce(&Pki, Orders, &TestDatabase)) {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     let db = TestDatabase::new(db_name);
     testkit::runtime().block_on(async {
         let orders = pki.orders(&db).await;
@@ -144,7 +127,7 @@ fn a_gateway_without_a_client_certificate_is_not_ready_under_mutual_tls() {
 
 #[test]
 fn a_tls_file_that_cannot_be_used_stops_the_gateway_naming_it() {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     let missing = pki.orders_ca.dir().join("missing-ca.pem");
     let path = |path: &Path| path.to_str().unwrap().to_owned();
     let (cert, key) = (path(&pki.gateway.cert), path(&pki.gateway.key));

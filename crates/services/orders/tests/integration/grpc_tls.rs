@@ -8,9 +8,9 @@
 use std::{path::Path, time::Duration};
 
 use grpc_tls::{ClientIdentity, ClientTlsFiles, PemFile};
-use orders::testing::{Orders, config, item, request};
+use orders::testing::{Orders, TlsFiles, item, request};
 use proto::v1::orders_service_client::OrdersServiceClient;
-use testkit::{CertFiles, TestCa, TestDatabase};
+use testkit::{CertFiles, TestDatabase};
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -19,40 +19,18 @@ use tonic_health::pb::{
 /// Long enough for a loaded test machine; a refusal comes at once anyway.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// orders' CA and server certificate (for `localhost` and `127.0.0.1`), and the CA
-/// of its clients with one client certificate.
-struct Pki {
-    orders_ca: TestCa,
-    orders: CertFiles,
-    clients_ca: TestCa,
-    gateway: CertFiles,
+/// The test certificates ([`TlsFiles`]), with this module's helpers.
+struct Pki(TlsFiles);
+
+impl std::ops::Deref for Pki {
+    type Target = TlsFiles;
+
+    fn deref(&self) -> &TlsFiles {
+        &self.0
+    }
 }
 
 impl Pki {
-    fn new() -> Self {
-        let orders_ca = TestCa::new("orders");
-        let orders =
-            orders_ca.issue_files("orders", &orders_ca.server(&["localhost", "127.0.0.1"]));
-        let clients_ca = TestCa::new("gateways");
-        let gateway = clients_ca.issue_files("gateway", &clients_ca.client("gateway"));
-        Self {
-            orders_ca,
-            orders,
-            clients_ca,
-            gateway,
-        }
-    }
-
-    /// orders' test settings on `db` with TLS, and mutual TLS when `mutual`.
-    fn orders_config(&self, db: &TestDatabase, mutual: bool) -> orders::Config {
-        orders::Config {
-            orders_grpc_tls_cert: Some(self.orders.cert.clone()),
-            orders_grpc_tls_key: Some(self.orders.key.clone()),
-            orders_grpc_client_ca: mutual.then(|| self.clients_ca.ca_file()),
-            ..config(db.dsn())
-        }
-    }
-
     /// A TLS channel to `orders` trusting orders' CA, presenting `identity`.
     fn channel(&self, orders: &Orders, identity: Option<&CertFiles>) -> Channel {
         ClientTlsFiles {
@@ -99,10 +77,10 @@ fn with_tls_orders(
 
 #[test]
 fn a_plaintext_client_is_refused_and_a_tls_client_is_served() {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     with_tls_orders(
         "grpc_tls_plain",
-        |db| pki.orders_config(db, false),
+        |db| pki.orders_config(db.dsn(), false),
         async |orders| {
             // What the gateway did before TLS: a plaintext HTTP/2 connection.
             let plaintext = tonic::transport::Endpoint::from_shared(orders.uri())
@@ -128,10 +106,10 @@ fn a_plaintext_client_is_refused_and_a_tls_client_is_served() {
 
 #[test]
 fn under_mutual_tls_only_a_certificate_of_the_client_ca_is_accepted() {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     with_tls_orders(
         "grpc_tls_mutual",
-        |db| pki.orders_config(db, true),
+        |db| pki.orders_config(db.dsn(), true),
         async |orders| {
             // No client certificate.
             let refused = health(pki.channel(&orders, None)).await.unwrap_err();
@@ -205,10 +183,10 @@ fn path(path: &Path) -> &str {
 
 #[test]
 fn grpcurl_lists_the_services_and_checks_health_over_mutual_tls() {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     with_tls_orders(
         "grpc_tls_grpcurl",
-        |db| pki.orders_config(db, true),
+        |db| pki.orders_config(db.dsn(), true),
         async |orders| {
             let port = orders.grpc_addr.port();
             let ca = pki.orders_ca.ca_file();
@@ -246,7 +224,7 @@ fn grpcurl_lists_the_services_and_checks_health_over_mutual_tls() {
 
 #[test]
 fn a_tls_file_that_cannot_be_used_stops_orders_naming_the_variable_and_the_file() {
-    let pki = Pki::new();
+    let pki = Pki(TlsFiles::new());
     let binary = Path::new(env!("CARGO_BIN_EXE_orders"));
     let clear = testkit::service_vars(orders::config::ENV_VARS, orders::config::CONFIG_FILE_VAR);
     let missing = pki.orders_ca.dir().join("missing.pem");
