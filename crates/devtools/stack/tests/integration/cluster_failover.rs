@@ -24,9 +24,9 @@ use std::{
     time::Duration,
 };
 
-use testkit::{Setup, http_request, on_setups, wait_until};
+use testkit::{Setup, on_setups, wait_until};
 
-use crate::e2e::{Options, Platform};
+use crate::e2e::{Options, Platform, place_order};
 
 const SETTLE: Duration = Duration::from_secs(120);
 /// Orders that must be paid and notified while a node is down.
@@ -52,18 +52,9 @@ impl Feeder {
                 let mut user_id = 10_000;
                 while !stop.load(Ordering::SeqCst) {
                     user_id += 1;
-                    let body = format!(
-                        r#"{{"user_id": {user_id}, "items": [{{"product_id": 7, "quantity": 2, "price": 150}}]}}"#
-                    );
-                    match http_request("POST", &url, Some(&body)) {
-                        Some((200, response)) => {
-                            let json: serde_json::Value = serde_json::from_str(&response).unwrap();
-                            accepted
-                                .lock()
-                                .unwrap()
-                                .push((json["order_id"].as_i64().unwrap(), user_id));
-                        }
-                        other => refused.lock().unwrap().push(format!("{other:?}")),
+                    match place_order(&url, user_id) {
+                        Ok(order_id) => accepted.lock().unwrap().push((order_id, user_id)),
+                        Err(answer) => refused.lock().unwrap().push(answer),
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }

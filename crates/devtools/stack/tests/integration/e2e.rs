@@ -573,6 +573,21 @@ fn kill_9_of_orders_and_its_relay_loses_nothing(kind: BrokerKind) {
     });
 }
 
+/// `POST url` (the gateway's `/orders`) of one item for `user_id`: the new order's
+/// id, or what came back instead.
+pub(crate) fn place_order(url: &str, user_id: i64) -> Result<i64, String> {
+    let body = format!(
+        r#"{{"user_id": {user_id}, "items": [{{"product_id": 7, "quantity": 2, "price": 150}}]}}"#
+    );
+    match http_request("POST", url, Some(&body)) {
+        Some((200, response)) => {
+            let json: serde_json::Value = serde_json::from_str(&response).unwrap();
+            Ok(json["order_id"].as_i64().unwrap())
+        }
+        other => Err(format!("{other:?}")),
+    }
+}
+
 /// Group commit under a kill -9: 16 clients place orders concurrently (so
 /// orders batches them) until orders is SIGKILLed; every order a client saw accepted
 /// is stored whole (order, items, one outbox row) and reaches Redis after the restart.
@@ -586,18 +601,9 @@ fn kill_9_of_orders_mid_burst_keeps_every_accepted_order(kind: BrokerKind) {
             std::thread::spawn(move || {
                 for i in 0..100_000_i64 {
                     let user_id = 1_000_000 * (lane + 1) + i;
-                    let body = format!(
-                        r#"{{"user_id": {user_id}, "items": [{{"product_id": 7, "quantity": 2, "price": 150}}]}}"#
-                    );
-                    match http_request("POST", &url, Some(&body)) {
-                        Some((200, response)) => {
-                            let json: serde_json::Value = serde_json::from_str(&response).unwrap();
-                            accepted
-                                .lock()
-                                .unwrap()
-                                .push((json["order_id"].as_i64().unwrap(), user_id));
-                        }
-                        _ => return,
+                    match place_order(&url, user_id) {
+                        Ok(order_id) => accepted.lock().unwrap().push((order_id, user_id)),
+                        Err(_) => return,
                     }
                 }
             })
