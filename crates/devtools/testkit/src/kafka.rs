@@ -537,13 +537,13 @@ fn sasl_ssl_properties(listener: &SaslSsl) -> String {
     )
 }
 
-/// CreateTopics at `addr`, retried while the broker is still settling, then waits
-/// until every partition has a leader that serves it (a produce right after succeeds).
-pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
+/// CreateTopics at `addr` with `replication` replicas per partition, retried while
+/// the broker (or cluster) is still settling; a refusal fails the test.
+pub(crate) fn request_topic(addr: &str, name: &str, partitions: i32, replication: i16) {
     wait_until(
         READY,
         &format!("topic {name} to be created at {addr}"),
-        || match kafka_admin::create_topic(addr, name, partitions) {
+        || match kafka_admin::create_topic_replicated(addr, name, partitions, replication) {
             Ok((0, _)) => Some(()),
             Ok((code, _)) if kafka_admin::is_retriable(code) => None,
             Ok((code, message)) => {
@@ -552,6 +552,12 @@ pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
             Err(_) => None,
         },
     );
+}
+
+/// CreateTopics at `addr`, retried while the broker is still settling, then waits
+/// until every partition has a leader that serves it (a produce right after succeeds).
+pub(crate) fn create_topic_at(addr: &str, name: &str, partitions: i32) {
+    request_topic(addr, name, partitions, 1);
     wait_until(
         READY,
         &format!("leaders for every partition of {name}"),

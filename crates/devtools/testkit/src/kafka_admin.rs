@@ -222,13 +222,8 @@ pub(crate) fn metadata(addr: &str, topic: Option<&str>) -> io::Result<Metadata> 
     Ok(metadata)
 }
 
-/// CreateTopics v2 for one topic (replication factor 1): the broker's error code and
-/// message (0 = created).
-pub(crate) fn create_topic(addr: &str, name: &str, partitions: i32) -> io::Result<(i16, String)> {
-    create_topic_replicated(addr, name, partitions, 1)
-}
-
-/// [`create_topic`] with `replication_factor` replicas per partition.
+/// CreateTopics v2 for one topic with `replication_factor` replicas per partition:
+/// the broker's error code and message (0 = created).
 pub(crate) fn create_topic_replicated(
     addr: &str,
     name: &str,

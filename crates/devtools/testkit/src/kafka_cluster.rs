@@ -23,7 +23,8 @@ use std::{
 };
 
 use crate::kafka::{
-    KafkaLine, READY, cluster_id, dist_dir, kafka_java, run_format, write_log_configs,
+    KafkaLine, READY, cluster_id, dist_dir, kafka_java, request_topic, run_format,
+    write_log_configs,
 };
 use crate::kafka_admin::{self, PartitionState};
 use crate::tls_servers::{kill_and_reap, spawn_watchdog};
@@ -389,23 +390,7 @@ impl KafkaCluster {
     /// partitions (a produce right after succeeds). Panics on a refusal.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let addr = self.nodes[0].addr();
-        wait_until(
-            READY,
-            &format!("topic {name} to be created at {addr}"),
-            || match kafka_admin::create_topic_replicated(
-                &addr,
-                name,
-                partitions,
-                CLUSTER_NODES as i16,
-            ) {
-                Ok((0, _)) => Some(()),
-                Ok((code, _)) if kafka_admin::is_retriable(code) => None,
-                Ok((code, message)) => {
-                    panic!("{addr} refused to create topic {name}: error {code} {message}")
-                }
-                Err(_) => None,
-            },
-        );
+        request_topic(&addr, name, partitions, CLUSTER_NODES as i16);
         wait_until(
             READY,
             &format!("{name}'s {partitions} partitions to be led and in sync"),

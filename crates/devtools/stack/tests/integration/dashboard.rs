@@ -863,15 +863,5 @@ fn dashboard_queries_name_only_families_the_running_platform_exports() {
         assert!(exported.contains_key(family), "{family} read from /metrics");
     }
 
-    let mut running = running;
-    let status = running.process.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "stack exited with {status}\n{}",
-        running.process.log()
-    );
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{}{order_id}", running.prefix))
-        .query(&mut running.redis())
-        .unwrap();
+    running.stop(order_id);
 }

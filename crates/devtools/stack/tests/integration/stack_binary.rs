@@ -118,6 +118,21 @@ impl RunningStack {
         (order_id, serde_json::from_str(&stored).unwrap())
     }
 
+    /// Stops `stack` with SIGTERM, expects exit status 0, and deletes the
+    /// notification of `order_id` from Redis.
+    pub(crate) fn stop(mut self, order_id: i64) {
+        let status = self.process.terminate(Duration::from_secs(30));
+        assert!(
+            status.success(),
+            "stack exited with {status}\n{}",
+            self.process.log()
+        );
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}{order_id}", self.prefix))
+            .query(&mut self.redis())
+            .unwrap();
+    }
+
     pub(crate) fn redis(&self) -> redis::Connection {
         redis::Client::open(testkit::redis_url())
             .unwrap()
@@ -129,7 +144,7 @@ impl RunningStack {
 /// Runs `stack` with `args` and `env`, places an order over HTTP, waits for its
 /// notification in Redis, then stops `stack` with SIGTERM and expects exit status 0.
 fn run_stack(args: &[&str], env: Vec<(&str, String)>) {
-    let mut running = RunningStack::start("stack", args, env);
+    let running = RunningStack::start("stack", args, env);
     let (order_id, stored) = running.order_until_notified();
     let expected = if order_id % 2 == 0 {
         "succeeded"
@@ -141,14 +156,5 @@ fn run_stack(args: &[&str], env: Vec<(&str, String)>) {
         serde_json::json!({"order_id": order_id, "user_id": 42, "order_status": expected})
     );
 
-    let status = running.process.terminate(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "stack exited with {status}\n{}",
-        running.process.log()
-    );
-    let _: () = redis::cmd("DEL")
-        .arg(format!("{}{order_id}", running.prefix))
-        .query(&mut running.redis())
-        .unwrap();
+    running.stop(order_id);
 }
