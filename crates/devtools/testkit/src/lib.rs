@@ -42,6 +42,8 @@
 //!   replication factor 3, `min.insync.replicas=2`): SIGKILL and restart of one node,
 //!   which node leads which partition, waits for a new leader and for replicas back in
 //!   sync. [`TestBroker::start_cluster`] runs the e2e platform on it.
+//! - [`OtlpReceiver`]: a real OTLP trace receiver (gRPC or HTTP/protobuf) on a free
+//!   port, to check the spans a service exports ([`ReceivedSpan`]).
 //! - `worker` (feature `worker`): a worker service (payments, notifications) on its
 //!   own runtime against an in-process devbroker, with a producer to feed it.
 #![allow(clippy::unwrap_used)]
@@ -53,6 +55,7 @@ mod go_platform;
 mod kafka;
 mod kafka_admin;
 mod kafka_cluster;
+mod otlp;
 mod pki;
 mod process;
 mod proxy;
@@ -72,6 +75,7 @@ pub use go_platform::{GoOrder, GoService, insert_go_order, insert_go_payment, sn
 pub use kafka::{KafkaBroker, KafkaLine, SASL_PASSWORD, SASL_USER};
 pub use kafka_admin::PartitionState;
 pub use kafka_cluster::{CLUSTER_NODES, KafkaCluster};
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use pki::{CertFiles, Issued, TestCa};
 pub use process::{
     KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,
