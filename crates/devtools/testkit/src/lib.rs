@@ -80,7 +80,8 @@ pub use pki::{CertFiles, Issued, TestCa};
 pub use process::{
     KillOnDrop, ServiceBinary, ServiceProcess, assert_kafka_security_refused,
     assert_setting_refused, assert_settings_refused, binary, free_port, http_get_status,
-    http_request, metric, run_to_exit, service_vars, wait_for_metric, wait_http_ok,
+    http_request, http_request_with, metric, run_to_exit, service_vars, wait_for_metric,
+    wait_http_ok,
 };
 pub use proxy::TcpProxy;
 /// `KAFKA_CLIENT`: the client a [`Setup`] runs the code under test on.

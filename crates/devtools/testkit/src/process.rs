@@ -318,7 +318,12 @@ impl ServiceProcess {
             .envs(env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
-                std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "info".into()),
+                // The test's own RUST_LOG for the service, else TEST_SERVICE_LOG's.
+                env.iter()
+                    .find(|(name, _)| name == "RUST_LOG")
+                    .map(|(_, value)| value.clone())
+                    .or_else(|| std::env::var("TEST_SERVICE_LOG").ok())
+                    .unwrap_or_else(|| "info".into()),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -434,6 +439,16 @@ pub fn http_get_status(url: &str) -> Option<u16> {
 /// A minimal blocking HTTP/1.1 client (no client library): `(status, body)`, or
 /// `None` when the server cannot be reached.
 pub fn http_request(method: &str, url: &str, json_body: Option<&str>) -> Option<(u16, String)> {
+    http_request_with(method, url, &[], json_body)
+}
+
+/// [`http_request`] with more request headers (`name`, `value`).
+pub fn http_request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://")?;
     let (authority, path) = rest
@@ -444,10 +459,14 @@ pub fn http_request(method: &str, url: &str, json_body: Option<&str>) -> Option<
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     let body = json_body.unwrap_or("");
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

@@ -60,6 +60,7 @@ where
                 topic,
                 key: key.as_bytes(),
                 value,
+                headers: &[],
             })
             .unwrap();
     }
@@ -102,6 +103,8 @@ pub fn poll_of<'a>(topic: &'a str, values: &'a [String]) -> Vec<bus::Message<'a>
             offset,
             key: b"k",
             value: value.as_bytes(),
+            headers: &[],
+            trace: None,
         })
         .collect()
 }

@@ -49,6 +49,8 @@ pub struct Origin<'a> {
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
+    /// The consumer's trace of it ([`bus::Message::trace`]), for the events it causes.
+    pub trace: Option<&'a telemetry::TraceHeaders>,
 }
 
 impl<'a> Origin<'a> {
@@ -58,6 +60,7 @@ impl<'a> Origin<'a> {
             topic: message.topic,
             partition: message.partition,
             offset: message.offset,
+            trace: message.trace,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What every service binary does around its library's `start`: set up logging
 //! ([`init_logging`]: `RUST_LOG` filters, default `info`; `LOG_FORMAT` `text` or
-//! `json`) and turn SIGTERM or Ctrl-C into a cancelled [`CancellationToken`]
+//! `json`; with an `OTEL_EXPORTER_OTLP_ENDPOINT`, traces too, see the `telemetry`
+//! crate) and turn SIGTERM or Ctrl-C into a cancelled [`CancellationToken`]
 //! ([`shutdown_on_signal`]) that the service watches to stop taking work, finish
 //! what it holds and exit 0. That token is the platform's one stop signal; blocking
 //! threads wait on it with [`stop::sleep`]. A failure is logged as its
@@ -27,6 +28,10 @@ const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
 pub enum LoggingError {
     #[error("{LOG_FORMAT_VAR} = {0:?}: expected `text` or `json`")]
     Format(String),
+    #[error("{0}")]
+    Tracing(#[from] telemetry::SettingsError),
+    #[error("cannot start tracing: {0}")]
+    TracingStart(#[from] telemetry::StartError),
     #[error(
         "{LOG_FILTER_VAR} = {value:?}: not a log filter such as `info` or `info,orders=debug`: {reason}"
     )]
@@ -53,7 +58,9 @@ impl LogFormat {
     }
 }
 
-/// Logs to stderr. `RUST_LOG` (e.g. `info,orders=debug`) chooses what is shown,
+/// Logs to stderr, and with an OTLP endpoint set (`OTEL_*`, see `telemetry`) sends
+/// traces, as the executable's name unless `OTEL_SERVICE_NAME` says otherwise; must
+/// then run inside the tokio runtime. `RUST_LOG` (e.g. `info,orders=debug`) chooses what is shown,
 /// `LOG_FORMAT` how (`text`, the default, or `json`). A malformed `RUST_LOG` (e.g.
 /// `orders=loud`) or an unknown `LOG_FORMAT` is an error that names the variable.
 /// (A bare word that is not a level, like `inof`, is a valid filter for a module of
@@ -69,19 +76,33 @@ pub fn init_logging() -> Result<(), LoggingError> {
         _ => EnvFilter::new("info"),
     };
     let format = LogFormat::parse(&std::env::var(LOG_FORMAT_VAR).unwrap_or_default())?;
+    // Colours only for a person at a terminal, not in log files or collectors.
+    let ansi = std::io::stderr().is_terminal();
+    if let Some(tracing) = telemetry::TracingSettings::from_env(&executable_name())? {
+        telemetry::install(&tracing, filter, format == LogFormat::Json, ansi)?;
+        return Ok(());
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests that start several services in one process)
     // keeps the first subscriber, which is what they want.
     let _ = match format {
-        LogFormat::Text => builder
-            // Colours only for a person at a terminal, not in log files or collectors.
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
     };
     Ok(())
+}
+
+/// The running executable's file name (`orders`, ...), the default service name.
+fn executable_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| {
+            path.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "unknown_service".to_owned())
 }
 
 /// A token cancelled on the first SIGTERM or SIGINT. Must be called inside a

@@ -11,6 +11,8 @@ pub struct ClaimedEvent {
     pub topic: String,
     pub message_key: String,
     pub payload: String,
+    /// The trace the row was written in ([`crate::OutboxRow::traced`]), if any.
+    pub trace_context: Option<String>,
 }
 
 // The relay's bookkeeping (claims, "sent" marks) commits without waiting for its WAL
@@ -63,11 +65,11 @@ WITH sent AS (
         LIMIT $1
         FOR UPDATE SKIP LOCKED
     ) AND set_config('synchronous_commit', 'off', true) = 'off'
-    RETURNING event_id, topic, message_key, payload::text AS payload
+    RETURNING event_id, topic, message_key, payload::text AS payload, trace_context
 )
-SELECT NULL::float8, event_id, topic, message_key, payload FROM claimed
+SELECT NULL::float8, event_id, topic, message_key, payload, trace_context FROM claimed
 UNION ALL
-SELECT waited, NULL, NULL, NULL, NULL FROM sent";
+SELECT waited, NULL, NULL, NULL, NULL, NULL FROM sent";
 
 /// What one [`OutboxTable::mark_sent_and_claim`] did.
 #[derive(Debug, Default)]
@@ -130,6 +132,7 @@ impl OutboxTable {
                     topic: row.try_get(2)?,
                     message_key: row.try_get(3)?,
                     payload: row.try_get(4)?,
+                    trace_context: row.try_get(5)?,
                 }),
             }
         }

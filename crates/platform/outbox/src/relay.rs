@@ -259,15 +259,42 @@ impl Relay {
     /// Sends the batch and waits for the broker's acknowledgement of every row: the
     /// only way to get the [`Acknowledged`] that marking needs.
     fn publish(&mut self, batch: &[ClaimedEvent]) -> Result<Acknowledged, RelayError> {
+        // With tracing on, one `send` span per row, continuing the trace the row was
+        // written in; its context goes out in the record's headers.
+        let sends: Vec<(tracing::Span, Option<telemetry::TraceHeaders>)> = if telemetry::enabled() {
+            batch.iter().map(send_span).collect()
+        } else {
+            Vec::new()
+        };
+        let headers: Vec<Vec<(&str, &[u8])>> = sends
+            .iter()
+            .map(|(_, trace)| {
+                trace
+                    .iter()
+                    .flat_map(|trace| trace.pairs())
+                    .map(|(key, value)| (key, value.as_bytes()))
+                    .collect()
+            })
+            .collect();
         let records: Vec<bus::Record<'_>> = batch
             .iter()
-            .map(|event| bus::Record {
+            .enumerate()
+            .map(|(index, event)| bus::Record {
                 topic: &event.topic,
                 key: event.message_key.as_bytes(),
                 value: event.payload.as_bytes(),
+                headers: headers.get(index).map_or(&[], Vec::as_slice),
             })
             .collect();
-        self.producer()?.send_all(&records)?;
+        let sent = self
+            .producer()
+            .and_then(|producer| Ok(producer.send_all(&records)?));
+        if let Err(err) = &sent {
+            for (span, _) in &sends {
+                telemetry::spans::record_error(span, &ErrorChain(err));
+            }
+        }
+        sent?;
         Ok(Acknowledged(
             batch.iter().map(|event| event.event_id).collect(),
         ))
@@ -372,4 +399,19 @@ impl Relay {
             self.backlog.set(count);
         }
     }
+}
+
+/// The `send` span of one row and the context it passes on.
+fn send_span(event: &ClaimedEvent) -> (tracing::Span, Option<telemetry::TraceHeaders>) {
+    let span = telemetry::spans::kafka_send(&event.topic, &event.message_key, event.event_id);
+    let written_in = event
+        .trace_context
+        .as_deref()
+        .and_then(telemetry::TraceHeaders::from_stored);
+    telemetry::continue_trace(&span, written_in.as_ref());
+    if let Ok(order_id) = event.message_key.parse::<i64>() {
+        telemetry::spans::record_order_id(&span, order_id);
+    }
+    let context = telemetry::TraceHeaders::of(&span);
+    (span, context)
 }

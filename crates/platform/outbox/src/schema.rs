@@ -24,23 +24,24 @@ pub fn migrations() -> pgsetup::MigrationSet {
 /// SQL expression drawing the next event id, e.g. `SELECT nextval(...), ...`.
 pub const NEXT_EVENT_ID: &str = "nextval('events_event_id_seq')";
 
-/// `INSERT INTO events ...` with the row's four values bound to `$first` ..
-/// `$first+3` in [`OutboxRow::params`] order. With `only_if = Some(cte)` the row is
+/// `INSERT INTO events ...` with the row's five values bound to `$first` ..
+/// `$first+4` in [`OutboxRow::params`] order. With `only_if = Some(cte)` the row is
 /// written only when the CTE `cte` of the same statement returned a row (e.g. "only
 /// if the payment was new").
 pub fn insert_sql(first: usize, only_if: Option<&str>) -> String {
     let values = format!(
-        "${first}, ${}, ${}, ${}::text::json",
+        "${first}, ${}, ${}, ${}::text::json, ${}",
         first + 1,
         first + 2,
-        first + 3
+        first + 3,
+        first + 4
     );
     let source = match only_if {
         None => format!("VALUES ({values})"),
         Some(cte) => format!("SELECT {values} FROM {cte}"),
     };
     format!(
-        "INSERT INTO {} (event_id, topic, message_key, payload) {source}",
+        "INSERT INTO {} (event_id, topic, message_key, payload, trace_context) {source}",
         crate::TABLE
     )
 }
@@ -52,6 +53,7 @@ pub struct OutboxRow {
     topic: String,
     key: String,
     payload: String,
+    trace_context: Option<String>,
 }
 
 impl OutboxRow {
@@ -63,40 +65,55 @@ impl OutboxRow {
             topic: topic.to_owned(),
             key,
             payload: contracts::encode(event),
+            trace_context: None,
         }
     }
 
+    /// The row carrying `trace` (the span that wrote it), for the relay to continue.
+    pub fn traced(mut self, trace: Option<&telemetry::TraceHeaders>) -> Self {
+        self.trace_context = trace.map(telemetry::TraceHeaders::stored);
+        self
+    }
+
     /// The values for [`insert_sql`], in its order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        [&self.event_id, &self.topic, &self.key, &self.payload]
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.event_id,
+            &self.topic,
+            &self.key,
+            &self.payload,
+            &self.trace_context,
+        ]
     }
 }
 
 /// `INSERT INTO events ...` of the rows `select` yields: its columns, in order, the
-/// event id, topic, message key and payload (text holding the event's JSON). For a
+/// event id, topic, message key, payload (text holding the event's JSON) and trace
+/// context (text, or NULL; see [`OutboxRow::traced`]). For a
 /// statement that writes many events drawn from its own data (e.g. "one per new
 /// payment").
 pub fn insert_select_sql(select: &str) -> String {
     format!(
-        "INSERT INTO {} (event_id, topic, message_key, payload) \
-         SELECT s.event_id, s.topic, s.message_key, s.payload::json FROM ({select}) \
-              AS s (event_id, topic, message_key, payload)",
+        "INSERT INTO {} (event_id, topic, message_key, payload, trace_context) \
+         SELECT s.event_id, s.topic, s.message_key, s.payload::json, s.trace_context \
+         FROM ({select}) AS s (event_id, topic, message_key, payload, trace_context)",
         crate::TABLE
     )
 }
 
-/// `INSERT INTO events ...` of many rows at once: four arrays bound to `$first` ..
-/// `$first+3` in [`OutboxRows::params`] order, one row per element.
+/// `INSERT INTO events ...` of many rows at once: five arrays bound to `$first` ..
+/// `$first+4` in [`OutboxRows::params`] order, one row per element.
 pub fn insert_many_sql(first: usize) -> String {
     format!(
-        "INSERT INTO {} (event_id, topic, message_key, payload) \
-         SELECT e.event_id, e.topic, e.message_key, e.payload::json \
-         FROM unnest(${first}::bigint[], ${}::text[], ${}::text[], ${}::text[]) \
-              AS e (event_id, topic, message_key, payload)",
+        "INSERT INTO {} (event_id, topic, message_key, payload, trace_context) \
+         SELECT e.event_id, e.topic, e.message_key, e.payload::json, e.trace_context \
+         FROM unnest(${first}::bigint[], ${}::text[], ${}::text[], ${}::text[], ${}::text[]) \
+              AS e (event_id, topic, message_key, payload, trace_context)",
         crate::TABLE,
         first + 1,
         first + 2,
-        first + 3
+        first + 3,
+        first + 4
     )
 }
 
@@ -107,6 +124,7 @@ pub struct OutboxRows {
     topics: Vec<String>,
     keys: Vec<String>,
     payloads: Vec<String>,
+    trace_contexts: Vec<Option<String>>,
 }
 
 impl OutboxRows {
@@ -117,6 +135,7 @@ impl OutboxRows {
             topics: Vec::with_capacity(capacity),
             keys: Vec::with_capacity(capacity),
             payloads: Vec::with_capacity(capacity),
+            trace_contexts: Vec::with_capacity(capacity),
         }
     }
 
@@ -126,6 +145,7 @@ impl OutboxRows {
         self.topics.push(row.topic);
         self.keys.push(row.key);
         self.payloads.push(row.payload);
+        self.trace_contexts.push(row.trace_context);
     }
 
     /// How many rows there are.
@@ -138,8 +158,14 @@ impl OutboxRows {
         self.event_ids.is_empty()
     }
 
-    /// The four arrays for [`insert_many_sql`], in its order.
-    pub fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        [&self.event_ids, &self.topics, &self.keys, &self.payloads]
+    /// The five arrays for [`insert_many_sql`], in its order.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.event_ids,
+            &self.topics,
+            &self.keys,
+            &self.payloads,
+            &self.trace_contexts,
+        ]
     }
 }

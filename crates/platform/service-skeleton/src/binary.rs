@@ -27,6 +27,9 @@ where
     E: std::error::Error + From<TaskError> + Send + Sync + 'static,
 {
     let config = init_from_env(from_env)?;
-    run_until_signal(|shutdown| start(config, shutdown)).await?;
+    let result = run_until_signal(|shutdown| start(config, shutdown)).await;
+    // The spans of the last requests, also when the service failed.
+    telemetry::shutdown().await;
+    result?;
     Ok(())
 }

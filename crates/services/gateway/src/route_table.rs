@@ -66,6 +66,22 @@ impl Route {
     const fn new(verb: Verb, path: &'static [Segment]) -> Self {
         Self { path, verb }
     }
+
+    /// Its method, `GET` or `POST`.
+    pub(crate) fn method(&self) -> &'static str {
+        self.verb.as_str()
+    }
+
+    /// Its path pattern as OpenAPI writes it (`/orders/{id}`): a trace's `http.route`.
+    pub(crate) fn template(&self) -> String {
+        self.path
+            .iter()
+            .map(|segment| match segment {
+                Literal(text) => format!("/{text}"),
+                Param => "/{id}".to_owned(),
+            })
+            .collect()
+    }
 }
 
 pub(crate) const CREATE_ORDER: Route = Route::new(Verb::Post, &[Literal("orders")]);

@@ -32,7 +32,9 @@ use std::{convert::Infallible, sync::Arc};
 
 use ops_http::Metrics;
 use serde_json::json;
+use telemetry::{TraceHeaders, spans};
 use tonic::Code;
+use tracing::Instrument;
 use warp::{
     Filter, Rejection, Reply,
     http::{
@@ -51,7 +53,7 @@ use crate::{
     handlers::Gateway,
     idempotency_key::IDEMPOTENCY_KEY_HEADER,
     request_metrics,
-    route_table::{self, CREATE_ORDER, HEALTHZ, METRICS, OPENAPI_YAML, READYZ},
+    route_table::{self, CREATE_ORDER, GET_ORDER, HEALTHZ, METRICS, OPENAPI_YAML, READYZ, Route},
     swagger,
 };
 
@@ -134,15 +136,47 @@ fn create_order(
         .and(header_values(IDEMPOTENCY_KEY_HEADER))
         .and(warp::body::stream())
         .and(with_gateway(gateway))
+        .and(incoming_trace())
         .then(
-            |_: Vec<String>, caller, length, key, body, gateway: Gateway| async move {
-                match caller {
-                    // Refused before the body is read.
-                    Err(err) => AuthError::into_response(err),
-                    Ok(caller) => gateway.create_order(caller, length, key, body).await,
-                }
+            |_: Vec<String>, caller, length, key, body, gateway: Gateway, trace| {
+                let answer = async move {
+                    match caller {
+                        // Refused before the body is read.
+                        Err(err) => AuthError::into_response(err),
+                        Ok(caller) => gateway.create_order(caller, length, key, body).await,
+                    }
+                };
+                traced(&CREATE_ORDER, "/orders".to_owned(), trace, answer)
             },
         )
+}
+
+/// The W3C trace context the caller sent (`traceparent`, `tracestate`), if any.
+fn incoming_trace()
+-> impl Filter<Extract = (Option<TraceHeaders>,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        TraceHeaders::from_parts(text(telemetry::TRACEPARENT), text(telemetry::TRACESTATE))
+    })
+}
+
+/// Answers `route`'s request inside its server span, which continues the caller's
+/// trace; the answer's status is recorded on it. With tracing off, `answer` as is.
+async fn traced(
+    route: &Route,
+    path: String,
+    trace: Option<TraceHeaders>,
+    answer: impl Future<Output = Response>,
+) -> Response {
+    if !telemetry::enabled() {
+        return answer.await;
+    }
+    let span = spans::http_server(route.method(), &route.template(), &path);
+    telemetry::continue_trace(&span, trace.as_ref());
+    let response = answer.instrument(span.clone()).await;
+    spans::record_http_status(&span, response.status().as_u16());
+    response
 }
 
 /// Every value of the request's header `name` (checked by the handler, so a bad
@@ -163,11 +197,16 @@ fn get_order(
     route_table::get_order_id()
         .and(caller(auth))
         .and(with_gateway(gateway))
-        .then(|id, caller, gateway: Gateway| async move {
-            match caller {
-                Err(err) => AuthError::into_response(err),
-                Ok(caller) => gateway.get_order(caller, id).await,
-            }
+        .and(incoming_trace())
+        .then(|id: String, caller, gateway: Gateway, trace| {
+            let path = format!("/orders/{id}");
+            let answer = async move {
+                match caller {
+                    Err(err) => AuthError::into_response(err),
+                    Ok(caller) => gateway.get_order(caller, id).await,
+                }
+            };
+            traced(&GET_ORDER, path, trace, answer)
         })
 }
 

@@ -89,7 +89,18 @@ impl BatchMetrics {
 struct Job {
     order: NewOrder,
     key: Option<IdempotencyKey>,
+    trace: Option<telemetry::TraceHeaders>,
     reply: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+impl Job {
+    fn request(&self) -> OrderRequest<'_> {
+        OrderRequest {
+            order: &self.order,
+            key: self.key.as_ref(),
+            trace: self.trace.as_ref(),
+        }
+    }
 }
 
 /// The queue in front of the writer threads; they stop when it is dropped.
@@ -122,16 +133,22 @@ impl Batcher {
         Self { queue }
     }
 
-    /// Queues `order` (under `key`, if given) for the next batch and waits for its
-    /// own answer.
+    /// Queues `order` (under `key`, if given; its outbox row in `trace`) for the next
+    /// batch and waits for its own answer.
     pub async fn create(
         &self,
         order: NewOrder,
         key: Option<IdempotencyKey>,
+        trace: Option<telemetry::TraceHeaders>,
     ) -> Result<Created, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Job { order, key, reply })
+            .send(Job {
+                order,
+                key,
+                trace,
+                reply,
+            })
             .map_err(|_| StoreError::NoWriter)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
@@ -178,13 +195,7 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let requests: Vec<OrderRequest<'_>> = batch
-            .iter()
-            .map(|job| OrderRequest {
-                order: &job.order,
-                key: job.key.as_ref(),
-            })
-            .collect();
+        let requests: Vec<OrderRequest<'_>> = batch.iter().map(Job::request).collect();
         let started = Instant::now();
         let result = self.store.create_many(&requests);
         self.metrics.commit.observe(started.elapsed());
@@ -210,7 +221,7 @@ impl Writer {
                 );
                 self.metrics.split.add(batch.len() as u64);
                 for job in batch {
-                    let result = self.store.create(&job.order, job.key.as_ref());
+                    let result = self.store.create(job.request());
                     if matches!(result, Ok(created) if !created.replayed) {
                         self.metrics.size.observe_count(1);
                     }

@@ -18,13 +18,16 @@
 use ops_http::{Counter, Histogram, Metrics};
 use proto::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, Money, Order,
-    OrderItem, OrderStatus, orders_service_server::OrdersService,
+    OrderItem, OrderStatus,
+    orders_service_server::{OrdersService, SERVICE_NAME},
 };
 use service_skeleton::ErrorChain;
 use std::{
     sync::{Arc, OnceLock},
     time::Instant,
 };
+use telemetry::{TraceHeaders, spans};
+use tracing::Instrument;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -33,7 +36,7 @@ use tonic::{Code, Request, Response, Status, metadata::MetadataValue};
 use crate::{
     batcher::{BatchMetrics, Batcher},
     idempotency::{self, IdempotencyKey, KeyConflict},
-    store::{Created, OrderStore, StoreError, StoredOrder},
+    store::{Created, OrderRequest, OrderStore, StoreError, StoredOrder},
     validation::validate,
 };
 
@@ -207,14 +210,31 @@ impl OrdersApi {
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let order =
             validate(request.get_ref()).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        // The insert's span: its context goes into the outbox row, so the trace goes on
+        // from the event's publication.
+        let insert = spans::database("INSERT", "orders");
+        let trace = TraceHeaders::of(&insert);
         let created = match self.batcher() {
-            Some(batcher) => batcher.create(order, key).await.map_err(store_status)?,
+            Some(batcher) => batcher
+                .create(order, key, trace)
+                .instrument(insert.clone())
+                .await
+                .map_err(store_status)?,
             // Batching off (or the store not ready yet).
             None => {
-                self.with_store(move |store| store.create(&order, key.as_ref()))
-                    .await?
+                self.with_store(move |store| {
+                    store.create(OrderRequest {
+                        order: &order,
+                        key: key.as_ref(),
+                        trace: trace.as_ref(),
+                    })
+                })
+                .instrument(insert.clone())
+                .await?
             }
         };
+        spans::record_order_id(&insert, created.order_id);
+        spans::record_order_id(&tracing::Span::current(), created.order_id);
         tracing::debug!(
             order_id = created.order_id,
             replayed = created.replayed,
@@ -303,8 +323,9 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
+        let span = server_span("CreateOrder", &request);
         let created = self.call(&self.metrics.create_duration, self.create(&request));
-        let Created { order_id, replayed } = created.await?;
+        let Created { order_id, replayed } = traced(&span, created).await?;
         let mut response = Response::new(CreateOrderResponse { order_id });
         if replayed {
             self.metrics.replayed.inc();
@@ -322,15 +343,38 @@ impl OrdersService for OrdersApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
+        let span = server_span("GetOrder", &request);
+        spans::record_order_id(&span, request.get_ref().order_id);
         let owner = owner(request.metadata())?;
         let order = self.call(
             &self.metrics.get_duration,
             self.get(request.get_ref().order_id, owner),
         );
         Ok(Response::new(GetOrderResponse {
-            order: Some(order.await?),
+            order: Some(traced(&span, order).await?),
         }))
     }
+}
+
+/// The server span of one call, continuing the caller's trace from its metadata.
+fn server_span<T>(method: &str, request: &Request<T>) -> tracing::Span {
+    let span = spans::rpc_server(SERVICE_NAME, method);
+    telemetry::continue_trace(
+        &span,
+        TraceHeaders::from_metadata(request.metadata()).as_ref(),
+    );
+    span
+}
+
+/// Runs `call` in `span` and records its status there.
+async fn traced<T>(
+    span: &tracing::Span,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let result = call.instrument(span.clone()).await;
+    let code = result.as_ref().map_or_else(Status::code, |_| Code::Ok);
+    spans::record_grpc_status(span, code, true);
+    result
 }
 
 /// The [`OWNER_METADATA`] of a `GetOrder` call: a positive user id, or none.

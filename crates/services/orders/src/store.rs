@@ -15,10 +15,7 @@ use chrono::{DateTime, Utc};
 use pgsetup::{DbError, Pool};
 
 pub use self::write::{OrderRequest, Outcome};
-use crate::{
-    idempotency::{IdempotencyKey, KeyConflict},
-    validation::NewOrder,
-};
+use crate::idempotency::KeyConflict;
 
 /// An order as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,15 +170,12 @@ impl OrderStore {
         result
     }
 
-    /// Stores a validated order and its `OrderCreated` event; returns the order id.
+    /// Stores a validated order and its `OrderCreated` event (with the request's trace);
+    /// returns the order id.
     /// Under an idempotency `key`, a request already made under it answers the order
     /// it created, writing nothing (see [`crate::idempotency`]).
-    pub fn create(
-        &self,
-        order: &NewOrder,
-        key: Option<&IdempotencyKey>,
-    ) -> Result<Created, StoreError> {
-        let answers = self.create_many(&[OrderRequest { order, key }])?;
+    pub fn create(&self, request: OrderRequest<'_>) -> Result<Created, StoreError> {
+        let answers = self.create_many(&[request])?;
         match answers.into_iter().next() {
             Some(answer) => Ok(answer?),
             None => Err(StoreError::NoAnswer),

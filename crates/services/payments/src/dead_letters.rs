@@ -117,6 +117,7 @@ pub fn replay(
             topic: &letter.topic,
             key: &letter.key,
             value: &letter.payload,
+            headers: &[],
         })?;
         tx.execute("DELETE FROM dead_letters WHERE id = $1", &[&id])?;
         tx.commit()?;

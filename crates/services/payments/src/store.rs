@@ -107,7 +107,7 @@ SELECT event_id FROM processed_events WHERE event_id = ANY($1)";
 static RECORD_EVENT: LazyLock<String> = LazyLock::new(|| inbox::record_sql(outbox::NEXT_EVENT_ID));
 
 /// The payment and, only if it is new, its outbox row (the outbox crate's insert,
-/// its values `$7..$10`).
+/// its values `$7..$11`).
 static INSERT_PAYMENT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "
@@ -145,10 +145,10 @@ WITH incoming AS (
     SELECT * FROM unnest(
         $1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::bigint[],
         $6::bigint[], $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::text[],
-        $13::text[], $14::text[]
+        $13::text[], $14::text[], $15::text[]
     ) AS t(event_id, order_id, kafka_topic, kafka_partition, kafka_offset,
            user_id, amount, status, status_event_id, message_key, payload,
-           failure_reason, provider_payment_id)
+           failure_reason, provider_payment_id, trace_context)
 ),
 {},
 paid AS (
@@ -167,7 +167,7 @@ LEFT JOIN recorded r ON r.event_id = i.event_id
 LEFT JOIN paid p ON p.order_id = i.order_id",
         inbox::record_many_cte("incoming"),
         outbox::insert_select_sql(
-            "SELECT i.status_event_id, $12, i.message_key, i.payload \
+            "SELECT i.status_event_id, $12, i.message_key, i.payload, i.trace_context \
              FROM incoming i JOIN paid p ON p.order_id = i.order_id"
         )
     )
@@ -363,7 +363,8 @@ impl PaymentStore {
             &self.status_topic,
             contracts::message_key(order.order_id),
             &status,
-        );
+        )
+        .traced(origin.trace);
         let payment: [&(dyn ToSql + Sync); 6] = [
             &order.order_id,
             &order.user_id,
@@ -411,6 +412,7 @@ struct RecordColumns {
     payloads: Vec<String>,
     reasons: Vec<Option<String>>,
     references: Vec<Option<String>>,
+    trace_contexts: Vec<Option<String>>,
 }
 
 impl RecordColumns {
@@ -429,6 +431,7 @@ impl RecordColumns {
             payloads: Vec::with_capacity(capacity),
             reasons: Vec::with_capacity(capacity),
             references: Vec::with_capacity(capacity),
+            trace_contexts: Vec::with_capacity(capacity),
         }
     }
 
@@ -459,11 +462,13 @@ impl RecordColumns {
         self.payloads.push(contracts::encode(&status));
         self.reasons.push(decision.reason.clone());
         self.references.push(decision.reference.clone());
+        self.trace_contexts
+            .push(origin.trace.map(telemetry::TraceHeaders::stored));
     }
 
     /// The statement's parameters, `status_topic` at `$12`, then the decisions'
-    /// reasons and references.
-    fn params<'p>(&'p self, status_topic: &'p String) -> [&'p (dyn ToSql + Sync); 14] {
+    /// reasons, references and trace contexts.
+    fn params<'p>(&'p self, status_topic: &'p String) -> [&'p (dyn ToSql + Sync); 15] {
         [
             &self.event_ids,
             &self.order_ids,
@@ -479,6 +484,7 @@ impl RecordColumns {
             status_topic,
             &self.reasons,
             &self.references,
+            &self.trace_contexts,
         ]
     }
 }

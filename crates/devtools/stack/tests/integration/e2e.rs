@@ -26,8 +26,8 @@ const SETTLE: Duration = Duration::from_secs(90);
 
 /// The platform as five processes.
 pub(crate) struct Platform {
-    orders_db: TestDatabase,
-    payments_db: TestDatabase,
+    pub(crate) orders_db: TestDatabase,
+    pub(crate) payments_db: TestDatabase,
     pub(crate) wiring: Wiring,
     pub(crate) gateway_url: String,
     orders_grpc: String,
@@ -35,7 +35,7 @@ pub(crate) struct Platform {
     pub(crate) orders: ServiceProcess,
     pub(crate) payments: ServiceProcess,
     pub(crate) notifications: ServiceProcess,
-    _gateway: ServiceProcess,
+    pub(crate) gateway: ServiceProcess,
     _payments_db_proxy: Option<TcpProxy>,
 }
 
@@ -47,6 +47,8 @@ pub(crate) struct Wiring {
     pub(crate) order_topic: String,
     pub(crate) status_topic: String,
     redis_prefix: String,
+    /// Given to every service (e.g. the `OTEL_*` tracing settings).
+    shared_env: Vec<(&'static str, String)>,
 }
 
 impl Wiring {
@@ -57,7 +59,7 @@ impl Wiring {
             ("KAFKA_BROKERS", self.broker_addr.clone()),
             ("KAFKA_CLIENT", self.kafka_client.to_string()),
         ];
-        ServiceProcess::spawn(name, &[], &[own, &broker].concat())
+        ServiceProcess::spawn(name, &[], &[own, &broker, &self.shared_env].concat())
     }
 
     /// A producer on the services' broker and client, for what a test publishes itself.
@@ -112,15 +114,22 @@ pub(crate) struct Options {
     /// A 3-node Apache Kafka cluster of the broker kind's line
     /// (`TestBroker::start_cluster`) in place of one broker.
     cluster: bool,
+    /// Variables every service gets, the gateway too.
+    shared_env: Vec<(&'static str, String)>,
 }
 
 impl Options {
     /// The default options on `setup`'s client.
-    fn on(setup: Setup) -> Self {
+    pub(crate) fn on(setup: Setup) -> Self {
         Options {
             kafka_client: setup.client,
             ..Options::default()
         }
+    }
+
+    /// These options with `env` given to every service.
+    pub(crate) fn with_env(self, shared_env: Vec<(&'static str, String)>) -> Self {
+        Options { shared_env, ..self }
     }
 
     /// [`Options::on`] with a 3-node Apache Kafka cluster of `setup`'s line.
@@ -166,6 +175,7 @@ impl Platform {
             order_topic: broker.unique_topic("order-topic", 3),
             status_topic: broker.unique_topic("status-topic", 3),
             redis_prefix: format!("{}:", unique_name("e2e")),
+            shared_env: options.shared_env,
         };
         let orders = wiring.spawn(
             "orders",
@@ -186,9 +196,13 @@ impl Platform {
             "gateway",
             &[],
             &[
-                ("GATEWAY_HTTP_ADDR", gateway_http.clone()),
-                ("ORDERS_GRPC_ADDR", format!("http://{orders_grpc}")),
-            ],
+                &[
+                    ("GATEWAY_HTTP_ADDR", gateway_http.clone()),
+                    ("ORDERS_GRPC_ADDR", format!("http://{orders_grpc}")),
+                ][..],
+                &wiring.shared_env,
+            ]
+            .concat(),
         );
         for health in [
             &orders_health,
@@ -208,7 +222,7 @@ impl Platform {
             orders,
             payments,
             notifications,
-            _gateway: gateway,
+            gateway,
             _payments_db_proxy: payments_db_proxy,
         };
         // The ready answers must have come from these processes, not from something
@@ -217,7 +231,7 @@ impl Platform {
             &mut platform.orders,
             &mut platform.payments,
             &mut platform.notifications,
-            &mut platform._gateway,
+            &mut platform.gateway,
         ] {
             process.assert_running();
         }
@@ -711,6 +725,7 @@ fn poison_messages_on_both_topics_do_not_stop_the_next_order(setup: Setup) {
                     topic,
                     key: key.as_bytes(),
                     value,
+                    headers: &[],
                 })
                 .unwrap();
         }
@@ -749,6 +764,7 @@ fn the_same_order_created_delivered_twice_is_paid_once(kind: BrokerKind) {
                 topic: &platform.wiring.order_topic,
                 key: key.as_bytes(),
                 value: value.as_bytes(),
+                headers: &[],
             })
             .unwrap();
     }

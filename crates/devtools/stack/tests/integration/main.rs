@@ -13,3 +13,4 @@ mod idempotency_e2e;
 mod kafka_client;
 mod legacy_protocol;
 mod stack_binary;
+mod traces;

@@ -166,12 +166,26 @@ pub struct Message<'a> {
     pub key: &'a [u8],
     /// Its value (empty if none).
     pub value: &'a [u8],
+    /// Its headers (rdkafka only; always empty from the `kafka` crate).
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// With tracing on, the context of the `process` span the consumer opened for it
+    /// (continuing the trace its headers carry): what a handler writes with the
+    /// events it publishes in turn. `None` with tracing off.
+    pub trace: Option<&'a telemetry::TraceHeaders>,
 }
 
 /// Longest part of a payload [`Message::payload_preview`] shows.
 const PREVIEW_BYTES: usize = 1024;
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// The value of its first header `name`, if any.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| *value)
+    }
+
     /// The start of the value as text, for logging a message that cannot be handled.
     pub fn payload_preview(&self) -> String {
         let shown = &self.value[..self.value.len().min(PREVIEW_BYTES)];
@@ -242,6 +256,64 @@ pub(crate) enum Progress<'m, 'a> {
     Stuck(&'m Message<'a>),
 }
 
+/// The `process` span of each message of a poll (none with tracing off), each
+/// continuing the trace of its message's `traceparent` header, or starting one (the
+/// `kafka` crate's messages have no headers) with the order id from the key.
+struct ProcessSpans {
+    spans: Vec<(tracing::Span, Option<telemetry::TraceHeaders>)>,
+}
+
+impl ProcessSpans {
+    fn start(group: &str, messages: &[Message<'_>]) -> Self {
+        if !telemetry::enabled() {
+            return Self { spans: Vec::new() };
+        }
+        let spans = messages
+            .iter()
+            .map(|message| {
+                let span = telemetry::spans::kafka_process(
+                    message.topic,
+                    group,
+                    message.partition,
+                    message.offset,
+                    message.key,
+                );
+                let parent = telemetry::TraceHeaders::from_bytes(
+                    message.header(telemetry::TRACEPARENT),
+                    message.header(telemetry::TRACESTATE),
+                );
+                telemetry::continue_trace(&span, parent.as_ref());
+                if let Some(order_id) = std::str::from_utf8(message.key)
+                    .ok()
+                    .and_then(|key| key.parse::<i64>().ok())
+                {
+                    telemetry::spans::record_order_id(&span, order_id);
+                }
+                let context = telemetry::TraceHeaders::of(&span);
+                (span, context)
+            })
+            .collect();
+        Self { spans }
+    }
+
+    /// The messages with their span's context, or `None` (use them as they are).
+    fn messages<'m>(&'m self, messages: &[Message<'m>]) -> Option<Vec<Message<'m>>> {
+        if self.spans.is_empty() {
+            return None;
+        }
+        Some(
+            messages
+                .iter()
+                .zip(&self.spans)
+                .map(|(message, (_, trace))| Message {
+                    trace: trace.as_ref(),
+                    ..*message
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Hands one poll's messages (grouped by partition, offset order within each) to
 /// `handler`, retrying from the first message not handled, with backoff, until all
 /// are handled. `progress` hears of every step (the client's way to mark offsets and
@@ -255,6 +327,15 @@ pub(crate) fn hand_over<H: Handler>(
     messages: &[Message<'_>],
     mut progress: impl FnMut(Progress<'_, '_>),
 ) -> bool {
+    let processing = ProcessSpans::start(&config.group, messages);
+    let traced = processing.messages(messages);
+    let messages = traced.as_deref().unwrap_or(messages);
+    // A lone message's span is entered, so the handler's log lines and spans are in
+    // its trace; a batch's messages each have theirs, but a thread is in one span.
+    let _entered = match processing.spans.as_slice() {
+        [(span, _)] => Some(span.enter()),
+        _ => None,
+    };
     let mut pending = messages;
     let mut backoff = Backoff::new(config.retry_backoff_initial, config.retry_backoff_max);
     while let Some(first) = pending.first().copied() {
@@ -310,6 +391,8 @@ mod tests {
             offset,
             key: b"",
             value: b"",
+            headers: &[],
+            trace: None,
         }
     }
 

@@ -264,6 +264,8 @@ fn handle_batch<H: Handler>(
                 offset: m.offset,
                 key: m.key,
                 value: m.value,
+                headers: &[],
+                trace: None,
             })
         })
         .collect();

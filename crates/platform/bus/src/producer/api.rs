@@ -41,6 +41,9 @@ pub struct Record<'a> {
     pub key: &'a [u8],
     /// The value (JSON).
     pub value: &'a [u8],
+    /// Record headers (e.g. the W3C trace context), sent by rdkafka only: the `kafka`
+    /// crate's message format has no headers and leaves them out.
+    pub headers: &'a [(&'a str, &'a [u8])],
 }
 
 /// What one Kafka client's producer does once; [`with_retries`] and [`send_all`]

@@ -286,7 +286,8 @@ fn handle_polled<H: Handler>(
     // `Handler::handle_batch` promises.
     let mut order: Vec<i32> = Vec::new();
     let mut by_partition: HashMap<i32, Vec<Message<'_>>> = HashMap::new();
-    for m in polled {
+    let headers: Vec<Vec<(&str, &[u8])>> = polled.iter().map(headers_of).collect();
+    for (m, headers) in polled.iter().zip(&headers) {
         let partition = m.partition();
         by_partition
             .entry(partition)
@@ -300,6 +301,8 @@ fn handle_polled<H: Handler>(
                 offset: m.offset(),
                 key: m.key().unwrap_or_default(),
                 value: m.payload().unwrap_or_default(),
+                headers,
+                trace: None,
             });
     }
     order.sort_unstable();
@@ -394,4 +397,15 @@ fn broker_unreachable(error: &KafkaError) -> bool {
             RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown
         )
     )
+}
+
+/// A message's headers; none (no allocation) for a message without any.
+fn headers_of<'a>(message: &'a BorrowedMessage<'_>) -> Vec<(&'a str, &'a [u8])> {
+    use rdkafka::message::Headers as _;
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .filter_map(|header| Some((header.key, header.value?)))
+            .collect()
+    })
 }

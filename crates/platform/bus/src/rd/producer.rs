@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use tokio_util::sync::CancellationToken;
 
@@ -174,6 +175,18 @@ impl api::Attempts for RdProducer {
                 BaseRecord::with_opaque_to(r.topic, Box::new((batch, index))).payload(r.value);
             if !r.key.is_empty() {
                 record = record.key(r.key);
+            }
+            if !r.headers.is_empty() {
+                let headers = r.headers.iter().fold(
+                    OwnedHeaders::new_with_capacity(r.headers.len()),
+                    |headers, &(key, value)| {
+                        headers.insert(Header {
+                            key,
+                            value: Some(value),
+                        })
+                    },
+                );
+                record = record.headers(headers);
             }
             loop {
                 match self.producer.send(record) {

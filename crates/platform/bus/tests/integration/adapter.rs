@@ -31,6 +31,7 @@ fn records<'a>(topic: &'a str, pairs: &'a [(String, String)]) -> Vec<Record<'a>>
             topic,
             key: k.as_bytes(),
             value: v.as_bytes(),
+            headers: &[],
         })
         .collect()
 }
@@ -325,6 +326,7 @@ fn failing_handler_is_retried_and_its_offset_not_committed(setup: Setup) {
             topic: &topic,
             key: b"k",
             value: v.as_bytes(),
+            headers: &[],
         })
         .unwrap();
     }
@@ -501,6 +503,7 @@ fn consumer_and_producer_ride_out_a_broker_outage(setup: Setup) {
         topic: &topic,
         key: b"1",
         value: v.as_bytes(),
+        headers: &[],
     };
     p.send(rec("first")).unwrap();
     assert_eq!(recv_n(&consumer.rx, 1)[0].value, "first");
@@ -567,6 +570,7 @@ fn messages_produced_before_the_first_commit_are_not_lost(setup: Setup) {
         topic: &topic,
         key: b"",
         value: b"before any consumer",
+        headers: &[],
     })
     .unwrap();
     let s2 = seen.clone();
@@ -591,6 +595,7 @@ fn lag_is_the_log_end_minus_the_committed_offset(setup: Setup) {
             topic: &topic,
             key: b"k",
             value: v.as_bytes(),
+            headers: &[],
         })
         .unwrap();
     }

@@ -197,6 +197,7 @@ fn devbroker_passes_the_check() {
             topic: "versions",
             key: b"1",
             value: b"hello",
+            headers: &[],
         })
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -143,6 +143,7 @@ fn round_trip(broker: &KafkaBroker, certs: &TestCerts, mechanism: SaslMechanism)
             topic: &topic,
             key: b"order-1",
             value: v.as_bytes(),
+            headers: &[],
         })
         .collect();
     producer
@@ -204,6 +205,7 @@ fn ssl_without_sasl(broker: &KafkaBroker, certs: &TestCerts) {
             topic: &topic,
             key: b"k",
             value: b"over-tls",
+            headers: &[],
         })
         .unwrap_or_else(|e| panic!("ssl: send: {e}"));
     assert_eq!(

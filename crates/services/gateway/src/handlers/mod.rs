@@ -13,9 +13,11 @@ pub mod readiness;
 
 use std::{sync::Arc, time::Duration};
 
-use proto::v1::orders_service_client::OrdersServiceClient;
+use proto::v1::{orders_service_client::OrdersServiceClient, orders_service_server::SERVICE_NAME};
+use telemetry::{TraceHeaders, spans};
 use tokio::time::Instant;
 use tonic::{metadata::MetadataMap, transport::Channel};
+use tracing::Instrument;
 
 use crate::{
     balance::{self, Pool, Repeat},
@@ -80,12 +82,24 @@ impl Gateway {
                 message.clone(),
             );
             request.set_timeout(remaining);
+            // One client span per attempt, its context in the call's metadata.
+            let attempt = spans::rpc_client(SERVICE_NAME, name, &replica.label);
+            if let Some(trace) = TraceHeaders::of(&attempt) {
+                trace.insert_into(request.metadata_mut());
+            }
             let client = OrdersServiceClient::new(replica.channel.current());
-            let status = match tokio::time::timeout(remaining, call(client, request)).await {
-                Ok(Ok(response)) => return Ok(response),
+            let answer = tokio::time::timeout(remaining, call(client, request))
+                .instrument(attempt.clone())
+                .await;
+            let status = match answer {
+                Ok(Ok(response)) => {
+                    spans::record_grpc_status(&attempt, tonic::Code::Ok, false);
+                    return Ok(response);
+                }
                 Ok(Err(status)) => status,
                 Err(_elapsed) => tonic::Status::deadline_exceeded("no answer in time"),
             };
+            spans::record_grpc_status(&attempt, status.code(), false);
             let verdict = balance::after_failure(&status, repeat);
             if verdict.replica_down {
                 self.pool.mark_down(&replica, status.message());

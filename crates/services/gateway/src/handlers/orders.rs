@@ -98,6 +98,10 @@ impl Gateway {
                     ),
                     _ => err,
                 })?;
+            telemetry::spans::record_order_id(
+                &tracing::Span::current(),
+                response.get_ref().order_id,
+            );
             let replayed = response
                 .metadata()
                 .get(IDEMPOTENT_REPLAYED_METADATA)
@@ -133,6 +137,7 @@ impl Gateway {
         };
         let result = async {
             let order_id = rest::parse_order_id(&id)?;
+            telemetry::spans::record_order_id(&tracing::Span::current(), order_id);
             let mut metadata = MetadataMap::new();
             if let Caller::User(user) = caller {
                 metadata.insert(OWNER_METADATA, MetadataValue::from(user));

@@ -249,6 +249,7 @@ fn sigterm_finishes_and_exits_zero() {
             topic: &topic,
             key: b"6",
             value: contracts::encode(&status(1, 6, PaymentOutcome::Succeeded)).as_bytes(),
+            headers: &[],
         })
         .unwrap();
     let key = format!("{prefix}6");

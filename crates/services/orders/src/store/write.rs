@@ -37,6 +37,8 @@ use crate::{
 pub struct OrderRequest<'a> {
     pub order: &'a NewOrder,
     pub key: Option<&'a IdempotencyKey>,
+    /// The trace the request is part of, kept with its outbox row.
+    pub trace: Option<&'a telemetry::TraceHeaders>,
 }
 
 /// One request's answer: its order (new, or replayed under its key), or why its key
@@ -310,12 +312,10 @@ impl<'a> Rows<'a> {
             total_amount: order.total_amount,
             created_at: self.created_at,
         };
-        self.events.push(OutboxRow::new(
-            event_id,
-            topic,
-            contracts::message_key(order_id),
-            &event,
-        ));
+        self.events.push(
+            OutboxRow::new(event_id, topic, contracts::message_key(order_id), &event)
+                .traced(request.trace),
+        );
         if let Some(key) = request.key {
             self.keys.user_ids.push(order.user_id);
             self.keys.keys.push(key.as_str());
@@ -324,7 +324,7 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// `$1..$13` of both inserts, in their order.
+    /// `$1..$14` of both inserts, in their order.
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         let orders: [&(dyn ToSql + Sync); 9] = [
             &self.order_ids,
@@ -355,7 +355,7 @@ impl KeyRows<'_> {
         self.keys.is_empty()
     }
 
-    /// `$14..$17` of [`INSERT_KEYED_ORDERS`].
+    /// `$15..$18` of [`INSERT_KEYED_ORDERS`].
     fn params(&self) -> [&(dyn ToSql + Sync); 4] {
         [
             &self.user_ids,
@@ -401,7 +401,7 @@ fn insert_orders_and_items(source: &str, filter_items: bool) -> String {
 const ORDERS: &str =
     "unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS o (order_id, user_id, total_amount)";
 
-/// Writes unkeyed orders, all their items and their outbox rows (`$10..$13`) in
+/// Writes unkeyed orders, all their items and their outbox rows (`$10..$14`) in
 /// one statement.
 static INSERT_ORDERS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -411,17 +411,18 @@ static INSERT_ORDERS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`INSERT_ORDERS`] with idempotency keys: the keyed orders' key rows first (`$14`
-/// users, `$15` keys, `$16` fingerprints, `$17` order ids; `$18` the TTL in seconds),
+/// [`INSERT_ORDERS`] with idempotency keys: the keyed orders' key rows first (`$15`
+/// users, `$16` keys, `$17` fingerprints, `$18` order ids; `$19` the TTL in seconds),
 /// in (user, key) order; then the unkeyed orders and the keyed ones whose key row was
 /// written, with their items and outbox rows. A key already taken (and not expired)
 /// writes nothing; an expired row is replaced, so a key can be reused after its TTL
 /// even before retention deletes it. Returns the keyed orders written.
 static INSERT_KEYED_ORDERS: LazyLock<String> = LazyLock::new(|| {
     let events = outbox::insert_select_sql(
-        "SELECT e.event_id, e.topic, e.message_key, e.payload
-         FROM unnest($1::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[])
-              AS e (order_id, event_id, topic, message_key, payload)
+        "SELECT e.event_id, e.topic, e.message_key, e.payload, e.trace_context
+         FROM unnest($1::bigint[], $10::bigint[], $11::text[], $12::text[], $13::text[],
+                     $14::text[])
+              AS e (order_id, event_id, topic, message_key, payload, trace_context)
          WHERE e.order_id IN (SELECT order_id FROM written)",
     );
     format!(
@@ -429,17 +430,17 @@ static INSERT_KEYED_ORDERS: LazyLock<String> = LazyLock::new(|| {
 WITH new_keys AS (
     INSERT INTO {table} AS old (user_id, idempotency_key, fingerprint, order_id, created_at)
     SELECT k.user_id, k.idempotency_key, k.fingerprint, k.order_id, now()
-    FROM unnest($14::bigint[], $15::text[], $16::bytea[], $17::bigint[])
+    FROM unnest($15::bigint[], $16::text[], $17::bytea[], $18::bigint[])
          AS k (user_id, idempotency_key, fingerprint, order_id)
     ORDER BY k.user_id, k.idempotency_key
     ON CONFLICT (user_id, idempotency_key) DO UPDATE
         SET fingerprint = EXCLUDED.fingerprint, order_id = EXCLUDED.order_id,
             created_at = EXCLUDED.created_at
-        WHERE old.created_at < now() - make_interval(secs => $18)
+        WHERE old.created_at < now() - make_interval(secs => $19)
     RETURNING order_id
 ), written AS (
     SELECT o.order_id, o.user_id, o.total_amount FROM {ORDERS}
-    WHERE o.order_id <> ALL ($17::bigint[]) OR o.order_id IN (SELECT order_id FROM new_keys)
+    WHERE o.order_id <> ALL ($18::bigint[]) OR o.order_id IN (SELECT order_id FROM new_keys)
 ), {orders_and_items}, new_events AS (
     {events}
 )
@@ -485,6 +486,7 @@ mod tests {
         let request = OrderRequest {
             order: &first,
             key: Some(&key),
+            trace: None,
         };
         let stored = |order: &NewOrder| KeyRow {
             fingerprint: idempotency::fingerprint(order),
@@ -515,7 +517,11 @@ mod tests {
             IdempotencyKey::parse("k").unwrap(),
             IdempotencyKey::parse("other").unwrap(),
         );
-        let request = |order, key| OrderRequest { order, key };
+        let request = |order, key| OrderRequest {
+            order,
+            key,
+            trace: None,
+        };
         let requests = [
             request(&a, None),
             request(&a, Some(&key)),

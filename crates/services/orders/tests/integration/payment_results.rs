@@ -40,7 +40,14 @@ fn status(event_id: i64, order_id: i64, outcome: PaymentOutcome) -> Vec<u8> {
 /// Sends `value` under `key` to `topic`; the broker must acknowledge it.
 fn send(producer: &mut bus::Producer, topic: &str, key: &str, value: &[u8]) {
     let key = key.as_bytes();
-    producer.send(bus::Record { topic, key, value }).unwrap();
+    producer
+        .send(bus::Record {
+            topic,
+            key,
+            value,
+            headers: &[],
+        })
+        .unwrap();
 }
 
 /// (status, updated_at > created_at) of an order, read from its database.
@@ -239,6 +246,8 @@ fn messages(values: &[Vec<u8>], first_offset: i64) -> Vec<bus::Message<'_>> {
             offset,
             key: b"k",
             value,
+            headers: &[],
+            trace: None,
         })
         .collect()
 }

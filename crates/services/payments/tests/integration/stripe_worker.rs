@@ -196,6 +196,7 @@ fn kill_9_between_the_charge_and_the_commit_charges_once_after_a_restart() {
             topic: &topic,
             key: b"70",
             value: contracts::encode(&order(700, 70)).as_bytes(),
+            headers: &[],
         })
         .unwrap();
     wait_until(DEADLINE, "the charge to be asked for", || {
@@ -241,6 +242,7 @@ fn sigterm_during_a_slow_charge_stops_at_once_and_the_restart_charges_once() {
             topic: &topic,
             key: b"80",
             value: contracts::encode(&order(800, 80)).as_bytes(),
+            headers: &[],
         })
         .unwrap();
     wait_until(DEADLINE, "the charge to be asked for", || {

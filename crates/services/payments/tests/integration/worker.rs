@@ -391,6 +391,7 @@ fn sigterm_finishes_and_exits_zero() {
             topic: &topic,
             key: b"6",
             value: contracts::encode(&event).as_bytes(),
+            headers: &[],
         })
         .unwrap();
     wait_until(DEADLINE, "the binary to pay order 6", || {
