@@ -64,7 +64,8 @@ fn documented(rows: &[Row], entry: &str) -> BTreeSet<String> {
 }
 
 /// (read, accepted, warned of) as `service`'s code lists them: its [`settings::EnvSpec`],
-/// and the Kafka connection's variables but for the gateway, which has none.
+/// the Kafka connection's variables but for the gateway, which has none, and the
+/// logging and tracing (`OTEL_*`) variables every service reads.
 fn in_code(service: &str) -> [BTreeSet<String>; 3] {
     let kafka = settings::KafkaConnection::ENV_VARS.as_slice();
     let (spec, kafka) = match service {
@@ -77,6 +78,7 @@ fn in_code(service: &str) -> [BTreeSet<String>; 3] {
     let mut read: BTreeSet<String> = names(spec.read);
     read.extend(names(kafka));
     read.extend(names(lifecycle::ENV_VARS));
+    read.extend(names(telemetry::ENV_VARS));
     read.insert(spec.config_file_var.to_owned());
     [
         read,

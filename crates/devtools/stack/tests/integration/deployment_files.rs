@@ -1,6 +1,7 @@
 //! docker-compose.yaml and the Nix flake agree with the code: compose runs only
 //! images the flake builds (checked by `nix/check-compose.py`), and every
-//! environment variable compose sets is one the service actually reads.
+//! environment variable compose sets is one the service actually reads (its own, the
+//! logging and the tracing `OTEL_*` variables).
 
 use std::{collections::BTreeMap, path::PathBuf, process::Command};
 
@@ -43,7 +44,8 @@ fn compose_images_are_the_flakes_and_its_variables_are_read_by_the_services() {
         for variable in variables {
             assert!(
                 known.contains(&variable.as_str())
-                    || lifecycle::ENV_VARS.contains(&variable.as_str()),
+                    || lifecycle::ENV_VARS.contains(&variable.as_str())
+                    || telemetry::ENV_VARS.contains(&variable.as_str()),
                 "docker-compose.yaml sets {variable} for {service}, which {service} does not read"
             );
         }
