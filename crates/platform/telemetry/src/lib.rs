@@ -18,7 +18,7 @@
 //! `traceparent` (or starts a trace) and sends it to orders in gRPC metadata; orders
 //! stores it with the outbox row, in the same transaction as the order; the relay's
 //! `send` span continues it and puts its own context in the Kafka record's headers
-//! (rdkafka; the `kafka` crate's message format has none, see docs/observability.md);
+//! (rdkafka; the `kafka` crate's message format has none, see docs/tracing.md);
 //! payments continues it into its outbox row, and notifications and orders'
 //! status update continue it from the status event's headers.
 
