@@ -18,10 +18,16 @@
 //! - Broker trouble: librdkafka reconnects by itself; poll errors are logged with
 //!   backoff. Shutdown: finish the batch in hand, commit synchronously, leave the group.
 //! - Lag: every [`LAG_INTERVAL`](crate::LAG_INTERVAL), for each assigned partition,
-//!   the high watermark minus the group's committed offset.
+//!   the high watermark minus the offset after the last message handled (what the
+//!   next commit stores; the group's committed offset for a partition not handled
+//!   yet). Both come from what the client already knows (librdkafka's statistics,
+//!   every `LAG_INTERVAL`, and this member's own progress), not from broker round trips
+//!   on the consumer's thread, which stalled every message behind them; a watermark is
+//!   asked for only before the first statistics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use backoff::Backoff;
@@ -31,6 +37,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +48,8 @@ use crate::error::BusError;
 
 /// Most messages one poll drains before they are handled.
 const MAX_POLL_MESSAGES: usize = 500;
-/// How long a lag measurement may wait for each broker answer.
+/// How long a lag measurement may wait for a broker's answer (before the first
+/// statistics only).
 const LAG_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the final commit (shutdown) may take.
 const FINAL_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +61,9 @@ struct GroupContext {
     /// Counts rebalances, so a poll that drained messages can tell whether its
     /// partitions may have changed meanwhile.
     rebalances: AtomicU64,
+    /// Per partition of the topic, from librdkafka's last statistics: (high
+    /// watermark, the group's committed offset or -1001 if none).
+    offsets: Mutex<HashMap<i32, (i64, i64)>>,
 }
 
 fn partitions_of(list: &TopicPartitionList) -> Vec<i32> {
@@ -68,6 +79,23 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         super::forward_error(&error, reason);
+    }
+
+    /// Keeps the topic's watermarks and committed offsets for the lag.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        for partition in topic.partitions.values() {
+            // -1 is librdkafka's internal "unassigned" partition.
+            if partition.partition >= 0 && partition.hi_offset >= 0 {
+                offsets.insert(
+                    partition.partition,
+                    (partition.hi_offset, partition.committed_offset),
+                );
+            }
+        }
     }
 }
 
@@ -146,10 +174,20 @@ fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusErro
         )
         // A topic created after the consumer starts is picked up within 5 s.
         .set("topic.metadata.refresh.interval.ms", "5000")
+        // The watermarks the lag is measured with (served by the consumer's poll).
+        .set(
+            "statistics.interval.ms",
+            if config.lag_observer.is_some() {
+                LAG_INTERVAL.as_millis().to_string()
+            } else {
+                "0".to_owned()
+            },
+        )
         .create_with_context(GroupContext {
             topic: config.topic.clone(),
             group: config.group.clone(),
             rebalances: AtomicU64::new(0),
+            offsets: Mutex::new(HashMap::new()),
         })
         .map_err(|e| BusError::Config(format!("cannot create the rdkafka consumer: {e}")))
 }
@@ -170,6 +208,7 @@ pub(crate) fn run<H: Handler>(
     let mut lag = config.lag_observer.clone().map(|o| LagMeter {
         observer: o,
         measured: None,
+        handled: HashMap::new(),
     });
     let mut result = Ok(());
     while !shutdown.is_cancelled() {
@@ -313,6 +352,9 @@ fn handle_polled<H: Handler>(
         .collect();
     let on_progress = |progress: Progress<'_, '_>| match progress {
         Progress::Handled(done) => {
+            if let Some(meter) = lag.as_mut() {
+                meter.handled.insert(done.partition, done.offset + 1);
+            }
             // The next offset to read is stored: committed with the next commit.
             if let Err(e) = store_next(consumer, done) {
                 tracing::warn!(
@@ -350,6 +392,8 @@ fn store_next(consumer: &BaseConsumer<GroupContext>, done: &Message<'_>) -> Kafk
 struct LagMeter {
     observer: LagObserver,
     measured: Option<Instant>,
+    /// Per partition, the offset after the last message this member handled.
+    handled: HashMap<i32, i64>,
 }
 
 impl LagMeter {
@@ -358,31 +402,43 @@ impl LagMeter {
             return;
         }
         self.measured = Some(Instant::now());
-        if let Err(e) = report_lag(consumer, topic, &self.observer) {
+        if let Err(e) = report_lag(consumer, topic, &self.observer, &self.handled) {
             tracing::debug!(topic, error = %e, "cannot measure consumer lag");
         }
     }
 }
 
-/// High watermark minus the group's committed offset (the low watermark where the
-/// group has none), for each partition assigned to this member.
+/// High watermark minus the next offset to handle, for each partition assigned to
+/// this member (see the module doc): the offset after the last message it handled,
+/// else the group's committed offset, else the low watermark.
 fn report_lag(
     consumer: &BaseConsumer<GroupContext>,
     topic: &str,
     observer: &LagObserver,
+    handled: &HashMap<i32, i64>,
 ) -> Result<(), KafkaError> {
     let assignment = consumer.assignment()?;
-    if assignment.count() == 0 {
-        return Ok(());
-    }
-    let committed = consumer.committed_offsets(assignment, LAG_TIMEOUT)?;
-    for element in committed.elements_for_topic(topic) {
+    for element in assignment.elements_for_topic(topic) {
         let partition = element.partition();
-        let (low, high) = consumer.fetch_watermarks(topic, partition, LAG_TIMEOUT)?;
-        let from = match element.offset() {
-            Offset::Offset(o) if o >= 0 => o,
-            _ => low,
+        let known = consumer
+            .context()
+            .offsets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&partition)
+            .copied();
+        let (high, committed, low) = match known {
+            Some((high, committed)) => (high, committed, 0),
+            None => {
+                let (low, high) = consumer.fetch_watermarks(topic, partition, LAG_TIMEOUT)?;
+                (high, -1, low)
+            }
         };
+        let from = handled
+            .get(&partition)
+            .copied()
+            .or((committed >= 0).then_some(committed))
+            .unwrap_or(low);
         observer.observe(topic, partition, (high - from).max(0));
     }
     Ok(())

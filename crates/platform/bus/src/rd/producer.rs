@@ -1,19 +1,24 @@
 //! The librdkafka producer behind [`Producer`](crate::Producer) with
-//! `KAFKA_CLIENT=rdkafka`: a `BaseProducer` driven on the caller's (blocking) thread.
+//! `KAFKA_CLIENT=rdkafka`: a `ThreadedProducer`, whose own thread serves librdkafka's
+//! events; the caller's (blocking) thread enqueues a batch and sleeps until the batch's
+//! delivery reports are in (a condition variable the report callback signals), instead
+//! of polling in short slices.
 //!
 //! acks=all with idempotence on (librdkafka retries within a batch without writing a
 //! record twice or reordering a partition); a batch is Ok only once every record's
 //! delivery report says acknowledged. Records whose report is a failure are re-sent,
 //! with backoff, up to `max_retries` times; the stop signal cuts the waits short.
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BusError;
@@ -21,17 +26,20 @@ use crate::producer::api::{self, ProducerConfig, Record};
 
 /// How long a delivery may still be waited for once the stop signal is given.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// Each wait for delivery reports (between checks of the stop signal). Short:
-/// `BaseProducer::poll` serves events until its timeout has passed, not only until the
-/// first one, so this is also the granularity of a send's latency.
-const POLL_SLICE: Duration = Duration::from_millis(1);
+/// The longest sleep between two checks of the stop signal while reports are awaited
+/// (a report wakes the sleeper at once).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+/// How long an enqueue refused for a full queue waits for reports to free room.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
 /// One delivery report: (batch number, index in the batch, outcome).
 type Report = (u64, usize, Result<(), KafkaError>);
 
-/// Collects the delivery reports that `BaseProducer::poll` hands over.
+/// Collects the delivery reports the producer's polling thread hands over, and wakes
+/// the sender waiting for them.
 struct DeliveryContext {
     reports: Mutex<Vec<Report>>,
+    arrived: Condvar,
     /// The last global error (authentication, TLS, ...), to explain a failed connect.
     last_error: super::LastError,
 }
@@ -58,8 +66,24 @@ impl ProducerContext for DeliveryContext {
             Err((error, _)) => Err(error.clone()),
         };
         // A poisoned lock only means another report panicked mid-push: keep going.
-        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
         reports.push((batch, index, outcome));
+        self.arrived.notify_all();
+    }
+}
+
+impl DeliveryContext {
+    /// Sleeps until a report arrives or `timeout` passes, then takes the reports.
+    fn wait_for_reports(&self, timeout: Duration) -> Vec<Report> {
+        let reports = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reports = if reports.is_empty() {
+            self.arrived
+                .wait_timeout(reports, timeout)
+                .map_or_else(|poisoned| poisoned.into_inner().0, |(reports, _)| reports)
+        } else {
+            reports
+        };
+        std::mem::take(&mut *reports)
     }
 }
 
@@ -67,7 +91,7 @@ impl ProducerContext for DeliveryContext {
 pub(crate) struct RdProducer {
     config: ProducerConfig,
     shutdown: CancellationToken,
-    producer: BaseProducer<DeliveryContext>,
+    producer: ThreadedProducer<DeliveryContext>,
     /// Numbers each `send_all`, so a late report of an abandoned batch is not
     /// taken for one of the current batch.
     batch: u64,
@@ -98,7 +122,7 @@ impl RdProducer {
         shutdown: CancellationToken,
     ) -> Result<RdProducer, BusError> {
         let ack_ms = ack_timeout_ms(&config)?;
-        let producer: BaseProducer<DeliveryContext> =
+        let producer: ThreadedProducer<DeliveryContext> =
             super::base_config(&config.brokers, &config.client_id, &config.security)
                 .set("acks", "all")
                 .set("enable.idempotence", "true")
@@ -110,6 +134,7 @@ impl RdProducer {
                 .set("linger.ms", "1")
                 .create_with_context(DeliveryContext {
                     reports: Mutex::new(Vec::new()),
+                    arrived: Condvar::new(),
                     last_error: super::LastError::default(),
                 })
                 .map_err(|e| {
@@ -129,9 +154,8 @@ impl RdProducer {
     fn check_reachable(&mut self) -> Result<(), BusError> {
         super::fetch_metadata(
             self.producer.client(),
-            || {
-                self.producer.poll(Duration::ZERO);
-            },
+            // The producer's own thread serves the events.
+            || {},
             &self.producer.context().last_error,
             self.config.ack_timeout,
         )
@@ -170,6 +194,7 @@ impl api::Attempts for RdProducer {
         let deadline = started + self.config.ack_timeout * 2 + Duration::from_secs(2);
         let mut enqueued = 0usize;
         let mut enqueue_error = None;
+        let mut early_reports: Vec<Report> = Vec::new();
         for (index, r) in pending.iter().enumerate() {
             let mut record =
                 BaseRecord::with_opaque_to(r.topic, Box::new((batch, index))).payload(r.value);
@@ -198,7 +223,9 @@ impl api::Attempts for RdProducer {
                         if Instant::now() < deadline =>
                     {
                         record = back;
-                        self.producer.poll(POLL_SLICE);
+                        // Reports free room in the queue; keep them for the wait below.
+                        let early = self.producer.context().wait_for_reports(QUEUE_FULL_WAIT);
+                        early_reports.extend(early);
                     }
                     Err((e, _)) => {
                         enqueue_error = Some(e);
@@ -215,16 +242,8 @@ impl api::Attempts for RdProducer {
         let mut failure: Option<KafkaError> = enqueue_error;
         let mut reported = 0usize;
         let mut stop_deadline: Option<Instant> = None;
-        while reported < enqueued {
-            self.producer.poll(POLL_SLICE);
-            let reports = std::mem::take(
-                &mut *self
-                    .producer
-                    .context()
-                    .reports
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()),
-            );
+        let mut reports = early_reports;
+        loop {
             for (b, index, outcome) in reports {
                 if b != batch || index >= acked.len() {
                     continue;
@@ -237,6 +256,9 @@ impl api::Attempts for RdProducer {
                     }
                 }
             }
+            if reported >= enqueued {
+                break;
+            }
             let now = Instant::now();
             if self.shutdown.is_cancelled() {
                 let until = *stop_deadline.get_or_insert(now + STOP_GRACE);
@@ -247,6 +269,10 @@ impl api::Attempts for RdProducer {
             if now >= deadline {
                 break;
             }
+            reports = self
+                .producer
+                .context()
+                .wait_for_reports(deadline.saturating_duration_since(now).min(WAIT_SLICE));
         }
         let total = pending.len();
         let mut index = 0;
