@@ -17,6 +17,11 @@ use crate::{KafkaClient, KafkaConnection, KafkaSecurity};
 /// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Longest time between offset commits while messages keep coming (both clients):
+/// a commit per poll would be a broker request per poll. A crash redelivers at most
+/// this much, which consumers deduplicate anyway.
+pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Receives `(topic, partition, lag)`: messages in the partition after the group's
 /// committed offset (log end offset minus committed offset, never negative).
 #[derive(Clone)]

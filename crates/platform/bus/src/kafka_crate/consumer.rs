@@ -18,7 +18,7 @@
 //!   to commit what was handled, then reconnects.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use backoff::Backoff;
 use kafka::client::{FetchOffset, GroupOffsetStorage, KafkaClient as CrateClient};
@@ -29,7 +29,8 @@ use tokio_util::sync::CancellationToken;
 use super::guarded;
 use crate::compat;
 use crate::consumer::api::{
-    ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress, hand_over,
+    COMMIT_INTERVAL, ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress,
+    hand_over,
 };
 use crate::error::BusError;
 
@@ -72,9 +73,6 @@ fn connect(config: &ConsumerConfig) -> Result<Consumer, BusError> {
         Ok(builder.create()?)
     })
 }
-
-/// Longest time between offset commits while messages keep coming.
-pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(100);
 
 fn commit(consumer: &mut Consumer) -> Result<(), BusError> {
     guarded(|| Ok(consumer.commit_consumed()?))

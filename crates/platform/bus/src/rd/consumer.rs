@@ -7,7 +7,8 @@
 //! - Auto-commit is off and offsets are stored by hand: a message's offset is stored,
 //!   then committed, only after the handler returned `Ok` for it (as on the `kafka`
 //!   side: one poll drains what is there and is handed over as one batch, grouped by
-//!   partition).
+//!   partition). Commits go out at most every [`COMMIT_INTERVAL`] while messages keep
+//!   coming and at once when a poll comes back empty, as on the `kafka` side.
 //! - Handler `Err`: the same message is retried with backoff, nothing after it in the
 //!   poll is handled, the progress before it is committed.
 //! - Rebalance: the handler runs on the polling thread, so when librdkafka calls the
@@ -42,7 +43,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::api::{
-    ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress, hand_over,
+    COMMIT_INTERVAL, ConsumerConfig, Handler, LAG_INTERVAL, LagObserver, Message, Progress,
+    hand_over,
 };
 use crate::error::BusError;
 
@@ -211,9 +213,12 @@ pub(crate) fn run<H: Handler>(
         handled: HashMap::new(),
     });
     let mut result = Ok(());
+    let mut commits = Commits::new();
     while !shutdown.is_cancelled() {
         let first = match consumer.poll(config.fetch_max_wait) {
             None => {
+                // Idle: what was handled is committed now.
+                commits.commit(&consumer, topic);
                 if let Some(meter) = lag.as_mut() {
                     meter.report_when_due(&consumer, topic);
                 }
@@ -274,10 +279,9 @@ pub(crate) fn run<H: Handler>(
             &mut lag,
         );
         drop(polled);
-        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
-            && !is_no_offset(&e)
-        {
-            tracing::warn!(topic, error = %e, "offset commit failed (uncommitted messages will be redelivered)");
+        commits.handled();
+        if commits.due() {
+            commits.commit(&consumer, topic);
         }
         if stopped {
             break;
@@ -293,6 +297,47 @@ pub(crate) fn run<H: Handler>(
     // commits once more: nothing new).
     drop(consumer);
     result
+}
+
+/// When the stored offsets are committed: at most every [`COMMIT_INTERVAL`] while
+/// messages keep coming, at once when a poll comes back empty (and synchronously at
+/// shutdown and before partitions are given up, see [`final_commit`] and the
+/// rebalance callback).
+struct Commits {
+    at: Instant,
+    pending: bool,
+}
+
+impl Commits {
+    fn new() -> Self {
+        Self {
+            at: Instant::now(),
+            pending: false,
+        }
+    }
+
+    /// A poll's messages were handled (their offsets stored).
+    fn handled(&mut self) {
+        self.pending = true;
+    }
+
+    fn due(&self) -> bool {
+        self.pending && self.at.elapsed() >= COMMIT_INTERVAL
+    }
+
+    /// Commits the stored offsets, without waiting for the answer, if any are new.
+    fn commit(&mut self, consumer: &BaseConsumer<GroupContext>, topic: &str) {
+        if !self.pending {
+            return;
+        }
+        self.pending = false;
+        self.at = Instant::now();
+        if let Err(e) = consumer.commit_consumer_state(CommitMode::Async)
+            && !is_no_offset(&e)
+        {
+            tracing::warn!(topic, error = %e, "offset commit failed (uncommitted messages will be redelivered)");
+        }
+    }
 }
 
 fn final_commit(consumer: &BaseConsumer<GroupContext>, topic: &str) {
