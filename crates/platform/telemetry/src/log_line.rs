@@ -79,3 +79,94 @@ where
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::{Layer, fmt::MakeWriter, layer::SubscriberExt};
+
+    use super::*;
+
+    /// The lines a subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    /// Logs one line outside any span and one inside a recorded span, with `json` or
+    /// text lines; the two lines and the span's ids.
+    fn log_in_and_out_of_a_span(json: bool) -> (String, String, String, String) {
+        let lines = Lines::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let logs = if json {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .map_event_format(JsonWithTraceIds)
+                .with_writer(lines.clone())
+                .boxed()
+        } else {
+            tracing_subscriber::fmt::layer()
+                .event_format(TextWithTraceIds)
+                .with_ansi(false)
+                .with_writer(lines.clone())
+                .boxed()
+        };
+        let subscriber = tracing_subscriber::registry().with(logs).with(traces);
+        let (trace_id, span_id) = tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(order_id = 7, "outside");
+            let span = tracing::info_span!("work");
+            let _entered = span.enter();
+            tracing::info!(order_id = 7, "inside");
+            current_ids().unwrap()
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let mut written = text.lines().map(str::to_owned);
+        let outside = written.next().unwrap();
+        let inside = written.next().unwrap();
+        (outside, inside, trace_id.to_string(), span_id.to_string())
+    }
+
+    #[test]
+    fn a_text_line_inside_a_span_ends_with_its_ids() {
+        let (outside, inside, trace_id, span_id) = log_in_and_out_of_a_span(false);
+        assert!(outside.ends_with("outside order_id=7"), "{outside}");
+        assert!(!outside.contains("trace_id"), "{outside}");
+        assert!(
+            inside.ends_with(&format!(
+                "inside order_id=7 trace_id={trace_id} span_id={span_id}"
+            )),
+            "{inside}"
+        );
+    }
+
+    #[test]
+    fn a_json_line_inside_a_span_has_its_ids_as_keys() {
+        let (outside, inside, trace_id, span_id) = log_in_and_out_of_a_span(true);
+        let outside: serde_json::Value = serde_json::from_str(&outside).unwrap();
+        assert!(outside.get("trace_id").is_none(), "{outside}");
+        let inside: serde_json::Value = serde_json::from_str(&inside).unwrap();
+        assert_eq!(inside["trace_id"], trace_id.as_str());
+        assert_eq!(inside["span_id"], span_id.as_str());
+        assert_eq!(inside["fields"]["message"], "inside");
+    }
+}
