@@ -53,6 +53,16 @@ fn place_traced_order(platform: &Platform, user_id: i64) -> i64 {
         .unwrap()
 }
 
+/// The platform on `setup`, tracing to `receiver` over `protocol`, with one order
+/// placed with the caller's trace context and notified.
+fn one_traced_order(setup: Setup, receiver: &OtlpReceiver, protocol: &str) -> (Platform, i64) {
+    let options = Options::on(setup).with_env(tracing_env(receiver, protocol));
+    let platform = Platform::start(setup.broker, options);
+    let order_id = place_traced_order(&platform, 501);
+    platform.wait_for_notifications(&[order_id]);
+    (platform, order_id)
+}
+
 /// The one span of `service` named `name` among `spans`.
 fn one<'s>(spans: &'s [ReceivedSpan], service: &str, name: &str) -> &'s ReceivedSpan {
     let found: Vec<&ReceivedSpan> = spans
@@ -72,11 +82,7 @@ fn has(spans: &[ReceivedSpan], service: &str, name: &str) -> bool {
 #[test]
 fn one_order_is_one_trace_across_every_hop_on_kafka_4_with_rdkafka() {
     let receiver = OtlpReceiver::start_grpc();
-    let setup = Setup::KAFKA_4_RDKAFKA;
-    let options = Options::on(setup).with_env(tracing_env(&receiver, "grpc"));
-    let platform = Platform::start(setup.broker, options);
-    let order_id = place_traced_order(&platform, 501);
-    platform.wait_for_notifications(&[order_id]);
+    let (platform, order_id) = one_traced_order(Setup::KAFKA_4_RDKAFKA, &receiver, "grpc");
 
     let order_topic = platform.wiring.order_topic.clone();
     let status_topic = platform.wiring.status_topic.clone();
@@ -242,11 +248,7 @@ fn one_order_is_one_trace_across_every_hop_on_kafka_4_with_rdkafka() {
 #[test]
 fn on_the_kafka_crate_over_otlp_http_each_consumer_starts_a_trace_with_the_order_id() {
     let receiver = OtlpReceiver::start_http();
-    let setup = Setup::DEVBROKER_KAFKA;
-    let options = Options::on(setup).with_env(tracing_env(&receiver, "http/protobuf"));
-    let platform = Platform::start(setup.broker, options);
-    let order_id = place_traced_order(&platform, 502);
-    platform.wait_for_notifications(&[order_id]);
+    let (platform, order_id) = one_traced_order(Setup::DEVBROKER_KAFKA, &receiver, "http/protobuf");
     let order_topic = platform.wiring.order_topic.clone();
     let process_order = format!("process {order_topic}");
     let spans = receiver.wait_until(SPANS, |spans| {
