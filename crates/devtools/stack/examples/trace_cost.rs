@@ -1,9 +1,10 @@
 //! What tracing costs: `POST /orders` through a gateway and orders (with its relay,
-//! on devbroker), as release binaries, twice side by side: one pair with no OTLP
-//! endpoint (tracing off), one exporting every span (`always_on`) over OTLP/gRPC to a
-//! real receiver in this process. Rounds alternate between the two so a noisy machine
-//! weighs on both; each round is a closed loop of `--concurrency` keep-alive clients
-//! for `--seconds`. Prints each round and the ratio traced / untraced.
+//! on devbroker), as release binaries, three times side by side: one pair with no
+//! OTLP endpoint (tracing off), one exporting every span (`always_on`) and one a tenth
+//! of the traces (`parentbased_traceidratio`, 0.1), over OTLP/gRPC to a real receiver
+//! in this process. Rounds alternate between the three so a noisy machine weighs on
+//! all; each round is a closed loop of `--concurrency` keep-alive clients for
+//! `--seconds`. Prints each round and the ratios to the untraced pair.
 //!
 //! `cargo build --release --workspace --examples && ./target/release/examples/trace_cost`
 //! (needs the test PostgreSQL of `scripts/setup-test-tools.sh`).
@@ -167,6 +168,15 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> anyhow::Result<u16> {
     Ok(status)
 }
 
+/// One line of the table: the rates and the traced ones' ratios to the untraced.
+fn print_row(label: &str, [off, on, sampled]: [f64; 3]) {
+    println!(
+        "{label:>5} | {off:>17.0} | {on:>18.0} ({:.2}) | {sampled:>20.0} ({:.2})",
+        on / off,
+        sampled / off
+    );
+}
+
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let broker = TestBroker::start(BrokerKind::Devbroker);
@@ -176,31 +186,40 @@ fn main() -> anyhow::Result<()> {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ("OTEL_TRACES_SAMPLER", "always_on".to_owned()),
     ];
-    let untraced = Pair::start(&broker, &[]);
-    let traced = Pair::start(&broker, &traced_env);
-    // Warm both (connections, prepared statements) before measuring.
-    closed_loop(&untraced.gateway_addr, args.concurrency, 1)?;
-    closed_loop(&traced.gateway_addr, args.concurrency, 1)?;
+    let sampled_env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".to_owned()),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.1".to_owned()),
+    ];
+    let pairs = [
+        Pair::start(&broker, &[]),
+        Pair::start(&broker, &traced_env),
+        Pair::start(&broker, &sampled_env),
+    ];
+    // Warm them all (connections, prepared statements) before measuring.
+    for pair in &pairs {
+        closed_loop(&pair.gateway_addr, args.concurrency, 1)?;
+    }
     println!(
         "POST /orders, {} clients, {} s per round, gateway + orders (+ relay) on devbroker",
         args.concurrency, args.seconds
     );
-    println!("round | untraced orders/s | traced orders/s | ratio");
-    let (mut off_sum, mut on_sum) = (0.0, 0.0);
-    for round in 1..=args.rounds {
-        let off = closed_loop(&untraced.gateway_addr, args.concurrency, args.seconds)?;
-        let on = closed_loop(&traced.gateway_addr, args.concurrency, args.seconds)?;
-        println!("{round:>5} | {off:>17.0} | {on:>15.0} | {:.2}", on / off);
-        off_sum += off;
-        on_sum += on;
-    }
-    let rounds = f64::from(args.rounds);
     println!(
-        "  all | {:>17.0} | {:>15.0} | {:.2}",
-        off_sum / rounds,
-        on_sum / rounds,
-        on_sum / off_sum
+        "round | untraced orders/s | always_on orders/s (ratio) | 10% sampled orders/s (ratio)"
     );
+    let mut sums = [0.0; 3];
+    for round in 1..=args.rounds {
+        let mut rates = [0.0; 3];
+        for (rate, pair) in rates.iter_mut().zip(&pairs) {
+            *rate = closed_loop(&pair.gateway_addr, args.concurrency, args.seconds)?;
+        }
+        print_row(&round.to_string(), rates);
+        for (sum, rate) in sums.iter_mut().zip(rates) {
+            *sum += rate;
+        }
+    }
+    print_row("all", sums.map(|sum| sum / f64::from(args.rounds)));
     // Spans still in the services' batch queues are not counted.
     println!(
         "spans received by the OTLP receiver: {} in {} export requests",
