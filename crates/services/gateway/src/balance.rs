@@ -99,8 +99,13 @@ pub struct Verdict {
 pub fn after_failure(status: &tonic::Status, repeat: Repeat) -> Verdict {
     let code = errors::effective_code(status);
     let transport = std::error::Error::source(status).is_some();
-    let replica_down =
-        transport && matches!(code, Code::Unavailable | Code::Unknown | Code::Internal);
+    // CANCELLED from the transport: the connection died with the request in flight
+    // (the gateway cancels none of its calls; its deadline is DEADLINE_EXCEEDED).
+    let replica_down = transport
+        && matches!(
+            code,
+            Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled
+        );
     Verdict {
         replica_down,
         try_another: repeat == Repeat::Safe && (replica_down || code == Code::Unavailable),
@@ -591,7 +596,9 @@ mod tests {
     fn only_safe_calls_go_to_another_replica() {
         let refused = transport(Code::Unavailable);
         let reset = transport(Code::Unknown);
-        for status in [&refused, &reset] {
+        // A SIGKILLed replica's connection can end a call in flight as CANCELLED.
+        let killed = transport(Code::Cancelled);
+        for status in [&refused, &reset, &killed] {
             assert_eq!(
                 after_failure(status, Repeat::Safe),
                 Verdict {
