@@ -70,6 +70,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(broker) = broker {
         broker.shutdown().await;
     }
+    // The last spans, when tracing is on.
+    telemetry::shutdown().await;
     anyhow::ensure!(
         failures == 0,
         "{failures} service(s) failed; see the log above"
