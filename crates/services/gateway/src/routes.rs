@@ -151,14 +151,26 @@ fn create_order(
         )
 }
 
-/// The W3C trace context the caller sent (`traceparent`, `tracestate`), if any.
+/// The W3C trace context the caller sent (`traceparent`, `tracestate`), if any. The two
+/// headers are looked up, not the whole map copied; one that is not text counts as
+/// absent (a bad trace header never fails a request).
 fn incoming_trace()
 -> impl Filter<Extract = (Option<TraceHeaders>,), Error = Infallible> + Clone + Send + Sync + 'static
 {
-    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
-        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        TraceHeaders::from_parts(text(telemetry::TRACEPARENT), text(telemetry::TRACESTATE))
-    })
+    optional_text(telemetry::TRACEPARENT)
+        .and(optional_text(telemetry::TRACESTATE))
+        .map(|traceparent: Option<String>, tracestate: Option<String>| {
+            TraceHeaders::from_parts(traceparent.as_deref(), tracestate.as_deref())
+        })
+}
+
+/// The header `name` as text; `None` when absent or not text.
+fn optional_text(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone + Send + Sync + 'static {
+    warp::header::optional::<String>(name)
+        .or(warp::any().map(|| None))
+        .unify()
 }
 
 /// Answers `route`'s request inside its server span, which continues the caller's
