@@ -149,13 +149,7 @@ impl KafkaBroker {
 
     fn start_with(line: KafkaLine, sasl_ssl: Option<SaslSsl>) -> Self {
         let release = line.release();
-        let lib = dist_dir(&release).join("lib");
-        assert!(
-            lib.join(format!("kafka_2.13-{release}.jar")).exists(),
-            "Apache Kafka {release} is not fetched (no {}): run scripts/fetch-kafka.sh \
-             (scripts/test and scripts/setup-test-tools.sh run it; it needs Java 17 and Maven)",
-            lib.display()
-        );
+        assert_fetched(&release);
         let dir = std::env::temp_dir().join(unique_name(&format!("kafka-{release}")));
         std::fs::create_dir_all(dir.join("data")).unwrap();
         let mut broker = Self {
@@ -447,6 +441,17 @@ impl Drop for KafkaBroker {
 /// log4j2; one file for each, both passed to the JVM.
 /// A `java` command running Apache Kafka `release`'s jars in `dir`, with its log
 /// configuration from there and the JVM options `jvm` (heap, GC).
+/// Panics, saying how to fetch it, unless Apache Kafka `release`'s jars are here.
+pub(crate) fn assert_fetched(release: &str) {
+    let lib = dist_dir(release).join("lib");
+    assert!(
+        lib.join(format!("kafka_2.13-{release}.jar")).exists(),
+        "Apache Kafka {release} is not fetched (no {}): run scripts/fetch-kafka.sh \
+         (scripts/test and scripts/setup-test-tools.sh run it; it needs Java 17 and Maven)",
+        lib.display()
+    );
+}
+
 pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
     let lib = dist_dir(release).join("lib");
     let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));

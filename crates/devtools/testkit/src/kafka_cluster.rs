@@ -23,7 +23,7 @@ use std::{
 };
 
 use crate::kafka::{
-    KafkaLine, READY, cluster_id, dist_dir, kafka_java, request_topic, run_format,
+    KafkaLine, READY, assert_fetched, cluster_id, kafka_java, request_topic, run_format,
     write_log_configs,
 };
 use crate::kafka_admin::{self, PartitionState};
@@ -102,13 +102,7 @@ impl KafkaCluster {
     /// with what to do when Java or the jars are missing.
     pub fn start(line: KafkaLine) -> Self {
         let release = line.release();
-        let lib = dist_dir(&release).join("lib");
-        assert!(
-            lib.join(format!("kafka_2.13-{release}.jar")).exists(),
-            "Apache Kafka {release} is not fetched (no {}): run scripts/fetch-kafka.sh \
-             (scripts/test and scripts/setup-test-tools.sh run it; it needs Java 17 and Maven)",
-            lib.display()
-        );
+        assert_fetched(&release);
         let dir = std::env::temp_dir().join(unique_name(&format!("kafka-cluster-{release}")));
         let nodes = (1..=CLUSTER_NODES)
             .map(|id| Node {
