@@ -87,6 +87,7 @@ pub fn producer(broker: &devbroker::BackgroundBroker, client_id: &str) -> bus::P
         client_id: client_id.into(),
         client: bus::KafkaClient::Kafka,
         security: bus::KafkaSecurity::plaintext(),
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     })
     .unwrap()
 }

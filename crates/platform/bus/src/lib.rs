@@ -71,5 +71,7 @@ pub use settings::KafkaClient;
 pub use settings::KafkaConnection;
 /// `KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`, `KAFKA_SASL_*`: TLS and SASL
 /// (librdkafka only).
-pub use settings::{KafkaSecurity, SaslCredentials, SaslMechanism, Secret, SecurityProtocol};
+pub use settings::{
+    KafkaSecurity, RdkafkaProperties, SaslCredentials, SaslMechanism, Secret, SecurityProtocol,
+};
 pub use versions::{MissingVersion, VersionRange};

@@ -36,6 +36,9 @@ pub struct RelayConfig {
     pub kafka_client: bus::KafkaClient,
     /// Kafka TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...; rdkafka only).
     pub kafka_security: bus::KafkaSecurity,
+    /// librdkafka properties over the platform's
+    /// (`KAFKA_RDKAFKA_PRODUCER_PROPERTIES`; rdkafka only).
+    pub kafka_properties: bus::RdkafkaProperties,
 }
 
 /// The relay's thread.
@@ -313,6 +316,7 @@ impl Relay {
                     client_id: self.config.client_id.clone(),
                     client: self.config.kafka_client,
                     security: self.config.kafka_security.clone(),
+                    rdkafka_properties: self.config.kafka_properties.clone(),
                 },
                 self.shutdown.clone(),
             )?,

@@ -72,7 +72,7 @@ impl OutboxSettings {
     }
 
     /// The relay of a service whose database is `dsn`, publishing as `client_id` to
-    /// the brokers of `kafka`, on its client and TLS/SASL settings.
+    /// the brokers of `kafka`, on its client, TLS/SASL settings and librdkafka properties.
     pub fn relay_config(
         &self,
         dsn: &str,
@@ -89,6 +89,7 @@ impl OutboxSettings {
             client_id: client_id.to_owned(),
             kafka_client: kafka.client,
             kafka_security: kafka.security.clone(),
+            kafka_properties: kafka.producer_properties.clone(),
         }
     }
 

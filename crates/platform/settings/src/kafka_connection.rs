@@ -1,7 +1,8 @@
 //! The Kafka connection every Kafka-using service shares: where the brokers are
 //! (`KAFKA_BROKERS`), which client library talks to them (`KAFKA_CLIENT`) and how it
 //! authenticates (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SSL_CA_LOCATION`,
-//! `KAFKA_SASL_*`).
+//! `KAFKA_SASL_*`), and librdkafka properties set on top of the platform's
+//! (`KAFKA_RDKAFKA_PRODUCER_PROPERTIES`, `KAFKA_RDKAFKA_CONSUMER_PROPERTIES`).
 //!
 //! A service keeps its own settings struct for everything else and loads this section
 //! beside it with [`crate::load_with_kafka`]: the same defaults < file < environment
@@ -10,7 +11,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BrokerList, ConfigError, KafkaClient, KafkaSecurity, KafkaSecurityVars, PartitionList, Secret,
+    BrokerList, ConfigError, KafkaClient, KafkaSecurity, KafkaSecurityVars, PartitionList,
+    RdkafkaProperties, RdkafkaRole, Secret,
 };
 
 /// `KAFKA_BROKERS`, `KAFKA_CLIENT` and the Kafka TLS/SASL variables.
@@ -41,15 +43,28 @@ pub struct KafkaConnection {
     /// `KAFKA_SASL_PASSWORD` (never shown: `Debug` prints `***`).
     #[serde(rename = "kafka_sasl_password")]
     pub sasl_password: Secret,
+    /// `KAFKA_RDKAFKA_PRODUCER_PROPERTIES`: `name=value;...` librdkafka properties
+    /// for every producer (rdkafka only).
+    #[serde(rename = "kafka_rdkafka_producer_properties")]
+    pub rdkafka_producer_properties: String,
+    /// `KAFKA_RDKAFKA_CONSUMER_PROPERTIES`: the same for every consumer.
+    #[serde(rename = "kafka_rdkafka_consumer_properties")]
+    pub rdkafka_consumer_properties: String,
     /// The security variables, checked: set by [`KafkaConnection::check`]
     /// (plaintext until then).
     #[serde(skip)]
     pub security: KafkaSecurity,
+    /// `KAFKA_RDKAFKA_PRODUCER_PROPERTIES`, checked: set by [`KafkaConnection::check`].
+    #[serde(skip)]
+    pub producer_properties: RdkafkaProperties,
+    /// `KAFKA_RDKAFKA_CONSUMER_PROPERTIES`, checked: set by [`KafkaConnection::check`].
+    #[serde(skip)]
+    pub consumer_properties: RdkafkaProperties,
 }
 
 impl KafkaConnection {
     /// Every environment variable of the section.
-    pub const ENV_VARS: [&'static str; 7] = [
+    pub const ENV_VARS: [&'static str; 9] = [
         "KAFKA_BROKERS",
         "KAFKA_CLIENT",
         "KAFKA_SECURITY_PROTOCOL",
@@ -57,6 +72,8 @@ impl KafkaConnection {
         "KAFKA_SASL_MECHANISM",
         "KAFKA_SASL_USERNAME",
         "KAFKA_SASL_PASSWORD",
+        "KAFKA_RDKAFKA_PRODUCER_PROPERTIES",
+        "KAFKA_RDKAFKA_CONSUMER_PROPERTIES",
     ];
 
     /// Plaintext to `brokers` with `client`: what tests and the local stack use.
@@ -70,7 +87,8 @@ impl KafkaConnection {
 
     /// Turns the security variables into [`KafkaConnection::security`], refusing
     /// combinations that would only fail later (TLS/SASL with the `kafka` client, a
-    /// SASL protocol without credentials, ...).
+    /// SASL protocol without credentials, ...), and checks the librdkafka properties
+    /// (see [`RdkafkaProperties::parse`]).
     pub fn check(&mut self) -> Result<(), ConfigError> {
         self.security = KafkaSecurity::from_vars(
             self.client,
@@ -81,6 +99,18 @@ impl KafkaConnection {
                 username: &self.sasl_username,
                 password: &self.sasl_password,
             },
+        )
+        .map_err(ConfigError::Other)?;
+        self.producer_properties = RdkafkaProperties::parse(
+            &self.rdkafka_producer_properties,
+            RdkafkaRole::Producer,
+            self.client,
+        )
+        .map_err(ConfigError::Other)?;
+        self.consumer_properties = RdkafkaProperties::parse(
+            &self.rdkafka_consumer_properties,
+            RdkafkaRole::Consumer,
+            self.client,
         )
         .map_err(ConfigError::Other)?;
         Ok(())
@@ -117,7 +147,11 @@ impl Default for KafkaConnection {
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
             sasl_password: Secret::default(),
+            rdkafka_producer_properties: String::new(),
+            rdkafka_consumer_properties: String::new(),
             security: KafkaSecurity::plaintext(),
+            producer_properties: RdkafkaProperties::none(),
+            consumer_properties: RdkafkaProperties::none(),
         }
     }
 }

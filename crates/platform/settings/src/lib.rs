@@ -16,6 +16,8 @@
 //! - [`KafkaClient`], `KAFKA_CLIENT`: `kafka` (default) or `rdkafka`;
 //! - [`KafkaSecurity`], `KAFKA_SECURITY_PROTOCOL` and `KAFKA_SSL_*`/`KAFKA_SASL_*`:
 //!   Kafka TLS and SASL (rdkafka only), the password a [`Secret`];
+//! - [`RdkafkaProperties`], `KAFKA_RDKAFKA_{PRODUCER,CONSUMER}_PROPERTIES`: librdkafka
+//!   properties set on top of the platform's, those carrying a guarantee refused;
 //! - [`KafkaConnection`]: brokers, client and security together, the section every
 //!   Kafka-using service loads beside its own settings with [`load_with_kafka`].
 //!
@@ -47,6 +49,7 @@ mod kafka_security;
 mod list;
 mod loader;
 mod partition_list;
+mod rdkafka_properties;
 
 pub use address::{GrpcEndpoint, GrpcEndpoints, ListenAddr};
 pub use broker_list::BrokerList;
@@ -64,3 +67,4 @@ pub use loader::{
     ConfigError, env_from_pairs, load, load_from, load_with_kafka, load_with_kafka_from,
 };
 pub use partition_list::PartitionList;
+pub use rdkafka_properties::{RdkafkaProperties, RdkafkaRole};

@@ -442,6 +442,46 @@ mod tests {
     }
 
     #[test]
+    fn librdkafka_properties_are_read_from_the_environment_and_checked() {
+        let (config, _) = Config::from_vars(&vars(&[
+            ("KAFKA_CLIENT", "rdkafka"),
+            ("KAFKA_RDKAFKA_PRODUCER_PROPERTIES", "linger.ms=5"),
+            (
+                "KAFKA_RDKAFKA_CONSUMER_PROPERTIES",
+                "fetch.wait.max.ms=100;client.rack=a",
+            ),
+        ]))
+        .unwrap();
+        let producer: Vec<_> = config.kafka.producer_properties.iter().collect();
+        assert_eq!(producer, [("linger.ms", "5")]);
+        assert_eq!(config.kafka.consumer_properties.iter().count(), 2);
+
+        let err = Config::from_vars(&vars(&[
+            ("KAFKA_CLIENT", "rdkafka"),
+            (
+                "KAFKA_RDKAFKA_CONSUMER_PROPERTIES",
+                "enable.auto.commit=true",
+            ),
+        ]))
+        .unwrap_err()
+        .to_string();
+        testkit::assert_mentions(
+            &err,
+            &["KAFKA_RDKAFKA_CONSUMER_PROPERTIES", "enable.auto.commit"],
+        );
+        let err = Config::from_vars(&vars(&[(
+            "KAFKA_RDKAFKA_PRODUCER_PROPERTIES",
+            "linger.ms=5",
+        )]))
+        .unwrap_err()
+        .to_string();
+        testkit::assert_mentions(
+            &err,
+            &["KAFKA_RDKAFKA_PRODUCER_PROPERTIES", "KAFKA_CLIENT=rdkafka"],
+        );
+    }
+
+    #[test]
     fn the_provider_is_simulated_unless_stripe_is_named_with_its_key() {
         let (config, _) = Config::from_vars(&vars(&[])).unwrap();
         assert!(matches!(

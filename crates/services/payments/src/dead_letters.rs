@@ -133,20 +133,17 @@ pub fn replay(
     Ok(replayed)
 }
 
-/// The producer a replay uses: the same settings as the relay's, on `client`
-/// (`KAFKA_CLIENT`).
-pub fn producer_config(
-    brokers: Vec<String>,
-    client: bus::KafkaClient,
-    security: bus::KafkaSecurity,
-) -> bus::ProducerConfig {
+/// The producer a replay uses: the same settings as the relay's, on the service's
+/// Kafka section (brokers, `KAFKA_CLIENT`, TLS/SASL, librdkafka properties).
+pub fn producer_config(kafka: &bus::KafkaConnection) -> bus::ProducerConfig {
     bus::ProducerConfig {
-        brokers,
+        brokers: kafka.hosts(),
         ack_timeout: Duration::from_secs(5),
         max_retries: 5,
         client_id: format!("{}-dead-letters", crate::CLIENT_ID),
-        client,
-        security,
+        client: kafka.client,
+        security: kafka.security.clone(),
+        rdkafka_properties: kafka.producer_properties.clone(),
     }
 }
 
@@ -197,13 +194,8 @@ pub fn run(
     let letters = match command {
         Command::List { limit } => list(&mut client, *limit)?,
         Command::Replay(selection) => {
-            let brokers = config.kafka.hosts();
-            let mut producer = bus::Producer::connect(producer_config(
-                brokers,
-                config.kafka.client,
-                config.kafka.security.clone(),
-            ))
-            .map_err(DeadLetterError::BrokerUnreachable)?;
+            let mut producer = bus::Producer::connect(producer_config(&config.kafka))
+                .map_err(DeadLetterError::BrokerUnreachable)?;
             replay(&mut client, &mut producer, selection)?
         }
     };

@@ -71,6 +71,7 @@ impl Wiring {
             client_id: client_id.to_owned(),
             client: self.kafka_client,
             security: bus::KafkaSecurity::plaintext(),
+            rdkafka_properties: bus::RdkafkaProperties::none(),
         })
         .unwrap()
     }

@@ -12,7 +12,7 @@ use backoff::{Backoff, RetryPolicy};
 use lifecycle::{ErrorChain, stop};
 use tokio_util::sync::CancellationToken;
 
-use crate::{KafkaClient, KafkaConnection, KafkaSecurity};
+use crate::{KafkaClient, KafkaConnection, KafkaSecurity, RdkafkaProperties};
 
 /// How often a consumer with a [`LagObserver`] measures its lag (two small requests).
 pub const LAG_INTERVAL: Duration = Duration::from_secs(2);
@@ -94,6 +94,9 @@ pub struct ConsumerConfig {
     /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...): anything but plaintext needs
     /// [`KafkaClient::Rdkafka`] (the `kafka` side refuses it).
     pub security: KafkaSecurity,
+    /// librdkafka properties set over the platform's
+    /// (`KAFKA_RDKAFKA_CONSUMER_PROPERTIES`; rdkafka only).
+    pub rdkafka_properties: RdkafkaProperties,
 }
 
 impl ConsumerConfig {
@@ -114,15 +117,17 @@ impl ConsumerConfig {
             lag_observer: None,
             client: KafkaClient::Kafka,
             security: KafkaSecurity::plaintext(),
+            rdkafka_properties: RdkafkaProperties::none(),
         }
     }
 
     /// [`ConsumerConfig::new`] on a service's Kafka section: its brokers, its client
-    /// (`KAFKA_CLIENT`) and its TLS/SASL settings.
+    /// (`KAFKA_CLIENT`), its TLS/SASL settings and its librdkafka properties.
     pub fn from_kafka(kafka: &KafkaConnection, topic: &str, group: &str, client_id: &str) -> Self {
         Self {
             client: kafka.client,
             security: kafka.security.clone(),
+            rdkafka_properties: kafka.consumer_properties.clone(),
             ..Self::new(kafka.hosts(), topic, group, client_id)
         }
     }

@@ -96,5 +96,10 @@ fn validate(c: &ConsumerConfig) -> Result<(), String> {
     if c.client == KafkaClient::Rdkafka && c.partitions.is_some() {
         return Err(settings::KafkaClient::PARTITIONS_WITH_RDKAFKA.into());
     }
-    crate::rd::check_security(c.client, &c.security)
+    crate::rd::check_security(c.client, &c.security)?;
+    crate::rd::check_properties(
+        c.client,
+        &c.rdkafka_properties,
+        settings::RdkafkaRole::Consumer,
+    )
 }

@@ -12,7 +12,7 @@ use lifecycle::{ErrorChain, stop};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BusError;
-use crate::{KafkaClient, KafkaSecurity};
+use crate::{KafkaClient, KafkaSecurity, RdkafkaProperties};
 
 /// How a [`Producer`](crate::Producer) connects and sends.
 #[derive(Debug, Clone)]
@@ -30,6 +30,9 @@ pub struct ProducerConfig {
     /// TLS and SASL (`KAFKA_SECURITY_PROTOCOL`, ...): anything but plaintext needs
     /// [`KafkaClient::Rdkafka`] (the `kafka` side refuses it).
     pub security: KafkaSecurity,
+    /// librdkafka properties set over the platform's
+    /// (`KAFKA_RDKAFKA_PRODUCER_PROPERTIES`; rdkafka only).
+    pub rdkafka_properties: RdkafkaProperties,
 }
 
 /// One record: JSON (or any bytes) with a key that picks the partition.

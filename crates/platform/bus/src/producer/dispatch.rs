@@ -25,9 +25,9 @@ pub struct Producer {
 
 #[derive(Debug)]
 enum Inner {
-    /// Boxed: the `kafka` crate's client is large, and a producer is made once.
+    /// Boxed, both: the clients are large, and a producer is made once.
     Kafka(Box<KafkaProducer>),
-    Rdkafka(RdProducer),
+    Rdkafka(Box<RdProducer>),
 }
 
 impl Producer {
@@ -50,11 +50,19 @@ impl Producer {
             return Err(BusError::Config("no brokers given".into()));
         }
         crate::rd::check_security(config.client, &config.security).map_err(BusError::Config)?;
+        crate::rd::check_properties(
+            config.client,
+            &config.rdkafka_properties,
+            settings::RdkafkaRole::Producer,
+        )
+        .map_err(BusError::Config)?;
         let inner = match config.client {
             KafkaClient::Kafka => Inner::Kafka(Box::new(KafkaProducer::connect_with_shutdown(
                 config, shutdown,
             )?)),
-            KafkaClient::Rdkafka => Inner::Rdkafka(RdProducer::connect(config, shutdown)?),
+            KafkaClient::Rdkafka => {
+                Inner::Rdkafka(Box::new(RdProducer::connect(config, shutdown)?))
+            }
         };
         Ok(Producer { inner })
     }
@@ -70,7 +78,7 @@ impl Producer {
     pub fn send_all(&mut self, records: &[Record<'_>]) -> Result<(), BusError> {
         match &mut self.inner {
             Inner::Kafka(p) => api::send_all(p.as_mut(), records),
-            Inner::Rdkafka(p) => api::send_all(p, records),
+            Inner::Rdkafka(p) => api::send_all(p.as_mut(), records),
         }
     }
 

@@ -159,7 +159,9 @@ fn is_no_offset(e: &KafkaError) -> bool {
 
 fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusError> {
     let wait_ms = config.fetch_max_wait.as_millis().clamp(1, 60_000);
-    super::base_config(&config.brokers, &config.client_id, &config.security)
+    let mut client_config =
+        super::base_config(&config.brokers, &config.client_id, &config.security);
+    client_config
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -184,14 +186,23 @@ fn create(config: &ConsumerConfig) -> Result<BaseConsumer<GroupContext>, BusErro
             } else {
                 "0".to_owned()
             },
-        )
+        );
+    super::apply_properties(&mut client_config, &config.rdkafka_properties);
+    client_config
         .create_with_context(GroupContext {
             topic: config.topic.clone(),
             group: config.group.clone(),
             rebalances: AtomicU64::new(0),
             offsets: Mutex::new(HashMap::new()),
         })
-        .map_err(|e| BusError::Config(format!("cannot create the rdkafka consumer: {e}")))
+        .map_err(|e| {
+            super::creation_failed(
+                "consumer",
+                &e,
+                &config.rdkafka_properties,
+                settings::RdkafkaRole::Consumer.var(),
+            )
+        })
 }
 
 /// Runs the loop until `shutdown` (then `Ok`) or a fatal librdkafka error.

@@ -32,7 +32,7 @@ use rdkafka::producer::{
 };
 
 use crate::error::BusError;
-use crate::{KafkaClient, KafkaSecurity};
+use crate::{KafkaClient, KafkaSecurity, RdkafkaProperties};
 
 /// The settings every librdkafka handle of the platform shares.
 pub(crate) fn base_config(
@@ -56,6 +56,30 @@ pub(crate) fn base_config(
         .set_log_level(RDKafkaLogLevel::Info);
     apply_security(&mut config, security);
     config
+}
+
+/// Sets the deployment's own librdkafka properties over the platform's.
+pub(crate) fn apply_properties(config: &mut ClientConfig, properties: &RdkafkaProperties) {
+    for (name, value) in properties.iter() {
+        config.set(name, value);
+    }
+}
+
+/// Why librdkafka refused to create a handle, naming the variable whose properties
+/// it may have refused.
+pub(crate) fn creation_failed(
+    what: &str,
+    error: &KafkaError,
+    properties: &RdkafkaProperties,
+    var: &str,
+) -> BusError {
+    if properties.is_empty() {
+        BusError::Config(format!("cannot create the rdkafka {what}: {error}"))
+    } else {
+        BusError::Config(format!(
+            "cannot create the rdkafka {what}: {error} (check {var})"
+        ))
+    }
 }
 
 /// A duration as librdkafka's `*.ms` settings take it.
@@ -86,6 +110,22 @@ pub(crate) fn check_security(client: KafkaClient, security: &KafkaSecurity) -> R
             "KAFKA_SECURITY_PROTOCOL={} needs KAFKA_CLIENT=rdkafka: the kafka crate supports \
              neither TLS nor SASL here",
             security.protocol
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses librdkafka properties given to the `kafka` crate's side, which would
+/// ignore them (the services refuse them at start-up already).
+pub(crate) fn check_properties(
+    client: KafkaClient,
+    properties: &RdkafkaProperties,
+    role: settings::RdkafkaRole,
+) -> Result<(), String> {
+    if client == KafkaClient::Kafka && !properties.is_empty() {
+        return Err(format!(
+            "{} needs KAFKA_CLIENT=rdkafka: the kafka crate has no librdkafka properties",
+            role.var()
         ));
     }
     Ok(())

@@ -122,24 +122,32 @@ impl RdProducer {
         shutdown: CancellationToken,
     ) -> Result<RdProducer, BusError> {
         let ack_ms = ack_timeout_ms(&config)?;
-        let producer: ThreadedProducer<DeliveryContext> =
-            super::base_config(&config.brokers, &config.client_id, &config.security)
-                .set("acks", "all")
-                .set("enable.idempotence", "true")
-                // The broker's ack timeout, and the whole life of a record in
-                // librdkafka (its own retries included) before it is reported failed.
-                .set("request.timeout.ms", ack_ms.to_string())
-                .set("message.timeout.ms", (ack_ms * 2).max(1000).to_string())
-                // Latency over batching, as the relay sends what it claimed at once.
-                .set("linger.ms", "1")
-                .create_with_context(DeliveryContext {
-                    reports: Mutex::new(Vec::new()),
-                    arrived: Condvar::new(),
-                    last_error: super::LastError::default(),
-                })
-                .map_err(|e| {
-                    BusError::Config(format!("cannot create the rdkafka producer: {e}"))
-                })?;
+        let mut client_config =
+            super::base_config(&config.brokers, &config.client_id, &config.security);
+        client_config
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            // The broker's ack timeout, and the whole life of a record in
+            // librdkafka (its own retries included) before it is reported failed.
+            .set("request.timeout.ms", ack_ms.to_string())
+            .set("message.timeout.ms", (ack_ms * 2).max(1000).to_string())
+            // Latency over batching, as the relay sends what it claimed at once.
+            .set("linger.ms", "1");
+        super::apply_properties(&mut client_config, &config.rdkafka_properties);
+        let producer: ThreadedProducer<DeliveryContext> = client_config
+            .create_with_context(DeliveryContext {
+                reports: Mutex::new(Vec::new()),
+                arrived: Condvar::new(),
+                last_error: super::LastError::default(),
+            })
+            .map_err(|e| {
+                super::creation_failed(
+                    "producer",
+                    &e,
+                    &config.rdkafka_properties,
+                    settings::RdkafkaRole::Producer.var(),
+                )
+            })?;
         let mut p = RdProducer {
             config,
             shutdown,

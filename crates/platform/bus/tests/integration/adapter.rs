@@ -44,6 +44,7 @@ fn producer(setup: Setup, brokers: Vec<String>) -> Producer {
         client_id: "bus-test".into(),
         client: setup.client,
         security: bus::KafkaSecurity::plaintext(),
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     })
     .unwrap()
 }
@@ -548,6 +549,7 @@ fn probe_and_connect_report_unreachable_brokers(setup: Setup) {
         client_id: "t".into(),
         client,
         security: bus::KafkaSecurity::plaintext(),
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     })
     .unwrap_err();
     assert!(

@@ -41,6 +41,7 @@ fn producer_config(brokers: Vec<String>, max_retries: u32) -> ProducerConfig {
         client_id: "broker-versions-test".into(),
         client: bus::KafkaClient::Kafka,
         security: bus::KafkaSecurity::plaintext(),
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     }
 }
 

@@ -5,4 +5,5 @@
 
 mod adapter;
 mod broker_versions;
+mod properties;
 mod sasl_ssl;

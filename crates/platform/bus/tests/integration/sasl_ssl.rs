@@ -41,6 +41,7 @@ fn producer_config(bootstrap: &str, security: KafkaSecurity, max_retries: u32) -
         client_id: "sasl-ssl-test".into(),
         client: KafkaClient::Rdkafka,
         security,
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     }
 }
 

@@ -35,6 +35,7 @@ fn relay_config(
         client_id: "outbox-test".to_owned(),
         kafka_client: bus::KafkaClient::default(),
         kafka_security: bus::KafkaSecurity::plaintext(),
+        kafka_properties: bus::RdkafkaProperties::none(),
     }
 }
 

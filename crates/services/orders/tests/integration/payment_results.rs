@@ -23,6 +23,7 @@ fn producer(broker: &TestBroker) -> bus::Producer {
         client_id: "orders-test".to_owned(),
         client: bus::KafkaClient::Kafka,
         security: bus::KafkaSecurity::plaintext(),
+        rdkafka_properties: bus::RdkafkaProperties::none(),
     })
     .unwrap()
 }
