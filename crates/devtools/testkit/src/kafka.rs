@@ -456,7 +456,7 @@ pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
     let lib = dist_dir(release).join("lib");
     let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
     command
-        .args(jvm)
+        .args(jvm_options(jvm))
         .arg("-Xss1m")
         .arg(format!(
             "-Dlog4j.configuration=file:{}",
@@ -471,6 +471,26 @@ pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
         .current_dir(dir)
         .stdin(Stdio::null());
     command
+}
+
+/// The JVM's heap and performance options: `jvm`'s, or, as Kafka's own start scripts
+/// take them, `KAFKA_HEAP_OPTS` in place of its heap flags (`-Xms`, `-Xmx`) and
+/// `KAFKA_JVM_PERFORMANCE_OPTS` in place of the others (the collector). The test
+/// brokers run a small heap on the serial collector to leave the services a core; a
+/// bench can run them as Kafka ships (see `docs/kafka.md`).
+fn jvm_options(jvm: &[&str]) -> Vec<String> {
+    let (heap, rest): (Vec<&str>, Vec<&str>) = jvm.iter().partition(|o| o.starts_with("-Xm"));
+    let from_env = |var: &str, fallback: Vec<&str>| -> Vec<String> {
+        match std::env::var(var) {
+            Ok(options) if !options.trim().is_empty() => {
+                options.split_whitespace().map(str::to_owned).collect()
+            }
+            _ => fallback.into_iter().map(str::to_owned).collect(),
+        }
+    };
+    let mut options = from_env("KAFKA_HEAP_OPTS", heap);
+    options.extend(from_env("KAFKA_JVM_PERFORMANCE_OPTS", rest));
+    options
 }
 
 /// Runs `format` (`kafka.tools.StorageTool format ...`); the test fails with its

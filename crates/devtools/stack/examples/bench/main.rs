@@ -41,7 +41,7 @@
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
 //! come from Redis keyspace notifications, so nothing polls.
 //!
-//! `cargo run --release -p stack --example bench -- [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--settle-seconds 0] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
+//! `cargo run --release -p stack --example bench -- [--dump-orders FILE] [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--settle-seconds 0] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -112,6 +112,10 @@ struct Args {
     /// each broker and client with, in order: `1,64` compares batching off and on.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     batch_max: Vec<u32>,
+    /// Appends every paced order's times to this file, to see which hops a slow
+    /// order's time went to and when (see `stages.rs`).
+    #[arg(long)]
+    dump_orders: Option<std::path::PathBuf>,
 }
 
 /// The latency phase's offered rate (`--paced-rate`).
@@ -547,6 +551,9 @@ async fn drive(
         &payments_db.dsn(),
         &accepted,
         &arrived,
+        args.dump_orders
+            .as_deref()
+            .map(|path| (path, broker_name.as_str())),
     )
     .await;
     let (orders_dsn, payments_dsn) = (orders_db.dsn(), payments_db.dsn());

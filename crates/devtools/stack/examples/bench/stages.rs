@@ -11,6 +11,8 @@
 
 use std::{
     collections::HashMap,
+    io::Write as _,
+    path::Path,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -135,13 +137,16 @@ async fn hops(orders_dsn: &str, payments_dsn: &str, ids: Vec<i64>) -> Hops {
         .collect()
 }
 
-/// Prints p50 / p99 of each stage of the paced orders that went all the way.
+/// Prints p50 / p99 of each stage of the paced orders that went all the way; with
+/// `dump` (a file and the run's name, `--dump-orders`), appends each order's times
+/// to that file.
 pub async fn print(
     clock: Clock,
     orders_dsn: &str,
     payments_dsn: &str,
     paced: &HashMap<i64, Sent>,
     arrivals: &HashMap<i64, Instant>,
+    dump: Option<(&Path, &str)>,
 ) {
     let hops = hops(orders_dsn, payments_dsn, paced.keys().copied().collect()).await;
     const STAGES: [&str; 11] = [
@@ -159,6 +164,7 @@ pub async fn print(
     ];
     // One row per order: its spans, stage by stage (the last is the reported latency).
     let mut orders: Vec<[f64; STAGES.len()]> = Vec::new();
+    let mut dumped = String::new();
     for (order_id, sent) in paced {
         let (
             Some(arrived),
@@ -194,7 +200,29 @@ pub async fn print(
             arrived - payment_sent,
             arrived - accepted,
         ];
+        if dump.is_some() {
+            dumped.push_str(&format!(
+                "{order_id} {sent_at:.6} {accepted:.6} {created:.6} {order_committed:.6} {order_sent:.6} {processed:.6} {payment_committed:.6} {payment_sent:.6} {arrived:.6}\n"
+            ));
+        }
         orders.push(spans.map(|span| span * 1e3));
+    }
+    if let Some((path, run)) = dump {
+        // One line per order, epoch seconds: id, request sent, answer received,
+        // orders.created_at, orders commit, OrderCreated sent_at, payment processed_at,
+        // payments commit, payment event sent_at, notification in Redis.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| write!(file, "# {run}\n{dumped}"));
+        match written {
+            Ok(()) => println!("paced orders' times appended to {}", path.display()),
+            Err(err) => println!(
+                "cannot append the paced orders to {}: {err}",
+                path.display()
+            ),
+        }
     }
     // The slowest 1% by reported latency: where their time went, which the per-stage
     // p99s (each from other orders) cannot tell.
