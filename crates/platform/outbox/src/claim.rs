@@ -48,6 +48,13 @@ pub struct OutboxTable {
 /// entries of rows that are dead to everyone as such, so each cycle skips them
 /// (0.6 ms), and the bound keeps the claim itself to the unsent range. It excludes no
 /// row the claim could take: every visible unsent row is at or above the minimum.
+///
+/// The claimed ids are collected once into an array (`= ANY(ARRAY(...))`, an InitPlan)
+/// rather than joined (`IN (...)`): as a join, a plan cached while the table was small
+/// can scan the whole table against the candidates, or run the candidate scan (and its
+/// `<> ALL($3)` against up to a batch of ids) again for every row; such a statement
+/// was seen running at full CPU for over ten minutes with the relay stuck behind it.
+/// Collected once, the update is an index look-up of at most `$1` ids, whatever plan.
 const MARK_SENT_AND_CLAIM: &str = "
 WITH sent AS (
     UPDATE events SET sent_at = now(), claimed_until = NULL
@@ -56,7 +63,7 @@ WITH sent AS (
     RETURNING EXTRACT(EPOCH FROM now() - created_at)::float8 AS waited
 ), claimed AS (
     UPDATE events SET claimed_until = now() + make_interval(secs => $2)
-    WHERE event_id IN (
+    WHERE event_id = ANY(ARRAY(
         SELECT event_id FROM events
         WHERE sent_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
           AND event_id >= (SELECT min(event_id) FROM events WHERE sent_at IS NULL)
@@ -64,7 +71,7 @@ WITH sent AS (
         ORDER BY event_id
         LIMIT $1
         FOR UPDATE SKIP LOCKED
-    ) AND set_config('synchronous_commit', 'off', true) = 'off'
+    )) AND set_config('synchronous_commit', 'off', true) = 'off'
     RETURNING event_id, topic, message_key, payload::text AS payload, trace_context
 )
 SELECT NULL::float8, event_id, topic, message_key, payload, trace_context FROM claimed
@@ -162,5 +169,89 @@ impl OutboxTable {
             .query_one(&statement, &[])
             .map_err(|err| client.forget_stale_statements(err))?;
         Ok(row.try_get(0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::MARK_SENT_AND_CLAIM;
+
+    /// Every node of a plan (EXPLAIN ANALYZE, JSON) as (type, loops).
+    fn nodes(plan: &serde_json::Value, out: &mut Vec<(String, u64)>) {
+        out.push((
+            plan["Node Type"].as_str().unwrap_or_default().to_owned(),
+            plan["Actual Loops"].as_u64().unwrap_or_default(),
+        ));
+        for child in plan["Plans"].as_array().into_iter().flatten() {
+            nodes(child, out);
+        }
+    }
+
+    #[test]
+    fn the_claim_runs_each_step_once_whatever_join_the_planner_would_prefer() {
+        let db = testkit::TestDatabase::new("outbox_claim_plan");
+        let pool = pgsetup::prepare(
+            &db.dsn(),
+            crate::migrations(),
+            pgsetup::PoolOptions {
+                max_size: 1,
+                connect_timeout: std::time::Duration::from_secs(5),
+            },
+        )
+        .unwrap();
+        drop(pool);
+        let mut client = db.client();
+        // A relay's table mid-flight: sent rows, rows claimed by another relay, and
+        // the last batch (acknowledged, to be marked by this statement).
+        client
+            .batch_execute(
+                "INSERT INTO events (topic, message_key, payload)
+                     SELECT 't', i::text, '{}' FROM generate_series(1, 20000) i;
+                 UPDATE events SET sent_at = now() WHERE event_id <= 8000;
+                 UPDATE events SET claimed_until = now() + interval '1 hour'
+                     WHERE event_id > 8000 AND event_id <= 19000;
+                 ANALYZE events;",
+            )
+            .unwrap();
+        let acknowledged: Vec<i64> = (19_001..19_501).collect();
+        let mut transaction = client.transaction().unwrap();
+        // The planner steered towards nested loops, as a plan cached on a small
+        // table may be.
+        transaction
+            .batch_execute(
+                "SET LOCAL enable_hashjoin = off; SET LOCAL enable_hashagg = off;
+                 SET LOCAL enable_mergejoin = off; SET LOCAL plan_cache_mode = force_generic_plan;",
+            )
+            .unwrap();
+        let explain = format!("EXPLAIN (ANALYZE, FORMAT JSON) {MARK_SENT_AND_CLAIM}");
+        let row = transaction
+            .query_one(explain.as_str(), &[&500_i64, &30.0_f64, &acknowledged])
+            .unwrap();
+        let plan: serde_json::Value = row.get(0);
+        let mut all = Vec::new();
+        nodes(&plan[0]["Plan"], &mut all);
+        let repeated: Vec<&(String, u64)> = all.iter().filter(|(_, loops)| *loops > 1).collect();
+        assert!(
+            repeated.is_empty(),
+            "nodes run more than once: {repeated:?}\n{plan:#}"
+        );
+        assert!(
+            !all.iter()
+                .any(|(node, _)| node.contains("Join") || node == "Nested Loop"),
+            "{plan:#}"
+        );
+        // It did its work: 500 claimed (from 19501 up), 500 marked.
+        let claimed: i64 = transaction
+            .query_one(
+                "SELECT count(*) FROM events WHERE claimed_until > now() + interval '10 s'
+                     AND claimed_until < now() + interval '1 minute'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(claimed, 500);
+        transaction.rollback().unwrap();
     }
 }
