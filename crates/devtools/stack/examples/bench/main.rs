@@ -39,9 +39,12 @@
 //! Everything runs here: the four services in this process (release build), the
 //! broker (devbroker in this process, or Apache Kafka's JVM from the jars
 //! `scripts/fetch-kafka.sh` fetched), the local PostgreSQL and Redis. Arrival times
-//! come from Redis keyspace notifications, so nothing polls.
+//! come from Redis keyspace notifications, so nothing polls. Each Apache Kafka broker is
+//! a fresh JVM: before anything is measured it gets `--broker-warmup-seconds` (30) of
+//! paced load, by which its JIT compiler has settled (measured with `perf`: 15-20% of
+//! the machine for the first ~25 s of load, under 2% after).
 //!
-//! `cargo run --release -p stack --example bench -- [--dump-orders FILE] [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--settle-seconds 0] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
+//! `cargo run --release -p stack --example bench -- [--dump-orders FILE] [--broker-warmup-seconds 30] [--orders 20000] [--concurrency 64] [--brokers devbroker,kafka-3.9,kafka-4] [--clients kafka,rdkafka] [--batch-max 1,64] [--paced-rate 500|half] [--settle-seconds 0] [--idempotency-keys] [--overload-concurrency 1024 [--overload-max-in-flight 32] [--overload-seconds 10]]`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -112,6 +115,15 @@ struct Args {
     /// each broker and client with, in order: `1,64` compares batching off and on.
     #[arg(long, value_delimiter = ',', default_value = "64")]
     batch_max: Vec<u32>,
+    /// Seconds of paced load (at `--broker-warmup-rate`) an Apache Kafka broker gets
+    /// before anything is measured: each run starts a fresh JVM, whose JIT compiler
+    /// otherwise takes 15-20% of the machine for the first ~25 s of load (a production
+    /// broker has long compiled its hot paths). 0 measures a cold broker.
+    #[arg(long, default_value_t = 30)]
+    broker_warmup_seconds: u64,
+    /// Orders/s of the broker warm-up.
+    #[arg(long, default_value_t = 1000)]
+    broker_warmup_rate: u64,
     /// Appends every paced order's times to this file, to see which hops a slow
     /// order's time went to and when (see `stages.rs`).
     #[arg(long)]
@@ -396,6 +408,8 @@ async fn drive(
     };
     let prefix = format!("{}:", testkit::unique_name("bench"));
     let shutdown = CancellationToken::new();
+    // A JVM broker to warm up (devbroker has no JIT).
+    let kafka_started = kafka.is_some();
 
     let mut config = stack::PlatformConfig::local(
         orders_db.dsn(),
@@ -447,6 +461,17 @@ async fn drive(
     load.burst(200, 16, None).await?;
     wait_for_arrivals(&arrivals, 200, Duration::from_secs(60)).await;
     arrivals.lock().unwrap().clear();
+    if kafka_started && args.broker_warmup_seconds > 0 {
+        println!(
+            "== broker warm-up (not measured): {} orders/s for {} s, so the JVM has compiled its hot paths",
+            args.broker_warmup_rate, args.broker_warmup_seconds
+        );
+        let warmup = load
+            .paced(args.broker_warmup_rate, args.broker_warmup_seconds)
+            .await?;
+        wait_for_arrivals(&arrivals, warmup.len(), Duration::from_secs(120)).await;
+        arrivals.lock().unwrap().clear();
+    }
 
     println!(
         "== burst: {} orders through the gateway, {} in flight",
