@@ -3,9 +3,10 @@
 //! [`Producer`](crate::Producer) and [`spawn_consumer`](crate::spawn_consumer) as the
 //! `kafka` crate.
 //!
-//! Only librdkafka's synchronous, poll-driven handles are used (`BaseProducer`,
-//! `BaseConsumer`), each on the dedicated blocking thread of its caller (the outbox
-//! relay, the consumer loop): nothing runs on the async runtime. librdkafka negotiates
+//! The handles are driven from the dedicated blocking thread of their caller (the
+//! outbox relay, the consumer loop), nothing on the async runtime: the consumer is a
+//! poll-driven `BaseConsumer`; the producer a `ThreadedProducer`, whose own thread
+//! serves the delivery reports and wakes the waiting relay (see `producer.rs`). librdkafka negotiates
 //! protocol versions with each broker, so Apache Kafka 3.x and 4.x both work and there
 //! is no legacy-protocol check. Its log lines and global errors go to `tracing`.
 //!
@@ -15,6 +16,11 @@
 //! `ssl.endpoint.identification.algorithm=https`). With TLS or SASL the readiness
 //! probe ([`probe`]) is a librdkafka metadata request, since the hand-written one
 //! speaks plain TCP only.
+//!
+//! A deployment's own librdkafka properties ([`RdkafkaProperties`],
+//! `KAFKA_RDKAFKA_PRODUCER_PROPERTIES` / `KAFKA_RDKAFKA_CONSUMER_PROPERTIES`) are set
+//! after the platform's ([`apply_properties`]); those carrying a guarantee were
+//! refused when the settings were read.
 
 pub(crate) mod consumer;
 pub(crate) mod producer;
