@@ -437,10 +437,6 @@ impl Drop for KafkaBroker {
     }
 }
 
-/// The logging set-up of a broker in `dir`: 3.9 logs through reload4j, 4.x through
-/// log4j2; one file for each, both passed to the JVM.
-/// A `java` command running Apache Kafka `release`'s jars in `dir`, with its log
-/// configuration from there and the JVM options `jvm` (heap, GC).
 /// Panics, saying how to fetch it, unless Apache Kafka `release`'s jars are here.
 pub(crate) fn assert_fetched(release: &str) {
     let lib = dist_dir(release).join("lib");
@@ -452,6 +448,8 @@ pub(crate) fn assert_fetched(release: &str) {
     );
 }
 
+/// A `java` command running Apache Kafka `release`'s jars in `dir`, with its log
+/// configuration from there and the JVM options `jvm` (heap, GC; see [`jvm_options`]).
 pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
     let lib = dist_dir(release).join("lib");
     let mut command = Command::new(std::env::var_os("JAVA").unwrap_or_else(|| "java".into()));
@@ -477,7 +475,7 @@ pub(crate) fn kafka_java(release: &str, dir: &Path, jvm: &[&str]) -> Command {
 /// take them, `KAFKA_HEAP_OPTS` in place of its heap flags (`-Xms`, `-Xmx`) and
 /// `KAFKA_JVM_PERFORMANCE_OPTS` in place of the others (the collector). The test
 /// brokers run a small heap on the serial collector to leave the services a core; a
-/// bench can run them as Kafka ships (see `docs/kafka.md`).
+/// bench can run them as Kafka ships (see BENCHMARKS.md, "What the bench does").
 fn jvm_options(jvm: &[&str]) -> Vec<String> {
     let (heap, rest): (Vec<&str>, Vec<&str>) = jvm.iter().partition(|o| o.starts_with("-Xm"));
     let from_env = |var: &str, fallback: Vec<&str>| -> Vec<String> {
@@ -507,6 +505,8 @@ pub(crate) fn run_format(mut format: Command, what: &str) {
     );
 }
 
+/// The logging set-up of a broker in `dir`: 3.9 logs through reload4j, 4.x through
+/// log4j2; one file for each, both passed to the JVM.
 pub(crate) fn write_log_configs(dir: &Path) {
     // 3.9 logs through reload4j, 4.x through log4j2: one file for each, both
     // passed; INFO to the broker's log file, shown when a test fails.

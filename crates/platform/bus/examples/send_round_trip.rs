@@ -10,13 +10,44 @@ use std::time::{Duration, Instant};
 use bus::{KafkaClient, Producer, ProducerConfig, Record};
 use testkit::{KafkaBroker, KafkaLine};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// The flags, each a positive number: `--batches`, `--records`, `--rounds`,
+/// `--batches-per-second`.
+struct Args {
+    batches: u64,
+    records: u64,
+    rounds: u64,
+    rate: u64,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        let mut args = Args {
+            batches: 500,
+            records: 8,
+            rounds: 3,
+            rate: 200,
+        };
+        let mut given = std::env::args().skip(1);
+        while let Some(flag) = given.next() {
+            let slot = match flag.as_str() {
+                "--batches" => &mut args.batches,
+                "--records" => &mut args.records,
+                "--rounds" => &mut args.rounds,
+                "--batches-per-second" => &mut args.rate,
+                other => anyhow::bail!(
+                    "unknown flag {other:?}; the flags are --batches, --records, --rounds, --batches-per-second"
+                ),
+            };
+            let value = given
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value"))?;
+            *slot = match value.parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => anyhow::bail!("{flag} must be a positive number, got {value:?}"),
+            };
+        }
+        Ok(args)
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -25,10 +56,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let batches = arg("--batches", 500);
-    let records = arg("--records", 8);
-    let rounds = arg("--rounds", 3);
-    let rate = arg("--batches-per-second", 200);
+    let Args {
+        batches,
+        records,
+        rounds,
+        rate,
+    } = Args::parse()?;
     let broker = KafkaBroker::start(KafkaLine::V3_9);
     broker.create_topic("round-trip", 3);
     let config = |client| ProducerConfig {

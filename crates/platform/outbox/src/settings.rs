@@ -128,6 +128,23 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_gets_the_kafka_sections_client_security_and_producer_properties() {
+        let mut kafka = bus::KafkaConnection {
+            client: bus::KafkaClient::Rdkafka,
+            rdkafka_producer_properties: "linger.ms=5".into(),
+            rdkafka_consumer_properties: "fetch.wait.max.ms=100".into(),
+            ..Default::default()
+        };
+        kafka.check().expect("valid section");
+        let relay = OutboxSettings::DEFAULT.relay_config("postgres://db", &kafka, "orders");
+        assert_eq!(relay.kafka_client, bus::KafkaClient::Rdkafka);
+        assert_eq!(relay.kafka_security, kafka.security);
+        // The producer's list, not the consumers'.
+        let properties: Vec<_> = relay.kafka_properties.iter().collect();
+        assert_eq!(properties, [("linger.ms", "5")]);
+    }
+
+    #[test]
     fn each_zero_is_refused_naming_its_variable() {
         let ok = OutboxSettings::DEFAULT;
         assert_eq!(ok.check("KAFKA_PERIOD"), Ok(()));

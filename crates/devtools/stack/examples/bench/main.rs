@@ -121,8 +121,8 @@ struct Args {
     /// broker has long compiled its hot paths). 0 measures a cold broker.
     #[arg(long, default_value_t = 30)]
     broker_warmup_seconds: u64,
-    /// Orders/s of the broker warm-up.
-    #[arg(long, default_value_t = 1000)]
+    /// Orders/s of the broker warm-up (at least 1).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     broker_warmup_rate: u64,
     /// Appends every paced order's times to this file, to see which hops a slow
     /// order's time went to and when (see `stages.rs`).
